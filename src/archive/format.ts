@@ -1,0 +1,67 @@
+/**
+ * Archive format v1, specified in docs/FORMAT.md. Change that document with this file.
+ */
+import { BackupError } from '../errors.js';
+import type { EntryType } from '../types.js';
+
+export const FORMAT_NAME = 'backupkit';
+export const FORMAT_VERSION = 1;
+export const HEADER_PATH = 'header.json';
+export const MANIFEST_PATH = 'manifest.ndjson';
+export const SOURCES_DIR = 'sources';
+
+/** The first entry of every archive. */
+export interface ArchiveHeader {
+  format: typeof FORMAT_NAME;
+  formatVersion: number;
+  backupkitVersion: string;
+  name: string;
+  createdAt: string;
+  compression: { algorithm: 'gzip'; level: number };
+  sources: Array<{ name: string; kind: string; estimatedBytes: number; estimatedItems: number }>;
+}
+
+/** The first line of the manifest. */
+export interface ManifestSummary {
+  type: 'summary';
+  entries: number;
+  sources: Array<{ name: string; kind: string; bytes: number; items: number }>;
+  warnings: number;
+}
+
+/** One line per archive entry, in archive order, header first. */
+export interface ManifestEntry {
+  type: 'entry';
+  path: string;
+  entryType: EntryType;
+  size: number;
+  sha256: string;
+  /** Set when the file changed while it was read (cut, padded, or modified in place). */
+  changed?: true;
+}
+
+export function sourcePrefix(sourceName: string): string {
+  return `${SOURCES_DIR}/${sourceName}`;
+}
+
+export function parseHeader(bytes: Buffer): ArchiveHeader {
+  let header: Partial<ArchiveHeader>;
+  try {
+    header = JSON.parse(bytes.toString('utf8')) as Partial<ArchiveHeader>;
+  } catch (cause) {
+    throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} is not valid JSON`, { cause });
+  }
+  if (header.format !== FORMAT_NAME || typeof header.formatVersion !== 'number') {
+    throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} does not describe a backupkit archive`);
+  }
+  if (header.formatVersion > FORMAT_VERSION) {
+    throw new BackupError(
+      'UNSUPPORTED_FORMAT',
+      `The archive has format version ${header.formatVersion}; this backupkit reads up to ${FORMAT_VERSION}`,
+    );
+  }
+  if (!Array.isArray(header.sources) || typeof header.name !== 'string') {
+    throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} lacks its sources or name`);
+  }
+  return header as ArchiveHeader;
+}

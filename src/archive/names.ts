@@ -1,0 +1,31 @@
+/**
+ * Archive names: the UTC start time, `YYYYMMDD-HHMMSS`, then `_NN` when several backups start in
+ * the same second. `_` sorts after `.`, so plain string order is chronological order.
+ */
+const ARCHIVE_NAME = /^(\d{8})-(\d{6})(?:_(\d{2,}))?\.tar\.gz$/;
+export const ARCHIVE_EXTENSION = '.tar.gz';
+export const SIDECAR_EXTENSION = '.json';
+
+export function timestampOf(date: Date): string {
+  const iso = date.toISOString(); // 2026-11-21T12:45:00.000Z
+  return `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}-${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}`;
+}
+
+export function archiveName(date: Date, sequence: number): string {
+  const suffix = sequence === 0 ? '' : `_${String(sequence).padStart(2, '0')}`;
+  return `${timestampOf(date)}${suffix}${ARCHIVE_EXTENSION}`;
+}
+
+export function isArchiveName(name: string): boolean {
+  return ARCHIVE_NAME.test(name);
+}
+
+/** The start time a name encodes, to the second. */
+export function dateFromArchiveName(name: string): Date | undefined {
+  const match = ARCHIVE_NAME.exec(name);
+  if (!match) return undefined;
+  const [, day = '', time = ''] = match;
+  return new Date(
+    `${day.slice(0, 4)}-${day.slice(4, 6)}-${day.slice(6, 8)}T${time.slice(0, 2)}:${time.slice(2, 4)}:${time.slice(4, 6)}Z`,
+  );
+}

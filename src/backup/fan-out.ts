@@ -1,0 +1,55 @@
+import { once } from 'node:events';
+import { Writable } from 'node:stream';
+import { BackupError } from '../errors.js';
+import type { Destination, Upload } from '../types.js';
+
+/** One upload, with the destination it goes to. */
+export interface UploadTarget {
+  readonly destination: Destination;
+  readonly upload: Upload;
+}
+
+/**
+ * Writes every chunk to all uploads and accepts the next chunk once each has taken it: the archive
+ * is produced once and flows at the pace of the slowest destination.
+ */
+export class FanOut extends Writable {
+  constructor(private readonly targets: readonly UploadTarget[]) {
+    super({ highWaterMark: 1024 * 1024 });
+    // An upload can fail between two writes (a disk fills, a connection drops): fail at once.
+    for (const target of targets) target.upload.stream.on('error', (error) => this.destroy(destinationFailed(target, error)));
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#each(async ({ upload: { stream } }) => {
+      if (!stream.write(chunk)) await once(stream, 'drain');
+    }).then(() => callback(), callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.#each(async ({ upload: { stream } }) => {
+      // 'finish', not finished(): a stream kept open for fsync emits no 'close' until commit.
+      const flushed = once(stream, 'finish');
+      stream.end();
+      await flushed;
+    }).then(() => callback(), callback);
+  }
+
+  async #each(action: (target: UploadTarget) => Promise<void>): Promise<void> {
+    await Promise.all(
+      this.targets.map(async (target) => {
+        try {
+          await action(target);
+        } catch (error) {
+          throw destinationFailed(target, error);
+        }
+      }),
+    );
+  }
+}
+
+function destinationFailed(target: UploadTarget, cause: unknown): BackupError {
+  if (cause instanceof BackupError) return cause;
+  const { description } = target.destination;
+  return new BackupError('DESTINATION_FAILED', `Writing to ${description} failed: ${(cause as Error).message}`, { cause });
+}

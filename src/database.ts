@@ -1,0 +1,153 @@
+import { runBackup } from './backup/engine.js';
+import { BackupOperation } from './backup/operation.js';
+import { BackupError } from './errors.js';
+import { runRestore } from './restore/engine.js';
+import { RestoreOperation } from './restore/operation.js';
+import { filesRestorer, type FilesTarget } from './sources/files/index.js';
+import { sqliteRestorer, type SqliteTarget } from './sources/sqlite/index.js';
+import type { Destination, Restorer, Source } from './types.js';
+
+/** Letters, digits, `_`, `-` and `.`: a name that is also a safe archive folder. */
+const SOURCE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+const BUILT_IN_RESTORERS: readonly Restorer[] = [sqliteRestorer as Restorer, filesRestorer as Restorer];
+
+/**
+ * Options of {@link Database}.
+ * @public
+ */
+export interface DatabaseOptions {
+  /** What to back up, e.g. `[sqlite({ name: 'app', path }), files({ name: 'uploads', dir })]`. */
+  sources: readonly Source[];
+}
+
+/**
+ * Compression of an archive.
+ * @public
+ */
+export interface CompressionOptions {
+  algorithm?: 'gzip';
+  /** 1 (fastest, the default) to 9 (smallest). */
+  level?: number;
+}
+
+/**
+ * Options of {@link Database.startBackup}.
+ * @public
+ */
+export interface BackupOptions {
+  /** Where the archive goes; with several, each gets the same archive and all must succeed. */
+  to: Destination | readonly Destination[];
+  compression?: CompressionOptions;
+  /** Aborts the backup, like `op.cancel()`. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Where a source is restored: `{ path }` for SQLite, `{ dir }` for files.
+ * @public
+ */
+export type RestoreTarget = SqliteTarget | FilesTarget;
+
+/**
+ * Options of {@link Database.restore}.
+ * @public
+ */
+export interface RestoreOptions {
+  from: Destination;
+  /** The archive's name; default: the newest on `from`. */
+  backup?: string;
+  /** Each source to restore, by name, and where. Sources left out are verified but not written. */
+  targets: Readonly<Record<string, RestoreTarget>>;
+  signal?: AbortSignal;
+  /** Restorers for source kinds backupkit does not ship. */
+  restorers?: readonly Restorer[];
+}
+
+/**
+ * The application's data, as a set of sources backed up together into one archive.
+ *
+ * @example
+ * ```ts
+ * const db = new Database({ sources: [sqlite({ name: 'app', path: 'app.db' }), files({ name: 'uploads', dir: 'uploads' })] });
+ * const op = db.startBackup({ to: directory({ path: '/backups' }) });
+ * op.on('progress', (p) => console.log(p.percent));
+ * const result = await op.done;
+ * ```
+ * @public
+ */
+export class Database {
+  readonly sources: readonly Source[];
+  #running = false;
+
+  constructor(options: DatabaseOptions) {
+    const sources = options?.sources;
+    if (!Array.isArray(sources) || sources.length === 0) {
+      throw new BackupError('INVALID_OPTIONS', 'A Database needs at least one source');
+    }
+    const seen = new Set<string>();
+    for (const source of sources as readonly Source[]) {
+      if (typeof source?.open !== 'function' || typeof source.kind !== 'string') {
+        throw new BackupError('INVALID_OPTIONS', 'Every source must be made by a source factory such as sqlite() or files()');
+      }
+      if (typeof source.name !== 'string' || !SOURCE_NAME.test(source.name)) {
+        throw new BackupError('INVALID_OPTIONS', `Source name ${JSON.stringify(source.name)} is not valid`, {
+          hint: 'Use letters, digits, "_", "-" and "." (up to 128 characters), not starting with "." or "-".',
+        });
+      }
+      if (seen.has(source.name)) throw new BackupError('INVALID_OPTIONS', `Two sources are named "${source.name}"`);
+      seen.add(source.name);
+    }
+    this.sources = [...sources];
+  }
+
+  /**
+   * Starts a hot backup of every source into one archive. Databases are copied first, each
+   * consistent as of that moment, then file trees. Only one backup runs at a time per Database.
+   */
+  startBackup(options: BackupOptions): BackupOperation {
+    const destinations = toArray(options?.to);
+    const level = options?.compression?.level ?? 1;
+    return new BackupOperation(async (context) => {
+      if (destinations.length === 0 || destinations.some((d) => typeof d?.create !== 'function')) {
+        throw new BackupError('INVALID_OPTIONS', '`to` must be a destination or a non-empty array of them');
+      }
+      if (new Set(destinations.map((d) => d.description)).size !== destinations.length) {
+        throw new BackupError('INVALID_OPTIONS', 'The same destination is named twice in `to`');
+      }
+      if (options.compression?.algorithm !== undefined && options.compression.algorithm !== 'gzip') {
+        throw new BackupError('INVALID_OPTIONS', `Unknown compression algorithm ${JSON.stringify(options.compression.algorithm)}`);
+      }
+      if (!Number.isInteger(level) || level < 1 || level > 9) {
+        throw new BackupError('INVALID_OPTIONS', `Compression level must be an integer from 1 to 9, not ${String(level)}`);
+      }
+      if (this.#running) throw new BackupError('BACKUP_IN_PROGRESS', 'A backup of this Database is already running');
+      this.#running = true;
+      try {
+        return await runBackup({ sources: this.sources, destinations, level }, context);
+      } finally {
+        this.#running = false;
+      }
+    }, options?.signal);
+  }
+
+  /**
+   * Restores a backup into empty or missing targets. Every target is checked before anything is
+   * written, everything is verified before anything is moved into place, and on any failure the
+   * targets are left as they were.
+   */
+  static restore(options: RestoreOptions): RestoreOperation {
+    return new RestoreOperation((context) => {
+      if (typeof options?.from?.open !== 'function') throw new BackupError('INVALID_OPTIONS', '`from` must be a destination');
+      if (typeof options.targets !== 'object' || options.targets === null || Object.keys(options.targets).length === 0) {
+        throw new BackupError('INVALID_OPTIONS', '`targets` must name at least one source to restore');
+      }
+      const restorers = new Map([...BUILT_IN_RESTORERS, ...(options.restorers ?? [])].map((r) => [r.kind, r]));
+      return runRestore({ from: options.from, backup: options.backup, targets: options.targets, restorers }, context);
+    }, options?.signal);
+  }
+}
+
+function toArray(to: BackupOptions['to'] | undefined): readonly Destination[] {
+  if (to === undefined) return [];
+  return Array.isArray(to) ? (to as readonly Destination[]) : [to as Destination];
+}

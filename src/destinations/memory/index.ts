@@ -1,0 +1,66 @@
+import { Readable, Writable } from 'node:stream';
+import { BackupError } from '../../errors.js';
+import type { Destination, StoredObject, Upload } from '../../types.js';
+import { checkObjectName } from '../object-name.js';
+
+const READ_CHUNK = 64 * 1024;
+
+/**
+ * Keeps archives in this process's memory: for tests, yours and ours. Objects appear only when
+ * committed, as with every other destination.
+ * @public
+ */
+export function memory(): Destination {
+  const objects = new Map<string, { bytes: Buffer; modifiedAt: Date }>();
+  const notFound = (name: string) => new BackupError('NOT_FOUND', `The memory destination has no ${name}`);
+
+  return {
+    kind: 'memory',
+    description: 'memory',
+    capabilities: { atomicCommit: true, rangedRead: true },
+
+    async create(name: string): Promise<Upload> {
+      checkObjectName(name);
+      const chunks: Buffer[] = [];
+      const stream = new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          chunks.push(chunk);
+          callback();
+        },
+      });
+      return {
+        stream,
+        async commit() {
+          objects.set(name, { bytes: Buffer.concat(chunks), modifiedAt: new Date() });
+        },
+        async abort() {
+          stream.destroy();
+          chunks.length = 0;
+        },
+      };
+    },
+
+    async open(name: string) {
+      checkObjectName(name);
+      const object = objects.get(name);
+      if (!object) throw notFound(name);
+      const { bytes } = object;
+      return Readable.from(
+        (function* () {
+          for (let offset = 0; offset < bytes.length; offset += READ_CHUNK) yield bytes.subarray(offset, offset + READ_CHUNK);
+        })(),
+      );
+    },
+
+    async *list(prefix = ''): AsyncIterable<StoredObject> {
+      for (const [name, { bytes, modifiedAt }] of objects) {
+        if (name.startsWith(prefix)) yield { name, size: bytes.length, modifiedAt };
+      }
+    },
+
+    async remove(name: string) {
+      checkObjectName(name);
+      if (!objects.delete(name)) throw notFound(name);
+    },
+  };
+}

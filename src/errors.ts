@@ -1,0 +1,79 @@
+/**
+ * The stable error codes of backupkit. Match on `error.code`, never on the message.
+ * @public
+ */
+export type BackupErrorCode =
+  | 'INVALID_OPTIONS'
+  | 'BACKUP_IN_PROGRESS'
+  | 'TARGET_NOT_EMPTY'
+  | 'UNSAFE_ARCHIVE'
+  | 'CORRUPT_ARCHIVE'
+  | 'UNSUPPORTED_FORMAT'
+  | 'SOURCE_FAILED'
+  | 'RESTORE_FAILED'
+  | 'DESTINATION_FAILED'
+  | 'ABORTED'
+  | 'NOT_FOUND';
+
+const DEFAULT_HINTS: Record<BackupErrorCode, string> = {
+  INVALID_OPTIONS: 'Check the options passed to backupkit against the documentation.',
+  BACKUP_IN_PROGRESS: 'Wait for the running backup (op.done) before starting another one.',
+  TARGET_NOT_EMPTY: 'Restore into a missing or empty location, or move the existing data away first.',
+  UNSAFE_ARCHIVE: 'Do not restore this archive: it tries to write outside its target. Inspect it with `tar -tvzf`.',
+  CORRUPT_ARCHIVE: 'The archive is damaged or incomplete. Restore from another copy or an older backup.',
+  UNSUPPORTED_FORMAT: 'The archive was written by a newer backupkit: upgrade backupkit to restore it.',
+  SOURCE_FAILED: 'Check that the source is readable by this process; the cause says what failed.',
+  RESTORE_FAILED: 'The targets were left untouched; the cause says what failed.',
+  DESTINATION_FAILED: 'Check that the destination is reachable and writable; the cause says what failed.',
+  ABORTED: 'The operation was cancelled; nothing was committed.',
+  NOT_FOUND: 'Check the destination and the backup name with listBackups().',
+};
+
+/**
+ * Options of a {@link BackupError}.
+ * @public
+ */
+export interface BackupErrorOptions {
+  /** The underlying error. */
+  cause?: unknown;
+  /** What the user can do about it; a default per code is used when omitted. */
+  hint?: string;
+}
+
+/**
+ * The one error class backupkit throws and rejects with.
+ *
+ * @example
+ * ```ts
+ * try { await Database.restore(opts) } catch (e) {
+ *   if (e instanceof BackupError && e.code === 'TARGET_NOT_EMPTY') { ... }
+ * }
+ * ```
+ * @public
+ */
+export class BackupError extends Error {
+  /** A stable identifier of the kind of failure. */
+  readonly code: BackupErrorCode;
+  /** A sentence telling the user what to do. */
+  readonly hint: string;
+
+  constructor(code: BackupErrorCode, message: string, options: BackupErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'BackupError';
+    this.code = code;
+    this.hint = options.hint ?? DEFAULT_HINTS[code];
+  }
+}
+
+/** Passes a BackupError through; wraps anything else in one with the given code. */
+export function asBackupError(error: unknown, code: BackupErrorCode, message: string): BackupError {
+  if (error instanceof BackupError) return error;
+  const detail = error instanceof Error ? error.message : String(error);
+  return new BackupError(code, `${message}: ${detail}`, { cause: error });
+}
+
+/** The error an aborted signal stands for. */
+export function abortError(signal: AbortSignal): BackupError {
+  if (signal.reason instanceof BackupError) return signal.reason;
+  return new BackupError('ABORTED', 'The operation was aborted', { cause: signal.reason });
+}

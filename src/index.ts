@@ -1,0 +1,40 @@
+/**
+ * backupkit: hot, consistent backups of an application's data, from inside the application.
+ *
+ * @packageDocumentation
+ */
+export { Database } from './database.js';
+export type { BackupOptions, CompressionOptions, DatabaseOptions, RestoreOptions, RestoreTarget } from './database.js';
+export { BackupOperation } from './backup/operation.js';
+export type { BackupEvents, BackupResult } from './backup/operation.js';
+export { RestoreOperation } from './restore/operation.js';
+export type { RestoreEvents, RestoreResult } from './restore/operation.js';
+export { Operation } from './operation.js';
+export type { OperationEvents, SourceStats } from './operation.js';
+export type { ProgressEvent, ProgressPhase } from './progress.js';
+export { listBackups } from './catalog.js';
+export type { BackupInfo } from './catalog.js';
+export { BackupError } from './errors.js';
+export type { BackupErrorCode, BackupErrorOptions } from './errors.js';
+export { sqlite } from './sources/sqlite/index.js';
+export type { SqliteSourceOptions, SqliteTarget } from './sources/sqlite/index.js';
+export { files } from './sources/files/index.js';
+export type { FilesSourceOptions, FilesTarget } from './sources/files/index.js';
+export { directory } from './destinations/directory/index.js';
+export type { DirectoryOptions } from './destinations/directory/index.js';
+export { memory } from './destinations/memory/index.js';
+export type {
+  BackupWarning,
+  Destination,
+  DestinationCapabilities,
+  Entry,
+  EntryType,
+  RestoreEntry,
+  RestoreSink,
+  Restorer,
+  Snapshot,
+  SnapshotContext,
+  Source,
+  StoredObject,
+  Upload,
+} from './types.js';

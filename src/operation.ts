@@ -1,0 +1,76 @@
+import { EventEmitter } from 'eventemitter3';
+import { BackupError } from './errors.js';
+import type { ProgressEvent } from './progress.js';
+
+/**
+ * Figures for one source of a backup or restore.
+ * @public
+ */
+export interface SourceStats {
+  readonly name: string;
+  readonly kind: string;
+  /** Bytes of file contents. */
+  readonly bytes: number;
+  /** Entries: files, folders and links. */
+  readonly items: number;
+}
+
+/**
+ * The events every operation emits.
+ * @public
+ */
+export interface OperationEvents<Result> {
+  'source-start': [info: { name: string; kind: string }];
+  progress: [progress: ProgressEvent];
+  'source-end': [stats: SourceStats];
+  end: [result: Result];
+  error: [error: BackupError];
+}
+
+/** What an engine gets from its operation: a signal and a way to emit. */
+export interface OperationContext<Events extends OperationEvents<unknown>> {
+  readonly signal: AbortSignal;
+  emit<E extends keyof Events & string>(event: E, ...args: Events[E] & unknown[]): void;
+}
+
+/**
+ * A running backup or restore: an event emitter with a `done` promise and `cancel()`.
+ * @public
+ */
+export class Operation<Result, Events extends OperationEvents<Result>> extends EventEmitter<Events> {
+  /** Resolves with the result, or rejects with a {@link BackupError}. */
+  readonly done: Promise<Result>;
+  readonly #controller = new AbortController();
+
+  /** Use `Database.startBackup()` or `Database.restore()`. */
+  constructor(run: (context: OperationContext<Events>) => Promise<Result>, signal?: AbortSignal) {
+    super();
+    const emitter = this as EventEmitter;
+    const { signal: own } = this.#controller;
+    const context: OperationContext<Events> = {
+      signal: signal ? AbortSignal.any([own, signal]) : own,
+      emit: (event, ...args) => void emitter.emit(event, ...args),
+    };
+    // Started on a later tick, so that listeners attached right after the call see every event.
+    this.done = Promise.resolve()
+      .then(() => run(context))
+      .then(
+        (result) => {
+          emitter.emit('end', result);
+          return result;
+        },
+        (error: unknown) => {
+          const failure = error instanceof BackupError ? error : new BackupError('SOURCE_FAILED', String(error), { cause: error });
+          emitter.emit('error', failure);
+          throw failure;
+        },
+      );
+    // A caller who listens to 'error' and never awaits must not get an unhandled rejection too.
+    this.done.catch(() => {});
+  }
+
+  /** Stops the operation; `done` rejects with `ABORTED` and nothing is committed. */
+  cancel(reason = 'The operation was cancelled'): void {
+    this.#controller.abort(new BackupError('ABORTED', reason));
+  }
+}

@@ -1,0 +1,217 @@
+import { createHash } from 'node:crypto';
+import { BackupError, abortError, asBackupError } from '../errors.js';
+import { HEADER_PATH, MANIFEST_PATH, SOURCES_DIR, parseHeader, type ArchiveHeader } from '../archive/format.js';
+import { readTarEntries, type TarEntry } from '../archive/reader.js';
+import { listBackups } from '../catalog.js';
+import type { OperationContext, SourceStats } from '../operation.js';
+import { ProgressReporter } from '../progress.js';
+import type { Destination, EntryType, RestoreSink, Restorer } from '../types.js';
+import { ManifestCheck } from './manifest-check.js';
+import type { RestoreEvents, RestoreResult } from './operation.js';
+import { checkEntryPath, checkLinkTarget } from './path-guard.js';
+
+/** The header is a few hundred bytes; anything huge is not ours. */
+const MAX_HEADER_BYTES = 1024 * 1024;
+const RESTORABLE_TYPES: ReadonlySet<string> = new Set<EntryType>(['file', 'directory', 'symlink']);
+
+export interface RestorePlan {
+  readonly from: Destination;
+  readonly backup: string | undefined;
+  readonly targets: Readonly<Record<string, unknown>>;
+  readonly restorers: ReadonlyMap<string, Restorer>;
+}
+
+interface SourceRestore {
+  readonly name: string;
+  readonly kind: string;
+  readonly target: unknown;
+  readonly sink: RestoreSink;
+  bytes: number;
+  items: number;
+}
+
+/**
+ * Reads one archive, checks every target before writing anything, streams each source's entries
+ * into its restorer's staging copy while hashing them, verifies the manifest, and only then
+ * commits. Any failure aborts every restorer: targets are left exactly as they were.
+ */
+export async function runRestore(plan: RestorePlan, run: OperationContext<RestoreEvents>): Promise<RestoreResult> {
+  const startedAt = Date.now();
+  const { signal } = run;
+  const progress = new ProgressReporter('restore', 'read', (event) => run.emit('progress', event));
+  const manifest = new ManifestCheck();
+  const restores = new Map<string, SourceRestore>();
+  let entries: AsyncGenerator<TarEntry> | undefined;
+
+  try {
+    const { name, size } = await pickBackup(plan.from, plan.backup);
+    progress.setTotals(size, 0);
+    const input = await plan.from.open(name);
+    entries = readTarEntries(input, plan.from.description, signal, (n) => progress.addBytes(n));
+
+    const first = await entries.next();
+    if (first.done || first.value.header.name !== HEADER_PATH) {
+      throw new BackupError('CORRUPT_ARCHIVE', `${name} does not start with ${HEADER_PATH}; it is not a backupkit archive`);
+    }
+    const headerBytes = await readSmall(first.value.body, MAX_HEADER_BYTES);
+    const header = parseHeader(headerBytes);
+    await manifest.record({ path: HEADER_PATH, entryType: 'file', size: headerBytes.length, sha256: sha256(headerBytes) });
+    run.emit('start', { name, createdAt: new Date(header.createdAt), sources: header.sources.map(({ name: n, kind }) => ({ name: n, kind })) });
+
+    const chosen = resolveTargets(plan, header);
+    for (const { restorer, target } of chosen) await restorer.check(target);
+    for (const { source, restorer, target } of chosen) {
+      const sink = await restorer.begin(target, signal);
+      restores.set(source.name, { name: source.name, kind: source.kind, target, sink, bytes: 0, items: 0 });
+    }
+
+    let current: SourceRestore | undefined;
+    let verified: number | undefined;
+    for await (const { header: tarHeader, body } of entries) {
+      if (signal.aborted) throw abortError(signal);
+      if (verified !== undefined) throw new BackupError('CORRUPT_ARCHIVE', `Entry ${JSON.stringify(tarHeader.name)} follows the manifest`);
+      const parts = checkEntryPath(tarHeader.name);
+      const type = tarHeader.type ?? 'file';
+      if (!RESTORABLE_TYPES.has(type)) {
+        throw new BackupError('UNSAFE_ARCHIVE', `Refusing archive entry ${JSON.stringify(tarHeader.name)}: it is a ${type}, which backupkit never writes`);
+      }
+      if (parts.length === 1 && parts[0] === MANIFEST_PATH) {
+        progress.enter('verify');
+        verified = (await manifest.verify(body)).entries;
+        continue;
+      }
+      const [top, sourceName = '', ...rest] = parts;
+      const relative = rest.join('/');
+      const inArchive = header.sources.some((s) => s.name === sourceName);
+      if (top !== SOURCES_DIR || !inArchive) {
+        throw new BackupError('UNSAFE_ARCHIVE', `Refusing archive entry ${JSON.stringify(tarHeader.name)}: it is not under ${SOURCES_DIR}/<source>/`);
+      }
+      if (type === 'symlink') checkLinkTarget(relative, tarHeader.linkname ?? '');
+      const restore = restores.get(sourceName);
+      if (restore && restore !== current) {
+        if (current) run.emit('source-end', stats(current));
+        current = restore;
+        run.emit('source-start', { name: restore.name, kind: restore.kind });
+        progress.enter('read', restore.name);
+      }
+      const hashed = new HashingBody(body);
+      if (restore) {
+        await restore.sink.write({
+          path: relative,
+          type: type as EntryType,
+          mode: tarHeader.mode ?? 0o644,
+          mtime: tarHeader.mtime ?? new Date(0),
+          size: tarHeader.size ?? 0,
+          ...(type === 'symlink' ? { linkTarget: tarHeader.linkname ?? '' } : {}),
+          body: hashed,
+        });
+        restore.bytes += hashed.size;
+        restore.items += 1;
+      }
+      await hashed.drain();
+      progress.addItem();
+      await manifest.record({ path: tarHeader.name.replace(/\/$/, ''), entryType: type as EntryType, size: hashed.size, sha256: hashed.digest() });
+    }
+    if (current) run.emit('source-end', stats(current));
+    if (verified === undefined) throw new BackupError('CORRUPT_ARCHIVE', `${name} ends before its manifest: it is truncated`);
+
+    progress.enter('verify');
+    for (const restore of restores.values()) await restore.sink.prepare();
+    progress.enter('commit');
+    for (const restore of restores.values()) await restore.sink.commit();
+    progress.report(true);
+    return {
+      name,
+      durationMs: Date.now() - startedAt,
+      sources: [...restores.values()].map((r) => ({ ...stats(r), target: r.target })),
+      skipped: header.sources.map((s) => s.name).filter((n) => !restores.has(n)),
+      verifiedEntries: verified,
+    };
+  } catch (error) {
+    await entries?.return(undefined).catch(() => {});
+    for (const restore of [...restores.values()].reverse()) await restore.sink.abort().catch(() => {});
+    if (signal.aborted) throw abortError(signal);
+    throw asBackupError(error, 'RESTORE_FAILED', 'The restore failed');
+  } finally {
+    progress.stop();
+    await manifest.dispose();
+  }
+}
+
+async function pickBackup(from: Destination, backup: string | undefined): Promise<{ name: string; size: number }> {
+  if (backup !== undefined) {
+    for await (const object of from.list(backup)) if (object.name === backup) return object;
+    throw new BackupError('NOT_FOUND', `${from.description} has no backup named ${backup}`);
+  }
+  const [newest] = await listBackups(from);
+  if (!newest) throw new BackupError('NOT_FOUND', `${from.description} holds no backups`);
+  return newest;
+}
+
+function resolveTargets(plan: RestorePlan, header: ArchiveHeader) {
+  const available = header.sources.map((s) => s.name).join(', ');
+  return Object.entries(plan.targets).map(([sourceName, rawTarget]) => {
+    const source = header.sources.find((s) => s.name === sourceName);
+    if (!source) {
+      throw new BackupError('INVALID_OPTIONS', `The backup has no source named "${sourceName}"; it has: ${available}`);
+    }
+    const restorer = plan.restorers.get(source.kind);
+    if (!restorer) {
+      throw new BackupError('UNSUPPORTED_FORMAT', `Source "${sourceName}" is of kind "${source.kind}", which this backupkit cannot restore`, {
+        hint: 'Pass a restorer for that kind in `restorers`, or upgrade backupkit.',
+      });
+    }
+    return { source, restorer, target: restorer.parseTarget(rawTarget, sourceName) };
+  });
+}
+
+function stats(restore: SourceRestore): SourceStats {
+  return { name: restore.name, kind: restore.kind, bytes: restore.bytes, items: restore.items };
+}
+
+function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+async function readSmall(body: AsyncIterable<Uint8Array>, limit: number): Promise<Buffer> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > limit) throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} is larger than ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** An entry's body that hashes what passes through; `drain()` reads what the restorer left. */
+class HashingBody implements AsyncIterable<Uint8Array> {
+  readonly #hash = createHash('sha256');
+  readonly #source: AsyncIterator<Uint8Array>;
+  size = 0;
+
+  constructor(body: AsyncIterable<Uint8Array>) {
+    this.#source = body[Symbol.asyncIterator]();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    return { next: () => this.#next() };
+  }
+
+  async drain(): Promise<void> {
+    while (!(await this.#next()).done);
+  }
+
+  digest(): string {
+    return this.#hash.digest('hex');
+  }
+
+  async #next(): Promise<IteratorResult<Uint8Array>> {
+    const result = await this.#source.next();
+    if (!result.done) {
+      this.#hash.update(result.value);
+      this.size += result.value.length;
+    }
+    return result;
+  }
+}

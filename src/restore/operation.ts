@@ -1,0 +1,40 @@
+import { Operation, type OperationEvents, type SourceStats } from '../operation.js';
+
+/**
+ * What a finished restore did.
+ * @public
+ */
+export interface RestoreResult {
+  /** The archive restored. */
+  readonly name: string;
+  readonly durationMs: number;
+  /** The sources restored, with where each went. */
+  readonly sources: ReadonlyArray<SourceStats & { target: unknown }>;
+  /** Sources in the archive that had no target and were only verified. */
+  readonly skipped: readonly string[];
+  /** Archive entries whose SHA-256 matched the manifest. */
+  readonly verifiedEntries: number;
+}
+
+/**
+ * The events of a {@link RestoreOperation}.
+ * @public
+ */
+export interface RestoreEvents extends OperationEvents<RestoreResult> {
+  start: [info: { name: string; createdAt: Date; sources: ReadonlyArray<{ name: string; kind: string }> }];
+}
+
+/**
+ * A running restore, returned by `Database.restore()`. It is awaitable: `await Database.restore(...)`
+ * gives the {@link RestoreResult}. It emits the same kind of events as a backup; attach listeners
+ * before awaiting it.
+ * @public
+ */
+export class RestoreOperation extends Operation<RestoreResult, RestoreEvents> implements PromiseLike<RestoreResult> {
+  then<A = RestoreResult, B = never>(
+    onFulfilled?: ((result: RestoreResult) => A | PromiseLike<A>) | null,
+    onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+  ): Promise<A | B> {
+    return this.done.then(onFulfilled, onRejected);
+  }
+}

@@ -1,0 +1,181 @@
+/**
+ * The contracts between the engine and its adapters. A source knows nothing of tar, compression or
+ * destinations; a destination knows nothing of sources or formats. Adapters import only this file
+ * and `errors.ts`.
+ */
+import type { Writable, Readable } from 'node:stream';
+
+/**
+ * The kinds of entry an archive holds.
+ * @public
+ */
+export type EntryType = 'file' | 'directory' | 'symlink';
+
+/**
+ * One item of a source's snapshot, as the source streams it.
+ * @public
+ */
+export interface Entry {
+  /** Path relative to the source's root, `/`-separated; `''` is the root itself. */
+  readonly path: string;
+  readonly type: EntryType;
+  /** Permission bits (for example `0o644`). */
+  readonly mode: number;
+  readonly mtime: Date;
+  /** Size in bytes of a file's body, announced before the body is read; 0 for other types. */
+  readonly size: number;
+  /** Where a symbolic link points, exactly as stored in the link. */
+  readonly linkTarget?: string;
+  /**
+   * A file's contents. If it yields more or fewer bytes than `size` (the file changed while it was
+   * read), the archive cuts or pads it to `size` and records a warning.
+   */
+  readonly body?: () => AsyncIterable<Uint8Array>;
+}
+
+/**
+ * Something worth knowing that did not stop the backup.
+ * @public
+ */
+export interface BackupWarning {
+  /** `FILE_CHANGED`: modified while read; `SIZE_MISMATCH`: cut or padded; `SKIPPED`: not backed up. */
+  readonly code: 'FILE_CHANGED' | 'SIZE_MISMATCH' | 'SKIPPED';
+  readonly source: string;
+  /** The entry's path inside its source, if the warning is about one entry. */
+  readonly path?: string;
+  readonly message: string;
+}
+
+/**
+ * What the engine hands a source when it opens a snapshot.
+ * @public
+ */
+export interface SnapshotContext {
+  /** Aborted when the backup is cancelled. */
+  readonly signal: AbortSignal;
+  /** Reports a warning; `source` is filled in by the engine. */
+  warn(warning: Omit<BackupWarning, 'source'>): void;
+}
+
+/**
+ * A source's view of its data, frozen when it was opened.
+ * @public
+ */
+export interface Snapshot {
+  /** Expected bytes and items, for percent and ETA; may be approximate. */
+  estimate(): Promise<{ bytes: number; items: number }>;
+  /** The snapshot's contents, in a stable order, directories before what they hold. */
+  entries(): AsyncIterable<Entry>;
+  /** Releases the snapshot; always called, also after a failure. */
+  close(): Promise<void>;
+}
+
+/**
+ * What `sqlite()`, `files()` and other source factories return.
+ * @public
+ */
+export interface Source {
+  /** The adapter kind, stored in the archive; restore picks the restorer by it. */
+  readonly kind: string;
+  /** Unique in a Database; the archive prefix is `sources/<name>/`. */
+  readonly name: string;
+  /** Databases are captured before file trees, which may only reference what a database holds. */
+  readonly role: 'database' | 'files';
+  /** Takes the consistent snapshot now. */
+  open(context: SnapshotContext): Promise<Snapshot>;
+}
+
+/**
+ * One entry read from an archive, as a restorer receives it.
+ * @public
+ */
+export interface RestoreEntry {
+  /** Path relative to the source's root, already checked to be safe; `''` is the root. */
+  readonly path: string;
+  readonly type: EntryType;
+  readonly mode: number;
+  readonly mtime: Date;
+  readonly size: number;
+  readonly linkTarget?: string;
+  /** A file's contents; must be consumed fully. */
+  readonly body: AsyncIterable<Uint8Array>;
+}
+
+/**
+ * Receives one source's entries into a staging location.
+ * @public
+ */
+export interface RestoreSink {
+  write(entry: RestoreEntry): Promise<void>;
+  /** All entries are written and verified: finish the staging copy and check it. */
+  prepare(): Promise<void>;
+  /** Moves the staging copy into place. */
+  commit(): Promise<void>;
+  /** Removes the staging copy, or undoes a commit: the target is left as it was found. */
+  abort(): Promise<void>;
+}
+
+/**
+ * Restores the entries of one source kind.
+ * @public
+ */
+export interface Restorer<Target = unknown> {
+  readonly kind: string;
+  /** Validates a user-supplied target, throwing `INVALID_OPTIONS`. */
+  parseTarget(target: unknown, sourceName: string): Target;
+  /** Throws `TARGET_NOT_EMPTY` if the target holds data; writes nothing. */
+  check(target: Target): Promise<void>;
+  /** Creates the staging location beside the target. */
+  begin(target: Target, signal: AbortSignal): Promise<RestoreSink>;
+}
+
+/**
+ * An object a destination holds.
+ * @public
+ */
+export interface StoredObject {
+  readonly name: string;
+  readonly size: number;
+  readonly modifiedAt: Date;
+}
+
+/**
+ * An object being written; invisible to `list` and `open` until committed.
+ * @public
+ */
+export interface Upload {
+  readonly stream: Writable;
+  /** Makes the object durable and visible, all at once. Call after `stream` has finished. */
+  commit(): Promise<void>;
+  /** Discards everything written. */
+  abort(): Promise<void>;
+}
+
+/**
+ * What a destination can do; the engine adapts to it.
+ * @public
+ */
+export interface DestinationCapabilities {
+  /** Objects appear whole or not at all. */
+  readonly atomicCommit: boolean;
+  /** `open` can start at an offset. */
+  readonly rangedRead: boolean;
+}
+
+/**
+ * A place archives are stored: a flat namespace of named objects.
+ * @public
+ */
+export interface Destination {
+  readonly kind: string;
+  /** Names the destination in messages, for example `directory /backups`. */
+  readonly description: string;
+  readonly capabilities: DestinationCapabilities;
+  create(name: string): Promise<Upload>;
+  /** Throws `NOT_FOUND` if there is no such committed object. */
+  open(name: string): Promise<Readable>;
+  /** Committed objects whose names start with `prefix`, in no particular order. */
+  list(prefix?: string): AsyncIterable<StoredObject>;
+  /** Throws `NOT_FOUND` if there is no such object. */
+  remove(name: string): Promise<void>;
+}

@@ -1,0 +1,101 @@
+/**
+ * The contract every destination keeps. An adapter's test file calls `testDestination` once and
+ * adds its own extras. Only `describe`/`it` from node:test are used, plus `assert`.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { buffer } from 'node:stream/consumers';
+import { describe, it } from 'node:test';
+import type { Destination, Upload } from '../../src/index.js';
+import { rejectsWithCode } from '../helpers/errors.js';
+
+export interface DestinationHarness {
+  destination: Destination;
+  cleanup(): Promise<void>;
+}
+
+async function names(destination: Destination, prefix?: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const object of destination.list(prefix)) out.push(object.name);
+  return out.sort();
+}
+
+/** Writes `bytes` in chunks through the upload's stream, respecting backpressure, then commits. */
+export async function put(destination: Destination, name: string, bytes: Buffer, commit = true): Promise<Upload> {
+  const upload = await destination.create(name);
+  for (let offset = 0; offset < bytes.length; offset += 64 * 1024) {
+    if (!upload.stream.write(bytes.subarray(offset, offset + 64 * 1024))) await once(upload.stream, 'drain');
+  }
+  const finished = once(upload.stream, 'finish');
+  upload.stream.end();
+  await finished;
+  if (commit) await upload.commit();
+  return upload;
+}
+
+export function testDestination(label: string, make: () => Promise<DestinationHarness>): void {
+  describe(`destination conformance: ${label}`, () => {
+    const withDestination = (fn: (d: Destination) => Promise<void>) => async () => {
+      const { destination, cleanup } = await make();
+      try {
+        await fn(destination);
+      } finally {
+        await cleanup();
+      }
+    };
+
+    it('describes itself', withDestination(async (d) => {
+      assert.equal(typeof d.kind, 'string');
+      assert.ok(d.description.length > 0);
+      assert.equal(typeof d.capabilities.atomicCommit, 'boolean');
+    }));
+
+    it('round-trips an object of several MiB byte for byte', withDestination(async (d) => {
+      const bytes = randomBytes(5 * 1024 * 1024 + 17);
+      await put(d, 'a.tar.gz', bytes);
+      const read = await buffer(await d.open('a.tar.gz'));
+      assert.ok(read.equals(bytes));
+      const [listed] = await (async () => { const all = []; for await (const o of d.list()) all.push(o); return all; })();
+      assert.equal(listed?.name, 'a.tar.gz');
+      assert.equal(listed?.size, bytes.length);
+      assert.ok(listed?.modifiedAt instanceof Date);
+    }));
+
+    it('keeps an object invisible until it is committed', withDestination(async (d) => {
+      const upload = await put(d, 'pending.tar.gz', randomBytes(1000), false);
+      assert.deepEqual(await names(d), []);
+      await rejectsWithCode(d.open('pending.tar.gz'), 'NOT_FOUND');
+      await upload.commit();
+      assert.deepEqual(await names(d), ['pending.tar.gz']);
+    }));
+
+    it('leaves nothing behind when an upload is aborted', withDestination(async (d) => {
+      const upload = await put(d, 'aborted.tar.gz', randomBytes(1000), false);
+      await upload.abort();
+      assert.deepEqual(await names(d), []);
+      await put(d, 'aborted.tar.gz', Buffer.from('second try'));
+      assert.equal((await buffer(await d.open('aborted.tar.gz'))).toString(), 'second try');
+    }));
+
+    it('lists by prefix', withDestination(async (d) => {
+      await put(d, '20260101-000000.tar.gz', Buffer.from('1'));
+      await put(d, '20260102-000000.tar.gz', Buffer.from('2'));
+      await put(d, '20260102-000000.tar.gz.json', Buffer.from('{}'));
+      assert.deepEqual(await names(d, '20260102'), ['20260102-000000.tar.gz', '20260102-000000.tar.gz.json']);
+      assert.deepEqual(await names(d, 'nothing'), []);
+    }));
+
+    it('removes objects and reports missing ones as NOT_FOUND', withDestination(async (d) => {
+      await put(d, 'gone.tar.gz', Buffer.from('x'));
+      await d.remove('gone.tar.gz');
+      assert.deepEqual(await names(d), []);
+      await rejectsWithCode(d.remove('gone.tar.gz'), 'NOT_FOUND');
+      await rejectsWithCode(d.open('never.tar.gz'), 'NOT_FOUND');
+    }));
+
+    it('refuses names that could escape its namespace', withDestination(async (d) => {
+      for (const bad of ['../x', 'a/b', '.hidden', '', 'a\\b']) await rejectsWithCode(d.create(bad), 'INVALID_OPTIONS');
+    }));
+  });
+}

@@ -1,0 +1,144 @@
+/**
+ * The contract every source and its restorer keep. An adapter's test file calls `testSource` once
+ * and adds its own extras.
+ */
+import assert from 'node:assert/strict';
+import { readdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { describe, it } from 'node:test';
+import type { Entry, RestoreEntry, Restorer, Snapshot, Source } from '../../src/index.js';
+import { rejectsWithCode } from '../helpers/errors.js';
+
+export interface SourceHarness {
+  /** A source over data the harness created. */
+  source: Source;
+  restorer: Restorer;
+  /** A target that does not exist yet, inside a folder of its own. */
+  freshTarget(): Promise<unknown>;
+  /** Creates a target that exists but is empty (an empty folder, an empty file). */
+  createEmpty(target: unknown): Promise<void>;
+  /** Puts data into a target so that it counts as not empty. */
+  fill(target: unknown): Promise<void>;
+  /** A comparable description of the source's data, or of a restored target. */
+  describe(target?: unknown): Promise<unknown>;
+  cleanup(): Promise<void>;
+}
+
+const noWarnings = { signal: new AbortController().signal, warn: (w: unknown) => assert.fail(`unexpected warning ${JSON.stringify(w)}`) };
+
+async function collect(snapshot: Snapshot): Promise<Array<{ entry: Entry; body: Buffer | undefined }>> {
+  const out = [];
+  for await (const entry of snapshot.entries()) {
+    const chunks: Uint8Array[] = [];
+    if (entry.body) for await (const chunk of entry.body()) chunks.push(chunk);
+    out.push({ entry, body: entry.body ? Buffer.concat(chunks) : undefined });
+  }
+  return out;
+}
+
+/** Restores a snapshot's entries through the restorer, as the engine does, up to `until`. */
+async function restoreInto(harness: SourceHarness, target: unknown, until: 'prepare' | 'commit' | 'abort' | 'abort-after-commit'): Promise<void> {
+  const parsed = harness.restorer.parseTarget(target, harness.source.name);
+  await harness.restorer.check(parsed);
+  const snapshot = await harness.source.open(noWarnings);
+  try {
+    const sink = await harness.restorer.begin(parsed, new AbortController().signal);
+    for (const { entry, body } of await collect(snapshot)) {
+      const restoreEntry: RestoreEntry = {
+        path: entry.path,
+        type: entry.type,
+        mode: entry.mode,
+        mtime: entry.mtime,
+        size: entry.size,
+        ...(entry.linkTarget === undefined ? {} : { linkTarget: entry.linkTarget }),
+        body: (async function* () {
+          if (body) yield body;
+        })(),
+      };
+      await sink.write(restoreEntry);
+    }
+    if (until === 'abort') return await sink.abort();
+    await sink.prepare();
+    if (until === 'prepare') return;
+    await sink.commit();
+    if (until === 'abort-after-commit') await sink.abort();
+  } finally {
+    await snapshot.close();
+  }
+}
+
+export function testSource(label: string, make: () => Promise<SourceHarness>): void {
+  describe(`source conformance: ${label}`, () => {
+    const withHarness = (fn: (h: SourceHarness) => Promise<void>) => async () => {
+      const harness = await make();
+      try {
+        await fn(harness);
+      } finally {
+        await harness.cleanup();
+      }
+    };
+
+    it('describes itself', withHarness(async ({ source, restorer }) => {
+      assert.equal(typeof source.name, 'string');
+      assert.equal(source.kind, restorer.kind);
+      assert.ok(source.role === 'database' || source.role === 'files');
+    }));
+
+    it('streams safe, unique entries whose bodies have the announced size', withHarness(async ({ source }) => {
+      const snapshot = await source.open(noWarnings);
+      try {
+        const estimate = await snapshot.estimate();
+        const entries = await collect(snapshot);
+        assert.ok(entries.length > 0);
+        assert.equal(estimate.items, entries.length);
+        assert.equal(estimate.bytes, entries.reduce((sum, { entry }) => sum + (entry.type === 'file' ? entry.size : 0), 0));
+        const paths = new Set<string>();
+        for (const { entry, body } of entries) {
+          assert.ok(!entry.path.startsWith('/') && !entry.path.split('/').includes('..'), `unsafe path ${entry.path}`);
+          assert.ok(!paths.has(entry.path), `duplicate path ${entry.path}`);
+          paths.add(entry.path);
+          if (entry.type === 'file') assert.equal(body?.length, entry.size, `body of ${entry.path}`);
+          else assert.equal(body, undefined);
+          if (entry.path !== '' && entry.path.includes('/')) assert.ok(paths.has(dirname(entry.path)), `${entry.path} comes after its folder`);
+        }
+      } finally {
+        await snapshot.close();
+      }
+    }));
+
+    it('restores into a missing target exactly what it backed up', withHarness(async (h) => {
+      const target = await h.freshTarget();
+      await restoreInto(h, target, 'commit');
+      assert.deepEqual(await h.describe(target), await h.describe());
+    }));
+
+    it('restores into an existing empty target', withHarness(async (h) => {
+      const target = await h.freshTarget();
+      await h.createEmpty(target);
+      await restoreInto(h, target, 'commit');
+      assert.deepEqual(await h.describe(target), await h.describe());
+    }));
+
+    it('refuses a non-empty target and leaves it untouched', withHarness(async (h) => {
+      const target = await h.freshTarget();
+      await h.fill(target);
+      const before = await h.describe(target);
+      await rejectsWithCode(h.restorer.check(h.restorer.parseTarget(target, h.source.name)), 'TARGET_NOT_EMPTY');
+      assert.deepEqual(await h.describe(target), before);
+    }));
+
+    it('leaves no trace when aborted before or after commit', withHarness(async (h) => {
+      for (const until of ['abort', 'abort-after-commit'] as const) {
+        const target = await h.freshTarget();
+        const parent = dirname(Object.values(target as Record<string, string>)[0] as string);
+        const before = await readdir(parent);
+        await restoreInto(h, target, until);
+        assert.deepEqual(await readdir(parent), before, `after ${until}`);
+      }
+    }));
+
+    it('rejects a target without its required fields', withHarness(async (h) => {
+      assert.throws(() => h.restorer.parseTarget({}, h.source.name), { code: 'INVALID_OPTIONS' });
+    }));
+  });
+}

@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { directory } from '../src/index.js';
+import { put, testDestination } from './conformance/destination.js';
+import { rejectsWithCode } from './helpers/errors.js';
+import { tempDir } from './helpers/fs.js';
+
+testDestination('directory', async () => {
+  const path = await mkdtemp(join(tmpdir(), 'backupkit-dest-'));
+  return { destination: directory({ path: join(path, 'created-on-demand') }), cleanup: () => rm(path, { recursive: true, force: true }) };
+});
+
+describe('directory destination', () => {
+  it('writes under a hidden temporary name and renames on commit', async (t) => {
+    const path = await tempDir(t);
+    const destination = directory({ path });
+    const upload = await put(destination, 'x.tar.gz', randomBytes(100), false);
+    const during = await readdir(path);
+    assert.equal(during.length, 1);
+    assert.match(during[0] as string, /^\.x\.tar\.gz\.[0-9a-f]+\.partial$/);
+    await upload.commit();
+    assert.deepEqual(await readdir(path), ['x.tar.gz']);
+  });
+
+  it('removes the temporary file on abort', async (t) => {
+    const path = await tempDir(t);
+    const upload = await put(directory({ path }), 'x.tar.gz', randomBytes(100), false);
+    await upload.abort();
+    assert.deepEqual(await readdir(path), []);
+  });
+
+  it('ignores stray temporary files when listing', async (t) => {
+    const path = await tempDir(t);
+    const destination = directory({ path });
+    await put(destination, 'x.tar.gz', randomBytes(100), false); // never committed: a crashed writer
+    const listed = [];
+    for await (const object of destination.list()) listed.push(object);
+    assert.deepEqual(listed, []);
+  });
+
+  it('needs a path', () => {
+    assert.throws(() => directory({ path: '' }), { code: 'INVALID_OPTIONS' });
+  });
+
+  it('fails with DESTINATION_FAILED when the folder cannot be created', async (t) => {
+    const path = await tempDir(t);
+    await put(directory({ path }), 'file', Buffer.from('x'));
+    await rejectsWithCode(directory({ path: join(path, 'file', 'sub') }).create('a.tar.gz'), 'DESTINATION_FAILED');
+  });
+});

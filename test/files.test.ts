@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, rm, symlink, utimes, writeFile, appendFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { Database, files, memory, type BackupWarning } from '../src/index.js';
+import { filesRestorer } from '../src/sources/files/index.js';
+import type { Restorer } from '../src/index.js';
+import { testSource } from './conformance/source.js';
+import { rejectsWithCode } from './helpers/errors.js';
+import { describeTree, exists, tempDir } from './helpers/fs.js';
+
+/** A tree with the awkward parts: empty folders, links, odd modes, old mtimes, non-ASCII names. */
+async function makeTree(root: string): Promise<void> {
+  await mkdir(join(root, 'empty'), { recursive: true });
+  await mkdir(join(root, 'deep', 'er', 'est'), { recursive: true });
+  await writeFile(join(root, 'deep', 'er', 'est', 'file.bin'), Buffer.alloc(300_000, 7));
+  await writeFile(join(root, 'zero-bytes'), '');
+  await writeFile(join(root, 'naïve café 日本語 🎉.txt'), 'unicode names');
+  await writeFile(join(root, `${'long-name-'.repeat(12)}.txt`), 'a name over 100 bytes');
+  await writeFile(join(root, 'script.sh'), '#!/bin/sh\necho hi\n');
+  await chmod(join(root, 'script.sh'), 0o750);
+  await writeFile(join(root, 'private'), 'secret');
+  await chmod(join(root, 'private'), 0o600);
+  await symlink('deep/er/est/file.bin', join(root, 'link-to-file'));
+  await symlink('../..', join(root, 'deep', 'er', 'link-up')); // inside the tree
+  await symlink('does-not-exist', join(root, 'dangling'));
+  await utimes(join(root, 'private'), new Date('2001-02-03T04:05:06Z'), new Date('2001-02-03T04:05:06Z'));
+  await utimes(join(root, 'empty'), new Date('2010-01-01T00:00:00Z'), new Date('2010-01-01T00:00:00Z'));
+}
+
+testSource('files', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'backupkit-files-'));
+  const root = join(dir, 'source');
+  await makeTree(root);
+  let targets = 0;
+  return {
+    source: files({ name: 'uploads', dir: root }),
+    restorer: filesRestorer as Restorer,
+    async freshTarget() {
+      targets += 1;
+      await mkdir(join(dir, `t${targets}`));
+      return { dir: join(dir, `t${targets}`, 'restored') };
+    },
+    async createEmpty(target) {
+      await mkdir((target as { dir: string }).dir);
+    },
+    async fill(target) {
+      await mkdir((target as { dir: string }).dir, { recursive: true });
+      await writeFile(join((target as { dir: string }).dir, 'existing'), 'keep me');
+    },
+    async describe(target) {
+      const tree = await describeTree((target as { dir: string } | undefined)?.dir ?? root);
+      delete tree['']; // the root folder's own mode and time belong to whoever created the target
+      return tree;
+    },
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+});
+
+describe('files source', () => {
+  it('stores links as links and never follows them out of the tree', async (t) => {
+    const dir = await tempDir(t);
+    const outside = join(dir, 'outside');
+    await mkdir(outside);
+    await writeFile(join(outside, 'secret'), 'not part of the backup');
+    const root = join(dir, 'root');
+    await mkdir(root);
+    await symlink(outside, join(root, 'escape'));
+    const destination = memory();
+    const result = await new Database({ sources: [files({ name: 'f', dir: root })] }).startBackup({ to: destination }).done;
+    assert.equal(result.sources[0]?.bytes, 0, 'the linked folder was not read');
+    // An absolute link pointing outside is refused at restore: the tree it would create escapes.
+    await rejectsWithCode(Database.restore({ from: destination, targets: { f: { dir: join(dir, 'restored') } } }), 'UNSAFE_ARCHIVE', /escape/);
+    assert.equal(await exists(join(dir, 'restored')), false);
+  });
+
+  it('warns about a file that changes while it is read and still completes', async (t) => {
+    const dir = await tempDir(t);
+    const root = join(dir, 'root');
+    await mkdir(root);
+    await writeFile(join(root, 'growing.log'), Buffer.alloc(32 * 1024 * 1024, 1));
+    await writeFile(join(root, 'steady'), 'steady');
+    // Another process appends for as long as the backup runs.
+    const appender = spawn(process.execPath, ['-e', `const fs=require('fs');setInterval(()=>fs.appendFileSync(${JSON.stringify(join(root, 'growing.log'))}, 'x'.repeat(4096)),1)`], { stdio: 'ignore' });
+    t.after(() => appender.kill());
+    await appendFile(join(root, 'growing.log'), 'y');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const warnings: BackupWarning[] = [];
+    const op = new Database({ sources: [files({ name: 'f', dir: root })] }).startBackup({ to: memory() });
+    op.on('warning', (w) => warnings.push(w));
+    const result = await op.done;
+    appender.kill();
+    assert.ok(warnings.some((w) => w.path === 'growing.log' && (w.code === 'FILE_CHANGED' || w.code === 'SIZE_MISMATCH')), JSON.stringify(warnings));
+    assert.ok(!warnings.some((w) => w.path === 'steady'));
+    assert.deepEqual(result.warnings, warnings);
+  });
+
+  it('fails with SOURCE_FAILED when the folder does not exist', async (t) => {
+    const dir = await tempDir(t);
+    await rejectsWithCode(new Database({ sources: [files({ name: 'f', dir: join(dir, 'nope') })] }).startBackup({ to: memory() }).done, 'SOURCE_FAILED');
+  });
+
+  it('restores a read-only folder with its contents', async (t) => {
+    const dir = await tempDir(t);
+    const root = join(dir, 'root');
+    await mkdir(join(root, 'sealed'), { recursive: true });
+    await writeFile(join(root, 'sealed', 'inside'), 'x');
+    await chmod(join(root, 'sealed'), 0o555);
+    const destination = memory();
+    await new Database({ sources: [files({ name: 'f', dir: root })] }).startBackup({ to: destination }).done;
+    const target = join(dir, 'restored');
+    await Database.restore({ from: destination, targets: { f: { dir: target } } });
+    const tree = await describeTree(target);
+    await Promise.all([chmod(join(root, 'sealed'), 0o755), chmod(join(target, 'sealed'), 0o755)]); // so cleanup can remove them
+    assert.equal(tree['sealed']?.mode, 0o555);
+    assert.equal(tree['sealed/inside']?.type, 'file');
+  });
+});

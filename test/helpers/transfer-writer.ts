@@ -1,0 +1,34 @@
+/**
+ * A separate process that commits money transfers as fast as it can until killed: the "other
+ * application" writing while backups run. Prints "ready" after its first commits.
+ */
+import Sqlite from 'better-sqlite3';
+
+const [path = '', accountsArg = '100'] = process.argv.slice(2);
+const accounts = Number(accountsArg);
+const db = new Sqlite(path, { timeout: 10_000 });
+db.pragma('journal_mode = WAL');
+const move = db.prepare('UPDATE accounts SET balance = balance + ? WHERE id = ?');
+const log = db.prepare("INSERT INTO transfers (src, dst, amount, at) VALUES (?, ?, ?, datetime('now'))");
+const transfer = db.transaction((src: number, dst: number, amount: number) => {
+  move.run(-amount, src);
+  move.run(amount, dst);
+  log.run(src, dst, amount);
+});
+
+let count = 0;
+function batch(): void {
+  for (let i = 0; i < 50; i++) {
+    const src = 1 + Math.floor(Math.random() * accounts);
+    const dst = 1 + Math.floor(Math.random() * accounts);
+    transfer(src, dst, 1 + Math.floor(Math.random() * 50));
+    count += 1;
+  }
+  if (count === 50) process.stdout.write('ready\n');
+  setImmediate(batch);
+}
+batch();
+process.on('SIGTERM', () => {
+  db.close();
+  process.exit(0);
+});

@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import Sqlite from 'better-sqlite3';
+import { Database, memory, sqlite } from '../src/index.js';
+import { sqliteRestorer } from '../src/sources/sqlite/index.js';
+import type { Restorer } from '../src/index.js';
+import { testSource } from './conformance/source.js';
+import { rejectsWithCode } from './helpers/errors.js';
+import { tempDir } from './helpers/fs.js';
+import { bankSummary, createBank, dumpRows } from './helpers/sqlite.js';
+
+testSource('sqlite', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'backupkit-sqlite-'));
+  const path = join(dir, 'bank.db');
+  createBank(path, 50);
+  let targets = 0;
+  return {
+    source: sqlite({ name: 'bank', path }),
+    restorer: sqliteRestorer as Restorer,
+    async freshTarget() {
+      targets += 1;
+      await mkdir(join(dir, `t${targets}`));
+      return { path: join(dir, `t${targets}`, 'restored.db') };
+    },
+    async createEmpty(target) {
+      await writeFile((target as { path: string }).path, '');
+    },
+    async fill(target) {
+      createBank((target as { path: string }).path, 1);
+    },
+    async describe(target) {
+      return dumpRows((target as { path: string } | undefined)?.path ?? path);
+    },
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+});
+
+describe('sqlite source', () => {
+  it('ten backups taken while another process commits transfers all restore consistent', async (t) => {
+    const dir = await tempDir(t, 'sqlite-load');
+    const path = join(dir, 'bank.db');
+    createBank(path, 100, 1000);
+    const writerScript = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'transfer-writer.js');
+    const writer = spawn(process.execPath, [writerScript, path, '100'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.after(() => writer.kill('SIGTERM'));
+    await once(writer.stdout, 'data');
+
+    const db = new Database({ sources: [sqlite({ name: 'bank', path })] });
+    const destination = memory();
+    const seenTransfers: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const result = await db.startBackup({ to: destination }).done;
+      const restored = join(dir, `restored-${i}.db`);
+      await Database.restore({ from: destination, backup: result.name, targets: { bank: { path: restored } } });
+      const summary = bankSummary(restored);
+      assert.equal(summary.integrity, 'ok');
+      assert.equal(summary.total, 100 * 1000, 'money is neither created nor destroyed');
+      assert.equal(summary.accounts, 100);
+      seenTransfers.push(summary.transfers);
+    }
+    assert.equal(writer.exitCode, null, 'the writer kept running throughout');
+    assert.ok((seenTransfers.at(-1) ?? 0) > (seenTransfers[0] ?? 0), `the writer committed during the backups: ${seenTransfers.join(', ')}`);
+  });
+
+  it('refuses a target beside a leftover -wal file, which would corrupt the restored file', async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'bank.db');
+    createBank(path);
+    const destination = memory();
+    await new Database({ sources: [sqlite({ name: 'bank', path })] }).startBackup({ to: destination }).done;
+    const target = join(dir, 'target.db');
+    await writeFile(`${target}-wal`, 'stale');
+    await rejectsWithCode(Database.restore({ from: destination, targets: { bank: { path: target } } }), 'TARGET_NOT_EMPTY', /-wal/);
+    assert.deepEqual((await readdir(dir)).filter((name) => name.includes('target')), ['target.db-wal']);
+    assert.equal(await readFile(`${target}-wal`, 'utf8'), 'stale');
+  });
+
+  it('fails with SOURCE_FAILED when the database file is missing', async (t) => {
+    const dir = await tempDir(t);
+    const op = new Database({ sources: [sqlite({ name: 'bank', path: join(dir, 'missing.db') })] }).startBackup({ to: memory() });
+    await rejectsWithCode(op.done, 'SOURCE_FAILED', /missing\.db/);
+  });
+
+  it('refuses a file that is not a SQLite database with a clear error', async (t) => {
+    const dir = await tempDir(t);
+    await writeFile(join(dir, 'not.db'), 'this is not a database, just text that is long enough to have a header '.repeat(20));
+    const op = new Database({ sources: [sqlite({ name: 'x', path: join(dir, 'not.db') })] }).startBackup({ to: memory() });
+    await rejectsWithCode(op.done, 'SOURCE_FAILED');
+  });
+
+  it('copies a rollback-journal database too', async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'plain.db');
+    const db = new Sqlite(path);
+    db.exec("CREATE TABLE t (x TEXT); INSERT INTO t VALUES ('rollback mode')");
+    db.close();
+    const destination = memory();
+    await new Database({ sources: [sqlite({ name: 'plain', path })] }).startBackup({ to: destination }).done;
+    await Database.restore({ from: destination, targets: { plain: { path: join(dir, 'out.db') } } });
+    assert.deepEqual(dumpRows(join(dir, 'out.db')), dumpRows(path));
+  });
+});
