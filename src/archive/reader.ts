@@ -10,16 +10,19 @@ export interface TarEntry {
   readonly body: AsyncIterable<Uint8Array>;
 }
 
-/**
- * Decompresses and splits an archive into tar entries. Failures are classified: the destination's
- * stream failing is `DESTINATION_FAILED`; bad gzip or tar data is `CORRUPT_ARCHIVE`.
- */
-export async function* readTarEntries(
-  input: Readable,
-  description: string,
-  signal: AbortSignal,
-  onBytes: (bytes: number) => void,
-): AsyncGenerator<TarEntry> {
+/** An archive being read: its entries, and what really went wrong when reading fails. */
+export interface ArchiveReader {
+  readonly entries: AsyncGenerator<TarEntry>;
+  /**
+   * A failure of the underlying streams surfaces wherever the data was being pulled, often inside a
+   * restorer as a bare stream error. This names the root cause: the destination failing is
+   * `DESTINATION_FAILED`; bad gzip or tar data is `CORRUPT_ARCHIVE`.
+   */
+  explain(error: unknown): unknown;
+}
+
+/** Decompresses and splits an archive into tar entries. */
+export function readArchive(input: Readable, description: string, signal: AbortSignal, onBytes: (bytes: number) => void): ArchiveReader {
   const extract = tar.extract();
   let failure: BackupError | undefined;
   const fail = (error: BackupError) => {
@@ -28,20 +31,27 @@ export async function* readTarEntries(
   input.once('error', (cause) => fail(new BackupError('DESTINATION_FAILED', `Reading from ${description} failed: ${cause.message}`, { cause })));
   const gunzip = createGunzip();
   gunzip.once('error', (cause) => fail(corrupt(cause)));
+  extract.once('error', (cause: Error) => fail(corrupt(cause)));
   const piped = pipeline(input, countBytes(onBytes), gunzip, extract as unknown as NodeJS.WritableStream, { signal });
-  piped.catch(() => {}); // awaited below; its error is classified by the listeners above
-  try {
-    for await (const entry of extract) {
-      yield { header: entry.header, body: entry as AsyncIterable<Uint8Array> };
+  piped.catch(() => {}); // awaited after the last entry; failures are classified by the listeners above
+
+  async function* entries(): AsyncGenerator<TarEntry> {
+    try {
+      for await (const entry of extract) yield { header: entry.header, body: entry as AsyncIterable<Uint8Array> };
+      await piped;
+    } finally {
+      if (!extract.destroyed) extract.destroy();
+      input.destroy();
     }
-    await piped;
-  } catch (error) {
-    if (signal.aborted) throw abortError(signal);
-    throw failure ?? (error instanceof BackupError ? error : corrupt(error));
-  } finally {
-    if (!extract.destroyed) extract.destroy();
-    input.destroy();
   }
+
+  return {
+    entries: entries(),
+    explain(error) {
+      if (signal.aborted) return abortError(signal);
+      return failure ?? error;
+    },
+  };
 }
 
 function corrupt(cause: unknown): BackupError {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { BackupError, abortError, asBackupError } from '../errors.js';
 import { HEADER_PATH, MANIFEST_PATH, SOURCES_DIR, parseHeader, type ArchiveHeader } from '../archive/format.js';
-import { readTarEntries, type TarEntry } from '../archive/reader.js';
+import { readArchive, type ArchiveReader } from '../archive/reader.js';
 import { listBackups } from '../catalog.js';
 import type { OperationContext, SourceStats } from '../operation.js';
 import { ProgressReporter } from '../progress.js';
@@ -41,13 +41,14 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
   const progress = new ProgressReporter('restore', 'read', (event) => run.emit('progress', event));
   const manifest = new ManifestCheck();
   const restores = new Map<string, SourceRestore>();
-  let entries: AsyncGenerator<TarEntry> | undefined;
+  let reader: ArchiveReader | undefined;
 
   try {
     const { name, size } = await pickBackup(plan.from, plan.backup);
     progress.setTotals(size, 0);
     const input = await plan.from.open(name);
-    entries = readTarEntries(input, plan.from.description, signal, (n) => progress.addBytes(n));
+    reader = readArchive(input, plan.from.description, signal, (n) => progress.addBytes(n));
+    const { entries } = reader;
 
     const first = await entries.next();
     if (first.done || first.value.header.name !== HEADER_PATH) {
@@ -128,10 +129,11 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
       verifiedEntries: verified,
     };
   } catch (error) {
-    await entries?.return(undefined).catch(() => {});
+    const explained = reader ? reader.explain(error) : error;
+    await reader?.entries.return(undefined).catch(() => {}); // closes the archive stream
     for (const restore of [...restores.values()].reverse()) await restore.sink.abort().catch(() => {});
     if (signal.aborted) throw abortError(signal);
-    throw asBackupError(error, 'RESTORE_FAILED', 'The restore failed');
+    throw asBackupError(explained, 'RESTORE_FAILED', 'The restore failed');
   } finally {
     progress.stop();
     await manifest.dispose();

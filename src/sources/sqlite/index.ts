@@ -129,7 +129,10 @@ export const sqliteRestorer: Restorer<SqliteTarget> = {
       },
       async prepare() {
         if (!received) throw new BackupError('CORRUPT_ARCHIVE', `The archive has no ${SQLITE_ENTRY} for ${path}`);
-        const { problems } = await runSqliteJob({ op: 'integrity-check', path: staging }, signal);
+        const { problems } = await runSqliteJob({ op: 'integrity-check', path: staging }, signal).catch((cause: unknown) => {
+          if (signal.aborted) throw cause;
+          throw new BackupError('CORRUPT_ARCHIVE', `The restored database cannot be opened: ${(cause as Error).message}`, { cause });
+        });
         if (problems.length > 0) {
           throw new BackupError('CORRUPT_ARCHIVE', `The restored database fails PRAGMA integrity_check: ${problems.slice(0, 5).join('; ')}`);
         }

@@ -1,0 +1,62 @@
+import { createHash } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
+import { buffer } from 'node:stream/consumers';
+import tar, { type Header } from 'tar-stream';
+import type { Destination } from '../../src/index.js';
+import { put } from '../conformance/destination.js';
+
+export interface CraftedEntry {
+  header: Partial<Header> & { name: string };
+  body?: Buffer;
+}
+
+export const CRAFTED_NAME = '20260101-000000.tar.gz';
+
+/** A header.json for an archive with the given sources. */
+export function headerEntry(sources: Array<{ name: string; kind: string }>, formatVersion = 1): CraftedEntry {
+  const body = Buffer.from(
+    JSON.stringify({
+      format: 'backupkit',
+      formatVersion,
+      backupkitVersion: 'crafted',
+      name: CRAFTED_NAME,
+      createdAt: '2026-01-01T00:00:00.000Z',
+      compression: { algorithm: 'gzip', level: 1 },
+      sources: sources.map((s) => ({ ...s, estimatedBytes: 0, estimatedItems: 0 })),
+    }),
+  );
+  return { header: { name: 'header.json', type: 'file', size: body.length }, body };
+}
+
+/** A manifest that matches `entries` exactly, as a real backup would write it. */
+export function manifestFor(entries: CraftedEntry[]): CraftedEntry {
+  const lines = entries.map(({ header, body }) =>
+    JSON.stringify({
+      type: 'entry',
+      path: header.name.replace(/\/$/, ''),
+      entryType: header.type ?? 'file',
+      size: body?.length ?? 0,
+      sha256: createHash('sha256').update(body ?? Buffer.alloc(0)).digest('hex'),
+    }),
+  );
+  const body = Buffer.from([JSON.stringify({ type: 'summary', entries: entries.length, sources: [], warnings: 0 }), ...lines].join('\n') + '\n');
+  return { header: { name: 'manifest.ndjson', type: 'file', size: body.length }, body };
+}
+
+/** Packs entries into a gzipped tar, exactly as given: nothing is checked or fixed. */
+export async function craftArchive(entries: CraftedEntry[]): Promise<Buffer> {
+  const pack = tar.pack();
+  const out = buffer(pack as unknown as NodeJS.ReadableStream);
+  for (const { header, body } of entries) {
+    await new Promise<void>((resolve, reject) => {
+      pack.entry({ mode: 0o644, mtime: new Date(0), size: body?.length ?? 0, ...header }, body ?? Buffer.alloc(0), (error) => (error ? reject(error) : resolve()));
+    });
+  }
+  pack.finalize();
+  return gzipSync(await out);
+}
+
+/** Stores bytes under a backup name on a destination. */
+export async function store(destination: Destination, bytes: Buffer, name = CRAFTED_NAME): Promise<void> {
+  await put(destination, name, bytes);
+}

@@ -1,0 +1,160 @@
+import assert from 'node:assert/strict';
+import { mkdir, readdir } from 'node:fs/promises';
+import { buffer } from 'node:stream/consumers';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { Database, files, memory, sqlite, type BackupErrorCode, type Destination } from '../src/index.js';
+import { CRAFTED_NAME, craftArchive, headerEntry, manifestFor, store, type CraftedEntry } from './helpers/craft.js';
+import { rejectsWithCode } from './helpers/errors.js';
+import { exists, tempDir } from './helpers/fs.js';
+import { createBank } from './helpers/sqlite.js';
+
+const FILES = [{ name: 'f', kind: 'files' }];
+const file = (name: string, text = 'x'): CraftedEntry => ({ header: { name, type: 'file' }, body: Buffer.from(text) });
+const folder = (name: string): CraftedEntry => ({ header: { name, type: 'directory' } });
+const link = (name: string, target: string): CraftedEntry => ({ header: { name, type: 'symlink', linkname: target } });
+
+/**
+ * Restores `bytes` into `<sandbox>/area/target` and checks the outcome: the expected code, no
+ * target, nothing new anywhere in the sandbox (staging removed, no escapee written).
+ */
+async function expectRefused(t: Parameters<typeof tempDir>[0], bytes: Buffer, code: BackupErrorCode, message?: RegExp): Promise<void> {
+  const sandbox = await tempDir(t, 'hostile');
+  const area = join(sandbox, 'a', 'b', 'area');
+  await mkdir(area, { recursive: true });
+  const destination = memory();
+  await store(destination, bytes);
+  await rejectsWithCode(Database.restore({ from: destination, targets: { f: { dir: join(area, 'target') } } }), code, message);
+  assert.deepEqual(await readdir(area), [], 'no staging or target left in the target folder');
+  assert.deepEqual(await readdir(join(sandbox, 'a', 'b')), ['area']);
+  assert.deepEqual(await readdir(join(sandbox, 'a')), ['b']);
+  assert.deepEqual(await readdir(sandbox), ['a'], 'nothing escaped');
+}
+
+/** A well-formed archive around the given source entries, manifest included. */
+async function archiveWith(entries: CraftedEntry[], sources = FILES): Promise<Buffer> {
+  const all = [headerEntry(sources), folder('sources/f/'), ...entries];
+  return craftArchive([...all, manifestFor(all)]);
+}
+
+describe('hostile archives are refused with nothing written outside the staging location', () => {
+  const unsafe: Array<[string, CraftedEntry[]]> = [
+    ['a ".." path', [file('sources/f/../../../escape.txt')]],
+    ['an absolute path', [file('/tmp/backupkit-escape.txt')]],
+    ['a Windows drive path', [file('C:/escape.txt')]],
+    ['a backslash path', [file('sources\\f\\..\\..\\escape.txt')]],
+    ['a UNC path', [file('\\\\server\\share\\escape.txt')]],
+    ['an entry outside sources/', [file('elsewhere/escape.txt')]],
+    ['an entry of a source the header does not list', [file('sources/ghost/x')]],
+    ['a link climbing out of the tree', [link('sources/f/up', '../../../..')]],
+    ['an absolute link', [link('sources/f/passwd', '/etc/passwd')]],
+    ['a link out through another link', [link('sources/f/here', '.'), link('sources/f/out', 'here/..')]],
+    ['a link out through a chain of links', [folder('sources/f/d/'), link('sources/f/d/self', '..'), link('sources/f/d/out', 'self/../..')]],
+    ['a file written where a link will be', [link('sources/f/l', 'sub'), folder('sources/f/sub/'), file('sources/f/l/file')]],
+    ['a hard link', [file('sources/f/x'), { header: { name: 'sources/f/hard', type: 'link', linkname: 'sources/f/x' } }]],
+    ['a character device', [{ header: { name: 'sources/f/null', type: 'character-device', devmajor: 1, devminor: 3 } }]],
+    ['a block device', [{ header: { name: 'sources/f/sda', type: 'block-device', devmajor: 8, devminor: 0 } }]],
+    ['a FIFO', [{ header: { name: 'sources/f/pipe', type: 'fifo' } }]],
+    ['two entries at one path', [file('sources/f/twice', 'one'), file('sources/f/twice', 'two')]],
+  ];
+  for (const [label, entries] of unsafe) {
+    it(`refuses ${label}`, async (t) => {
+      await expectRefused(t, await archiveWith(entries), 'UNSAFE_ARCHIVE');
+    });
+  }
+
+  it('accepts links that stay inside the tree', async (t) => {
+    const sandbox = await tempDir(t);
+    const destination = memory();
+    await store(destination, await archiveWith([folder('sources/f/d/'), file('sources/f/d/x'), link('sources/f/d/up', '..'), link('sources/f/to-x', 'd/up/d/x')]));
+    await Database.restore({ from: destination, targets: { f: { dir: join(sandbox, 'target') } } });
+    assert.ok(await exists(join(sandbox, 'target', 'to-x')));
+  });
+});
+
+describe('damaged archives are refused with CORRUPT_ARCHIVE and the targets untouched', () => {
+  async function realArchive(t: Parameters<typeof tempDir>[0]): Promise<Buffer> {
+    const dir = await tempDir(t, 'real');
+    await mkdir(join(dir, 'tree'));
+    createBank(join(dir, 'tree', 'inner.db'), 2000);
+    const destination = memory();
+    const { name } = await new Database({ sources: [files({ name: 'f', dir: join(dir, 'tree') })] }).startBackup({ to: destination, compression: { level: 1 } }).done;
+    return buffer(await destination.open(name));
+  }
+
+  it('refuses a truncated archive', async (t) => {
+    const bytes = await realArchive(t);
+    for (const keep of [0.3, 0.9, 0.999]) await expectRefused(t, bytes.subarray(0, Math.floor(bytes.length * keep)), 'CORRUPT_ARCHIVE');
+  });
+
+  it('refuses an archive with one flipped bit', async (t) => {
+    const bytes = await realArchive(t);
+    for (const at of [0.25, 0.5, 0.75]) {
+      const damaged = Buffer.from(bytes);
+      const offset = Math.floor(damaged.length * at);
+      damaged[offset] = (damaged[offset] as number) ^ 0x10;
+      await expectRefused(t, damaged, 'CORRUPT_ARCHIVE');
+    }
+  });
+
+  it('refuses a file that is not gzip at all', async (t) => {
+    await expectRefused(t, Buffer.from('PK\x03\x04 this is a zip file, not ours'), 'CORRUPT_ARCHIVE');
+  });
+
+  it('refuses an archive whose content does not match its manifest', async (t) => {
+    const all = [headerEntry(FILES), folder('sources/f/'), file('sources/f/x', 'original')];
+    const manifest = manifestFor(all);
+    all[2] = file('sources/f/x', 'tampered');
+    await expectRefused(t, await craftArchive([...all, manifest]), 'CORRUPT_ARCHIVE', /sources\/f\/x/);
+  });
+
+  it('refuses an archive without its manifest', async (t) => {
+    await expectRefused(t, await craftArchive([headerEntry(FILES), folder('sources/f/'), file('sources/f/x')]), 'CORRUPT_ARCHIVE', /truncated/);
+  });
+
+  it('refuses an archive with an entry the manifest does not list', async (t) => {
+    const listed = [headerEntry(FILES), folder('sources/f/')];
+    await expectRefused(t, await craftArchive([...listed, file('sources/f/extra'), manifestFor(listed)]), 'CORRUPT_ARCHIVE');
+  });
+
+  it('refuses a tar that is not a backupkit archive', async (t) => {
+    await expectRefused(t, await craftArchive([file('etc/hosts')]), 'CORRUPT_ARCHIVE', /header\.json/);
+  });
+
+  it('refuses an archive from a newer format version', async (t) => {
+    const all = [headerEntry(FILES, 99), folder('sources/f/')];
+    await expectRefused(t, await craftArchive([...all, manifestFor(all)]), 'UNSUPPORTED_FORMAT');
+  });
+
+  it('refuses a SQLite entry that fails integrity_check, leaving no database file', async (t) => {
+    const sandbox = await tempDir(t);
+    const garbage = Buffer.alloc(8192, 0x41);
+    Buffer.from('SQLite format 3\0').copy(garbage);
+    const all = [headerEntry([{ name: 'db', kind: 'sqlite' }]), { header: { name: 'sources/db/database.sqlite', type: 'file' }, body: garbage } as CraftedEntry];
+    const destination: Destination = memory();
+    await store(destination, await craftArchive([...all, manifestFor(all)]));
+    await rejectsWithCode(Database.restore({ from: destination, backup: CRAFTED_NAME, targets: { db: { path: join(sandbox, 'app.db') } } }), 'CORRUPT_ARCHIVE');
+    assert.deepEqual(await readdir(sandbox), []);
+  });
+});
+
+describe('sources restored together commit together', () => {
+  it('a failure in one source leaves the other source uncommitted', async (t) => {
+    const sandbox = await tempDir(t);
+    const garbage = Buffer.alloc(8192, 0x41);
+    const all = [
+      headerEntry([{ name: 'f', kind: 'files' }, { name: 'db', kind: 'sqlite' }]),
+      folder('sources/f/'),
+      file('sources/f/fine.txt'),
+      { header: { name: 'sources/db/database.sqlite', type: 'file' }, body: garbage } as CraftedEntry,
+    ];
+    const destination = memory();
+    await store(destination, await craftArchive([...all, manifestFor(all)]));
+    await rejectsWithCode(
+      Database.restore({ from: destination, targets: { f: { dir: join(sandbox, 'files') }, db: { path: join(sandbox, 'app.db') } } }),
+      'CORRUPT_ARCHIVE',
+    );
+    assert.deepEqual(await readdir(sandbox), []);
+    assert.ok(sqlite({ name: 'unused', path: 'x' }));
+  });
+});
