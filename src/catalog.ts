@@ -11,11 +11,13 @@ import type { Destination } from './types.js';
 export interface BackupInfo {
   /** The archive's name, e.g. `20261121-124500.tar.gz`. */
   readonly name: string;
+  /** When the backup started. */
   readonly createdAt: Date;
   /** Archive size in bytes. */
   readonly size: number;
   /** SHA-256 of the archive, when its sidecar is present. */
   readonly sha256: string | undefined;
+  /** Whether the archive is encrypted (its sidecar says so). */
   readonly encrypted: boolean;
   /** The sources it holds, when its sidecar is present. */
   readonly sources: ReadonlyArray<{ name: string; kind: string; bytes: number; items: number }>;

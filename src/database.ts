@@ -25,6 +25,7 @@ export interface DatabaseOptions {
  * @public
  */
 export interface CompressionOptions {
+  /** Only `'gzip'` for now. */
   algorithm?: 'gzip';
   /** 1 (fastest, the default) to 9 (smallest). */
   level?: number;
@@ -37,6 +38,7 @@ export interface CompressionOptions {
 export interface BackupOptions {
   /** Where the archive goes; with several, each gets the same archive and all must succeed. */
   to: Destination | readonly Destination[];
+  /** Default: gzip, level 1. */
   compression?: CompressionOptions;
   /** Aborts the backup, like `op.cancel()`. */
   signal?: AbortSignal;
@@ -53,11 +55,13 @@ export type RestoreTarget = SqliteTarget | FilesTarget;
  * @public
  */
 export interface RestoreOptions {
+  /** The destination holding the backup. */
   from: Destination;
   /** The archive's name; default: the newest on `from`. */
   backup?: string;
   /** Each source to restore, by name, and where. Sources left out are verified but not written. */
   targets: Readonly<Record<string, RestoreTarget>>;
+  /** Aborts the restore, like `cancel()`; the targets are left as they were. */
   signal?: AbortSignal;
   /** Restorers for source kinds backupkit does not ship. */
   restorers?: readonly Restorer[];
@@ -76,6 +80,7 @@ export interface RestoreOptions {
  * @public
  */
 export class Database {
+  /** The sources, in the order given. */
   readonly sources: readonly Source[];
   #running = false;
 

@@ -7,7 +7,9 @@ import type { ProgressEvent } from './progress.js';
  * @public
  */
 export interface SourceStats {
+  /** The source's name. */
   readonly name: string;
+  /** The source's kind, such as `sqlite` or `files`. */
   readonly kind: string;
   /** Bytes of file contents. */
   readonly bytes: number;
@@ -20,10 +22,15 @@ export interface SourceStats {
  * @public
  */
 export interface OperationEvents<Result> {
+  /** A source's data starts to flow. */
   'source-start': [info: { name: string; kind: string }];
+  /** Throttled progress: at least every 250 ms while work goes on, at most about 20 a second. */
   progress: [progress: ProgressEvent];
+  /** A source is done. */
   'source-end': [stats: SourceStats];
+  /** The operation succeeded; `done` resolves with the same result. */
   end: [result: Result];
+  /** The operation failed; `done` rejects with the same error. */
   error: [error: BackupError];
 }
 

@@ -9,7 +9,9 @@ export type ProgressPhase = 'snapshot' | 'archive' | 'commit' | 'read' | 'verify
  * @public
  */
 export interface ProgressEvent {
+  /** Which kind of operation emits it. */
   readonly operation: 'backup' | 'restore';
+  /** What it is doing now. */
   readonly phase: ProgressPhase;
   /** The source being worked on, if any. */
   readonly source: string | undefined;
@@ -17,7 +19,9 @@ export interface ProgressEvent {
   readonly bytesDone: number;
   /** Estimated up front; may be passed by a source that grows while it is read. */
   readonly bytesTotal: number;
+  /** Entries (files, folders, links, databases) done. */
   readonly itemsDone: number;
+  /** Entries expected; 0 when unknown up front (restore). */
   readonly itemsTotal: number;
   /** 0 to 100. */
   readonly percent: number;

@@ -18,9 +18,11 @@ export type EntryType = 'file' | 'directory' | 'symlink';
 export interface Entry {
   /** Path relative to the source's root, `/`-separated; `''` is the root itself. */
   readonly path: string;
+  /** What the entry is. */
   readonly type: EntryType;
   /** Permission bits (for example `0o644`). */
   readonly mode: number;
+  /** Modification time, kept to the second. */
   readonly mtime: Date;
   /** Size in bytes of a file's body, announced before the body is read; 0 for other types. */
   readonly size: number;
@@ -40,9 +42,11 @@ export interface Entry {
 export interface BackupWarning {
   /** `FILE_CHANGED`: modified while read; `SIZE_MISMATCH`: cut or padded; `SKIPPED`: not backed up. */
   readonly code: 'FILE_CHANGED' | 'SIZE_MISMATCH' | 'SKIPPED';
+  /** The source it concerns. */
   readonly source: string;
   /** The entry's path inside its source, if the warning is about one entry. */
   readonly path?: string;
+  /** A sentence for people. */
   readonly message: string;
 }
 
@@ -92,10 +96,15 @@ export interface Source {
 export interface RestoreEntry {
   /** Path relative to the source's root, already checked to be safe; `''` is the root. */
   readonly path: string;
+  /** What the entry is. */
   readonly type: EntryType;
+  /** Permission bits to apply. */
   readonly mode: number;
+  /** Modification time to apply. */
   readonly mtime: Date;
+  /** Size of a file's body in bytes. */
   readonly size: number;
+  /** Where a symbolic link points; checked lexically to stay inside the tree. */
   readonly linkTarget?: string;
   /** A file's contents; must be consumed fully. */
   readonly body: AsyncIterable<Uint8Array>;
@@ -106,6 +115,7 @@ export interface RestoreEntry {
  * @public
  */
 export interface RestoreSink {
+  /** Writes one entry into the staging location; entries come in archive order. */
   write(entry: RestoreEntry): Promise<void>;
   /** All entries are written and verified: finish the staging copy and check it. */
   prepare(): Promise<void>;
@@ -120,6 +130,7 @@ export interface RestoreSink {
  * @public
  */
 export interface Restorer<Target = unknown> {
+  /** The source kind it restores. */
   readonly kind: string;
   /** Validates a user-supplied target, throwing `INVALID_OPTIONS`. */
   parseTarget(target: unknown, sourceName: string): Target;
@@ -134,8 +145,11 @@ export interface Restorer<Target = unknown> {
  * @public
  */
 export interface StoredObject {
+  /** The object's name, a single path component. */
   readonly name: string;
+  /** Size in bytes. */
   readonly size: number;
+  /** When it was committed. */
   readonly modifiedAt: Date;
 }
 
@@ -144,6 +158,7 @@ export interface StoredObject {
  * @public
  */
 export interface Upload {
+  /** Where the bytes go; end it, then call `commit`. */
   readonly stream: Writable;
   /** Makes the object durable and visible, all at once. Call after `stream` has finished. */
   commit(): Promise<void>;
@@ -167,10 +182,13 @@ export interface DestinationCapabilities {
  * @public
  */
 export interface Destination {
+  /** The adapter kind, such as `directory` or `memory`. */
   readonly kind: string;
   /** Names the destination in messages, for example `directory /backups`. */
   readonly description: string;
+  /** What it can do. */
   readonly capabilities: DestinationCapabilities;
+  /** Starts writing an object; it stays invisible until committed. */
   create(name: string): Promise<Upload>;
   /** Throws `NOT_FOUND` if there is no such committed object. */
   open(name: string): Promise<Readable>;

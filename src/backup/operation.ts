@@ -12,11 +12,15 @@ export interface BackupResult {
   readonly size: number;
   /** SHA-256 of the archive file, hex; `sha256sum` prints the same. */
   readonly sha256: string;
+  /** When the backup started; the name encodes it too, to the second. */
   readonly createdAt: Date;
+  /** Wall time from start to the last commit. */
   readonly durationMs: number;
+  /** Figures per source, in archive order (databases first). */
   readonly sources: readonly SourceStats[];
   /** Where the archive was written. */
   readonly destinations: readonly string[];
+  /** Everything reported as `warning` events, such as files that changed while read. */
   readonly warnings: readonly BackupWarning[];
 }
 
@@ -25,7 +29,9 @@ export interface BackupResult {
  * @public
  */
 export interface BackupEvents extends OperationEvents<BackupResult> {
+  /** The archive name is chosen; nothing is read yet. */
   start: [info: { name: string; createdAt: Date; sources: ReadonlyArray<{ name: string; kind: string }> }];
+  /** Something worth knowing that did not stop the backup. */
   warning: [warning: BackupWarning];
 }
 

@@ -7,6 +7,7 @@ import { Operation, type OperationEvents, type SourceStats } from '../operation.
 export interface RestoreResult {
   /** The archive restored. */
   readonly name: string;
+  /** Wall time from start to the last commit. */
   readonly durationMs: number;
   /** The sources restored, with where each went. */
   readonly sources: ReadonlyArray<SourceStats & { target: unknown }>;
@@ -21,6 +22,7 @@ export interface RestoreResult {
  * @public
  */
 export interface RestoreEvents extends OperationEvents<RestoreResult> {
+  /** The archive's header has been read; no target has been touched yet. */
   start: [info: { name: string; createdAt: Date; sources: ReadonlyArray<{ name: string; kind: string }> }];
 }
 
@@ -31,6 +33,7 @@ export interface RestoreEvents extends OperationEvents<RestoreResult> {
  * @public
  */
 export class RestoreOperation extends Operation<RestoreResult, RestoreEvents> implements PromiseLike<RestoreResult> {
+  /** Makes the operation awaitable: the same as `done.then(...)`. */
   then<A = RestoreResult, B = never>(
     onFulfilled?: ((result: RestoreResult) => A | PromiseLike<A>) | null,
     onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,

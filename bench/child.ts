@@ -1,0 +1,28 @@
+/**
+ * Runs one backupkit backup or restore in its own process and reports, as one JSON line, its wall
+ * time, peak RSS and the longest event-loop stall, as the host application would feel them.
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Database, directory, files, sqlite } from 'backupkit';
+
+const [mode = '', kind = '', sourcePath = '', archiveDir = '', target = ''] = process.argv.slice(2);
+const stalls = monitorEventLoopDelay({ resolution: 10 });
+stalls.enable();
+const started = performance.now();
+
+if (mode === 'backup') {
+  const source = kind === 'sqlite' ? sqlite({ name: 'data', path: sourcePath }) : files({ name: 'data', dir: sourcePath });
+  await new Database({ sources: [source] }).startBackup({ to: directory({ path: archiveDir }) }).done;
+} else {
+  const targets = { data: kind === 'sqlite' ? { path: target } : { dir: target } };
+  await Database.restore({ from: directory({ path: archiveDir }), targets });
+}
+
+stalls.disable();
+process.stdout.write(
+  `${JSON.stringify({
+    seconds: (performance.now() - started) / 1000,
+    peakRssMb: process.resourceUsage().maxRSS / 1024,
+    maxStallMs: stalls.max / 1e6,
+  })}\n`,
+);

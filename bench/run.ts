@@ -1,0 +1,143 @@
+/**
+ * `npm run bench`: backupkit against the standard tools, side by side, in one run.
+ *
+ *   SQLite  ~1 GB WAL database, a writer committing throughout:
+ *           backupkit backup  vs  sqlite3 "VACUUM INTO" | pigz -1   (and | gzip -1)
+ *           backupkit restore vs  pigz -dc | tar -x
+ *   Files   ~1 GB in 50,000 files:
+ *           backupkit backup  vs  tar -cf - | pigz -1
+ *           backupkit restore vs  pigz -dc | tar -x
+ *
+ * Sizes: BENCH_SQLITE_MB (1024), BENCH_FILES_MB (1024), BENCH_FILES_COUNT (50000). Work folder:
+ * BENCH_DIR (a new temporary folder). Needs sqlite3, pigz, gzip and tar on the PATH.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Sqlite from 'better-sqlite3';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const sqliteMb = Number(process.env.BENCH_SQLITE_MB ?? 1024);
+const filesMb = Number(process.env.BENCH_FILES_MB ?? 1024);
+const fileCount = Number(process.env.BENCH_FILES_COUNT ?? 50_000);
+
+for (const tool of ['sqlite3', 'pigz', 'gzip', 'tar']) {
+  try {
+    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+  } catch {
+    console.error(`bench needs ${tool} on the PATH (Debian: apt-get install ${tool})`);
+    process.exit(2);
+  }
+}
+
+const work = process.env.BENCH_DIR ?? (await mkdtemp(join(tmpdir(), 'backupkit-bench-')));
+await mkdir(work, { recursive: true });
+
+interface Measured {
+  seconds: number;
+  peakRssMb?: number;
+  maxStallMs?: number;
+}
+
+function timeShell(script: string): Measured {
+  const started = performance.now();
+  execFileSync('sh', ['-euc', script], { cwd: work, stdio: ['ignore', 'ignore', 'inherit'] });
+  return { seconds: (performance.now() - started) / 1000 };
+}
+
+function runChild(...args: string[]): Measured {
+  const out = execFileSync(process.execPath, [join(here, 'child.js'), ...args], { cwd: work, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  return JSON.parse(out.trim().split('\n').at(-1) as string) as Measured;
+}
+
+/** Text-like rows: compressible about 2:1, as application data tends to be. */
+function makeDatabase(path: string, megabytes: number): void {
+  const db = new Sqlite(path);
+  db.pragma('journal_mode = WAL');
+  db.exec('CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL); CREATE TABLE transfers (id INTEGER PRIMARY KEY, src INTEGER, dst INTEGER, amount INTEGER, at TEXT)');
+  db.exec('CREATE TABLE documents (id INTEGER PRIMARY KEY, title TEXT, body TEXT)');
+  const account = db.prepare('INSERT INTO accounts (id, balance) VALUES (?, 1000)');
+  db.transaction(() => {
+    for (let id = 1; id <= 1000; id++) account.run(id);
+  })();
+  const insert = db.prepare('INSERT INTO documents (title, body) VALUES (?, ?)');
+  const rows = Math.ceil((megabytes * 1024 * 1024) / 4200);
+  for (let done = 0; done < rows; done += 10_000) {
+    db.transaction(() => {
+      for (let i = done; i < Math.min(rows, done + 10_000); i++) insert.run(`document ${i}`, randomBytes(2048).toString('hex'));
+    })();
+  }
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  db.close();
+}
+
+async function makeTree(root: string, megabytes: number, count: number): Promise<void> {
+  const perFile = Math.floor((megabytes * 1024 * 1024) / count);
+  for (let i = 0; i < count; i++) {
+    const folder = join(root, String(Math.floor(i / 500)).padStart(3, '0'));
+    if (i % 500 === 0) await mkdir(folder, { recursive: true });
+    await writeFile(join(folder, `blob-${i}.bin`), Buffer.from(randomBytes(perFile / 2).toString('hex')));
+  }
+}
+
+const rows: Array<{ case: string; backupkit: Measured; standard: Measured; tool: string }> = [];
+
+// SQLite
+const dbPath = join(work, 'bench.db');
+console.error(`preparing a ${sqliteMb} MB SQLite database in ${work}`);
+makeDatabase(dbPath, sqliteMb);
+const writer = spawn(process.execPath, [join(here, '..', 'test', 'helpers', 'transfer-writer.js'), dbPath, '1000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+await new Promise((resolve) => writer.stdout.once('data', resolve));
+try {
+  console.error('sqlite backup');
+  const sqliteBackup = runChild('backup', 'sqlite', dbPath, join(work, 'sqlite-archives'));
+  const vacuumPigz = timeShell(`rm -f copy.db; sqlite3 "${dbPath}" "VACUUM INTO 'copy.db'"; pigz -1 < copy.db > copy.db.gz; rm copy.db`);
+  const vacuumGzip = timeShell(`rm -f copy.db; sqlite3 "${dbPath}" "VACUUM INTO 'copy.db'"; gzip -1 < copy.db > copy.db.gz; rm copy.db`);
+  rows.push({ case: 'SQLite backup (writer running)', backupkit: sqliteBackup, standard: vacuumPigz, tool: 'VACUUM INTO | pigz -1' });
+  rows.push({ case: 'SQLite backup (writer running)', backupkit: sqliteBackup, standard: vacuumGzip, tool: 'VACUUM INTO | gzip -1' });
+} finally {
+  writer.kill('SIGTERM');
+}
+const [sqliteArchive] = (await readdir(join(work, 'sqlite-archives'))).filter((n) => n.endsWith('.tar.gz'));
+console.error('sqlite restore');
+const sqliteRestore = runChild('restore', 'sqlite', '', join(work, 'sqlite-archives'), join(work, 'restored.db'));
+const sqliteUntar = timeShell(`rm -rf untar-sqlite; mkdir untar-sqlite; pigz -dc "sqlite-archives/${sqliteArchive}" | tar -x -C untar-sqlite`);
+rows.push({ case: 'SQLite restore', backupkit: sqliteRestore, standard: sqliteUntar, tool: 'pigz -dc | tar -x' });
+await rm(join(work, 'untar-sqlite'), { recursive: true, force: true });
+await rm(join(work, 'restored.db'), { force: true });
+
+// Files
+const tree = join(work, 'tree');
+console.error(`preparing ${fileCount} files, ${filesMb} MB`);
+await makeTree(tree, filesMb, fileCount);
+execFileSync('sync');
+console.error('files backup');
+const filesBackup = runChild('backup', 'files', tree, join(work, 'files-archives'));
+const tarPigz = timeShell('tar -cf - tree | pigz -1 > tree.tar.gz');
+rows.push({ case: `Files backup (${fileCount} files)`, backupkit: filesBackup, standard: tarPigz, tool: 'tar -c | pigz -1' });
+console.error('files restore');
+const filesRestore = runChild('restore', 'files', '', join(work, 'files-archives'), join(work, 'restored-tree'));
+const untar = timeShell('rm -rf untar-files; mkdir untar-files; pigz -dc tree.tar.gz | tar -x -C untar-files');
+rows.push({ case: `Files restore (${fileCount} files)`, backupkit: filesRestore, standard: untar, tool: 'pigz -dc | tar -x' });
+
+const line = (cells: string[]) => `| ${cells.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`;
+console.log(`\nbackupkit vs standard tools (${sqliteMb} MB SQLite, ${filesMb} MB in ${fileCount} files; node ${process.version})\n`);
+console.log(line(['case', 'backupkit s', 'standard tool', 'tool s', 'ratio', 'peak RSS MB', 'max event-loop stall ms']));
+console.log(line(['---', '---:', '---', '---:', '---:', '---:', '---:']));
+for (const row of rows) {
+  console.log(
+    line([
+      row.case,
+      row.backupkit.seconds.toFixed(2),
+      row.tool,
+      row.standard.seconds.toFixed(2),
+      `${(row.backupkit.seconds / row.standard.seconds).toFixed(2)}x`,
+      (row.backupkit.peakRssMb ?? 0).toFixed(0),
+      (row.backupkit.maxStallMs ?? 0).toFixed(1),
+    ]),
+  );
+}
+if (!process.env.BENCH_DIR) await rm(work, { recursive: true, force: true });
