@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: backupkit against the standard tools, side by side, in one run.
  *
- *   SQLite  ~1 GB WAL database, a writer committing throughout:
+ *   SQLite  ~1 GB WAL database, another process committing ~1,000 transfers/s throughout:
  *           backupkit backup  vs  sqlite3 "VACUUM INTO" | pigz -1   (and | gzip -1)
  *           backupkit restore vs  pigz -dc | tar -x
  *   Files   ~1 GB in 50,000 files:
@@ -9,9 +9,11 @@
  *           backupkit restore vs  pigz -dc | tar -x
  *
  * Sizes: BENCH_SQLITE_MB (1024), BENCH_FILES_MB (1024), BENCH_FILES_COUNT (50000). Work folder:
- * BENCH_DIR (a new temporary folder). Needs sqlite3, pigz, gzip and tar on the PATH.
+ * BENCH_DIR (a new temporary folder, removed afterwards; a given one is kept, and the data in it
+ * reused). BENCH_ONLY=sqlite or files runs one half. Needs sqlite3, pigz, gzip and tar.
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -84,44 +86,61 @@ async function makeTree(root: string, megabytes: number, count: number): Promise
 }
 
 const rows: Array<{ case: string; backupkit: Measured; standard: Measured; tool: string }> = [];
+const only = process.env.BENCH_ONLY;
 
-// SQLite
-const dbPath = join(work, 'bench.db');
-console.error(`preparing a ${sqliteMb} MB SQLite database in ${work}`);
-makeDatabase(dbPath, sqliteMb);
-const writer = spawn(process.execPath, [join(here, '..', 'test', 'helpers', 'transfer-writer.js'), dbPath, '1000'], { stdio: ['ignore', 'pipe', 'inherit'] });
-await new Promise((resolve) => writer.stdout.once('data', resolve));
-try {
-  console.error('sqlite backup');
-  const sqliteBackup = runChild('backup', 'sqlite', dbPath, join(work, 'sqlite-archives'));
-  const vacuumPigz = timeShell(`rm -f copy.db; sqlite3 "${dbPath}" "VACUUM INTO 'copy.db'"; pigz -1 < copy.db > copy.db.gz; rm copy.db`);
-  const vacuumGzip = timeShell(`rm -f copy.db; sqlite3 "${dbPath}" "VACUUM INTO 'copy.db'"; gzip -1 < copy.db > copy.db.gz; rm copy.db`);
-  rows.push({ case: 'SQLite backup (writer running)', backupkit: sqliteBackup, standard: vacuumPigz, tool: 'VACUUM INTO | pigz -1' });
-  rows.push({ case: 'SQLite backup (writer running)', backupkit: sqliteBackup, standard: vacuumGzip, tool: 'VACUUM INTO | gzip -1' });
-} finally {
-  writer.kill('SIGTERM');
+async function fresh(...paths: string[]): Promise<void> {
+  await Promise.all(paths.map((path) => rm(join(work, path), { recursive: true, force: true })));
 }
-const [sqliteArchive] = (await readdir(join(work, 'sqlite-archives'))).filter((n) => n.endsWith('.tar.gz'));
-console.error('sqlite restore');
-const sqliteRestore = runChild('restore', 'sqlite', '', join(work, 'sqlite-archives'), join(work, 'restored.db'));
-const sqliteUntar = timeShell(`rm -rf untar-sqlite; mkdir untar-sqlite; pigz -dc "sqlite-archives/${sqliteArchive}" | tar -x -C untar-sqlite`);
-rows.push({ case: 'SQLite restore', backupkit: sqliteRestore, standard: sqliteUntar, tool: 'pigz -dc | tar -x' });
-await rm(join(work, 'untar-sqlite'), { recursive: true, force: true });
-await rm(join(work, 'restored.db'), { force: true });
 
-// Files
-const tree = join(work, 'tree');
-console.error(`preparing ${fileCount} files, ${filesMb} MB`);
-await makeTree(tree, filesMb, fileCount);
-execFileSync('sync');
-console.error('files backup');
-const filesBackup = runChild('backup', 'files', tree, join(work, 'files-archives'));
-const tarPigz = timeShell('tar -cf - tree | pigz -1 > tree.tar.gz');
-rows.push({ case: `Files backup (${fileCount} files)`, backupkit: filesBackup, standard: tarPigz, tool: 'tar -c | pigz -1' });
-console.error('files restore');
-const filesRestore = runChild('restore', 'files', '', join(work, 'files-archives'), join(work, 'restored-tree'));
-const untar = timeShell('rm -rf untar-files; mkdir untar-files; pigz -dc tree.tar.gz | tar -x -C untar-files');
-rows.push({ case: `Files restore (${fileCount} files)`, backupkit: filesRestore, standard: untar, tool: 'pigz -dc | tar -x' });
+async function benchSqlite(): Promise<void> {
+  const dbPath = join(work, 'bench.db');
+  if (!existsSync(dbPath)) {
+    console.error(`preparing a ${sqliteMb} MB SQLite database in ${work}`);
+    makeDatabase(dbPath, sqliteMb);
+  }
+  await fresh('sqlite-archives', 'restored.db', 'untar-sqlite');
+  // Both sides copy while another process commits about 1,000 transfers a second.
+  const writer = spawn(process.execPath, [join(here, '..', 'test', 'helpers', 'transfer-writer.js'), dbPath, '1000', '1000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise((resolve) => writer.stdout.once('data', resolve));
+  try {
+    console.error('sqlite backup');
+    const backup = runChild('backup', 'sqlite', dbPath, join(work, 'sqlite-archives'));
+    const vacuumPigz = timeShell(`rm -f copy.db; sqlite3 "${dbPath}" "VACUUM INTO 'copy.db'"; pigz -1 < copy.db > copy.db.gz; rm copy.db`);
+    const vacuumGzip = timeShell(`rm -f copy.db; sqlite3 "${dbPath}" "VACUUM INTO 'copy.db'"; gzip -1 < copy.db > copy.db.gz; rm copy.db`);
+    rows.push({ case: 'SQLite backup (writer running)', backupkit: backup, standard: vacuumPigz, tool: 'VACUUM INTO | pigz -1' });
+    rows.push({ case: 'SQLite backup (writer running)', backupkit: backup, standard: vacuumGzip, tool: 'VACUUM INTO | gzip -1' });
+  } finally {
+    writer.kill('SIGTERM');
+  }
+  const [archive] = (await readdir(join(work, 'sqlite-archives'))).filter((n) => n.endsWith('.tar.gz'));
+  console.error('sqlite restore');
+  const restore = runChild('restore', 'sqlite', '', join(work, 'sqlite-archives'), join(work, 'restored.db'));
+  const untar = timeShell(`mkdir untar-sqlite; pigz -dc "sqlite-archives/${archive}" | tar -x -C untar-sqlite`);
+  rows.push({ case: 'SQLite restore', backupkit: restore, standard: untar, tool: 'pigz -dc | tar -x' });
+  await fresh('untar-sqlite', 'restored.db');
+}
+
+async function benchFiles(): Promise<void> {
+  const tree = join(work, 'tree');
+  if (!existsSync(tree)) {
+    console.error(`preparing ${fileCount} files, ${filesMb} MB`);
+    await makeTree(tree, filesMb, fileCount);
+    execFileSync('sync');
+  }
+  await fresh('files-archives', 'restored-tree', 'untar-files', 'tree.tar.gz');
+  console.error('files backup');
+  const backup = runChild('backup', 'files', tree, join(work, 'files-archives'));
+  const tarPigz = timeShell('tar -cf - tree | pigz -1 > tree.tar.gz');
+  rows.push({ case: `Files backup (${fileCount} files)`, backupkit: backup, standard: tarPigz, tool: 'tar -c | pigz -1' });
+  console.error('files restore');
+  const restore = runChild('restore', 'files', '', join(work, 'files-archives'), join(work, 'restored-tree'));
+  const untar = timeShell('mkdir untar-files; pigz -dc tree.tar.gz | tar -x -C untar-files');
+  rows.push({ case: `Files restore (${fileCount} files)`, backupkit: restore, standard: untar, tool: 'pigz -dc | tar -x' });
+  await fresh('restored-tree', 'untar-files');
+}
+
+if (only !== 'files') await benchSqlite();
+if (only !== 'sqlite') await benchFiles();
 
 const line = (cells: string[]) => `| ${cells.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`;
 console.log(`\nbackupkit vs standard tools (${sqliteMb} MB SQLite, ${filesMb} MB in ${fileCount} files; node ${process.version})\n`);

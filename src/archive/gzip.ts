@@ -25,7 +25,7 @@ export class ParallelGzip extends Transform {
   constructor(level: number) {
     super();
     this.#level = level;
-    this.#concurrency = Math.max(2, Math.min(availableParallelism(), 4));
+    this.#concurrency = Math.min(availableParallelism() + 2, 4);
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {

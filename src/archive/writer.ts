@@ -1,14 +1,9 @@
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import tar, { type Header, type Pack } from 'tar-stream';
 import type { EntryType } from '../types.js';
-import { closeSpool } from '../util/fs.js';
+import { LineSpool } from '../util/line-spool.js';
+import { cooperative } from '../util/yield.js';
 import { MANIFEST_PATH, type ManifestEntry, type ManifestSummary } from './format.js';
 
 const PADDING = Buffer.alloc(64 * 1024);
@@ -39,14 +34,13 @@ export interface WrittenEntry {
 export class ArchiveWriter {
   /** The uncompressed tar stream. */
   readonly tar = tar.pack();
-  #spoolDir: string | undefined;
-  #spool: WriteStream | undefined;
+  #spool: LineSpool | undefined;
   #entries = 0;
+  readonly #yieldNow = cooperative();
 
   static async create(): Promise<ArchiveWriter> {
     const writer = new ArchiveWriter();
-    writer.#spoolDir = await mkdtemp(join(tmpdir(), 'backupkit-manifest-'));
-    writer.#spool = createWriteStream(join(writer.#spoolDir, MANIFEST_PATH));
+    writer.#spool = await LineSpool.create('manifest');
     return writer;
   }
 
@@ -69,6 +63,7 @@ export class ArchiveWriter {
           written += piece.length;
           await sink.write(piece);
           onBytes(piece.length);
+          await this.#yieldNow();
         }
         if (sizeMismatch) break; // the file grew: stop reading, keep what was announced
       }
@@ -93,15 +88,12 @@ export class ArchiveWriter {
 
   /** Writes the manifest and ends the tar stream. */
   async finish(summary: Omit<ManifestSummary, 'type' | 'entries'>): Promise<void> {
-    const spool = this.#spool as WriteStream;
-    spool.end();
-    await finished(spool);
-    const spoolPath = spool.path as string;
+    const spool = this.#spool as LineSpool;
     const first = Buffer.from(`${JSON.stringify({ type: 'summary', entries: this.#entries, ...summary } satisfies ManifestSummary)}\n`);
-    const { size } = await stat(spoolPath);
-    const sink = this.#open({ path: MANIFEST_PATH, type: 'file', mode: 0o644, mtime: new Date() }, first.length + size);
+    const lines = await spool.read();
+    const sink = this.#open({ path: MANIFEST_PATH, type: 'file', mode: 0o644, mtime: new Date() }, first.length + spool.size);
     await sink.write(first);
-    for await (const chunk of createReadStream(spoolPath, { highWaterMark: 256 * 1024 })) await sink.write(chunk as Buffer);
+    for await (const chunk of lines) await sink.write(chunk as Buffer);
     await sink.end();
     this.tar.finalize();
   }
@@ -109,14 +101,12 @@ export class ArchiveWriter {
   /** Stops the tar stream with an error and removes the manifest spool. */
   async dispose(error?: Error): Promise<void> {
     if (error && !this.tar.destroyed) this.tar.destroy(error);
-    await closeSpool(this.#spool);
-    if (this.#spoolDir) await rm(this.#spoolDir, { recursive: true, force: true });
+    await this.#spool?.dispose();
   }
 
   async #record(line: ManifestEntry): Promise<void> {
     this.#entries += 1;
-    const spool = this.#spool as WriteStream;
-    if (!spool.write(`${JSON.stringify(line)}\n`)) await once(spool, 'drain');
+    await (this.#spool as LineSpool).append(JSON.stringify(line));
   }
 
   #open(input: Omit<ArchiveEntryInput, 'size' | 'body'>, size: number) {

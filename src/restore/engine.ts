@@ -6,6 +6,7 @@ import { listBackups } from '../catalog.js';
 import type { OperationContext, SourceStats } from '../operation.js';
 import { ProgressReporter } from '../progress.js';
 import type { Destination, EntryType, RestoreSink, Restorer } from '../types.js';
+import { cooperative } from '../util/yield.js';
 import { ManifestCheck } from './manifest-check.js';
 import type { RestoreEvents, RestoreResult } from './operation.js';
 import { checkEntryPath, checkLinkTarget } from './path-guard.js';
@@ -42,6 +43,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
   const manifest = new ManifestCheck();
   const restores = new Map<string, SourceRestore>();
   let reader: ArchiveReader | undefined;
+  const yieldNow = cooperative();
 
   try {
     const { name, size } = await pickBackup(plan.from, plan.backup);
@@ -95,7 +97,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
         run.emit('source-start', { name: restore.name, kind: restore.kind });
         progress.enter('read', restore.name);
       }
-      const hashed = new HashingBody(body);
+      const hashed = new HashingBody(body, yieldNow);
       if (restore) {
         await restore.sink.write({
           path: relative,
@@ -190,10 +192,12 @@ async function readSmall(body: AsyncIterable<Uint8Array>, limit: number): Promis
 class HashingBody implements AsyncIterable<Uint8Array> {
   readonly #hash = createHash('sha256');
   readonly #source: AsyncIterator<Uint8Array>;
+  readonly #yieldNow: () => Promise<void>;
   size = 0;
 
-  constructor(body: AsyncIterable<Uint8Array>) {
+  constructor(body: AsyncIterable<Uint8Array>, yieldNow: () => Promise<void>) {
     this.#source = body[Symbol.asyncIterator]();
+    this.#yieldNow = yieldNow;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
@@ -209,6 +213,7 @@ class HashingBody implements AsyncIterable<Uint8Array> {
   }
 
   async #next(): Promise<IteratorResult<Uint8Array>> {
+    await this.#yieldNow();
     const result = await this.#source.next();
     if (!result.done) {
       this.#hash.update(result.value);

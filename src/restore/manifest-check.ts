@@ -1,13 +1,7 @@
-import { once } from 'node:events';
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import { BackupError } from '../errors.js';
-import { closeSpool } from '../util/fs.js';
+import { LineSpool } from '../util/line-spool.js';
 import type { ManifestEntry, ManifestSummary } from '../archive/format.js';
 
 type Computed = Pick<ManifestEntry, 'path' | 'entryType' | 'size' | 'sha256'>;
@@ -17,27 +11,21 @@ type Computed = Pick<ManifestEntry, 'path' | 'entryType' | 'size' | 'sha256'>;
  * temporary file and the two are walked in step, so memory stays flat for any number of entries.
  */
 export class ManifestCheck {
-  #spool: WriteStream | undefined;
-  #spoolDir: string | undefined;
+  #spool: LineSpool | undefined;
   #count = 0;
 
   async record(entry: Computed): Promise<void> {
-    if (!this.#spool) {
-      this.#spoolDir = await mkdtemp(join(tmpdir(), 'backupkit-verify-'));
-      this.#spool = createWriteStream(join(this.#spoolDir, 'read.ndjson'));
-    }
+    this.#spool ??= await LineSpool.create('verify');
     this.#count += 1;
-    if (!this.#spool.write(`${JSON.stringify(entry)}\n`)) await once(this.#spool, 'drain');
+    await this.#spool.append(JSON.stringify(entry));
   }
 
   /** Reads the manifest and throws `CORRUPT_ARCHIVE` at the first difference. */
   async verify(manifest: AsyncIterable<Uint8Array>): Promise<{ entries: number; summary: ManifestSummary }> {
     const spool = this.#spool;
     if (!spool) throw corrupt('the archive holds no entries before its manifest');
-    spool.end();
-    await finished(spool);
     const expected = createInterface({ input: Readable.from(manifest), crlfDelay: Infinity })[Symbol.asyncIterator]();
-    const actual = createInterface({ input: createReadStream(spool.path as string), crlfDelay: Infinity })[Symbol.asyncIterator]();
+    const actual = createInterface({ input: await spool.read(), crlfDelay: Infinity })[Symbol.asyncIterator]();
     const first = await expected.next();
     const summary = parseLine<ManifestSummary>(first.value);
     if (first.done || summary.type !== 'summary') throw corrupt('the manifest has no summary line');
@@ -57,8 +45,7 @@ export class ManifestCheck {
   }
 
   async dispose(): Promise<void> {
-    await closeSpool(this.#spool);
-    if (this.#spoolDir) await rm(this.#spoolDir, { recursive: true, force: true });
+    await this.#spool?.dispose();
   }
 }
 

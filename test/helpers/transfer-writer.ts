@@ -1,11 +1,14 @@
 /**
- * A separate process that commits money transfers as fast as it can until killed: the "other
- * application" writing while backups run. Prints "ready" after its first commits.
+ * A separate process that commits money transfers until killed: the "other application" writing
+ * while backups run. Arguments: database path, number of accounts, and transfers per second (0,
+ * the default, for as fast as it can). Prints "ready" after its first commits.
  */
 import Sqlite from 'better-sqlite3';
 
-const [path = '', accountsArg = '100'] = process.argv.slice(2);
+const [path = '', accountsArg = '100', rateArg = '0'] = process.argv.slice(2);
 const accounts = Number(accountsArg);
+const perSecond = Number(rateArg);
+const BATCH = 50;
 const db = new Sqlite(path, { timeout: 10_000 });
 db.pragma('journal_mode = WAL');
 const move = db.prepare('UPDATE accounts SET balance = balance + ? WHERE id = ?');
@@ -18,14 +21,15 @@ const transfer = db.transaction((src: number, dst: number, amount: number) => {
 
 let count = 0;
 function batch(): void {
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < BATCH; i++) {
     const src = 1 + Math.floor(Math.random() * accounts);
     const dst = 1 + Math.floor(Math.random() * accounts);
     transfer(src, dst, 1 + Math.floor(Math.random() * 50));
     count += 1;
   }
-  if (count === 50) process.stdout.write('ready\n');
-  setImmediate(batch);
+  if (count === BATCH) process.stdout.write('ready\n');
+  if (perSecond > 0) setTimeout(batch, (1000 * BATCH) / perSecond);
+  else setImmediate(batch);
 }
 batch();
 process.on('SIGTERM', () => {

@@ -37,8 +37,8 @@ export interface SqliteTarget {
 }
 
 /**
- * A SQLite database, copied hot and consistently: one `VACUUM INTO` in a single read transaction
- * on a worker thread, while the application keeps writing.
+ * A SQLite database, copied hot and consistently: SQLite's online backup in a single step, that is
+ * in one read transaction, on a worker thread, while the application keeps writing.
  * @public
  */
 export function sqlite(options: SqliteSourceOptions): Source {

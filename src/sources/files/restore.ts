@@ -1,0 +1,257 @@
+import { lstat, lutimes, mkdir, mkdtemp, open, readdir, readlink, rename, rm, symlink, utimes, chmod, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Worker } from 'node:worker_threads';
+import { BackupError, asBackupError } from '../../errors.js';
+import type { RestoreEntry, RestoreSink, Restorer } from '../../types.js';
+import { fsyncPath, isNotFound } from '../../util/fs.js';
+import { SMALL_FILE } from './walk.js';
+import type { FileToWrite, WriterReply, WriterRequest } from './writer.js';
+
+/**
+ * Restore target of a files source.
+ * @public
+ */
+export interface FilesTarget {
+  /** Where the tree is restored; it must not exist or be an empty folder. */
+  dir: string;
+}
+
+const WRITE_CHUNK = 256 * 1024;
+/** Small files go to the writer thread in batches; memory stays under ~BATCHES_IN_FLIGHT x BATCH_BYTES. */
+const BATCH_FILES = 256;
+const BATCH_BYTES = 4 * 1024 * 1024;
+const BATCHES_IN_FLIGHT = 4;
+/** Symbolic links followed while checking one link, as Linux's own limit. */
+const MAX_LINK_HOPS = 40;
+
+/** Restores a files source into a staging folder beside the target, renamed into place at commit. */
+export const filesRestorer: Restorer<FilesTarget> = {
+  kind: 'files',
+
+  parseTarget(target, sourceName) {
+    const dir = (target as Partial<FilesTarget> | undefined)?.dir;
+    if (typeof dir !== 'string' || dir === '') {
+      throw new BackupError('INVALID_OPTIONS', `The target of files source "${sourceName}" needs a \`dir\``);
+    }
+    return { dir: resolve(dir) };
+  },
+
+  async check({ dir }) {
+    const info = await lstat(dir).catch((error: unknown) => {
+      if (isNotFound(error)) return undefined;
+      throw asBackupError(error, 'RESTORE_FAILED', `Checking ${dir} failed`);
+    });
+    if (!info) return;
+    if (!info.isDirectory()) throw new BackupError('TARGET_NOT_EMPTY', `${dir} exists and is not a folder; nothing was restored`);
+    if ((await readdir(dir)).length > 0) throw new BackupError('TARGET_NOT_EMPTY', `${dir} is not empty; nothing was restored`);
+  },
+
+  async begin({ dir }, signal): Promise<RestoreSink> {
+    const parent = dirname(dir);
+    const createdParent = await mkdir(parent, { recursive: true });
+    const existed = (await lstat(dir).catch(() => undefined)) !== undefined;
+    const staging = await mkdtemp(join(parent, `.${basename(dir)}.backupkit-`));
+    // Folder modes and times are applied last (writing into a folder changes its mtime, and a
+    // read-only folder could not be filled); links are created last so no write can pass through one.
+    const folders: Array<{ absolute: string; mode: number; mtime: Date }> = [];
+    const links: Array<{ path: string; absolute: string; target: string; mtime: Date }> = [];
+    const unsafe = (path: string, why: string, cause?: unknown) =>
+      new BackupError('UNSAFE_ARCHIVE', `Refusing archive entry ${JSON.stringify(path)}: ${why}`, { cause });
+    const writes = new WriteBehind(unsafe);
+    let committed = false;
+
+    return {
+      async write(entry: RestoreEntry) {
+        const absolute = entry.path === '' ? staging : join(staging, entry.path);
+        if (entry.type === 'directory') {
+          if (entry.path !== '') {
+            await mkdir(absolute, { mode: 0o700 }).catch(async (error: NodeJS.ErrnoException) => {
+              if (error.code === 'ENOENT') return void (await mkdir(absolute, { recursive: true, mode: 0o700 }));
+              if (error.code === 'EEXIST' && (await lstat(absolute)).isDirectory()) return; // created as a parent
+              throw unsafe(entry.path, 'it collides with another entry', error);
+            });
+          }
+          folders.push({ absolute, mode: entry.mode, mtime: entry.mtime });
+        } else if (entry.type === 'symlink') {
+          links.push({ path: entry.path, absolute, target: entry.linkTarget ?? '', mtime: entry.mtime });
+        } else {
+          if (entry.path === '') throw unsafe(entry.path, 'the root of a files source must be a folder');
+          const create = () =>
+            createFile(absolute).catch((error: NodeJS.ErrnoException) => {
+              throw error.code === 'EEXIST' ? unsafe(entry.path, 'it collides with another entry', error) : error;
+            });
+          const finish = async (handle: FileHandle) => {
+            await handle.chmod(entry.mode & 0o7777);
+            await handle.utimes(entry.mtime, entry.mtime);
+          };
+          if (entry.size > SMALL_FILE) {
+            const handle = await create();
+            await finish(handle);
+            // The stream closes the handle; the mtime is set again once the data is in.
+            await pipeline(entry.body, handle.createWriteStream({ highWaterMark: WRITE_CHUNK }), { signal });
+            await utimes(absolute, entry.mtime, entry.mtime);
+            return;
+          }
+          // Copied into a buffer of its own, which can be handed to the writer thread without a copy.
+          const data = new Uint8Array(new ArrayBuffer(entry.size));
+          let length = 0;
+          for await (const chunk of entry.body) {
+            data.set(chunk, length);
+            length += chunk.length;
+          }
+          await writes.add({ absolute, path: entry.path, data, mode: entry.mode, mtimeMs: entry.mtime.getTime() });
+        }
+      },
+
+      async prepare() {
+        await writes.settle().finally(() => writes.close());
+        for (const link of links) {
+          await mkdir(dirname(link.absolute), { recursive: true, mode: 0o700 });
+          await symlink(link.target, link.absolute).catch((error: unknown) => {
+            throw unsafe(link.path, 'it collides with another entry', error);
+          });
+        }
+        for (const link of links) {
+          if (!(await resolvesInside(staging, link.path))) throw unsafe(link.path, `its target ${JSON.stringify(link.target)} resolves outside the restored tree`);
+          await lutimes(link.absolute, link.mtime, link.mtime);
+        }
+        for (const folder of folders.reverse()) {
+          await chmod(folder.absolute, folder.mode & 0o7777);
+          await utimes(folder.absolute, folder.mtime, folder.mtime);
+        }
+        if (!folders.some((folder) => folder.absolute === staging)) await chmod(staging, 0o755);
+      },
+
+      async commit() {
+        // rename() replaces an empty folder atomically, so an existing empty target needs no removal.
+        await rename(staging, dir);
+        committed = true;
+        await fsyncPath(parent);
+      },
+
+      async abort() {
+        await writes.settle().catch(() => {}); // the restore failed already; let no write land after the removal
+        await writes.close();
+        await rm(committed ? dir : staging, { recursive: true, force: true });
+        if (committed && existed) await mkdir(dir);
+        if (createdParent) await rm(createdParent, { recursive: true, force: true });
+      },
+    };
+  },
+};
+
+/**
+ * Hands small files to a writer thread in batches and lets the archive reader run ahead of it,
+ * within a bound: at most BATCHES_IN_FLIGHT batches of about BATCH_BYTES. The first failure is
+ * reported by the next `add` or by `settle`.
+ */
+class WriteBehind {
+  #worker: Worker | undefined;
+  #batch: FileToWrite[] = [];
+  #batchBytes = 0;
+  #nextId = 0;
+  /** Batches sent and not answered yet, oldest first. */
+  readonly #inFlight = new Map<number, { settled: Promise<void>; resolve: () => void }>();
+  #failure: unknown;
+
+  constructor(private readonly unsafe: (path: string, why: string, cause?: unknown) => BackupError) {}
+
+  async add(file: FileToWrite): Promise<void> {
+    this.#throwIfFailed();
+    this.#batch.push(file);
+    this.#batchBytes += file.data.length;
+    if (this.#batch.length >= BATCH_FILES || this.#batchBytes >= BATCH_BYTES) await this.#send();
+  }
+
+  /** Waits for every write; throws the first failure. */
+  async settle(): Promise<void> {
+    if (this.#batch.length > 0) await this.#send();
+    await Promise.all([...this.#inFlight.values()].map(({ settled }) => settled));
+    this.#throwIfFailed();
+  }
+
+  async close(): Promise<void> {
+    await this.#worker?.terminate();
+    this.#worker = undefined;
+  }
+
+  async #send(): Promise<void> {
+    for (const [, oldest] of this.#inFlight) {
+      if (this.#inFlight.size < BATCHES_IN_FLIGHT) break;
+      await oldest.settled;
+    }
+    this.#throwIfFailed();
+    const worker = (this.#worker ??= this.#start());
+    const id = this.#nextId++;
+    const files = this.#batch;
+    this.#batch = [];
+    this.#batchBytes = 0;
+    let resolve!: () => void;
+    const settled = new Promise<void>((done) => (resolve = done));
+    this.#inFlight.set(id, { settled, resolve });
+    worker.postMessage({ id, files } satisfies WriterRequest, files.map((file) => file.data.buffer as ArrayBuffer));
+  }
+
+  #start(): Worker {
+    const worker = new Worker(new URL('./writer.js', import.meta.url));
+    worker.on('message', ({ id, error }: WriterReply) => {
+      if (error) {
+        this.#failure ??= error.code === 'EEXIST' ? this.unsafe(error.path, 'it collides with another entry', error) : Object.assign(new Error(error.message), error);
+      }
+      this.#inFlight.get(id)?.resolve();
+      this.#inFlight.delete(id);
+    });
+    worker.on('error', (error) => {
+      this.#failure ??= error;
+      for (const { resolve } of this.#inFlight.values()) resolve();
+      this.#inFlight.clear();
+    });
+    return worker;
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+}
+
+/** Creates a file that must not exist yet; archives made by hand may list it before its folder. */
+async function createFile(absolute: string) {
+  try {
+    return await open(absolute, 'wx', 0o600);
+  } catch (error) {
+    if (!isNotFound(error)) throw error;
+    await mkdir(dirname(absolute), { recursive: true, mode: 0o700 });
+    return await open(absolute, 'wx', 0o600);
+  }
+}
+
+/**
+ * Follows `path` inside `root` component by component, as the kernel would, through every link
+ * the archive created, and says whether it stays inside `root`. Works for dangling links too.
+ */
+async function resolvesInside(root: string, path: string): Promise<boolean> {
+  let pending = path.split('/');
+  const current: string[] = [];
+  let hops = 0;
+  while (pending.length > 0) {
+    const part = pending.shift() as string;
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (current.length === 0) return false;
+      current.pop();
+      continue;
+    }
+    const candidate = join(root, ...current, part);
+    const info = await lstat(candidate).catch(() => undefined);
+    if (info?.isSymbolicLink()) {
+      if (++hops > MAX_LINK_HOPS) return false;
+      const target = await readlink(candidate);
+      if (isAbsolute(target)) return false;
+      pending = [...target.split('/'), ...pending];
+      continue;
+    }
+    current.push(part);
+  }
+  return true;
+}
