@@ -1,8 +1,12 @@
 import { text } from 'node:stream/consumers';
+import pLimit from 'p-limit';
 import { SIDECAR_EXTENSION, dateFromArchiveName, isArchiveName } from './archive/names.js';
 import type { BackupSidecar } from './archive/sidecar.js';
 import { BackupError, asBackupError } from './errors.js';
-import type { Destination } from './types.js';
+import type { Destination, StoredObject } from './types.js';
+
+/** Sidecars read at once: enough to hide an object store's latency, few enough to be polite. */
+const SIDECAR_READS = 8;
 
 /**
  * One backup stored on a destination.
@@ -28,7 +32,29 @@ export interface BackupInfo {
  * @public
  */
 export async function listBackups(destination: Destination): Promise<BackupInfo[]> {
-  const archives: Array<{ name: string; size: number }> = [];
+  const { archives, sidecars } = await listArchives(destination);
+  const limit = pLimit(SIDECAR_READS);
+  return Promise.all(
+    archives.map(({ name, size }) =>
+      limit(async () => {
+        const sidecarName = `${name}${SIDECAR_EXTENSION}`;
+        const sidecar = sidecars.has(sidecarName) ? await readSidecar(destination, sidecarName) : undefined;
+        return {
+          name,
+          createdAt: sidecar ? new Date(sidecar.createdAt) : (dateFromArchiveName(name) as Date),
+          size,
+          sha256: sidecar?.sha256,
+          encrypted: sidecar?.encrypted ?? false,
+          sources: sidecar?.sourceStats ?? [],
+        };
+      }),
+    ),
+  );
+}
+
+/** The archives on a destination, newest first, and the names of the sidecars beside them. */
+export async function listArchives(destination: Destination): Promise<{ archives: StoredObject[]; sidecars: Set<string> }> {
+  const archives: StoredObject[] = [];
   const sidecars = new Set<string>();
   try {
     for await (const object of destination.list()) {
@@ -38,21 +64,9 @@ export async function listBackups(destination: Destination): Promise<BackupInfo[
   } catch (cause) {
     throw asBackupError(cause, 'DESTINATION_FAILED', `Listing ${destination.description} failed`);
   }
+  // Names sort chronologically (see archive/names.ts).
   archives.sort((a, b) => (a.name < b.name ? 1 : a.name > b.name ? -1 : 0));
-  return Promise.all(
-    archives.map(async ({ name, size }) => {
-      const sidecarName = `${name}${SIDECAR_EXTENSION}`;
-      const sidecar = sidecars.has(sidecarName) ? await readSidecar(destination, sidecarName) : undefined;
-      return {
-        name,
-        createdAt: sidecar ? new Date(sidecar.createdAt) : (dateFromArchiveName(name) as Date),
-        size,
-        sha256: sidecar?.sha256,
-        encrypted: sidecar?.encrypted ?? false,
-        sources: sidecar?.sourceStats ?? [],
-      };
-    }),
-  );
+  return { archives, sidecars };
 }
 
 /** A damaged or foreign sidecar is ignored: the archive itself is the truth. */

@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
-import { directory } from '../src/index.js';
+import { fileURLToPath } from 'node:url';
+import { Database, directory, files, listBackups } from '../src/index.js';
 import { put, testDestination } from './conformance/destination.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
@@ -50,5 +53,26 @@ describe('directory destination', () => {
     const path = await tempDir(t);
     await put(directory({ path }), 'file', Buffer.from('x'));
     await rejectsWithCode(directory({ path: join(path, 'file', 'sub') }).create('a.tar.gz'), 'DESTINATION_FAILED');
+  });
+});
+
+describe('a backup process killed mid-way', () => {
+  it('leaves no archive listed, and the next backup succeeds', async (t) => {
+    const dir = await tempDir(t, 'killed');
+    const tree = join(dir, 'tree');
+    await mkdir(tree);
+    for (let i = 0; i < 8; i++) await writeFile(join(tree, `blob-${i}`), randomBytes(8 * 1024 * 1024));
+    const backups = join(dir, 'backups');
+    const script = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'backup-child.js');
+    const child = spawn(process.execPath, [script, tree, backups], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await once(child.stdout, 'data');
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    const destination = directory({ path: backups });
+    assert.deepEqual(await listBackups(destination), []);
+    const stray = (await readdir(backups)).filter((name) => name.startsWith('.'));
+    assert.equal(stray.length, 1, 'the temporary file of the killed writer is left, hidden');
+    const result = await new Database({ sources: [files({ name: 'f', dir: tree })] }).startBackup({ to: destination }).done;
+    assert.deepEqual((await listBackups(destination)).map((b) => b.name), [result.name]);
   });
 });

@@ -30,166 +30,217 @@ interface OpenSnapshot {
  * aborted and every committed copy removed.
  */
 export async function runBackup(plan: BackupPlan, run: OperationContext<BackupEvents>): Promise<BackupResult> {
-  const startedAt = Date.now();
-  const createdAt = new Date(startedAt);
-  const { signal } = run;
-  const checkAborted = () => {
-    if (signal.aborted) throw abortError(signal);
-  };
-  const warnings: BackupWarning[] = [];
-  const progress = new ProgressReporter('backup', 'snapshot', (event) => run.emit('progress', event));
-  const snapshots: OpenSnapshot[] = [];
-  const uploads: UploadTarget[] = [];
-  const committed: Array<{ destination: Destination; name: string }> = [];
-  let writer: ArchiveWriter | undefined;
-  let warnedPath: string | undefined;
-
+  const backup = new Backup(plan, run);
   try {
-    checkAborted();
-    const name = await chooseName(plan.destinations, createdAt);
-    run.emit('start', { name, createdAt, sources: plan.sources.map(({ name: source, kind }) => ({ name: source, kind })) });
+    return await backup.run();
+  } catch (error) {
+    await backup.rollBack();
+    throw run.signal.aborted ? abortError(run.signal) : asBackupError(error, 'SOURCE_FAILED', 'The backup failed');
+  } finally {
+    await backup.release();
+  }
+}
 
-    const ordered = [...plan.sources.filter((s) => s.role === 'database'), ...plan.sources.filter((s) => s.role !== 'database')];
+/** The state of one backup, so that every phase and the roll-back see the same facts. */
+class Backup {
+  readonly #startedAt = Date.now();
+  readonly #createdAt = new Date(this.#startedAt);
+  readonly #progress: ProgressReporter;
+  readonly #warnings: BackupWarning[] = [];
+  readonly #snapshots: OpenSnapshot[] = [];
+  readonly #uploads: UploadTarget[] = [];
+  readonly #committed: Array<{ destination: Destination; name: string }> = [];
+  #writer: ArchiveWriter | undefined;
+  /** The path of the last warning, so an entry's own warning is not repeated as SIZE_MISMATCH. */
+  #warnedPath: string | undefined;
+
+  constructor(
+    private readonly plan: BackupPlan,
+    private readonly events: OperationContext<BackupEvents>,
+  ) {
+    this.#progress = new ProgressReporter('backup', 'snapshot', (event) => events.emit('progress', event));
+  }
+
+  async run(): Promise<BackupResult> {
+    this.#checkAborted();
+    const name = await chooseName(this.plan.destinations, this.#createdAt);
+    const { sources } = this.plan;
+    this.events.emit('start', { name, createdAt: this.#createdAt, sources: sources.map((s) => ({ name: s.name, kind: s.kind })) });
+    await this.#openSnapshots();
+    const header = await this.#header(name);
+    await this.#createUploads(name);
+    const { stats, size, sha256 } = await this.#writeArchive(header);
+    await this.#commit(name, { ...header, size, sha256, encrypted: false, sourceStats: stats, warnings: this.#warnings.length });
+    this.#progress.report(true);
+    return {
+      name,
+      size,
+      sha256,
+      createdAt: this.#createdAt,
+      durationMs: Date.now() - this.#startedAt,
+      sources: stats,
+      destinations: this.plan.destinations.map((d) => d.description),
+      warnings: this.#warnings,
+    };
+  }
+
+  /** Aborts every upload and removes every copy already committed. */
+  async rollBack(): Promise<void> {
+    await Promise.allSettled(this.#uploads.map(({ upload }) => upload.abort()));
+    await Promise.allSettled(this.#committed.map(({ destination, name }) => destination.remove(name)));
+  }
+
+  async release(): Promise<void> {
+    this.#progress.stop();
+    await this.#writer?.dispose();
+    await Promise.allSettled(this.#snapshots.map(({ snapshot }) => snapshot.close()));
+  }
+
+  async #openSnapshots(): Promise<void> {
+    const { sources } = this.plan;
+    const ordered = [...sources.filter((s) => s.role === 'database'), ...sources.filter((s) => s.role !== 'database')];
     for (const source of ordered) {
-      checkAborted();
-      progress.enter('snapshot', source.name);
-      const warn = (warning: Omit<BackupWarning, 'source'>) => {
-        const full = { ...warning, source: source.name };
-        warnings.push(full);
-        warnedPath = warning.path;
-        run.emit('warning', full);
-      };
-      const snapshot = await source.open({ signal, warn }).catch((cause: unknown) => {
+      this.#checkAborted();
+      this.#progress.enter('snapshot', source.name);
+      const warn = (warning: Omit<BackupWarning, 'source'>) => this.#warn({ ...warning, source: source.name });
+      const snapshot = await source.open({ signal: this.events.signal, warn }).catch((cause: unknown) => {
         throw asBackupError(cause, 'SOURCE_FAILED', `Opening source "${source.name}" failed`);
       });
-      snapshots.push({ source, snapshot });
+      this.#snapshots.push({ source, snapshot });
     }
+  }
+
+  /** Sizes every snapshot, for progress and for the header. */
+  async #header(name: string): Promise<ArchiveHeader> {
     const estimates = await Promise.all(
-      snapshots.map(({ source, snapshot }) =>
+      this.#snapshots.map(({ source, snapshot }) =>
         snapshot.estimate().catch((cause: unknown) => {
           throw asBackupError(cause, 'SOURCE_FAILED', `Sizing source "${source.name}" failed`);
         }),
       ),
     );
-    progress.setTotals(
+    this.#progress.setTotals(
       estimates.reduce((sum, e) => sum + e.bytes, 0),
       estimates.reduce((sum, e) => sum + e.items, 0),
     );
-    const header: ArchiveHeader = {
+    return {
       format: FORMAT_NAME,
       formatVersion: FORMAT_VERSION,
       backupkitVersion: BACKUPKIT_VERSION,
       name,
-      createdAt: createdAt.toISOString(),
-      compression: { algorithm: 'gzip', level: plan.level },
-      sources: snapshots.map(({ source }, i) => ({
+      createdAt: this.#createdAt.toISOString(),
+      compression: { algorithm: 'gzip', level: this.plan.level },
+      sources: this.#snapshots.map(({ source }, i) => ({
         name: source.name,
         kind: source.kind,
         estimatedBytes: estimates[i]?.bytes ?? 0,
         estimatedItems: estimates[i]?.items ?? 0,
       })),
     };
+  }
 
-    for (const destination of plan.destinations) {
-      checkAborted();
+  async #createUploads(name: string): Promise<void> {
+    for (const destination of this.plan.destinations) {
+      this.#checkAborted();
       const upload = await destination.create(name).catch((cause: unknown) => {
         throw asBackupError(cause, 'DESTINATION_FAILED', `Creating ${name} on ${destination.description} failed`);
       });
-      uploads.push({ destination, upload });
+      this.#uploads.push({ destination, upload });
     }
-
-    const archiveWriter = await ArchiveWriter.create();
-    writer = archiveWriter;
-    const checksum = new ChecksumCounter();
-    const piping = pipeline(archiveWriter.tar, new ParallelGzip(plan.level), checksum, new FanOut(uploads), { signal });
-    piping.catch(() => {}); // settled below
-    const sources: SourceStats[] = [];
-    const producing = (async () => {
-      await archiveWriter.addBuffer(HEADER_PATH, Buffer.from(`${JSON.stringify(header, null, 2)}\n`), createdAt);
-      for (const { source, snapshot } of snapshots) {
-        run.emit('source-start', { name: source.name, kind: source.kind });
-        progress.enter('archive', source.name);
-        let bytes = 0;
-        let items = 0;
-        try {
-          for await (const entry of snapshot.entries()) {
-            checkAborted();
-            warnedPath = undefined;
-            const prefix = sourcePrefix(source.name);
-            const { sizeMismatch } = await archiveWriter.add(
-              { ...entry, path: entry.path === '' ? prefix : `${prefix}/${entry.path}`, body: entry.body?.(), changed: () => warnedPath === entry.path },
-              (n) => {
-                bytes += n;
-                progress.addBytes(n);
-              },
-            );
-            if (sizeMismatch && warnedPath !== entry.path) {
-              const warning = { code: 'SIZE_MISMATCH', source: source.name, path: entry.path, message: `${entry.path} changed size while it was read; stored cut or padded to ${entry.size} bytes` } as const;
-              warnings.push(warning);
-              run.emit('warning', warning);
-            }
-            items += 1;
-            progress.addItem();
-          }
-        } catch (cause) {
-          if (signal.aborted) throw abortError(signal);
-          throw asBackupError(cause, 'SOURCE_FAILED', `Reading source "${source.name}" failed`);
-        }
-        const stats = { name: source.name, kind: source.kind, bytes, items };
-        sources.push(stats);
-        run.emit('source-end', stats);
-      }
-      progress.enter('commit');
-      await archiveWriter.finish({ sources, warnings: warnings.length });
-    })();
-    producing.catch((error: Error) => archiveWriter.dispose(error));
-    const [produced, piped] = await Promise.allSettled([producing, piping]);
-    if (produced.status === 'rejected' || piped.status === 'rejected') {
-      throw pickFailure(signal, produced, piped);
-    }
-
-    for (const { destination, upload } of uploads) {
-      checkAborted();
-      await upload.commit();
-      committed.push({ destination, name });
-    }
-    const result: BackupResult = {
-      name,
-      size: checksum.size,
-      sha256: checksum.digest(),
-      createdAt,
-      durationMs: Date.now() - startedAt,
-      sources,
-      destinations: plan.destinations.map((d) => d.description),
-      warnings,
-    };
-    const sidecar: BackupSidecar = { ...header, size: result.size, sha256: result.sha256, encrypted: false, sourceStats: sources, warnings: warnings.length };
-    for (const { destination } of uploads) {
-      await writeSidecar(destination, `${name}${SIDECAR_EXTENSION}`, sidecar);
-      committed.push({ destination, name: `${name}${SIDECAR_EXTENSION}` });
-    }
-    progress.report(true);
-    return result;
-  } catch (error) {
-    await Promise.allSettled(uploads.map(({ upload }) => upload.abort()));
-    await Promise.allSettled(committed.map(({ destination, name }) => destination.remove(name)));
-    throw signal.aborted ? abortError(signal) : asBackupError(error, 'SOURCE_FAILED', 'The backup failed');
-  } finally {
-    progress.stop();
-    await writer?.dispose();
-    await Promise.allSettled(snapshots.map(({ snapshot }) => snapshot.close()));
   }
-}
 
-/**
- * A failure in the archive stream surfaces twice: where it happened and, as "stream destroyed", in
- * the other half. Report the one that says what went wrong.
- */
-function pickFailure(signal: AbortSignal, ...outcomes: PromiseSettledResult<unknown>[]): BackupError {
-  if (signal.aborted) return abortError(signal);
-  const reasons = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []));
-  const meaningful = reasons.find((reason) => reason instanceof BackupError) ?? reasons[0];
-  return asBackupError(meaningful, 'DESTINATION_FAILED', 'Writing the archive failed');
+  /** Streams the archive once, through compression and checksum, to every upload. */
+  async #writeArchive(header: ArchiveHeader): Promise<{ stats: SourceStats[]; size: number; sha256: string }> {
+    const writer = (this.#writer = await ArchiveWriter.create());
+    const checksum = new ChecksumCounter();
+    const piping = pipeline(writer.tar, new ParallelGzip(this.plan.level), checksum, new FanOut(this.#uploads), { signal: this.events.signal });
+    piping.catch(() => {}); // settled below
+    const producing = this.#produce(writer, header);
+    producing.catch((error: Error) => writer.dispose(error));
+    const [produced, piped] = await Promise.allSettled([producing, piping]);
+    if (produced.status === 'rejected' || piped.status === 'rejected') throw this.#pickFailure(produced, piped);
+    return { stats: produced.value, size: checksum.size, sha256: checksum.digest() };
+  }
+
+  /** Writes the header, every source's entries and the manifest into the tar stream. */
+  async #produce(writer: ArchiveWriter, header: ArchiveHeader): Promise<SourceStats[]> {
+    const stats: SourceStats[] = [];
+    await writer.addBuffer(HEADER_PATH, Buffer.from(`${JSON.stringify(header, null, 2)}\n`), this.#createdAt);
+    for (const { source, snapshot } of this.#snapshots) {
+      this.events.emit('source-start', { name: source.name, kind: source.kind });
+      this.#progress.enter('archive', source.name);
+      const sourceStats = await this.#archiveSource(writer, source, snapshot);
+      stats.push(sourceStats);
+      this.events.emit('source-end', sourceStats);
+    }
+    this.#progress.enter('commit');
+    await writer.finish({ sources: stats, warnings: this.#warnings.length });
+    return stats;
+  }
+
+  async #archiveSource(writer: ArchiveWriter, source: Source, snapshot: Snapshot): Promise<SourceStats> {
+    const prefix = sourcePrefix(source.name);
+    let bytes = 0;
+    let items = 0;
+    try {
+      for await (const entry of snapshot.entries()) {
+        this.#checkAborted();
+        this.#warnedPath = undefined;
+        const { sizeMismatch } = await writer.add(
+          { ...entry, path: entry.path === '' ? prefix : `${prefix}/${entry.path}`, body: entry.body?.(), changed: () => this.#warnedPath === entry.path },
+          (n) => {
+            bytes += n;
+            this.#progress.addBytes(n);
+          },
+        );
+        if (sizeMismatch && this.#warnedPath !== entry.path) {
+          const message = `${entry.path} changed size while it was read; stored cut or padded to ${entry.size} bytes`;
+          this.#warn({ code: 'SIZE_MISMATCH', source: source.name, path: entry.path, message });
+        }
+        items += 1;
+        this.#progress.addItem();
+      }
+    } catch (cause) {
+      this.#checkAborted();
+      throw asBackupError(cause, 'SOURCE_FAILED', `Reading source "${source.name}" failed`);
+    }
+    return { name: source.name, kind: source.kind, bytes, items };
+  }
+
+  /** Makes every upload visible, then writes the sidecars that make listing cheap. */
+  async #commit(name: string, sidecar: BackupSidecar): Promise<void> {
+    for (const { destination, upload } of this.#uploads) {
+      this.#checkAborted();
+      await upload.commit();
+      this.#committed.push({ destination, name });
+    }
+    for (const { destination } of this.#uploads) {
+      const sidecarName = `${name}${SIDECAR_EXTENSION}`;
+      await writeSidecar(destination, sidecarName, sidecar);
+      this.#committed.push({ destination, name: sidecarName });
+    }
+  }
+
+  #warn(warning: BackupWarning): void {
+    this.#warnings.push(warning);
+    this.#warnedPath = warning.path;
+    this.events.emit('warning', warning);
+  }
+
+  #checkAborted(): void {
+    if (this.events.signal.aborted) throw abortError(this.events.signal);
+  }
+
+  /**
+   * A failure in the archive stream surfaces twice: where it happened and, as "stream destroyed",
+   * in the other half. Report the one that says what went wrong.
+   */
+  #pickFailure(...outcomes: PromiseSettledResult<unknown>[]): BackupError {
+    this.#checkAborted();
+    const reasons = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []));
+    const meaningful = reasons.find((reason) => reason instanceof BackupError) ?? reasons[0];
+    return asBackupError(meaningful, 'DESTINATION_FAILED', 'Writing the archive failed');
+  }
 }
 
 /** The UTC start time, with a sequence number if a backup of the same second exists already. */

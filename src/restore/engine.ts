@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { BackupError, abortError, asBackupError } from '../errors.js';
 import { HEADER_PATH, MANIFEST_PATH, SOURCES_DIR, parseHeader, type ArchiveHeader } from '../archive/format.js';
 import { readArchive, type ArchiveReader } from '../archive/reader.js';
-import { listBackups } from '../catalog.js';
+import { listArchives } from '../catalog.js';
 import type { OperationContext, SourceStats } from '../operation.js';
 import { ProgressReporter } from '../progress.js';
 import type { Destination, EntryType, RestoreSink, Restorer } from '../types.js';
@@ -147,7 +147,7 @@ async function pickBackup(from: Destination, backup: string | undefined): Promis
     for await (const object of from.list(backup)) if (object.name === backup) return object;
     throw new BackupError('NOT_FOUND', `${from.description} has no backup named ${backup}`);
   }
-  const [newest] = await listBackups(from);
+  const [newest] = (await listArchives(from)).archives;
   if (!newest) throw new BackupError('NOT_FOUND', `${from.description} holds no backups`);
   return newest;
 }
