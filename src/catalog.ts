@@ -1,6 +1,6 @@
 import { text } from 'node:stream/consumers';
 import pLimit from 'p-limit';
-import { SIDECAR_EXTENSION, dateFromArchiveName, isArchiveName } from './archive/names.js';
+import { ENCRYPTED_EXTENSION, SIDECAR_EXTENSION, dateFromArchiveName, isArchiveName } from './archive/names.js';
 import type { BackupSidecar } from './archive/sidecar.js';
 import { BackupError, asBackupError } from './errors.js';
 import type { Destination, StoredObject } from './types.js';
@@ -44,7 +44,7 @@ export async function listBackups(destination: Destination): Promise<BackupInfo[
           createdAt: sidecar ? new Date(sidecar.createdAt) : (dateFromArchiveName(name) as Date),
           size,
           sha256: sidecar?.sha256,
-          encrypted: sidecar?.encrypted ?? false,
+          encrypted: sidecar?.encrypted ?? name.endsWith(ENCRYPTED_EXTENSION),
           sources: sidecar?.sourceStats ?? [],
         };
       }),

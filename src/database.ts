@@ -1,5 +1,7 @@
 import { runBackup } from './backup/engine.js';
 import { BackupOperation } from './backup/operation.js';
+import { resolveCompression, type CompressionAlgorithm } from './archive/compression.js';
+import { prepareEncryption, type DecryptOptions, type EncryptOptions } from './archive/encryption.js';
 import { BackupError } from './errors.js';
 import { runRestore } from './restore/engine.js';
 import { RestoreOperation } from './restore/operation.js';
@@ -25,9 +27,9 @@ export interface DatabaseOptions {
  * @public
  */
 export interface CompressionOptions {
-  /** Only `'gzip'` for now. */
-  algorithm?: 'gzip';
-  /** 1 (fastest, the default) to 9 (smallest). */
+  /** `'gzip'` (the default, `.tar.gz`), `'zstd'` (`.tar.zst`, Node.js 22.15 or later) or `'none'` (`.tar`). */
+  algorithm?: CompressionAlgorithm;
+  /** gzip: 1 (fastest, the default) to 9; zstd: 1 to 19, default 3. */
   level?: number;
 }
 
@@ -40,6 +42,8 @@ export interface BackupOptions {
   to: Destination | readonly Destination[];
   /** Default: gzip, level 1. */
   compression?: CompressionOptions;
+  /** OpenPGP encryption that `gpg --decrypt` opens; the archive name ends in `.gpg`. */
+  encrypt?: EncryptOptions;
   /** Aborts the backup, like `op.cancel()`. */
   signal?: AbortSignal;
 }
@@ -65,6 +69,8 @@ export interface RestoreOptions {
   signal?: AbortSignal;
   /** Restorers for source kinds backupkit does not ship. */
   restorers?: readonly Restorer[];
+  /** The passphrase or private key of an encrypted backup. */
+  decrypt?: DecryptOptions;
 }
 
 /**
@@ -111,7 +117,6 @@ export class Database {
    */
   startBackup(options: BackupOptions): BackupOperation {
     const destinations = toArray(options?.to);
-    const level = options?.compression?.level ?? 1;
     return new BackupOperation(async (context) => {
       if (destinations.length === 0 || destinations.some((d) => typeof d?.create !== 'function')) {
         throw new BackupError('INVALID_OPTIONS', '`to` must be a destination or a non-empty array of them');
@@ -119,16 +124,13 @@ export class Database {
       if (new Set(destinations.map((d) => d.description)).size !== destinations.length) {
         throw new BackupError('INVALID_OPTIONS', 'The same destination is named twice in `to`');
       }
-      if (options.compression?.algorithm !== undefined && options.compression.algorithm !== 'gzip') {
-        throw new BackupError('INVALID_OPTIONS', `Unknown compression algorithm ${JSON.stringify(options.compression.algorithm)}`);
-      }
-      if (!Number.isInteger(level) || level < 1 || level > 9) {
-        throw new BackupError('INVALID_OPTIONS', `Compression level must be an integer from 1 to 9, not ${String(level)}`);
-      }
+      const compression = resolveCompression(options.compression);
+      // Keys are checked before a byte is written: a bad key fails here, never as plaintext later.
+      const encryption = options.encrypt ? await prepareEncryption(options.encrypt) : undefined;
       if (this.#running) throw new BackupError('BACKUP_IN_PROGRESS', 'A backup of this Database is already running');
       this.#running = true;
       try {
-        return await runBackup({ sources: this.sources, destinations, level }, context);
+        return await runBackup({ sources: this.sources, destinations, compression, encryption }, context);
       } finally {
         this.#running = false;
       }
@@ -147,7 +149,7 @@ export class Database {
         throw new BackupError('INVALID_OPTIONS', '`targets` must name at least one source to restore');
       }
       const restorers = new Map([...BUILT_IN_RESTORERS, ...(options.restorers ?? [])].map((r) => [r.kind, r]));
-      return runRestore({ from: options.from, backup: options.backup, targets: options.targets, restorers }, context);
+      return runRestore({ from: options.from, backup: options.backup, targets: options.targets, restorers, decrypt: options.decrypt }, context);
     }, options?.signal);
   }
 }

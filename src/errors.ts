@@ -8,6 +8,7 @@ export type BackupErrorCode =
   | 'TARGET_NOT_EMPTY'
   | 'UNSAFE_ARCHIVE'
   | 'CORRUPT_ARCHIVE'
+  | 'WRONG_KEY'
   | 'UNSUPPORTED_FORMAT'
   | 'SOURCE_FAILED'
   | 'RESTORE_FAILED'
@@ -21,6 +22,7 @@ const DEFAULT_HINTS: Record<BackupErrorCode, string> = {
   TARGET_NOT_EMPTY: 'Restore into a missing or empty location, or move the existing data away first.',
   UNSAFE_ARCHIVE: 'Do not restore this archive: it tries to write outside its target. Inspect it with `tar -tvzf`.',
   CORRUPT_ARCHIVE: 'The archive is damaged or incomplete. Restore from another copy or an older backup.',
+  WRONG_KEY: 'Pass the passphrase or private key the backup was encrypted with (`decrypt`).',
   UNSUPPORTED_FORMAT: 'The archive was written by a newer backupkit: upgrade backupkit to restore it.',
   SOURCE_FAILED: 'Check that the source is readable by this process; the cause says what failed.',
   RESTORE_FAILED: 'The targets were left untouched; the cause says what failed.',

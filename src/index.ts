@@ -14,6 +14,8 @@ export type { OperationEvents, SourceStats } from './operation.js';
 export type { ProgressEvent, ProgressPhase } from './progress.js';
 export { listBackups } from './catalog.js';
 export type { BackupInfo } from './catalog.js';
+export type { CompressionAlgorithm } from './archive/compression.js';
+export type { DecryptOptions, EncryptOptions } from './archive/encryption.js';
 export { BackupError } from './errors.js';
 export type { BackupErrorCode, BackupErrorOptions } from './errors.js';
 export { sqlite } from './sources/sqlite/index.js';

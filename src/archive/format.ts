@@ -3,6 +3,7 @@
  */
 import { BackupError } from '../errors.js';
 import type { EntryType } from '../types.js';
+import type { CompressionAlgorithm } from './compression.js';
 
 export const FORMAT_NAME = 'backupkit';
 export const FORMAT_VERSION = 1;
@@ -17,7 +18,9 @@ export interface ArchiveHeader {
   backupkitVersion: string;
   name: string;
   createdAt: string;
-  compression: { algorithm: 'gzip'; level: number };
+  compression: { algorithm: CompressionAlgorithm; level: number };
+  /** Present when encrypted: how, and to whom. Never a secret. */
+  encryption?: { method: 'openpgp'; passphrase: boolean; recipients: string[] };
   sources: Array<{ name: string; kind: string; estimatedBytes: number; estimatedItems: number }>;
 }
 

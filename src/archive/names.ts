@@ -1,19 +1,25 @@
 /**
  * Archive names: the UTC start time, `YYYYMMDD-HHMMSS`, then `_NN` when several backups start in
- * the same second. `_` sorts after `.`, so plain string order is chronological order.
+ * the same second, then `.tar`, the compression's extension and `.gpg` if encrypted. `_` sorts
+ * after `.`, so plain string order is chronological order.
  */
-const ARCHIVE_NAME = /^(\d{8})-(\d{6})(?:_(\d{2,}))?\.tar\.gz$/;
-export const ARCHIVE_EXTENSION = '.tar.gz';
+const ARCHIVE_NAME = /^(\d{8})-(\d{6})(?:_(\d{2,}))?\.tar(?:\.gz|\.zst)?(?:\.gpg)?$/;
 export const SIDECAR_EXTENSION = '.json';
+export const ENCRYPTED_EXTENSION = '.gpg';
 
 export function timestampOf(date: Date): string {
   const iso = date.toISOString(); // 2026-11-21T12:45:00.000Z
   return `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}-${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}`;
 }
 
-export function archiveName(date: Date, sequence: number): string {
+/** `extension` is what follows the stem: `.tar.gz`, `.tar.zst.gpg`, ... */
+export function archiveName(date: Date, sequence: number, extension = '.tar.gz'): string {
+  return `${archiveStem(date, sequence)}${extension}`;
+}
+
+export function archiveStem(date: Date, sequence: number): string {
   const suffix = sequence === 0 ? '' : `_${String(sequence).padStart(2, '0')}`;
-  return `${timestampOf(date)}${suffix}${ARCHIVE_EXTENSION}`;
+  return `${timestampOf(date)}${suffix}`;
 }
 
 export function isArchiveName(name: string): boolean {

@@ -1,8 +1,9 @@
-import { Transform, type Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import tar, { type Header } from 'tar-stream';
 import { BackupError, abortError } from '../errors.js';
+import { decompressorFor } from './compression.js';
+import { decrypt, decryptionError, isOpenPgp, type DecryptOptions } from './encryption.js';
 
 /** One raw tar entry; its `name` is unchecked: pass it through the path guard before use. */
 export interface TarEntry {
@@ -16,24 +17,57 @@ export interface ArchiveReader {
   /**
    * A failure of the underlying streams surfaces wherever the data was being pulled, often inside a
    * restorer as a bare stream error. This names the root cause: the destination failing is
-   * `DESTINATION_FAILED`; bad gzip or tar data is `CORRUPT_ARCHIVE`.
+   * `DESTINATION_FAILED`; a key that does not fit is `WRONG_KEY`; damaged data is `CORRUPT_ARCHIVE`.
    */
   explain(error: unknown): unknown;
 }
 
-/** Decompresses and splits an archive into tar entries. */
-export function readArchive(input: Readable, description: string, signal: AbortSignal, onBytes: (bytes: number) => void): ArchiveReader {
-  const extract = tar.extract();
+/** Bytes looked at to recognise encryption and compression: enough for a tar header's magic. */
+const HEAD_BYTES = 512;
+
+/**
+ * Opens an archive: recognises OpenPGP encryption and gzip or zstd compression by their first
+ * bytes (not by the file name, so archives made by hand with gpg, gzip or tar open too), then
+ * splits the tar stream into entries.
+ */
+export async function openArchive(
+  input: Readable,
+  description: string,
+  signal: AbortSignal,
+  onBytes: (bytes: number) => void,
+  decryption: DecryptOptions | undefined,
+): Promise<ArchiveReader> {
   let failure: BackupError | undefined;
   const fail = (error: BackupError) => {
     failure ??= error;
   };
   input.once('error', (cause) => fail(new BackupError('DESTINATION_FAILED', `Reading from ${description} failed: ${cause.message}`, { cause })));
-  // 1 MiB output chunks: zlib's default 16 KiB made the main thread spend its time in callbacks.
-  const gunzip = createGunzip({ chunkSize: 1024 * 1024 });
-  gunzip.once('error', (cause) => fail(corrupt(cause)));
+  const extract = tar.extract();
   extract.once('error', (cause: Error) => fail(corrupt(cause)));
-  const piped = pipeline(input, countBytes(onBytes), gunzip, extract as unknown as NodeJS.WritableStream, { signal });
+  const stages: NodeJS.ReadWriteStream[] = [];
+  let stream: Readable;
+  try {
+    let head: Buffer;
+    const counted = input.pipe(countBytes(onBytes));
+    input.once('error', (cause) => counted.destroy(cause));
+    ({ head, stream } = await sniff(counted));
+    if (isOpenPgp(head)) {
+      stream = await decrypt(stream, head, decryption);
+      stream.once('error', (cause) => fail(decryptionError(cause)));
+      ({ head, stream } = await sniff(stream));
+    }
+    const decompressor = decompressorFor(head);
+    if (decompressor) {
+      decompressor.once('error', (cause) => fail(corrupt(cause)));
+      stages.push(decompressor);
+    } else if (head.subarray(257, 262).toString('latin1') !== 'ustar') {
+      throw new BackupError('CORRUPT_ARCHIVE', `The archive is not a tar file, compressed or not, nor an OpenPGP message`);
+    }
+  } catch (error) {
+    input.destroy();
+    throw failure ?? error;
+  }
+  const piped = pipeline([stream, ...stages, extract as unknown as NodeJS.WritableStream], { signal });
   piped.catch(() => {}); // awaited after the last entry; failures are classified by the listeners above
 
   async function* entries(): AsyncGenerator<TarEntry> {
@@ -53,6 +87,34 @@ export function readArchive(input: Readable, description: string, signal: AbortS
       return failure ?? error;
     },
   };
+}
+
+/** Reads the first bytes of a stream and gives back a stream that still starts with them. */
+async function sniff(input: Readable): Promise<{ head: Buffer; stream: Readable }> {
+  const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  while (size < HEAD_BYTES) {
+    const next = await iterator.next();
+    if (next.done) break;
+    chunks.push(next.value);
+    size += next.value.length;
+  }
+  const head = Buffer.concat(chunks);
+  if (head.length === 0) throw new BackupError('CORRUPT_ARCHIVE', 'The archive is empty');
+  async function* replay(): AsyncGenerator<Buffer> {
+    try {
+      yield head;
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done) return;
+        yield next.value;
+      }
+    } finally {
+      await iterator.return?.();
+    }
+  }
+  return { head, stream: Readable.from(replay(), { objectMode: false }) };
 }
 
 function corrupt(cause: unknown): BackupError {

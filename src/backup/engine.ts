@@ -1,9 +1,11 @@
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupError, abortError, asBackupError } from '../errors.js';
 import { ChecksumCounter } from '../archive/checksum.js';
 import { FORMAT_NAME, FORMAT_VERSION, HEADER_PATH, sourcePrefix, type ArchiveHeader } from '../archive/format.js';
-import { ParallelGzip } from '../archive/gzip.js';
-import { SIDECAR_EXTENSION, archiveName, timestampOf } from '../archive/names.js';
+import { compressionExtension, compressor, Rechunk, type Compression } from '../archive/compression.js';
+import { encryptor, type Encryption } from '../archive/encryption.js';
+import { ENCRYPTED_EXTENSION, SIDECAR_EXTENSION, archiveStem, timestampOf } from '../archive/names.js';
 import type { BackupSidecar } from '../archive/sidecar.js';
 import { ArchiveWriter } from '../archive/writer.js';
 import { ProgressReporter } from '../progress.js';
@@ -16,7 +18,8 @@ import type { BackupEvents, BackupResult } from './operation.js';
 export interface BackupPlan {
   readonly sources: readonly Source[];
   readonly destinations: readonly Destination[];
-  readonly level: number;
+  readonly compression: Compression;
+  readonly encryption: Encryption | undefined;
 }
 
 interface OpenSnapshot {
@@ -63,14 +66,15 @@ class Backup {
 
   async run(): Promise<BackupResult> {
     this.#checkAborted();
-    const name = await chooseName(this.plan.destinations, this.#createdAt);
+    const extension = `.tar${compressionExtension(this.plan.compression.algorithm)}${this.plan.encryption ? ENCRYPTED_EXTENSION : ''}`;
+    const name = await chooseName(this.plan.destinations, this.#createdAt, extension);
     const { sources } = this.plan;
     this.events.emit('start', { name, createdAt: this.#createdAt, sources: sources.map((s) => ({ name: s.name, kind: s.kind })) });
     await this.#openSnapshots();
     const header = await this.#header(name);
     await this.#createUploads(name);
     const { stats, size, sha256 } = await this.#writeArchive(header);
-    await this.#commit(name, { ...header, size, sha256, encrypted: false, sourceStats: stats, warnings: this.#warnings.length });
+    await this.#commit(name, { ...header, size, sha256, encrypted: this.plan.encryption !== undefined, sourceStats: stats, warnings: this.#warnings.length });
     this.#progress.report(true);
     return {
       name,
@@ -129,7 +133,10 @@ class Backup {
       backupkitVersion: BACKUPKIT_VERSION,
       name,
       createdAt: this.#createdAt.toISOString(),
-      compression: { algorithm: 'gzip', level: this.plan.level },
+      compression: this.plan.compression,
+      ...(this.plan.encryption
+        ? { encryption: { method: 'openpgp', passphrase: this.plan.encryption.passwords.length > 0, recipients: this.plan.encryption.fingerprints } }
+        : {}),
       sources: this.#snapshots.map(({ source }, i) => ({
         name: source.name,
         kind: source.kind,
@@ -153,7 +160,10 @@ class Backup {
   async #writeArchive(header: ArchiveHeader): Promise<{ stats: SourceStats[]; size: number; sha256: string }> {
     const writer = (this.#writer = await ArchiveWriter.create());
     const checksum = new ChecksumCounter();
-    const piping = pipeline(writer.tar, new ParallelGzip(this.plan.level), checksum, new FanOut(this.#uploads), { signal: this.events.signal });
+    const { compression, encryption } = this.plan;
+    const encrypting = encryption ? [new Rechunk(), encryptor(encryption)] : [];
+    const stages = [writer.tar as unknown as Readable, compressor(compression), ...encrypting, checksum, new FanOut(this.#uploads)];
+    const piping = pipeline(stages, { signal: this.events.signal });
     piping.catch(() => {}); // settled below
     const producing = this.#produce(writer, header);
     producing.catch((error: Error) => writer.dispose(error));
@@ -244,18 +254,17 @@ class Backup {
 }
 
 /** The UTC start time, with a sequence number if a backup of the same second exists already. */
-async function chooseName(destinations: readonly Destination[], createdAt: Date): Promise<string> {
-  const taken = new Set<string>();
+async function chooseName(destinations: readonly Destination[], createdAt: Date, extension: string): Promise<string> {
+  const taken = new Set<string>(); // stems: a .tar.gz and a .tar.zst of one second would sort as one
   for (const destination of destinations) {
     try {
-      for await (const object of destination.list(timestampOf(createdAt))) taken.add(object.name);
+      for await (const object of destination.list(timestampOf(createdAt))) taken.add(object.name.slice(0, object.name.indexOf('.')));
     } catch (cause) {
       throw asBackupError(cause, 'DESTINATION_FAILED', `Listing ${destination.description} failed`);
     }
   }
   for (let sequence = 0; ; sequence += 1) {
-    const name = archiveName(createdAt, sequence);
-    if (!taken.has(name)) return name;
+    if (!taken.has(archiveStem(createdAt, sequence))) return `${archiveStem(createdAt, sequence)}${extension}`;
   }
 }
 

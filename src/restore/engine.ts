@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { BackupError, abortError, asBackupError } from '../errors.js';
 import { HEADER_PATH, MANIFEST_PATH, SOURCES_DIR, parseHeader, type ArchiveHeader } from '../archive/format.js';
-import { readArchive, type ArchiveReader } from '../archive/reader.js';
+import type { DecryptOptions } from '../archive/encryption.js';
+import { openArchive, type ArchiveReader } from '../archive/reader.js';
 import { listArchives } from '../catalog.js';
 import type { OperationContext, SourceStats } from '../operation.js';
 import { ProgressReporter } from '../progress.js';
@@ -20,6 +21,7 @@ export interface RestorePlan {
   readonly backup: string | undefined;
   readonly targets: Readonly<Record<string, unknown>>;
   readonly restorers: ReadonlyMap<string, Restorer>;
+  readonly decrypt: DecryptOptions | undefined;
 }
 
 interface SourceRestore {
@@ -49,7 +51,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
     const { name, size } = await pickBackup(plan.from, plan.backup);
     progress.setTotals(size, 0);
     const input = await plan.from.open(name);
-    reader = readArchive(input, plan.from.description, signal, (n) => progress.addBytes(n));
+    reader = await openArchive(input, plan.from.description, signal, (n) => progress.addBytes(n), plan.decrypt);
     const { entries } = reader;
 
     const first = await entries.next();

@@ -1,0 +1,92 @@
+import { Transform, type TransformCallback } from 'node:stream';
+import * as zlib from 'node:zlib';
+import { BackupError } from '../errors.js';
+import { ParallelGzip } from './gzip.js';
+
+/**
+ * How an archive is compressed.
+ * @public
+ */
+export type CompressionAlgorithm = 'gzip' | 'zstd' | 'none';
+
+export interface Compression {
+  algorithm: CompressionAlgorithm;
+  level: number;
+}
+
+const ZSTD_NODE = '22.15';
+const DEFAULT_LEVEL: Record<CompressionAlgorithm, number> = { gzip: 1, zstd: 3, none: 0 };
+const LEVELS: Record<CompressionAlgorithm, [number, number]> = { gzip: [1, 9], zstd: [1, 19], none: [0, 0] };
+
+/** The file extension after `.tar`. */
+export function compressionExtension(algorithm: CompressionAlgorithm): string {
+  return { gzip: '.gz', zstd: '.zst', none: '' }[algorithm];
+}
+
+/** Validates the user's choice; zstd needs a Node.js with built-in zstd. */
+export function resolveCompression(options: { algorithm?: CompressionAlgorithm; level?: number } | undefined): Compression {
+  const algorithm = options?.algorithm ?? 'gzip';
+  if (!(algorithm in DEFAULT_LEVEL)) {
+    throw new BackupError('INVALID_OPTIONS', `Unknown compression algorithm ${JSON.stringify(algorithm)}; use 'gzip', 'zstd' or 'none'`);
+  }
+  if (algorithm === 'zstd' && typeof (zlib as { createZstdCompress?: unknown }).createZstdCompress !== 'function') {
+    throw new BackupError('INVALID_OPTIONS', `zstd compression needs Node.js ${ZSTD_NODE} or later; this is Node.js ${process.versions.node}`, {
+      hint: `Upgrade Node.js to ${ZSTD_NODE} or later, or use compression: { algorithm: 'gzip' }.`,
+    });
+  }
+  const level = options?.level ?? DEFAULT_LEVEL[algorithm];
+  const [min, max] = LEVELS[algorithm];
+  if (!Number.isInteger(level) || level < min || level > max) {
+    throw new BackupError('INVALID_OPTIONS', `The ${algorithm} compression level must be an integer from ${min} to ${max}, not ${String(level)}`);
+  }
+  return { algorithm, level };
+}
+
+/** The compressing stage of the archive pipeline. */
+export function compressor({ algorithm, level }: Compression): Transform {
+  if (algorithm === 'gzip') return new ParallelGzip(level);
+  if (algorithm === 'zstd') {
+    const zstd = zlib as unknown as { createZstdCompress(options: object): Transform; constants: Record<string, number> };
+    return zstd.createZstdCompress({ params: { [zstd.constants.ZSTD_c_compressionLevel as number]: level } });
+  }
+  return new Rechunk();
+}
+
+/** Recognises the compression of an archive by its first bytes and returns a decompressor. */
+export function decompressorFor(head: Buffer): Transform | undefined {
+  if (head[0] === 0x1f && head[1] === 0x8b) return zlib.createGunzip({ chunkSize: 1024 * 1024 });
+  if (head.readUInt32LE(0) === 0xfd2fb528) {
+    const zstd = zlib as { createZstdDecompress?: () => Transform };
+    if (!zstd.createZstdDecompress) {
+      throw new BackupError('UNSUPPORTED_FORMAT', `The archive is zstd-compressed, which needs Node.js ${ZSTD_NODE} or later; this is Node.js ${process.versions.node}`, {
+        hint: `Upgrade Node.js, or decompress it by hand with \`zstd -d\` first.`,
+      });
+    }
+    return zstd.createZstdDecompress();
+  }
+  return undefined; // a plain tar
+}
+
+/** Coalesces small writes into chunks of at least 1 MiB: OpenPGP and destinations are slow on small chunks. */
+export class Rechunk extends Transform {
+  #chunks: Buffer[] = [];
+  #bytes = 0;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.#chunks.push(chunk);
+    this.#bytes += chunk.length;
+    if (this.#bytes >= 1024 * 1024) this.#emit();
+    callback();
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.#bytes > 0) this.#emit();
+    callback();
+  }
+
+  #emit(): void {
+    this.push(Buffer.concat(this.#chunks));
+    this.#chunks = [];
+    this.#bytes = 0;
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * OpenPGP encryption that GnuPG 2.2 (Debian's) reads and writes: AES-256, SEIPD v1 with MDC (no
+ * AEAD), no OpenPGP compression (the tar is compressed already), curve25519 (legacy) or RSA keys.
+ */
+import { Duplex, PassThrough, Readable } from 'node:stream';
+import * as openpgp from 'openpgp';
+import { BackupError } from '../errors.js';
+
+/**
+ * Encrypt a backup with a passphrase, to public keys, or both (any one of them opens it).
+ * @public
+ */
+export interface EncryptOptions {
+  /** A passphrase: `gpg --decrypt` asks for it. */
+  passphrase?: string;
+  /** ASCII-armored OpenPGP public keys (v4; curve25519 or RSA). */
+  recipients?: readonly string[];
+}
+
+/**
+ * How to open an encrypted backup.
+ * @public
+ */
+export type DecryptOptions = { passphrase: string } | { privateKey: string; passphrase?: string };
+
+const CONFIG = {
+  preferredSymmetricAlgorithm: openpgp.enums.symmetric.aes256,
+  preferredCompressionAlgorithm: openpgp.enums.compression.uncompressed,
+  aeadProtect: false,
+} satisfies Partial<openpgp.Config>;
+
+/** Key feature flags (RFC 9580 §5.2.3.32) that make openpgp.js write AEAD packets. */
+const FEATURE_AEAD_DRAFT = 0x02;
+const FEATURE_SEIPD_V2 = 0x08;
+
+/** Checked before any byte is written: nothing ever falls back to plaintext. */
+export interface Encryption {
+  readonly passwords: string[];
+  readonly keys: openpgp.PublicKey[];
+  /** Fingerprints of the recipients, for the header and the sidecar; never a secret. */
+  readonly fingerprints: string[];
+}
+
+export async function prepareEncryption(options: EncryptOptions): Promise<Encryption> {
+  const invalid = (message: string, cause?: unknown) =>
+    new BackupError('INVALID_OPTIONS', message, { cause, hint: 'Check `encrypt`: a non-empty passphrase and/or armored OpenPGP v4 public keys.' });
+  const { passphrase, recipients = [] } = options;
+  if (passphrase === undefined && recipients.length === 0) throw invalid('`encrypt` needs a passphrase or at least one recipient');
+  if (passphrase !== undefined && (typeof passphrase !== 'string' || passphrase.length === 0)) throw invalid('The encryption passphrase is empty');
+  const keys: openpgp.PublicKey[] = [];
+  for (const [index, armoredKey] of recipients.entries()) {
+    const label = `Recipient ${index + 1}`;
+    let key: openpgp.Key;
+    try {
+      key = await openpgp.readKey({ armoredKey });
+    } catch (cause) {
+      throw invalid(`${label} is not an armored OpenPGP key`, cause);
+    }
+    if (key.keyPacket.version !== 4) throw invalid(`${label} is a v${key.keyPacket.version} key; GnuPG 2.2 cannot read what it encrypts. Use a v4 key`);
+    const features = (await key.getPrimaryUser().catch(() => undefined))?.selfCertification.features?.[0] ?? 0;
+    if (features & (FEATURE_AEAD_DRAFT | FEATURE_SEIPD_V2)) {
+      throw invalid(`${label} (${key.getFingerprint()}) asks for AEAD encryption (generated with aeadProtect), which GnuPG 2.2 cannot read`);
+    }
+    await key.getEncryptionKey().catch((cause: unknown) => {
+      throw invalid(`${label} (${key.getFingerprint()}) has no usable encryption key: ${(cause as Error).message}`, cause);
+    });
+    keys.push(key.toPublic());
+  }
+  return { passwords: passphrase === undefined ? [] : [passphrase], keys, fingerprints: keys.map((key) => key.getFingerprint()) };
+}
+
+/** A stream stage that encrypts what passes through. */
+export function encryptor(encryption: Encryption): Duplex {
+  const input = new PassThrough({ highWaterMark: 1024 * 1024 });
+  const output = new PassThrough({ highWaterMark: 1024 * 1024 });
+  (async () => {
+    const message = await openpgp.createMessage({ binary: Readable.toWeb(input) as ReadableStream<Uint8Array> });
+    const encrypted = await openpgp.encrypt({
+      message,
+      passwords: encryption.passwords,
+      encryptionKeys: encryption.keys,
+      format: 'binary',
+      config: CONFIG,
+    });
+    Readable.fromWeb(encrypted as import('node:stream/web').ReadableStream<Uint8Array>).on('error', (error) => output.destroy(error)).pipe(output);
+  })().catch((error: unknown) => output.destroy(error as Error));
+  return Duplex.from({ writable: input, readable: output });
+}
+
+/** Whether bytes look like an OpenPGP message, binary or armored. */
+export function isOpenPgp(head: Buffer): boolean {
+  return ((head[0] ?? 0) & 0x80) !== 0 || head.subarray(0, 27).toString('latin1') === '-----BEGIN PGP MESSAGE-----';
+}
+
+/**
+ * Decrypts an OpenPGP message as a stream. Tampering is only detected at the end of the
+ * message (`allowUnauthenticatedStream`): safe here because a restore commits nothing before the
+ * whole archive is read and verified.
+ */
+export async function decrypt(input: Readable, head: Buffer, options: DecryptOptions | undefined): Promise<Readable> {
+  if (!options) {
+    throw new BackupError('INVALID_OPTIONS', 'The archive is encrypted; pass `decrypt: { passphrase }` or `decrypt: { privateKey }`');
+  }
+  const web = Readable.toWeb(input) as ReadableStream<Uint8Array>;
+  let message: openpgp.Message<ReadableStream<Uint8Array>>;
+  try {
+    message = isBinary(head)
+      ? await openpgp.readMessage({ binaryMessage: web })
+      : ((await openpgp.readMessage({ armoredMessage: web.pipeThrough(new TextDecoderStream()) })) as unknown as openpgp.Message<ReadableStream<Uint8Array>>);
+  } catch (cause) {
+    throw new BackupError('CORRUPT_ARCHIVE', `The archive is not a readable OpenPGP message: ${(cause as Error).message}`, { cause });
+  }
+  const decryptionKeys = 'privateKey' in options ? [await unlockKey(options.privateKey, options.passphrase)] : undefined;
+  const passwords = 'privateKey' in options ? undefined : [options.passphrase];
+  try {
+    const { data } = await openpgp.decrypt({
+      message,
+      ...(passwords ? { passwords } : {}),
+      ...(decryptionKeys ? { decryptionKeys } : {}),
+      format: 'binary',
+      config: { allowUnauthenticatedStream: true },
+    });
+    return Readable.fromWeb(data as import('node:stream/web').ReadableStream<Uint8Array>);
+  } catch (cause) {
+    throw decryptionError(cause);
+  }
+}
+
+/** Maps openpgp's errors to ours: a key that does not fit, or a damaged message. */
+export function decryptionError(cause: unknown): BackupError {
+  if (cause instanceof BackupError) return cause;
+  const message = cause instanceof Error ? cause.message : String(cause);
+  if (/session key decryption failed|session key packet found|no decryption key packets|incorrect key passphrase/i.test(message)) {
+    return new BackupError('WRONG_KEY', `The archive cannot be decrypted with the key or passphrase given: ${message}`, { cause });
+  }
+  return new BackupError('CORRUPT_ARCHIVE', `The encrypted archive is damaged or truncated: ${message}`, { cause });
+}
+
+function isBinary(head: Buffer): boolean {
+  return ((head[0] ?? 0) & 0x80) !== 0;
+}
+
+async function unlockKey(armoredKey: string, passphrase: string | undefined): Promise<openpgp.PrivateKey> {
+  let key: openpgp.PrivateKey;
+  try {
+    key = await openpgp.readPrivateKey({ armoredKey });
+  } catch (cause) {
+    throw new BackupError('INVALID_OPTIONS', '`decrypt.privateKey` is not an armored OpenPGP private key', { cause });
+  }
+  if (key.isDecrypted()) return key;
+  if (passphrase === undefined) {
+    throw new BackupError('WRONG_KEY', `The private key ${key.getFingerprint()} is protected by a passphrase; pass it as \`decrypt.passphrase\``);
+  }
+  try {
+    return await openpgp.decryptKey({ privateKey: key, passphrase });
+  } catch (cause) {
+    throw new BackupError('WRONG_KEY', `The passphrase does not unlock the private key ${key.getFingerprint()}`, { cause });
+  }
+}

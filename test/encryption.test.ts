@@ -1,0 +1,203 @@
+/**
+ * Encrypted archives open with GnuPG, archives GnuPG encrypted open with backupkit, and every
+ * wrong key or damaged byte gives its own clear error with the targets untouched.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import * as zlib from 'node:zlib';
+import * as openpgp from 'openpgp';
+import { Database, directory, files, listBackups, sqlite, type BackupErrorCode, type DecryptOptions } from '../src/index.js';
+import { rejectsWithCode } from './helpers/errors.js';
+import { describeTree, tempDir } from './helpers/fs.js';
+import { createBank, dumpRows } from './helpers/sqlite.js';
+
+const run = promisify(execFile);
+const sh = async (script: string, cwd: string) => (await run('sh', ['-euc', script], { cwd, maxBuffer: 64 * 1024 * 1024 })).stdout;
+const PASSPHRASE = 'correct horse battery staple 🐴';
+
+async function v4Key(): Promise<{ publicKey: string; privateKey: string }> {
+  return openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ name: 'Backups', email: 'backups@example.com' }], format: 'armored' });
+}
+
+async function fixture(t: Parameters<typeof tempDir>[0]) {
+  const dir = await tempDir(t, 'crypt');
+  const dbPath = join(dir, 'app.db');
+  const uploads = join(dir, 'uploads');
+  createBank(dbPath, 300);
+  await mkdir(join(uploads, 'nested'), { recursive: true });
+  await writeFile(join(uploads, 'nested', 'big.bin'), Buffer.alloc(3 * 1024 * 1024, 9));
+  await writeFile(join(uploads, 'small.txt'), 'hello');
+  const db = new Database({ sources: [sqlite({ name: 'app', path: dbPath }), files({ name: 'uploads', dir: uploads })] });
+  const backups = join(dir, 'backups');
+  return { dir, dbPath, uploads, db, backups, destination: directory({ path: backups }) };
+}
+
+/** Restores into `<dir>/<label>/…` and checks the data, or the error and that nothing was written. */
+async function restoreExpecting(dir: string, label: string, from: ReturnType<typeof directory>, decrypt: DecryptOptions | undefined, code?: BackupErrorCode, backup?: string) {
+  const area = join(dir, label);
+  await mkdir(area);
+  const restore = Database.restore({ from, ...(backup ? { backup } : {}), ...(decrypt ? { decrypt } : {}), targets: { app: { path: join(area, 'app.db') }, uploads: { dir: join(area, 'uploads') } } });
+  if (code) {
+    await rejectsWithCode(restore, code);
+    assert.deepEqual(await readdir(area), [], `${label}: nothing written`);
+  } else {
+    await restore;
+  }
+  return area;
+}
+
+describe('OpenPGP encryption', () => {
+  it('encrypts with a passphrase; gpg decrypts it and tar extracts it; backupkit restores it', async (t) => {
+    const { dir, dbPath, uploads, db, destination } = await fixture(t);
+    const result = await db.startBackup({ to: destination, encrypt: { passphrase: PASSPHRASE } }).done;
+    assert.match(result.name, /^\d{8}-\d{6}\.tar\.gz\.gpg$/);
+    const [listed] = await listBackups(destination);
+    assert.equal(listed?.encrypted, true);
+
+    await writeFile(join(dir, 'pass'), PASSPHRASE);
+    await sh(`mkdir by-hand && gpg --batch --quiet --homedir "$PWD" --pinentry-mode loopback --passphrase-file pass --decrypt "backups/${result.name}" | tar -xzf - -C by-hand`, dir);
+    const header = JSON.parse(await readFile(join(dir, 'by-hand', 'header.json'), 'utf8')) as { encryption: unknown };
+    assert.deepEqual(header.encryption, { method: 'openpgp', passphrase: true, recipients: [] });
+    assert.deepEqual(dumpRows(join(dir, 'by-hand', 'sources', 'app', 'database.sqlite')), dumpRows(dbPath));
+
+    const area = await restoreExpecting(dir, 'restored', destination, { passphrase: PASSPHRASE });
+    assert.deepEqual(dumpRows(join(area, 'app.db')), dumpRows(dbPath));
+    const [original, restored] = [await describeTree(uploads), await describeTree(join(area, 'uploads'))];
+    delete original[''];
+    delete restored[''];
+    assert.deepEqual(restored, original);
+  });
+
+  it('encrypts to a public key that gpg decrypts with its private key', async (t) => {
+    const { dir, dbPath, db, destination } = await fixture(t);
+    const { publicKey, privateKey } = await v4Key();
+    const result = await db.startBackup({ to: destination, encrypt: { recipients: [publicKey] } }).done;
+    await writeFile(join(dir, 'private.asc'), privateKey);
+    await sh(
+      [
+        'mkdir gnupg && chmod 700 gnupg',
+        'gpg --batch --quiet --homedir gnupg --import private.asc',
+        `mkdir by-hand && gpg --batch --quiet --homedir gnupg --decrypt "backups/${result.name}" | tar -xzf - -C by-hand`,
+      ].join('\n'),
+      dir,
+    );
+    assert.deepEqual(dumpRows(join(dir, 'by-hand', 'sources', 'app', 'database.sqlite')), dumpRows(dbPath));
+    const area = await restoreExpecting(dir, 'restored', destination, { privateKey });
+    assert.deepEqual(dumpRows(join(area, 'app.db')), dumpRows(dbPath));
+  });
+
+  it('restores archives that gpg encrypted, with a passphrase or to a key', async (t) => {
+    const { dir, dbPath, db, backups } = await fixture(t);
+    const plain = await db.startBackup({ to: directory({ path: join(dir, 'plain') }) }).done;
+    const { publicKey, privateKey } = await v4Key();
+    await writeFile(join(dir, 'pass'), PASSPHRASE);
+    await writeFile(join(dir, 'public.asc'), publicKey);
+    // A tar made by hand from the extracted archive, entries in the manifest's order, then gpg.
+    await sh(
+      [
+        `mkdir x && tar -xzf "plain/${plain.name}" -C x`,
+        `(cd x && tail -n +2 manifest.ndjson | sed 's/.*"path":"\\([^"]*\\)".*/\\1/' > ../members && echo manifest.ndjson >> ../members)`,
+        'tar -C x --no-recursion -czf hand.tar.gz -T members',
+        `mkdir -p "${backups}"`,
+        `gpg --batch --quiet --homedir "$PWD" --pinentry-mode loopback --passphrase-file pass --symmetric --cipher-algo AES256 -o "${backups}/20260101-000000.tar.gz.gpg" hand.tar.gz`,
+        'mkdir gnupg && chmod 700 gnupg && gpg --batch --quiet --homedir gnupg --import public.asc',
+        `gpg --batch --quiet --homedir gnupg --trust-model always --recipient backups@example.com --encrypt -o "${backups}/20260102-000000.tar.gz.gpg" hand.tar.gz`,
+      ].join('\n'),
+      dir,
+    );
+    const destination = directory({ path: backups });
+    const symmetric = await restoreExpecting(dir, 'symmetric', destination, { passphrase: PASSPHRASE }, undefined, '20260101-000000.tar.gz.gpg');
+    assert.deepEqual(dumpRows(join(symmetric, 'app.db')), dumpRows(dbPath));
+    const toKey = await restoreExpecting(dir, 'to-key', destination, { privateKey }, undefined, '20260102-000000.tar.gz.gpg');
+    assert.deepEqual(dumpRows(join(toKey, 'app.db')), dumpRows(dbPath));
+  });
+
+  it('tells a wrong key, a missing key, a flipped byte and a truncation apart, touching nothing', async (t) => {
+    const { dir, db, destination, backups } = await fixture(t);
+    const { name } = await db.startBackup({ to: destination, encrypt: { passphrase: PASSPHRASE } }).done;
+    const other = await v4Key();
+    await restoreExpecting(dir, 'wrong-passphrase', destination, { passphrase: 'not it' }, 'WRONG_KEY');
+    await restoreExpecting(dir, 'wrong-key', destination, { privateKey: other.privateKey }, 'WRONG_KEY');
+    await restoreExpecting(dir, 'no-key', destination, undefined, 'INVALID_OPTIONS');
+
+    const bytes = await readFile(join(backups, name));
+    const flipped = Buffer.from(bytes);
+    flipped[Math.floor(flipped.length / 2)] = (flipped[Math.floor(flipped.length / 2)] as number) ^ 0x01;
+    await writeFile(join(backups, '20260101-000000.tar.gz.gpg'), flipped);
+    await restoreExpecting(dir, 'flipped', destination, { passphrase: PASSPHRASE }, 'CORRUPT_ARCHIVE', '20260101-000000.tar.gz.gpg');
+    await writeFile(join(backups, '20260102-000000.tar.gz.gpg'), bytes.subarray(0, bytes.length - 4096));
+    await restoreExpecting(dir, 'truncated', destination, { passphrase: PASSPHRASE }, 'CORRUPT_ARCHIVE', '20260102-000000.tar.gz.gpg');
+  });
+
+  it('refuses bad keys and empty passphrases before writing a byte', async (t) => {
+    const { db, backups, destination } = await fixture(t);
+    const v6 = await openpgp.generateKey({ type: 'curve25519', userIDs: [{ email: 'v6@example.com' }], format: 'armored', config: { v6Keys: true } });
+    const aead = await openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ email: 'aead@example.com' }], format: 'armored', config: { aeadProtect: true } });
+    const bad: Array<[string, Parameters<Database['startBackup']>[0]['encrypt'], RegExp]> = [
+      ['an empty passphrase', { passphrase: '' }, /empty/],
+      ['nothing to encrypt with', {}, /passphrase or at least one recipient/],
+      ['a key that is not a key', { recipients: ['-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnonsense\n-----END PGP PUBLIC KEY BLOCK-----'] }, /not an armored OpenPGP key/],
+      ['a v6 key', { recipients: [v6.publicKey] }, /v6 key/],
+      ['a key that asks for AEAD', { recipients: [aead.publicKey] }, /AEAD/],
+    ];
+    for (const [label, encrypt, message] of bad) {
+      await rejectsWithCode(db.startBackup({ to: destination, encrypt }).done, 'INVALID_OPTIONS', message);
+      assert.deepEqual(await readdir(backups).catch(() => []), [], `${label}: nothing written`);
+    }
+  });
+
+  it('never lets a secret reach the archive, the sidecar, events or errors', async (t) => {
+    const { dir, db, destination, backups } = await fixture(t);
+    const { publicKey, privateKey } = await v4Key();
+    const seen: string[] = [];
+    const op = db.startBackup({ to: destination, encrypt: { passphrase: PASSPHRASE, recipients: [publicKey] } });
+    for (const event of ['start', 'source-start', 'progress', 'source-end', 'warning', 'end', 'error'] as const) {
+      op.on(event, (value: unknown) => seen.push(JSON.stringify(value)));
+    }
+    const { name } = await op.done;
+    const failed = Database.restore({ from: destination, decrypt: { passphrase: `${PASSPHRASE}!` }, targets: { app: { path: join(dir, 'x.db') } } });
+    failed.on('error', (error) => seen.push(JSON.stringify({ message: error.message, hint: error.hint, cause: String(error.cause) })));
+    await rejectsWithCode(failed, 'WRONG_KEY');
+    await writeFile(join(dir, 'pass'), PASSPHRASE);
+    await sh(`mkdir plain && gpg --batch --quiet --homedir "$PWD" --pinentry-mode loopback --passphrase-file pass --decrypt "backups/${name}" | gzip -dc > plain/archive.tar`, dir);
+    const everything = [
+      ...seen,
+      await readFile(join(backups, `${name}.json`), 'utf8'),
+      await readFile(join(dir, 'plain', 'archive.tar'), 'latin1'),
+    ].join('\n');
+    const privateBody = privateKey.split('\n').filter((line) => line.length > 40)[1] as string;
+    for (const secret of [PASSPHRASE, `${PASSPHRASE}!`, privateBody]) assert.equal(everything.includes(secret), false, 'a secret leaked');
+    assert.ok(everything.includes('"encrypted": true'));
+  });
+});
+
+describe('compression choice', () => {
+  it("writes a plain .tar with compression 'none' that tar reads", async (t) => {
+    const { dir, dbPath, db, destination } = await fixture(t);
+    const result = await db.startBackup({ to: destination, compression: { algorithm: 'none' } }).done;
+    assert.match(result.name, /\.tar$/);
+    await sh(`mkdir x && tar -xf "backups/${result.name}" -C x`, dir);
+    assert.deepEqual(dumpRows(join(dir, 'x', 'sources', 'app', 'database.sqlite')), dumpRows(dbPath));
+    const area = await restoreExpecting(dir, 'restored', destination, undefined);
+    assert.deepEqual(dumpRows(join(area, 'app.db')), dumpRows(dbPath));
+  });
+
+  it('uses zstd where the runtime has it, and says which Node.js it needs where not', async (t) => {
+    const { dir, dbPath, db, destination } = await fixture(t);
+    const op = db.startBackup({ to: destination, compression: { algorithm: 'zstd' } });
+    if (typeof (zlib as { createZstdCompress?: unknown }).createZstdCompress !== 'function') {
+      await rejectsWithCode(op.done, 'INVALID_OPTIONS', /Node\.js 22\.15/);
+      return;
+    }
+    const result = await op.done;
+    assert.match(result.name, /\.tar\.zst$/);
+    await sh(`mkdir x && zstd -dc "backups/${result.name}" | tar -xf - -C x`, dir);
+    assert.deepEqual(dumpRows(join(dir, 'x', 'sources', 'app', 'database.sqlite')), dumpRows(dbPath));
+    const area = await restoreExpecting(dir, 'restored', destination, undefined);
+    assert.deepEqual(dumpRows(join(area, 'app.db')), dumpRows(dbPath));
+  });
+});
