@@ -6,16 +6,19 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Database, directory, files, sqlite } from 'backupkit';
 
 const [mode = '', kind = '', sourcePath = '', archiveDir = '', target = ''] = process.argv.slice(2);
+// The passphrase comes from the environment, as it should in production: never from argv.
+const passphrase = process.env.BENCH_PASSPHRASE;
 const stalls = monitorEventLoopDelay({ resolution: 10 });
 stalls.enable();
 const started = performance.now();
 
 if (mode === 'backup') {
   const source = kind === 'sqlite' ? sqlite({ name: 'data', path: sourcePath }) : files({ name: 'data', dir: sourcePath });
-  await new Database({ sources: [source] }).startBackup({ to: directory({ path: archiveDir }) }).done;
+  const encrypt = passphrase ? { encrypt: { passphrase } } : {};
+  await new Database({ sources: [source] }).startBackup({ to: directory({ path: archiveDir }), ...encrypt }).done;
 } else {
   const targets = { data: kind === 'sqlite' ? { path: target } : { dir: target } };
-  await Database.restore({ from: directory({ path: archiveDir }), targets });
+  await Database.restore({ from: directory({ path: archiveDir }), targets, ...(passphrase ? { decrypt: { passphrase } } : {}) });
 }
 
 stalls.disable();

@@ -7,6 +7,8 @@
  *   Files   ~1 GB in 50,000 files:
  *           backupkit backup  vs  tar -cf - | pigz -1
  *           backupkit restore vs  pigz -dc | tar -x
+ *   Both again encrypted with a passphrase, against the same pipelines ending in
+ *           gpg --symmetric --compress-algo none (and gpg --decrypt at the start of restores)
  *
  * Sizes: BENCH_SQLITE_MB (1024), BENCH_FILES_MB (1024), BENCH_FILES_COUNT (50000). Work folder:
  * BENCH_DIR (a new temporary folder, removed afterwards; a given one is kept, and the data in it
@@ -26,7 +28,7 @@ const sqliteMb = Number(process.env.BENCH_SQLITE_MB ?? 1024);
 const filesMb = Number(process.env.BENCH_FILES_MB ?? 1024);
 const fileCount = Number(process.env.BENCH_FILES_COUNT ?? 50_000);
 
-for (const tool of ['sqlite3', 'pigz', 'gzip', 'tar']) {
+for (const tool of ['sqlite3', 'pigz', 'gzip', 'tar', 'gpg']) {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
   } catch {
@@ -35,8 +37,12 @@ for (const tool of ['sqlite3', 'pigz', 'gzip', 'tar']) {
   }
 }
 
+const PASSPHRASE = 'bench passphrase';
+const GPG = `gpg --batch --quiet --homedir gnupg --pinentry-mode loopback --passphrase-file passphrase`;
+const GPG_ENCRYPT = `${GPG} --symmetric --cipher-algo AES256 --compress-algo none`;
 const work = process.env.BENCH_DIR ?? (await mkdtemp(join(tmpdir(), 'backupkit-bench-')));
-await mkdir(work, { recursive: true });
+await mkdir(join(work, 'gnupg'), { recursive: true, mode: 0o700 });
+await writeFile(join(work, 'passphrase'), PASSPHRASE);
 
 interface Measured {
   seconds: number;
@@ -50,8 +56,9 @@ function timeShell(script: string): Measured {
   return { seconds: (performance.now() - started) / 1000 };
 }
 
-function runChild(...args: string[]): Measured {
-  const out = execFileSync(process.execPath, [join(here, 'child.js'), ...args], { cwd: work, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+function runChild(encrypted: boolean, ...args: string[]): Measured {
+  const env = { ...process.env, ...(encrypted ? { BENCH_PASSPHRASE: PASSPHRASE } : {}) };
+  const out = execFileSync(process.execPath, [join(here, 'child.js'), ...args], { cwd: work, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   return JSON.parse(out.trim().split('\n').at(-1) as string) as Measured;
 }
 
@@ -85,7 +92,7 @@ async function makeTree(root: string, megabytes: number, count: number): Promise
   }
 }
 
-const rows: Array<{ case: string; backupkit: Measured; standard: Measured; tool: string }> = [];
+const rows: Array<{ case: string; backupkit: Measured; standard: Measured; tool: string; unencrypted?: Measured }> = [];
 const only = process.env.BENCH_ONLY;
 
 async function fresh(...paths: string[]): Promise<void> {
@@ -98,26 +105,33 @@ async function benchSqlite(): Promise<void> {
     console.error(`preparing a ${sqliteMb} MB SQLite database in ${work}`);
     makeDatabase(dbPath, sqliteMb);
   }
-  await fresh('sqlite-archives', 'restored.db', 'untar-sqlite');
+  await fresh('sqlite-archives', 'sqlite-encrypted', 'restored.db', 'untar-sqlite');
   // Both sides copy while another process commits about 1,000 transfers a second.
   const writer = spawn(process.execPath, [join(here, '..', 'test', 'helpers', 'transfer-writer.js'), dbPath, '1000', '1000'], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise((resolve) => writer.stdout.once('data', resolve));
+  const vacuum = `rm -f copy.db; sqlite3 "${dbPath}" "VACUUM INTO 'copy.db'"`;
   try {
     console.error('sqlite backup');
-    const backup = runChild('backup', 'sqlite', dbPath, join(work, 'sqlite-archives'));
-    const vacuumPigz = timeShell(`rm -f copy.db; sqlite3 "${dbPath}" "VACUUM INTO 'copy.db'"; pigz -1 < copy.db > copy.db.gz; rm copy.db`);
-    const vacuumGzip = timeShell(`rm -f copy.db; sqlite3 "${dbPath}" "VACUUM INTO 'copy.db'"; gzip -1 < copy.db > copy.db.gz; rm copy.db`);
-    rows.push({ case: 'SQLite backup (writer running)', backupkit: backup, standard: vacuumPigz, tool: 'VACUUM INTO | pigz -1' });
-    rows.push({ case: 'SQLite backup (writer running)', backupkit: backup, standard: vacuumGzip, tool: 'VACUUM INTO | gzip -1' });
+    const backup = runChild(false, 'backup', 'sqlite', dbPath, join(work, 'sqlite-archives'));
+    rows.push({ case: 'SQLite backup (writer running)', backupkit: backup, standard: timeShell(`${vacuum}; pigz -1 < copy.db > copy.db.gz; rm copy.db`), tool: 'VACUUM INTO | pigz -1' });
+    rows.push({ case: 'SQLite backup (writer running)', backupkit: backup, standard: timeShell(`${vacuum}; gzip -1 < copy.db > copy.db.gz; rm copy.db`), tool: 'VACUUM INTO | gzip -1' });
+    console.error('sqlite backup, encrypted');
+    const encrypted = runChild(true, 'backup', 'sqlite', dbPath, join(work, 'sqlite-encrypted'));
+    const standard = timeShell(`${vacuum}; pigz -1 < copy.db | ${GPG_ENCRYPT} > copy.db.gz.gpg; rm copy.db`);
+    rows.push({ case: 'SQLite backup, encrypted', backupkit: encrypted, standard, tool: 'VACUUM INTO | pigz -1 | gpg -c', unencrypted: backup });
   } finally {
     writer.kill('SIGTERM');
   }
   const [archive] = (await readdir(join(work, 'sqlite-archives'))).filter((n) => n.endsWith('.tar.gz'));
   console.error('sqlite restore');
-  const restore = runChild('restore', 'sqlite', '', join(work, 'sqlite-archives'), join(work, 'restored.db'));
-  const untar = timeShell(`mkdir untar-sqlite; pigz -dc "sqlite-archives/${archive}" | tar -x -C untar-sqlite`);
-  rows.push({ case: 'SQLite restore', backupkit: restore, standard: untar, tool: 'pigz -dc | tar -x' });
+  const restore = runChild(false, 'restore', 'sqlite', '', join(work, 'sqlite-archives'), join(work, 'restored.db'));
+  rows.push({ case: 'SQLite restore', backupkit: restore, standard: timeShell(`mkdir untar-sqlite; pigz -dc "sqlite-archives/${archive}" | tar -x -C untar-sqlite`), tool: 'pigz -dc | tar -x' });
   await fresh('untar-sqlite', 'restored.db');
+  const [encryptedArchive] = (await readdir(join(work, 'sqlite-encrypted'))).filter((n) => n.endsWith('.gpg'));
+  const encryptedRestore = runChild(true, 'restore', 'sqlite', '', join(work, 'sqlite-encrypted'), join(work, 'restored.db'));
+  const gpgUntar = timeShell(`mkdir untar-sqlite; ${GPG} --decrypt "sqlite-encrypted/${encryptedArchive}" | pigz -dc | tar -x -C untar-sqlite`);
+  rows.push({ case: 'SQLite restore, encrypted', backupkit: encryptedRestore, standard: gpgUntar, tool: 'gpg -d | pigz -dc | tar -x', unencrypted: restore });
+  await fresh('untar-sqlite', 'restored.db', 'copy.db.gz', 'copy.db.gz.gpg');
 }
 
 async function benchFiles(): Promise<void> {
@@ -127,16 +141,22 @@ async function benchFiles(): Promise<void> {
     await makeTree(tree, filesMb, fileCount);
     execFileSync('sync');
   }
-  await fresh('files-archives', 'restored-tree', 'untar-files', 'tree.tar.gz');
+  await fresh('files-archives', 'files-encrypted', 'restored-tree', 'untar-files', 'tree.tar.gz', 'tree.tar.gz.gpg');
   console.error('files backup');
-  const backup = runChild('backup', 'files', tree, join(work, 'files-archives'));
-  const tarPigz = timeShell('tar -cf - tree | pigz -1 > tree.tar.gz');
-  rows.push({ case: `Files backup (${fileCount} files)`, backupkit: backup, standard: tarPigz, tool: 'tar -c | pigz -1' });
+  const backup = runChild(false, 'backup', 'files', tree, join(work, 'files-archives'));
+  rows.push({ case: `Files backup (${fileCount} files)`, backupkit: backup, standard: timeShell('tar -cf - tree | pigz -1 > tree.tar.gz'), tool: 'tar -c | pigz -1' });
+  console.error('files backup, encrypted');
+  const encrypted = runChild(true, 'backup', 'files', tree, join(work, 'files-encrypted'));
+  const standard = timeShell(`tar -cf - tree | pigz -1 | ${GPG_ENCRYPT} > tree.tar.gz.gpg`);
+  rows.push({ case: 'Files backup, encrypted', backupkit: encrypted, standard, tool: 'tar -c | pigz -1 | gpg -c', unencrypted: backup });
   console.error('files restore');
-  const restore = runChild('restore', 'files', '', join(work, 'files-archives'), join(work, 'restored-tree'));
-  const untar = timeShell('mkdir untar-files; pigz -dc tree.tar.gz | tar -x -C untar-files');
-  rows.push({ case: `Files restore (${fileCount} files)`, backupkit: restore, standard: untar, tool: 'pigz -dc | tar -x' });
+  const restore = runChild(false, 'restore', 'files', '', join(work, 'files-archives'), join(work, 'restored-tree'));
+  rows.push({ case: `Files restore (${fileCount} files)`, backupkit: restore, standard: timeShell('mkdir untar-files; pigz -dc tree.tar.gz | tar -x -C untar-files'), tool: 'pigz -dc | tar -x' });
   await fresh('restored-tree', 'untar-files');
+  const encryptedRestore = runChild(true, 'restore', 'files', '', join(work, 'files-encrypted'), join(work, 'restored-tree'));
+  const gpgUntar = timeShell(`mkdir untar-files; ${GPG} --decrypt tree.tar.gz.gpg | pigz -dc | tar -x -C untar-files`);
+  rows.push({ case: 'Files restore, encrypted', backupkit: encryptedRestore, standard: gpgUntar, tool: 'gpg -d | pigz -dc | tar -x', unencrypted: restore });
+  await fresh('restored-tree', 'untar-files', 'tree.tar.gz', 'tree.tar.gz.gpg');
 }
 
 if (only !== 'files') await benchSqlite();
@@ -144,8 +164,8 @@ if (only !== 'sqlite') await benchFiles();
 
 const line = (cells: string[]) => `| ${cells.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`;
 console.log(`\nbackupkit vs standard tools (${sqliteMb} MB SQLite, ${filesMb} MB in ${fileCount} files; node ${process.version})\n`);
-console.log(line(['case', 'backupkit s', 'standard tool', 'tool s', 'ratio', 'peak RSS MB', 'max event-loop stall ms']));
-console.log(line(['---', '---:', '---', '---:', '---:', '---:', '---:']));
+console.log(line(['case', 'backupkit s', 'standard tool', 'tool s', 'ratio', 'encryption cost', 'peak RSS MB', 'max event-loop stall ms']));
+console.log(line(['---', '---:', '---', '---:', '---:', '---:', '---:', '---:']));
 for (const row of rows) {
   console.log(
     line([
@@ -154,6 +174,7 @@ for (const row of rows) {
       row.tool,
       row.standard.seconds.toFixed(2),
       `${(row.backupkit.seconds / row.standard.seconds).toFixed(2)}x`,
+      row.unencrypted ? `${(row.backupkit.seconds / row.unencrypted.seconds).toFixed(2)}x` : '',
       (row.backupkit.peakRssMb ?? 0).toFixed(0),
       (row.backupkit.maxStallMs ?? 0).toFixed(1),
     ]),
