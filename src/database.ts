@@ -3,6 +3,7 @@ import { BackupOperation } from './backup/operation.js';
 import { resolveCompression, type CompressionAlgorithm } from './archive/compression.js';
 import { prepareEncryption, type DecryptOptions, type EncryptOptions } from './archive/encryption.js';
 import { BackupError } from './errors.js';
+import { checkRetentionPolicy, type RetentionPolicy } from './retention.js';
 import { runRestore } from './restore/engine.js';
 import { RestoreOperation } from './restore/operation.js';
 import { filesRestorer, type FilesTarget } from './sources/files/index.js';
@@ -44,6 +45,8 @@ export interface BackupOptions {
   compression?: CompressionOptions;
   /** OpenPGP encryption that `gpg --decrypt` opens; the archive name ends in `.gpg`. */
   encrypt?: EncryptOptions;
+  /** Applied to each destination after a successful backup; see {@link prune}. */
+  retention?: RetentionPolicy;
   /** Aborts the backup, like `op.cancel()`. */
   signal?: AbortSignal;
 }
@@ -125,12 +128,13 @@ export class Database {
         throw new BackupError('INVALID_OPTIONS', 'The same destination is named twice in `to`');
       }
       const compression = resolveCompression(options.compression);
+      if (options.retention) checkRetentionPolicy(options.retention);
       // Keys are checked before a byte is written: a bad key fails here, never as plaintext later.
       const encryption = options.encrypt ? await prepareEncryption(options.encrypt) : undefined;
       if (this.#running) throw new BackupError('BACKUP_IN_PROGRESS', 'A backup of this Database is already running');
       this.#running = true;
       try {
-        return await runBackup({ sources: this.sources, destinations, compression, encryption }, context);
+        return await runBackup({ sources: this.sources, destinations, compression, encryption, retention: options.retention }, context);
       } finally {
         this.#running = false;
       }

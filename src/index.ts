@@ -14,6 +14,8 @@ export type { OperationEvents, SourceStats } from './operation.js';
 export type { ProgressEvent, ProgressPhase } from './progress.js';
 export { listBackups } from './catalog.js';
 export type { BackupInfo } from './catalog.js';
+export { prune } from './retention.js';
+export type { PruneOptions, PruneResult, RetentionPolicy } from './retention.js';
 export type { CompressionAlgorithm } from './archive/compression.js';
 export type { DecryptOptions, EncryptOptions } from './archive/encryption.js';
 export { BackupError } from './errors.js';
@@ -25,6 +27,8 @@ export type { FilesSourceOptions, FilesTarget } from './sources/files/index.js';
 export { directory } from './destinations/directory/index.js';
 export type { DirectoryOptions } from './destinations/directory/index.js';
 export { memory } from './destinations/memory/index.js';
+export { s3 } from './destinations/s3/index.js';
+export type { S3Options } from './destinations/s3/index.js';
 export type {
   BackupWarning,
   Destination,

@@ -40,10 +40,13 @@ export interface Entry {
  * @public
  */
 export interface BackupWarning {
-  /** `FILE_CHANGED`: modified while read; `SIZE_MISMATCH`: cut or padded; `SKIPPED`: not backed up. */
-  readonly code: 'FILE_CHANGED' | 'SIZE_MISMATCH' | 'SKIPPED';
-  /** The source it concerns. */
-  readonly source: string;
+  /**
+   * `FILE_CHANGED`: modified while read; `SIZE_MISMATCH`: cut or padded; `SKIPPED`: not backed up;
+   * `PRUNE_FAILED`: the backup succeeded, applying the retention policy did not.
+   */
+  readonly code: 'FILE_CHANGED' | 'SIZE_MISMATCH' | 'SKIPPED' | 'PRUNE_FAILED';
+  /** The source it concerns, if any. */
+  readonly source?: string;
   /** The entry's path inside its source, if the warning is about one entry. */
   readonly path?: string;
   /** A sentence for people. */
@@ -173,8 +176,11 @@ export interface Upload {
 export interface DestinationCapabilities {
   /** Objects appear whole or not at all. */
   readonly atomicCommit: boolean;
-  /** `open` can start at an offset. */
-  readonly rangedRead: boolean;
+  /**
+   * Objects stay invisible until `commit()`. Without it (S3) an object appears when its stream
+   * ends, and `abort()` after that deletes it.
+   */
+  readonly deferredCommit: boolean;
 }
 
 /**

@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import tar, { type Header, type Pack } from 'tar-stream';
 import type { EntryType } from '../types.js';
 import { LineSpool } from '../util/line-spool.js';
+import { waitFor } from '../util/streams.js';
 import { cooperative } from '../util/yield.js';
 import { MANIFEST_PATH, type ManifestEntry, type ManifestSummary } from './format.js';
 
@@ -123,14 +124,18 @@ export class ArchiveWriter {
     };
     const stream = new Promise<ReturnType<Pack['entry']>>((resolveStream) => {
       entryDone = new Promise((resolve, reject) => {
-        resolveStream(this.tar.entry(header, (error) => (error ? reject(error) : resolve())));
+        const entry = this.tar.entry(header, (error) => (error ? reject(error) : resolve()));
+        // When the tar stream is torn down, the entry is destroyed with the same error, which
+        // reaches us through this entry's callback and the pipeline; unheard here, it would crash.
+        entry.on('error', () => {});
+        resolveStream(entry);
       });
     });
     entryDone.catch(() => {}); // surfaced by end(), or by the tar stream's own error
     return {
       write: async (chunk: Uint8Array): Promise<void> => {
         const entry = await stream;
-        if (!entry.write(chunk)) await drained(entry);
+        if (!entry.write(chunk)) await waitFor(entry, 'drain');
       },
       end: async (): Promise<void> => {
         const entry = await stream;
@@ -139,18 +144,4 @@ export class ArchiveWriter {
       },
     };
   }
-}
-
-/** Resolves when a tar entry accepts more data; rejects if it is destroyed first. */
-function drained(entry: ReturnType<Pack['entry']>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const settle = (error?: Error) => {
-      entry.off('drain', onDrain).off('close', onClose);
-      if (error) reject(error);
-      else resolve();
-    };
-    const onDrain = () => settle();
-    const onClose = () => settle(new Error('The archive stream was closed'));
-    entry.on('drain', onDrain).on('close', onClose);
-  });
 }

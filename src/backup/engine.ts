@@ -9,7 +9,9 @@ import { ENCRYPTED_EXTENSION, SIDECAR_EXTENSION, archiveStem, timestampOf } from
 import type { BackupSidecar } from '../archive/sidecar.js';
 import { ArchiveWriter } from '../archive/writer.js';
 import { ProgressReporter } from '../progress.js';
+import { prune, type RetentionPolicy } from '../retention.js';
 import type { BackupWarning, Destination, Snapshot, Source } from '../types.js';
+import { waitFor } from '../util/streams.js';
 import { BACKUPKIT_VERSION } from '../version.js';
 import { FanOut, type UploadTarget } from './fan-out.js';
 import type { OperationContext, SourceStats } from '../operation.js';
@@ -20,6 +22,7 @@ export interface BackupPlan {
   readonly destinations: readonly Destination[];
   readonly compression: Compression;
   readonly encryption: Encryption | undefined;
+  readonly retention: RetentionPolicy | undefined;
 }
 
 interface OpenSnapshot {
@@ -75,8 +78,10 @@ class Backup {
     await this.#createUploads(name);
     const { stats, size, sha256 } = await this.#writeArchive(header);
     await this.#commit(name, { ...header, size, sha256, encrypted: this.plan.encryption !== undefined, sourceStats: stats, warnings: this.#warnings.length });
+    const pruned = await this.#applyRetention();
     this.#progress.report(true);
     return {
+      pruned,
       name,
       size,
       sha256,
@@ -86,6 +91,22 @@ class Backup {
       destinations: this.plan.destinations.map((d) => d.description),
       warnings: this.#warnings,
     };
+  }
+
+  /** A failed prune does not fail the backup, which is safely stored by then: it is a warning. */
+  async #applyRetention(): Promise<Array<{ destination: string; removed: string[] }>> {
+    const { retention, destinations } = this.plan;
+    if (!retention) return [];
+    const pruned = [];
+    for (const destination of destinations) {
+      try {
+        const { removed } = await prune(destination, retention);
+        pruned.push({ destination: destination.description, removed: removed.map((b) => b.name) });
+      } catch (cause) {
+        this.#warn({ code: 'PRUNE_FAILED', message: `Applying the retention policy to ${destination.description} failed: ${(cause as Error).message}` });
+      }
+    }
+    return pruned;
   }
 
   /** Aborts every upload and removes every copy already committed. */
@@ -271,10 +292,9 @@ async function chooseName(destinations: readonly Destination[], createdAt: Date,
 async function writeSidecar(destination: Destination, name: string, sidecar: BackupSidecar): Promise<void> {
   const upload = await destination.create(name);
   try {
+    const flushed = waitFor(upload.stream, 'finish');
     upload.stream.end(`${JSON.stringify(sidecar, null, 2)}\n`);
-    await new Promise<void>((resolve, reject) => {
-      upload.stream.once('finish', resolve).once('error', reject);
-    });
+    await flushed;
     await upload.commit();
   } catch (cause) {
     await upload.abort();

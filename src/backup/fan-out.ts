@@ -1,7 +1,7 @@
-import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import { BackupError } from '../errors.js';
 import type { Destination, Upload } from '../types.js';
+import { waitFor } from '../util/streams.js';
 
 /** One upload, with the destination it goes to. */
 export interface UploadTarget {
@@ -14,34 +14,43 @@ export interface UploadTarget {
  * is produced once and flows at the pace of the slowest destination.
  */
 export class FanOut extends Writable {
+  #failure: BackupError | undefined;
+
   constructor(private readonly targets: readonly UploadTarget[]) {
     super({ highWaterMark: 1024 * 1024 });
-    // An upload can fail between two writes (a disk fills, a connection drops): fail at once.
-    for (const target of targets) target.upload.stream.on('error', (error) => this.destroy(destinationFailed(target, error)));
+    // An upload can fail between two writes (a disk fills, a connection drops). The failure is
+    // kept and reported by the next write, never emitted from here: after the archive is written
+    // no one listens, and a roll-back aborting the upload may well make it fail.
+    for (const target of targets) {
+      target.upload.stream.on('error', (error) => {
+        this.#failure ??= destinationFailed(target, error);
+      });
+    }
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     this.#each(async ({ upload: { stream } }) => {
-      if (!stream.write(chunk)) await once(stream, 'drain');
+      if (!stream.write(chunk)) await waitFor(stream, 'drain');
     }).then(() => callback(), callback);
   }
 
   override _final(callback: (error?: Error | null) => void): void {
     this.#each(async ({ upload: { stream } }) => {
       // 'finish', not finished(): a stream kept open for fsync emits no 'close' until commit.
-      const flushed = once(stream, 'finish');
+      const flushed = waitFor(stream, 'finish');
       stream.end();
       await flushed;
     }).then(() => callback(), callback);
   }
 
   async #each(action: (target: UploadTarget) => Promise<void>): Promise<void> {
+    if (this.#failure) throw this.#failure;
     await Promise.all(
       this.targets.map(async (target) => {
         try {
           await action(target);
         } catch (error) {
-          throw destinationFailed(target, error);
+          throw this.#failure ?? destinationFailed(target, error);
         }
       }),
     );

@@ -18,8 +18,10 @@ export interface BackupResult {
   readonly durationMs: number;
   /** Figures per source, in archive order (databases first). */
   readonly sources: readonly SourceStats[];
-  /** Where the archive was written. */
+  /** Where the archive was written: every destination succeeded, or the backup failed. */
   readonly destinations: readonly string[];
+  /** With a retention policy: what it deleted on each destination. */
+  readonly pruned: ReadonlyArray<{ destination: string; removed: readonly string[] }>;
   /** Everything reported as `warning` events, such as files that changed while read. */
   readonly warnings: readonly BackupWarning[];
 }

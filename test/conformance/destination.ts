@@ -49,6 +49,7 @@ export function testDestination(label: string, make: () => Promise<DestinationHa
       assert.equal(typeof d.kind, 'string');
       assert.ok(d.description.length > 0);
       assert.equal(typeof d.capabilities.atomicCommit, 'boolean');
+      assert.equal(typeof d.capabilities.deferredCommit, 'boolean');
     }));
 
     it('round-trips an object of several MiB byte for byte', withDestination(async (d) => {
@@ -62,15 +63,25 @@ export function testDestination(label: string, make: () => Promise<DestinationHa
       assert.ok(listed?.modifiedAt instanceof Date);
     }));
 
-    it('keeps an object invisible until it is committed', withDestination(async (d) => {
-      const upload = await put(d, 'pending.tar.gz', randomBytes(1000), false);
-      assert.deepEqual(await names(d), []);
-      await rejectsWithCode(d.open('pending.tar.gz'), 'NOT_FOUND');
+    it('keeps an object invisible until it is complete, or until committed if it can', withDestination(async (d) => {
+      const upload = await d.create('pending.tar.gz');
+      upload.stream.write(randomBytes(1000));
+      assert.deepEqual(await names(d), [], 'not while it is being written');
+      const finished = once(upload.stream, 'finish');
+      upload.stream.end();
+      await finished;
+      if (d.capabilities.deferredCommit) {
+        assert.deepEqual(await names(d), []);
+        await rejectsWithCode(d.open('pending.tar.gz'), 'NOT_FOUND');
+      }
       await upload.commit();
       assert.deepEqual(await names(d), ['pending.tar.gz']);
     }));
 
-    it('leaves nothing behind when an upload is aborted', withDestination(async (d) => {
+    it('leaves nothing behind when an upload is aborted, midway or after it ended', withDestination(async (d) => {
+      const midway = await d.create('midway.tar.gz');
+      midway.stream.write(randomBytes(1000));
+      await midway.abort();
       const upload = await put(d, 'aborted.tar.gz', randomBytes(1000), false);
       await upload.abort();
       assert.deepEqual(await names(d), []);

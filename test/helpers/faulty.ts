@@ -22,6 +22,7 @@ export function failingAfter(inner: Destination, limit: number, description = 'f
           upload.stream.end(callback);
         },
       });
+      upload.stream.on('error', (error) => stream.destroy(error));
       return { stream, commit: () => upload.commit(), abort: () => upload.abort() };
     },
     list: (prefix) => inner.list(prefix),

@@ -33,7 +33,7 @@ export function directory(options: DirectoryOptions): Destination {
   return {
     kind: 'directory',
     description,
-    capabilities: { atomicCommit: true, rangedRead: true },
+    capabilities: { atomicCommit: true, deferredCommit: true },
 
     async create(name: string): Promise<Upload> {
       checkObjectName(name);

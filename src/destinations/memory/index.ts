@@ -4,6 +4,8 @@ import type { Destination, StoredObject, Upload } from '../../types.js';
 import { checkObjectName } from '../object-name.js';
 
 const READ_CHUNK = 64 * 1024;
+/** Numbers each memory destination, so that two of them are told apart in `to` and in messages. */
+let created = 0;
 
 /**
  * Keeps archives in this process's memory: for tests, yours and ours. Objects appear only when
@@ -12,12 +14,13 @@ const READ_CHUNK = 64 * 1024;
  */
 export function memory(): Destination {
   const objects = new Map<string, { bytes: Buffer; modifiedAt: Date }>();
-  const notFound = (name: string) => new BackupError('NOT_FOUND', `The memory destination has no ${name}`);
+  const description = `memory #${++created}`;
+  const notFound = (name: string) => new BackupError('NOT_FOUND', `${description} has no ${name}`);
 
   return {
     kind: 'memory',
-    description: 'memory',
-    capabilities: { atomicCommit: true, rangedRead: true },
+    description,
+    capabilities: { atomicCommit: true, deferredCommit: true },
 
     async create(name: string): Promise<Upload> {
       checkObjectName(name);

@@ -1,0 +1,134 @@
+import { SIDECAR_EXTENSION } from './archive/names.js';
+import { listBackups, type BackupInfo } from './catalog.js';
+import { BackupError, asBackupError } from './errors.js';
+import type { Destination } from './types.js';
+
+/**
+ * Which backups to keep; every other one is deleted. Rules add up: a backup is kept if any rule
+ * keeps it, and the newest backup is always kept. Days, weeks and months are UTC.
+ * @public
+ */
+export interface RetentionPolicy {
+  /** The newest N backups. */
+  keepLast?: number;
+  /** The newest backup of each of the last N days that have backups. */
+  keepDaily?: number;
+  /** The newest backup of each of the last N ISO weeks that have backups. */
+  keepWeekly?: number;
+  /** The newest backup of each of the last N months that have backups. */
+  keepMonthly?: number;
+  /** Every backup younger than this: milliseconds, or a string such as `'36h'`, `'30d'`, `'8w'`. */
+  maxAge?: number | string;
+}
+
+/**
+ * Options of {@link prune}.
+ * @public
+ */
+export interface PruneOptions {
+  /** Say what would be deleted, delete nothing. */
+  dryRun?: boolean;
+  /** The present, for `maxAge`; default: now. */
+  now?: Date;
+}
+
+/**
+ * What {@link prune} kept and deleted, and why each was kept.
+ * @public
+ */
+export interface PruneResult {
+  /** Whether this was a dry run, which deleted nothing. */
+  readonly dryRun: boolean;
+  /** The backups kept, newest first, each with the rules that kept it (`newest`, `last`, `daily`, ...). */
+  readonly kept: ReadonlyArray<BackupInfo & { reasons: readonly string[] }>;
+  /** Deleted, or with `dryRun` to be deleted. */
+  readonly removed: readonly BackupInfo[];
+}
+
+const UNIT_MS: Record<string, number> = { h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** Throws INVALID_OPTIONS for a policy that is malformed or would delete everything. */
+export function checkRetentionPolicy(policy: RetentionPolicy): void {
+  const counts = ['keepLast', 'keepDaily', 'keepWeekly', 'keepMonthly'] as const;
+  for (const rule of counts) {
+    const value = policy[rule];
+    if (value !== undefined && (!Number.isInteger(value) || value < 0)) {
+      throw new BackupError('INVALID_OPTIONS', `retention.${rule} must be a whole number, not ${String(value)}`);
+    }
+  }
+  if (policy.maxAge !== undefined) maxAgeMs(policy.maxAge);
+  if (counts.every((rule) => !policy[rule]) && policy.maxAge === undefined) {
+    throw new BackupError('INVALID_OPTIONS', 'A retention policy needs at least one rule (keepLast, keepDaily, keepWeekly, keepMonthly or maxAge)');
+  }
+}
+
+/**
+ * Deletes the backups on a destination that the policy does not keep, archive and sidecar, and
+ * says what it kept and deleted. The newest backup is never deleted.
+ * @public
+ */
+export async function prune(destination: Destination, policy: RetentionPolicy, options: PruneOptions = {}): Promise<PruneResult> {
+  checkRetentionPolicy(policy);
+  const backups = await listBackups(destination);
+  const reasons = selectRetained(backups, policy, options.now ?? new Date());
+  const kept = backups.filter((b) => reasons.has(b.name)).map((b) => ({ ...b, reasons: reasons.get(b.name) ?? [] }));
+  const removed = backups.filter((b) => !reasons.has(b.name));
+  if (!options.dryRun) {
+    for (const { name } of removed) {
+      try {
+        await destination.remove(name);
+        await destination.remove(`${name}${SIDECAR_EXTENSION}`).catch((error: unknown) => {
+          if (!(error instanceof BackupError && error.code === 'NOT_FOUND')) throw error;
+        });
+      } catch (cause) {
+        throw asBackupError(cause, 'DESTINATION_FAILED', `Deleting ${name} from ${destination.description} failed`);
+      }
+    }
+  }
+  return { dryRun: options.dryRun ?? false, kept, removed };
+}
+
+/** The backups a policy keeps, by name, with the rules that keep each. `backups` is newest first. */
+export function selectRetained(backups: readonly BackupInfo[], policy: RetentionPolicy, now: Date): Map<string, string[]> {
+  const kept = new Map<string, string[]>();
+  const keep = (name: string, reason: string) => kept.set(name, [...(kept.get(name) ?? []), reason]);
+  const [newest] = backups;
+  if (newest) keep(newest.name, 'newest');
+  backups.slice(0, policy.keepLast ?? 0).forEach((b) => keep(b.name, 'last'));
+  const buckets: Array<[number | undefined, string, (date: Date) => string]> = [
+    [policy.keepDaily, 'daily', (d) => d.toISOString().slice(0, 10)],
+    [policy.keepWeekly, 'weekly', isoWeek],
+    [policy.keepMonthly, 'monthly', (d) => d.toISOString().slice(0, 7)],
+  ];
+  for (const [count = 0, reason, bucketOf] of buckets) {
+    const seen = new Set<string>();
+    for (const backup of backups) {
+      if (seen.size >= count) break;
+      const bucket = bucketOf(backup.createdAt);
+      if (seen.has(bucket)) continue;
+      seen.add(bucket);
+      keep(backup.name, reason);
+    }
+  }
+  if (policy.maxAge !== undefined) {
+    const oldest = now.getTime() - maxAgeMs(policy.maxAge);
+    for (const backup of backups) if (backup.createdAt.getTime() >= oldest) keep(backup.name, 'maxAge');
+  }
+  return kept;
+}
+
+function maxAgeMs(maxAge: number | string): number {
+  if (typeof maxAge === 'number' && Number.isFinite(maxAge) && maxAge >= 0) return maxAge;
+  const match = typeof maxAge === 'string' ? /^(\d+)\s*([hdw])$/.exec(maxAge) : null;
+  if (!match) throw new BackupError('INVALID_OPTIONS', `retention.maxAge must be milliseconds or like '36h', '30d', '8w', not ${JSON.stringify(maxAge)}`);
+  return Number(match[1]) * (UNIT_MS[match[2] as string] as number);
+}
+
+/** ISO 8601 week of a date (UTC), such as `2026-W47`. */
+function isoWeek(date: Date): string {
+  const day = new Date(Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate()));
+  day.setUTCDate(day.getUTCDate() + 4 - (day.getUTCDay() || 7)); // the Thursday of its week
+  const yearStart = Date.UTC(day.getUTCFullYear(), 0, 1);
+  const week = Math.ceil(((day.getTime() - yearStart) / 86_400_000 + 1) / 7);
+  return `${day.getUTCFullYear()}-W${String(week).padStart(2, '0')}`;
+}

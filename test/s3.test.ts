@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { Database, files, listBackups, memory, s3, sqlite } from '../src/index.js';
+import { put, testDestination } from './conformance/destination.js';
+import { rejectsWithCode } from './helpers/errors.js';
+import { failingAfter } from './helpers/faulty.js';
+import { tempDir } from './helpers/fs.js';
+import { MOTO_CREDENTIALS, startMoto, type Moto } from './helpers/moto.js';
+import { createBank, dumpRows } from './helpers/sqlite.js';
+
+let moto: Moto;
+before(async () => {
+  moto = await startMoto();
+});
+after(() => moto?.stop());
+
+const destinationOn = (bucket: string, extra: Partial<Parameters<typeof s3>[0]> = {}) =>
+  s3({ bucket, endpoint: moto.endpoint, forcePathStyle: true, credentials: MOTO_CREDENTIALS, partSize: 5 * 1024 * 1024, ...extra });
+
+testDestination('s3', async () => ({ destination: destinationOn(await moto.createBucket(), { prefix: 'backups/app' }), cleanup: async () => {} }));
+
+async function leftovers(bucket: string): Promise<{ objects: string[]; uploads: string[] }> {
+  const objects = await moto.client.send(new ListObjectsV2Command({ Bucket: bucket }));
+  const uploads = await moto.client.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
+  return { objects: (objects.Contents ?? []).map((o) => o.Key ?? ''), uploads: (uploads.Uploads ?? []).map((u) => u.Key ?? '') };
+}
+
+describe('s3 destination', () => {
+  it('backs up to and restores straight from a bucket, listing from sidecars', async (t) => {
+    const dir = await tempDir(t, 's3');
+    createBank(join(dir, 'app.db'), 500);
+    await mkdir(join(dir, 'uploads'));
+    await writeFile(join(dir, 'uploads', 'big.bin'), randomBytes(12 * 1024 * 1024)); // several parts
+    const bucket = await moto.createBucket();
+    const destination = destinationOn(bucket, { prefix: 'nightly/' });
+    const db = new Database({ sources: [sqlite({ name: 'app', path: join(dir, 'app.db') }), files({ name: 'uploads', dir: join(dir, 'uploads') })] });
+    const result = await db.startBackup({ to: destination }).done;
+    assert.deepEqual((await leftovers(bucket)).objects.sort(), [`nightly/${result.name}`, `nightly/${result.name}.json`]);
+    const [listed] = await listBackups(destination);
+    assert.equal(listed?.sha256, result.sha256);
+    await Database.restore({ from: destination, targets: { app: { path: join(dir, 'restored.db') } } });
+    assert.deepEqual(dumpRows(join(dir, 'restored.db')), dumpRows(join(dir, 'app.db')));
+  });
+
+  it('lists past one page of results', async () => {
+    const bucket = await moto.createBucket();
+    const destination = destinationOn(bucket);
+    const names = Array.from({ length: 1100 }, (_, i) => `20260101-${String(i).padStart(6, '0')}.tar.gz`);
+    for (let i = 0; i < names.length; i += 50) await Promise.all(names.slice(i, i + 50).map((name) => put(destination, name, Buffer.from(name))));
+    const listed = [];
+    for await (const object of destination.list()) listed.push(object.name);
+    assert.equal(listed.length, 1100);
+  });
+
+  it('aborts the multipart upload of a failed backup and removes the copy on the other destination', async (t) => {
+    const dir = await tempDir(t, 's3-fail');
+    await mkdir(join(dir, 'uploads'));
+    await writeFile(join(dir, 'uploads', 'big.bin'), randomBytes(24 * 1024 * 1024));
+    const bucket = await moto.createBucket();
+    const other = memory();
+    const broken = failingAfter(destinationOn(bucket), 12 * 1024 * 1024, 'broken s3');
+    const db = new Database({ sources: [files({ name: 'uploads', dir: join(dir, 'uploads') })] });
+    await rejectsWithCode(db.startBackup({ to: [other, broken] }).done, 'DESTINATION_FAILED', /broken s3/);
+    assert.deepEqual(await leftovers(bucket), { objects: [], uploads: [] });
+    assert.deepEqual(await listBackups(other), []);
+  });
+
+  it('fails the backup when the server goes away mid-upload, and leaves nothing on the other destination', async (t) => {
+    const dir = await tempDir(t, 's3-gone');
+    await mkdir(join(dir, 'uploads'));
+    await writeFile(join(dir, 'uploads', 'big.bin'), randomBytes(32 * 1024 * 1024));
+    const own = await startMoto();
+    t.after(() => own.stop());
+    const bucket = await own.createBucket();
+    const destination = s3({ bucket, endpoint: own.endpoint, forcePathStyle: true, credentials: MOTO_CREDENTIALS, partSize: 5 * 1024 * 1024, maxAttempts: 2 });
+    const other = memory();
+    const op = new Database({ sources: [files({ name: 'uploads', dir: join(dir, 'uploads') })] }).startBackup({ to: [other, destination] });
+    let stopped = false;
+    op.on('progress', (p) => {
+      if (!stopped && p.bytesDone > 8 * 1024 * 1024) {
+        stopped = true;
+        void own.stop();
+      }
+    });
+    await rejectsWithCode(op.done, 'DESTINATION_FAILED', /s3:\/\//);
+    assert.deepEqual(await listBackups(other), []);
+  });
+
+  it('needs a bucket and a valid part size', () => {
+    assert.throws(() => s3({ bucket: '' }), { code: 'INVALID_OPTIONS' });
+    assert.throws(() => s3({ bucket: 'b', partSize: 1024 }), { code: 'INVALID_OPTIONS' });
+  });
+});
