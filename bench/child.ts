@@ -3,7 +3,7 @@
  * time, peak RSS and the longest event-loop stall, as the host application would feel them.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Database, directory, files, sqlite } from 'backupkit';
+import { Database, directory, files, s3, sqlite, type Destination } from 'backupkit';
 
 const [mode = '', kind = '', sourcePath = '', archiveDir = '', target = ''] = process.argv.slice(2);
 // The passphrase comes from the environment, as it should in production: never from argv.
@@ -15,7 +15,12 @@ const started = performance.now();
 if (mode === 'backup') {
   const source = kind === 'sqlite' ? sqlite({ name: 'data', path: sourcePath }) : files({ name: 'data', dir: sourcePath });
   const encrypt = passphrase ? { encrypt: { passphrase } } : {};
-  await new Database({ sources: [source] }).startBackup({ to: directory({ path: archiveDir }), ...encrypt }).done;
+  // BENCH_S3=endpoint/bucket adds (or with archiveDir '-', is) an S3 destination; the archive is stored uncompressed.
+  const to: Destination[] = archiveDir === '-' ? [] : [directory({ path: archiveDir })];
+  const [endpoint, bucket] = (process.env.BENCH_S3 ?? '').split('|');
+  if (endpoint && bucket) to.push(s3({ bucket, endpoint, forcePathStyle: true, credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } }));
+  const compression = endpoint ? { compression: { algorithm: 'none' as const } } : {};
+  await new Database({ sources: [source] }).startBackup({ to, ...encrypt, ...compression }).done;
 } else {
   const targets = { data: kind === 'sqlite' ? { path: target } : { dir: target } };
   await Database.restore({ from: directory({ path: archiveDir }), targets, ...(passphrase ? { decrypt: { passphrase } } : {}) });

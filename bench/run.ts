@@ -9,10 +9,13 @@
  *           backupkit restore vs  pigz -dc | tar -x
  *   Both again encrypted with a passphrase, against the same pipelines ending in
  *           gpg --symmetric --compress-algo none (and gpg --decrypt at the start of restores)
+ *   S3      a 1 GB archive (one incompressible file, stored uncompressed) to moto_server on
+ *           127.0.0.1: one S3 destination, then a local folder and S3 together
  *
  * Sizes: BENCH_SQLITE_MB (1024), BENCH_FILES_MB (1024), BENCH_FILES_COUNT (50000). Work folder:
  * BENCH_DIR (a new temporary folder, removed afterwards; a given one is kept, and the data in it
- * reused). BENCH_ONLY=sqlite or files runs one half. Needs sqlite3, pigz, gzip and tar.
+ * reused). BENCH_ONLY=sqlite, files or s3 runs one part. Needs sqlite3, pigz, gzip, tar, gpg and
+ * moto_server.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -28,7 +31,7 @@ const sqliteMb = Number(process.env.BENCH_SQLITE_MB ?? 1024);
 const filesMb = Number(process.env.BENCH_FILES_MB ?? 1024);
 const fileCount = Number(process.env.BENCH_FILES_COUNT ?? 50_000);
 
-for (const tool of ['sqlite3', 'pigz', 'gzip', 'tar', 'gpg']) {
+for (const tool of ['sqlite3', 'pigz', 'gzip', 'tar', 'gpg', 'moto_server']) {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
   } catch {
@@ -56,8 +59,9 @@ function timeShell(script: string): Measured {
   return { seconds: (performance.now() - started) / 1000 };
 }
 
-function runChild(encrypted: boolean, ...args: string[]): Measured {
-  const env = { ...process.env, ...(encrypted ? { BENCH_PASSPHRASE: PASSPHRASE } : {}) };
+function runChild(encrypted: boolean, mode: string, kind: string, source: string, archives: string, target = '', s3 = ''): Measured {
+  const args = [mode, kind, source, archives, target];
+  const env = { ...process.env, ...(encrypted ? { BENCH_PASSPHRASE: PASSPHRASE } : {}), ...(s3 ? { BENCH_S3: s3 } : {}) };
   const out = execFileSync(process.execPath, [join(here, 'child.js'), ...args], { cwd: work, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   return JSON.parse(out.trim().split('\n').at(-1) as string) as Measured;
 }
@@ -93,6 +97,7 @@ async function makeTree(root: string, megabytes: number, count: number): Promise
 }
 
 const rows: Array<{ case: string; backupkit: Measured; standard: Measured; tool: string; unencrypted?: Measured }> = [];
+const s3Rows: Array<{ case: string; measured: Measured; throughput: number }> = [];
 const only = process.env.BENCH_ONLY;
 
 async function fresh(...paths: string[]): Promise<void> {
@@ -159,25 +164,63 @@ async function benchFiles(): Promise<void> {
   await fresh('restored-tree', 'untar-files', 'tree.tar.gz', 'tree.tar.gz.gpg');
 }
 
-if (only !== 'files') await benchSqlite();
-if (only !== 'sqlite') await benchFiles();
+async function benchS3(): Promise<void> {
+  const blob = join(work, 's3-source');
+  if (!existsSync(blob)) {
+    await mkdir(blob);
+    execFileSync('sh', ['-c', `head -c ${1024 * 1024 * 1024} /dev/urandom > "${join(blob, 'archive-sized.bin')}"`]);
+  }
+  const port = 45_000 + Math.floor(Math.random() * 10_000);
+  const moto = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+  try {
+    const endpoint = `http://127.0.0.1:${port}`;
+    for (let i = 0; ; i++) {
+      if ((await fetch(endpoint).then((r) => r.ok, () => false)) || i > 100) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    for (const bucket of ['single', 'both']) await fetch(`${endpoint}/${bucket}`, { method: 'PUT' });
+    console.error('s3 upload');
+    const single = runChild(false, 'backup', 'files', blob, '-', '', `${endpoint}|single`);
+    await fresh('s3-archives');
+    const both = runChild(false, 'backup', 'files', blob, join(work, 's3-archives'), '', `${endpoint}|both`);
+    const gb = 1024 / 1024;
+    s3Rows.push({ case: '1 GB to S3', measured: single, throughput: (gb * 1024) / single.seconds });
+    s3Rows.push({ case: '1 GB to a local folder and S3 together', measured: both, throughput: (gb * 1024) / both.seconds });
+  } finally {
+    moto.kill();
+    await fresh('s3-archives');
+  }
+}
+
+if (only === undefined || only === 'sqlite') await benchSqlite();
+if (only === undefined || only === 'files') await benchFiles();
+if (only === undefined || only === 's3') await benchS3();
 
 const line = (cells: string[]) => `| ${cells.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`;
-console.log(`\nbackupkit vs standard tools (${sqliteMb} MB SQLite, ${filesMb} MB in ${fileCount} files; node ${process.version})\n`);
-console.log(line(['case', 'backupkit s', 'standard tool', 'tool s', 'ratio', 'encryption cost', 'peak RSS MB', 'max event-loop stall ms']));
-console.log(line(['---', '---:', '---', '---:', '---:', '---:', '---:', '---:']));
-for (const row of rows) {
-  console.log(
-    line([
-      row.case,
-      row.backupkit.seconds.toFixed(2),
-      row.tool,
-      row.standard.seconds.toFixed(2),
-      `${(row.backupkit.seconds / row.standard.seconds).toFixed(2)}x`,
-      row.unencrypted ? `${(row.backupkit.seconds / row.unencrypted.seconds).toFixed(2)}x` : '',
-      (row.backupkit.peakRssMb ?? 0).toFixed(0),
-      (row.backupkit.maxStallMs ?? 0).toFixed(1),
-    ]),
-  );
+if (rows.length > 0) {
+  console.log(`\nbackupkit vs standard tools (${sqliteMb} MB SQLite, ${filesMb} MB in ${fileCount} files; node ${process.version})\n`);
+  console.log(line(['case', 'backupkit s', 'standard tool', 'tool s', 'ratio', 'encryption cost', 'peak RSS MB', 'max event-loop stall ms']));
+  console.log(line(['---', '---:', '---', '---:', '---:', '---:', '---:', '---:']));
+  for (const row of rows) {
+    console.log(
+      line([
+        row.case,
+        row.backupkit.seconds.toFixed(2),
+        row.tool,
+        row.standard.seconds.toFixed(2),
+        `${(row.backupkit.seconds / row.standard.seconds).toFixed(2)}x`,
+        row.unencrypted ? `${(row.backupkit.seconds / row.unencrypted.seconds).toFixed(2)}x` : '',
+        (row.backupkit.peakRssMb ?? 0).toFixed(0),
+        (row.backupkit.maxStallMs ?? 0).toFixed(1),
+      ]),
+    );
+  }
+}
+if (s3Rows.length > 0) {
+  console.log('\n' + line(['S3 (moto_server on 127.0.0.1)', 'seconds', 'MB/s', 'peak RSS MB', 'max event-loop stall ms']));
+  console.log(line(['---', '---:', '---:', '---:', '---:']));
+  for (const row of s3Rows) {
+    console.log(line([row.case, row.measured.seconds.toFixed(2), row.throughput.toFixed(0), (row.measured.peakRssMb ?? 0).toFixed(0), (row.measured.maxStallMs ?? 0).toFixed(1)]));
+  }
 }
 if (!process.env.BENCH_DIR) await rm(work, { recursive: true, force: true });
