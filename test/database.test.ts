@@ -163,6 +163,7 @@ describe('backup and restore', () => {
     const good = memory();
     const bad = failingAfter(memory(), 100_000, 'flaky disk');
     const error = await rejectsWithCode(db.startBackup({ to: [good, bad] }).done, 'DESTINATION_FAILED', /flaky disk/);
+    assert.match(error.message, new RegExp(`${good.description}: nothing left`), 'the error says what became of every destination');
     assert.match(String((error.cause as Error)?.message), /injected failure/);
     assert.deepEqual(await listBackups(good), []);
     const leftovers = [];

@@ -40,8 +40,12 @@ export async function runBackup(plan: BackupPlan, run: OperationContext<BackupEv
   try {
     return await backup.run();
   } catch (error) {
-    await backup.rollBack();
-    throw run.signal.aborted ? abortError(run.signal) : asBackupError(error, 'SOURCE_FAILED', 'The backup failed');
+    const cleanup = await backup.rollBack();
+    if (run.signal.aborted) throw abortError(run.signal);
+    const failure = asBackupError(error, 'SOURCE_FAILED', 'The backup failed');
+    if (cleanup.length === 0) throw failure;
+    // Say what became of every destination, not only of the one that failed.
+    throw new BackupError(failure.code, `${failure.message} (${cleanup.join('; ')})`, { cause: failure.cause ?? failure, hint: failure.hint });
   } finally {
     await backup.release();
   }
@@ -109,10 +113,19 @@ class Backup {
     return pruned;
   }
 
-  /** Aborts every upload and removes every copy already committed. */
-  async rollBack(): Promise<void> {
-    await Promise.allSettled(this.#uploads.map(({ upload }) => upload.abort()));
-    await Promise.allSettled(this.#committed.map(({ destination, name }) => destination.remove(name)));
+  /** Aborts every upload and removes every copy already committed; says how each went. */
+  async rollBack(): Promise<string[]> {
+    const outcomes = await Promise.all(
+      this.#uploads.map(async ({ destination, upload }) => {
+        const copies = this.#committed.filter((c) => c.destination === destination);
+        const results = await Promise.allSettled([upload.abort(), ...copies.map(({ name }) => destination.remove(name))]);
+        const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        return failed
+          ? `${destination.description}: cleaning up failed, remove ${copies.map((c) => c.name).join(', ') || 'the partial upload'} by hand: ${(failed.reason as Error).message}`
+          : `${destination.description}: nothing left`;
+      }),
+    );
+    return outcomes;
   }
 
   async release(): Promise<void> {
