@@ -89,7 +89,7 @@ export async function prune(destination: Destination, policy: RetentionPolicy, o
 }
 
 /** The backups a policy keeps, by name, with the rules that keep each. `backups` is newest first. */
-export function selectRetained(backups: readonly BackupInfo[], policy: RetentionPolicy, now: Date): Map<string, string[]> {
+function selectRetained(backups: readonly BackupInfo[], policy: RetentionPolicy, now: Date): Map<string, string[]> {
   const kept = new Map<string, string[]>();
   const keep = (name: string, reason: string) => kept.set(name, [...(kept.get(name) ?? []), reason]);
   const [newest] = backups;

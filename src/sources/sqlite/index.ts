@@ -10,7 +10,7 @@ import { fsyncPath } from '../../util/fs.js';
 import { runSqliteJob } from './run-job.js';
 
 /** The one entry of a SQLite source: `tar -xzf` it and copy it into place by hand if you like. */
-export const SQLITE_ENTRY = 'database.sqlite';
+const SQLITE_ENTRY = 'database.sqlite';
 
 /**
  * Options of {@link sqlite}.

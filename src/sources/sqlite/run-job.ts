@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import type { SqliteJob, SqliteJobFailure, SqliteJobResult } from './worker.js';
 
 /** An error from SQLite itself, with its code (`SQLITE_NOTADB`, `SQLITE_BUSY`, ...). */
-export class SqliteJobError extends Error {
+class SqliteJobError extends Error {
   constructor(
     message: string,
     readonly code: string | undefined,
