@@ -2,9 +2,10 @@
  * OpenPGP encryption that GnuPG 2.2 (Debian's) reads and writes: AES-256, SEIPD v1 with MDC (no
  * AEAD), no OpenPGP compression (the tar is compressed already), curve25519 (legacy) or RSA keys.
  */
-import { Duplex, PassThrough, Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import * as openpgp from 'openpgp';
 import { BackupError } from '../errors.js';
+import { cryptoStage } from './crypto-stage.js';
 
 /**
  * Encrypt a backup with a passphrase, to public keys, or both (any one of them opens it).
@@ -69,22 +70,9 @@ export async function prepareEncryption(options: EncryptOptions): Promise<Encryp
   return { passwords: passphrase === undefined ? [] : [passphrase], keys, fingerprints: keys.map((key) => key.getFingerprint()) };
 }
 
-/** A stream stage that encrypts what passes through. */
+/** A stream stage that encrypts what passes through, on a worker thread. */
 export function encryptor(encryption: Encryption): Duplex {
-  const input = new PassThrough({ highWaterMark: 1024 * 1024 });
-  const output = new PassThrough({ highWaterMark: 1024 * 1024 });
-  (async () => {
-    const message = await openpgp.createMessage({ binary: Readable.toWeb(input) as ReadableStream<Uint8Array> });
-    const encrypted = await openpgp.encrypt({
-      message,
-      passwords: encryption.passwords,
-      encryptionKeys: encryption.keys,
-      format: 'binary',
-      config: CONFIG,
-    });
-    Readable.fromWeb(encrypted as import('node:stream/web').ReadableStream<Uint8Array>).on('error', (error) => output.destroy(error)).pipe(output);
-  })().catch((error: unknown) => output.destroy(error as Error));
-  return Duplex.from({ writable: input, readable: output });
+  return cryptoStage({ mode: 'encrypt', passwords: encryption.passwords, armoredKeys: encryption.keys.map((key) => key.armor()), config: CONFIG });
 }
 
 /** Whether bytes look like an OpenPGP message, binary or armored. */
@@ -93,37 +81,24 @@ export function isOpenPgp(head: Buffer): boolean {
 }
 
 /**
- * Decrypts an OpenPGP message as a stream. Tampering is only detected at the end of the
- * message (`allowUnauthenticatedStream`): safe here because a restore commits nothing before the
- * whole archive is read and verified.
+ * Decrypts an OpenPGP message as a stream, on a worker thread. Tampering is only detected at the
+ * end of the message (`allowUnauthenticatedStream`): safe here because a restore commits nothing
+ * before the whole archive is read and verified.
  */
 export async function decrypt(input: Readable, head: Buffer, options: DecryptOptions | undefined): Promise<Readable> {
   if (!options) {
     throw new BackupError('INVALID_OPTIONS', 'The archive is encrypted; pass `decrypt: { passphrase }` or `decrypt: { privateKey }`');
   }
-  const web = Readable.toWeb(input) as ReadableStream<Uint8Array>;
-  let message: openpgp.Message<ReadableStream<Uint8Array>>;
-  try {
-    message = isBinary(head)
-      ? await openpgp.readMessage({ binaryMessage: web })
-      : ((await openpgp.readMessage({ armoredMessage: web.pipeThrough(new TextDecoderStream()) })) as unknown as openpgp.Message<ReadableStream<Uint8Array>>);
-  } catch (cause) {
-    throw new BackupError('CORRUPT_ARCHIVE', `The archive is not a readable OpenPGP message: ${(cause as Error).message}`, { cause });
-  }
-  const decryptionKeys = 'privateKey' in options ? [await unlockKey(options.privateKey, options.passphrase)] : undefined;
-  const passwords = 'privateKey' in options ? undefined : [options.passphrase];
-  try {
-    const { data } = await openpgp.decrypt({
-      message,
-      ...(passwords ? { passwords } : {}),
-      ...(decryptionKeys ? { decryptionKeys } : {}),
-      format: 'binary',
-      config: { allowUnauthenticatedStream: true },
-    });
-    return Readable.fromWeb(data as import('node:stream/web').ReadableStream<Uint8Array>);
-  } catch (cause) {
-    throw decryptionError(cause);
-  }
+  // The key is unlocked here, so that a wrong key passphrase fails before any data flows.
+  const privateKey = 'privateKey' in options ? (await unlockKey(options.privateKey, options.passphrase)).armor() : undefined;
+  const stage = cryptoStage({
+    mode: 'decrypt',
+    armored: !isBinary(head),
+    passwords: 'privateKey' in options ? [] : [options.passphrase],
+    armoredPrivateKey: privateKey,
+  });
+  input.once('error', (error) => stage.destroy(error));
+  return input.pipe(stage);
 }
 
 /** Maps openpgp's errors to ours: a key that does not fit, or a damaged message. */
