@@ -33,7 +33,13 @@ try {
   const backups = directory({ path: join(work, 'backups') });
   const op = db.startBackup({ to: backups });
   op.on('source-start', ({ name, kind }) => console.log(`backing up ${kind} source "${name}"`));
-  op.on('progress', (p) => console.log(`  ${p.phase.padEnd(8)} ${String(p.percent).padStart(5)}%  ${p.bytesDone}/${p.bytesTotal} bytes  ${p.itemsDone}/${p.itemsTotal} items`));
+  let shown = '';
+  op.on('progress', (p) => {
+    const line = `  ${p.phase.padEnd(8)} ${p.source ?? ''} ${String(Math.floor(p.percent / 10) * 10).padStart(3)}%`;
+    if (line === shown) return; // one line per phase, source and 10 %
+    shown = line;
+    console.log(`${line}  ${p.bytesDone}/${p.bytesTotal} bytes, ${p.itemsDone}/${p.itemsTotal} items`);
+  });
   op.on('warning', (w) => console.warn(`  warning: ${w.message}`));
   const result = await op.done;
   clearInterval(writer);
@@ -48,7 +54,11 @@ try {
   const restoredDb = join(work, 'restored', 'app.db');
   const restoredUploads = join(work, 'restored', 'uploads');
   const restore = Database.restore({ from: backups, targets: { app: { path: restoredDb }, uploads: { dir: restoredUploads } } });
-  restore.on('progress', (p) => console.log(`  restore ${p.phase.padEnd(6)} ${String(p.percent).padStart(5)}%`));
+  let restoreShown = '';
+  restore.on('progress', (p) => {
+    const line = `  restore ${p.phase.padEnd(6)} ${p.source ?? ''}`;
+    if (line !== restoreShown) console.log((restoreShown = line));
+  });
   const restored = await restore;
   console.log(`restored ${restored.name}, ${restored.verifiedEntries} entries verified against the manifest`);
 
