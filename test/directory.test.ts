@@ -39,10 +39,11 @@ describe('directory destination', () => {
   it('ignores stray temporary files when listing', async (t) => {
     const path = await tempDir(t);
     const destination = directory({ path });
-    await put(destination, 'x.tar.gz', randomBytes(100), false); // never committed: a crashed writer
+    const crashed = await put(destination, 'x.tar.gz', randomBytes(100), false); // never committed, as if its writer crashed
     const listed = [];
     for await (const object of destination.list()) listed.push(object);
     assert.deepEqual(listed, []);
+    await crashed.abort(); // closes its file handle
   });
 
   it('needs a path', () => {
@@ -74,5 +75,29 @@ describe('a backup process killed mid-way', () => {
     assert.equal(stray.length, 1, 'the temporary file of the killed writer is left, hidden');
     const result = await new Database({ sources: [files({ name: 'f', dir: tree })] }).startBackup({ to: destination }).done;
     assert.deepEqual((await listBackups(destination)).map((b) => b.name), [result.name]);
+  });
+});
+
+describe('a restore process killed mid-way', () => {
+  it('leaves the target absent, and the next restore succeeds', async (t) => {
+    const dir = await tempDir(t, 'killed-restore');
+    const tree = join(dir, 'tree');
+    await mkdir(tree);
+    for (let i = 0; i < 8; i++) await writeFile(join(tree, `blob-${i}`), randomBytes(8 * 1024 * 1024));
+    const backups = join(dir, 'backups');
+    await new Database({ sources: [files({ name: 'f', dir: tree })] }).startBackup({ to: directory({ path: backups }) }).done;
+    const area = join(dir, 'area');
+    await mkdir(area);
+    const target = join(area, 'restored');
+    const script = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'restore-child.js');
+    const child = spawn(process.execPath, [script, backups, target], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await once(child.stdout, 'data');
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    const left = await readdir(area);
+    assert.ok(!left.includes('restored'), 'the target was never created');
+    assert.ok(left.every((name) => name.startsWith('.restored.backupkit-')), `only the hidden staging folder is left: ${left.join(', ')}`);
+    await Database.restore({ from: directory({ path: backups }), targets: { f: { dir: target } } });
+    assert.equal((await readdir(target)).length, 8);
   });
 });
