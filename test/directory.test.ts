@@ -57,18 +57,29 @@ describe('directory destination', () => {
   });
 });
 
+/** A folder of 64 MiB in 8 random blobs: enough data that a child is caught midway. */
+async function blobTree(dir: string): Promise<string> {
+  const tree = join(dir, 'tree');
+  await mkdir(tree);
+  for (let i = 0; i < 8; i++) await writeFile(join(tree, `blob-${i}`), randomBytes(8 * 1024 * 1024));
+  return tree;
+}
+
+/** Runs a helper script in a child process and SIGKILLs it as soon as it says data flows. */
+async function killOnceStarted(helper: string, ...args: string[]): Promise<void> {
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'helpers', helper);
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await once(child.stdout, 'data');
+  child.kill('SIGKILL');
+  await once(child, 'exit');
+}
+
 describe('a backup process killed mid-way', () => {
   it('leaves no archive listed, and the next backup succeeds', async (t) => {
     const dir = await tempDir(t, 'killed');
-    const tree = join(dir, 'tree');
-    await mkdir(tree);
-    for (let i = 0; i < 8; i++) await writeFile(join(tree, `blob-${i}`), randomBytes(8 * 1024 * 1024));
+    const tree = await blobTree(dir);
     const backups = join(dir, 'backups');
-    const script = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'backup-child.js');
-    const child = spawn(process.execPath, [script, tree, backups], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await once(child.stdout, 'data');
-    child.kill('SIGKILL');
-    await once(child, 'exit');
+    await killOnceStarted('backup-child.js', tree, backups);
     const destination = directory({ path: backups });
     assert.deepEqual(await listBackups(destination), []);
     const stray = (await readdir(backups)).filter((name) => name.startsWith('.'));
@@ -81,19 +92,13 @@ describe('a backup process killed mid-way', () => {
 describe('a restore process killed mid-way', () => {
   it('leaves the target absent, and the next restore succeeds', async (t) => {
     const dir = await tempDir(t, 'killed-restore');
-    const tree = join(dir, 'tree');
-    await mkdir(tree);
-    for (let i = 0; i < 8; i++) await writeFile(join(tree, `blob-${i}`), randomBytes(8 * 1024 * 1024));
+    const tree = await blobTree(dir);
     const backups = join(dir, 'backups');
     await new Database({ sources: [files({ name: 'f', dir: tree })] }).startBackup({ to: directory({ path: backups }) }).done;
     const area = join(dir, 'area');
     await mkdir(area);
     const target = join(area, 'restored');
-    const script = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'restore-child.js');
-    const child = spawn(process.execPath, [script, backups, target], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await once(child.stdout, 'data');
-    child.kill('SIGKILL');
-    await once(child, 'exit');
+    await killOnceStarted('restore-child.js', backups, target);
     const left = await readdir(area);
     assert.ok(!left.includes('restored'), 'the target was never created');
     assert.ok(left.every((name) => name.startsWith('.restored.backupkit-')), `only the hidden staging folder is left: ${left.join(', ')}`);

@@ -5,7 +5,7 @@ import { ChecksumCounter } from '../archive/checksum.js';
 import { FORMAT_NAME, FORMAT_VERSION, HEADER_PATH, sourcePrefix, type ArchiveHeader } from '../archive/format.js';
 import { compressionExtension, compressor, Rechunk, type Compression } from '../archive/compression.js';
 import { encryptor, type Encryption } from '../archive/encryption.js';
-import { ENCRYPTED_EXTENSION, SIDECAR_EXTENSION, archiveStem, timestampOf } from '../archive/names.js';
+import { ENCRYPTED_EXTENSION, SIDECAR_EXTENSION, archiveName, archiveStem, timestampOf } from '../archive/names.js';
 import type { BackupSidecar } from '../archive/sidecar.js';
 import { ArchiveWriter } from '../archive/writer.js';
 import { ProgressReporter } from '../progress.js';
@@ -298,7 +298,7 @@ async function chooseName(destinations: readonly Destination[], createdAt: Date,
     }
   }
   for (let sequence = 0; ; sequence += 1) {
-    if (!taken.has(archiveStem(createdAt, sequence))) return `${archiveStem(createdAt, sequence)}${extension}`;
+    if (!taken.has(archiveStem(createdAt, sequence))) return archiveName(createdAt, sequence, extension);
   }
 }
 
