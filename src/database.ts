@@ -7,12 +7,13 @@ import { checkRetentionPolicy, type RetentionPolicy } from './retention.js';
 import { runRestore } from './restore/engine.js';
 import { RestoreOperation } from './restore/operation.js';
 import { filesRestorer, type FilesTarget } from './sources/files/index.js';
+import { postgresRestorer, type PostgresTarget } from './sources/postgres/index.js';
 import { sqliteRestorer, type SqliteTarget } from './sources/sqlite/index.js';
 import type { Destination, Restorer, Source } from './types.js';
 
 /** Letters, digits, `_`, `-` and `.`: a name that is also a safe archive folder. */
 const SOURCE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-const BUILT_IN_RESTORERS: readonly Restorer[] = [sqliteRestorer as Restorer, filesRestorer as Restorer];
+const BUILT_IN_RESTORERS: readonly Restorer[] = [sqliteRestorer as Restorer, filesRestorer as Restorer, postgresRestorer as Restorer];
 
 /**
  * Options of {@link Database}.
@@ -55,7 +56,7 @@ export interface BackupOptions {
  * Where a source is restored: `{ path }` for SQLite, `{ dir }` for files.
  * @public
  */
-export type RestoreTarget = SqliteTarget | FilesTarget;
+export type RestoreTarget = SqliteTarget | FilesTarget | PostgresTarget;
 
 /**
  * Options of {@link Database.restore}.

@@ -68,10 +68,10 @@ export class BackupError extends Error {
 }
 
 /** Passes a BackupError through; wraps anything else in one with the given code. */
-export function asBackupError(error: unknown, code: BackupErrorCode, message: string): BackupError {
+export function asBackupError(error: unknown, code: BackupErrorCode, message: string, hint?: string): BackupError {
   if (error instanceof BackupError) return error;
   const detail = error instanceof Error ? error.message : String(error);
-  return new BackupError(code, `${message}: ${detail}`, { cause: error });
+  return new BackupError(code, `${message}: ${detail}`, { cause: error, ...(hint === undefined ? {} : { hint }) });
 }
 
 /** The error an aborted signal stands for. */

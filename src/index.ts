@@ -22,6 +22,8 @@ export { BackupError } from './errors.js';
 export type { BackupErrorCode, BackupErrorOptions } from './errors.js';
 export { sqlite } from './sources/sqlite/index.js';
 export type { SqliteSourceOptions, SqliteTarget } from './sources/sqlite/index.js';
+export { postgres } from './sources/postgres/index.js';
+export type { PostgresConnection, PostgresSourceOptions, PostgresTarget } from './sources/postgres/index.js';
 export { files } from './sources/files/index.js';
 export type { FilesSourceOptions, FilesTarget } from './sources/files/index.js';
 export { directory } from './destinations/directory/index.js';

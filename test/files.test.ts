@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, rm, symlink, utimes, writeFile, appendFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, symlink, utimes, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Database, files, memory, type BackupWarning } from '../src/index.js';
 import { filesRestorer } from '../src/sources/files/index.js';
@@ -55,6 +55,8 @@ testSource('files', async () => {
       delete tree['']; // the root folder's own mode and time belong to whoever created the target
       return tree;
     },
+    surroundings: async (target) => readdir(dirname((target as { dir: string }).dir)),
+    exactEstimate: true,
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
 });

@@ -37,6 +37,8 @@ testSource('sqlite', async () => {
     async describe(target) {
       return dumpRows((target as { path: string } | undefined)?.path ?? path);
     },
+    surroundings: async (target) => readdir(dirname((target as { path: string }).path)),
+    exactEstimate: true,
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
 });

@@ -1,0 +1,58 @@
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+import type { TableDataSummary, TocTable } from './toc.js';
+
+const NEWLINE = 0x0a;
+
+/**
+ * Streams one table's rows as COPY text and cuts them into chunks of about `chunkBytes`, each
+ * ending at a row boundary (text COPY escapes newlines inside values, so every raw newline ends a
+ * row). `emit` may wait: that is the backpressure from the archive.
+ */
+export async function copyTableOut(
+  client: pg.Client,
+  table: TocTable,
+  chunkBytes: number,
+  signal: AbortSignal,
+  emit: (chunk: Buffer, index: number) => Promise<void>,
+): Promise<TableDataSummary> {
+  const columns = table.columns.length > 0 ? ` (${table.columns.join(', ')})` : '';
+  const stream = client.query(copyTo(`COPY ${table.qualifiedName}${columns} TO STDOUT`));
+  const onAbort = (): void => void stream.destroy(signal.reason as Error);
+  signal.addEventListener('abort', onAbort, { once: true });
+  const hash = createHash('sha256');
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let rows = 0;
+  let bytes = 0;
+  let chunks = 0;
+  const flush = async (data: Buffer): Promise<void> => {
+    hash.update(data);
+    bytes += data.length;
+    chunks += 1;
+    await emit(data, chunks);
+  };
+  try {
+    for await (const piece of stream as AsyncIterable<Buffer>) {
+      for (let at = piece.indexOf(NEWLINE); at !== -1; at = piece.indexOf(NEWLINE, at + 1)) rows += 1;
+      pending.push(piece);
+      pendingBytes += piece.length;
+      if (pendingBytes < chunkBytes) continue;
+      const joined = Buffer.concat(pending, pendingBytes);
+      const cut = joined.lastIndexOf(NEWLINE) + 1;
+      pending = cut < joined.length ? [joined.subarray(cut)] : [];
+      pendingBytes = joined.length - cut;
+      if (cut > 0) await flush(joined.subarray(0, cut));
+    }
+    if (pendingBytes > 0) await flush(Buffer.concat(pending, pendingBytes));
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+  return { entry: table.entry, rows, bytes, sha256: hash.digest('hex'), chunks };
+}
+
+/** The archive path of a table's n-th chunk (1-based). */
+export function chunkPath(table: TocTable, index: number): string {
+  return `${table.dataPath}/${String(index).padStart(6, '0')}.copy`;
+}

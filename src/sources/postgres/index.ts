@@ -1,0 +1,171 @@
+import pLimit from 'p-limit';
+import type pg from 'pg';
+import { BackupError, asBackupError } from '../../errors.js';
+import type { Entry, Snapshot, SnapshotContext, Source } from '../../types.js';
+import { BoundedQueue } from '../../util/bounded-queue.js';
+import { readCatalog } from './catalog.js';
+import { clientConfig, connect, type PostgresConnection } from './connection.js';
+import { chunkPath, copyTableOut } from './copy-out.js';
+import { renderRestoreSql } from './restore-script.js';
+import { renderSchemaSql, type TableDataSummary, type Toc } from './toc.js';
+
+export { postgresRestorer } from './restore.js';
+export type { PostgresTarget } from './restore.js';
+export type { PostgresConnection } from './connection.js';
+
+/** Table data is cut into entries of about this size: a tar entry needs its size up front. */
+const CHUNK_BYTES = 4 * 1024 * 1024;
+/** Large objects are read in pieces of this size. */
+const LARGE_OBJECT_PIECE = 1024 * 1024;
+
+/**
+ * Options of {@link postgres}.
+ * @public
+ */
+export interface PostgresSourceOptions {
+  /** Unique name of this source in its Database. */
+  name: string;
+  /** The server and database: a connection string, a `pg` client config, or the application's `pg.Pool`. */
+  connection: PostgresConnection;
+  /** Parallel COPY connections; default 2. Each is one more connection to the server. */
+  jobs?: number;
+  /** Back up only these schemas; default: every schema but the system ones. */
+  schemas?: string[];
+  /** How long to wait for each batch of table locks before failing; default 30 s. */
+  lockTimeoutMs?: number;
+}
+
+/** What runs in the snapshot transaction before anything is read, as pg_dump's session setup. */
+const SNAPSHOT_SETTINGS = [
+  "SET LOCAL search_path = ''",
+  'SET LOCAL DateStyle = ISO',
+  'SET LOCAL IntervalStyle = postgres',
+  'SET LOCAL extra_float_digits = 3',
+  'SET LOCAL row_security = off',
+  'SET LOCAL statement_timeout = 0',
+  'SET LOCAL lock_timeout = 0',
+  'SET LOCAL idle_in_transaction_session_timeout = 0',
+];
+
+/**
+ * A PostgreSQL database, backed up hot over the wire protocol with `pg` (no pg_dump binary): one
+ * REPEATABLE READ snapshot, exported to `jobs` connections that COPY tables in parallel, largest
+ * first; the schema is read from the catalogs in the same snapshot.
+ * @public
+ */
+export function postgres(options: PostgresSourceOptions): Source {
+  const config = clientConfig(options?.connection);
+  const jobs = options.jobs ?? 2;
+  if (!Number.isInteger(jobs) || jobs < 1) throw new BackupError('INVALID_OPTIONS', `postgres(${JSON.stringify(options.name)}): \`jobs\` must be a positive integer`);
+  const lockTimeoutMs = options.lockTimeoutMs ?? 30_000;
+  return {
+    kind: 'postgres',
+    name: options.name,
+    role: 'database',
+    async open(context: SnapshotContext): Promise<Snapshot> {
+      const main = await connect(config, 'SOURCE_FAILED');
+      let toc: Toc;
+      let snapshotId: string;
+      try {
+        await main.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        for (const setting of SNAPSHOT_SETTINGS) await main.query(setting);
+        toc = await readCatalog(main, { schemas: options.schemas, lockTimeoutMs });
+        snapshotId = (await main.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0]!.id;
+      } catch (cause) {
+        await main.end().catch(() => {});
+        throw asBackupError(cause, 'SOURCE_FAILED', `Reading the schema of PostgreSQL database ${JSON.stringify(config.database ?? '')} failed`);
+      }
+      const startedAt = new Date();
+      const workers: pg.Client[] = [];
+      return {
+        async estimate() {
+          const bytes = toc.tables.reduce((sum, t) => sum + t.estimatedBytes, 0) + toc.largeObjects.reduce((sum, lo) => sum + lo.size, 0);
+          return { bytes, items: 6 + 2 * toc.tables.length + toc.largeObjects.length };
+        },
+        async *entries(): AsyncGenerator<Entry> {
+          const file = (path: string, text: string): Entry => {
+            const data = Buffer.from(text);
+            return { path, type: 'file', mode: 0o644, mtime: startedAt, size: data.length, body: async function* () { yield data; } };
+          };
+          yield file('toc.json', `${JSON.stringify(toc, null, 1)}\n`);
+          yield file('schema.sql', renderSchemaSql(toc));
+
+          yield folder('data', startedAt);
+          const summaries = yield* copyTables(toc, snapshotId, workers, context.signal, startedAt);
+          if (toc.largeObjects.length > 0) yield folder('blobs', startedAt);
+          for (const lo of toc.largeObjects) yield largeObjectEntry(main, lo.oid, lo.size, startedAt);
+
+          yield file('data.json', `${JSON.stringify({ tables: summaries }, null, 1)}\n`);
+          yield file('restore.sql', renderRestoreSql(toc, summaries));
+        },
+        async close() {
+          await Promise.all([main, ...workers].map((client) => client.end().catch(() => {})));
+        },
+      };
+
+      async function* copyTables(toc: Toc, snapshot: string, clients: pg.Client[], signal: AbortSignal, mtime: Date): AsyncGenerator<Entry, TableDataSummary[]> {
+        const queue = new BoundedQueue<Entry>(jobs);
+        const idle: pg.Client[] = [];
+        const summaries: TableDataSummary[] = [];
+        const stop = new AbortController();
+        const workerSignal = AbortSignal.any([signal, stop.signal]);
+        const limit = pLimit(jobs);
+        const largestFirst = [...toc.tables].sort((a, b) => b.estimatedBytes - a.estimatedBytes);
+        const tasks = largestFirst.map((table) =>
+          limit(async () => {
+            if (workerSignal.aborted) return;
+            const client = idle.pop() ?? (await openWorker(snapshot, clients));
+            const summary = await copyTableOut(client, table, CHUNK_BYTES, workerSignal, async (chunk, index) => {
+              if (index === 1) await queue.push(folder(table.dataPath, mtime));
+              await queue.push({ path: chunkPath(table, index), type: 'file', mode: 0o644, mtime, size: chunk.length, body: async function* () { yield chunk; } });
+            });
+            summaries.push(summary);
+            idle.push(client);
+          }).catch((error: unknown) => {
+            queue.fail(asBackupError(error, 'SOURCE_FAILED', `Copying the rows of ${table.qualifiedName} failed`));
+            stop.abort(error);
+          }),
+        );
+        const work = Promise.all(tasks).then(() => queue.end());
+        try {
+          yield* queue.drain();
+        } finally {
+          stop.abort(new BackupError('ABORTED', 'The backup stopped'));
+          await work;
+        }
+        return summaries.sort((a, b) => a.entry - b.entry);
+      }
+    },
+  };
+
+  /** A connection that sees exactly the exported snapshot, nothing committed after it. */
+  async function openWorker(snapshotId: string, clients: pg.Client[]): Promise<pg.Client> {
+    const client = await connect(config, 'SOURCE_FAILED');
+    clients.push(client);
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await client.query(`SET TRANSACTION SNAPSHOT '${snapshotId.replaceAll("'", "''")}'`);
+    for (const setting of SNAPSHOT_SETTINGS) await client.query(setting);
+    return client;
+  }
+}
+
+function folder(path: string, mtime: Date): Entry {
+  return { path, type: 'directory', mode: 0o755, mtime, size: 0 };
+}
+
+/** A large object, read in pieces inside the snapshot transaction. */
+function largeObjectEntry(client: pg.Client, oid: number, size: number, mtime: Date): Entry {
+  return {
+    path: `blobs/${oid}`,
+    type: 'file',
+    mode: 0o644,
+    mtime,
+    size,
+    body: async function* () {
+      for (let offset = 0; offset < size; offset += LARGE_OBJECT_PIECE) {
+        const { rows } = await client.query<{ data: Buffer }>('SELECT lo_get($1, $2, $3) AS data', [oid, offset, Math.min(LARGE_OBJECT_PIECE, size - offset)]);
+        yield rows[0]!.data;
+      }
+    },
+  };
+}

@@ -1,0 +1,43 @@
+import { quoteLiteral } from './connection.js';
+import { chunkPath } from './copy-out.js';
+import { RESTORE_SETTINGS, renderEntry, type TableDataSummary, type Toc } from './toc.js';
+
+/**
+ * `restore.sql`: the whole source as a psql script, for restoring by hand without backupkit. Run it
+ * from the source's folder of the extracted archive: `psql -v ON_ERROR_STOP=1 -d NEW_DB -f restore.sql`.
+ * Large objects are written with `lo_from_bytea` from hex made by `od`, so they keep their OIDs.
+ */
+export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[]): string {
+  const chunks = new Map(summaries.map((summary) => [summary.entry, summary.chunks]));
+  const lines = [
+    '-- Restores this PostgreSQL source by hand. From this folder of the extracted archive:',
+    '--   createdb NEW_DB && psql -v ON_ERROR_STOP=1 -d NEW_DB -f restore.sql',
+    '\\set ON_ERROR_STOP on',
+    ...RESTORE_SETTINGS,
+    '',
+  ];
+  const section = (name: string, filter: (kind: string) => boolean): void => {
+    lines.push(`-- ${name}`, '');
+    for (const entry of toc.entries) if (filter(entry.kind) && entry.section === name) lines.push(...renderEntry(entry));
+  };
+  section('pre-data', () => true);
+  lines.push('-- data');
+  for (const table of toc.tables) {
+    const columns = table.columns.length > 0 ? ` (${table.columns.join(', ')})` : '';
+    for (let index = 1; index <= (chunks.get(table.entry) ?? 0); index++) {
+      lines.push(`\\copy ${table.qualifiedName}${columns} FROM '${chunkPath(table, index)}'`);
+    }
+  }
+  section('data', () => true);
+  for (const lo of toc.largeObjects) {
+    lines.push(`\\set blob \`od -An -v -tx1 blobs/${lo.oid} | tr -d ' \\n'\``, `SELECT pg_catalog.lo_from_bytea(${lo.oid}, decode(:'blob', 'hex'));`);
+    lines.push(`ALTER LARGE OBJECT ${lo.oid} OWNER TO ${lo.owner};`);
+    if (lo.comment !== null) lines.push(`COMMENT ON LARGE OBJECT ${lo.oid} IS ${quoteLiteral(lo.comment)};`);
+    if (lo.acl !== null) lines.push(lo.acl);
+  }
+  section('post-data', (kind) => kind !== 'ACL' && kind !== 'MATERIALIZED VIEW DATA');
+  for (const entry of toc.entries) if (entry.kind === 'ACL') lines.push(...renderEntry(entry));
+  for (const entry of toc.entries) if (entry.kind === 'MATERIALIZED VIEW DATA') lines.push(...renderEntry(entry));
+  lines.push('ANALYZE;', '');
+  return lines.join('\n');
+}

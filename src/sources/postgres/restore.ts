@@ -1,0 +1,384 @@
+import { randomBytes } from 'node:crypto';
+import { finished, pipeline } from 'node:stream/promises';
+import pLimit from 'p-limit';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { BackupError, asBackupError } from '../../errors.js';
+import type { RestoreEntry, RestoreSink, Restorer } from '../../types.js';
+import { clientConfig, connect, quoteIdent, quoteLiteral, type PostgresConnection } from './connection.js';
+import { RESTORE_SETTINGS, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
+
+/**
+ * Restore target of a PostgreSQL source.
+ * @public
+ */
+export interface PostgresTarget {
+  /** The server, as for {@link postgres}; its database is used for CREATE/DROP/RENAME DATABASE. */
+  connection: PostgresConnection;
+  /** The database to restore into: it must not exist (it is created) or hold no user objects. */
+  database: string;
+  /** Restore owners and grants (default); `false` skips both, as `pg_restore --no-owner --no-acl`. */
+  ownership?: boolean;
+  /** Parallel connections for COPY and index builds; default 2. */
+  jobs?: number;
+}
+
+interface ParsedTarget {
+  readonly connection: PostgresConnection;
+  readonly database: string;
+  readonly admin: pg.ClientConfig;
+  readonly ownership: boolean;
+  readonly jobs: number;
+}
+
+/** Table chunks up to this size are buffered so that several load in parallel; bigger ones stream. */
+const MAX_BUFFERED_CHUNK = 32 * 1024 * 1024;
+const MAX_METADATA_BYTES = 256 * 1024 * 1024;
+const LARGE_OBJECT_PIECE = 1024 * 1024;
+/** Post-data entries that only read their table and build something: safe to run side by side. */
+const PARALLEL_POST_DATA = new Set(['INDEX', 'CONSTRAINT', 'STATISTICS']);
+const DEADLOCK_DETECTED = '40P01';
+
+/** Objects that make a database "not empty": anything a user created. */
+const USER_OBJECTS_SQL = `
+  WITH ns AS (SELECT oid, nspname FROM pg_namespace
+               WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND nspname !~ '^pg_(toast_)?temp_')
+  SELECT description FROM (
+    SELECT 'relation ' || format('%I.%I', ns.nspname, c.relname) AS description FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+    UNION ALL SELECT 'routine ' || p.oid::regprocedure::text FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
+    UNION ALL SELECT 'type ' || format('%I.%I', ns.nspname, t.typname) FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
+               WHERE t.typrelid = 0 AND t.typcategory <> 'A'
+    UNION ALL SELECT 'schema ' || quote_ident(nspname) FROM ns WHERE nspname <> 'public'
+    UNION ALL SELECT 'extension ' || quote_ident(extname) FROM pg_extension WHERE extname <> 'plpgsql'
+    UNION ALL SELECT 'large object ' || oid::text FROM pg_largeobject_metadata
+  ) objects LIMIT 5`;
+
+/**
+ * Restores a PostgreSQL source as pg_restore does, in phases: pre-data in dependency order, data with
+ * parallel COPY FROM, sequence values, large objects, post-data (indexes and constraints in
+ * parallel, then foreign keys, triggers, policies), grants, materialized view refreshes, ANALYZE.
+ * Everything goes into a staging database created beside the target, renamed into place at commit.
+ */
+export const postgresRestorer: Restorer<ParsedTarget> = {
+  kind: 'postgres',
+
+  parseTarget(target, sourceName) {
+    const t = target as Partial<PostgresTarget> | undefined;
+    if (typeof t?.database !== 'string' || t.database === '' || t.connection === undefined) {
+      throw new BackupError('INVALID_OPTIONS', `The target of PostgreSQL source "${sourceName}" needs a \`connection\` and a \`database\``);
+    }
+    const jobs = t.jobs ?? 2;
+    if (!Number.isInteger(jobs) || jobs < 1) throw new BackupError('INVALID_OPTIONS', `The target of "${sourceName}": \`jobs\` must be a positive integer`);
+    const given = clientConfig(t.connection).database;
+    // DROP and RENAME DATABASE cannot run while connected to that database.
+    const admin = clientConfig(t.connection, given && given !== t.database ? given : 'postgres');
+    return { connection: t.connection, database: t.database, admin, ownership: t.ownership ?? true, jobs };
+  },
+
+  async check(target) {
+    await refuseNonEmpty(target);
+  },
+
+  async begin(target, signal): Promise<RestoreSink> {
+    const staging = `${Buffer.from(target.database).subarray(0, 40).toString().replace(/\uFFFD+$/, '')}_backupkit_${randomBytes(4).toString('hex')}`;
+    const clients: pg.Client[] = [];
+    const idle: pg.Client[] = [];
+    const inflight = new Set<Promise<void>>();
+    const rowsLoaded = new Map<number, { rows: number; chunks: number }>();
+    let failure: { error: unknown } | undefined;
+    let toc: Toc | undefined;
+    let tables = new Map<string, TocTable>();
+    let summaries: TableDataSummary[] | undefined;
+    let created = false;
+    let committed = false;
+    let previousOwner: string | undefined;
+
+    const admin = (): Promise<pg.Client> => connect(target.admin, 'RESTORE_FAILED');
+    const run = async (client: pg.Client, sql: string, what: string): Promise<void> => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await client.query(sql);
+          return;
+        } catch (cause) {
+          // Parallel index builds can deadlock on partitioned tables; the loser simply retries.
+          if ((cause as { code?: string }).code === DEADLOCK_DETECTED && attempt < 3) continue;
+          if (signal.aborted) throw cause;
+          throw asBackupError(cause, 'RESTORE_FAILED', `Restoring ${what} into ${target.database} failed`);
+        }
+      }
+    };
+    const runEntry = async (client: pg.Client, entry: TocEntry): Promise<void> => {
+      const what = `${entry.kind} ${entry.schema === null ? '' : `${entry.schema}.`}${entry.name}`;
+      await run(client, entry.sql, what);
+      if (entry.owner && target.ownership) await run(client, entry.owner, `the owner of ${what}`);
+    };
+    const acquire = async (): Promise<pg.Client> => {
+      while (idle.length === 0) await Promise.race(inflight);
+      if (failure) throw failure.error;
+      return idle.pop()!;
+    };
+    const inBackground = (client: pg.Client, work: Promise<unknown>): void => {
+      const task: Promise<void> = work
+        .then(
+          () => {},
+          (error: unknown) => void (failure ??= { error }),
+        )
+        .finally(() => {
+          idle.push(client);
+          inflight.delete(task);
+        });
+      inflight.add(task);
+    };
+    const settle = async (): Promise<void> => {
+      await Promise.all(inflight);
+      if (failure) throw failure.error;
+    };
+
+    const createStaging = async (from: Toc): Promise<void> => {
+      const client = await admin();
+      try {
+        const encoding = `TEMPLATE template0 ENCODING ${quoteLiteral(from.database.encoding)}`;
+        const locale = ` LC_COLLATE ${quoteLiteral(from.database.collate)} LC_CTYPE ${quoteLiteral(from.database.ctype)}`;
+        // The source's locale may not exist on this server; the server's default then serves.
+        await client.query(`CREATE DATABASE ${quoteIdent(staging)} ${encoding}${locale}`).catch(async (cause: { code?: string }) => {
+          if (cause.code === '42P04') throw cause;
+          await client.query(`CREATE DATABASE ${quoteIdent(staging)} ${encoding}`);
+        });
+        created = true;
+      } catch (cause) {
+        throw asBackupError(cause, 'RESTORE_FAILED', `Creating the staging database ${staging} failed`);
+      } finally {
+        await client.end().catch(() => {});
+      }
+      const config = clientConfig(target.connection, staging);
+      for (let i = 0; i < target.jobs; i++) {
+        const client = await connect(config, 'RESTORE_FAILED');
+        clients.push(client);
+        idle.push(client);
+        for (const setting of RESTORE_SETTINGS) await client.query(setting);
+      }
+    };
+
+    const loadChunk = async (client: pg.Client, table: TocTable, body: AsyncIterable<Uint8Array> | Buffer): Promise<void> => {
+      const columns = table.columns.length > 0 ? ` (${table.columns.join(', ')})` : '';
+      const stream = client.query(copyFrom(`COPY ${table.qualifiedName}${columns} FROM STDIN`));
+      try {
+        if (Buffer.isBuffer(body)) {
+          stream.end(body);
+          await finished(stream);
+        } else await pipeline(body, stream, { signal });
+      } catch (cause) {
+        if (signal.aborted) throw cause;
+        throw asBackupError(cause, 'RESTORE_FAILED', `Loading rows into ${table.qualifiedName} failed`);
+      }
+      const loaded = rowsLoaded.get(table.entry) ?? { rows: 0, chunks: 0 };
+      rowsLoaded.set(table.entry, { rows: loaded.rows + stream.rowCount, chunks: loaded.chunks + 1 });
+    };
+
+    const writeLargeObject = async (client: pg.Client, oid: number, body: AsyncIterable<Uint8Array>): Promise<void> => {
+      await run(client, `SELECT pg_catalog.lo_create(${oid})`, `large object ${oid}`);
+      let offset = 0;
+      let pending: Buffer[] = [];
+      let pendingBytes = 0;
+      const flush = async (): Promise<void> => {
+        if (pendingBytes === 0) return;
+        const data = Buffer.concat(pending, pendingBytes);
+        await client.query('SELECT pg_catalog.lo_put($1, $2, $3)', [oid, offset, data]);
+        offset += data.length;
+        pending = [];
+        pendingBytes = 0;
+      };
+      for await (const piece of body) {
+        pending.push(Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
+        pendingBytes += piece.byteLength;
+        if (pendingBytes >= LARGE_OBJECT_PIECE) await flush();
+      }
+      await flush();
+    };
+
+    const requireToc = (path: string): Toc => {
+      if (!toc) throw new BackupError('CORRUPT_ARCHIVE', `${path} comes before toc.json in a PostgreSQL source`);
+      return toc;
+    };
+
+    return {
+      async write(entry: RestoreEntry) {
+        if (entry.type === 'directory') return;
+        if (entry.type !== 'file') throw new BackupError('CORRUPT_ARCHIVE', `Unexpected ${entry.type} ${JSON.stringify(entry.path)} in a PostgreSQL source`);
+        if (failure) throw failure.error;
+        const chunk = /^(data\/[^/]+)\/\d{6}\.copy$/.exec(entry.path);
+        if (chunk) {
+          const table = tables.get(chunk[1]!);
+          if (!table) throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} belongs to no table of toc.json`);
+          if (entry.size > MAX_BUFFERED_CHUNK) {
+            await settle();
+            const client = await acquire();
+            try {
+              return await loadChunk(client, table, entry.body);
+            } finally {
+              idle.push(client);
+            }
+          }
+          const data = await readAll(entry.body, MAX_BUFFERED_CHUNK);
+          const client = await acquire();
+          return inBackground(client, loadChunk(client, table, data));
+        }
+        const blob = /^blobs\/(\d+)$/.exec(entry.path);
+        if (blob) {
+          requireToc(entry.path);
+          const client = await acquire();
+          // Awaited: a large object streams from the archive, which cannot move on until it is read.
+          const work = writeLargeObject(client, Number(blob[1]), entry.body);
+          inBackground(client, work);
+          return await work;
+        }
+        switch (entry.path) {
+          case 'toc.json': {
+            if (toc) throw new BackupError('CORRUPT_ARCHIVE', 'A PostgreSQL source has two toc.json');
+            toc = parseToc(await readAll(entry.body, MAX_METADATA_BYTES));
+            tables = new Map(toc.tables.map((table) => [table.dataPath, table]));
+            await createStaging(toc);
+            const client = clients[0]!;
+            for (const tocEntry of toc.entries) if (tocEntry.section === 'pre-data') await runEntry(client, tocEntry);
+            return;
+          }
+          case 'data.json':
+            requireToc(entry.path);
+            summaries = (JSON.parse((await readAll(entry.body, MAX_METADATA_BYTES)).toString()) as { tables: TableDataSummary[] }).tables;
+            return;
+          case 'schema.sql':
+          case 'restore.sql':
+            for await (const piece of entry.body) void piece;
+            return;
+          default:
+            throw new BackupError('CORRUPT_ARCHIVE', `Unexpected entry ${JSON.stringify(entry.path)} in a PostgreSQL source`);
+        }
+      },
+
+      async prepare() {
+        const from = requireToc('the end of the archive');
+        await settle();
+        if (!summaries) throw new BackupError('CORRUPT_ARCHIVE', 'The PostgreSQL source has no data.json');
+        for (const summary of summaries) {
+          const loaded = rowsLoaded.get(summary.entry) ?? { rows: 0, chunks: 0 };
+          if (loaded.rows !== summary.rows || loaded.chunks !== summary.chunks) {
+            const table = from.tables.find((t) => t.entry === summary.entry)?.qualifiedName ?? `#${summary.entry}`;
+            throw new BackupError('CORRUPT_ARCHIVE', `${table}: ${loaded.rows} rows in ${loaded.chunks} chunks restored, the backup recorded ${summary.rows} in ${summary.chunks}`);
+          }
+        }
+        const main = clients[0]!;
+        for (const entry of from.entries) if (entry.section === 'data') await runEntry(main, entry);
+        for (const lo of from.largeObjects) {
+          if (target.ownership) await run(main, `ALTER LARGE OBJECT ${lo.oid} OWNER TO ${lo.owner};`, `the owner of large object ${lo.oid}`);
+          if (lo.comment !== null) await run(main, `COMMENT ON LARGE OBJECT ${lo.oid} IS ${quoteLiteral(lo.comment)};`, `the comment of large object ${lo.oid}`);
+        }
+
+        const postData = from.entries.filter((entry) => entry.section === 'post-data');
+        const limit = pLimit(target.jobs);
+        const parallel = postData.filter((entry) => PARALLEL_POST_DATA.has(entry.kind));
+        await Promise.all(
+          parallel.map((entry) =>
+            limit(async () => {
+              const client = idle.pop()!;
+              try {
+                await runEntry(client, entry);
+              } finally {
+                idle.push(client);
+              }
+            }),
+          ),
+        );
+        const last = new Set(['ACL', 'MATERIALIZED VIEW DATA']);
+        for (const entry of postData) if (!PARALLEL_POST_DATA.has(entry.kind) && !last.has(entry.kind)) await runEntry(main, entry);
+        if (target.ownership) {
+          for (const entry of postData) if (entry.kind === 'ACL') await runEntry(main, entry);
+          for (const lo of from.largeObjects) if (lo.acl !== null) await run(main, lo.acl, `the grants of large object ${lo.oid}`);
+        }
+        for (const entry of postData) if (entry.kind === 'MATERIALIZED VIEW DATA') await runEntry(main, entry);
+        await run(main, 'ANALYZE', 'statistics (ANALYZE)');
+        await Promise.all(clients.splice(0).map((client) => client.end()));
+      },
+
+      async commit() {
+        const client = await admin();
+        try {
+          const { rows } = await client.query<{ owner: string }>('SELECT quote_ident(pg_get_userbyid(datdba)) AS owner FROM pg_database WHERE datname = $1', [target.database]);
+          if (rows[0]) {
+            await refuseNonEmpty(target);
+            previousOwner = rows[0].owner;
+            await client.query(`DROP DATABASE ${quoteIdent(target.database)}`);
+          }
+          await client.query(`ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target.database)}`);
+          committed = true;
+          if (previousOwner) await client.query(`ALTER DATABASE ${quoteIdent(target.database)} OWNER TO ${previousOwner}`);
+        } catch (cause) {
+          throw asBackupError(cause, 'RESTORE_FAILED', `Renaming the staging database ${staging} to ${target.database} failed`);
+        } finally {
+          await client.end().catch(() => {});
+        }
+      },
+
+      async abort() {
+        await Promise.all(clients.splice(0).map((client) => client.end().catch(() => {})));
+        if (!created) return;
+        const client = await admin();
+        try {
+          if (committed) await client.query(`ALTER DATABASE ${quoteIdent(target.database)} RENAME TO ${quoteIdent(staging)}`);
+          await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(staging)} WITH (FORCE)`);
+          if (previousOwner) await client.query(`CREATE DATABASE ${quoteIdent(target.database)} OWNER ${previousOwner}`);
+        } finally {
+          await client.end().catch(() => {});
+        }
+      },
+    };
+  },
+};
+
+async function refuseNonEmpty(target: ParsedTarget): Promise<void> {
+  const admin = await connect(target.admin, 'RESTORE_FAILED');
+  try {
+    const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [target.database]);
+    if (!rowCount) return;
+  } finally {
+    await admin.end().catch(() => {});
+  }
+  const client = await connect(clientConfig(target.connection, target.database), 'RESTORE_FAILED');
+  try {
+    const { rows } = await client.query<{ description: string }>(USER_OBJECTS_SQL);
+    if (rows.length > 0) {
+      throw new BackupError('TARGET_NOT_EMPTY', `Database ${target.database} is not empty (${rows.map((row) => row.description).join(', ')}); nothing was restored`, {
+        hint: 'Restore into a new database name, or drop this database first if its contents are not needed.',
+      });
+    }
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+function parseToc(data: Buffer): Toc {
+  let toc: Toc;
+  try {
+    toc = JSON.parse(data.toString()) as Toc;
+  } catch (cause) {
+    throw new BackupError('CORRUPT_ARCHIVE', 'toc.json of a PostgreSQL source is not JSON', { cause });
+  }
+  if (toc?.formatVersion !== 1) {
+    throw new BackupError('UNSUPPORTED_FORMAT', `toc.json has format version ${JSON.stringify(toc?.formatVersion)}; this backupkit reads version 1`);
+  }
+  if (!Array.isArray(toc.entries) || !Array.isArray(toc.tables) || !Array.isArray(toc.largeObjects)) {
+    throw new BackupError('CORRUPT_ARCHIVE', 'toc.json of a PostgreSQL source lacks entries, tables or largeObjects');
+  }
+  return toc;
+}
+
+async function readAll(body: AsyncIterable<Uint8Array>, limit: number): Promise<Buffer> {
+  const pieces: Uint8Array[] = [];
+  let size = 0;
+  for await (const piece of body) {
+    size += piece.byteLength;
+    if (size > limit) throw new BackupError('CORRUPT_ARCHIVE', `An entry of a PostgreSQL source is larger than ${limit} bytes`);
+    pieces.push(piece);
+  }
+  return Buffer.concat(pieces, size);
+}
+

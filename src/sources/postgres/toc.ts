@@ -1,0 +1,228 @@
+/**
+ * The table of contents of a PostgreSQL source (`toc.json`): every schema object as one entry with
+ * its section and dependencies, in an order that restores, like pg_dump's archive TOC.
+ */
+
+/** When an entry is restored: before the data, with it, or after it. */
+export type Section = 'pre-data' | 'data' | 'post-data';
+
+export interface TocEntry {
+  /** Unique in the TOC; dependencies refer to it. */
+  readonly id: number;
+  /** What it creates, in pg_dump's words: `TABLE`, `INDEX`, `FK CONSTRAINT`, `ACL`, … */
+  readonly kind: string;
+  readonly schema: string | null;
+  readonly name: string;
+  readonly section: Section;
+  /** Ids of the entries that must be restored first. */
+  readonly deps: number[];
+  /** The statement(s) that create it. */
+  readonly sql: string;
+  /** `ALTER … OWNER TO …`, skipped by a restore with `ownership: false`. */
+  readonly owner?: string;
+}
+
+export interface TocTable {
+  /** The TOC entry that creates the table. */
+  readonly entry: number;
+  /** Qualified, quoted name. */
+  readonly qualifiedName: string;
+  /** Quoted names of the columns COPY reads and writes, generated columns left out. */
+  readonly columns: string[];
+  /** The folder of its data chunks inside the source, `data/<entry>-<slug>`. */
+  readonly dataPath: string;
+  /** On-disk size from the catalog when the backup started: for progress and for ordering workers. */
+  readonly estimatedBytes: number;
+}
+
+export interface LargeObjectInfo {
+  readonly oid: number;
+  readonly size: number;
+  readonly owner: string;
+  /** GRANT statements, or null for default privileges. */
+  readonly acl: string | null;
+  readonly comment: string | null;
+}
+
+export interface Toc {
+  readonly formatVersion: 1;
+  readonly server: { readonly version: string; readonly versionNum: number };
+  readonly database: { readonly name: string; readonly encoding: string; readonly collate: string; readonly ctype: string };
+  readonly entries: TocEntry[];
+  readonly tables: TocTable[];
+  readonly largeObjects: LargeObjectInfo[];
+}
+
+/** Per-table figures written after the data (`data.json`), checked by a restore and by verify. */
+export interface TableDataSummary {
+  readonly entry: number;
+  readonly rows: number;
+  readonly bytes: number;
+  /** SHA-256 of the table's COPY text, all chunks in order. */
+  readonly sha256: string;
+  readonly chunks: number;
+}
+
+const SECTION_RANK: Record<Section, number> = { 'pre-data': 0, data: 1, 'post-data': 2 };
+
+/** Like pg_dump's dbObjectTypePriority: the order among entries that do not depend on each other. */
+const KIND_PRIORITY: Record<string, number> = {
+  SCHEMA: 1,
+  EXTENSION: 2,
+  COLLATION: 3,
+  TYPE: 4,
+  DOMAIN: 4,
+  FUNCTION: 5,
+  PROCEDURE: 5,
+  AGGREGATE: 6,
+  SEQUENCE: 7,
+  TABLE: 8,
+  'TABLE ATTACH': 9,
+  VIEW: 10,
+  'MATERIALIZED VIEW': 10,
+  'SEQUENCE OWNED BY': 11,
+  'SEQUENCE SET': 12,
+  INDEX: 20,
+  CONSTRAINT: 21,
+  STATISTICS: 22,
+  'INDEX ATTACH': 23,
+  'FK CONSTRAINT': 24,
+  TRIGGER: 25,
+  RULE: 26,
+  POLICY: 27,
+  'ROW SECURITY': 28,
+  'REPLICA IDENTITY': 29,
+  'CLUSTER ON': 29,
+  COMMENT: 30,
+  ACL: 40,
+  'MATERIALIZED VIEW DATA': 50,
+};
+
+function sortKey(entry: TocEntry): string {
+  const priority = KIND_PRIORITY[entry.kind] ?? 35;
+  return `${SECTION_RANK[entry.section]}:${String(priority).padStart(2, '0')}:${entry.schema ?? ''}\u0000${entry.name}\u0000${String(entry.id).padStart(9, '0')}`;
+}
+
+/**
+ * Orders entries so each comes after what it depends on, ties broken by section, kind priority and
+ * name (as pg_dump does). A dependency cycle is broken at its lowest-priority entry, and reported.
+ */
+export function sortEntries(entries: readonly TocEntry[]): { sorted: TocEntry[]; cycles: TocEntry[] } {
+  const byId = new Map(entries.map((entry) => [entry.id, entry]));
+  const waitingOn = new Map<number, number>();
+  const dependents = new Map<number, number[]>();
+  for (const entry of entries) {
+    const deps = new Set(entry.deps.filter((dep) => dep !== entry.id && byId.has(dep)));
+    waitingOn.set(entry.id, deps.size);
+    for (const dep of deps) {
+      const list = dependents.get(dep);
+      if (list) list.push(entry.id);
+      else dependents.set(dep, [entry.id]);
+    }
+  }
+  const keys = new Map(entries.map((entry) => [entry.id, sortKey(entry)]));
+  const ready = new MinHeap<number>((a, b) => (keys.get(a)! < keys.get(b)! ? -1 : 1));
+  for (const [id, count] of waitingOn) if (count === 0) ready.push(id);
+
+  const sorted: TocEntry[] = [];
+  const cycles: TocEntry[] = [];
+  const done = new Set<number>();
+  const release = (id: number): void => {
+    done.add(id);
+    sorted.push(byId.get(id)!);
+    for (const dependent of dependents.get(id) ?? []) {
+      const left = waitingOn.get(dependent)! - 1;
+      waitingOn.set(dependent, left);
+      if (left === 0) ready.push(dependent);
+    }
+  };
+  while (sorted.length < entries.length) {
+    const next = ready.pop();
+    if (next !== undefined) {
+      if (!done.has(next)) release(next);
+      continue;
+    }
+    const stuck = entries.filter((entry) => !done.has(entry.id)).sort((a, b) => (keys.get(a.id)! < keys.get(b.id)! ? -1 : 1))[0]!;
+    cycles.push(stuck);
+    waitingOn.set(stuck.id, 0);
+    release(stuck.id);
+  }
+  return { sorted, cycles };
+}
+
+class MinHeap<T> {
+  private readonly items: T[] = [];
+  constructor(private readonly compare: (a: T, b: T) => number) {}
+
+  push(item: T): void {
+    const items = this.items;
+    items.push(item);
+    let i = items.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (this.compare(items[i]!, items[parent]!) >= 0) break;
+      [items[i], items[parent]] = [items[parent]!, items[i]!];
+      i = parent;
+    }
+  }
+
+  pop(): T | undefined {
+    const items = this.items;
+    const top = items[0];
+    const last = items.pop();
+    if (items.length > 0 && last !== undefined) {
+      items[0] = last;
+      let i = 0;
+      for (;;) {
+        const left = 2 * i + 1;
+        const right = left + 1;
+        let smallest = i;
+        if (left < items.length && this.compare(items[left]!, items[smallest]!) < 0) smallest = left;
+        if (right < items.length && this.compare(items[right]!, items[smallest]!) < 0) smallest = right;
+        if (smallest === i) break;
+        [items[i], items[smallest]] = [items[smallest]!, items[i]!];
+        i = smallest;
+      }
+    }
+    return top;
+  }
+}
+
+/** The settings a restore (and `schema.sql`) runs with, as pg_dump's scripts start. */
+export const RESTORE_SETTINGS = [
+  "SET statement_timeout = 0;",
+  "SET lock_timeout = 0;",
+  "SET idle_in_transaction_session_timeout = 0;",
+  "SET client_encoding = 'UTF8';",
+  "SET standard_conforming_strings = on;",
+  "SELECT pg_catalog.set_config('search_path', '', false);",
+  "SET check_function_bodies = false;",
+  "SET xmloption = content;",
+  "SET client_min_messages = warning;",
+  "SET row_security = off;",
+];
+
+/** The TOC as a script a person can read and load with psql: every schema statement, no data. */
+export function renderSchemaSql(toc: Toc): string {
+  const lines = [
+    `--`,
+    `-- PostgreSQL database schema, written by backupkit`,
+    `-- Source: database ${toc.database.name} on PostgreSQL ${toc.server.version}`,
+    `-- Load with: psql -v ON_ERROR_STOP=1 -d <new database> -f schema.sql`,
+    `-- (restore.sql, at the end of this source's folder, loads the data as well)`,
+    `--`,
+    '',
+    ...RESTORE_SETTINGS,
+    '',
+  ];
+  for (const entry of toc.entries) {
+    if (entry.section === 'data' || entry.kind === 'MATERIALIZED VIEW DATA') continue;
+    lines.push(...renderEntry(entry));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export function renderEntry(entry: TocEntry): string[] {
+  const title = `-- ${entry.kind}: ${entry.schema === null ? '' : `${entry.schema}.`}${entry.name} (${entry.section})`;
+  return [title, entry.sql, ...(entry.owner ? [entry.owner] : []), ''];
+}

@@ -1,0 +1,82 @@
+/** A real PostgreSQL server for the tests: unique databases per test, dropped afterwards. */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import pg from 'pg';
+
+const run = promisify(execFile);
+export const PG_HOST = process.env['BACKUPKIT_TEST_PGHOST'] ?? '127.0.0.1';
+export const PG_PORT = Number(process.env['BACKUPKIT_TEST_PGPORT'] ?? 5432);
+export const PG_USER = process.env['BACKUPKIT_TEST_PGUSER'] ?? 'postgres';
+const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'fixtures');
+
+export function pgUrl(database: string): string {
+  return `postgres://${PG_USER}@${PG_HOST}:${PG_PORT}/${encodeURIComponent(database)}`;
+}
+
+/** Runs SQL (several statements allowed) in a database. */
+export async function sql<T extends pg.QueryResultRow = Record<string, unknown>>(database: string, text: string, params?: unknown[]): Promise<T[]> {
+  const client = new pg.Client({ connectionString: pgUrl(database) });
+  await client.connect();
+  try {
+    return (await client.query<T>(text, params)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+/** A fresh database name, unique across concurrent test files and runs. */
+export function uniqueName(label: string): string {
+  return `bk_${label}_${process.pid}_${randomBytes(3).toString('hex')}`;
+}
+
+/** Creates a database, dropped (with anything restored beside it) when the test ends. */
+export async function createDatabase(t: { after(fn: () => Promise<void>): void }, label: string, fixture?: string): Promise<string> {
+  const name = uniqueName(label);
+  await sql('postgres', `CREATE DATABASE "${name}"`);
+  t.after(() => dropDatabasesLike(name));
+  if (fixture) await sql(name, await readFile(join(fixtures, fixture), 'utf8'));
+  return name;
+}
+
+/** Drops a database and every database whose name starts with it (restored copies, staging leftovers). */
+export async function dropDatabasesLike(prefix: string): Promise<void> {
+  for (const { datname } of await sql<{ datname: string }>('postgres', 'SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [prefix])) {
+    await sql('postgres', `DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+  }
+}
+
+export async function databasesLike(prefix: string): Promise<string[]> {
+  return (await sql<{ datname: string }>('postgres', 'SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1', [prefix])).map((r) => r.datname);
+}
+
+/** `pg_dump --schema-only`, the fidelity oracle: two databases with the same schema print the same. */
+export async function schemaDump(database: string): Promise<string> {
+  const { stdout } = await run('pg_dump', ['--schema-only', '-h', PG_HOST, '-p', String(PG_PORT), '-U', PG_USER, database], { maxBuffer: 64 * 1024 * 1024 });
+  // \restrict and \unrestrict carry a random key per run (pg_dump's guard against psql meta-commands in names).
+  return stdout.replace(/^-- Dumped (from|by) .*$/gm, '').replace(/^\\(un)?restrict .*$/gm, '');
+}
+
+/** Every table's row count and a hash of its sorted rows, sequence values and large objects. */
+export async function dataFingerprint(database: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const tables = await sql<{ name: string }>(database, `
+    SELECT format('%I.%I', n.nspname, c.relname) AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND c.relispopulated ORDER BY 1`);
+  for (const { name } of tables) {
+    const [row] = await sql<{ n: string; h: string }>(database,
+      `SELECT count(*)::text AS n, coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '') AS h FROM ONLY ${name} t`);
+    out[name] = `${row?.n} ${row?.h}`;
+  }
+  for (const { name, value } of await sql<{ name: string; value: string }>(database, `
+    SELECT format('%I.%I', schemaname, sequencename) AS name, coalesce(last_value::text, 'unset') AS value FROM pg_sequences ORDER BY 1`)) {
+    out[`sequence ${name}`] = value;
+  }
+  for (const { oid, h } of await sql<{ oid: string; h: string }>(database, `SELECT oid::text, md5(lo_get(oid)) AS h FROM pg_largeobject_metadata ORDER BY oid`)) {
+    out[`large object ${oid}`] = h;
+  }
+  return out;
+}
