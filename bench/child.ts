@@ -3,7 +3,7 @@
  * time, peak RSS and the longest event-loop stall, as the host application would feel them.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Database, directory, files, s3, sqlite, type Destination } from 'backupkit';
+import { Database, directory, files, postgres, s3, sqlite, type Destination, type Source } from 'backupkit';
 
 const [mode = '', kind = '', sourcePath = '', archiveDir = '', target = ''] = process.argv.slice(2);
 // The passphrase comes from the environment, as it should in production: never from argv.
@@ -13,7 +13,9 @@ stalls.enable();
 const started = performance.now();
 
 if (mode === 'backup') {
-  const source = kind === 'sqlite' ? sqlite({ name: 'data', path: sourcePath }) : files({ name: 'data', dir: sourcePath });
+  // For PostgreSQL the source is a connection string.
+  const source: Source =
+    kind === 'sqlite' ? sqlite({ name: 'data', path: sourcePath }) : kind === 'postgres' ? postgres({ name: 'data', connection: sourcePath, jobs: 2 }) : files({ name: 'data', dir: sourcePath });
   const encrypt = passphrase ? { encrypt: { passphrase } } : {};
   // BENCH_S3=endpoint/bucket adds (or with archiveDir '-', is) an S3 destination; the archive is stored uncompressed.
   const to: Destination[] = archiveDir === '-' ? [] : [directory({ path: archiveDir })];
@@ -22,7 +24,9 @@ if (mode === 'backup') {
   const compression = endpoint ? { compression: { algorithm: 'none' as const } } : {};
   await new Database({ sources: [source] }).startBackup({ to, ...encrypt, ...compression }).done;
 } else {
-  const targets = { data: kind === 'sqlite' ? { path: target } : { dir: target } };
+  // For PostgreSQL the target is `<server connection string> <database>`.
+  const [connection = '', database = ''] = target.split(' ');
+  const targets = { data: kind === 'sqlite' ? { path: target } : kind === 'postgres' ? { connection, database, jobs: 2 } : { dir: target } };
   await Database.restore({ from: directory({ path: archiveDir }), targets, ...(passphrase ? { decrypt: { passphrase } } : {}) });
 }
 

@@ -9,13 +9,17 @@
  *           backupkit restore vs  pigz -dc | tar -x
  *   Both again encrypted with a passphrase, against the same pipelines ending in
  *           gpg --symmetric --compress-algo none (and gpg --decrypt at the start of restores)
+ *   PostgreSQL  pgbench -i -s 60 (~1 GB) plus a table of jsonb and bytea, 2 jobs on both sides:
+ *           backupkit backup  vs  pg_dump -Fc -Z1  and  pg_dump -Fd -j2 -Z1
+ *           backupkit restore vs  pg_restore -j2 (from the -Fc dump)
  *   S3      a 1 GB archive (one incompressible file, stored uncompressed) to moto_server on
  *           127.0.0.1: one S3 destination, then a local folder and S3 together
  *
  * Sizes: BENCH_SQLITE_MB (1024), BENCH_FILES_MB (1024), BENCH_FILES_COUNT (50000). Work folder:
  * BENCH_DIR (a new temporary folder, removed afterwards; a given one is kept, and the data in it
- * reused). BENCH_ONLY=sqlite, files or s3 runs one part. Needs sqlite3, pigz, gzip, tar, gpg and
- * moto_server.
+ * reused). BENCH_ONLY=sqlite, files, postgres or s3 runs one part. BENCH_PG_SCALE (60) sizes the
+ * PostgreSQL database, on the server at BENCH_PG_URL (postgres://postgres@127.0.0.1:5432). Needs
+ * sqlite3, pigz, gzip, tar, gpg, moto_server, pgbench, pg_dump and pg_restore.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -31,7 +35,7 @@ const sqliteMb = Number(process.env.BENCH_SQLITE_MB ?? 1024);
 const filesMb = Number(process.env.BENCH_FILES_MB ?? 1024);
 const fileCount = Number(process.env.BENCH_FILES_COUNT ?? 50_000);
 
-for (const tool of ['sqlite3', 'pigz', 'gzip', 'tar', 'gpg', 'moto_server']) {
+for (const tool of ['sqlite3', 'pigz', 'gzip', 'tar', 'gpg', 'moto_server', 'pgbench', 'pg_dump', 'pg_restore', 'psql']) {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
   } catch {
@@ -139,6 +143,42 @@ async function benchSqlite(): Promise<void> {
   await fresh('untar-sqlite', 'restored.db', 'copy.db.gz', 'copy.db.gz.gpg');
 }
 
+const pgServer = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
+const pgScale = Number(process.env.BENCH_PG_SCALE ?? 60);
+
+async function benchPostgres(): Promise<void> {
+  const database = `backupkit_bench_s${pgScale}`;
+  const psql = (db: string, command: string) => execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', `${pgServer}/${db}`, '-c', command], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+  const exists = psql('postgres', `SELECT 1 FROM pg_database WHERE datname = '${database}'`).includes('1');
+  if (!exists) {
+    console.error(`preparing PostgreSQL database ${database} (pgbench -i -s ${pgScale} plus jsonb and bytea)`);
+    psql('postgres', `CREATE DATABASE ${database}`);
+    execFileSync('pgbench', ['-i', '-q', '-s', String(pgScale), `${pgServer}/${database}`], { stdio: 'ignore' });
+    psql(database, `CREATE TABLE documents (id bigint PRIMARY KEY, doc jsonb NOT NULL, payload bytea);
+      INSERT INTO documents SELECT i, jsonb_build_object('id', i, 'name', md5(i::text), 'tags', jsonb_build_array(md5((i + 1)::text), i % 17), 'nested', jsonb_build_object('a', i * 2, 'b', repeat('x', 40))),
+             decode(md5(i::text) || md5((i * 7)::text) || md5((i * 13)::text), 'hex') FROM generate_series(1, ${pgScale * 10000}) i`);
+    psql(database, 'VACUUM ANALYZE');
+  }
+  const restoredByUs = `${database}_restored`;
+  const restoredByTool = `${database}_pg_restore`;
+  const dropRestored = () => {
+    for (const db of [restoredByUs, restoredByTool]) psql('postgres', `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+  };
+  dropRestored();
+  await fresh('pg-archives', 'dump.fc', 'dump.dir');
+  const source = `${pgServer}/${database}`;
+  console.error('postgres backup');
+  const backup = runChild(false, 'backup', 'postgres', source, join(work, 'pg-archives'));
+  rows.push({ case: 'PostgreSQL backup (2 jobs)', backupkit: backup, standard: timeShell(`pg_dump -Fc -Z1 -f dump.fc "${source}"`), tool: 'pg_dump -Fc -Z1' });
+  rows.push({ case: 'PostgreSQL backup (2 jobs)', backupkit: backup, standard: timeShell(`pg_dump -Fd -j2 -Z1 -f dump.dir "${source}"`), tool: 'pg_dump -Fd -j2 -Z1' });
+  console.error('postgres restore');
+  const restore = runChild(false, 'restore', 'postgres', '', join(work, 'pg-archives'), `${pgServer}/postgres ${restoredByUs}`);
+  const standard = timeShell(`psql -X -q -d "${pgServer}/postgres" -c "CREATE DATABASE ${restoredByTool}"; pg_restore -j2 -d "${pgServer}/${restoredByTool}" dump.fc`);
+  rows.push({ case: 'PostgreSQL restore (2 jobs)', backupkit: restore, standard, tool: 'createdb; pg_restore -j2' });
+  dropRestored();
+  await fresh('pg-archives', 'dump.fc', 'dump.dir');
+}
+
 async function benchFiles(): Promise<void> {
   const tree = join(work, 'tree');
   if (!existsSync(tree)) {
@@ -194,6 +234,7 @@ async function benchS3(): Promise<void> {
 
 if (only === undefined || only === 'sqlite') await benchSqlite();
 if (only === undefined || only === 'files') await benchFiles();
+if (only === undefined || only === 'postgres') await benchPostgres();
 if (only === undefined || only === 's3') await benchS3();
 
 const line = (cells: string[]) => `| ${cells.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`;

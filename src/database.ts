@@ -53,7 +53,7 @@ export interface BackupOptions {
 }
 
 /**
- * Where a source is restored: `{ path }` for SQLite, `{ dir }` for files.
+ * Where a source is restored: `{ path }` for SQLite, `{ dir }` for files, `{ connection, database }` for PostgreSQL.
  * @public
  */
 export type RestoreTarget = SqliteTarget | FilesTarget | PostgresTarget;
