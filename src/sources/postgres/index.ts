@@ -5,7 +5,8 @@ import type { Entry, Snapshot, SnapshotContext, Source } from '../../types.js';
 import { BoundedQueue } from '../../util/bounded-queue.js';
 import { readCatalog } from './catalog.js';
 import { clientConfig, connect, type PostgresConnection } from './connection.js';
-import { chunkPath, copyTableOut } from './copy-out.js';
+import { chunkPath } from './copy-out.js';
+import { CopyThread } from './copy-thread.js';
 import { renderRestoreSql } from './restore-script.js';
 import { renderSchemaSql, type TableDataSummary, type Toc } from './toc.js';
 
@@ -76,7 +77,7 @@ export function postgres(options: PostgresSourceOptions): Source {
         throw asBackupError(cause, 'SOURCE_FAILED', `Reading the schema of PostgreSQL database ${JSON.stringify(config.database ?? '')} failed`);
       }
       const startedAt = new Date();
-      const workers: pg.Client[] = [];
+      const threads: CopyThread[] = [];
       return {
         async estimate() {
           const bytes = toc.tables.reduce((sum, t) => sum + t.estimatedBytes, 0) + toc.largeObjects.reduce((sum, lo) => sum + lo.size, 0);
@@ -91,7 +92,7 @@ export function postgres(options: PostgresSourceOptions): Source {
           yield file('schema.sql', renderSchemaSql(toc));
 
           yield folder('data', startedAt);
-          const summaries = yield* copyTables(toc, snapshotId, workers, context.signal, startedAt);
+          const summaries = yield* copyTables(toc, snapshotId, threads, context.signal, startedAt);
           if (toc.largeObjects.length > 0) yield folder('blobs', startedAt);
           for (const lo of toc.largeObjects) yield largeObjectEntry(main, lo.oid, lo.size, startedAt);
 
@@ -99,13 +100,13 @@ export function postgres(options: PostgresSourceOptions): Source {
           yield file('restore.sql', renderRestoreSql(toc, summaries));
         },
         async close() {
-          await Promise.all([main, ...workers].map((client) => client.end().catch(() => {})));
+          await Promise.all([main.end().catch(() => {}), ...threads.map((thread) => thread.stop())]);
         },
       };
 
-      async function* copyTables(toc: Toc, snapshot: string, clients: pg.Client[], signal: AbortSignal, mtime: Date): AsyncGenerator<Entry, TableDataSummary[]> {
-        const queue = new BoundedQueue<Entry>(jobs);
-        const idle: pg.Client[] = [];
+      async function* copyTables(toc: Toc, snapshot: string, threads: CopyThread[], signal: AbortSignal, mtime: Date): AsyncGenerator<Entry, TableDataSummary[]> {
+        const queue = new BoundedQueue<Entry>(4 * jobs);
+        const idle: CopyThread[] = [];
         const summaries: TableDataSummary[] = [];
         const stop = new AbortController();
         const workerSignal = AbortSignal.any([signal, stop.signal]);
@@ -114,13 +115,13 @@ export function postgres(options: PostgresSourceOptions): Source {
         const tasks = largestFirst.map((table) =>
           limit(async () => {
             if (workerSignal.aborted) return;
-            const client = idle.pop() ?? (await openWorker(snapshot, clients));
-            const summary = await copyTableOut(client, table, CHUNK_BYTES, workerSignal, async (chunk, index) => {
+            const thread = idle.pop() ?? (await openThread(snapshot, threads));
+            const summary = await thread.copy(table, async (chunk, index) => {
               if (index === 1) await queue.push(folder(table.dataPath, mtime));
               await queue.push({ path: chunkPath(table, index), type: 'file', mode: 0o644, mtime, size: chunk.length, body: async function* () { yield chunk; } });
             });
             summaries.push(summary);
-            idle.push(client);
+            idle.push(thread);
           }).catch((error: unknown) => {
             queue.fail(asBackupError(error, 'SOURCE_FAILED', `Copying the rows of ${table.qualifiedName} failed`));
             stop.abort(error);
@@ -138,14 +139,11 @@ export function postgres(options: PostgresSourceOptions): Source {
     },
   };
 
-  /** A connection that sees exactly the exported snapshot, nothing committed after it. */
-  async function openWorker(snapshotId: string, clients: pg.Client[]): Promise<pg.Client> {
-    const client = await connect(config, 'SOURCE_FAILED');
-    clients.push(client);
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    await client.query(`SET TRANSACTION SNAPSHOT '${snapshotId.replaceAll("'", "''")}'`);
-    for (const setting of SNAPSHOT_SETTINGS) await client.query(setting);
-    return client;
+  /** A COPY thread whose connection sees exactly the exported snapshot, nothing committed after it. */
+  async function openThread(snapshotId: string, threads: CopyThread[]): Promise<CopyThread> {
+    const thread = await CopyThread.start({ config, snapshotId, settings: SNAPSHOT_SETTINGS, chunkBytes: CHUNK_BYTES, credits: 2 });
+    threads.push(thread);
+    return thread;
   }
 }
 

@@ -53,13 +53,11 @@ export interface Toc {
   readonly largeObjects: LargeObjectInfo[];
 }
 
-/** Per-table figures written after the data (`data.json`), checked by a restore and by verify. */
+/** Per-table figures written after the data (`data.json`), checked by a restore; each chunk's SHA-256 is in the manifest. */
 export interface TableDataSummary {
   readonly entry: number;
   readonly rows: number;
   readonly bytes: number;
-  /** SHA-256 of the table's COPY text, all chunks in order. */
-  readonly sha256: string;
   readonly chunks: number;
 }
 
