@@ -19,7 +19,11 @@ export class CopyThread {
   static start(data: Omit<CopyWorkerData, 'config'> & { config: pg.ClientConfig }): Promise<CopyThread> {
     // Functions (a password callback, a custom stream) cannot cross to a thread.
     const config = Object.fromEntries(Object.entries(data.config).filter(([, value]) => typeof value !== 'function')) as pg.ClientConfig;
-    const worker = new Worker(new URL('./copy-worker.js', import.meta.url), { workerData: { ...data, config } satisfies CopyWorkerData });
+    // A small heap is plenty for a few chunks in flight, and keeps each thread's memory bounded.
+    const worker = new Worker(new URL('./copy-worker.js', import.meta.url), {
+      workerData: { ...data, config } satisfies CopyWorkerData,
+      resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 },
+    });
     return new Promise((resolve, reject) => {
       const onMessage = (message: FromCopyWorker): void => {
         worker.off('error', reject);

@@ -105,7 +105,7 @@ export function postgres(options: PostgresSourceOptions): Source {
       };
 
       async function* copyTables(toc: Toc, snapshot: string, threads: CopyThread[], signal: AbortSignal, mtime: Date): AsyncGenerator<Entry, TableDataSummary[]> {
-        const queue = new BoundedQueue<Entry>(4 * jobs);
+        const queue = new BoundedQueue<Entry>(jobs);
         const idle: CopyThread[] = [];
         const summaries: TableDataSummary[] = [];
         const stop = new AbortController();
