@@ -82,9 +82,9 @@ export async function readCatalog(client: pg.Client, options: { schemas?: readon
     drafts.push(entry);
     return entry;
   };
-  const comment = (target: string, text: string | null, of: Draft, schema: string | null, section: Section = of.section): void => {
+  const comment = (target: string, text: string | null, of: Draft, schema: string | null): void => {
     if (text === null) return;
-    add({ kind: 'COMMENT', schema, name: target, section, sql: `COMMENT ON ${target} IS ${quoteLiteral(text)};`, after: [of.id] });
+    add({ kind: 'COMMENT', schema, name: target, section: of.section, sql: `COMMENT ON ${target} IS ${quoteLiteral(text)};`, after: [of.id] });
   };
   const grants = (target: string, grantTarget: string, owner: string, acl: string | null, of: Draft, schema: string | null): void => {
     if (acl === null) return;
@@ -197,7 +197,7 @@ export async function readCatalog(client: pg.Client, options: { schemas?: readon
 type Query = <T extends Row>(sql: string, params?: unknown[]) => Promise<T[]>;
 type Add = (draft: Omit<Draft, 'id' | 'creates' | 'after' | 'needs'> & { creates?: string[]; after?: number[]; needs?: string[] }) => Draft;
 type Key = (catalog: string, oid: unknown) => string;
-type Comment = (target: string, text: string | null, of: Draft, schema: string | null, section?: Section) => void;
+type Comment = (target: string, text: string | null, of: Draft, schema: string | null) => void;
 type Grants = (target: string, grantTarget: string, owner: string, acl: string | null, of: Draft, schema: string | null) => void;
 
 /**

@@ -56,7 +56,7 @@ start().then(
         wake?.();
         return;
       }
-      copyTableOut(client, message.table, job.chunkBytes, new AbortController().signal, async (chunk, index) => {
+      copyTableOut(client, message.table, job.chunkBytes, async (chunk, index) => {
         while (credits === 0) await new Promise<void>((resolve) => (waiting = resolve));
         credits -= 1;
         // Full chunks start their own allocation (Buffer.concat of >= 4 KiB is never pooled) and are

@@ -117,6 +117,15 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
       if (failure) throw failure.error;
       return idle.pop()!;
     };
+    /** Runs `work` on a connection of its own, waiting for it: entries that stream from the archive. */
+    const withClient = async (work: (client: pg.Client) => Promise<void>): Promise<void> => {
+      const client = await acquire();
+      try {
+        await work(client);
+      } finally {
+        idle.push(client);
+      }
+    };
     const inBackground = (client: pg.Client, work: Promise<unknown>): void => {
       const task: Promise<void> = work
         .then(
@@ -212,12 +221,7 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
           if (!table) throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} belongs to no table of toc.json`);
           if (entry.size > MAX_BUFFERED_CHUNK) {
             await settle();
-            const client = await acquire();
-            try {
-              return await loadChunk(client, table, entry.body);
-            } finally {
-              idle.push(client);
-            }
+            return await withClient((client) => loadChunk(client, table, entry.body));
           }
           const data = await readAll(entry.body, MAX_BUFFERED_CHUNK);
           const client = await acquire();
@@ -226,11 +230,8 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
         const blob = /^blobs\/(\d+)$/.exec(entry.path);
         if (blob) {
           requireToc(entry.path);
-          const client = await acquire();
           // Awaited: a large object streams from the archive, which cannot move on until it is read.
-          const work = writeLargeObject(client, Number(blob[1]), entry.body);
-          inBackground(client, work);
-          return await work;
+          return await withClient((client) => writeLargeObject(client, Number(blob[1]), entry.body));
         }
         switch (entry.path) {
           case 'toc.json': {
@@ -304,7 +305,8 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
         try {
           const { rows } = await client.query<{ owner: string }>('SELECT quote_ident(pg_get_userbyid(datdba)) AS owner FROM pg_database WHERE datname = $1', [target.database]);
           if (rows[0]) {
-            await refuseNonEmpty(target);
+            // Checked again: someone may have created objects in it while the restore ran.
+            await refuseUserObjects(target);
             previousOwner = rows[0].owner;
             await client.query(`DROP DATABASE ${quoteIdent(target.database)}`);
           }
@@ -342,6 +344,11 @@ async function refuseNonEmpty(target: ParsedTarget): Promise<void> {
   } finally {
     await admin.end().catch(() => {});
   }
+  await refuseUserObjects(target);
+}
+
+/** TARGET_NOT_EMPTY if the existing target database holds anything a user created. */
+async function refuseUserObjects(target: ParsedTarget): Promise<void> {
   const client = await connect(clientConfig(target.connection, target.database), 'RESTORE_FAILED');
   try {
     const { rows } = await client.query<{ description: string }>(USER_OBJECTS_SQL);
