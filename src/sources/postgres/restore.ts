@@ -245,7 +245,7 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
           }
           case 'data.json':
             requireToc(entry.path);
-            summaries = (JSON.parse((await readAll(entry.body, MAX_METADATA_BYTES)).toString()) as { tables: TableDataSummary[] }).tables;
+            summaries = parseDataSummary(await readAll(entry.body, MAX_METADATA_BYTES));
             return;
           case 'schema.sql':
           case 'restore.sql':
@@ -363,12 +363,7 @@ async function refuseUserObjects(target: ParsedTarget): Promise<void> {
 }
 
 function parseToc(data: Buffer): Toc {
-  let toc: Toc;
-  try {
-    toc = JSON.parse(data.toString()) as Toc;
-  } catch (cause) {
-    throw new BackupError('CORRUPT_ARCHIVE', 'toc.json of a PostgreSQL source is not JSON', { cause });
-  }
+  const toc = parseJsonEntry(data, 'toc.json') as Toc;
   if (toc?.formatVersion !== 1) {
     throw new BackupError('UNSUPPORTED_FORMAT', `toc.json has format version ${JSON.stringify(toc?.formatVersion)}; this backupkit reads version 1`);
   }
@@ -376,6 +371,20 @@ function parseToc(data: Buffer): Toc {
     throw new BackupError('CORRUPT_ARCHIVE', 'toc.json of a PostgreSQL source lacks entries, tables or largeObjects');
   }
   return toc;
+}
+
+function parseDataSummary(data: Buffer): TableDataSummary[] {
+  const parsed = parseJsonEntry(data, 'data.json') as { tables?: unknown };
+  if (!Array.isArray(parsed?.tables)) throw new BackupError('CORRUPT_ARCHIVE', 'data.json of a PostgreSQL source lacks its tables');
+  return parsed.tables as TableDataSummary[];
+}
+
+function parseJsonEntry(data: Buffer, name: string): unknown {
+  try {
+    return JSON.parse(data.toString());
+  } catch (cause) {
+    throw new BackupError('CORRUPT_ARCHIVE', `${name} of a PostgreSQL source is not JSON`, { cause });
+  }
 }
 
 async function readAll(body: AsyncIterable<Uint8Array>, limit: number): Promise<Buffer> {
