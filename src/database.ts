@@ -153,10 +153,15 @@ export class Database {
       if (typeof options.targets !== 'object' || options.targets === null || Object.keys(options.targets).length === 0) {
         throw new BackupError('INVALID_OPTIONS', '`targets` must name at least one source to restore');
       }
-      const restorers = new Map([...BUILT_IN_RESTORERS, ...(options.restorers ?? [])].map((r) => [r.kind, r]));
-      return runRestore({ from: options.from, backup: options.backup, targets: options.targets, restorers, decrypt: options.decrypt }, context);
+      const plan = { from: options.from, backup: options.backup, targets: options.targets, restorers: restorersWith(options.restorers), decrypt: options.decrypt };
+      return runRestore(plan, context).then(({ result }) => result);
     }, options?.signal);
   }
+}
+
+/** The restorers of the built-in source kinds, and those given, by kind. */
+export function restorersWith(extra: readonly Restorer[] = []): ReadonlyMap<string, Restorer> {
+  return new Map([...BUILT_IN_RESTORERS, ...extra].map((restorer) => [restorer.kind, restorer]));
 }
 
 function toArray(to: BackupOptions['to'] | undefined): readonly Destination[] {

@@ -14,7 +14,8 @@ export type BackupErrorCode =
   | 'RESTORE_FAILED'
   | 'DESTINATION_FAILED'
   | 'ABORTED'
-  | 'NOT_FOUND';
+  | 'NOT_FOUND'
+  | 'VERIFY_FAILED';
 
 const DEFAULT_HINTS: Record<BackupErrorCode, string> = {
   INVALID_OPTIONS: 'Check the options passed to backupkit against the documentation.',
@@ -29,6 +30,7 @@ const DEFAULT_HINTS: Record<BackupErrorCode, string> = {
   DESTINATION_FAILED: 'Check that the destination is reachable and writable; the cause says what failed.',
   ABORTED: 'The operation was cancelled; nothing was committed.',
   NOT_FOUND: 'Check the destination and the backup name with listBackups().',
+  VERIFY_FAILED: 'Do not rely on this backup: restore from another copy, and report the problems listed to backupkit.',
 };
 
 /**

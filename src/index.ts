@@ -12,6 +12,8 @@ export type { RestoreEvents, RestoreResult } from './restore/operation.js';
 export { Operation } from './operation.js';
 export type { OperationEvents, SourceStats } from './operation.js';
 export type { ProgressEvent, ProgressPhase } from './progress.js';
+export { verifyBackup, VerifyOperation, VerificationError } from './restore/verify.js';
+export type { ScratchOptions, VerifiedSource, VerifyEvents, VerifyLevel, VerifyOptions, VerifyResult } from './restore/verify.js';
 export { listBackups } from './catalog.js';
 export type { BackupInfo } from './catalog.js';
 export { prune } from './retention.js';
@@ -32,6 +34,7 @@ export { memory } from './destinations/memory/index.js';
 export { s3 } from './destinations/s3/index.js';
 export type { S3Options } from './destinations/s3/index.js';
 export type {
+  ArchivedEntry,
   BackupWarning,
   Destination,
   DestinationCapabilities,
@@ -40,9 +43,12 @@ export type {
   RestoreEntry,
   RestoreSink,
   Restorer,
+  ScratchSpace,
+  ScratchTarget,
   Snapshot,
   SnapshotContext,
   Source,
   StoredObject,
   Upload,
+  VerifyCheck,
 } from './types.js';

@@ -10,7 +10,7 @@ export type ProgressPhase = 'snapshot' | 'archive' | 'commit' | 'read' | 'verify
  */
 export interface ProgressEvent {
   /** Which kind of operation emits it. */
-  readonly operation: 'backup' | 'restore';
+  readonly operation: 'backup' | 'restore' | 'verify';
   /** What it is doing now. */
   readonly phase: ProgressPhase;
   /** The source being worked on, if any. */
@@ -49,7 +49,7 @@ export class ProgressReporter {
   #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly operation: 'backup' | 'restore',
+    private readonly operation: ProgressEvent['operation'],
     initialPhase: ProgressPhase,
     private readonly emit: (event: ProgressEvent) => void,
   ) {

@@ -126,6 +126,62 @@ export interface RestoreSink {
   commit(): Promise<void>;
   /** Removes the staging copy, or undoes a commit: the target is left as it was found. */
   abort(): Promise<void>;
+  /**
+   * After `commit`, re-reads the target and compares it with what the archive held: used by
+   * `verifyBackup({ level: 'restore' })`. `archived` lists this source's entries as the manifest
+   * does, already checked against their SHA-256.
+   */
+  verify?(archived: AsyncIterable<ArchivedEntry>): Promise<VerifyCheck[]>;
+}
+
+/**
+ * One entry of a source as its archive's manifest lists it.
+ * @public
+ */
+export interface ArchivedEntry {
+  /** Path relative to the source's root; `''` is the root. */
+  readonly path: string;
+  /** What the entry is. */
+  readonly type: EntryType;
+  /** Size of a file's body in bytes. */
+  readonly size: number;
+  /** SHA-256 of the body, hex. */
+  readonly sha256: string;
+}
+
+/**
+ * One check run on a restored target, with what it counted and every problem it found.
+ * @public
+ */
+export interface VerifyCheck {
+  /** What was checked, such as `PRAGMA integrity_check` or `file contents`. */
+  readonly name: string;
+  /** What was counted, such as `{ tables: 12, rows: 10000 }`. */
+  readonly figures: Readonly<Record<string, number>>;
+  /** What was wrong, one sentence each; empty when the check passed. */
+  readonly problems: readonly string[];
+}
+
+/**
+ * Where throwaway targets are made, for `verifyBackup` and restore drills.
+ * @public
+ */
+export interface ScratchSpace {
+  /** A private, empty folder, removed afterwards with everything in it. */
+  readonly dir: string;
+  /** Per source kind, where else throwaway targets may go, e.g. `{ postgres: connection }`. */
+  readonly servers: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * A throwaway target and how to get rid of it.
+ * @public
+ */
+export interface ScratchTarget {
+  /** A target as a user would pass it to `Database.restore`. */
+  readonly target: unknown;
+  /** Removes the target and everything restored into it. */
+  remove(): Promise<void>;
 }
 
 /**
@@ -141,6 +197,8 @@ export interface Restorer<Target = unknown> {
   check(target: Target): Promise<void>;
   /** Creates the staging location beside the target. */
   begin(target: Target, signal: AbortSignal): Promise<RestoreSink>;
+  /** Makes a missing target to restore into once and remove: for `verifyBackup` and restore drills. */
+  scratch?(space: ScratchSpace, sourceName: string): Promise<ScratchTarget>;
 }
 
 /**

@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { Database, directory, files, memory, postgres, sqlite, type Restorer } from '../src/index.js';
+import { Database, VerificationError, directory, files, memory, postgres, sqlite, verifyBackup, type Restorer, type RestoreSink } from '../src/index.js';
 import { postgresRestorer } from '../src/sources/postgres/index.js';
+import { withRestoredBackup } from '../src/testing.js';
 import { testSource } from './conformance/source.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { describeTree, tempDir } from './helpers/fs.js';
@@ -75,6 +76,72 @@ describe('postgres source', () => {
     await sql('postgres', `CREATE DATABASE "${byHand}"`);
     await run('psql', ['-q', '-X', '-h', PG_HOST, '-p', String(PG_PORT), '-U', PG_USER, '-d', byHand, '-f', 'restore.sql'], { cwd: join(extracted, 'sources', 'pg') });
     assert.deepEqual(await describeDatabase(byHand), expected);
+  });
+
+  it('verifyBackup restores into a throwaway database, reads every table back byte for byte, and drops it', async (t) => {
+    const source = await createDatabase(t, 'verify', 'postgres-rich.sql');
+    // Big enough for several COPY chunks: their order in the restored table is what the hash checks.
+    await sql(source, "CREATE TABLE public.big AS SELECT g AS id, repeat(md5(g::text), 4) AS payload FROM generate_series(1, 60000) g");
+    const dir = await tempDir(t, 'pg-verify');
+    const db = new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(source) })] });
+    await db.startBackup({ to: directory({ path: dir }) }).done;
+    const scratch = { postgres: server, dir };
+    const before = await databasesLike('backupkit_scratch_');
+
+    const result = await verifyBackup({ from: directory({ path: dir }), level: 'restore', scratch });
+    assert.deepEqual(result.problems, []);
+    const [tables, largeObjects] = result.sources[0]!.checks;
+    const expectedRows = await sql<{ n: string }>(source, "SELECT sum(n_live_tup)::text AS n FROM pg_stat_user_tables");
+    assert.equal(tables?.name, 'table rows and contents');
+    assert.ok((tables?.figures['tables'] ?? 0) >= 10, JSON.stringify(tables));
+    assert.ok((tables?.figures['rows'] ?? 0) >= 60000, `${JSON.stringify(tables)} vs ${expectedRows[0]?.n}`);
+    assert.equal(largeObjects?.name, 'large objects');
+    assert.deepEqual(await databasesLike('backupkit_scratch_'), before, 'the throwaway database is dropped');
+
+    // A restore that lands different rows than the archive holds is caught and named.
+    const tampering: Restorer<{ database: string; connection: string }> = {
+      ...(postgresRestorer as unknown as Restorer<{ database: string; connection: string }>),
+      async begin(target, signal): Promise<RestoreSink> {
+        const sink = await postgresRestorer.begin(target as never, signal);
+        return {
+          ...sink,
+          async commit() {
+            await sink.commit();
+            await sql(target.database, 'UPDATE public.big SET payload = upper(payload) WHERE id = 31337');
+          },
+        };
+      },
+    };
+    const error = await rejectsWithCode(
+      verifyBackup({ from: directory({ path: dir }), level: 'restore', scratch, restorers: [tampering as Restorer] }),
+      'VERIFY_FAILED',
+    );
+    assert.ok(error instanceof VerificationError);
+    assert.deepEqual(error.result.problems, ['pg: table rows and contents: public.big differs from the backup (SHA-256 of its COPY text)']);
+    assert.deepEqual(await databasesLike('backupkit_scratch_'), before, 'dropped after a failure too');
+  });
+
+  it('backupkit/testing restores into a temporary database, hands over a pg config, and drops it', async (t) => {
+    const source = await createDatabase(t, 'drill');
+    await sql(source, BANK);
+    const dir = await tempDir(t, 'pg-drill');
+    await new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(source) })] }).startBackup({ to: directory({ path: dir }) }).done;
+    const before = await databasesLike('backupkit_scratch_');
+    let database = '';
+    const total = await withRestoredBackup({ from: directory({ path: dir }), scratch: { postgres: server, dir } }, async (restored) => {
+      const config = restored.postgres('pg');
+      database = config.database ?? '';
+      const client = new pg.Client(config);
+      await client.connect();
+      try {
+        return (await client.query<{ total: string }>('SELECT sum(balance)::text AS total FROM accounts')).rows[0]?.total;
+      } finally {
+        await client.end();
+      }
+    });
+    assert.equal(total, (await sql<{ total: string }>(source, 'SELECT sum(balance)::text AS total FROM accounts'))[0]?.total);
+    assert.match(database, /^backupkit_scratch_/);
+    assert.deepEqual(await databasesLike('backupkit_scratch_'), before);
   });
 
   it('a backup under a write load restores with the invariant across tables copied by different workers', async (t) => {

@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
 import { BackupError, abortError, asBackupError } from '../errors.js';
-import { HEADER_PATH, MANIFEST_PATH, SOURCES_DIR, parseHeader, type ArchiveHeader } from '../archive/format.js';
+import { HEADER_PATH, MANIFEST_PATH, SOURCES_DIR, parseHeader, sourcePrefix, type ArchiveHeader } from '../archive/format.js';
 import type { DecryptOptions } from '../archive/encryption.js';
 import { openArchive, type ArchiveReader } from '../archive/reader.js';
 import { listArchives } from '../catalog.js';
 import type { OperationContext, SourceStats } from '../operation.js';
 import { ProgressReporter } from '../progress.js';
-import type { Destination, EntryType, RestoreSink, Restorer } from '../types.js';
+import type { Destination, EntryType, RestoreSink, Restorer, ScratchSpace, ScratchTarget, VerifyCheck } from '../types.js';
 import { cooperative } from '../util/yield.js';
 import { ManifestCheck } from './manifest-check.js';
 import type { RestoreEvents, RestoreResult } from './operation.js';
@@ -19,9 +19,27 @@ const RESTORABLE_TYPES: ReadonlySet<string> = new Set<EntryType>(['file', 'direc
 export interface RestorePlan {
   readonly from: Destination;
   readonly backup: string | undefined;
+  /** Each source to restore, by name, and where. */
   readonly targets: Readonly<Record<string, unknown>>;
+  /** Instead of `targets`: every source into a throwaway target made here. */
+  readonly scratch?: ScratchSpace;
   readonly restorers: ReadonlyMap<string, Restorer>;
   readonly decrypt: DecryptOptions | undefined;
+  /** After the commit, re-read every target and compare it with the archive (`verifyBackup`). */
+  readonly checkTargets?: boolean;
+  /** What progress events say is running; default `restore`. */
+  readonly operation?: 'restore' | 'verify';
+}
+
+/** A finished restore, with what only backupkit's own callers need. */
+export interface RestoreRun {
+  readonly result: RestoreResult;
+  /** The throwaway targets made, by source name: the caller removes them. */
+  readonly scratch: ReadonlyMap<string, ScratchTarget>;
+  /** The checks of each target, by source name, when `checkTargets` was set. */
+  readonly checks: ReadonlyMap<string, VerifyCheck[]>;
+  /** Every source of the archive, restored or not, with the bytes and entries read and verified. */
+  readonly archived: readonly SourceStats[];
 }
 
 interface SourceRestore {
@@ -38,12 +56,15 @@ interface SourceRestore {
  * into its restorer's staging copy while hashing them, verifies the manifest, and only then
  * commits. Any failure aborts every restorer: targets are left exactly as they were.
  */
-export async function runRestore(plan: RestorePlan, run: OperationContext<RestoreEvents>): Promise<RestoreResult> {
+export async function runRestore(plan: RestorePlan, run: OperationContext<RestoreEvents>): Promise<RestoreRun> {
   const startedAt = Date.now();
   const { signal } = run;
-  const progress = new ProgressReporter('restore', 'read', (event) => run.emit('progress', event));
+  const progress = new ProgressReporter(plan.operation ?? 'restore', 'read', (event) => run.emit('progress', event));
   const manifest = new ManifestCheck();
   const restores = new Map<string, SourceRestore>();
+  const scratch = new Map<string, ScratchTarget>();
+  const checks = new Map<string, VerifyCheck[]>();
+  const archived = new Map<string, SourceStats>();
   let reader: ArchiveReader | undefined;
   const yieldNow = cooperative();
 
@@ -63,7 +84,8 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
     await manifest.record({ path: HEADER_PATH, entryType: 'file', size: headerBytes.length, sha256: sha256(headerBytes) });
     run.emit('start', { name, createdAt: new Date(header.createdAt), sources: header.sources.map(({ name: n, kind }) => ({ name: n, kind })) });
 
-    const chosen = resolveTargets(plan, header);
+    const targets = plan.scratch ? await makeScratchTargets(plan, plan.scratch, header, scratch) : plan.targets;
+    const chosen = resolveTargets(plan, targets, header);
     for (const { restorer, target } of chosen) await restorer.check(target);
     for (const { source, restorer, target } of chosen) {
       const sink = await restorer.begin(target, signal);
@@ -87,11 +109,12 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
       }
       const [top, sourceName = '', ...rest] = parts;
       const relative = rest.join('/');
-      const inArchive = header.sources.some((s) => s.name === sourceName);
-      if (top !== SOURCES_DIR || !inArchive) {
+      const source = header.sources.find((s) => s.name === sourceName);
+      if (top !== SOURCES_DIR || !source) {
         throw new BackupError('UNSAFE_ARCHIVE', `Refusing archive entry ${JSON.stringify(tarHeader.name)}: it is not under ${SOURCES_DIR}/<source>/`);
       }
       if (type === 'symlink') checkLinkTarget(relative, tarHeader.linkname ?? '');
+      const counted = archived.get(sourceName) ?? { name: sourceName, kind: source.kind, bytes: 0, items: 0 };
       const restore = restores.get(sourceName);
       if (restore && restore !== current) {
         if (current) run.emit('source-end', stats(current));
@@ -115,6 +138,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
       }
       await hashed.drain();
       progress.addItem();
+      archived.set(sourceName, { ...counted, bytes: counted.bytes + hashed.size, items: counted.items + 1 });
       await manifest.record({ path: tarHeader.name.replace(/\/$/, ''), entryType: type as EntryType, size: hashed.size, sha256: hashed.digest() });
     }
     if (current) run.emit('source-end', stats(current));
@@ -124,18 +148,29 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
     for (const restore of restores.values()) await restore.sink.prepare();
     progress.enter('commit');
     for (const restore of restores.values()) await restore.sink.commit();
+    if (plan.checkTargets) {
+      progress.enter('verify');
+      for (const { name: sourceName, sink } of restores.values()) {
+        if (signal.aborted) throw abortError(signal);
+        progress.enter('verify', sourceName);
+        checks.set(sourceName, sink.verify ? await sink.verify(manifest.entriesUnder(sourcePrefix(sourceName))) : []);
+      }
+    }
     progress.report(true);
-    return {
+    const result: RestoreResult = {
       name,
       durationMs: Date.now() - startedAt,
       sources: [...restores.values()].map((r) => ({ ...stats(r), target: r.target })),
       skipped: header.sources.map((s) => s.name).filter((n) => !restores.has(n)),
       verifiedEntries: verified,
     };
+    const everySource = header.sources.map(({ name: n, kind }) => archived.get(n) ?? { name: n, kind, bytes: 0, items: 0 });
+    return { result, scratch, checks, archived: everySource };
   } catch (error) {
     const explained = reader ? reader.explain(error) : error;
     await reader?.entries.return(undefined).catch(() => {}); // closes the archive stream
     for (const restore of [...restores.values()].reverse()) await restore.sink.abort().catch(() => {});
+    for (const target of scratch.values()) await target.remove().catch(() => {});
     if (signal.aborted) throw abortError(signal);
     throw asBackupError(explained, 'RESTORE_FAILED', 'The restore failed');
   } finally {
@@ -154,21 +189,46 @@ async function pickBackup(from: Destination, backup: string | undefined): Promis
   return newest;
 }
 
-function resolveTargets(plan: RestorePlan, header: ArchiveHeader) {
+function resolveTargets(plan: RestorePlan, targets: Readonly<Record<string, unknown>>, header: ArchiveHeader) {
   const available = header.sources.map((s) => s.name).join(', ');
-  return Object.entries(plan.targets).map(([sourceName, rawTarget]) => {
+  return Object.entries(targets).map(([sourceName, rawTarget]) => {
     const source = header.sources.find((s) => s.name === sourceName);
     if (!source) {
       throw new BackupError('INVALID_OPTIONS', `The backup has no source named "${sourceName}"; it has: ${available}`);
     }
-    const restorer = plan.restorers.get(source.kind);
-    if (!restorer) {
-      throw new BackupError('UNSUPPORTED_FORMAT', `Source "${sourceName}" is of kind "${source.kind}", which this backupkit cannot restore`, {
-        hint: 'Pass a restorer for that kind in `restorers`, or upgrade backupkit.',
-      });
-    }
+    const restorer = restorerOf(plan, source);
     return { source, restorer, target: restorer.parseTarget(rawTarget, sourceName) };
   });
+}
+
+function restorerOf(plan: RestorePlan, source: { name: string; kind: string }): Restorer {
+  const restorer = plan.restorers.get(source.kind);
+  if (!restorer) {
+    throw new BackupError('UNSUPPORTED_FORMAT', `Source "${source.name}" is of kind "${source.kind}", which this backupkit cannot restore`, {
+      hint: 'Pass a restorer for that kind in `restorers`, or upgrade backupkit.',
+    });
+  }
+  return restorer;
+}
+
+/** A throwaway target for every source of the archive; each is recorded in `made` as soon as it exists. */
+async function makeScratchTargets(
+  plan: RestorePlan,
+  space: ScratchSpace,
+  header: ArchiveHeader,
+  made: Map<string, ScratchTarget>,
+): Promise<Record<string, unknown>> {
+  const targets: Record<string, unknown> = {};
+  for (const source of header.sources) {
+    const restorer = restorerOf(plan, source);
+    if (!restorer.scratch) {
+      throw new BackupError('UNSUPPORTED_FORMAT', `Source "${source.name}" is of kind "${source.kind}", whose restorer cannot make a throwaway target`);
+    }
+    const target = await restorer.scratch(space, source.name);
+    made.set(source.name, target);
+    targets[source.name] = target.target;
+  }
+  return targets;
 }
 
 function stats(restore: SourceRestore): SourceStats {

@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { BackupError } from '../errors.js';
 import { LineSpool } from '../util/line-spool.js';
 import type { ManifestEntry, ManifestSummary } from '../archive/format.js';
+import type { ArchivedEntry } from '../types.js';
 
 type Computed = Pick<ManifestEntry, 'path' | 'entryType' | 'size' | 'sha256'>;
 
@@ -13,6 +14,7 @@ type Computed = Pick<ManifestEntry, 'path' | 'entryType' | 'size' | 'sha256'>;
 export class ManifestCheck {
   #spool: LineSpool | undefined;
   #count = 0;
+  #verified = false;
 
   async record(entry: Computed): Promise<void> {
     this.#spool ??= await LineSpool.create('verify');
@@ -29,19 +31,37 @@ export class ManifestCheck {
     const first = await expected.next();
     const summary = parseLine<ManifestSummary>(first.value);
     if (first.done || summary.type !== 'summary') throw corrupt('the manifest has no summary line');
+    // Damaged entries are all named, so that one can tell a bit flip from a wholesale loss; a
+    // structural difference (an entry missing or added) ends the walk, as nothing after it lines up.
+    const damaged: string[] = [];
     for (let index = 0; ; index += 1) {
       const [want, got] = await Promise.all([expected.next(), actual.next()]);
       if (want.done && got.done) break;
-      if (want.done || got.done) throw corrupt(`the manifest lists ${want.done ? 'fewer' : 'more'} entries than the archive holds`);
+      if (want.done || got.done) throw corrupt(`the manifest lists ${want.done ? 'fewer' : 'more'} entries than the archive holds`, damaged);
       const listed = parseLine<ManifestEntry>(want.value);
       const read = JSON.parse(got.value) as Computed;
-      if (listed.path !== read.path) throw corrupt(`entry ${index + 1} is ${JSON.stringify(read.path)}, the manifest expects ${JSON.stringify(listed.path)}`);
+      if (listed.path !== read.path) {
+        throw corrupt(`entry ${index + 1} is ${JSON.stringify(read.path)}, the manifest expects ${JSON.stringify(listed.path)}`, damaged);
+      }
       if (listed.entryType !== read.entryType || listed.size !== read.size || listed.sha256 !== read.sha256) {
-        throw corrupt(`${JSON.stringify(read.path)} does not match its SHA-256 or size in the manifest`);
+        damaged.push(`${JSON.stringify(read.path)} does not match its SHA-256 or size in the manifest`);
       }
     }
+    if (damaged.length > 0) throw corrupt(`${damaged.length} of ${this.#count} entries are damaged`, damaged);
     if (summary.entries !== this.#count) throw corrupt(`the manifest counts ${summary.entries} entries, the archive holds ${this.#count}`);
+    this.#verified = true;
     return { entries: this.#count, summary };
+  }
+
+  /** The entries under `prefix/`, as verified, with paths relative to it. Only after `verify`. */
+  async *entriesUnder(prefix: string): AsyncGenerator<ArchivedEntry> {
+    if (!this.#verified || !this.#spool) throw new Error('entriesUnder() before a successful verify()');
+    const lines = createInterface({ input: await this.#spool.read(), crlfDelay: Infinity });
+    for await (const line of lines) {
+      const entry = JSON.parse(line) as Computed;
+      if (entry.path !== prefix && !entry.path.startsWith(`${prefix}/`)) continue;
+      yield { path: entry.path.slice(prefix.length + 1), type: entry.entryType, size: entry.size, sha256: entry.sha256 };
+    }
   }
 
   async dispose(): Promise<void> {
@@ -53,10 +73,15 @@ function parseLine<T>(line: string | undefined): T {
   try {
     return JSON.parse(line ?? '') as T;
   } catch (cause) {
-    throw corrupt('the manifest is not valid NDJSON', cause);
+    throw new BackupError('CORRUPT_ARCHIVE', 'Verification failed: the manifest is not valid NDJSON', { cause });
   }
 }
 
-function corrupt(why: string, cause?: unknown): BackupError {
-  return new BackupError('CORRUPT_ARCHIVE', `Verification failed: ${why}`, { cause });
+/** Names up to this many damaged entries in an error message; the count says how many in all. */
+const NAMED_PROBLEMS = 20;
+
+function corrupt(why: string, damaged: readonly string[] = []): BackupError {
+  const named = damaged.slice(0, NAMED_PROBLEMS).map((problem) => `\n  - ${problem}`).join('');
+  const more = damaged.length > NAMED_PROBLEMS ? `\n  - and ${damaged.length - NAMED_PROBLEMS} more` : '';
+  return new BackupError('CORRUPT_ARCHIVE', `Verification failed: ${why}${named}${more}`);
 }

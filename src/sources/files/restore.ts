@@ -3,9 +3,10 @@ import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Worker } from 'node:worker_threads';
 import { BackupError, asBackupError } from '../../errors.js';
-import type { RestoreEntry, RestoreSink, Restorer } from '../../types.js';
+import type { RestoreEntry, RestoreSink, Restorer, ScratchTarget } from '../../types.js';
 import { fsyncPath, isNotFound } from '../../util/fs.js';
 import { SMALL_FILE } from './walk.js';
+import { verifyTree } from './verify.js';
 import type { FileToWrite, WriterReply, WriterRequest } from './writer.js';
 
 /**
@@ -45,6 +46,11 @@ export const filesRestorer: Restorer<FilesTarget> = {
     if (!info) return;
     if (!info.isDirectory()) throw new BackupError('TARGET_NOT_EMPTY', `${dir} exists and is not a folder; nothing was restored`);
     if ((await readdir(dir)).length > 0) throw new BackupError('TARGET_NOT_EMPTY', `${dir} is not empty; nothing was restored`);
+  },
+
+  async scratch(space, sourceName): Promise<ScratchTarget> {
+    const dir = join(space.dir, sourceName);
+    return { target: { dir }, remove: () => rm(dir, { recursive: true, force: true }) };
   },
 
   async begin({ dir }, signal): Promise<RestoreSink> {
@@ -136,6 +142,10 @@ export const filesRestorer: Restorer<FilesTarget> = {
         await rm(committed ? dir : staging, { recursive: true, force: true });
         if (committed && existed) await mkdir(dir);
         if (createdParent) await rm(createdParent, { recursive: true, force: true });
+      },
+
+      async verify(archived) {
+        return [await verifyTree(dir, archived, signal)];
       },
     };
   },

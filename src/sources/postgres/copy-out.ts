@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import type { TableDataSummary, TocTable } from './toc.js';
@@ -22,7 +23,9 @@ export async function copyTableOut(
   let pendingBytes = 0;
   let bytes = 0;
   let chunks = 0;
+  const hash = createHash('sha256');
   const flush = async (data: Buffer): Promise<void> => {
+    hash.update(data);
     bytes += data.length;
     chunks += 1;
     await emit(data, chunks);
@@ -42,7 +45,7 @@ export async function copyTableOut(
   // The row count is the server's, from COPY's command tag (counting newlines here cost about a second of CPU
   // per 10 million rows). The tag arrives after the stream ended: a no-op query waits for it.
   await client.query('SELECT');
-  return { entry: table.entry, rows: stream.rowCount, bytes, chunks };
+  return { entry: table.entry, rows: stream.rowCount, bytes, chunks, sha256: hash.digest('hex') };
 }
 
 /** The archive path of a table's n-th chunk (1-based). */

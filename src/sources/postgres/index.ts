@@ -8,7 +8,7 @@ import { clientConfig, connect, type PostgresConnection } from './connection.js'
 import { chunkPath } from './copy-out.js';
 import { CopyThread } from './copy-thread.js';
 import { renderRestoreSql } from './restore-script.js';
-import { renderSchemaSql, type TableDataSummary, type Toc } from './toc.js';
+import { OUTPUT_SETTINGS, renderSchemaSql, type TableDataSummary, type Toc } from './toc.js';
 
 export { postgresRestorer } from './restore.js';
 export type { PostgresTarget } from './restore.js';
@@ -37,16 +37,8 @@ export interface PostgresSourceOptions {
 }
 
 /** What runs in the snapshot transaction before anything is read, as pg_dump's session setup. */
-const SNAPSHOT_SETTINGS = [
-  "SET LOCAL search_path = ''",
-  'SET LOCAL DateStyle = ISO',
-  'SET LOCAL IntervalStyle = postgres',
-  'SET LOCAL extra_float_digits = 3',
-  'SET LOCAL row_security = off',
-  'SET LOCAL statement_timeout = 0',
-  'SET LOCAL lock_timeout = 0',
-  'SET LOCAL idle_in_transaction_session_timeout = 0',
-];
+/** Scoped to the snapshot's transaction, on the application's connection settings. */
+const SNAPSHOT_SETTINGS = OUTPUT_SETTINGS.map((setting) => setting.replace(/^SET /, 'SET LOCAL '));
 
 /**
  * A PostgreSQL database, backed up hot over the wire protocol with `pg` (no pg_dump binary): one

@@ -4,9 +4,10 @@ import pLimit from 'p-limit';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { BackupError, asBackupError } from '../../errors.js';
-import type { RestoreEntry, RestoreSink, Restorer } from '../../types.js';
+import type { RestoreEntry, RestoreSink, Restorer, ScratchTarget, VerifyCheck } from '../../types.js';
 import { clientConfig, connect, quoteIdent, quoteLiteral, type PostgresConnection } from './connection.js';
-import { RESTORE_SETTINGS, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
+import { copyTableOut } from './copy-out.js';
+import { OUTPUT_SETTINGS, RESTORE_SETTINGS, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
 
 /**
  * Restore target of a PostgreSQL source.
@@ -35,6 +36,8 @@ interface ParsedTarget {
 const MAX_BUFFERED_CHUNK = 32 * 1024 * 1024;
 const MAX_METADATA_BYTES = 256 * 1024 * 1024;
 const LARGE_OBJECT_PIECE = 1024 * 1024;
+/** Rows read back by a verification are hashed and dropped in pieces of this size. */
+const VERIFY_CHUNK_BYTES = 4 * 1024 * 1024;
 /** Post-data entries that only read their table and build something: safe to run side by side. */
 const PARALLEL_POST_DATA = new Set(['INDEX', 'CONSTRAINT', 'STATISTICS']);
 const DEADLOCK_DETECTED = '40P01';
@@ -79,12 +82,31 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
     await refuseNonEmpty(target);
   },
 
+  async scratch(space, sourceName): Promise<ScratchTarget> {
+    // The server named for throwaway databases, else libpq's environment (PGHOST, PGPORT, PGUSER...).
+    const connection = (space.servers['postgres'] ?? {}) as PostgresConnection;
+    const database = `backupkit_scratch_${randomBytes(6).toString('hex')}`;
+    const { admin } = this.parseTarget({ connection, database }, sourceName);
+    return {
+      target: { connection, database },
+      async remove() {
+        const client = await connect(admin, 'RESTORE_FAILED');
+        try {
+          await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`);
+        } finally {
+          await client.end().catch(() => {});
+        }
+      },
+    };
+  },
+
   async begin(target, signal): Promise<RestoreSink> {
     const staging = `${Buffer.from(target.database).subarray(0, 40).toString().replace(/\uFFFD+$/, '')}_backupkit_${randomBytes(4).toString('hex')}`;
     const clients: pg.Client[] = [];
     const idle: pg.Client[] = [];
     const inflight = new Set<Promise<void>>();
     const rowsLoaded = new Map<number, { rows: number; chunks: number }>();
+    const tableLoads = new Map<number, Promise<void>>();
     let failure: { error: unknown } | undefined;
     let toc: Toc | undefined;
     let tables = new Map<string, TocTable>();
@@ -224,8 +246,13 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
             return await withClient((client) => loadChunk(client, table, entry.body));
           }
           const data = await readAll(entry.body, MAX_BUFFERED_CHUNK);
+          // A table's chunks load one after the other, so that its rows lie in archive order and a
+          // verification can compare the table's COPY text with the archive's, byte for byte.
+          await tableLoads.get(table.entry);
           const client = await acquire();
-          return inBackground(client, loadChunk(client, table, data));
+          const load = loadChunk(client, table, data);
+          tableLoads.set(table.entry, load.catch(() => {}));
+          return inBackground(client, load);
         }
         const blob = /^blobs\/(\d+)$/.exec(entry.path);
         if (blob) {
@@ -300,6 +327,10 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
         await Promise.all(clients.splice(0).map((client) => client.end()));
       },
 
+      async verify() {
+        return [await verifyTables(target, requireToc('verification'), summaries ?? [], signal), await verifyLargeObjects(target, requireToc('verification'))];
+      },
+
       async commit() {
         const client = await admin();
         try {
@@ -335,6 +366,75 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
     };
   },
 };
+
+/**
+ * COPYs every table of the restored database out again and compares its text with the archive's:
+ * same row count, same SHA-256. With the backup's output settings the server prints each value as
+ * it did then, and rows lie in the order they were loaded.
+ */
+async function verifyTables(target: ParsedTarget, toc: Toc, summaries: readonly TableDataSummary[], signal: AbortSignal): Promise<VerifyCheck> {
+  const byEntry = new Map(toc.tables.map((table) => [table.entry, table]));
+  const problems: string[] = [];
+  let rows = 0;
+  let bytes = 0;
+  const config = clientConfig(target.connection, target.database);
+  const limit = pLimit(target.jobs);
+  const idle: pg.Client[] = [];
+  try {
+    await Promise.all(
+      summaries.map((summary) =>
+        limit(async () => {
+          if (signal.aborted) throw signal.reason;
+          const table = byEntry.get(summary.entry);
+          if (!table) return void problems.push(`data.json names table #${summary.entry}, which toc.json lacks`);
+          const client = idle.pop() ?? (await connectForCopyOut(config));
+          try {
+            const found = await copyTableOut(client, table, VERIFY_CHUNK_BYTES, async () => {});
+            rows += found.rows;
+            bytes += found.bytes;
+            if (found.rows !== summary.rows) problems.push(`${table.qualifiedName} holds ${found.rows} rows, the backup holds ${summary.rows}`);
+            else if (found.sha256 !== summary.sha256) problems.push(`${table.qualifiedName} differs from the backup (SHA-256 of its COPY text)`);
+          } finally {
+            idle.push(client);
+          }
+        }),
+      ),
+    );
+  } catch (cause) {
+    if (signal.aborted) throw cause;
+    throw asBackupError(cause, 'RESTORE_FAILED', `Reading the restored database ${target.database} back failed`);
+  } finally {
+    await Promise.all(idle.map((client) => client.end().catch(() => {})));
+  }
+  return { name: 'table rows and contents', figures: { tables: summaries.length, rows, bytes }, problems };
+}
+
+async function connectForCopyOut(config: pg.ClientConfig): Promise<pg.Client> {
+  const client = await connect(config, 'RESTORE_FAILED');
+  // A synchronized scan may start mid-table; the comparison needs rows from the first page on.
+  for (const setting of [...OUTPUT_SETTINGS, 'SET synchronize_seqscans = off']) await client.query(setting);
+  return client;
+}
+
+async function verifyLargeObjects(target: ParsedTarget, toc: Toc): Promise<VerifyCheck> {
+  const client = await connect(clientConfig(target.connection, target.database), 'RESTORE_FAILED');
+  try {
+    const { rows } = await client.query<{ oid: number; size: string }>(
+      'SELECT m.oid::int8 AS oid, coalesce(sum(length(d.data)), 0) AS size FROM pg_largeobject_metadata m LEFT JOIN pg_largeobject d ON d.loid = m.oid GROUP BY m.oid',
+    );
+    const found = new Map(rows.map((row) => [Number(row.oid), Number(row.size)]));
+    const problems: string[] = [];
+    for (const lo of toc.largeObjects) {
+      const size = found.get(lo.oid);
+      if (size === undefined) problems.push(`large object ${lo.oid} is missing`);
+      else if (size !== lo.size) problems.push(`large object ${lo.oid} holds ${size} bytes, the backup ${lo.size}`);
+    }
+    if (found.size > toc.largeObjects.length) problems.push(`${found.size - toc.largeObjects.length} large objects that the backup does not hold`);
+    return { name: 'large objects', figures: { largeObjects: found.size }, problems };
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
 
 async function refuseNonEmpty(target: ParsedTarget): Promise<void> {
   const admin = await connect(target.admin, 'RESTORE_FAILED');

@@ -59,6 +59,8 @@ export interface TableDataSummary {
   readonly rows: number;
   readonly bytes: number;
   readonly chunks: number;
+  /** SHA-256 of the table's COPY text, all chunks in order; compared by `verifyBackup`. */
+  readonly sha256: string;
 }
 
 const SECTION_RANK: Record<Section, number> = { 'pre-data': 0, data: 1, 'post-data': 2 };
@@ -185,6 +187,21 @@ class MinHeap<T> {
     return top;
   }
 }
+
+/**
+ * How values are printed when rows are copied out, as pg_dump sets them: the same at backup and
+ * when a verification reads a restored table back, so that equal data gives equal text.
+ */
+export const OUTPUT_SETTINGS = [
+  "SET search_path = ''",
+  'SET DateStyle = ISO',
+  'SET IntervalStyle = postgres',
+  'SET extra_float_digits = 3',
+  'SET row_security = off',
+  'SET statement_timeout = 0',
+  'SET lock_timeout = 0',
+  'SET idle_in_transaction_session_timeout = 0',
+];
 
 /** The settings a restore (and `schema.sql`) runs with, as pg_dump's scripts start. */
 export const RESTORE_SETTINGS = [

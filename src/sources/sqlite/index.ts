@@ -3,9 +3,9 @@ import { lstat, mkdir, mkdtemp, rename, rm, stat, unlink, writeFile } from 'node
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { BackupError, asBackupError } from '../../errors.js';
-import type { RestoreEntry, RestoreSink, Restorer, Snapshot, SnapshotContext, Source } from '../../types.js';
+import type { ArchivedEntry, RestoreEntry, RestoreSink, Restorer, ScratchTarget, Snapshot, SnapshotContext, Source, VerifyCheck } from '../../types.js';
 import { fsyncPath } from '../../util/fs.js';
 import { runSqliteJob } from './run-job.js';
 
@@ -110,6 +110,11 @@ export const sqliteRestorer: Restorer<SqliteTarget> = {
     }
   },
 
+  async scratch(space, sourceName): Promise<ScratchTarget> {
+    const path = join(space.dir, `${sourceName}.sqlite`);
+    return { target: { path }, remove: async () => void (await Promise.all(['', '-wal', '-shm'].map((suffix) => rm(`${path}${suffix}`, { force: true })))) };
+  },
+
   async begin({ path }, signal): Promise<RestoreSink> {
     const parent = dirname(path);
     const createdParent = await mkdir(parent, { recursive: true });
@@ -151,6 +156,31 @@ export const sqliteRestorer: Restorer<SqliteTarget> = {
         }
         if (createdParent) await rm(createdParent, { recursive: true, force: true });
       },
+      async verify(archived) {
+        return verifyDatabase(path, archived, signal);
+      },
     };
   },
 };
+
+/** The restored file must be the archived one, byte for byte, and sound to SQLite. */
+async function verifyDatabase(path: string, archived: AsyncIterable<ArchivedEntry>, signal: AbortSignal): Promise<VerifyCheck[]> {
+  let expected: string | undefined;
+  for await (const entry of archived) if (entry.path === SQLITE_ENTRY) expected = entry.sha256;
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024, signal })) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  const fileCheck: VerifyCheck = {
+    name: 'database file read back',
+    figures: { bytes },
+    problems: hash.digest('hex') === expected ? [] : [`${path} differs from the backup's ${SQLITE_ENTRY} (SHA-256)`],
+  };
+  const inspected = await runSqliteJob({ op: 'inspect', path }, signal).catch((cause: unknown) => {
+    if (signal.aborted) throw cause;
+    return { problems: [`the database cannot be read: ${(cause as Error).message}`], figures: undefined };
+  });
+  return [fileCheck, { name: 'PRAGMA integrity_check', figures: inspected.figures ?? {}, problems: inspected.problems }];
+}

@@ -7,10 +7,13 @@ import Sqlite from 'better-sqlite3';
 
 export type SqliteJob =
   | { op: 'snapshot'; source: string; destination: string; busyTimeoutMs: number }
-  | { op: 'integrity-check'; path: string };
+  | { op: 'integrity-check'; path: string }
+  | { op: 'inspect'; path: string };
 
 export interface SqliteJobResult {
   problems: string[];
+  /** `inspect`: tables, rows, and foreign key violations (which a source may hold, and the backup keeps). */
+  figures?: { tables: number; rows: number; foreignKeyViolations: number };
 }
 
 /** Errors are sent as data: SqliteError does not survive the trip between threads. */
@@ -44,10 +47,19 @@ async function run(job: SqliteJob): Promise<SqliteJobResult> {
     }
     return { problems: [] };
   }
-  const db = new Sqlite(job.path, { fileMustExist: true });
+  const db = new Sqlite(job.path, { fileMustExist: true, readonly: job.op === 'inspect' });
   try {
-    const rows = db.pragma('integrity_check') as Array<{ integrity_check: string }>;
-    return { problems: rows.map((row) => row.integrity_check).filter((message) => message !== 'ok') };
+    const checked = db.pragma('integrity_check') as Array<{ integrity_check: string }>;
+    const problems = checked.map((row) => row.integrity_check).filter((message) => message !== 'ok');
+    if (job.op === 'integrity-check') return { problems };
+    const tables = db
+      .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND sql NOT LIKE 'CREATE VIRTUAL%'")
+      .pluck()
+      .all() as string[];
+    let rows = 0;
+    for (const table of tables) rows += db.prepare(`SELECT count(*) FROM "${table.replaceAll('"', '""')}"`).pluck().get() as number;
+    const foreignKeyViolations = (db.pragma('foreign_key_check') as unknown[]).length;
+    return { problems, figures: { tables: tables.length, rows, foreignKeyViolations } };
   } finally {
     db.close();
   }

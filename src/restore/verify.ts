@@ -1,0 +1,166 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { DecryptOptions } from '../archive/encryption.js';
+import { restorersWith } from '../database.js';
+import { BackupError } from '../errors.js';
+import { Operation, type OperationContext, type OperationEvents, type SourceStats } from '../operation.js';
+import type { PostgresConnection } from '../sources/postgres/index.js';
+import type { Destination, Restorer, ScratchSpace, VerifyCheck } from '../types.js';
+import { runRestore, type RestoreRun } from './engine.js';
+import type { RestoreEvents } from './operation.js';
+
+/**
+ * How deep {@link verifyBackup} goes.
+ * - `checksums`: reads the whole archive and checks every entry's SHA-256 and the manifest.
+ * - `restore`: also restores every source into a throwaway target and reads it back.
+ * @public
+ */
+export type VerifyLevel = 'checksums' | 'restore';
+
+/**
+ * Where `verifyBackup` and restore drills (`backupkit/testing`) make their throwaway targets.
+ * @public
+ */
+export interface ScratchOptions {
+  /** Parent folder of the throwaway files and SQLite databases; default: the OS temp folder. */
+  dir?: string;
+  /**
+   * Server for throwaway PostgreSQL databases (created and dropped); default: libpq's environment
+   * (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`).
+   */
+  postgres?: PostgresConnection;
+}
+
+/**
+ * Options of {@link verifyBackup}.
+ * @public
+ */
+export interface VerifyOptions {
+  /** The destination holding the backup. */
+  from: Destination;
+  /** The archive's name; default: the newest on `from`. */
+  backup?: string;
+  /** The passphrase or private key of an encrypted backup. */
+  decrypt?: DecryptOptions;
+  /** Default `checksums`. */
+  level?: VerifyLevel;
+  /** Where `restore` puts its throwaway targets. */
+  scratch?: ScratchOptions;
+  /** Restorers for source kinds backupkit does not ship. */
+  restorers?: readonly Restorer[];
+  /** Aborts the verification, like `cancel()`; throwaway targets are removed. */
+  signal?: AbortSignal;
+}
+
+/**
+ * What was verified of one source.
+ * @public
+ */
+export interface VerifiedSource extends SourceStats {
+  /** The checks run on its restored copy; empty at level `checksums`. */
+  readonly checks: readonly VerifyCheck[];
+}
+
+/**
+ * What a verification checked, with figures, and every problem it found.
+ * @public
+ */
+export interface VerifyResult {
+  /** The archive verified. */
+  readonly name: string;
+  /** How deep it went. */
+  readonly level: VerifyLevel;
+  /** Wall time. */
+  readonly durationMs: number;
+  /** Archive entries whose SHA-256 matched the manifest. */
+  readonly verifiedEntries: number;
+  /** Every source of the archive. */
+  readonly sources: readonly VerifiedSource[];
+  /** Every problem found, prefixed with its source and check; empty when the backup is sound. */
+  readonly problems: readonly string[];
+}
+
+/**
+ * The events of a {@link VerifyOperation}.
+ * @public
+ */
+export interface VerifyEvents extends OperationEvents<VerifyResult> {
+  /** The archive's header has been read. */
+  start: RestoreEvents['start'];
+}
+
+/**
+ * A running verification, returned by {@link verifyBackup}; awaitable like a restore.
+ * @public
+ */
+export class VerifyOperation extends Operation<VerifyResult, VerifyEvents> implements PromiseLike<VerifyResult> {
+  /** Makes the operation awaitable: the same as `done.then(...)`. */
+  then<A = VerifyResult, B = never>(
+    onFulfilled?: ((result: VerifyResult) => A | PromiseLike<A>) | null,
+    onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+  ): Promise<A | B> {
+    return this.done.then(onFulfilled, onRejected);
+  }
+}
+
+/**
+ * The rejection of a verification whose restored data differs from the archive (code
+ * `VERIFY_FAILED`): the archive read well, yet something restored from it did not read back the same.
+ * @public
+ */
+export class VerificationError extends BackupError {
+  /** Everything that was checked, with every problem found. */
+  readonly result: VerifyResult;
+
+  constructor(result: VerifyResult) {
+    const listed = result.problems.map((problem) => `\n  - ${problem}`).join('');
+    super('VERIFY_FAILED', `${result.name} restored, but ${result.problems.length} problem(s) were found:${listed}`);
+    this.name = 'VerificationError';
+    this.result = result;
+  }
+}
+
+/**
+ * Answers "is this backup restorable?". At level `checksums` it reads the whole archive and checks
+ * every entry against the manifest; at level `restore` it also restores every source into a
+ * throwaway target (temporary folders, a temporary PostgreSQL database), reads each back (SQLite
+ * `integrity_check`, every file's hash, every table's rows and contents) and removes them, also on
+ * failure. A damaged archive rejects with `CORRUPT_ARCHIVE`; restored data that differs rejects with
+ * a {@link VerificationError}.
+ *
+ * @example
+ * ```ts
+ * const result = await verifyBackup({ from: directory({ path: '/backups' }), level: 'restore' });
+ * for (const source of result.sources) console.log(source.name, source.checks);
+ * ```
+ * @public
+ */
+export function verifyBackup(options: VerifyOptions): VerifyOperation {
+  return new VerifyOperation(async (context) => {
+    if (typeof options?.from?.open !== 'function') throw new BackupError('INVALID_OPTIONS', '`from` must be a destination');
+    const level = options.level ?? 'checksums';
+    if (level !== 'checksums' && level !== 'restore') throw new BackupError('INVALID_OPTIONS', '`level` must be "checksums" or "restore"');
+    const startedAt = Date.now();
+    const plan = { from: options.from, backup: options.backup, targets: {}, restorers: restorersWith(options.restorers), decrypt: options.decrypt, operation: 'verify' as const };
+    const asRestore = context as unknown as OperationContext<RestoreEvents>; // the same events, less `end`
+    if (level === 'checksums') return report(await runRestore(plan, asRestore), level, startedAt);
+    const dir = await mkdtemp(join(options.scratch?.dir ?? tmpdir(), 'backupkit-verify-'));
+    const scratch: ScratchSpace = { dir, servers: { postgres: options.scratch?.postgres } };
+    try {
+      const run = await runRestore({ ...plan, scratch, checkTargets: true }, asRestore);
+      await Promise.all([...run.scratch.values()].map((target) => target.remove()));
+      const result = report(run, level, startedAt);
+      if (result.problems.length > 0) throw new VerificationError(result);
+      return result;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, options?.signal);
+}
+
+function report(run: RestoreRun, level: VerifyLevel, startedAt: number): VerifyResult {
+  const sources = run.archived.map((source) => ({ ...source, checks: run.checks.get(source.name) ?? [] }));
+  const problems = sources.flatMap(({ name, checks }) => checks.flatMap((check) => check.problems.map((problem) => `${name}: ${check.name}: ${problem}`)));
+  return { name: run.result.name, level, durationMs: Date.now() - startedAt, verifiedEntries: run.result.verifiedEntries, sources, problems };
+}

@@ -1,0 +1,128 @@
+/**
+ * Restore drills for an application's own test suite: restore a backup into throwaway targets,
+ * assert on the restored data with any test runner, and have everything removed afterwards.
+ *
+ * @example
+ * ```ts
+ * import { withRestoredBackup } from 'backupkit/testing';
+ * await withRestoredBackup({ from: directory({ path: '/backups' }) }, async (restored) => {
+ *   const db = new Sqlite(restored.sqlitePath('app'), { readonly: true });
+ *   assert.ok(db.prepare('SELECT count(*) FROM users').pluck().get() > 0);
+ *   db.close();
+ * });
+ * ```
+ *
+ * @packageDocumentation
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type pg from 'pg';
+import type { DecryptOptions } from './archive/encryption.js';
+import { restorersWith } from './database.js';
+import { BackupError } from './errors.js';
+import type { OperationContext } from './operation.js';
+import { runRestore } from './restore/engine.js';
+import type { RestoreEvents } from './restore/operation.js';
+import type { ScratchOptions } from './restore/verify.js';
+import { clientConfig, type PostgresConnection } from './sources/postgres/connection.js';
+import type { Destination, Restorer } from './types.js';
+
+export type { ScratchOptions } from './restore/verify.js';
+
+/**
+ * Options of {@link withRestoredBackup}.
+ * @public
+ */
+export interface RestoreDrillOptions {
+  /** The destination holding the backup. */
+  from: Destination;
+  /** The archive's name; default: the newest on `from`. */
+  backup?: string;
+  /** The passphrase or private key of an encrypted backup. */
+  decrypt?: DecryptOptions;
+  /** Where the throwaway targets go: a parent folder, and a PostgreSQL server for temporary databases. */
+  scratch?: ScratchOptions;
+  /** Restorers for source kinds backupkit does not ship. */
+  restorers?: readonly Restorer[];
+  /** Aborts the restore; throwaway targets are removed. */
+  signal?: AbortSignal;
+}
+
+/**
+ * A backup restored into throwaway targets, as handed to the callback of {@link withRestoredBackup}.
+ * @public
+ */
+export interface RestoredBackup {
+  /** The archive restored. */
+  readonly name: string;
+  /** When the backup was taken. */
+  readonly createdAt: Date;
+  /** Every source of the backup, with the target it was restored into. */
+  readonly sources: ReadonlyArray<{ readonly name: string; readonly kind: string; readonly target: unknown }>;
+  /** The restored database file of a SQLite source. */
+  sqlitePath(source: string): string;
+  /** The restored folder of a files source. */
+  filesDir(source: string): string;
+  /** How to connect to the restored database of a PostgreSQL source: `new pg.Client(restored.postgres('pg'))`. */
+  postgres(source: string): pg.ClientConfig;
+}
+
+/**
+ * Restores every source of a backup into throwaway targets (temporary folders, temporary
+ * PostgreSQL databases), hands them to `use`, and removes them all when `use` settles, whatever
+ * happened. Returns what `use` returns. The restore is the real one, with every check of
+ * `Database.restore`.
+ * @public
+ */
+export async function withRestoredBackup<T>(options: RestoreDrillOptions, use: (restored: RestoredBackup) => T | Promise<T>): Promise<T> {
+  if (typeof options?.from?.open !== 'function') throw new BackupError('INVALID_OPTIONS', '`from` must be a destination');
+  if (typeof use !== 'function') throw new BackupError('INVALID_OPTIONS', 'withRestoredBackup needs a callback');
+  const dir = await mkdtemp(join(options.scratch?.dir ?? tmpdir(), 'backupkit-drill-'));
+  let createdAt = new Date(Number.NaN);
+  const context: OperationContext<RestoreEvents> = {
+    signal: options.signal ?? new AbortController().signal,
+    emit: (event, ...args) => {
+      if (event === 'start') createdAt = (args as RestoreEvents['start'])[0].createdAt;
+    },
+  };
+  try {
+    const run = await runRestore(
+      {
+        from: options.from,
+        backup: options.backup,
+        targets: {},
+        scratch: { dir, servers: { postgres: options.scratch?.postgres } },
+        restorers: restorersWith(options.restorers),
+        decrypt: options.decrypt,
+      },
+      context,
+    );
+    try {
+      const sources = run.result.sources.map(({ name, kind, target }) => ({ name, kind, target }));
+      const targetOf = <Target>(source: string, kind: string): Target => {
+        const found = sources.find((s) => s.name === source);
+        if (!found) throw new BackupError('INVALID_OPTIONS', `The backup has no source named "${source}"; it has: ${sources.map((s) => s.name).join(', ')}`);
+        if (found.kind !== kind) throw new BackupError('INVALID_OPTIONS', `Source "${source}" is of kind "${found.kind}", not "${kind}"`);
+        return found.target as Target;
+      };
+      return await use({
+        name: run.result.name,
+        createdAt,
+        sources,
+        sqlitePath: (source) => targetOf<{ path: string }>(source, 'sqlite').path,
+        filesDir: (source) => targetOf<{ dir: string }>(source, 'files').dir,
+        postgres: (source) => {
+          const { connection, database } = targetOf<{ connection: PostgresConnection; database: string }>(source, 'postgres');
+          const config = clientConfig(connection, database);
+          delete config.application_name; // backupkit's own label, not the test's
+          return config;
+        },
+      });
+    } finally {
+      await Promise.all([...run.scratch.values()].map((target) => target.remove()));
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
