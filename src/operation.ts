@@ -22,8 +22,8 @@ export interface SourceStats {
  * @public
  */
 export interface OperationEvents<Result> {
-  /** A source's data starts to flow. */
-  'source-start': [info: { name: string; kind: string }];
+  /** A source's data starts to flow; a backup tells the source's estimated size. */
+  'source-start': [info: { name: string; kind: string; estimatedBytes?: number }];
   /** Throttled progress: at least every 250 ms while work goes on, at most about 20 a second. */
   progress: [progress: ProgressEvent];
   /** A source is done. */

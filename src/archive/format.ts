@@ -2,6 +2,7 @@
  * Archive format v1, specified in docs/FORMAT.md. Change that document with this file.
  */
 import { BackupError } from '../errors.js';
+import { readLimited } from '../util/streams.js';
 import type { EntryType } from '../types.js';
 import type { CompressionAlgorithm } from './compression.js';
 
@@ -45,6 +46,14 @@ export interface ManifestEntry {
 
 export function sourcePrefix(sourceName: string): string {
   return `${SOURCES_DIR}/${sourceName}`;
+}
+
+/** The header is a few hundred bytes; anything huge is not ours. */
+const MAX_HEADER_BYTES = 1024 * 1024;
+
+/** Reads the body of the header entry, refusing anything too large to be one. */
+export function readHeaderBytes(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  return readLimited(body, MAX_HEADER_BYTES, () => new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} is larger than ${MAX_HEADER_BYTES} bytes`));
 }
 
 export function parseHeader(bytes: Buffer): ArchiveHeader {

@@ -210,8 +210,8 @@ class Backup {
   async #produce(writer: ArchiveWriter, header: ArchiveHeader): Promise<SourceStats[]> {
     const stats: SourceStats[] = [];
     await writer.addBuffer(HEADER_PATH, Buffer.from(`${JSON.stringify(header, null, 2)}\n`), this.#createdAt);
-    for (const { source, snapshot } of this.#snapshots) {
-      this.events.emit('source-start', { name: source.name, kind: source.kind });
+    for (const [index, { source, snapshot }] of this.#snapshots.entries()) {
+      this.events.emit('source-start', { name: source.name, kind: source.kind, estimatedBytes: header.sources[index]?.estimatedBytes ?? 0 });
       this.#progress.enter('archive', source.name);
       const sourceStats = await this.#archiveSource(writer, source, snapshot);
       stats.push(sourceStats);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { BackupError, abortError, asBackupError } from '../errors.js';
-import { HEADER_PATH, MANIFEST_PATH, SOURCES_DIR, parseHeader, sourcePrefix, type ArchiveHeader } from '../archive/format.js';
+import { HEADER_PATH, MANIFEST_PATH, SOURCES_DIR, parseHeader, readHeaderBytes, sourcePrefix, type ArchiveHeader } from '../archive/format.js';
 import type { DecryptOptions } from '../archive/encryption.js';
 import { openArchive, type ArchiveReader } from '../archive/reader.js';
 import { listArchives } from '../catalog.js';
@@ -12,8 +12,6 @@ import { ManifestCheck } from './manifest-check.js';
 import type { RestoreEvents, RestoreResult } from './operation.js';
 import { checkEntryPath, checkLinkTarget } from './path-guard.js';
 
-/** The header is a few hundred bytes; anything huge is not ours. */
-const MAX_HEADER_BYTES = 1024 * 1024;
 const RESTORABLE_TYPES: ReadonlySet<string> = new Set<EntryType>(['file', 'directory', 'symlink']);
 
 export interface RestorePlan {
@@ -79,7 +77,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
     if (first.done || first.value.header.name !== HEADER_PATH) {
       throw new BackupError('CORRUPT_ARCHIVE', `${name} does not start with ${HEADER_PATH}; it is not a backupkit archive`);
     }
-    const headerBytes = await readSmall(first.value.body, MAX_HEADER_BYTES);
+    const headerBytes = await readHeaderBytes(first.value.body);
     const header = parseHeader(headerBytes);
     await manifest.record({ path: HEADER_PATH, entryType: 'file', size: headerBytes.length, sha256: sha256(headerBytes) });
     run.emit('start', { name, createdAt: new Date(header.createdAt), sources: header.sources.map(({ name: n, kind }) => ({ name: n, kind })) });
@@ -237,17 +235,6 @@ function stats(restore: SourceRestore): SourceStats {
 
 function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
-}
-
-async function readSmall(body: AsyncIterable<Uint8Array>, limit: number): Promise<Buffer> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > limit) throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} is larger than ${limit} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
 }
 
 /** An entry's body that hashes what passes through; `drain()` reads what the restorer left. */

@@ -28,3 +28,15 @@ export function waitFor(stream: EventSource, event: 'drain' | 'finish'): Promise
     stream.on('close', onClose);
   });
 }
+
+/** Reads a small body whole; `tooLarge` is thrown as soon as it passes `limit` bytes. */
+export async function readLimited(body: AsyncIterable<Uint8Array>, limit: number, tooLarge: () => Error): Promise<Buffer> {
+  const pieces: Uint8Array[] = [];
+  let size = 0;
+  for await (const piece of body) {
+    size += piece.byteLength;
+    if (size > limit) throw tooLarge();
+    pieces.push(piece);
+  }
+  return Buffer.concat(pieces, size);
+}

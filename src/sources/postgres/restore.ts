@@ -4,6 +4,7 @@ import pLimit from 'p-limit';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { BackupError, asBackupError } from '../../errors.js';
+import { readLimited } from '../../util/streams.js';
 import type { RestoreEntry, RestoreSink, Restorer, ScratchTarget, VerifyCheck } from '../../types.js';
 import { clientConfig, connect, quoteIdent, quoteLiteral, type PostgresConnection } from './connection.js';
 import { copyTableOut } from './copy-out.js';
@@ -487,14 +488,7 @@ function parseJsonEntry(data: Buffer, name: string): unknown {
   }
 }
 
-async function readAll(body: AsyncIterable<Uint8Array>, limit: number): Promise<Buffer> {
-  const pieces: Uint8Array[] = [];
-  let size = 0;
-  for await (const piece of body) {
-    size += piece.byteLength;
-    if (size > limit) throw new BackupError('CORRUPT_ARCHIVE', `An entry of a PostgreSQL source is larger than ${limit} bytes`);
-    pieces.push(piece);
-  }
-  return Buffer.concat(pieces, size);
-}
 
+function readAll(body: AsyncIterable<Uint8Array>, limit: number): Promise<Buffer> {
+  return readLimited(body, limit, () => new BackupError('CORRUPT_ARCHIVE', `An entry of a PostgreSQL source is larger than ${limit} bytes`));
+}

@@ -1,0 +1,357 @@
+import { createReadStream } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Writable } from 'node:stream';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { inspectArchive } from '../archive/inspect.js';
+import type { DecryptOptions, EncryptOptions } from '../archive/encryption.js';
+import type { ManifestEntry } from '../archive/format.js';
+import { listBackups } from '../catalog.js';
+import { Database, type RestoreTarget } from '../database.js';
+import { BackupError } from '../errors.js';
+import { prune, type RetentionPolicy } from '../retention.js';
+import { verifyBackup, type VerifyLevel } from '../restore/verify.js';
+import { files } from '../sources/files/index.js';
+import { postgres } from '../sources/postgres/index.js';
+import { sqlite } from '../sources/sqlite/index.js';
+import type { Destination, Source } from '../types.js';
+import { BACKUPKIT_VERSION } from '../version.js';
+import { destinationFromSpec, loadConfig, readText, type CliConfig } from './config.js';
+import { createOutput, formatBytes, formatDuration, type Output } from './output.js';
+
+/** What a command's exit code says; docs/CLI.md lists them. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, damaged: 3, interrupted: 130 } as const;
+
+export interface CliIo {
+  readonly stdout: Writable & { isTTY?: boolean; columns?: number };
+  readonly stderr: Writable;
+  readonly env: NodeJS.ProcessEnv;
+  readonly cwd: string;
+  /** Aborted on SIGINT or SIGTERM. */
+  readonly signal: AbortSignal;
+}
+
+const COMMON = {
+  config: { type: 'string' },
+  json: { type: 'boolean' },
+  verbose: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options'];
+const SOURCE_FLAGS = { sqlite: { type: 'string', multiple: true }, files: { type: 'string', multiple: true }, postgres: { type: 'string', multiple: true } } as const;
+const DECRYPT_FLAGS = { 'passphrase-file': { type: 'string' }, 'private-key-file': { type: 'string' } } as const;
+const FROM_FLAGS = { from: { type: 'string' }, backup: { type: 'string' } } as const;
+const RETENTION_FLAGS = {
+  'keep-last': { type: 'string' },
+  'keep-daily': { type: 'string' },
+  'keep-weekly': { type: 'string' },
+  'keep-monthly': { type: 'string' },
+  'max-age': { type: 'string' },
+} as const;
+
+const COMMANDS = {
+  backup: { ...COMMON, ...SOURCE_FLAGS, to: { type: 'string', multiple: true }, compression: { type: 'string' }, 'compression-level': { type: 'string' }, encrypt: { type: 'boolean' }, recipient: { type: 'string', multiple: true }, 'passphrase-file': { type: 'string' } },
+  restore: { ...COMMON, ...SOURCE_FLAGS, ...FROM_FLAGS, ...DECRYPT_FLAGS },
+  list: { ...COMMON, from: { type: 'string' } },
+  verify: { ...COMMON, ...FROM_FLAGS, ...DECRYPT_FLAGS, level: { type: 'string' }, 'scratch-dir': { type: 'string' }, 'scratch-postgres': { type: 'string' } },
+  inspect: { ...COMMON, ...DECRYPT_FLAGS, entries: { type: 'boolean' } },
+  prune: { ...COMMON, from: { type: 'string' }, ...RETENTION_FLAGS, 'dry-run': { type: 'boolean' } },
+} as const satisfies Record<string, ParseArgsConfig['options']>;
+type Command = keyof typeof COMMANDS;
+
+const USAGE = `Usage: backupkit <command> [options]
+
+Commands:
+  backup    back up the sources into one archive      --sqlite name=path --files name=dir --postgres name=url --to dest
+  restore   restore a backup into empty targets        --from dest [--backup name] --sqlite name=path --files name=dir --postgres name=url
+  list      list the backups on a destination          --from dest
+  verify    check that a backup is restorable          --from dest [--backup name] [--level checksums|restore]
+  inspect   show an archive file's header and manifest <archive-file> [--entries]
+  prune     delete backups a retention policy drops    --from dest --keep-last n --keep-daily n ... [--dry-run]
+
+A destination is a folder or s3://bucket/prefix[?endpoint=url&region=r&path-style=true].
+Options also come from backupkit.config.js or .json (--config file); flags win.
+Secrets never go on the command line: BACKUPKIT_PASSPHRASE or --passphrase-file, --private-key-file
+(its passphrase in BACKUPKIT_KEY_PASSPHRASE), PGPASSWORD, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+Common options: --json (one JSON object per line), --verbose (stack traces), --config file, --help.
+Exit codes: 0 done, 1 failed, 2 bad usage, 3 the backup is damaged or failed verification, 130 interrupted.
+See docs/CLI.md.`;
+
+/** Runs one command line; resolves with the exit code, never throws. */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout.write(`${USAGE}\n`);
+    return name === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (name === '--version') {
+    io.stdout.write(`${BACKUPKIT_VERSION}\n`);
+    return EXIT.ok;
+  }
+  const wantsJson = rest.includes('--json');
+  const verbose = rest.includes('--verbose');
+  const output = createOutput(io.stdout, io.stderr, wantsJson);
+  try {
+    if (!Object.hasOwn(COMMANDS, name)) throw usage(`Unknown command "${name}"`);
+    const command = name as Command;
+    const { values, positionals } = parseFlags(command, rest);
+    if (values['help']) {
+      io.stdout.write(`${USAGE}\n`);
+      return EXIT.ok;
+    }
+    const config = await loadConfig(values['config'] as string | undefined, io.cwd);
+    await COMMAND_RUNNERS[command]({ values, positionals, config, io, output });
+    return EXIT.ok;
+  } catch (error) {
+    const failure = error instanceof BackupError ? error : new BackupError('SOURCE_FAILED', String(error), { cause: error });
+    output.fail(failure, verbose);
+    return exitCodeOf(failure, io.signal);
+  }
+}
+
+function exitCodeOf(error: BackupError, signal: AbortSignal): number {
+  if (error.code === 'ABORTED' && signal.aborted) return EXIT.interrupted;
+  if (error.code === 'INVALID_OPTIONS') return EXIT.usage;
+  if (error.code === 'CORRUPT_ARCHIVE' || error.code === 'UNSAFE_ARCHIVE' || error.code === 'VERIFY_FAILED') return EXIT.damaged;
+  return EXIT.failed;
+}
+
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+interface Invocation {
+  readonly values: Values;
+  readonly positionals: readonly string[];
+  readonly config: CliConfig;
+  readonly io: CliIo;
+  readonly output: Output;
+}
+
+function parseFlags(command: Command, args: readonly string[]): { values: Values; positionals: string[] } {
+  try {
+    const { values, positionals } = parseArgs({ args: [...args], options: COMMANDS[command], allowPositionals: command === 'inspect', strict: true });
+    return { values: values as Values, positionals };
+  } catch (cause) {
+    throw usage((cause as Error).message);
+  }
+}
+
+const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>> = {
+  async backup({ values, config, io, output }) {
+    const sources = sourcesFromFlags(values, io.cwd) ?? config.sources;
+    if (!sources?.length) throw usage('Nothing to back up: give --sqlite, --files or --postgres, or `sources` in a config file');
+    const to = strings(values['to']).map((spec) => destinationFromSpec(spec, io.cwd));
+    const destinations = to.length > 0 ? to : config.to;
+    if (destinations === undefined || (Array.isArray(destinations) && destinations.length === 0)) throw usage('No destination: give --to, or `to` in a config file');
+    const algorithm = values['compression'] as 'gzip' | 'zstd' | 'none' | undefined;
+    const level = values['compression-level'] === undefined ? undefined : integer(values['compression-level'], '--compression-level');
+    const compression = { ...config.compression, ...(algorithm ? { algorithm } : {}), ...(level === undefined ? {} : { level }) };
+    const encrypt = await encryptionOf(values, config, io);
+    const op = new Database({ sources }).startBackup({
+      to: destinations,
+      compression,
+      ...(encrypt ? { encrypt } : {}),
+      ...(config.retention ? { retention: config.retention } : {}),
+      signal: io.signal,
+    });
+    output.follow(op);
+    const result = await op.done;
+    output.emit({ type: 'result', command: 'backup', ...result }, [
+      `backed up ${result.name}: ${formatBytes(result.size)} in ${formatDuration(result.durationMs)} to ${result.destinations.join(', ')}`,
+      ...result.sources.map((s) => `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${s.items} items`),
+      `  sha256 ${result.sha256}`,
+      ...result.warnings.map((w) => `  warning: ${w.message}`),
+    ]);
+  },
+
+  async restore({ values, config, io, output }) {
+    const from = fromOf(values, config, io);
+    const targets = targetsFromFlags(values, io.cwd) ?? config.targets;
+    if (!targets || Object.keys(targets).length === 0) throw usage('No targets: give --sqlite, --files or --postgres name=where, or `targets` in a config file');
+    const op = Database.restore({ from, targets, signal: io.signal, ...backupName(values), ...(await decryptionOf(values, io)) });
+    output.follow(op);
+    const result = await op.done;
+    output.emit({ type: 'result', command: 'restore', ...result }, [
+      `restored ${result.name} in ${formatDuration(result.durationMs)}; ${result.verifiedEntries} entries matched their SHA-256`,
+      ...result.sources.map((s) => `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${s.items} items -> ${describeTarget(s.target)}`),
+      ...(result.skipped.length > 0 ? [`  not restored (verified only): ${result.skipped.join(', ')}`] : []),
+    ]);
+  },
+
+  async list({ values, config, io, output }) {
+    const from = fromOf(values, config, io);
+    const backups = await listBackups(from);
+    if (backups.length === 0) output.emit({ type: 'empty', destination: from.description }, [`${from.description} holds no backups`]);
+    for (const backup of backups) {
+      const sources = backup.sources.map((s) => `${s.name}:${s.kind}`).join(' ');
+      output.emit({ type: 'backup', ...backup }, [
+        `${backup.name}  ${backup.createdAt.toISOString()}  ${formatBytes(backup.size).padStart(10)}${backup.encrypted ? '  encrypted' : ''}  ${sources}`,
+      ]);
+    }
+  },
+
+  async verify({ values, config, io, output }) {
+    const from = fromOf(values, config, io);
+    const level = (values['level'] ?? 'checksums') as VerifyLevel;
+    const scratchDir = values['scratch-dir'] as string | undefined;
+    const scratchPostgres = values['scratch-postgres'] as string | undefined;
+    const scratch = {
+      ...config.scratch,
+      ...(scratchDir === undefined ? {} : { dir: resolve(io.cwd, scratchDir) }),
+      ...(scratchPostgres === undefined ? {} : { postgres: scratchPostgres }),
+    };
+    const op = verifyBackup({ from, level, scratch, signal: io.signal, ...backupName(values), ...(await decryptionOf(values, io)) });
+    output.follow(op);
+    const result = await op.done;
+    output.emit({ type: 'result', command: 'verify', ...result }, [
+      `verified ${result.name} (level ${result.level}) in ${formatDuration(result.durationMs)}: ${result.verifiedEntries} entries matched their SHA-256`,
+      ...result.sources.flatMap((s) => [
+        `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${s.items} entries`,
+        ...s.checks.map((c) => `    ok  ${c.name}: ${Object.entries(c.figures).map(([k, v]) => `${v} ${k}`).join(', ')}`),
+      ]),
+    ]);
+  },
+
+  async inspect({ values, positionals, io, output }) {
+    if (positionals.length !== 1) throw usage('inspect takes one archive file: backupkit inspect <archive-file>');
+    const file = resolve(io.cwd, positionals[0]!);
+    const input = createReadStream(file);
+    let count = 0;
+    const { header, summary } = await inspectArchive(
+      input,
+      file,
+      (await decryptionOf(values, io)).decrypt,
+      (entry: ManifestEntry) => {
+        count += 1;
+        if (values['entries']) output.emit({ ...entry, type: 'entry' }, [`  ${entry.entryType.padEnd(9)} ${String(entry.size).padStart(12)}  ${entry.sha256.slice(0, 16)}  ${entry.path}`]);
+      },
+      io.signal,
+    ).catch((error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new BackupError('NOT_FOUND', `${file} does not exist`, { cause: error });
+      throw error;
+    });
+    output.emit({ type: 'header', ...header }, [
+      `${header.name}: backupkit format ${header.formatVersion}, written by backupkit ${header.backupkitVersion} at ${header.createdAt}`,
+      `  compression ${header.compression.algorithm} level ${header.compression.level}${header.encryption ? `, encrypted (OpenPGP${header.encryption.passphrase ? ', passphrase' : ''}${header.encryption.recipients.length > 0 ? `, keys ${header.encryption.recipients.join(' ')}` : ''})` : ''}`,
+    ]);
+    output.emit({ ...summary, type: 'summary' }, [
+      `  ${summary.entries} entries (${count} listed in the manifest), ${summary.warnings} warnings`,
+      ...summary.sources.map((s) => `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${s.items} items`),
+    ]);
+  },
+
+  async prune({ values, config, io, output }) {
+    const from = fromOf(values, config, io);
+    const policy = retentionFromFlags(values) ?? config.retention;
+    if (!policy) throw usage('No retention policy: give --keep-last, --keep-daily, --keep-weekly, --keep-monthly or --max-age, or `retention` in a config file');
+    const result = await prune(from, policy, { dryRun: values['dry-run'] === true });
+    const verb = result.dryRun ? 'would delete' : 'deleted';
+    output.emit({ type: 'result', command: 'prune', ...result }, [
+      ...result.kept.map((b) => `keep    ${b.name}  (${b.reasons.join(', ')})`),
+      ...result.removed.map((b) => `${result.dryRun ? 'drop' : 'deleted'} ${b.name}`),
+      `${verb} ${result.removed.length}, kept ${result.kept.length}`,
+    ]);
+  },
+};
+
+function usage(message: string): BackupError {
+  return new BackupError('INVALID_OPTIONS', message, { hint: 'Run `backupkit --help`, or see docs/CLI.md.' });
+}
+
+function strings(value: Values[string]): string[] {
+  return Array.isArray(value) ? value : typeof value === 'string' ? [value] : [];
+}
+
+function integer(value: Values[string], flag: string): number {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 0) throw usage(`${flag} takes a whole number, not ${JSON.stringify(value)}`);
+  return parsed;
+}
+
+/** `name=where` pairs of `--sqlite`, `--files` and `--postgres`, in the order given by kind. */
+function pairs(values: Values): Array<{ kind: 'sqlite' | 'files' | 'postgres'; name: string; where: string }> {
+  return (['sqlite', 'files', 'postgres'] as const).flatMap((kind) =>
+    strings(values[kind]).map((pair) => {
+      const at = pair.indexOf('=');
+      if (at <= 0 || at === pair.length - 1) throw usage(`--${kind} takes name=${kind === 'postgres' ? 'url' : 'path'}, not ${JSON.stringify(pair)}`);
+      return { kind, name: pair.slice(0, at), where: pair.slice(at + 1) };
+    }),
+  );
+}
+
+function sourcesFromFlags(values: Values, cwd: string): Source[] | undefined {
+  const given = pairs(values);
+  if (given.length === 0) return undefined;
+  return given.map(({ kind, name, where }) =>
+    kind === 'sqlite' ? sqlite({ name, path: resolve(cwd, where) }) : kind === 'files' ? files({ name, dir: resolve(cwd, where) }) : postgres({ name, connection: where }),
+  );
+}
+
+/** For PostgreSQL, the URL names the server and the database to restore into. */
+function targetsFromFlags(values: Values, cwd: string): Record<string, RestoreTarget> | undefined {
+  const given = pairs(values);
+  if (given.length === 0) return undefined;
+  const targets: Record<string, RestoreTarget> = {};
+  for (const { kind, name, where } of given) {
+    if (kind === 'sqlite') targets[name] = { path: resolve(cwd, where) };
+    else if (kind === 'files') targets[name] = { dir: resolve(cwd, where) };
+    else {
+      const database = decodeURIComponent(new URL(where).pathname.replace(/^\//, ''));
+      if (database === '') throw usage(`--postgres ${name}=url: the URL names the database to restore into, as postgres://host/dbname`);
+      targets[name] = { connection: where, database };
+    }
+  }
+  return targets;
+}
+
+function fromOf(values: Values, config: CliConfig, io: CliIo): Destination {
+  const spec = values['from'] as string | undefined;
+  if (spec !== undefined) return destinationFromSpec(spec, io.cwd);
+  const configured = config.from ?? (Array.isArray(config.to) ? config.to[0] : config.to);
+  if (!configured) throw usage('No destination to read: give --from, or `from` or `to` in a config file');
+  return configured as Destination;
+}
+
+function backupName(values: Values): { backup?: string } {
+  const backup = values['backup'] as string | undefined;
+  return backup === undefined ? {} : { backup };
+}
+
+function retentionFromFlags(values: Values): RetentionPolicy | undefined {
+  const policy: { -readonly [K in keyof RetentionPolicy]: RetentionPolicy[K] } = {};
+  const counts = { 'keep-last': 'keepLast', 'keep-daily': 'keepDaily', 'keep-weekly': 'keepWeekly', 'keep-monthly': 'keepMonthly' } as const;
+  for (const [flag, key] of Object.entries(counts)) if (values[flag] !== undefined) policy[key] = integer(values[flag], `--${flag}`);
+  if (values['max-age'] !== undefined) policy.maxAge = values['max-age'] as string;
+  return Object.keys(policy).length > 0 ? policy : undefined;
+}
+
+/** The passphrase from BACKUPKIT_PASSPHRASE or --passphrase-file; never from a flag's value. */
+async function passphraseOf(values: Values, io: CliIo): Promise<string | undefined> {
+  const file = values['passphrase-file'] as string | undefined;
+  if (file !== undefined) return (await readText(resolve(io.cwd, file))).replace(/\r?\n$/, '');
+  return io.env['BACKUPKIT_PASSPHRASE'] || undefined;
+}
+
+async function encryptionOf(values: Values, config: CliConfig, io: CliIo): Promise<EncryptOptions | undefined> {
+  const recipientFiles = strings(values['recipient']);
+  if (!values['encrypt'] && recipientFiles.length === 0 && !config.encrypt) return undefined;
+  const passphrase = (await passphraseOf(values, io)) ?? config.encrypt?.passphrase;
+  const recipients = [...(config.encrypt?.recipients ?? []), ...(await Promise.all(recipientFiles.map((file) => readText(resolve(io.cwd, file)))))];
+  if (passphrase === undefined && recipients.length === 0) {
+    throw usage('--encrypt needs a passphrase (BACKUPKIT_PASSPHRASE or --passphrase-file) or --recipient public-key files');
+  }
+  return { ...(passphrase === undefined ? {} : { passphrase }), ...(recipients.length > 0 ? { recipients } : {}) };
+}
+
+async function decryptionOf(values: Values, io: CliIo): Promise<{ decrypt?: DecryptOptions }> {
+  const keyFile = values['private-key-file'] as string | undefined;
+  if (keyFile !== undefined) {
+    const privateKey = await readText(resolve(io.cwd, keyFile));
+    const passphrase = io.env['BACKUPKIT_KEY_PASSPHRASE'] || undefined;
+    return { decrypt: { privateKey, ...(passphrase === undefined ? {} : { passphrase }) } };
+  }
+  const passphrase = await passphraseOf(values, io);
+  return passphrase === undefined ? {} : { decrypt: { passphrase } };
+}
+
+function describeTarget(target: unknown): string {
+  const t = target as { path?: string; dir?: string; database?: string };
+  return t.path ?? t.dir ?? (t.database === undefined ? JSON.stringify(target) : `database ${t.database}`);
+}
