@@ -13,6 +13,7 @@ export { Operation } from './operation.js';
 export type { OperationEvents, SourceStats } from './operation.js';
 export type { ProgressEvent, ProgressPhase } from './progress.js';
 export { verifyBackup, VerifyOperation, VerificationError } from './restore/verify.js';
+export type { CliConfig } from './cli/config.js';
 export type { ScratchOptions, VerifiedSource, VerifyEvents, VerifyLevel, VerifyOptions, VerifyResult } from './restore/verify.js';
 export { listBackups } from './catalog.js';
 export type { BackupInfo } from './catalog.js';

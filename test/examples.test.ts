@@ -1,0 +1,61 @@
+/** Every file in examples/ runs to completion, as a user would run it, and prints what it promises. */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { MOTO_CREDENTIALS, startMoto, type Moto } from './helpers/moto.js';
+import { pgUrl } from './helpers/postgres.js';
+
+const run = promisify(execFile);
+const ROOT = join(import.meta.dirname, '..', '..');
+const example = (name: string) => join(ROOT, 'build', 'examples', name);
+const { NODE_TEST_CONTEXT: _, ...baseEnv } = process.env;
+
+async function node(file: string, env: NodeJS.ProcessEnv = {}): Promise<string> {
+  const { stdout } = await run(process.execPath, [example(file)], { env: { ...baseEnv, ...env } });
+  return stdout;
+}
+
+describe('examples/', () => {
+  it('basic.ts: backs up, restores and checks a SQLite database and a folder', async () => {
+    assert.match(await node('basic.js'), /wrote \d{8}-\d{6}\.tar\.gz/);
+  });
+
+  it('verify.ts: checksums, then a restore into throwaway targets', async () => {
+    const stdout = await node('verify.js');
+    assert.match(stdout, /entries match their SHA-256/);
+    assert.match(stdout, /app: PRAGMA integrity_check: \{"tables":1,"rows":2,"foreignKeyViolations":0\}/);
+  });
+
+  it('encryption.ts: an OpenPGP archive restored with its passphrase', async () => {
+    assert.match(await node('encryption.js'), /restored: signed/);
+  });
+
+  it('postgres.ts: a database backed up over the wire and restored into a new one', async () => {
+    assert.match(await node('postgres.js', { DATABASE_URL: pgUrl('postgres') }), /restored example_shop_restored_\S+: 1000 orders, total 750750\.00/);
+  });
+
+  it('cli.sh: the command line end to end', async () => {
+    const { stdout } = await run('bash', [join(ROOT, 'examples', 'cli.sh')], { env: baseEnv });
+    assert.match(stdout, /"command":"restore"/);
+    assert.match(stdout, /^hello$/m);
+  });
+
+  describe('s3.ts, against moto_server', () => {
+    let moto: Moto;
+    before(async () => (moto = await startMoto()));
+    after(() => moto.stop());
+
+    it('uploads, lists and restores from the bucket', async () => {
+      const env = {
+        BACKUPKIT_S3_BUCKET: await moto.createBucket(),
+        BACKUPKIT_S3_ENDPOINT: moto.endpoint,
+        AWS_ACCESS_KEY_ID: MOTO_CREDENTIALS.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: MOTO_CREDENTIALS.secretAccessKey,
+        AWS_REGION: 'us-east-1',
+      };
+      assert.match(await node('s3.js', env), /restored from the bucket/);
+    });
+  });
+});
