@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { MOTO_CREDENTIALS, startMoto, type Moto } from './helpers/moto.js';
-import { pgUrl } from './helpers/postgres.js';
+import { pgUrl, sql } from './helpers/postgres.js';
 
 const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -34,6 +34,8 @@ describe('examples/', () => {
 
   it('postgres.ts: a database backed up over the wire and restored into a new one', async () => {
     assert.match(await node('postgres.js', { DATABASE_URL: pgUrl('postgres') }), /restored example_shop_restored_\S+: 1000 orders, total 750750\.00/);
+    const [leftover] = await sql<{ table: string | null }>('postgres', "SELECT to_regclass('public.orders')::text AS table");
+    assert.equal(leftover?.table, null, 'the example works in its own databases, never in the one DATABASE_URL names');
   });
 
   it('cli.sh: the command line end to end', async () => {
