@@ -51,6 +51,7 @@ testSource('postgres', async () => {
     describe: (target) => describeDatabase((target as { database: string } | undefined)?.database ?? prefix),
     surroundings: () => databasesLike(prefix),
     exactEstimate: false,
+    servers: { postgres: server },
     cleanup: () => dropDatabasesLike(prefix),
   };
 });

@@ -3,9 +3,13 @@
  * and adds its own extras.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { dirname } from 'node:path';
 import { describe, it } from 'node:test';
-import type { Entry, RestoreEntry, Restorer, Snapshot, Source } from '../../src/index.js';
+import type { ArchivedEntry, Entry, RestoreEntry, RestoreSink, Restorer, Snapshot, Source } from '../../src/index.js';
 import { rejectsWithCode } from '../helpers/errors.js';
 
 export interface SourceHarness {
@@ -24,6 +28,8 @@ export interface SourceHarness {
   surroundings(target: unknown): Promise<unknown>;
   /** The snapshot's estimate is exact (a file's size), not a catalog's guess (a database's pages). */
   exactEstimate: boolean;
+  /** Servers for throwaway targets, by kind, as `verifyBackup` passes them (`{ postgres: url }`). */
+  servers?: Readonly<Record<string, unknown>>;
   cleanup(): Promise<void>;
 }
 
@@ -39,13 +45,13 @@ async function collect(snapshot: Snapshot): Promise<Array<{ entry: Entry; body: 
   return out;
 }
 
-/** Restores a snapshot's entries through the restorer, as the engine does, up to `until`. */
-async function restoreInto(harness: SourceHarness, target: unknown, until: 'prepare' | 'commit' | 'abort' | 'abort-after-commit'): Promise<void> {
-  const parsed = harness.restorer.parseTarget(target, harness.source.name);
+/** Streams a snapshot's entries into a restorer's sink, as the engine does; returns the sink and the manifest's view of them. */
+async function writeSnapshot(harness: SourceHarness, parsed: unknown): Promise<{ sink: RestoreSink; archived: ArchivedEntry[] }> {
   await harness.restorer.check(parsed);
   const snapshot = await harness.source.open(noWarnings);
   try {
     const sink = await harness.restorer.begin(parsed, new AbortController().signal);
+    const archived: ArchivedEntry[] = [];
     for (const { entry, body } of await collect(snapshot)) {
       const restoreEntry: RestoreEntry = {
         path: entry.path,
@@ -59,15 +65,22 @@ async function restoreInto(harness: SourceHarness, target: unknown, until: 'prep
         })(),
       };
       await sink.write(restoreEntry);
+      archived.push({ path: entry.path, type: entry.type, size: body?.length ?? 0, sha256: createHash('sha256').update(body ?? Buffer.alloc(0)).digest('hex') });
     }
-    if (until === 'abort') return await sink.abort();
-    await sink.prepare();
-    if (until === 'prepare') return;
-    await sink.commit();
-    if (until === 'abort-after-commit') await sink.abort();
+    return { sink, archived };
   } finally {
     await snapshot.close();
   }
+}
+
+/** Restores a snapshot's entries through the restorer, as the engine does, up to `until`. */
+async function restoreInto(harness: SourceHarness, target: unknown, until: 'prepare' | 'commit' | 'abort' | 'abort-after-commit'): Promise<void> {
+  const { sink } = await writeSnapshot(harness, harness.restorer.parseTarget(target, harness.source.name));
+  if (until === 'abort') return await sink.abort();
+  await sink.prepare();
+  if (until === 'prepare') return;
+  await sink.commit();
+  if (until === 'abort-after-commit') await sink.abort();
 }
 
 export function testSource(label: string, make: () => Promise<SourceHarness>): void {
@@ -143,6 +156,28 @@ export function testSource(label: string, make: () => Promise<SourceHarness>): v
         const before = await h.surroundings(target);
         await restoreInto(h, target, until);
         assert.deepEqual(await h.surroundings(target), before, `after ${until}`);
+      }
+    }));
+
+    it('makes a throwaway target, reads back what it restored there without a problem, and removes it', withHarness(async (h) => {
+      assert.ok(h.restorer.scratch, 'verifyBackup and restore drills need scratch()');
+      const dir = await mkdtemp(join(tmpdir(), 'backupkit-conformance-scratch-'));
+      try {
+        const scratch = await h.restorer.scratch({ dir, servers: h.servers ?? {} }, h.source.name);
+        const { sink, archived } = await writeSnapshot(h, h.restorer.parseTarget(scratch.target, h.source.name));
+        await sink.prepare();
+        await sink.commit();
+        assert.ok(sink.verify, 'verifyBackup needs verify()');
+        const checks = await sink.verify((async function* () {
+          yield* archived;
+        })());
+        assert.ok(checks.length > 0);
+        for (const check of checks) assert.deepEqual(check.problems, [], check.name);
+        assert.deepEqual(await h.describe(scratch.target), await h.describe());
+        await scratch.remove();
+        assert.deepEqual(await readdir(dir), [], 'nothing is left in the scratch folder');
+      } finally {
+        await rm(dir, { recursive: true, force: true });
       }
     }));
 
