@@ -14,17 +14,13 @@
  *
  * @packageDocumentation
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type pg from 'pg';
 import type { DecryptOptions } from './archive/encryption.js';
 import { restorersWith } from './database.js';
 import { BackupError } from './errors.js';
 import type { OperationContext } from './operation.js';
-import { runRestore } from './restore/engine.js';
 import type { RestoreEvents } from './restore/operation.js';
-import type { ScratchOptions } from './restore/verify.js';
+import { restoreIntoScratch, type ScratchOptions } from './restore/verify.js';
 import { clientConfig, type PostgresConnection } from './sources/postgres/connection.js';
 import type { Destination, Restorer } from './types.js';
 
@@ -78,7 +74,6 @@ export interface RestoredBackup {
 export async function withRestoredBackup<T>(options: RestoreDrillOptions, use: (restored: RestoredBackup) => T | Promise<T>): Promise<T> {
   if (typeof options?.from?.open !== 'function') throw new BackupError('INVALID_OPTIONS', '`from` must be a destination');
   if (typeof use !== 'function') throw new BackupError('INVALID_OPTIONS', 'withRestoredBackup needs a callback');
-  const dir = await mkdtemp(join(options.scratch?.dir ?? tmpdir(), 'backupkit-drill-'));
   let createdAt = new Date(Number.NaN);
   const context: OperationContext<RestoreEvents> = {
     signal: options.signal ?? new AbortController().signal,
@@ -86,43 +81,27 @@ export async function withRestoredBackup<T>(options: RestoreDrillOptions, use: (
       if (event === 'start') createdAt = (args as RestoreEvents['start'])[0].createdAt;
     },
   };
-  try {
-    const run = await runRestore(
-      {
-        from: options.from,
-        backup: options.backup,
-        targets: {},
-        scratch: { dir, servers: { postgres: options.scratch?.postgres } },
-        restorers: restorersWith(options.restorers),
-        decrypt: options.decrypt,
+  const plan = { from: options.from, backup: options.backup, targets: {}, restorers: restorersWith(options.restorers), decrypt: options.decrypt };
+  return restoreIntoScratch(plan, options.scratch, context, async (run) => {
+    const sources = run.result.sources.map(({ name, kind, target }) => ({ name, kind, target }));
+    const targetOf = <Target>(source: string, kind: string): Target => {
+      const found = sources.find((s) => s.name === source);
+      if (!found) throw new BackupError('INVALID_OPTIONS', `The backup has no source named "${source}"; it has: ${sources.map((s) => s.name).join(', ')}`);
+      if (found.kind !== kind) throw new BackupError('INVALID_OPTIONS', `Source "${source}" is of kind "${found.kind}", not "${kind}"`);
+      return found.target as Target;
+    };
+    return await use({
+      name: run.result.name,
+      createdAt,
+      sources,
+      sqlitePath: (source) => targetOf<{ path: string }>(source, 'sqlite').path,
+      filesDir: (source) => targetOf<{ dir: string }>(source, 'files').dir,
+      postgres: (source) => {
+        const { connection, database } = targetOf<{ connection: PostgresConnection; database: string }>(source, 'postgres');
+        const config = clientConfig(connection, database);
+        delete config.application_name; // backupkit's own label, not the test's
+        return config;
       },
-      context,
-    );
-    try {
-      const sources = run.result.sources.map(({ name, kind, target }) => ({ name, kind, target }));
-      const targetOf = <Target>(source: string, kind: string): Target => {
-        const found = sources.find((s) => s.name === source);
-        if (!found) throw new BackupError('INVALID_OPTIONS', `The backup has no source named "${source}"; it has: ${sources.map((s) => s.name).join(', ')}`);
-        if (found.kind !== kind) throw new BackupError('INVALID_OPTIONS', `Source "${source}" is of kind "${found.kind}", not "${kind}"`);
-        return found.target as Target;
-      };
-      return await use({
-        name: run.result.name,
-        createdAt,
-        sources,
-        sqlitePath: (source) => targetOf<{ path: string }>(source, 'sqlite').path,
-        filesDir: (source) => targetOf<{ dir: string }>(source, 'files').dir,
-        postgres: (source) => {
-          const { connection, database } = targetOf<{ connection: PostgresConnection; database: string }>(source, 'postgres');
-          const config = clientConfig(connection, database);
-          delete config.application_name; // backupkit's own label, not the test's
-          return config;
-        },
-      });
-    } finally {
-      await Promise.all([...run.scratch.values()].map((target) => target.remove()));
-    }
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+    });
+  });
 }

@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { Database, VerificationError, directory, files, memory, postgres, sqlite, verifyBackup, type Restorer, type RestoreSink } from '../src/index.js';
+import { Database, VerificationError, directory, files, memory, postgres, sqlite, verifyBackup, type Restorer } from '../src/index.js';
 import { postgresRestorer } from '../src/sources/postgres/index.js';
 import { withRestoredBackup } from '../src/testing.js';
+import { damagingAfterCommit } from './helpers/tamper.js';
 import { testSource } from './conformance/source.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { describeTree, tempDir } from './helpers/fs.js';
@@ -100,21 +101,11 @@ describe('postgres source', () => {
     assert.deepEqual(await databasesLike('backupkit_scratch_'), before, 'the throwaway database is dropped');
 
     // A restore that lands different rows than the archive holds is caught and named.
-    const tampering: Restorer<{ database: string; connection: string }> = {
-      ...(postgresRestorer as unknown as Restorer<{ database: string; connection: string }>),
-      async begin(target, signal): Promise<RestoreSink> {
-        const sink = await postgresRestorer.begin(target as never, signal);
-        return {
-          ...sink,
-          async commit() {
-            await sink.commit();
-            await sql(target.database, 'UPDATE public.big SET payload = upper(payload) WHERE id = 31337');
-          },
-        };
-      },
-    };
+    const tampering = damagingAfterCommit(postgresRestorer as unknown as Restorer<{ database: string }>, async ({ database }) => {
+      await sql(database, 'UPDATE public.big SET payload = upper(payload) WHERE id = 31337');
+    });
     const error = await rejectsWithCode(
-      verifyBackup({ from: directory({ path: dir }), level: 'restore', scratch, restorers: [tampering as Restorer] }),
+      verifyBackup({ from: directory({ path: dir }), level: 'restore', scratch, restorers: [tampering] }),
       'VERIFY_FAILED',
     );
     assert.ok(error instanceof VerificationError);

@@ -13,11 +13,11 @@ import {
   verifyBackup,
   type ProgressEvent,
   type Restorer,
-  type RestoreSink,
 } from '../src/index.js';
 import { filesRestorer } from '../src/sources/files/index.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
+import { damagingAfterCommit } from './helpers/tamper.js';
 import { createBank } from './helpers/sqlite.js';
 
 const MARKERS = ['first-marker-', 'second-marker-'].map((prefix) => `${prefix}${randomBytes(8).toString('hex')}`);
@@ -104,24 +104,12 @@ describe('verifyBackup', () => {
 
   it('restored data that does not read back the same is VERIFY_FAILED, with every problem listed', async (t) => {
     const { backups, scratchParent } = await backedUp(t);
-    // The real files restorer, with a commit that damages the restored tree as a faulty disk or a
-    // concurrent process would: verification must read the damage back.
-    const tampering: Restorer<{ dir: string }> = {
-      ...filesRestorer,
-      async begin(target, signal): Promise<RestoreSink> {
-        const sink = await filesRestorer.begin(target, signal);
-        return {
-          ...sink,
-          async commit() {
-            await sink.commit();
-            await writeFile(join(target.dir, 'one.txt'), 'changed after the restore');
-            await writeFile(join(target.dir, 'stray.txt'), 'not in the backup');
-          },
-        };
-      },
-    };
+    const tampering = damagingAfterCommit(filesRestorer, async ({ dir }) => {
+      await writeFile(join(dir, 'one.txt'), 'changed after the restore');
+      await writeFile(join(dir, 'stray.txt'), 'not in the backup');
+    });
     const error = await rejectsWithCode(
-      verifyBackup({ from: directory({ path: backups }), level: 'restore', scratch: { dir: scratchParent }, restorers: [tampering as Restorer] }),
+      verifyBackup({ from: directory({ path: backups }), level: 'restore', scratch: { dir: scratchParent }, restorers: [tampering] }),
       'VERIFY_FAILED',
     );
     assert.ok(error instanceof VerificationError);
@@ -135,27 +123,17 @@ describe('verifyBackup', () => {
   it('a SQLite database that fails integrity_check after the restore is reported', async (t) => {
     const { backups, scratchParent } = await backedUp(t);
     const { sqliteRestorer } = await import('../src/sources/sqlite/index.js');
-    const breaking: Restorer<{ path: string }> = {
-      ...(sqliteRestorer as Restorer<{ path: string }>),
-      async begin(target, signal): Promise<RestoreSink> {
-        const sink = await sqliteRestorer.begin(target, signal);
-        return {
-          ...sink,
-          async commit() {
-            await sink.commit();
-            // Garbage over the second page (the accounts table's b-tree), as a bad disk would leave it.
-            const db = new Sqlite(target.path);
-            const pageSize = db.pragma('page_size', { simple: true }) as number;
-            db.close();
-            const bytes = await readFile(target.path);
-            bytes.fill(0x5a, pageSize, pageSize + 64);
-            await writeFile(target.path, bytes);
-          },
-        };
-      },
-    };
+    const breaking = damagingAfterCommit(sqliteRestorer as Restorer<{ path: string }>, async ({ path }) => {
+      // Garbage over the second page (the accounts table's b-tree), as a bad disk would leave it.
+      const db = new Sqlite(path);
+      const pageSize = db.pragma('page_size', { simple: true }) as number;
+      db.close();
+      const bytes = await readFile(path);
+      bytes.fill(0x5a, pageSize, pageSize + 64);
+      await writeFile(path, bytes);
+    });
     const error = await rejectsWithCode(
-      verifyBackup({ from: directory({ path: backups }), level: 'restore', scratch: { dir: scratchParent }, restorers: [breaking as Restorer] }),
+      verifyBackup({ from: directory({ path: backups }), level: 'restore', scratch: { dir: scratchParent }, restorers: [breaking] }),
       'VERIFY_FAILED',
     );
     assert.ok(error instanceof VerificationError);

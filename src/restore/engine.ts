@@ -45,9 +45,10 @@ interface SourceRestore {
   readonly kind: string;
   readonly target: unknown;
   readonly sink: RestoreSink;
-  bytes: number;
-  items: number;
 }
+
+/** Bytes and entries read of one source of the archive, restored or not. */
+type Counted = { -readonly [K in keyof SourceStats]: SourceStats[K] };
 
 /**
  * Reads one archive, checks every target before writing anything, streams each source's entries
@@ -62,7 +63,6 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
   const restores = new Map<string, SourceRestore>();
   const scratch = new Map<string, ScratchTarget>();
   const checks = new Map<string, VerifyCheck[]>();
-  const archived = new Map<string, SourceStats>();
   let reader: ArchiveReader | undefined;
   const yieldNow = cooperative();
 
@@ -81,13 +81,15 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
     const header = parseHeader(headerBytes);
     await manifest.record({ path: HEADER_PATH, entryType: 'file', size: headerBytes.length, sha256: sha256(headerBytes) });
     run.emit('start', { name, createdAt: new Date(header.createdAt), sources: header.sources.map(({ name: n, kind }) => ({ name: n, kind })) });
+    const counted = new Map<string, Counted>(header.sources.map(({ name: n, kind }) => [n, { name: n, kind, bytes: 0, items: 0 }]));
+    const statsOf = (sourceName: string): SourceStats => ({ ...counted.get(sourceName)! });
 
     const targets = plan.scratch ? await makeScratchTargets(plan, plan.scratch, header, scratch) : plan.targets;
     const chosen = resolveTargets(plan, targets, header);
     for (const { restorer, target } of chosen) await restorer.check(target);
     for (const { source, restorer, target } of chosen) {
       const sink = await restorer.begin(target, signal);
-      restores.set(source.name, { name: source.name, kind: source.kind, target, sink, bytes: 0, items: 0 });
+      restores.set(source.name, { name: source.name, kind: source.kind, target, sink });
     }
 
     let current: SourceRestore | undefined;
@@ -107,15 +109,14 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
       }
       const [top, sourceName = '', ...rest] = parts;
       const relative = rest.join('/');
-      const source = header.sources.find((s) => s.name === sourceName);
-      if (top !== SOURCES_DIR || !source) {
+      const count = counted.get(sourceName);
+      if (top !== SOURCES_DIR || !count) {
         throw new BackupError('UNSAFE_ARCHIVE', `Refusing archive entry ${JSON.stringify(tarHeader.name)}: it is not under ${SOURCES_DIR}/<source>/`);
       }
       if (type === 'symlink') checkLinkTarget(relative, tarHeader.linkname ?? '');
-      const counted = archived.get(sourceName) ?? { name: sourceName, kind: source.kind, bytes: 0, items: 0 };
       const restore = restores.get(sourceName);
       if (restore && restore !== current) {
-        if (current) run.emit('source-end', stats(current));
+        if (current) run.emit('source-end', statsOf(current.name));
         current = restore;
         run.emit('source-start', { name: restore.name, kind: restore.kind });
         progress.enter('read', restore.name);
@@ -131,15 +132,14 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
           ...(type === 'symlink' ? { linkTarget: tarHeader.linkname ?? '' } : {}),
           body: hashed,
         });
-        restore.bytes += hashed.size;
-        restore.items += 1;
       }
       await hashed.drain();
       progress.addItem();
-      archived.set(sourceName, { ...counted, bytes: counted.bytes + hashed.size, items: counted.items + 1 });
+      count.bytes += hashed.size;
+      count.items += 1;
       await manifest.record({ path: tarHeader.name.replace(/\/$/, ''), entryType: type as EntryType, size: hashed.size, sha256: hashed.digest() });
     }
-    if (current) run.emit('source-end', stats(current));
+    if (current) run.emit('source-end', statsOf(current.name));
     if (verified === undefined) throw new BackupError('CORRUPT_ARCHIVE', `${name} ends before its manifest: it is truncated`);
 
     progress.enter('verify');
@@ -158,12 +158,11 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
     const result: RestoreResult = {
       name,
       durationMs: Date.now() - startedAt,
-      sources: [...restores.values()].map((r) => ({ ...stats(r), target: r.target })),
+      sources: [...restores.values()].map((r) => ({ ...statsOf(r.name), target: r.target })),
       skipped: header.sources.map((s) => s.name).filter((n) => !restores.has(n)),
       verifiedEntries: verified,
     };
-    const everySource = header.sources.map(({ name: n, kind }) => archived.get(n) ?? { name: n, kind, bytes: 0, items: 0 });
-    return { result, scratch, checks, archived: everySource };
+    return { result, scratch, checks, archived: header.sources.map((s) => statsOf(s.name)) };
   } catch (error) {
     const explained = reader ? reader.explain(error) : error;
     await reader?.entries.return(undefined).catch(() => {}); // closes the archive stream
@@ -227,10 +226,6 @@ async function makeScratchTargets(
     targets[source.name] = target.target;
   }
   return targets;
-}
-
-function stats(restore: SourceRestore): SourceStats {
-  return { name: restore.name, kind: restore.kind, bytes: restore.bytes, items: restore.items };
 }
 
 function sha256(bytes: Buffer): string {

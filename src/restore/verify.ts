@@ -6,8 +6,8 @@ import { restorersWith } from '../database.js';
 import { BackupError } from '../errors.js';
 import { Operation, type OperationContext, type OperationEvents, type SourceStats } from '../operation.js';
 import type { PostgresConnection } from '../sources/postgres/index.js';
-import type { Destination, Restorer, ScratchSpace, VerifyCheck } from '../types.js';
-import { runRestore, type RestoreRun } from './engine.js';
+import type { Destination, Restorer, VerifyCheck } from '../types.js';
+import { runRestore, type RestorePlan, type RestoreRun } from './engine.js';
 import type { RestoreEvents } from './operation.js';
 
 /**
@@ -145,18 +145,35 @@ export function verifyBackup(options: VerifyOptions): VerifyOperation {
     const plan = { from: options.from, backup: options.backup, targets: {}, restorers: restorersWith(options.restorers), decrypt: options.decrypt, operation: 'verify' as const };
     const asRestore = context as unknown as OperationContext<RestoreEvents>; // the same events, less `end`
     if (level === 'checksums') return report(await runRestore(plan, asRestore), level, startedAt);
-    const dir = await mkdtemp(join(options.scratch?.dir ?? tmpdir(), 'backupkit-verify-'));
-    const scratch: ScratchSpace = { dir, servers: { postgres: options.scratch?.postgres } };
-    try {
-      const run = await runRestore({ ...plan, scratch, checkTargets: true }, asRestore);
-      await Promise.all([...run.scratch.values()].map((target) => target.remove()));
+    return restoreIntoScratch({ ...plan, checkTargets: true }, options.scratch, asRestore, async (run) => {
       const result = report(run, level, startedAt);
       if (result.problems.length > 0) throw new VerificationError(result);
       return result;
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   }, options?.signal);
+}
+
+/**
+ * Restores every source of a backup into throwaway targets, hands the finished restore to `use`,
+ * and removes every target and the scratch folder when `use` settles, or when the restore fails.
+ */
+export async function restoreIntoScratch<T>(
+  plan: Omit<RestorePlan, 'scratch'>,
+  options: ScratchOptions | undefined,
+  context: OperationContext<RestoreEvents>,
+  use: (run: RestoreRun) => Promise<T>,
+): Promise<T> {
+  const dir = await mkdtemp(join(options?.dir ?? tmpdir(), 'backupkit-scratch-'));
+  try {
+    const run = await runRestore({ ...plan, scratch: { dir, servers: { postgres: options?.postgres } } }, context);
+    try {
+      return await use(run);
+    } finally {
+      await Promise.all([...run.scratch.values()].map((target) => target.remove()));
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 function report(run: RestoreRun, level: VerifyLevel, startedAt: number): VerifyResult {

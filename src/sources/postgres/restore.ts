@@ -329,7 +329,8 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
       },
 
       async verify() {
-        return [await verifyTables(target, requireToc('verification'), summaries ?? [], signal), await verifyLargeObjects(target, requireToc('verification'))];
+        const restored = requireToc('verification');
+        return [await verifyTables(target, restored, summaries ?? [], signal), await verifyLargeObjects(target, restored)];
       },
 
       async commit() {
