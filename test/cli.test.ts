@@ -167,6 +167,10 @@ describe('backupkit command line', () => {
     assert.match(unknownFlag.stderr, /INVALID_OPTIONS: Unknown option '--passphrase'/);
     assert.equal((await cli(['backup', '--sqlite', 'app', '--to', 'b'], { cwd: dir })).code, 2);
     assert.equal((await cli(['frobnicate'], { cwd: dir })).code, 2);
+    const badUrl = await cli(['restore', '--from', 'b', '--postgres', 'pg=not a url'], { cwd: dir });
+    assert.equal(badUrl.code, 2);
+    assert.match(badUrl.stderr, /INVALID_OPTIONS: "not a url" is not a URL, as the target of --postgres pg must be/);
+    assert.equal((await cli(['list', '--from', 's3://bad bucket'], { cwd: dir })).code, 2);
     assert.equal((await cli(['list', '--from', 'nowhere'], { cwd: dir })).code, 0);
 
     const backup = await cli(['backup', '--files', 'uploads=uploads', '--to', 'backups', '--compression', 'none'], { cwd: dir });

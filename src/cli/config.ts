@@ -64,7 +64,7 @@ export async function loadConfig(path: string | undefined, cwd: string): Promise
 /** `/backups`, `./backups` or `s3://bucket/prefix?endpoint=http://host:9000&region=eu-west-1&path-style=true`. */
 export function destinationFromSpec(spec: string, cwd: string): Destination {
   if (spec.startsWith('s3://')) {
-    const url = new URL(spec);
+    const url = parseUrl(spec, 'an S3 destination');
     if (url.hostname === '') throw new BackupError('INVALID_OPTIONS', `${spec}: an S3 destination names its bucket: s3://bucket/prefix`);
     const endpoint = url.searchParams.get('endpoint') ?? undefined;
     const region = url.searchParams.get('region') ?? process.env['AWS_REGION'] ?? undefined;
@@ -80,6 +80,15 @@ export function destinationFromSpec(spec: string, cwd: string): Destination {
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) throw new BackupError('INVALID_OPTIONS', `${spec}: a destination is a folder or s3://bucket/prefix`);
   return directory({ path: resolve(cwd, spec) });
+}
+
+/** A URL the user gave, or a usage error naming what it was meant to be. */
+export function parseUrl(text: string, what: string): URL {
+  try {
+    return new URL(text);
+  } catch (cause) {
+    throw new BackupError('INVALID_OPTIONS', `${JSON.stringify(text)} is not a URL, as ${what} must be`, { cause });
+  }
 }
 
 async function fromJson(file: string, text: string): Promise<CliConfig> {

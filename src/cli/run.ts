@@ -15,7 +15,7 @@ import { postgres } from '../sources/postgres/index.js';
 import { sqlite } from '../sources/sqlite/index.js';
 import type { Destination, Source } from '../types.js';
 import { BACKUPKIT_VERSION } from '../version.js';
-import { destinationFromSpec, loadConfig, readText, type CliConfig } from './config.js';
+import { destinationFromSpec, loadConfig, parseUrl, readText, type CliConfig } from './config.js';
 import { createOutput, formatBytes, formatDuration, type Output } from './output.js';
 
 /** What a command's exit code says; docs/CLI.md lists them. */
@@ -293,7 +293,7 @@ function targetsFromFlags(values: Values, cwd: string): Record<string, RestoreTa
     if (kind === 'sqlite') targets[name] = { path: resolve(cwd, where) };
     else if (kind === 'files') targets[name] = { dir: resolve(cwd, where) };
     else {
-      const database = decodeURIComponent(new URL(where).pathname.replace(/^\//, ''));
+      const database = decodeURIComponent(parseUrl(where, `the target of --postgres ${name}`).pathname.replace(/^\//, ''));
       if (database === '') throw usage(`--postgres ${name}=url: the URL names the database to restore into, as postgres://host/dbname`);
       targets[name] = { connection: where, database };
     }
