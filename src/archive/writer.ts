@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import tar, { type Header, type Pack } from 'tar-stream';
+import tar, { type Header } from 'tar-stream';
 import type { EntryType } from '../types.js';
 import { LineSpool } from '../util/line-spool.js';
-import { waitFor } from '../util/streams.js';
+import { untilStopped, waitFor, type WaitOptions } from '../util/streams.js';
 import { cooperative } from '../util/yield.js';
 import { MANIFEST_PATH, type ManifestEntry, type ManifestSummary } from './format.js';
 
@@ -38,9 +38,15 @@ export class ArchiveWriter {
   #spool: LineSpool | undefined;
   #entries = 0;
   readonly #yieldNow = cooperative();
+  /** Every wait on the tar stream ends when the pack is torn down or the backup is cancelled. */
+  readonly #alive: WaitOptions;
 
-  static async create(): Promise<ArchiveWriter> {
-    const writer = new ArchiveWriter();
+  private constructor(signal: AbortSignal | undefined) {
+    this.#alive = { linked: [this.tar], signal };
+  }
+
+  static async create(signal?: AbortSignal): Promise<ArchiveWriter> {
+    const writer = new ArchiveWriter(signal);
     writer.#spool = await LineSpool.create('manifest');
     return writer;
   }
@@ -111,7 +117,7 @@ export class ArchiveWriter {
   }
 
   #open(input: Omit<ArchiveEntryInput, 'size' | 'body'>, size: number) {
-    let entryDone!: Promise<void>;
+    this.#alive.signal?.throwIfAborted();
     const header: Partial<Header> & { name: string } = {
       name: input.type === 'directory' ? `${input.path}/` : input.path,
       type: input.type,
@@ -122,25 +128,22 @@ export class ArchiveWriter {
       gid: 0,
       ...(input.linkTarget === undefined ? {} : { linkname: input.linkTarget }),
     };
-    const stream = new Promise<ReturnType<Pack['entry']>>((resolveStream) => {
-      entryDone = new Promise((resolve, reject) => {
-        const entry = this.tar.entry(header, (error) => (error ? reject(error) : resolve()));
-        // When the tar stream is torn down, the entry is destroyed with the same error, which
-        // reaches us through this entry's callback and the pipeline; unheard here, it would crash.
-        entry.on('error', () => {});
-        resolveStream(entry);
-      });
-    });
-    entryDone.catch(() => {}); // surfaced by end(), or by the tar stream's own error
+    let settle!: (error?: Error | null) => void;
+    const written = new Promise<void>((resolve, reject) => (settle = (error) => (error ? reject(error) : resolve())));
+    written.catch(() => {}); // surfaced by end(), or by the tar stream's own error
+    // Throws once the pack is finalized or destroyed; the callback reports the entry's end, also
+    // when the pack is torn down (the entry is destroyed with it).
+    const entry = this.tar.entry(header, (error) => settle(error));
+    // When the tar stream is torn down the entry is destroyed with the same error, which reaches us
+    // through the callback and the pipeline; unheard here, it would crash the process.
+    entry.on('error', () => {});
     return {
       write: async (chunk: Uint8Array): Promise<void> => {
-        const entry = await stream;
-        if (!entry.write(chunk)) await waitFor(entry, 'drain');
+        if (!entry.write(chunk)) await waitFor(entry, 'drain', this.#alive);
       },
       end: async (): Promise<void> => {
-        const entry = await stream;
         entry.end(undefined);
-        await entryDone;
+        await untilStopped(written, this.#alive);
       },
     };
   }

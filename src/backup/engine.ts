@@ -192,11 +192,11 @@ class Backup {
 
   /** Streams the archive once, through compression and checksum, to every upload. */
   async #writeArchive(header: ArchiveHeader): Promise<{ stats: SourceStats[]; size: number; sha256: string }> {
-    const writer = (this.#writer = await ArchiveWriter.create());
+    const writer = (this.#writer = await ArchiveWriter.create(this.events.signal));
     const checksum = new ChecksumCounter();
     const { compression, encryption } = this.plan;
     const encrypting = encryption ? [new Rechunk(), encryptor(encryption)] : [];
-    const stages = [writer.tar as unknown as Readable, compressor(compression), ...encrypting, checksum, new FanOut(this.#uploads)];
+    const stages = [writer.tar as unknown as Readable, compressor(compression), ...encrypting, checksum, new FanOut(this.#uploads, this.events.signal)];
     const piping = pipeline(stages, { signal: this.events.signal });
     piping.catch(() => {}); // settled below
     const producing = this.#produce(writer, header);
@@ -259,10 +259,14 @@ class Backup {
       this.#committed.push({ destination, name });
     }
     for (const { destination } of this.#uploads) {
+      this.#checkAborted();
       const sidecarName = `${name}${SIDECAR_EXTENSION}`;
-      await writeSidecar(destination, sidecarName, sidecar);
+      await writeSidecar(destination, sidecarName, sidecar, this.events.signal);
       this.#committed.push({ destination, name: sidecarName });
     }
+    // A cancel that landed during the last commit still wins: the copies are rolled back. From
+    // here on the backup is stored and reported as done.
+    this.#checkAborted();
   }
 
   #warn(warning: BackupWarning): void {
@@ -302,10 +306,10 @@ async function chooseName(destinations: readonly Destination[], createdAt: Date,
   }
 }
 
-async function writeSidecar(destination: Destination, name: string, sidecar: BackupSidecar): Promise<void> {
+async function writeSidecar(destination: Destination, name: string, sidecar: BackupSidecar, signal: AbortSignal): Promise<void> {
   const upload = await destination.create(name);
   try {
-    const flushed = waitFor(upload.stream, 'finish');
+    const flushed = waitFor(upload.stream, 'finish', { signal });
     upload.stream.end(`${JSON.stringify(sidecar, null, 2)}\n`);
     await flushed;
     await upload.commit();

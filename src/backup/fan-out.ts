@@ -16,7 +16,10 @@ export interface UploadTarget {
 export class FanOut extends Writable {
   #failure: BackupError | undefined;
 
-  constructor(private readonly targets: readonly UploadTarget[]) {
+  constructor(
+    private readonly targets: readonly UploadTarget[],
+    private readonly signal: AbortSignal,
+  ) {
     super({ highWaterMark: 1024 * 1024 });
     // An upload can fail between two writes (a disk fills, a connection drops). The failure is
     // kept and reported by the next write, never emitted from here: after the archive is written
@@ -30,14 +33,14 @@ export class FanOut extends Writable {
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     this.#each(async ({ upload: { stream } }) => {
-      if (!stream.write(chunk)) await waitFor(stream, 'drain');
+      if (!stream.write(chunk)) await waitFor(stream, 'drain', { signal: this.signal });
     }).then(() => callback(), callback);
   }
 
   override _final(callback: (error?: Error | null) => void): void {
     this.#each(async ({ upload: { stream } }) => {
       // 'finish', not finished(): a stream kept open for fsync emits no 'close' until commit.
-      const flushed = waitFor(stream, 'finish');
+      const flushed = waitFor(stream, 'finish', { signal: this.signal });
       stream.end();
       await flushed;
     }).then(() => callback(), callback);

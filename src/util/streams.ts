@@ -4,29 +4,93 @@ interface EventSource {
   on(event: any, listener: (...args: any[]) => void): unknown;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   off(event: any, listener: (...args: any[]) => void): unknown;
+  /** Node: true from the call to destroy(). streamx: true once closed. */
+  readonly destroyed?: boolean;
+  /** streamx: true from the call to destroy(). */
+  readonly destroying?: boolean;
+  /** Node: the error the stream was destroyed with. */
+  readonly errored?: Error | null;
+}
+
+/** What ends a wait besides the awaited stream's own error or close. */
+export interface WaitOptions {
+  /** The operation's signal: an abort ends the wait with its reason. */
+  readonly signal?: AbortSignal | undefined;
+  /** Streams the awaited one depends on (a tar entry on its pack): their error or close ends it too. */
+  readonly linked?: readonly EventSource[];
 }
 
 /**
- * Resolves on `event` ('drain', 'finish'); rejects if the stream errors or closes first. A stream
- * destroyed without an error emits neither 'drain' nor 'error', so `events.once` would wait forever
- * (seen: a multipart upload whose body was destroyed by the SDK when the server went away).
+ * Resolves on `event` ('drain', 'finish'); rejects as soon as the stream or a linked one errors,
+ * closes or is found torn down already, or the signal aborts. A destroyed stream never emits
+ * 'drain', and one destroyed before the wait began emits nothing at all: `events.once` would wait
+ * forever (seen: a tar entry destroyed with its pack while the next chunk was being read; a
+ * multipart upload body destroyed by the SDK when the server went away).
  */
-export function waitFor(stream: EventSource, event: 'drain' | 'finish'): Promise<void> {
+export function waitFor(stream: EventSource, event: 'drain' | 'finish', options: WaitOptions = {}): Promise<void> {
   return new Promise((resolve, reject) => {
-    const settle = (error?: Error) => {
+    const onEvent = () => {
       stream.off(event, onEvent);
-      stream.off('error', onError);
-      stream.off('close', onClose);
-      if (error) reject(error);
-      else resolve();
+      unwatch();
+      resolve();
     };
-    const onEvent = () => settle();
-    const onError = (error: Error) => settle(error);
-    const onClose = () => settle(new Error(`The stream closed before '${event}'`));
     stream.on(event, onEvent);
+    const unwatch = onTeardown([stream, ...(options.linked ?? [])], options.signal, `before '${event}'`, (error) => {
+      stream.off(event, onEvent);
+      reject(error);
+    });
+  });
+}
+
+/**
+ * Settles as `work` does, or rejects as soon as one of the linked streams errors or closes, or
+ * the signal aborts: for work that only those streams can complete, such as a tar entry's callback.
+ */
+export function untilStopped<T>(work: Promise<T>, options: WaitOptions): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const unwatch = onTeardown(options.linked ?? [], options.signal, 'before the work was done', reject);
+    work.then(
+      (value) => {
+        unwatch();
+        resolve(value);
+      },
+      (error: unknown) => {
+        unwatch();
+        reject(error);
+      },
+    );
+  });
+}
+
+/** Calls `onStop` once when a stream errors, closes or is torn down already, or `signal` aborts; returns the unsubscriber. */
+function onTeardown(streams: readonly EventSource[], signal: AbortSignal | undefined, when: string, onStop: (error: unknown) => void): () => void {
+  let watching = true;
+  const stop = (error: unknown) => {
+    if (!watching) return;
+    unwatch();
+    onStop(error);
+  };
+  const removers = streams.map((stream) => {
+    const onError = (error: Error) => stop(error);
+    const onClose = () => stop(stream.errored ?? new Error(`The stream closed ${when}`));
     stream.on('error', onError);
     stream.on('close', onClose);
+    return () => {
+      stream.off('error', onError);
+      stream.off('close', onClose);
+    };
   });
+  const onAbort = () => stop(signal?.reason);
+  signal?.addEventListener('abort', onAbort);
+  const unwatch = () => {
+    watching = false;
+    for (const remove of removers) remove();
+    signal?.removeEventListener('abort', onAbort);
+  };
+  const tornDown = streams.find((stream) => stream.destroying === true || stream.destroyed === true);
+  if (signal?.aborted) stop(signal.reason);
+  else if (tornDown) stop(tornDown.errored ?? new Error(`The stream was destroyed ${when}`));
+  return unwatch;
 }
 
 /** Reads a small body whole; `tooLarge` is thrown as soon as it passes `limit` bytes. */
