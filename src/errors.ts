@@ -15,6 +15,7 @@ export type BackupErrorCode =
   | 'DESTINATION_FAILED'
   | 'ABORTED'
   | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
   | 'VERIFY_FAILED';
 
 const DEFAULT_HINTS: Record<BackupErrorCode, string> = {
@@ -30,6 +31,7 @@ const DEFAULT_HINTS: Record<BackupErrorCode, string> = {
   DESTINATION_FAILED: 'Check that the destination is reachable and writable; the cause says what failed.',
   ABORTED: 'The operation was cancelled; nothing was committed.',
   NOT_FOUND: 'Check the destination and the backup name with listBackups().',
+  ALREADY_EXISTS: 'Another writer committed an object of that name first; it was kept, and nothing was replaced.',
   VERIFY_FAILED: 'Do not rely on this backup: restore from another copy, and report the problems listed to backupkit.',
 };
 

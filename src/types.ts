@@ -221,7 +221,10 @@ export interface StoredObject {
 export interface Upload {
   /** Where the bytes go; end it, then call `commit`. */
   readonly stream: Writable;
-  /** Makes the object durable and visible, all at once. Call after `stream` has finished. */
+  /**
+   * Makes the object durable and visible, all at once. Call after `stream` has finished. Never
+   * replaces a committed object: throws `ALREADY_EXISTS` if one of that name exists.
+   */
   commit(): Promise<void>;
   /** Discards everything written. */
   abort(): Promise<void>;
@@ -260,4 +263,9 @@ export interface Destination {
   list(prefix?: string): AsyncIterable<StoredObject>;
   /** Throws `NOT_FOUND` if there is no such object. */
   remove(name: string): Promise<void>;
+  /**
+   * Removes what interrupted uploads left behind (temporary files, incomplete multipart uploads)
+   * whose writers are gone, never what a live writer still uses; returns what it removed.
+   */
+  removeLeftovers?(): Promise<string[]>;
 }

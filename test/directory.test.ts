@@ -11,6 +11,7 @@ import { Database, directory, files, listBackups } from '../src/index.js';
 import { put, testDestination } from './conformance/destination.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
+import { raceTwoBackups } from './helpers/race.js';
 
 testDestination('directory', async () => {
   const path = await mkdtemp(join(tmpdir(), 'backupkit-dest-'));
@@ -24,7 +25,7 @@ describe('directory destination', () => {
     const upload = await put(destination, 'x.tar.gz', randomBytes(100), false);
     const during = await readdir(path);
     assert.equal(during.length, 1);
-    assert.match(during[0] as string, /^\.x\.tar\.gz\.[0-9a-f]+\.partial$/);
+    assert.match(during[0] as string, new RegExp(`^\\.x\\.tar\\.gz\\.[A-Za-z0-9-]+_${process.pid}_[0-9a-f]+\\.partial$`), 'named after its owner');
     await upload.commit();
     assert.deepEqual(await readdir(path), ['x.tar.gz']);
   });
@@ -104,5 +105,13 @@ describe('a restore process killed mid-way', () => {
     assert.ok(left.every((name) => name.startsWith('.restored.backupkit-')), `only the hidden staging folder is left: ${left.join(', ')}`);
     await Database.restore({ from: directory({ path: backups }), targets: { f: { dir: target } } });
     assert.equal((await readdir(target)).length, 8);
+  });
+});
+
+describe('two processes backing up in the same second', () => {
+  it('both succeed, with distinct archives that match their sidecars', async (t) => {
+    const dir = await tempDir(t, 'race');
+    const path = join(dir, 'backups');
+    await raceTwoBackups(dir, directory({ path }), { path });
   });
 });

@@ -10,6 +10,7 @@ import { rejectsWithCode } from './helpers/errors.js';
 import { failingAfter } from './helpers/faulty.js';
 import { tempDir } from './helpers/fs.js';
 import { MOTO_CREDENTIALS, startMoto, type Moto } from './helpers/moto.js';
+import { raceTwoBackups } from './helpers/race.js';
 import { createBank, dumpRows } from './helpers/sqlite.js';
 
 let moto: Moto;
@@ -88,6 +89,12 @@ describe('s3 destination', () => {
     });
     await rejectsWithCode(op.done, 'DESTINATION_FAILED', /s3:\/\//);
     assert.deepEqual(await listBackups(other), []);
+  });
+
+  it('gives two processes backing up in the same second distinct archives that match their sidecars', async (t) => {
+    const dir = await tempDir(t, 's3-race');
+    const bucket = await moto.createBucket();
+    await raceTwoBackups(dir, destinationOn(bucket), { endpoint: moto.endpoint, bucket });
   });
 
   it('needs a bucket and a valid part size', () => {

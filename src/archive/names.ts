@@ -5,6 +5,8 @@
  */
 const ARCHIVE_NAME = /^(\d{8})-(\d{6})(?:_(\d{2,}))?\.tar(?:\.gz|\.zst)?(?:\.gpg)?$/;
 export const SIDECAR_EXTENSION = '.json';
+/** `<stem>.claim`: a backup's hold on its name while it runs (see backup/name-claim.ts). */
+export const CLAIM_EXTENSION = '.claim';
 export const ENCRYPTED_EXTENSION = '.gpg';
 
 export function timestampOf(date: Date): string {
@@ -20,6 +22,12 @@ export function archiveName(date: Date, sequence: number, extension = '.tar.gz')
 export function archiveStem(date: Date, sequence: number): string {
   const suffix = sequence === 0 ? '' : `_${String(sequence).padStart(2, '0')}`;
   return `${timestampOf(date)}${suffix}`;
+}
+
+/** What precedes the first dot: `20261121-124500_01` for every object of that backup. */
+export function stemOf(name: string): string {
+  const dot = name.indexOf('.');
+  return dot === -1 ? name : name.slice(0, dot);
 }
 
 export function isArchiveName(name: string): boolean {

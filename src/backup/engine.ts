@@ -5,7 +5,7 @@ import { ChecksumCounter } from '../archive/checksum.js';
 import { FORMAT_NAME, FORMAT_VERSION, HEADER_PATH, sourcePrefix, type ArchiveHeader } from '../archive/format.js';
 import { compressionExtension, compressor, Rechunk, type Compression } from '../archive/compression.js';
 import { encryptor, type Encryption } from '../archive/encryption.js';
-import { ENCRYPTED_EXTENSION, SIDECAR_EXTENSION, archiveName, archiveStem, timestampOf } from '../archive/names.js';
+import { ENCRYPTED_EXTENSION, SIDECAR_EXTENSION } from '../archive/names.js';
 import type { BackupSidecar } from '../archive/sidecar.js';
 import { ArchiveWriter } from '../archive/writer.js';
 import { ProgressReporter } from '../progress.js';
@@ -14,6 +14,7 @@ import type { BackupWarning, Destination, Snapshot, Source } from '../types.js';
 import { waitFor } from '../util/streams.js';
 import { BACKUPKIT_VERSION } from '../version.js';
 import { FanOut, type UploadTarget } from './fan-out.js';
+import { claimName, type NameClaim } from './name-claim.js';
 import type { OperationContext, SourceStats } from '../operation.js';
 import type { BackupEvents, BackupResult } from './operation.js';
 
@@ -61,6 +62,7 @@ class Backup {
   readonly #uploads: UploadTarget[] = [];
   readonly #committed: Array<{ destination: Destination; name: string }> = [];
   #writer: ArchiveWriter | undefined;
+  #nameClaim: NameClaim | undefined;
   /** The path of the last warning, so an entry's own warning is not repeated as SIZE_MISMATCH. */
   #warnedPath: string | undefined;
 
@@ -74,7 +76,8 @@ class Backup {
   async run(): Promise<BackupResult> {
     this.#checkAborted();
     const extension = `.tar${compressionExtension(this.plan.compression.algorithm)}${this.plan.encryption ? ENCRYPTED_EXTENSION : ''}`;
-    const name = await chooseName(this.plan.destinations, this.#createdAt, extension);
+    this.#nameClaim = await claimName(this.plan.destinations, this.#createdAt, extension);
+    const { name } = this.#nameClaim;
     const { sources } = this.plan;
     this.events.emit('start', { name, createdAt: this.#createdAt, sources: sources.map((s) => ({ name: s.name, kind: s.kind })) });
     await this.#openSnapshots();
@@ -132,6 +135,7 @@ class Backup {
     this.#progress.stop();
     await this.#writer?.dispose();
     await Promise.allSettled(this.#snapshots.map(({ snapshot }) => snapshot.close()));
+    await this.#nameClaim?.release(); // after the commit or the roll-back, never before
   }
 
   async #openSnapshots(): Promise<void> {
@@ -202,7 +206,7 @@ class Backup {
     const producing = this.#produce(writer, header);
     producing.catch((error: Error) => writer.dispose(error));
     const [produced, piped] = await Promise.allSettled([producing, piping]);
-    if (produced.status === 'rejected' || piped.status === 'rejected') throw this.#pickFailure(produced, piped);
+    if (produced.status === 'rejected' || piped.status === 'rejected') throw this.#pickFailure(piped, produced);
     return { stats: produced.value, size: checksum.size, sha256: checksum.digest() };
   }
 
@@ -288,21 +292,6 @@ class Backup {
     const reasons = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []));
     const meaningful = reasons.find((reason) => reason instanceof BackupError) ?? reasons[0];
     return asBackupError(meaningful, 'DESTINATION_FAILED', 'Writing the archive failed');
-  }
-}
-
-/** The UTC start time, with a sequence number if a backup of the same second exists already. */
-async function chooseName(destinations: readonly Destination[], createdAt: Date, extension: string): Promise<string> {
-  const taken = new Set<string>(); // stems: a .tar.gz and a .tar.zst of one second would sort as one
-  for (const destination of destinations) {
-    try {
-      for await (const object of destination.list(timestampOf(createdAt))) taken.add(object.name.slice(0, object.name.indexOf('.')));
-    } catch (cause) {
-      throw asBackupError(cause, 'DESTINATION_FAILED', `Listing ${destination.description} failed`);
-    }
-  }
-  for (let sequence = 0; ; sequence += 1) {
-    if (!taken.has(archiveStem(createdAt, sequence))) return archiveName(createdAt, sequence, extension);
   }
 }
 

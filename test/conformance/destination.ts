@@ -89,6 +89,24 @@ export function testDestination(label: string, make: () => Promise<DestinationHa
       assert.equal((await buffer(await d.open('aborted.tar.gz'))).toString(), 'second try');
     }));
 
+    it('never replaces a committed object: a second commit of one name is ALREADY_EXISTS', withDestination(async (d) => {
+      const first = randomBytes(1000);
+      await put(d, 'taken.tar.gz', first);
+      await rejectsWithCode(put(d, 'taken.tar.gz', randomBytes(2000)), 'ALREADY_EXISTS');
+      assert.ok((await buffer(await d.open('taken.tar.gz'))).equals(first), 'the first object is intact');
+      // Two writers racing: both stream, the first commit wins and the second is refused.
+      const racers = [randomBytes(3000), randomBytes(4000)];
+      const uploads = await Promise.all(racers.map((bytes) => put(d, 'raced.tar.gz', bytes, false).catch((error: unknown) => error)));
+      const outcomes = await Promise.allSettled(uploads.map((u) => (u instanceof Error ? Promise.reject(u) : (u as Upload).commit())));
+      const winners = outcomes.flatMap((o, i) => (o.status === 'fulfilled' ? [i] : []));
+      assert.equal(winners.length, 1, 'exactly one writer commits');
+      const loser = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+      assert.equal((loser?.reason as { code?: string }).code, 'ALREADY_EXISTS');
+      await Promise.all(uploads.map((u, i) => (u instanceof Error || winners.includes(i) ? undefined : (u as Upload).abort())));
+      assert.ok((await buffer(await d.open('raced.tar.gz'))).equals(racers[winners[0] as number] as Buffer), 'the winner is intact');
+      assert.deepEqual(await names(d), ['raced.tar.gz', 'taken.tar.gz'], 'nothing else is left');
+    }));
+
     it('lists by prefix', withDestination(async (d) => {
       await put(d, '20260101-000000.tar.gz', Buffer.from('1'));
       await put(d, '20260102-000000.tar.gz', Buffer.from('2'));

@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { BackupError } from '../../errors.js';
 import type { Destination, StoredObject, Upload } from '../../types.js';
 import { fsyncPath } from '../../util/fs.js';
+import { isAbandoned, ownerTag } from '../../util/leftovers.js';
 import { checkObjectName } from '../object-name.js';
 
 /**
@@ -16,9 +16,18 @@ export interface DirectoryOptions {
   path: string;
 }
 
+/** `.<name>.<owner tag>.partial`: see util/leftovers.ts. */
+const TEMPORARY = /^\.(.+)\.([^.]+)\.partial$/;
+
 /**
- * A local (or mounted) folder. Each object is written to a hidden temporary name, fsynced, renamed
- * into place and the folder fsynced, so a crash never leaves a partial archive under a real name.
+ * A local (or mounted) folder. Each object is written to a hidden temporary name, fsynced, linked
+ * to its real name (which fails rather than replace an object of that name) and the folder
+ * fsynced, so a crash never leaves a partial archive under a real name and two writers never
+ * overwrite each other. Objects are created owner-only (`0600`) whatever the umask. The folder's
+ * file system must support hard links (every POSIX one does).
+ *
+ * The first `create()` removes the temporaries of writers that died (see
+ * {@link Destination.removeLeftovers}).
  * @public
  */
 export function directory(options: DirectoryOptions): Destination {
@@ -29,6 +38,20 @@ export function directory(options: DirectoryOptions): Destination {
   const description = `directory ${root}`;
   const failed = (action: string, cause: unknown) =>
     new BackupError('DESTINATION_FAILED', `${description}: ${action} failed: ${(cause as Error).message}`, { cause });
+  let swept: Promise<string[]> | undefined;
+
+  /** Removes temporaries whose writer is gone; best effort, as nothing depends on it. */
+  const removeLeftovers = async (): Promise<string[]> => {
+    const removed: string[] = [];
+    for (const name of await readdir(root).catch(() => [])) {
+      const tag = TEMPORARY.exec(name)?.[2];
+      if (tag === undefined) continue;
+      const info = await stat(join(root, name)).catch(() => undefined);
+      if (!info || !isAbandoned(tag, info.mtime)) continue;
+      if (await unlink(join(root, name)).then(() => true, () => false)) removed.push(name);
+    }
+    return removed;
+  };
 
   return {
     kind: 'directory',
@@ -38,9 +61,10 @@ export function directory(options: DirectoryOptions): Destination {
     async create(name: string): Promise<Upload> {
       checkObjectName(name);
       let handle: FileHandle;
-      const temporary = join(root, `.${name}.${randomBytes(6).toString('hex')}.partial`);
+      const temporary = join(root, `.${name}.${ownerTag()}.partial`);
       try {
         await mkdir(root, { recursive: true });
+        await (swept ??= removeLeftovers());
         handle = await open(temporary, 'wx', 0o600);
       } catch (cause) {
         throw failed(`creating ${name}`, cause);
@@ -57,13 +81,21 @@ export function directory(options: DirectoryOptions): Destination {
         stream,
         async commit() {
           try {
-            await handle.chmod(0o644);
             await handle.sync();
             await close();
-            await rename(temporary, join(root, name));
-            await fsyncPath(root);
+            await link(temporary, join(root, name)); // unlike rename, fails if the name is taken
           } catch (cause) {
             await unlink(temporary).catch(() => {});
+            if ((cause as NodeJS.ErrnoException).code === 'EEXIST') {
+              throw new BackupError('ALREADY_EXISTS', `${description} already holds ${name}; it was not replaced`, { cause });
+            }
+            throw failed(`committing ${name}`, cause);
+          }
+          await unlink(temporary).catch(() => {}); // a leftover at worst, removed by a later run
+          try {
+            await fsyncPath(root);
+          } catch (cause) {
+            await unlink(join(root, name)).catch(() => {});
             throw failed(`committing ${name}`, cause);
           }
         },
@@ -111,5 +143,7 @@ export function directory(options: DirectoryOptions): Destination {
         throw failed(`removing ${name}`, cause);
       }
     },
+
+    removeLeftovers,
   };
 }

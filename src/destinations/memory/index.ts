@@ -34,6 +34,7 @@ export function memory(): Destination {
       return {
         stream,
         async commit() {
+          if (objects.has(name)) throw new BackupError('ALREADY_EXISTS', `${description} already holds ${name}; it was not replaced`);
           objects.set(name, { bytes: Buffer.concat(chunks), modifiedAt: new Date() });
         },
         async abort() {

@@ -1,8 +1,10 @@
 import { PassThrough, type Readable } from 'node:stream';
 import {
+  AbortMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   S3Client,
   S3ServiceException,
   paginateListObjectsV2,
@@ -38,9 +40,28 @@ export interface S3Options {
   queueSize?: number;
   /** Attempts per request, with exponential backoff, for transient errors; default 5. */
   maxAttempts?: number;
+  /** Milliseconds to wait for a connection to open; default 10 000. Ignored with `client`. */
+  connectionTimeout?: number;
+  /**
+   * Milliseconds a connection may stay silent, sending or receiving, before the request fails
+   * (and is retried up to `maxAttempts`); default 120 000. It also bounds how long a restore may
+   * leave a download unread, so keep it above the longest pause of your slowest restore.
+   * Ignored with `client`: give your own client a `requestHandler` with a `socketTimeout`.
+   */
+  socketTimeout?: number;
+  /**
+   * Milliseconds after which an incomplete multipart upload under `prefix` is taken as abandoned
+   * by a writer that died, and aborted by the next backup or prune; default 24 hours. Keep it
+   * above your longest backup.
+   */
+  abandonedUploadAge?: number;
 }
 
 const MIN_PART_SIZE = 5 * 1024 * 1024;
+const DEFAULT_CONNECTION_TIMEOUT_MS = 10_000;
+const DEFAULT_SOCKET_TIMEOUT_MS = 120_000;
+const DEFAULT_ABANDONED_UPLOAD_AGE_MS = 24 * 3_600_000;
+const TIMEOUT_HINT = 'The S3 server did not answer in time: check that it is reachable and healthy, or raise connectionTimeout/socketTimeout.';
 
 /**
  * S3 and S3-compatible object storage (AWS, Cloudflare R2, MinIO, Backblaze B2, GCS's S3 API).
@@ -49,7 +70,12 @@ const MIN_PART_SIZE = 5 * 1024 * 1024;
  *
  * An object becomes visible only once complete, but as soon as its stream ends, not at
  * `commit()`: S3 cannot hold a finished upload back. A backup that fails after that point deletes
- * it again.
+ * it again. Writes are conditional (`If-None-Match: *`), so an existing object is never replaced
+ * (`ALREADY_EXISTS`); the server must support conditional writes (AWS S3 does since 2024).
+ *
+ * Every request has a connection and an idle timeout, so a frozen server fails the operation
+ * with `DESTINATION_FAILED` instead of hanging it. The first `create()` aborts abandoned
+ * multipart uploads (see `abandonedUploadAge`).
  * @public
  */
 export function s3(options: S3Options): Destination {
@@ -61,6 +87,13 @@ export function s3(options: S3Options): Destination {
     throw new BackupError('INVALID_OPTIONS', `s3() partSize must be at least ${MIN_PART_SIZE} bytes (an S3 limit)`);
   }
   const queueSize = options.queueSize ?? 4;
+  const abandonedUploadAge = options.abandonedUploadAge ?? DEFAULT_ABANDONED_UPLOAD_AGE_MS;
+  for (const option of ['connectionTimeout', 'socketTimeout', 'abandonedUploadAge'] as const) {
+    const value = options[option];
+    if (value !== undefined && !(Number.isFinite(value) && value > 0)) {
+      throw new BackupError('INVALID_OPTIONS', `s3() ${option} must be a positive number of milliseconds, not ${String(value)}`);
+    }
+  }
   const { bucket } = options;
   const prefix = options.prefix ? options.prefix.replace(/^\/+/, '').replace(/\/*$/, '/') : '';
   const client =
@@ -68,6 +101,10 @@ export function s3(options: S3Options): Destination {
     new S3Client({
       region: options.region ?? 'us-east-1',
       maxAttempts: options.maxAttempts ?? 5,
+      requestHandler: {
+        connectionTimeout: options.connectionTimeout ?? DEFAULT_CONNECTION_TIMEOUT_MS,
+        socketTimeout: options.socketTimeout ?? DEFAULT_SOCKET_TIMEOUT_MS,
+      },
       ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
       ...(options.forcePathStyle === undefined ? {} : { forcePathStyle: options.forcePathStyle }),
       ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
@@ -75,7 +112,34 @@ export function s3(options: S3Options): Destination {
   const description = `s3://${bucket}/${prefix}`;
   const key = (name: string) => `${prefix}${name}`;
   const failed = (action: string, cause: unknown) =>
-    new BackupError('DESTINATION_FAILED', `${description}: ${action} failed: ${(cause as Error).message}`, { cause });
+    new BackupError('DESTINATION_FAILED', `${description}: ${action} failed: ${(cause as Error).message}`, {
+      cause,
+      ...((cause as Error | undefined)?.name === 'TimeoutError' ? { hint: TIMEOUT_HINT } : {}),
+    });
+  const exists = (name: string, cause: unknown) =>
+    new BackupError('ALREADY_EXISTS', `${description} already holds ${name}; it was not replaced`, { cause });
+  let swept: Promise<string[]> | undefined;
+
+  /** Aborts the multipart uploads under the prefix older than `abandonedUploadAge`. */
+  const removeLeftovers = async (): Promise<string[]> => {
+    const removed: string[] = [];
+    const oldest = Date.now() - abandonedUploadAge;
+    let markers: { KeyMarker?: string; UploadIdMarker?: string } = {};
+    try {
+      for (;;) {
+        const page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix, ...markers }));
+        for (const { Key, UploadId, Initiated } of page.Uploads ?? []) {
+          if (Key === undefined || UploadId === undefined || (Initiated?.getTime() ?? Infinity) > oldest) continue;
+          await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key, UploadId }));
+          removed.push(Key.slice(prefix.length));
+        }
+        if (!page.IsTruncated) return removed;
+        markers = { KeyMarker: page.NextKeyMarker, UploadIdMarker: page.NextUploadIdMarker };
+      }
+    } catch (cause) {
+      throw failed('aborting abandoned multipart uploads', cause);
+    }
+  };
 
   return {
     kind: 's3',
@@ -84,12 +148,17 @@ export function s3(options: S3Options): Destination {
 
     async create(name: string): Promise<Upload> {
       checkObjectName(name);
+      // Best effort: a backup does not fail for want of tidying up; prune reports it.
+      await (swept ??= removeLeftovers().catch(() => []));
       const stream = new PassThrough({ highWaterMark: 1024 * 1024 });
-      const upload = new MultipartUpload({ client, params: { Bucket: bucket, Key: key(name), Body: stream }, partSize, queueSize, leavePartsOnError: false });
+      // If-None-Match reaches both PutObject (small objects) and CompleteMultipartUpload.
+      const params = { Bucket: bucket, Key: key(name), Body: stream, IfNoneMatch: '*' };
+      const upload = new MultipartUpload({ client, params, partSize, queueSize, leavePartsOnError: false });
+      const uploadFailed = (cause: unknown) => (isTaken(cause) ? exists(name, cause) : failed(`uploading ${name}`, cause));
       const done = upload.done();
       // A failed part surfaces on the stream at once, so the backup stops instead of writing on.
       done.catch((cause: unknown) => {
-        if (!stream.destroyed) stream.destroy(failed(`uploading ${name}`, cause));
+        if (!stream.destroyed) stream.destroy(uploadFailed(cause));
       });
       let completed = false;
       return {
@@ -99,7 +168,7 @@ export function s3(options: S3Options): Destination {
             await done;
             completed = true;
           } catch (cause) {
-            throw failed(`uploading ${name}`, cause);
+            throw uploadFailed(cause);
           }
         },
         async abort() {
@@ -117,7 +186,12 @@ export function s3(options: S3Options): Destination {
       checkObjectName(name);
       try {
         const { Body } = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key(name) }));
-        return Body as Readable;
+        const body = Body as Readable;
+        // The SDK's socket timeout ends a silent download with its own error; say which and where.
+        const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+        body.on('error', (cause) => out.destroy(failed(`reading ${name}`, cause)));
+        out.on('close', () => body.destroy());
+        return body.pipe(out);
       } catch (cause) {
         if (isMissing(cause)) throw new BackupError('NOT_FOUND', `${description} has no ${name}`, { cause });
         throw failed(`reading ${name}`, cause);
@@ -149,7 +223,14 @@ export function s3(options: S3Options): Destination {
         throw failed(`removing ${name}`, cause);
       }
     },
+
+    removeLeftovers,
   };
+}
+
+/** A conditional write refused because the key exists (412), or raced by another write (409). */
+function isTaken(error: unknown): boolean {
+  return error instanceof S3ServiceException && (error.name === 'PreconditionFailed' || error.name === 'ConditionalRequestConflict' || error.$metadata.httpStatusCode === 412);
 }
 
 function isMissing(error: unknown): boolean {

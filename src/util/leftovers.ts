@@ -1,0 +1,41 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+
+/**
+ * Temporary names that say who made them, so that a later run can remove what a killed one left
+ * behind without touching what a live one still writes: `<host>_<pid>_<random>`.
+ */
+
+/** A writer on another host cannot be asked whether it lives: its temporaries go after this long untouched. */
+export const ABANDONED_AFTER_MS = 24 * 3_600_000;
+
+const HOST = hostname().replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63) || 'host';
+const OWNER = /([A-Za-z0-9-]+)_(\d+)_[0-9a-f]+$/;
+
+/** A fresh owner tag for one temporary of this process. */
+export function ownerTag(): string {
+  return `${HOST}_${process.pid}_${randomBytes(6).toString('hex')}`;
+}
+
+/**
+ * Whether the temporary whose name ends with `tag` was left by a writer that is gone: a process of
+ * this host that no longer runs, or a writer elsewhere that has not touched it for
+ * {@link ABANDONED_AFTER_MS}. A tag that does not parse is not ours and is never abandoned.
+ */
+export function isAbandoned(tag: string, modifiedAt: Date, now = Date.now()): boolean {
+  const match = OWNER.exec(tag);
+  if (!match) return false;
+  const [, host, pid] = match;
+  if (host !== HOST) return now - modifiedAt.getTime() > ABANDONED_AFTER_MS;
+  return !isRunning(Number(pid));
+}
+
+function isRunning(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'; // alive, another user's
+  }
+}
