@@ -23,6 +23,11 @@ export interface BackupInfo {
   readonly sha256: string | undefined;
   /** Whether the archive is encrypted (its sidecar says so). */
   readonly encrypted: boolean;
+  /**
+   * The fingerprint of the key the backup says it is signed with (its sidecar says so); only a
+   * restore or `verifyBackup` with `verifySignature` checks the signature itself.
+   */
+  readonly signedBy: string | undefined;
   /** The sources it holds, when its sidecar is present. */
   readonly sources: ReadonlyArray<{ name: string; kind: string; bytes: number; items: number }>;
 }
@@ -45,6 +50,7 @@ export async function listBackups(destination: Destination): Promise<BackupInfo[
           size,
           sha256: sidecar?.sha256,
           encrypted: sidecar?.encrypted ?? name.endsWith(ENCRYPTED_EXTENSION),
+          signedBy: typeof sidecar?.signature?.fingerprint === 'string' ? sidecar.signature.fingerprint : undefined,
           sources: sidecar?.sourceStats ?? [],
         };
       }),

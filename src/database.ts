@@ -2,6 +2,7 @@ import { runBackup } from './backup/engine.js';
 import { BackupOperation } from './backup/operation.js';
 import { resolveCompression, type CompressionAlgorithm } from './archive/compression.js';
 import { prepareEncryption, type DecryptOptions, type EncryptOptions } from './archive/encryption.js';
+import { prepareSigner, type SignOptions, type VerifySignatureOptions } from './archive/signature.js';
 import { BackupError } from './errors.js';
 import { checkRetentionPolicy, type RetentionPolicy } from './retention.js';
 import { runRestore } from './restore/engine.js';
@@ -46,6 +47,8 @@ export interface BackupOptions {
   compression?: CompressionOptions;
   /** OpenPGP encryption that `gpg --decrypt` opens; the archive name ends in `.gpg`. */
   encrypt?: EncryptOptions;
+  /** Signs the archive (a detached OpenPGP signature of its manifest), with or without `encrypt`. */
+  sign?: SignOptions;
   /** Applied to each destination after a successful backup; see {@link prune}. */
   retention?: RetentionPolicy;
   /** Aborts the backup, like `op.cancel()`. */
@@ -75,6 +78,8 @@ export interface RestoreOptions {
   restorers?: readonly Restorer[];
   /** The passphrase or private key of an encrypted backup. */
   decrypt?: DecryptOptions;
+  /** Refuses, before anything is committed, an archive not signed by one of these keys (`SIGNATURE_INVALID`). */
+  verifySignature?: VerifySignatureOptions;
 }
 
 /**
@@ -132,10 +137,11 @@ export class Database {
       if (options.retention) checkRetentionPolicy(options.retention);
       // Keys are checked before a byte is written: a bad key fails here, never as plaintext later.
       const encryption = options.encrypt ? await prepareEncryption(options.encrypt) : undefined;
+      const signer = options.sign ? await prepareSigner(options.sign) : undefined;
       if (this.#running) throw new BackupError('BACKUP_IN_PROGRESS', 'A backup of this Database is already running');
       this.#running = true;
       try {
-        return await runBackup({ sources: this.sources, destinations, compression, encryption, retention: options.retention }, context);
+        return await runBackup({ sources: this.sources, destinations, compression, encryption, signer, retention: options.retention }, context);
       } finally {
         this.#running = false;
       }
@@ -153,7 +159,7 @@ export class Database {
       if (typeof options.targets !== 'object' || options.targets === null || Object.keys(options.targets).length === 0) {
         throw new BackupError('INVALID_OPTIONS', '`targets` must name at least one source to restore');
       }
-      const plan = { from: options.from, backup: options.backup, targets: options.targets, restorers: restorersWith(options.restorers), decrypt: options.decrypt };
+      const plan = { from: options.from, backup: options.backup, targets: options.targets, restorers: restorersWith(options.restorers), decrypt: options.decrypt, verifySignature: options.verifySignature };
       return runRestore(plan, context).then(({ result }) => result);
     }, options?.signal);
   }

@@ -9,6 +9,7 @@ export type BackupErrorCode =
   | 'UNSAFE_ARCHIVE'
   | 'CORRUPT_ARCHIVE'
   | 'WRONG_KEY'
+  | 'SIGNATURE_INVALID'
   | 'UNSUPPORTED_FORMAT'
   | 'SOURCE_FAILED'
   | 'RESTORE_FAILED'
@@ -25,6 +26,7 @@ const DEFAULT_HINTS: Record<BackupErrorCode, string> = {
   UNSAFE_ARCHIVE: 'Do not restore this archive: it tries to write outside its target. Inspect it with `tar -tvzf`.',
   CORRUPT_ARCHIVE: 'The archive is damaged or incomplete. Restore from another copy or an older backup.',
   WRONG_KEY: 'Pass the passphrase or private key the backup was encrypted with (`decrypt`).',
+  SIGNATURE_INVALID: 'Do not restore this archive: it is not signed by a key you trust. Restore a backup you signed, and find out who could write to the storage.',
   UNSUPPORTED_FORMAT: 'The archive was written by a newer backupkit: upgrade backupkit to restore it.',
   SOURCE_FAILED: 'Check that the source is readable by this process; the cause says what failed.',
   RESTORE_FAILED: 'The targets were left untouched; the cause says what failed.',

@@ -21,6 +21,7 @@ export { prune } from './retention.js';
 export type { PruneOptions, PruneResult, RetentionPolicy } from './retention.js';
 export type { CompressionAlgorithm } from './archive/compression.js';
 export type { DecryptOptions, EncryptOptions } from './archive/encryption.js';
+export type { SignOptions, VerifySignatureOptions } from './archive/signature.js';
 export { BackupError } from './errors.js';
 export type { BackupErrorCode, BackupErrorOptions } from './errors.js';
 export { sqlite } from './sources/sqlite/index.js';

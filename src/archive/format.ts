@@ -22,6 +22,8 @@ export interface ArchiveHeader {
   compression: { algorithm: CompressionAlgorithm; level: number };
   /** Present when encrypted: how, and to whom. Never a secret. */
   encryption?: { method: 'openpgp'; passphrase: boolean; recipients: string[] };
+  /** Present when signed: the fingerprint of the signing key (see archive/signature.ts). */
+  signature?: { method: 'openpgp'; fingerprint: string };
   sources: Array<{ name: string; kind: string; estimatedBytes: number; estimatedItems: number }>;
 }
 

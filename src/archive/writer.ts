@@ -6,8 +6,13 @@ import { LineSpool } from '../util/line-spool.js';
 import { untilStopped, waitFor, type WaitOptions } from '../util/streams.js';
 import { cooperative } from '../util/yield.js';
 import { MANIFEST_PATH, type ManifestEntry, type ManifestSummary } from './format.js';
+import { SIGNATURE_PATH, type Signer } from './signature.js';
 
 const PADDING = Buffer.alloc(64 * 1024);
+
+async function* concat(streams: ReadonlyArray<AsyncIterable<Uint8Array> | Iterable<Uint8Array>>): AsyncGenerator<Uint8Array> {
+  for (const stream of streams) yield* stream;
+}
 
 /** An entry to append: its body is cut or padded to `size`, as tar announces sizes up front. */
 export interface ArchiveEntryInput {
@@ -93,8 +98,8 @@ export class ArchiveWriter {
     await this.add({ path, type: 'file', mode: 0o644, mtime, size: bytes.length, body: Readable.from([bytes]) });
   }
 
-  /** Writes the manifest and ends the tar stream. */
-  async finish(summary: Omit<ManifestSummary, 'type' | 'entries'>): Promise<void> {
+  /** Writes the manifest, then its detached signature if `signer` is given, and ends the tar stream. */
+  async finish(summary: Omit<ManifestSummary, 'type' | 'entries'>, signer?: Signer): Promise<void> {
     const spool = this.#spool as LineSpool;
     const first = Buffer.from(`${JSON.stringify({ type: 'summary', entries: this.#entries, ...summary } satisfies ManifestSummary)}\n`);
     const lines = await spool.read();
@@ -102,6 +107,13 @@ export class ArchiveWriter {
     await sink.write(first);
     for await (const chunk of lines) await sink.write(chunk as Buffer);
     await sink.end();
+    if (signer) {
+      // The spool is read again rather than kept: the manifest may be far larger than memory.
+      const signature = await signer.sign(Readable.from(concat([[first], await spool.read()])));
+      const signatureSink = this.#open({ path: SIGNATURE_PATH, type: 'file', mode: 0o644, mtime: new Date() }, signature.length);
+      await signatureSink.write(signature);
+      await signatureSink.end();
+    }
     this.tar.finalize();
   }
 

@@ -6,6 +6,7 @@ import { FORMAT_NAME, FORMAT_VERSION, HEADER_PATH, sourcePrefix, type ArchiveHea
 import { compressionExtension, compressor, Rechunk, type Compression } from '../archive/compression.js';
 import { encryptor, type Encryption } from '../archive/encryption.js';
 import { ENCRYPTED_EXTENSION, SIDECAR_EXTENSION } from '../archive/names.js';
+import type { Signer } from '../archive/signature.js';
 import type { BackupSidecar } from '../archive/sidecar.js';
 import { ArchiveWriter } from '../archive/writer.js';
 import { ProgressReporter } from '../progress.js';
@@ -23,6 +24,7 @@ export interface BackupPlan {
   readonly destinations: readonly Destination[];
   readonly compression: Compression;
   readonly encryption: Encryption | undefined;
+  readonly signer: Signer | undefined;
   readonly retention: RetentionPolicy | undefined;
 }
 
@@ -97,6 +99,7 @@ class Backup {
       sources: stats,
       destinations: this.plan.destinations.map((d) => d.description),
       warnings: this.#warnings,
+      signedBy: this.plan.signer?.fingerprint,
     };
   }
 
@@ -175,6 +178,7 @@ class Backup {
       ...(this.plan.encryption
         ? { encryption: { method: 'openpgp', passphrase: this.plan.encryption.passwords.length > 0, recipients: this.plan.encryption.fingerprints } }
         : {}),
+      ...(this.plan.signer ? { signature: { method: 'openpgp', fingerprint: this.plan.signer.fingerprint } } : {}),
       sources: this.#snapshots.map(({ source }, i) => ({
         name: source.name,
         kind: source.kind,
@@ -222,7 +226,7 @@ class Backup {
       this.events.emit('source-end', sourceStats);
     }
     this.#progress.enter('commit');
-    await writer.finish({ sources: stats, warnings: this.#warnings.length });
+    await writer.finish({ sources: stats, warnings: this.#warnings.length }, this.plan.signer);
     return stats;
   }
 

@@ -24,6 +24,8 @@ export interface BackupResult {
   readonly pruned: ReadonlyArray<{ destination: string; removed: readonly string[] }>;
   /** Everything reported as `warning` events, such as files that changed while read. */
   readonly warnings: readonly BackupWarning[];
+  /** The fingerprint of the key that signed the archive (`sign`); undefined when not signed. */
+  readonly signedBy: string | undefined;
 }
 
 /**

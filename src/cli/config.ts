@@ -3,6 +3,7 @@ import { extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { CompressionOptions, RestoreTarget } from '../database.js';
 import type { EncryptOptions } from '../archive/encryption.js';
+import type { SignOptions, VerifySignatureOptions } from '../archive/signature.js';
 import { directory } from '../destinations/directory/index.js';
 import { s3 } from '../destinations/s3/index.js';
 import { BackupError } from '../errors.js';
@@ -29,6 +30,10 @@ export interface CliConfig {
   compression?: CompressionOptions;
   /** As in `startBackup`; a passphrase is better taken from `BACKUPKIT_PASSPHRASE`. */
   encrypt?: EncryptOptions;
+  /** As in `startBackup`; the key's passphrase is better taken from `BACKUPKIT_SIGN_KEY_PASSPHRASE`. */
+  sign?: SignOptions;
+  /** As in `Database.restore` and `verifyBackup`: `restore` and `verify` refuse archives not signed by one of these keys. */
+  verifySignature?: VerifySignatureOptions;
   /** Applied after each backup, and by `backupkit prune`. */
   retention?: RetentionPolicy;
   /** Where `restore`, `list`, `verify` and `prune` look; default: the first of `to`. */

@@ -4,6 +4,7 @@ import type { Writable } from 'node:stream';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { inspectArchive } from '../archive/inspect.js';
 import type { DecryptOptions, EncryptOptions } from '../archive/encryption.js';
+import type { SignOptions, VerifySignatureOptions } from '../archive/signature.js';
 import type { ManifestEntry } from '../archive/format.js';
 import { listBackups } from '../catalog.js';
 import { Database, type RestoreTarget } from '../database.js';
@@ -38,7 +39,7 @@ const COMMON = {
 } as const satisfies ParseArgsConfig['options'];
 const SOURCE_FLAGS = { sqlite: { type: 'string', multiple: true }, files: { type: 'string', multiple: true }, postgres: { type: 'string', multiple: true } } as const;
 const DECRYPT_FLAGS = { 'passphrase-file': { type: 'string' }, 'private-key-file': { type: 'string' } } as const;
-const FROM_FLAGS = { from: { type: 'string' }, backup: { type: 'string' } } as const;
+const FROM_FLAGS = { from: { type: 'string' }, backup: { type: 'string' }, 'verify-key-file': { type: 'string', multiple: true } } as const;
 const RETENTION_FLAGS = {
   'keep-last': { type: 'string' },
   'keep-daily': { type: 'string' },
@@ -48,7 +49,7 @@ const RETENTION_FLAGS = {
 } as const;
 
 const COMMANDS = {
-  backup: { ...COMMON, ...SOURCE_FLAGS, to: { type: 'string', multiple: true }, compression: { type: 'string' }, 'compression-level': { type: 'string' }, encrypt: { type: 'boolean' }, recipient: { type: 'string', multiple: true }, 'passphrase-file': { type: 'string' } },
+  backup: { ...COMMON, ...SOURCE_FLAGS, to: { type: 'string', multiple: true }, compression: { type: 'string' }, 'compression-level': { type: 'string' }, encrypt: { type: 'boolean' }, recipient: { type: 'string', multiple: true }, 'passphrase-file': { type: 'string' }, 'sign-key-file': { type: 'string' } },
   restore: { ...COMMON, ...SOURCE_FLAGS, ...FROM_FLAGS, ...DECRYPT_FLAGS },
   list: { ...COMMON, from: { type: 'string' } },
   verify: { ...COMMON, ...FROM_FLAGS, ...DECRYPT_FLAGS, level: { type: 'string' }, 'scratch-dir': { type: 'string' }, 'scratch-postgres': { type: 'string' } },
@@ -60,17 +61,18 @@ type Command = keyof typeof COMMANDS;
 const USAGE = `Usage: backupkit <command> [options]
 
 Commands:
-  backup    back up the sources into one archive      --sqlite name=path --files name=dir --postgres name=url --to dest
+  backup    back up the sources into one archive      --sqlite name=path --files name=dir --postgres name=url --to dest [--sign-key-file key.asc]
   restore   restore a backup into empty targets        --from dest [--backup name] --sqlite name=path --files name=dir --postgres name=url
   list      list the backups on a destination          --from dest
   verify    check that a backup is restorable          --from dest [--backup name] [--level checksums|restore]
+            restore and verify refuse archives not signed by one of the keys given with --verify-key-file public.asc
   inspect   show an archive file's header and manifest <archive-file> [--entries]
   prune     delete backups a retention policy drops    --from dest --keep-last n --keep-daily n ... [--dry-run]
 
 A destination is a folder or s3://bucket/prefix[?endpoint=url&region=r&path-style=true].
 Options also come from backupkit.config.js or .json (--config file); flags win.
 Secrets never go on the command line: BACKUPKIT_PASSPHRASE or --passphrase-file, --private-key-file
-(its passphrase in BACKUPKIT_KEY_PASSPHRASE), PGPASSWORD, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+(its passphrase in BACKUPKIT_KEY_PASSPHRASE), --sign-key-file (BACKUPKIT_SIGN_KEY_PASSPHRASE), PGPASSWORD, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
 Common options: --json (one JSON object per line), --verbose (stack traces), --config file, --help.
 Exit codes: 0 done, 1 failed, 2 bad usage, 3 the backup is damaged or failed verification, 130 interrupted.
 See docs/CLI.md.`;
@@ -110,7 +112,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 function exitCodeOf(error: BackupError, signal: AbortSignal): number {
   if (error.code === 'ABORTED' && signal.aborted) return EXIT.interrupted;
   if (error.code === 'INVALID_OPTIONS') return EXIT.usage;
-  if (error.code === 'CORRUPT_ARCHIVE' || error.code === 'UNSAFE_ARCHIVE' || error.code === 'VERIFY_FAILED') return EXIT.damaged;
+  if (error.code === 'CORRUPT_ARCHIVE' || error.code === 'UNSAFE_ARCHIVE' || error.code === 'SIGNATURE_INVALID' || error.code === 'VERIFY_FAILED') return EXIT.damaged;
   return EXIT.failed;
 }
 
@@ -144,10 +146,12 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
     const level = values['compression-level'] === undefined ? undefined : integer(values['compression-level'], '--compression-level');
     const compression = { ...config.compression, ...(algorithm ? { algorithm } : {}), ...(level === undefined ? {} : { level }) };
     const encrypt = await encryptionOf(values, config, io);
+    const sign = await signingOf(values, config, io);
     const op = new Database({ sources }).startBackup({
       to: destinations,
       compression,
       ...(encrypt ? { encrypt } : {}),
+      ...(sign ? { sign } : {}),
       ...(config.retention ? { retention: config.retention } : {}),
       signal: io.signal,
     });
@@ -157,6 +161,7 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
       `backed up ${result.name}: ${formatBytes(result.size)} in ${formatDuration(result.durationMs)} to ${result.destinations.join(', ')}`,
       ...result.sources.map((s) => `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${s.items} items`),
       `  sha256 ${result.sha256}`,
+      ...(result.signedBy ? [`  signed by ${result.signedBy}`] : []),
       ...result.warnings.map((w) => `  warning: ${w.message}`),
     ]);
   },
@@ -165,11 +170,12 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
     const from = fromOf(values, config, io);
     const targets = targetsFromFlags(values, io.cwd) ?? config.targets;
     if (!targets || Object.keys(targets).length === 0) throw usage('No targets: give --sqlite, --files or --postgres name=where, or `targets` in a config file');
-    const op = Database.restore({ from, targets, signal: io.signal, ...backupName(values), ...(await decryptionOf(values, io)) });
+    const op = Database.restore({ from, targets, signal: io.signal, ...backupName(values), ...(await decryptionOf(values, io)), ...(await verificationOf(values, config, io)) });
     output.follow(op);
     const result = await op.done;
     output.emit({ type: 'result', command: 'restore', ...result }, [
       `restored ${result.name} in ${formatDuration(result.durationMs)}; ${result.verifiedEntries} entries matched their SHA-256`,
+      ...signedLine(result.signedBy),
       ...result.sources.map((s) => `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${s.items} items -> ${describeTarget(s.target)}`),
       ...(result.skipped.length > 0 ? [`  not restored (verified only): ${result.skipped.join(', ')}`] : []),
     ]);
@@ -182,7 +188,7 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
     for (const backup of backups) {
       const sources = backup.sources.map((s) => `${s.name}:${s.kind}`).join(' ');
       output.emit({ type: 'backup', ...backup }, [
-        `${backup.name}  ${backup.createdAt.toISOString()}  ${formatBytes(backup.size).padStart(10)}${backup.encrypted ? '  encrypted' : ''}  ${sources}`,
+        `${backup.name}  ${backup.createdAt.toISOString()}  ${formatBytes(backup.size).padStart(10)}${backup.encrypted ? '  encrypted' : ''}${backup.signedBy ? `  signed ${backup.signedBy}` : ''}  ${sources}`,
       ]);
     }
   },
@@ -197,11 +203,12 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
       ...(scratchDir === undefined ? {} : { dir: resolve(io.cwd, scratchDir) }),
       ...(scratchPostgres === undefined ? {} : { postgres: scratchPostgres }),
     };
-    const op = verifyBackup({ from, level, scratch, signal: io.signal, ...backupName(values), ...(await decryptionOf(values, io)) });
+    const op = verifyBackup({ from, level, scratch, signal: io.signal, ...backupName(values), ...(await decryptionOf(values, io)), ...(await verificationOf(values, config, io)) });
     output.follow(op);
     const result = await op.done;
     output.emit({ type: 'result', command: 'verify', ...result }, [
       `verified ${result.name} (level ${result.level}) in ${formatDuration(result.durationMs)}: ${result.verifiedEntries} entries matched their SHA-256`,
+      ...signedLine(result.signedBy),
       ...result.sources.flatMap((s) => [
         `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${s.items} entries`,
         ...s.checks.map((c) => `    ok  ${c.name}: ${Object.entries(c.figures).map(([k, v]) => `${v} ${k}`).join(', ')}`),
@@ -229,7 +236,7 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
     });
     output.emit({ type: 'header', ...header }, [
       `${header.name}: backupkit format ${header.formatVersion}, written by backupkit ${header.backupkitVersion} at ${header.createdAt}`,
-      `  compression ${header.compression.algorithm} level ${header.compression.level}${header.encryption ? `, encrypted (OpenPGP${header.encryption.passphrase ? ', passphrase' : ''}${header.encryption.recipients.length > 0 ? `, keys ${header.encryption.recipients.join(' ')}` : ''})` : ''}`,
+      `  compression ${header.compression.algorithm} level ${header.compression.level}${header.encryption ? `, encrypted (OpenPGP${header.encryption.passphrase ? ', passphrase' : ''}${header.encryption.recipients.length > 0 ? `, keys ${header.encryption.recipients.join(' ')}` : ''})` : ''}${header.signature ? `, signed by ${header.signature.fingerprint} (not checked)` : ''}`,
     ]);
     output.emit({ ...summary, type: 'summary' }, [
       `  ${summary.entries} entries (${count} listed in the manifest), ${summary.warnings} warnings`,
@@ -349,6 +356,25 @@ async function decryptionOf(values: Values, io: CliIo): Promise<{ decrypt?: Decr
   }
   const passphrase = await passphraseOf(values, io);
   return passphrase === undefined ? {} : { decrypt: { passphrase } };
+}
+
+/** The signing key from --sign-key-file (its passphrase from BACKUPKIT_SIGN_KEY_PASSPHRASE), or the config's. */
+async function signingOf(values: Values, config: CliConfig, io: CliIo): Promise<SignOptions | undefined> {
+  const keyFile = values['sign-key-file'] as string | undefined;
+  if (keyFile === undefined) return config.sign;
+  const passphrase = io.env['BACKUPKIT_SIGN_KEY_PASSPHRASE'] || undefined;
+  return { privateKey: await readText(resolve(io.cwd, keyFile)), ...(passphrase === undefined ? {} : { passphrase }) };
+}
+
+/** The keys of every --verify-key-file, with the config's. */
+async function verificationOf(values: Values, config: CliConfig, io: CliIo): Promise<{ verifySignature?: VerifySignatureOptions }> {
+  const fromFiles = await Promise.all(strings(values['verify-key-file']).map((file) => readText(resolve(io.cwd, file))));
+  const publicKeys = [...(config.verifySignature?.publicKeys ?? []), ...fromFiles];
+  return publicKeys.length > 0 ? { verifySignature: { publicKeys } } : {};
+}
+
+function signedLine(signedBy: string | undefined): string[] {
+  return signedBy === undefined ? [] : [`  signature good: signed by ${signedBy}`];
 }
 
 function describeTarget(target: unknown): string {

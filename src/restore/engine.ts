@@ -3,6 +3,7 @@ import { BackupError, abortError, asBackupError } from '../errors.js';
 import { HEADER_PATH, MANIFEST_PATH, SOURCES_DIR, parseHeader, readHeaderBytes, sourcePrefix, type ArchiveHeader } from '../archive/format.js';
 import type { DecryptOptions } from '../archive/encryption.js';
 import { openArchive, type ArchiveReader } from '../archive/reader.js';
+import { SIGNATURE_PATH, SignatureCheck, type VerifySignatureOptions } from '../archive/signature.js';
 import { listArchives } from '../catalog.js';
 import type { OperationContext, SourceStats } from '../operation.js';
 import { ProgressReporter } from '../progress.js';
@@ -23,6 +24,8 @@ export interface RestorePlan {
   readonly scratch?: ScratchSpace;
   readonly restorers: ReadonlyMap<string, Restorer>;
   readonly decrypt: DecryptOptions | undefined;
+  /** Keys one of which must have signed the archive; checked before any restorer prepares or commits. */
+  readonly verifySignature?: VerifySignatureOptions | undefined;
   /** After the commit, re-read every target and compare it with the archive (`verifyBackup`). */
   readonly checkTargets?: boolean;
   /** What progress events say is running; default `restore`. */
@@ -64,9 +67,11 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
   const scratch = new Map<string, ScratchTarget>();
   const checks = new Map<string, VerifyCheck[]>();
   let reader: ArchiveReader | undefined;
+  let signature: SignatureCheck | undefined;
   const yieldNow = cooperative();
 
   try {
+    signature = await SignatureCheck.create(plan.verifySignature);
     const { name, size } = await pickBackup(plan.from, plan.backup);
     progress.setTotals(size, 0);
     const input = await plan.from.open(name);
@@ -96,6 +101,10 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
     let verified: number | undefined;
     for await (const { header: tarHeader, body } of entries) {
       if (signal.aborted) throw abortError(signal);
+      if (verified !== undefined && tarHeader.name === SIGNATURE_PATH && tarHeader.type === 'file' && !signature.signatureRead) {
+        await signature.readSignature(body);
+        continue;
+      }
       if (verified !== undefined) throw new BackupError('CORRUPT_ARCHIVE', `Entry ${JSON.stringify(tarHeader.name)} follows the manifest`);
       const parts = checkEntryPath(tarHeader.name);
       const type = tarHeader.type ?? 'file';
@@ -104,7 +113,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
       }
       if (parts.length === 1 && parts[0] === MANIFEST_PATH) {
         progress.enter('verify');
-        verified = (await manifest.verify(body)).entries;
+        verified = (await manifest.verify(signature.manifest(body))).entries;
         continue;
       }
       const [top, sourceName = '', ...rest] = parts;
@@ -141,6 +150,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
     }
     if (current) run.emit('source-end', statsOf(current.name));
     if (verified === undefined) throw new BackupError('CORRUPT_ARCHIVE', `${name} ends before its manifest: it is truncated`);
+    const signedBy = await signature.check(header, name);
 
     progress.enter('verify');
     for (const restore of restores.values()) await restore.sink.prepare();
@@ -161,6 +171,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
       sources: [...restores.values()].map((r) => ({ ...statsOf(r.name), target: r.target })),
       skipped: header.sources.map((s) => s.name).filter((n) => !restores.has(n)),
       verifiedEntries: verified,
+      signedBy,
     };
     return { result, scratch, checks, archived: header.sources.map((s) => statsOf(s.name)) };
   } catch (error) {
@@ -173,6 +184,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
   } finally {
     progress.stop();
     await manifest.dispose();
+    await signature?.dispose();
   }
 }
 

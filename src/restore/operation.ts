@@ -15,6 +15,8 @@ export interface RestoreResult {
   readonly skipped: readonly string[];
   /** Archive entries whose SHA-256 matched the manifest. */
   readonly verifiedEntries: number;
+  /** The fingerprint of the key whose signature was verified (`verifySignature`); undefined when none was checked. */
+  readonly signedBy: string | undefined;
 }
 
 /**

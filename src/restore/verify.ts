@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DecryptOptions } from '../archive/encryption.js';
+import type { VerifySignatureOptions } from '../archive/signature.js';
 import { restorersWith } from '../database.js';
 import { BackupError } from '../errors.js';
 import { Operation, type OperationContext, type OperationEvents, type SourceStats } from '../operation.js';
@@ -43,6 +44,8 @@ export interface VerifyOptions {
   backup?: string;
   /** The passphrase or private key of an encrypted backup. */
   decrypt?: DecryptOptions;
+  /** Fails with `SIGNATURE_INVALID` unless the archive is signed by one of these keys. */
+  verifySignature?: VerifySignatureOptions;
   /** Default `checksums`. */
   level?: VerifyLevel;
   /** Where `restore` puts its throwaway targets. */
@@ -75,6 +78,8 @@ export interface VerifyResult {
   readonly durationMs: number;
   /** Archive entries whose SHA-256 matched the manifest. */
   readonly verifiedEntries: number;
+  /** The fingerprint of the key whose signature was verified (`verifySignature`); undefined when none was checked. */
+  readonly signedBy: string | undefined;
   /** Every source of the archive. */
   readonly sources: readonly VerifiedSource[];
   /** Every problem found, prefixed with its source and check; empty when the backup is sound. */
@@ -142,7 +147,7 @@ export function verifyBackup(options: VerifyOptions): VerifyOperation {
     const level = options.level ?? 'checksums';
     if (level !== 'checksums' && level !== 'restore') throw new BackupError('INVALID_OPTIONS', '`level` must be "checksums" or "restore"');
     const startedAt = Date.now();
-    const plan = { from: options.from, backup: options.backup, targets: {}, restorers: restorersWith(options.restorers), decrypt: options.decrypt, operation: 'verify' as const };
+    const plan = { from: options.from, backup: options.backup, targets: {}, restorers: restorersWith(options.restorers), decrypt: options.decrypt, verifySignature: options.verifySignature, operation: 'verify' as const };
     const asRestore = context as unknown as OperationContext<RestoreEvents>; // the same events, less `end`
     if (level === 'checksums') return report(await runRestore(plan, asRestore), level, startedAt);
     return restoreIntoScratch({ ...plan, checkTargets: true }, options.scratch, asRestore, async (run) => {
@@ -179,5 +184,5 @@ export async function restoreIntoScratch<T>(
 function report(run: RestoreRun, level: VerifyLevel, startedAt: number): VerifyResult {
   const sources = run.archived.map((source) => ({ ...source, checks: run.checks.get(source.name) ?? [] }));
   const problems = sources.flatMap(({ name, checks }) => checks.flatMap((check) => check.problems.map((problem) => `${name}: ${check.name}: ${problem}`)));
-  return { name: run.result.name, level, durationMs: Date.now() - startedAt, verifiedEntries: run.result.verifiedEntries, sources, problems };
+  return { name: run.result.name, level, durationMs: Date.now() - startedAt, verifiedEntries: run.result.verifiedEntries, signedBy: run.result.signedBy, sources, problems };
 }
