@@ -107,7 +107,7 @@ export interface RestoreEntry {
   readonly mtime: Date;
   /** Size of a file's body in bytes. */
   readonly size: number;
-  /** Where a symbolic link points; checked lexically to stay inside the tree. */
+  /** Where a symbolic link points, as archived: data, never followed while restoring. */
   readonly linkTarget?: string;
   /** A file's contents; must be consumed fully. */
   readonly body: AsyncIterable<Uint8Array>;
@@ -147,6 +147,12 @@ export interface ArchivedEntry {
   readonly size: number;
   /** SHA-256 of the body, hex. */
   readonly sha256: string;
+  /** Permission bits as archived, before a restorer masks any. */
+  readonly mode?: number;
+  /** Modification time as archived, to the second. */
+  readonly mtime?: Date;
+  /** Where a symbolic link points, as archived. */
+  readonly linkTarget?: string;
 }
 
 /**

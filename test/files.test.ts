@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readdir, rm, symlink, utimes, writeFile, appendFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, utimes, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
-import { Database, files, memory, type BackupWarning } from '../src/index.js';
+import { Database, files, memory, verifyBackup, type BackupWarning } from '../src/index.js';
 import { filesRestorer } from '../src/sources/files/index.js';
 import type { Restorer } from '../src/index.js';
 import { testSource } from './conformance/source.js';
 import { rejectsWithCode } from './helpers/errors.js';
-import { describeTree, exists, tempDir } from './helpers/fs.js';
+import { describeTree, tempDir } from './helpers/fs.js';
 
 /** A tree with the awkward parts: empty folders, links, odd modes, old mtimes, non-ASCII names. */
 async function makeTree(root: string): Promise<void> {
@@ -62,20 +62,111 @@ testSource('files', async () => {
 });
 
 describe('files source', () => {
-  it('stores links as links and never follows them out of the tree', async (t) => {
+  it('stores links as links, never follows them, and restores every link it accepted exactly', async (t) => {
     const dir = await tempDir(t);
     const outside = join(dir, 'outside');
     await mkdir(outside);
     await writeFile(join(outside, 'secret'), 'not part of the backup');
     const root = join(dir, 'root');
-    await mkdir(root);
-    await symlink(outside, join(root, 'escape'));
+    await mkdir(join(root, 'sub'), { recursive: true });
+    const links: Record<string, string> = {
+      escape: outside, // absolute, outward, to a folder
+      'loop-a': 'loop-b',
+      'loop-b': 'loop-a',
+      self: 'self',
+      'sub/up-out': '../../outside/secret',
+      dangling: 'nowhere/at/all',
+    };
+    for (const [path, target] of Object.entries(links)) await symlink(target, join(root, path));
     const destination = memory();
-    const result = await new Database({ sources: [files({ name: 'f', dir: root })] }).startBackup({ to: destination }).done;
-    assert.equal(result.sources[0]?.bytes, 0, 'the linked folder was not read');
-    // An absolute link pointing outside is refused at restore: the tree it would create escapes.
-    await rejectsWithCode(Database.restore({ from: destination, targets: { f: { dir: join(dir, 'restored') } } }), 'UNSAFE_ARCHIVE', /escape/);
-    assert.equal(await exists(join(dir, 'restored')), false);
+    const warnings: BackupWarning[] = [];
+    const op = new Database({ sources: [files({ name: 'f', dir: root })] }).startBackup({ to: destination });
+    op.on('warning', (warning) => warnings.push(warning));
+    const result = await op.done;
+    assert.deepEqual(warnings, []);
+    assert.equal(result.sources[0]?.bytes, 0, 'no linked file or folder was read');
+
+    const restored = join(dir, 'restored');
+    await Database.restore({ from: destination, targets: { f: { dir: restored } } });
+    for (const [path, target] of Object.entries(links)) assert.equal(await readlink(join(restored, path)), target, path);
+    assert.deepEqual(await describeTree(restored), await describeTree(root));
+    assert.equal(await readFile(join(outside, 'secret'), 'utf8'), 'not part of the backup', 'nothing was written through a link');
+    const verified = await verifyBackup({ from: destination, level: 'restore', scratch: { dir } });
+    assert.deepEqual(verified.problems, []);
+    assert.equal(verified.sources[0]?.checks[0]?.figures['links'], Object.keys(links).length);
+  });
+
+  it('verifyBackup notices a restored link that points elsewhere', async (t) => {
+    const dir = await tempDir(t);
+    const root = join(dir, 'root');
+    await mkdir(root);
+    await symlink('original', join(root, 'l'));
+    const destination = memory();
+    await new Database({ sources: [files({ name: 'f', dir: root })] }).startBackup({ to: destination }).done;
+    const restored = join(dir, 'restored');
+    const empty: AsyncIterable<Uint8Array> = { async *[Symbol.asyncIterator]() {} };
+    const sink = await filesRestorer.begin(filesRestorer.parseTarget({ dir: restored }, 'f'), new AbortController().signal);
+    await sink.write({ path: '', type: 'directory', mode: 0o755, mtime: new Date(0), size: 0, body: empty });
+    await sink.write({ path: 'l', type: 'symlink', mode: 0o777, mtime: new Date(0), size: 0, linkTarget: 'moved', body: empty });
+    await sink.prepare();
+    await sink.commit();
+    const archived = [
+      { path: '', type: 'directory' as const, size: 0, sha256: '', mode: 0o755, mtime: new Date(0) },
+      { path: 'l', type: 'symlink' as const, size: 0, sha256: '', linkTarget: 'original', mtime: new Date(0) },
+    ];
+    const [check] = await sink.verify!((async function* () { yield* archived; })());
+    assert.deepEqual(check?.problems, ['"l" points elsewhere than archived']);
+  });
+
+  it('reports every name that is not valid UTF-8 as SKIPPED, never silently', async (t) => {
+    const dir = await tempDir(t);
+    const root = join(dir, 'root');
+    await mkdir(root);
+    await writeFile(join(root, 'plain'), 'kept');
+    const bad = Buffer.concat([Buffer.from(join(root, 'caf')), Buffer.from([0xe9]), Buffer.from('.txt')]); // Latin-1 "café.txt"
+    await writeFile(bad, 'latin-1 name');
+    const badFolder = Buffer.concat([Buffer.from(join(root, 'dir-')), Buffer.from([0xff, 0xfe])]);
+    await mkdir(badFolder);
+    await writeFile(Buffer.concat([badFolder, Buffer.from('/inside')]), 'x');
+    const warnings: BackupWarning[] = [];
+    const destination = memory();
+    const op = new Database({ sources: [files({ name: 'f', dir: root })] }).startBackup({ to: destination });
+    op.on('warning', (warning) => warnings.push(warning));
+    await op.done;
+    assert.deepEqual(
+      warnings.map(({ code, path }) => ({ code, path })),
+      [
+        { code: 'SKIPPED', path: 'caf\\xe9.txt' },
+        { code: 'SKIPPED', path: 'dir-\\xff\\xfe' },
+      ],
+    );
+    const restored = join(dir, 'restored');
+    await Database.restore({ from: destination, targets: { f: { dir: restored } } });
+    assert.deepEqual(await readdir(restored), ['plain']);
+  });
+
+  it('restores setuid, setgid and sticky bits only when asked to', async (t) => {
+    const dir = await tempDir(t);
+    const root = join(dir, 'root');
+    await mkdir(join(root, 'shared'), { recursive: true });
+    await writeFile(join(root, 'tool'), '#!/bin/sh\n');
+    await chmod(join(root, 'tool'), 0o4777);
+    await chmod(join(root, 'shared'), 0o3775);
+    const destination = memory();
+    await new Database({ sources: [files({ name: 'f', dir: root })] }).startBackup({ to: destination }).done;
+
+    const masked = join(dir, 'masked');
+    await Database.restore({ from: destination, targets: { f: { dir: masked } } });
+    const plain = await describeTree(masked);
+    assert.equal(plain['tool']?.mode, 0o777);
+    assert.equal(plain['shared']?.mode, 0o775);
+
+    const exact = join(dir, 'exact');
+    await Database.restore({ from: destination, targets: { f: { dir: exact, specialModeBits: true } } });
+    const special = await describeTree(exact);
+    assert.equal(special['tool']?.mode, 0o4777);
+    assert.equal(special['shared']?.mode, 0o3775);
+    assert.deepEqual((await verifyBackup({ from: destination, level: 'restore', scratch: { dir } })).problems, []);
   });
 
   it('warns about a file that changes while it is read and still completes', async (t) => {

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, readlink } from 'node:fs/promises';
 import { buffer } from 'node:stream/consumers';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { Database, files, memory, sqlite, type BackupErrorCode, type Destination } from '../src/index.js';
+import { Database, files, memory, sqlite, verifyBackup, type BackupErrorCode, type Destination } from '../src/index.js';
 import { CRAFTED_NAME, craftArchive, headerEntry, manifestFor, store, type CraftedEntry } from './helpers/craft.js';
 import { rejectsWithCode } from './helpers/errors.js';
-import { exists, tempDir } from './helpers/fs.js';
+import { tempDir } from './helpers/fs.js';
 import { createBank } from './helpers/sqlite.js';
 
 const FILES = [{ name: 'f', kind: 'files' }];
@@ -46,11 +46,13 @@ describe('hostile archives are refused with nothing written outside the staging 
     ['a UNC path', [file('\\\\server\\share\\escape.txt')]],
     ['an entry outside sources/', [file('elsewhere/escape.txt')]],
     ['an entry of a source the header does not list', [file('sources/ghost/x')]],
-    ['a link climbing out of the tree', [link('sources/f/up', '../../../..')]],
-    ['an absolute link', [link('sources/f/passwd', '/etc/passwd')]],
-    ['a link out through another link', [link('sources/f/here', '.'), link('sources/f/out', 'here/..')]],
-    ['a link out through a chain of links', [folder('sources/f/d/'), link('sources/f/d/self', '..'), link('sources/f/d/out', 'self/../..')]],
     ['a file written where a link will be', [link('sources/f/l', 'sub'), folder('sources/f/sub/'), file('sources/f/l/file')]],
+    ['a file written through an absolute link', [link('sources/f/a', '/etc'), file('sources/f/a/passwd')]],
+    ['a file written through a link out of the tree', [link('sources/f/up', '../../..'), file('sources/f/up/escape.txt')]],
+    ['a folder made through a link out of the tree', [link('sources/f/up', '../../..'), folder('sources/f/up/made/')]],
+    ['a link made through a link out of the tree', [link('sources/f/up', '../../..'), link('sources/f/up/planted', 'anything')]],
+    ['a file under a link that comes after it', [file('sources/f/l/x'), link('sources/f/l', '../../..')]],
+    ['a link whose target is empty', [link('sources/f/empty', '')]],
     ['a hard link', [file('sources/f/x'), { header: { name: 'sources/f/hard', type: 'link', linkname: 'sources/f/x' } }]],
     ['a character device', [{ header: { name: 'sources/f/null', type: 'character-device', devmajor: 1, devminor: 3 } }]],
     ['a block device', [{ header: { name: 'sources/f/sda', type: 'block-device', devmajor: 8, devminor: 0 } }]],
@@ -63,12 +65,24 @@ describe('hostile archives are refused with nothing written outside the staging 
     });
   }
 
-  it('accepts links that stay inside the tree', async (t) => {
+  it('recreates links pointing anywhere as they are, never following them', async (t) => {
     const sandbox = await tempDir(t);
+    const links: Record<string, string> = {
+      up: '../../../..',
+      passwd: '/etc/passwd',
+      here: '.',
+      out: 'here/..',
+      'd/self': '..',
+      'd/out': 'self/../..',
+      'd/loop': 'loop',
+      'to-x': 'd/up/d/x',
+    };
     const destination = memory();
-    await store(destination, await archiveWith([folder('sources/f/d/'), file('sources/f/d/x'), link('sources/f/d/up', '..'), link('sources/f/to-x', 'd/up/d/x')]));
+    await store(destination, await archiveWith([folder('sources/f/d/'), file('sources/f/d/x'), ...Object.entries(links).map(([path, target]) => link(`sources/f/${path}`, target))]));
     await Database.restore({ from: destination, targets: { f: { dir: join(sandbox, 'target') } } });
-    assert.ok(await exists(join(sandbox, 'target', 'to-x')));
+    for (const [path, target] of Object.entries(links)) assert.equal(await readlink(join(sandbox, 'target', path)), target);
+    assert.deepEqual(await readdir(sandbox), ['target'], 'nothing written outside');
+    assert.deepEqual((await verifyBackup({ from: destination, level: 'restore', scratch: { dir: sandbox } })).problems, []);
   });
 });
 
@@ -107,6 +121,24 @@ describe('damaged archives are refused with CORRUPT_ARCHIVE and the targets unto
     all[2] = file('sources/f/x', 'tampered');
     await expectRefused(t, await craftArchive([...all, manifest]), 'CORRUPT_ARCHIVE', /sources\/f\/x/);
   });
+
+  // From format 2 the manifest covers the metadata a restore applies: each tampering below keeps the
+  // manifest the untampered archive had, and must be refused as a whole.
+  const tampered: Array<[string, (entries: CraftedEntry[]) => void, RegExp]> = [
+    ['a re-pointed link', (entries) => void ((entries[3] as CraftedEntry).header.linkname = '/etc/shadow'), /"sources\/f\/l" does not match its linkTarget/],
+    ['a file made setuid', (entries) => void ((entries[2] as CraftedEntry).header.mode = 0o4777), /"sources\/f\/x" does not match its mode/],
+    ['a changed mtime', (entries) => void ((entries[2] as CraftedEntry).header.mtime = new Date('2030-01-01T00:00:00Z')), /"sources\/f\/x" does not match its mtime/],
+    ['a folder with another mode', (entries) => void ((entries[1] as CraftedEntry).header.mode = 0o777), /"sources\/f" does not match its mode/],
+  ];
+  for (const [label, tamper, message] of tampered) {
+    it(`refuses ${label} when the manifest holds metadata`, async (t) => {
+      const all = [headerEntry(FILES, 2), folder('sources/f/'), file('sources/f/x', 'data'), link('sources/f/l', 'x')];
+      const manifest = manifestFor(all);
+      const changed = all.map(({ header, body }) => ({ header: { ...header }, ...(body ? { body } : {}) }));
+      tamper(changed);
+      await expectRefused(t, await craftArchive([...changed, manifest]), 'CORRUPT_ARCHIVE', message);
+    });
+  }
 
   it('refuses an archive without its manifest', async (t) => {
     await expectRefused(t, await craftArchive([headerEntry(FILES), folder('sources/f/'), file('sources/f/x')]), 'CORRUPT_ARCHIVE', /truncated/);

@@ -1,5 +1,5 @@
 /**
- * Archive format v1, specified in docs/FORMAT.md. Change that document with this file.
+ * Archive format v2, specified in docs/FORMAT.md. Change that document with this file.
  */
 import { BackupError } from '../errors.js';
 import { readLimited } from '../util/streams.js';
@@ -7,7 +7,9 @@ import type { EntryType } from '../types.js';
 import type { CompressionAlgorithm } from './compression.js';
 
 export const FORMAT_NAME = 'backupkit';
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
+/** From this version on, manifest lines carry every metadata a restore applies: mode, mtime, link target. */
+export const METADATA_IN_MANIFEST = 2;
 export const HEADER_PATH = 'header.json';
 export const MANIFEST_PATH = 'manifest.ndjson';
 export const SOURCES_DIR = 'sources';
@@ -42,8 +44,24 @@ export interface ManifestEntry {
   entryType: EntryType;
   size: number;
   sha256: string;
+  /** Permission bits as in the tar header (v2 on). */
+  mode?: number;
+  /** Modification time in whole seconds since the epoch, as in the tar header (v2 on). */
+  mtime?: number;
+  /** A symbolic link's target (v2 on, links only). */
+  linkTarget?: string;
   /** Set when the file changed while it was read (cut, padded, or modified in place). */
   changed?: true;
+}
+
+/** tar-stream writes mtimes as 32-bit seconds: later times are clamped rather than wrapped into garbage. */
+const MAX_TAR_SECONDS = 2 ** 31 - 1;
+const MIN_TAR_SECONDS = -(2 ** 31);
+
+/** The modification time a tar header can hold and gives back, to the second. */
+export function tarSeconds(mtime: Date): number {
+  const seconds = Math.trunc(mtime.getTime() / 1000);
+  return Number.isFinite(seconds) ? Math.min(MAX_TAR_SECONDS, Math.max(MIN_TAR_SECONDS, seconds)) : 0;
 }
 
 export function sourcePrefix(sourceName: string): string {

@@ -5,7 +5,7 @@ import type { EntryType } from '../types.js';
 import { LineSpool } from '../util/line-spool.js';
 import { untilStopped, waitFor, type WaitOptions } from '../util/streams.js';
 import { cooperative } from '../util/yield.js';
-import { MANIFEST_PATH, type ManifestEntry, type ManifestSummary } from './format.js';
+import { MANIFEST_PATH, tarSeconds, type ManifestEntry, type ManifestSummary } from './format.js';
 import { SIGNATURE_PATH, type Signer } from './signature.js';
 
 const PADDING = Buffer.alloc(64 * 1024);
@@ -59,7 +59,8 @@ export class ArchiveWriter {
   /** Appends one entry and records it in the manifest; `onBytes` counts body bytes as they go. */
   async add(input: ArchiveEntryInput, onBytes: (bytes: number) => void = () => {}): Promise<WrittenEntry> {
     const size = input.type === 'file' ? input.size : 0;
-    const sink = this.#open(input, size);
+    const mtime = tarSeconds(input.mtime);
+    const sink = this.#open({ ...input, mtime: new Date(mtime * 1000) }, size);
     const hash = createHash('sha256');
     let written = 0;
     let sizeMismatch = false;
@@ -89,7 +90,17 @@ export class ArchiveWriter {
     }
     await sink.end();
     const sha256 = hash.digest('hex');
-    await this.#record({ type: 'entry', path: input.path, entryType: input.type, size, sha256, ...(sizeMismatch || input.changed?.() ? { changed: true } : {}) });
+    await this.#record({
+      type: 'entry',
+      path: input.path,
+      entryType: input.type,
+      size,
+      sha256,
+      mode: input.mode & 0o7777,
+      mtime,
+      ...(input.type === 'symlink' ? { linkTarget: input.linkTarget ?? '' } : {}),
+      ...(sizeMismatch || input.changed?.() ? { changed: true } : {}),
+    });
     return { sha256, sizeMismatch };
   }
 

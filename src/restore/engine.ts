@@ -4,6 +4,7 @@ import { HEADER_PATH, MANIFEST_PATH, SOURCES_DIR, parseHeader, readHeaderBytes, 
 import type { DecryptOptions } from '../archive/encryption.js';
 import { openArchive, type ArchiveReader } from '../archive/reader.js';
 import { SIGNATURE_PATH, SignatureCheck, type VerifySignatureOptions } from '../archive/signature.js';
+import type { Header } from 'tar-stream';
 import { listArchives } from '../catalog.js';
 import type { OperationContext, SourceStats } from '../operation.js';
 import { ProgressReporter } from '../progress.js';
@@ -11,7 +12,7 @@ import type { Destination, EntryType, RestoreSink, Restorer, ScratchSpace, Scrat
 import { cooperative } from '../util/yield.js';
 import { ManifestCheck } from './manifest-check.js';
 import type { RestoreEvents, RestoreResult } from './operation.js';
-import { checkEntryPath, checkLinkTarget } from './path-guard.js';
+import { checkEntryPath } from './path-guard.js';
 
 const RESTORABLE_TYPES: ReadonlySet<string> = new Set<EntryType>(['file', 'directory', 'symlink']);
 
@@ -84,7 +85,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
     }
     const headerBytes = await readHeaderBytes(first.value.body);
     const header = parseHeader(headerBytes);
-    await manifest.record({ path: HEADER_PATH, entryType: 'file', size: headerBytes.length, sha256: sha256(headerBytes) });
+    await manifest.record({ path: HEADER_PATH, entryType: 'file', size: headerBytes.length, sha256: sha256(headerBytes), ...appliedMetadata(first.value.header) });
     run.emit('start', { name, createdAt: new Date(header.createdAt), sources: header.sources.map(({ name: n, kind }) => ({ name: n, kind })) });
     const counted = new Map<string, Counted>(header.sources.map(({ name: n, kind }) => [n, { name: n, kind, bytes: 0, items: 0 }]));
     const statsOf = (sourceName: string): SourceStats => ({ ...counted.get(sourceName)! });
@@ -113,7 +114,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
       }
       if (parts.length === 1 && parts[0] === MANIFEST_PATH) {
         progress.enter('verify');
-        verified = (await manifest.verify(signature.manifest(body))).entries;
+        verified = (await manifest.verify(signature.manifest(body), header.formatVersion)).entries;
         continue;
       }
       const [top, sourceName = '', ...rest] = parts;
@@ -122,7 +123,6 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
       if (top !== SOURCES_DIR || !count) {
         throw new BackupError('UNSAFE_ARCHIVE', `Refusing archive entry ${JSON.stringify(tarHeader.name)}: it is not under ${SOURCES_DIR}/<source>/`);
       }
-      if (type === 'symlink') checkLinkTarget(relative, tarHeader.linkname ?? '');
       const restore = restores.get(sourceName);
       if (restore && restore !== current) {
         if (current) run.emit('source-end', statsOf(current.name));
@@ -131,14 +131,15 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
         progress.enter('read', restore.name);
       }
       const hashed = new HashingBody(body, yieldNow);
+      const metadata = appliedMetadata(tarHeader);
       if (restore) {
         await restore.sink.write({
           path: relative,
           type: type as EntryType,
-          mode: tarHeader.mode ?? 0o644,
-          mtime: tarHeader.mtime ?? new Date(0),
+          mode: metadata.mode,
+          mtime: new Date(metadata.mtime * 1000),
           size: tarHeader.size ?? 0,
-          ...(type === 'symlink' ? { linkTarget: tarHeader.linkname ?? '' } : {}),
+          ...(type === 'symlink' ? { linkTarget: metadata.linkTarget ?? '' } : {}),
           body: hashed,
         });
       }
@@ -146,7 +147,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
       progress.addItem();
       count.bytes += hashed.size;
       count.items += 1;
-      await manifest.record({ path: tarHeader.name.replace(/\/$/, ''), entryType: type as EntryType, size: hashed.size, sha256: hashed.digest() });
+      await manifest.record({ path: tarHeader.name.replace(/\/$/, ''), entryType: type as EntryType, size: hashed.size, sha256: hashed.digest(), ...metadata });
     }
     if (current) run.emit('source-end', statsOf(current.name));
     if (verified === undefined) throw new BackupError('CORRUPT_ARCHIVE', `${name} ends before its manifest: it is truncated`);
@@ -238,6 +239,12 @@ async function makeScratchTargets(
     targets[source.name] = target.target;
   }
   return targets;
+}
+
+/** What a restore applies from a tar header besides the body: the manifest must agree with it. */
+function appliedMetadata(header: Header): { mode: number; mtime: number; linkTarget?: string } {
+  const mtime = header.mtime ? Math.trunc(header.mtime.getTime() / 1000) : 0;
+  return { mode: header.mode ?? 0o644, mtime, ...(header.type === 'symlink' ? { linkTarget: header.linkname ?? '' } : {}) };
 }
 
 function sha256(bytes: Buffer): string {

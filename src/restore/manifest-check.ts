@@ -2,10 +2,10 @@ import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { BackupError } from '../errors.js';
 import { LineSpool } from '../util/line-spool.js';
-import type { ManifestEntry, ManifestSummary } from '../archive/format.js';
+import { METADATA_IN_MANIFEST, type ManifestEntry, type ManifestSummary } from '../archive/format.js';
 import type { ArchivedEntry } from '../types.js';
 
-type Computed = Pick<ManifestEntry, 'path' | 'entryType' | 'size' | 'sha256'>;
+type Computed = Pick<ManifestEntry, 'path' | 'entryType' | 'size' | 'sha256'> & { mode: number; mtime: number; linkTarget?: string };
 
 /**
  * Compares what was read with the manifest, which comes last. What was read is spooled to a
@@ -22,8 +22,12 @@ export class ManifestCheck {
     await this.#spool.append(JSON.stringify(entry));
   }
 
-  /** Reads the manifest and throws `CORRUPT_ARCHIVE` at the first difference. */
-  async verify(manifest: AsyncIterable<Uint8Array>): Promise<{ entries: number; summary: ManifestSummary }> {
+  /**
+   * Reads the manifest and throws `CORRUPT_ARCHIVE` at the first difference. From format
+   * {@link METADATA_IN_MANIFEST} on, the metadata a restore applies must match too; older manifests
+   * do not hold it.
+   */
+  async verify(manifest: AsyncIterable<Uint8Array>, formatVersion: number): Promise<{ entries: number; summary: ManifestSummary }> {
     const spool = this.#spool;
     if (!spool) throw corrupt('the archive holds no entries before its manifest');
     const expected = createInterface({ input: Readable.from(manifest), crlfDelay: Infinity })[Symbol.asyncIterator]();
@@ -45,6 +49,9 @@ export class ManifestCheck {
       }
       if (listed.entryType !== read.entryType || listed.size !== read.size || listed.sha256 !== read.sha256) {
         damaged.push(`${JSON.stringify(read.path)} does not match its SHA-256 or size in the manifest`);
+      } else if (formatVersion >= METADATA_IN_MANIFEST) {
+        const differing = METADATA.filter((field) => listed[field] !== read[field]);
+        if (differing.length > 0) damaged.push(`${JSON.stringify(read.path)} does not match its ${differing.join(', ')} in the manifest`);
       }
     }
     if (damaged.length > 0) throw corrupt(`${damaged.length} of ${this.#count} entries are damaged`, damaged);
@@ -60,7 +67,8 @@ export class ManifestCheck {
     for await (const line of lines) {
       const entry = JSON.parse(line) as Computed;
       if (entry.path !== prefix && !entry.path.startsWith(`${prefix}/`)) continue;
-      yield { path: entry.path.slice(prefix.length + 1), type: entry.entryType, size: entry.size, sha256: entry.sha256 };
+      const { entryType: type, size, sha256, mode, linkTarget } = entry;
+      yield { path: entry.path.slice(prefix.length + 1), type, size, sha256, mode, mtime: new Date(entry.mtime * 1000), ...(linkTarget === undefined ? {} : { linkTarget }) };
     }
   }
 
@@ -68,6 +76,9 @@ export class ManifestCheck {
     await this.#spool?.dispose();
   }
 }
+
+/** The metadata a restore applies besides the body, compared one by one so a message can name it. */
+const METADATA = ['mode', 'mtime', 'linkTarget'] as const;
 
 function parseLine<T>(line: string | undefined): T {
   try {

@@ -28,7 +28,7 @@ export function headerEntry(sources: Array<{ name: string; kind: string }>, form
   return { header: { name: 'header.json', type: 'file', size: body.length }, body };
 }
 
-/** A manifest that matches `entries` exactly, as a real backup would write it. */
+/** A manifest that matches `entries` exactly, metadata included, as a real backup would write it. */
 export function manifestFor(entries: CraftedEntry[]): CraftedEntry {
   const lines = entries.map(({ header, body }) =>
     JSON.stringify({
@@ -37,11 +37,17 @@ export function manifestFor(entries: CraftedEntry[]): CraftedEntry {
       entryType: header.type ?? 'file',
       size: body?.length ?? 0,
       sha256: createHash('sha256').update(body ?? Buffer.alloc(0)).digest('hex'),
+      mode: (header.mode ?? CRAFTED_DEFAULTS.mode) & 0o7777,
+      mtime: Math.trunc((header.mtime ?? CRAFTED_DEFAULTS.mtime).getTime() / 1000),
+      ...(header.type === 'symlink' ? { linkTarget: header.linkname ?? '' } : {}),
     }),
   );
   const body = Buffer.from([JSON.stringify({ type: 'summary', entries: entries.length, sources: [], warnings: 0 }), ...lines].join('\n') + '\n');
   return { header: { name: 'manifest.ndjson', type: 'file', size: body.length }, body };
 }
+
+/** The mode and mtime of crafted entries whose header sets none. */
+const CRAFTED_DEFAULTS = { mode: 0o644, mtime: new Date(0) };
 
 /** Packs entries into a gzipped tar, exactly as given: nothing is checked or fixed. */
 export async function craftArchive(entries: CraftedEntry[]): Promise<Buffer> {
@@ -49,7 +55,7 @@ export async function craftArchive(entries: CraftedEntry[]): Promise<Buffer> {
   const out = buffer(pack as unknown as NodeJS.ReadableStream);
   for (const { header, body } of entries) {
     await new Promise<void>((resolve, reject) => {
-      pack.entry({ mode: 0o644, mtime: new Date(0), size: body?.length ?? 0, ...header }, body ?? Buffer.alloc(0), (error) => (error ? reject(error) : resolve()));
+      pack.entry({ ...CRAFTED_DEFAULTS, size: body?.length ?? 0, ...header }, body ?? Buffer.alloc(0), (error) => (error ? reject(error) : resolve()));
     });
   }
   pack.finalize();

@@ -1,5 +1,5 @@
-import { lstat, lutimes, mkdir, mkdtemp, open, readdir, readlink, rename, rm, symlink, utimes, chmod, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { lstat, lutimes, mkdir, mkdtemp, open, readdir, rename, rm, symlink, utimes, chmod, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Worker } from 'node:worker_threads';
 import { BackupError, asBackupError } from '../../errors.js';
@@ -16,6 +16,11 @@ import type { FileToWrite, WriterReply, WriterRequest } from './writer.js';
 export interface FilesTarget {
   /** Where the tree is restored; it must not exist or be an empty folder. */
   dir: string;
+  /**
+   * Restore the setuid, setgid and sticky bits as archived. Default `false`: they are masked off
+   * (a file archived as `4777` is restored `0777`), so an archive cannot plant a setuid program.
+   */
+  specialModeBits?: boolean;
 }
 
 const WRITE_CHUNK = 256 * 1024;
@@ -23,19 +28,23 @@ const WRITE_CHUNK = 256 * 1024;
 const BATCH_FILES = 256;
 const BATCH_BYTES = 4 * 1024 * 1024;
 const BATCHES_IN_FLIGHT = 4;
-/** Symbolic links followed while checking one link, as Linux's own limit. */
-const MAX_LINK_HOPS = 40;
+/** Permission bits restored by default: setuid, setgid and sticky only when asked for. */
+const PERMISSION_BITS = 0o777;
+const ALL_MODE_BITS = 0o7777;
 
 /** Restores a files source into a staging folder beside the target, renamed into place at commit. */
 export const filesRestorer: Restorer<FilesTarget> = {
   kind: 'files',
 
   parseTarget(target, sourceName) {
-    const dir = (target as Partial<FilesTarget> | undefined)?.dir;
+    const { dir, specialModeBits = false } = (target ?? {}) as Partial<FilesTarget>;
     if (typeof dir !== 'string' || dir === '') {
       throw new BackupError('INVALID_OPTIONS', `The target of files source "${sourceName}" needs a \`dir\``);
     }
-    return { dir: resolve(dir) };
+    if (typeof specialModeBits !== 'boolean') {
+      throw new BackupError('INVALID_OPTIONS', `\`specialModeBits\` of files source "${sourceName}" must be true or false`);
+    }
+    return { dir: resolve(dir), specialModeBits };
   },
 
   async check({ dir }) {
@@ -53,15 +62,19 @@ export const filesRestorer: Restorer<FilesTarget> = {
     return { target: { dir }, remove: () => rm(dir, { recursive: true, force: true }) };
   },
 
-  async begin({ dir }, signal): Promise<RestoreSink> {
+  async begin({ dir, specialModeBits }, signal): Promise<RestoreSink> {
+    const modeBits = specialModeBits ? ALL_MODE_BITS : PERMISSION_BITS;
     const parent = dirname(dir);
     const createdParent = await mkdir(parent, { recursive: true });
     const existed = (await lstat(dir).catch(() => undefined)) !== undefined;
     const staging = await mkdtemp(join(parent, `.${basename(dir)}.backupkit-`));
     // Folder modes and times are applied last (writing into a folder changes its mtime, and a
-    // read-only folder could not be filled); links are created last so no write can pass through one.
+    // read-only folder could not be filled). Links are created last and never followed: no entry
+    // may lie beneath a link, so nothing is ever written through one, and a link's target, inside
+    // the tree or not, dangling or looping, is only data.
     const folders: Array<{ absolute: string; mode: number; mtime: Date }> = [];
     const links: Array<{ path: string; absolute: string; target: string; mtime: Date }> = [];
+    const linkPaths = new Set<string>();
     const unsafe = (path: string, why: string, cause?: unknown) =>
       new BackupError('UNSAFE_ARCHIVE', `Refusing archive entry ${JSON.stringify(path)}: ${why}`, { cause });
     const writes = new WriteBehind(unsafe);
@@ -70,6 +83,9 @@ export const filesRestorer: Restorer<FilesTarget> = {
     return {
       async write(entry: RestoreEntry) {
         const absolute = entry.path === '' ? staging : join(staging, entry.path);
+        const under = linkAbove(entry.path, linkPaths);
+        if (under !== undefined) throw unsafe(entry.path, `it lies beneath the symbolic link ${JSON.stringify(under)}`);
+        const mode = entry.mode & modeBits;
         if (entry.type === 'directory') {
           if (entry.path !== '') {
             await mkdir(absolute, { mode: 0o700 }).catch(async (error: NodeJS.ErrnoException) => {
@@ -78,8 +94,9 @@ export const filesRestorer: Restorer<FilesTarget> = {
               throw unsafe(entry.path, 'it collides with another entry', error);
             });
           }
-          folders.push({ absolute, mode: entry.mode, mtime: entry.mtime });
+          folders.push({ absolute, mode, mtime: entry.mtime });
         } else if (entry.type === 'symlink') {
+          linkPaths.add(entry.path);
           links.push({ path: entry.path, absolute, target: entry.linkTarget ?? '', mtime: entry.mtime });
         } else {
           if (entry.path === '') throw unsafe(entry.path, 'the root of a files source must be a folder');
@@ -88,7 +105,7 @@ export const filesRestorer: Restorer<FilesTarget> = {
               throw error.code === 'EEXIST' ? unsafe(entry.path, 'it collides with another entry', error) : error;
             });
           const finish = async (handle: FileHandle) => {
-            await handle.chmod(entry.mode & 0o7777);
+            await handle.chmod(mode);
             await handle.utimes(entry.mtime, entry.mtime);
           };
           if (entry.size > SMALL_FILE) {
@@ -106,7 +123,7 @@ export const filesRestorer: Restorer<FilesTarget> = {
             data.set(chunk, length);
             length += chunk.length;
           }
-          await writes.add({ absolute, path: entry.path, data, mode: entry.mode, mtimeMs: entry.mtime.getTime() });
+          await writes.add({ absolute, path: entry.path, data, mode, mtimeMs: entry.mtime.getTime() });
         }
       },
 
@@ -114,16 +131,13 @@ export const filesRestorer: Restorer<FilesTarget> = {
         await writes.settle().finally(() => writes.close());
         for (const link of links) {
           await mkdir(dirname(link.absolute), { recursive: true, mode: 0o700 });
-          await symlink(link.target, link.absolute).catch((error: unknown) => {
-            throw unsafe(link.path, 'it collides with another entry', error);
+          await symlink(link.target, link.absolute).catch((error: NodeJS.ErrnoException) => {
+            throw unsafe(link.path, error.code === 'EEXIST' ? 'it collides with another entry' : `the link cannot be made: ${error.message}`, error);
           });
-        }
-        for (const link of links) {
-          if (!(await resolvesInside(staging, link.path))) throw unsafe(link.path, `its target ${JSON.stringify(link.target)} resolves outside the restored tree`);
           await lutimes(link.absolute, link.mtime, link.mtime);
         }
         for (const folder of folders.reverse()) {
-          await chmod(folder.absolute, folder.mode & 0o7777);
+          await chmod(folder.absolute, folder.mode);
           await utimes(folder.absolute, folder.mtime, folder.mtime);
         }
         if (!folders.some((folder) => folder.absolute === staging)) await chmod(staging, 0o755);
@@ -145,7 +159,7 @@ export const filesRestorer: Restorer<FilesTarget> = {
       },
 
       async verify(archived) {
-        return [await verifyTree(dir, archived, signal)];
+        return [await verifyTree(dir, archived, modeBits, signal)];
       },
     };
   },
@@ -236,32 +250,12 @@ async function createFile(absolute: string) {
   }
 }
 
-/**
- * Follows `path` inside `root` component by component, as the kernel would, through every link
- * the archive created, and says whether it stays inside `root`. Works for dangling links too.
- */
-async function resolvesInside(root: string, path: string): Promise<boolean> {
-  let pending = path.split('/');
-  const current: string[] = [];
-  let hops = 0;
-  while (pending.length > 0) {
-    const part = pending.shift() as string;
-    if (part === '' || part === '.') continue;
-    if (part === '..') {
-      if (current.length === 0) return false;
-      current.pop();
-      continue;
-    }
-    const candidate = join(root, ...current, part);
-    const info = await lstat(candidate).catch(() => undefined);
-    if (info?.isSymbolicLink()) {
-      if (++hops > MAX_LINK_HOPS) return false;
-      const target = await readlink(candidate);
-      if (isAbsolute(target)) return false;
-      pending = [...target.split('/'), ...pending];
-      continue;
-    }
-    current.push(part);
+/** The nearest link among `links` that `path` lies beneath (a link is not beneath itself). */
+function linkAbove(path: string, links: ReadonlySet<string>): string | undefined {
+  if (links.size === 0) return undefined;
+  for (let end = path.indexOf('/'); end !== -1; end = path.indexOf('/', end + 1)) {
+    const prefix = path.slice(0, end);
+    if (links.has(prefix)) return prefix;
   }
-  return true;
+  return undefined;
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, opendir } from 'node:fs/promises';
+import { lstat, opendir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ArchivedEntry, VerifyCheck } from '../../types.js';
 import { isNotFound } from '../../util/fs.js';
@@ -11,9 +11,10 @@ const READ_CHUNK = 256 * 1024;
 
 /**
  * Compares a restored tree with the archive, entry by entry: each file is read back from disk and
- * hashed, each folder and link must be there, and nothing else may be.
+ * hashed, each folder and link must be there with the mode, time and link target archived (modes
+ * masked to `modeBits`, as restored), and nothing else may be.
  */
-export async function verifyTree(dir: string, archived: AsyncIterable<ArchivedEntry>, signal: AbortSignal): Promise<VerifyCheck> {
+export async function verifyTree(dir: string, archived: AsyncIterable<ArchivedEntry>, modeBits: number, signal: AbortSignal): Promise<VerifyCheck> {
   const problems: string[] = [];
   let unnamed = 0;
   const problem = (message: string) => (problems.length < NAMED_PROBLEMS ? problems.push(message) : (unnamed += 1));
@@ -30,12 +31,15 @@ export async function verifyTree(dir: string, archived: AsyncIterable<ArchivedEn
     });
     if (!info) {
       problem(`${shown} is missing`);
-    } else if (entry.type === 'directory') {
+      continue;
+    }
+    if (entry.type === 'directory') {
       if (info.isDirectory()) figures.folders += 1;
       else problem(`${shown} is not a folder`);
     } else if (entry.type === 'symlink') {
-      if (info.isSymbolicLink()) figures.links += 1;
-      else problem(`${shown} is not a symbolic link`);
+      if (!info.isSymbolicLink()) problem(`${shown} is not a symbolic link`);
+      else if (entry.linkTarget !== undefined && (await readlink(absolute)) !== entry.linkTarget) problem(`${shown} points elsewhere than archived`);
+      else figures.links += 1;
     } else if (!info.isFile()) {
       problem(`${shown} is not a file`);
     } else {
@@ -43,6 +47,12 @@ export async function verifyTree(dir: string, archived: AsyncIterable<ArchivedEn
       figures.files += 1;
       figures.bytes += info.size;
       if (info.size !== entry.size || sha256 !== entry.sha256) problem(`${shown} differs from the backup (size or SHA-256)`);
+    }
+    if (entry.type !== 'symlink' && entry.mode !== undefined && (info.mode & 0o7777) !== (entry.mode & modeBits)) {
+      problem(`${shown} has mode ${(info.mode & 0o7777).toString(8)}, archived ${(entry.mode & modeBits).toString(8)}`);
+    }
+    if (entry.mtime !== undefined && Math.trunc(info.mtimeMs / 1000) !== Math.trunc(entry.mtime.getTime() / 1000)) {
+      problem(`${shown} has another modification time than archived`);
     }
   }
   const present = await countEntries(dir);

@@ -58,7 +58,12 @@ function visit(path: string, stats: Stats): void {
   if (stats.isFile()) totalBytes += stats.size;
   if (job.op === 'entries') add(describe(path, absolute, stats));
   if (!stats.isDirectory()) return;
-  const names = readOrMissing(() => readdirSync(absolute)) ?? [];
+  const names: string[] = [];
+  for (const raw of readOrMissing(() => readdirSync(absolute, { encoding: 'buffer' })) ?? []) {
+    const name = raw.toString('utf8');
+    if (Buffer.from(name, 'utf8').equals(raw)) names.push(name);
+    else if (job.op === 'entries') add(notUtf8(path, raw));
+  }
   names.sort();
   for (const name of names) {
     const child = readOrMissing(() => lstatSync(join(absolute, name)));
@@ -73,6 +78,16 @@ function describe(path: string, absolute: string, stats: Stats): WalkItem {
   if (!stats.isFile()) return { kind: 'skipped', path, message: `${path} is not a regular file, folder or link; skipped` };
   if (stats.size > job.smallFile) return { kind: 'file', ...common, size: stats.size };
   return { kind: 'file', ...common, size: stats.size, ...readSmall(path, absolute, stats) };
+}
+
+/**
+ * Archive paths are strings and tar headers UTF-8, so a name that is not valid UTF-8 cannot be
+ * stored byte-exact: it is reported, with its bytes escaped, and left out with all it holds.
+ */
+function notUtf8(parent: string, raw: Buffer): WalkItem {
+  const escaped = [...raw].map((byte) => (byte >= 0x20 && byte < 0x7f && byte !== 0x5c ? String.fromCharCode(byte) : `\\x${byte.toString(16).padStart(2, '0')}`)).join('');
+  const path = parent === '' ? escaped : `${parent}/${escaped}`;
+  return { kind: 'skipped', path, message: `${path}: the name is not valid UTF-8, which the archive cannot hold; skipped with all it contains` };
 }
 
 /** Reads a whole small file, noting whether it changed while read. */
