@@ -67,9 +67,9 @@ describe('concurrent restores into the same targets', () => {
     first.child.kill('SIGCONT');
 
     assert.deepEqual(await first.outcome, { code: 'TARGET_NOT_EMPTY' });
-    await expect(where);
     assert.equal(await readFile(join(made, 'user.txt'), 'utf8'), 'mine');
     assert.deepEqual((await readdir(where)).sort(), ['app.db', 'uploads'], 'no staging copy or journal left');
+    await expect(where);
   });
 
   it('two processes racing: one wins, the other fails typed, the targets are the source', async (t) => {
@@ -79,8 +79,8 @@ describe('concurrent restores into the same targets', () => {
       const outcomes = await Promise.all([startChild(backups, where).outcome, startChild(backups, where).outcome]);
       const codes = outcomes.map((o) => (o.ok ? 'ok' : o.code)).sort();
       assert.deepEqual(codes, ['TARGET_NOT_EMPTY', 'ok'], `round ${round}`);
-      await expect(where);
       assert.deepEqual((await readdir(where)).sort(), ['app.db', 'uploads'], `round ${round}: nothing else left`);
+      await expect(where);
     }
   });
 });
@@ -98,8 +98,8 @@ describe('a restore of several sources killed between two commits', () => {
 
     const result = await Database.restore({ from: directory({ path: backups }), targets: targetsIn(where) });
     assert.deepEqual(result.sources.map((s) => [s.name, s.items]), [['db', 1], ['f', 4]]);
-    await expect(where);
     assert.deepEqual((await readdir(where)).sort(), ['app.db', 'uploads'], 'no staging copy or journal left');
+    await expect(where);
   });
 
   it('a failure between two commits undoes the first and leaves nothing to finish', async (t) => {

@@ -22,8 +22,11 @@ export function isNotFound(error: unknown): boolean {
 
 /** Bytes in one file name on Linux, macOS and the BSDs (NAME_MAX). */
 const NAME_MAX = 255;
-/** What a staging name adds to the target's name: `.` `.backupkit-` 12 hex digits and a suffix up to 8. */
-const STAGING_OVERHEAD = 1 + 11 + 12 + 8;
+/**
+ * What a staging name adds to the target's name: `.` `.backupkit-` 12 hex digits, a suffix up to 8,
+ * and room for SQLite's own `-journal` (or `-wal`) beside a staging database.
+ */
+const STAGING_OVERHEAD = 1 + 11 + 12 + 8 + 8;
 
 /**
  * A hidden, unique name beside `target` for its staging copy, `.<name>.backupkit-<random><suffix>`,

@@ -1,7 +1,7 @@
 /**
  * Restores the newest backup of a folder destination into the targets given as JSON, and prints
- * `{"ok":true}` or `{"code":...}`. With `stop-before-commit` or `stop-after-commit` it stops itself
- * (SIGSTOP) around the first commit, so that a test can act at that exact point: run another
+ * `{"ok":true}` or `{"code":...}`. With `stop-before-commit` (once staged and checked, before the commit phase) or
+ * `stop-after-commit` (after the first commit) it stops itself (SIGSTOP), so that a test can act at that exact point: run another
  * restore, or SIGKILL it between two commits. The stop is made by wrapping the restorers here, in
  * the test; backupkit has no such hook.
  */
@@ -19,10 +19,13 @@ function stopping(restorer: Restorer): Restorer {
       const sink = await restorer.begin(target, signal);
       return {
         ...sink,
+        async prepare() {
+          await sink.prepare();
+          if (stop === 'stop-before-commit' && restorer.kind === 'files') process.kill(process.pid, 'SIGSTOP'); // prepared last
+        },
         async commit() {
           const first = !stopped;
           stopped = true;
-          if (first && stop === 'stop-before-commit') process.kill(process.pid, 'SIGSTOP');
           await sink.commit();
           if (first && stop === 'stop-after-commit') process.kill(process.pid, 'SIGSTOP');
         },

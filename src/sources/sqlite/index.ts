@@ -102,7 +102,8 @@ export const sqliteRestorer: Restorer<SqliteTarget> = {
     // A leftover -wal or -journal would be replayed into the restored file and corrupt it.
     for (const candidate of [path, `${path}-wal`, `${path}-journal`]) {
       const info = await lstat(candidate).catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return undefined;
+        // A name of 248 bytes or more leaves no room for a -journal beside it: none can exist.
+        if (error.code === 'ENOENT' || error.code === 'ENAMETOOLONG') return undefined;
         throw asBackupError(error, 'RESTORE_FAILED', `Checking ${candidate} failed`);
       });
       if (info && !(info.isFile() && info.size === 0)) {
