@@ -127,6 +127,12 @@ export interface RestoreSink {
   /** Removes the staging copy, or undoes a commit: the target is left as it was found. */
   abort(): Promise<void>;
   /**
+   * After `prepare`: what `Restorer.resume` needs to find the staging copy again (JSON-safe). It is
+   * written to the restore journal before the first commit, so that a restore of several sources
+   * interrupted between two commits can be finished by the next one.
+   */
+  staged?(): unknown;
+  /**
    * After `commit`, re-reads the target and compares it with what the archive held: used by
    * `verifyBackup({ level: 'restore' })`. `archived` lists this source's entries as the manifest
    * does, already checked against their SHA-256.
@@ -203,6 +209,14 @@ export interface Restorer<Target = unknown> {
   check(target: Target): Promise<void>;
   /** Creates the staging location beside the target. */
   begin(target: Target, signal: AbortSignal): Promise<RestoreSink>;
+  /** The folder the staging copy goes in, beside the target; the restore journal may be kept there. */
+  stagingFolder?(target: Target): string;
+  /**
+   * Finds the staging copy that `staged` described, left by a restore interrupted between two
+   * commits: returns a sink whose `commit` moves it into place (its `abort` removes it), or
+   * `undefined` when there is no staging copy left because it was committed already.
+   */
+  resume?(target: Target, staged: unknown, signal: AbortSignal): Promise<RestoreSink | undefined>;
   /** Makes a missing target to restore into once and remove: for `verifyBackup` and restore drills. */
   scratch?(space: ScratchSpace, sourceName: string): Promise<ScratchTarget>;
 }

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdir, readdir, readlink } from 'node:fs/promises';
+import { mkdir, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { buffer } from 'node:stream/consumers';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { describe, it } from 'node:test';
-import { Database, files, memory, sqlite, verifyBackup, type BackupErrorCode, type Destination } from '../src/index.js';
-import { CRAFTED_NAME, craftArchive, headerEntry, manifestFor, store, type CraftedEntry } from './helpers/craft.js';
+import { BackupError, Database, files, memory, sqlite, verifyBackup, type BackupErrorCode, type Destination } from '../src/index.js';
+import { CRAFTED_NAME, craftArchive, headerEntry, manifestFor, raw, rawTar, store, type CraftedEntry, type RawEntry } from './helpers/craft.js';
 import { rejectsWithCode } from './helpers/errors.js';
-import { tempDir } from './helpers/fs.js';
+import { describeTree, tempDir } from './helpers/fs.js';
 import { createBank } from './helpers/sqlite.js';
 
 const FILES = [{ name: 'f', kind: 'files' }];
@@ -188,5 +189,87 @@ describe('sources restored together commit together', () => {
     );
     assert.deepEqual(await readdir(sandbox), []);
     assert.ok(sqlite({ name: 'unused', path: 'x' }));
+  });
+});
+
+describe('malformed tar entries are CORRUPT_ARCHIVE, never a hang', () => {
+  /** A restore that hangs fails the test after this long instead of stalling the suite. */
+  const HANG = { timeout: 60_000 };
+  const start = [raw(headerEntry(FILES)), raw(folder('sources/f/'))];
+  const malformed: Array<[string, RawEntry[]]> = [
+    ['a folder whose header declares a body', [{ name: 'sources/f/d/', typeflag: '5', body: Buffer.alloc(700, 0x61) }]],
+    ['a folder declaring a body that is not there', [{ name: 'sources/f/d/', typeflag: '5', size: 4096 }]],
+    ['a link with a body', [{ name: 'sources/f/l', typeflag: '2', linkname: 'x', body: Buffer.from('payload') }]],
+    ['an unknown entry type', [{ name: 'sources/f/odd', typeflag: 'Z', body: Buffer.from('x') }]],
+    ['a file declaring more bytes than the archive holds', [{ name: 'sources/f/big', typeflag: '0', size: 1_000_000, body: Buffer.from('short') }]],
+  ];
+  for (const [label, entries] of malformed) {
+    it(`refuses ${label}`, HANG, async (t) => {
+      const tarBytes = rawTar([...start, ...entries]);
+      // A truncated body leaves no end-of-archive blocks: the tar ends inside the entry.
+      const bytes = entries.some((e) => (e.size ?? 0) > (e.body?.length ?? 0)) ? tarBytes.subarray(0, tarBytes.length - 1024) : tarBytes;
+      await expectRefused(t, gzipSync(bytes), 'CORRUPT_ARCHIVE');
+      await expectRefused(t, bytes, 'CORRUPT_ARCHIVE');
+    });
+  }
+
+  it('refuses every mutant of a real archive with a typed code, or restores it exactly; nothing written outside', { timeout: 600_000 }, async (t) => {
+    const dir = await tempDir(t, 'mutants');
+    const tree = join(dir, 'tree');
+    await mkdir(join(tree, 'sub'), { recursive: true });
+    await writeFile(join(tree, 'a.txt'), 'alpha\n'.repeat(50));
+    await writeFile(join(tree, 'sub', 'b.bin'), Buffer.alloc(3000, 7));
+    await symlink('a.txt', join(tree, 'to-a'));
+    const expected = await describeTree(tree);
+    const origin = memory();
+    const { name } = await new Database({ sources: [files({ name: 'f', dir: tree })] }).startBackup({ to: origin, compression: { algorithm: 'none' } }).done;
+    const original = await buffer(await origin.open(name));
+
+    // Deterministic: the same mutants on every run (a linear congruential generator, fixed seed).
+    let seed = 0x5eed;
+    const next = (limit: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % limit);
+    const mutants: Array<[string, Buffer]> = [];
+    for (let i = 0; i < 240; i += 1) {
+      const mutant = Buffer.from(original);
+      const at = next(mutant.length);
+      mutant[at] = (mutant[at] as number) ^ (1 << next(8));
+      mutants.push([`bit flip at ${at}`, mutant]);
+    }
+    for (let i = 0; i < 40; i += 1) {
+      const at = next(original.length);
+      mutants.push([`truncated to ${at}`, original.subarray(0, at)]);
+    }
+    for (let i = 0; i < 20; i += 1) {
+      const mutant = Buffer.from(original);
+      const at = next(mutant.length - 12);
+      mutant.write('77777777777', at, 'latin1'); // an octal field made huge, wherever it lands
+      mutants.push([`octal garbage at ${at}`, mutant]);
+    }
+
+    const outcomes: Record<string, number> = {};
+    for (const [label, bytes] of mutants) {
+      const sandbox = join(dir, 'sandbox');
+      await mkdir(sandbox);
+      const destination = memory();
+      await store(destination, bytes);
+      const target = join(sandbox, 'target');
+      let timer: NodeJS.Timeout | undefined;
+      const hang = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${label}: the restore did not settle`)), 30_000);
+      });
+      const outcome = await Promise.race([Database.restore({ from: destination, targets: { f: { dir: target } } }).then(() => 'restored', (error: unknown) => error), hang]).finally(() => clearTimeout(timer));
+      if (outcome === 'restored') {
+        assert.deepEqual(await describeTree(target), expected, `${label}: restored, so exactly the source`);
+        assert.deepEqual(await readdir(sandbox), ['target'], label);
+      } else {
+        assert.ok(outcome instanceof BackupError, `${label}: ${String(outcome)}`);
+        assert.deepEqual(await readdir(sandbox), [], `${label}: ${outcome.code} left something behind`);
+      }
+      const key = outcome instanceof BackupError ? outcome.code : 'restored';
+      outcomes[key] = (outcomes[key] ?? 0) + 1;
+      await rm(sandbox, { recursive: true, force: true });
+    }
+    t.diagnostic(`${mutants.length} mutants: ${JSON.stringify(outcomes)}`);
+    assert.ok((outcomes['CORRUPT_ARCHIVE'] ?? 0) > mutants.length / 2, 'most mutants are refused as corrupt');
   });
 });

@@ -72,7 +72,11 @@ export async function openArchive(
 
   async function* entries(): AsyncGenerator<TarEntry> {
     try {
-      for await (const entry of extract) yield { header: entry.header, body: entry as AsyncIterable<Uint8Array> };
+      for await (const entry of extract) {
+        const header = entry.header as Header;
+        checkHeader(header);
+        yield { header, body: entry as AsyncIterable<Uint8Array> };
+      }
       await piped;
     } finally {
       if (!extract.destroyed) extract.destroy();
@@ -115,6 +119,23 @@ async function sniff(input: Readable): Promise<{ head: Buffer; stream: Readable 
     }
   }
   return { head, stream: Readable.from(replay(), { objectMode: false }) };
+}
+
+/**
+ * Refuses a tar header that tar-stream accepts but that no tar writer produces. A body on anything
+ * but a file is the dangerous one: tar-stream hands out a body stream for it that never ends.
+ */
+function checkHeader(header: Header): void {
+  const name = JSON.stringify(header.name);
+  if (header.type === null || header.type === undefined) throw new BackupError('CORRUPT_ARCHIVE', `Tar entry ${name} has an unknown type`);
+  const size = header.size ?? 0;
+  if (!Number.isSafeInteger(size) || size < 0) throw new BackupError('CORRUPT_ARCHIVE', `Tar entry ${name} has an invalid size`);
+  if (size > 0 && header.type !== 'file' && header.type !== 'contiguous-file') {
+    throw new BackupError('CORRUPT_ARCHIVE', `Tar entry ${name} is a ${header.type} with a body of ${size} bytes`);
+  }
+  if (!Number.isFinite(header.mtime?.getTime() ?? 0) || !Number.isInteger(header.mode ?? 0)) {
+    throw new BackupError('CORRUPT_ARCHIVE', `Tar entry ${name} has an invalid mode or modification time`);
+  }
 }
 
 function corrupt(cause: unknown): BackupError {

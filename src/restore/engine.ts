@@ -10,6 +10,7 @@ import type { OperationContext, SourceStats } from '../operation.js';
 import { ProgressReporter } from '../progress.js';
 import type { Destination, EntryType, RestoreSink, Restorer, ScratchSpace, ScratchTarget, VerifyCheck } from '../types.js';
 import { cooperative } from '../util/yield.js';
+import { RestoreJournal } from './journal.js';
 import { ManifestCheck } from './manifest-check.js';
 import type { RestoreEvents, RestoreResult } from './operation.js';
 import { checkEntryPath } from './path-guard.js';
@@ -69,6 +70,8 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
   const checks = new Map<string, VerifyCheck[]>();
   let reader: ArchiveReader | undefined;
   let signature: SignatureCheck | undefined;
+  /** The journal this restore wrote, while its commits run. */
+  let committing: RestoreJournal | undefined;
   const yieldNow = cooperative();
 
   try {
@@ -92,6 +95,22 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
 
     const targets = plan.scratch ? await makeScratchTargets(plan, plan.scratch, header, scratch) : plan.targets;
     const chosen = resolveTargets(plan, targets, header);
+    const skipped = header.sources.map((s) => s.name).filter((n) => !chosen.some(({ source }) => source.name === n));
+    const journal = plan.scratch ? undefined : RestoreJournal.locate(name, chosen);
+    const interrupted = await journal?.read();
+    if (journal && interrupted) {
+      // Killed between two commits earlier: its staging copies are verified and prepared; commit the rest.
+      await reader.entries.return(undefined);
+      if (plan.verifySignature && interrupted.signedBy === undefined) {
+        throw new BackupError('SIGNATURE_INVALID', `The interrupted restore of ${name} being finished did not verify a signature; nothing more was committed`, {
+          hint: 'Finish it with the options it was started with, or remove its staging copies and the .backupkit-restore-*.journal file beside the targets and restore again.',
+        });
+      }
+      await journal.finish(interrupted, signal);
+      const stats = interrupted.sources.map(({ name: sourceName, stats: s }) => ({ ...s, target: chosen.find(({ source }) => source.name === sourceName)?.target }));
+      const result: RestoreResult = { name, durationMs: Date.now() - startedAt, sources: stats, skipped, verifiedEntries: interrupted.verifiedEntries, signedBy: interrupted.signedBy };
+      return { result, scratch, checks, archived: interrupted.sources.map(({ stats: s }) => s) };
+    }
     for (const { restorer, target } of chosen) await restorer.check(target);
     for (const { source, restorer, target } of chosen) {
       const sink = await restorer.begin(target, signal);
@@ -155,8 +174,14 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
 
     progress.enter('verify');
     for (const restore of restores.values()) await restore.sink.prepare();
+    const all = [...restores.values()];
+    if (journal && all.every(({ sink }) => sink.staged)) {
+      await journal.write({ archive: name, sources: all.map((r) => ({ name: r.name, staged: r.sink.staged!(), stats: statsOf(r.name) })), skipped, verifiedEntries: verified, signedBy });
+      committing = journal;
+    }
     progress.enter('commit');
     for (const restore of restores.values()) await restore.sink.commit();
+    await committing?.remove();
     if (plan.checkTargets) {
       progress.enter('verify');
       for (const { name: sourceName, sink } of restores.values()) {
@@ -170,7 +195,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
       name,
       durationMs: Date.now() - startedAt,
       sources: [...restores.values()].map((r) => ({ ...statsOf(r.name), target: r.target })),
-      skipped: header.sources.map((s) => s.name).filter((n) => !restores.has(n)),
+      skipped,
       verifiedEntries: verified,
       signedBy,
     };
@@ -178,7 +203,9 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
   } catch (error) {
     const explained = reader ? reader.explain(error) : error;
     await reader?.entries.return(undefined).catch(() => {}); // closes the archive stream
-    for (const restore of [...restores.values()].reverse()) await restore.sink.abort().catch(() => {});
+    let undone = true;
+    for (const restore of [...restores.values()].reverse()) await restore.sink.abort().catch(() => (undone = false));
+    if (undone) await committing?.remove().catch(() => {}); // every commit undone: nothing left to finish
     for (const target of scratch.values()) await target.remove().catch(() => {});
     if (signal.aborted) throw abortError(signal);
     throw asBackupError(explained, 'RESTORE_FAILED', 'The restore failed');

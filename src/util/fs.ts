@@ -1,4 +1,7 @@
-import { open } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { open, rmdir, statfs } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { BackupError } from '../errors.js';
 
 /**
  * Flushes a file, or a folder's entries, to disk: a rename is only durable once its folder is
@@ -15,4 +18,65 @@ export async function fsyncPath(path: string): Promise<void> {
 
 export function isNotFound(error: unknown): boolean {
   return (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+}
+
+/** Bytes in one file name on Linux, macOS and the BSDs (NAME_MAX). */
+const NAME_MAX = 255;
+/**
+ * What a staging name adds to the target's name: `.` `.backupkit-` 12 hex digits, a suffix up to 8,
+ * and room for SQLite's own `-journal` (or `-wal`) beside a staging database.
+ */
+const STAGING_OVERHEAD = 1 + 11 + 12 + 8 + 8;
+
+/**
+ * A hidden, unique name beside `target` for its staging copy, `.<name>.backupkit-<random><suffix>`,
+ * with `<name>` cut (on a character boundary) so that the whole stays within NAME_MAX bytes.
+ */
+export function stagingPath(target: string, suffix = ''): string {
+  let name = basename(target);
+  while (Buffer.byteLength(name) > NAME_MAX - STAGING_OVERHEAD) name = [...name].slice(0, -1).join('');
+  return join(dirname(target), `.${name}.backupkit-${randomBytes(6).toString('hex')}${suffix}`);
+}
+
+/**
+ * Undoes `mkdir(dirname(target), { recursive: true })`, which returned `created`, the topmost
+ * folder it made: removes each folder from the target's parent up to `created`, but only while it is
+ * empty. A folder another process or the user put something into since is theirs now, and stays.
+ */
+export async function removeCreatedParents(target: string, created: string | undefined): Promise<void> {
+  if (created === undefined) return;
+  for (let folder = dirname(target); folder.length >= created.length; folder = dirname(folder)) {
+    try {
+      await rmdir(folder);
+    } catch {
+      return; // not empty (or gone already): it and its parents stay
+    }
+    if (folder === created) return;
+  }
+}
+
+/**
+ * Refuses to write `bytes` into `folder` when its file system has less room: a file the archive
+ * announces as huge (a decompression bomb, or simply too big) fails before anything is written,
+ * instead of filling the disk first.
+ */
+export async function ensureSpace(folder: string, bytes: number, what: string): Promise<void> {
+  const { bavail, bsize } = await statfs(folder);
+  const free = bavail * bsize;
+  if (bytes > free) {
+    throw new BackupError('RESTORE_FAILED', `${what} needs ${formatBytes(bytes)}; ${folder} has ${formatBytes(free)} free; nothing was restored`, {
+      hint: `Free at least ${formatBytes(bytes - free)} on the file system of ${folder}, or restore to another one.`,
+    });
+  }
+}
+
+function formatBytes(bytes: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${bytes} bytes` : `${value.toFixed(1)} ${units[unit]}`;
 }

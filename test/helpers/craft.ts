@@ -66,3 +66,51 @@ export async function craftArchive(entries: CraftedEntry[]): Promise<Buffer> {
 export async function store(destination: Destination, bytes: Buffer, name = CRAFTED_NAME): Promise<void> {
   await put(destination, name, bytes);
 }
+
+/** A tar entry written byte by byte: its header may say anything, its body is written as given. */
+export interface RawEntry {
+  name: string;
+  /** The typeflag character, `'0'` for a file, `'5'` a folder; any byte goes. */
+  typeflag: string;
+  /** The size the header declares; default the body's length. */
+  size?: number;
+  body?: Buffer;
+  linkname?: string;
+}
+
+/** One ustar header block with a correct checksum, saying exactly what it is given. */
+function rawHeader({ name, typeflag, size, linkname = '' }: RawEntry & { size: number }): Buffer {
+  const block = Buffer.alloc(512);
+  const octal = (value: number, width: number) => value.toString(8).padStart(width - 1, '0') + '\0';
+  block.write(name, 0, 100, 'utf8');
+  block.write(octal(0o644, 8), 100, 'latin1');
+  block.write(octal(0, 8), 108, 'latin1');
+  block.write(octal(0, 8), 116, 'latin1');
+  block.write(octal(size, 12), 124, 'latin1');
+  block.write(octal(0, 12), 136, 'latin1');
+  block.write(typeflag, 156, 1, 'latin1');
+  block.write(linkname, 157, 100, 'utf8');
+  block.write('ustar\x0000', 257, 'latin1');
+  block.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const byte of block) sum += byte;
+  block.write(octal(sum, 7) + ' ', 148, 'latin1');
+  return block;
+}
+
+/** An uncompressed tar of raw entries: each header, its body padded to 512 bytes, two zero blocks. */
+export function rawTar(entries: RawEntry[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const entry of entries) {
+    const body = entry.body ?? Buffer.alloc(0);
+    parts.push(rawHeader({ ...entry, size: entry.size ?? body.length }), body, Buffer.alloc((512 - (body.length % 512)) % 512));
+  }
+  parts.push(Buffer.alloc(1024));
+  return Buffer.concat(parts);
+}
+
+/** The raw form of a crafted entry, with a correct size and type. */
+export function raw({ header, body }: CraftedEntry): RawEntry {
+  const typeflags: Record<string, string> = { file: '0', directory: '5', symlink: '2' };
+  return { name: header.name, typeflag: typeflags[header.type ?? 'file'] ?? '0', ...(body ? { body } : {}), ...(header.linkname ? { linkname: header.linkname } : {}) };
+}

@@ -1,10 +1,10 @@
-import { lstat, lutimes, mkdir, mkdtemp, open, readdir, rename, rm, symlink, utimes, chmod, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { lstat, lutimes, mkdir, open, readdir, rename, rm, symlink, utimes, chmod, type FileHandle } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Worker } from 'node:worker_threads';
 import { BackupError, asBackupError } from '../../errors.js';
 import type { RestoreEntry, RestoreSink, Restorer, ScratchTarget } from '../../types.js';
-import { fsyncPath, isNotFound } from '../../util/fs.js';
+import { ensureSpace, fsyncPath, isNotFound, removeCreatedParents, stagingPath } from '../../util/fs.js';
 import { SMALL_FILE } from './walk.js';
 import { verifyTree } from './verify.js';
 import type { FileToWrite, WriterReply, WriterRequest } from './writer.js';
@@ -57,17 +57,22 @@ export const filesRestorer: Restorer<FilesTarget> = {
     if ((await readdir(dir)).length > 0) throw new BackupError('TARGET_NOT_EMPTY', `${dir} is not empty; nothing was restored`);
   },
 
+  resume: ({ dir }, staged) => resumeTree(dir, staged),
+
   async scratch(space, sourceName): Promise<ScratchTarget> {
     const dir = join(space.dir, sourceName);
     return { target: { dir }, remove: () => rm(dir, { recursive: true, force: true }) };
   },
 
+  stagingFolder: ({ dir }) => dirname(dir),
+
   async begin({ dir, specialModeBits }, signal): Promise<RestoreSink> {
     const modeBits = specialModeBits ? ALL_MODE_BITS : PERMISSION_BITS;
-    const parent = dirname(dir);
-    const createdParent = await mkdir(parent, { recursive: true });
+    const createdParent = await mkdir(dirname(dir), { recursive: true });
     const existed = (await lstat(dir).catch(() => undefined)) !== undefined;
-    const staging = await mkdtemp(join(parent, `.${basename(dir)}.backupkit-`));
+    const staging = stagingPath(dir);
+    await mkdir(staging, { mode: 0o700 });
+    const placement = placeTree(staging, dir, existed, createdParent);
     // Folder modes and times are applied last (writing into a folder changes its mtime, and a
     // read-only folder could not be filled). Links are created last and never followed: no entry
     // may lie beneath a link, so nothing is ever written through one, and a link's target, inside
@@ -78,7 +83,6 @@ export const filesRestorer: Restorer<FilesTarget> = {
     const unsafe = (path: string, why: string, cause?: unknown) =>
       new BackupError('UNSAFE_ARCHIVE', `Refusing archive entry ${JSON.stringify(path)}: ${why}`, { cause });
     const writes = new WriteBehind(unsafe);
-    let committed = false;
 
     return {
       async write(entry: RestoreEntry) {
@@ -109,6 +113,7 @@ export const filesRestorer: Restorer<FilesTarget> = {
             await handle.utimes(entry.mtime, entry.mtime);
           };
           if (entry.size > SMALL_FILE) {
+            await ensureSpace(staging, entry.size, `File ${JSON.stringify(entry.path)}`);
             const handle = await create();
             await finish(handle);
             // The stream closes the handle; the mtime is set again once the data is in.
@@ -143,20 +148,15 @@ export const filesRestorer: Restorer<FilesTarget> = {
         if (!folders.some((folder) => folder.absolute === staging)) await chmod(staging, 0o755);
       },
 
-      async commit() {
-        // rename() replaces an empty folder atomically, so an existing empty target needs no removal.
-        await rename(staging, dir);
-        committed = true;
-        await fsyncPath(parent);
-      },
+      commit: placement.commit,
 
       async abort() {
         await writes.settle().catch(() => {}); // the restore failed already; let no write land after the removal
         await writes.close();
-        await rm(committed ? dir : staging, { recursive: true, force: true });
-        if (committed && existed) await mkdir(dir);
-        if (createdParent) await rm(createdParent, { recursive: true, force: true });
+        await placement.abort();
       },
+
+      staged: (): StagedTree => ({ staging, existed }),
 
       async verify(archived) {
         return [await verifyTree(dir, archived, modeBits, signal)];
@@ -164,6 +164,56 @@ export const filesRestorer: Restorer<FilesTarget> = {
     };
   },
 };
+
+/** What the restore journal keeps of a prepared staging folder. */
+interface StagedTree {
+  staging: string;
+  existed: boolean;
+}
+
+/**
+ * Moves a prepared staging folder into place, or undoes that. The rename never replaces a folder
+ * that holds anything: a concurrent restore that filled the target first wins, this one fails with
+ * `TARGET_NOT_EMPTY`. The undo removes only what this restore made: its own tree (recognised by its
+ * inode), and the parent folders it created while they are still empty.
+ */
+function placeTree(staging: string, dir: string, existed: boolean, createdParent: string | undefined): Pick<RestoreSink, 'commit' | 'abort'> {
+  let placed: number | undefined;
+  return {
+    async commit() {
+      const { ino } = await lstat(staging);
+      // rename() replaces an empty folder atomically, and fails on one that is not empty.
+      await rename(staging, dir).catch((cause: NodeJS.ErrnoException) => {
+        if (cause.code !== 'ENOTEMPTY' && cause.code !== 'EEXIST' && cause.code !== 'ENOTDIR') throw cause;
+        throw new BackupError('TARGET_NOT_EMPTY', `${dir} was filled by another process during this restore; it was left as it is`, { cause });
+      });
+      placed = ino;
+      await fsyncPath(dirname(dir));
+    },
+    async abort() {
+      if (placed === undefined) await rm(staging, { recursive: true, force: true });
+      else if ((await lstat(dir).catch(() => undefined))?.ino === placed) {
+        await rm(dir, { recursive: true, force: true });
+        if (existed) await mkdir(dir);
+      }
+      await removeCreatedParents(dir, createdParent);
+    },
+  };
+}
+
+/** A staging folder left by a restore interrupted between two commits, to be moved into place now. */
+export async function resumeTree(dir: string, staged: unknown): Promise<RestoreSink | undefined> {
+  const { staging, existed } = (staged ?? {}) as Partial<StagedTree>;
+  if (typeof staging !== 'string' || dirname(staging) !== dirname(dir) || typeof existed !== 'boolean') {
+    throw new BackupError('RESTORE_FAILED', `The restore journal does not describe a staging folder beside ${dir}`);
+  }
+  if (!(await lstat(staging).catch(() => undefined))?.isDirectory()) return undefined;
+  return {
+    ...placeTree(staging, dir, existed, undefined),
+    write: () => Promise.reject(new Error('A resumed restore receives no entries')),
+    prepare: () => Promise.resolve(),
+  };
+}
 
 /**
  * Hands small files to a writer thread in batches and lets the archive reader run ahead of it,

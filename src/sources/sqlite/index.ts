@@ -1,12 +1,12 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, mkdir, mkdtemp, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { chmod, link, lstat, mkdir, mkdtemp, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { BackupError, asBackupError } from '../../errors.js';
 import type { ArchivedEntry, RestoreEntry, RestoreSink, Restorer, ScratchTarget, Snapshot, SnapshotContext, Source, VerifyCheck } from '../../types.js';
-import { fsyncPath } from '../../util/fs.js';
+import { ensureSpace, fsyncPath, removeCreatedParents, stagingPath } from '../../util/fs.js';
 import { runSqliteJob } from './run-job.js';
 
 /** The one entry of a SQLite source: `tar -xzf` it and copy it into place by hand if you like. */
@@ -55,8 +55,9 @@ export function sqlite(options: SqliteSourceOptions): Source {
     async open(context: SnapshotContext): Promise<Snapshot> {
       const spool = await mkdtemp(join(tempRoot, 'backupkit-sqlite-'));
       const copy = join(spool, SQLITE_ENTRY);
+      let mode: number;
       try {
-        await stat(path);
+        mode = (await stat(path)).mode & 0o777;
         await runSqliteJob({ op: 'snapshot', source: path, destination: copy, busyTimeoutMs }, context.signal);
       } catch (cause) {
         await rm(spool, { recursive: true, force: true });
@@ -71,7 +72,7 @@ export function sqlite(options: SqliteSourceOptions): Source {
           yield {
             path: SQLITE_ENTRY,
             type: 'file',
-            mode: 0o644,
+            mode, // restored as it was: a 0600 database stays private
             mtime: info.mtime,
             size: info.size,
             body: () => createReadStream(copy, { highWaterMark: 1024 * 1024 }),
@@ -101,7 +102,8 @@ export const sqliteRestorer: Restorer<SqliteTarget> = {
     // A leftover -wal or -journal would be replayed into the restored file and corrupt it.
     for (const candidate of [path, `${path}-wal`, `${path}-journal`]) {
       const info = await lstat(candidate).catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return undefined;
+        // A name of 248 bytes or more leaves no room for a -journal beside it: none can exist.
+        if (error.code === 'ENOENT' || error.code === 'ENAMETOOLONG') return undefined;
         throw asBackupError(error, 'RESTORE_FAILED', `Checking ${candidate} failed`);
       });
       if (info && !(info.isFile() && info.size === 0)) {
@@ -115,13 +117,14 @@ export const sqliteRestorer: Restorer<SqliteTarget> = {
     return { target: { path }, remove: async () => void (await Promise.all(['', '-wal', '-shm'].map((suffix) => rm(`${path}${suffix}`, { force: true })))) };
   },
 
+  stagingFolder: ({ path }) => dirname(path),
+
   async begin({ path }, signal): Promise<RestoreSink> {
-    const parent = dirname(path);
-    const createdParent = await mkdir(parent, { recursive: true });
-    const staging = join(parent, `.${basename(path)}.backupkit-${randomBytes(6).toString('hex')}.partial`);
+    const createdParent = await mkdir(dirname(path), { recursive: true });
+    const staging = stagingPath(path, '.partial');
     const existedEmpty = (await lstat(path).catch(() => undefined)) !== undefined;
+    const placement = placeFile(staging, path, existedEmpty, createdParent);
     let received = false;
-    let committed = false;
 
     return {
       async write(entry: RestoreEntry) {
@@ -130,7 +133,10 @@ export const sqliteRestorer: Restorer<SqliteTarget> = {
           throw new BackupError('CORRUPT_ARCHIVE', `Unexpected entry ${JSON.stringify(entry.path)} in a SQLite source`);
         }
         received = true;
-        await pipeline(entry.body, createWriteStream(staging, { flags: 'wx', mode: 0o644 }), { signal });
+        await ensureSpace(dirname(path), entry.size, `Database ${path}`);
+        await pipeline(entry.body, createWriteStream(staging, { flags: 'wx', mode: 0o600 }), { signal });
+        // The source's permission bits, never setuid, setgid or sticky (older archives say 0644).
+        await chmod(staging, entry.mode & 0o777);
       },
       async prepare() {
         if (!received) throw new BackupError('CORRUPT_ARCHIVE', `The archive has no ${SQLITE_ENTRY} for ${path}`);
@@ -143,25 +149,81 @@ export const sqliteRestorer: Restorer<SqliteTarget> = {
         }
         await fsyncPath(staging);
       },
-      async commit() {
-        await rename(staging, path);
-        committed = true;
-        await fsyncPath(parent);
-      },
-      async abort() {
-        await rm(staging, { force: true });
-        if (committed) {
-          await unlink(path).catch(() => {});
-          if (existedEmpty) await writeFile(path, '');
-        }
-        if (createdParent) await rm(createdParent, { recursive: true, force: true });
-      },
+      commit: placement.commit,
+      abort: placement.abort,
+      staged: (): StagedFile => ({ staging, existedEmpty }),
       async verify(archived) {
         return verifyDatabase(path, archived, signal);
       },
     };
   },
+
+  async resume({ path }, staged) {
+    const { staging, existedEmpty } = (staged ?? {}) as Partial<StagedFile>;
+    if (typeof staging !== 'string' || dirname(staging) !== dirname(path) || typeof existedEmpty !== 'boolean') {
+      throw new BackupError('RESTORE_FAILED', `The restore journal does not describe a staging file beside ${path}`);
+    }
+    const [stagedInfo, targetInfo] = await Promise.all([lstat(staging).catch(() => undefined), lstat(path).catch(() => undefined)]);
+    if (!stagedInfo) return undefined;
+    if (targetInfo?.ino === stagedInfo.ino) {
+      // Killed between link() and unlink(): committed, only the second name is left.
+      await unlink(staging);
+      return undefined;
+    }
+    return {
+      ...placeFile(staging, path, existedEmpty, undefined),
+      write: () => Promise.reject(new Error('A resumed restore receives no entries')),
+      prepare: () => Promise.resolve(),
+    };
+  },
 };
+
+/** What the restore journal keeps of a prepared staging file. */
+interface StagedFile {
+  staging: string;
+  existedEmpty: boolean;
+}
+
+/**
+ * Moves a checked staging file into place, or undoes that. It never replaces a database another
+ * process put there meanwhile: link() fails if the name exists (an empty file the user left, which
+ * `check` allowed, is replaced with rename). The undo removes the target only if it is still this
+ * restore's file (same inode), and the parent folders it created while they are still empty.
+ */
+function placeFile(staging: string, path: string, existedEmpty: boolean, createdParent: string | undefined): Pick<RestoreSink, 'commit' | 'abort'> {
+  let placed: number | undefined;
+  const taken = (cause: unknown) =>
+    new BackupError('TARGET_NOT_EMPTY', `${path} was written by another process during this restore; it was left as it is`, { cause });
+  return {
+    async commit() {
+      const { ino } = await lstat(staging);
+      if (existedEmpty) {
+        const now = await lstat(path).catch(() => undefined);
+        if (now && !(now.isFile() && now.size === 0)) throw taken(undefined);
+        await rename(staging, path);
+      } else {
+        await link(staging, path).catch(async (cause: NodeJS.ErrnoException) => {
+          if (cause.code === 'EEXIST') throw taken(cause);
+          if (cause.code !== 'EPERM' && cause.code !== 'ENOTSUP' && cause.code !== 'EOPNOTSUPP') throw cause;
+          // A file system without hard links: rename, after a last look.
+          if (await lstat(path).then(() => true, () => false)) throw taken(cause);
+          await rename(staging, path);
+        });
+        await rm(staging, { force: true });
+      }
+      placed = ino;
+      await fsyncPath(dirname(path));
+    },
+    async abort() {
+      await rm(staging, { force: true });
+      if (placed !== undefined && (await lstat(path).catch(() => undefined))?.ino === placed) {
+        await unlink(path);
+        if (existedEmpty) await writeFile(path, '');
+      }
+      await removeCreatedParents(path, createdParent);
+    },
+  };
+}
 
 /** The restored file must be the archived one, byte for byte, and sound to SQLite. */
 async function verifyDatabase(path: string, archived: AsyncIterable<ArchivedEntry>, signal: AbortSignal): Promise<VerifyCheck[]> {
