@@ -102,7 +102,16 @@ async function unpack(bytes: Buffer): Promise<CraftedEntry[]> {
 function manifestOf(entries: CraftedEntry[], original: Buffer): CraftedEntry {
   const summary = original.toString('utf8').split('\n')[0];
   const lines = entries.map(({ header, body }) =>
-    JSON.stringify({ type: 'entry', path: header.name.replace(/\/$/, ''), entryType: header.type, size: header.type === 'file' ? (body?.length ?? 0) : 0, sha256: createHash('sha256').update(header.type === 'file' ? (body ?? Buffer.alloc(0)) : Buffer.alloc(0)).digest('hex') }),
+    JSON.stringify({
+      type: 'entry',
+      path: header.name.replace(/\/$/, ''),
+      entryType: header.type,
+      size: header.type === 'file' ? (body?.length ?? 0) : 0,
+      sha256: createHash('sha256').update(header.type === 'file' ? (body ?? Buffer.alloc(0)) : Buffer.alloc(0)).digest('hex'),
+      mode: (header.mode ?? 0) & 0o7777,
+      mtime: Math.trunc((header.mtime ?? new Date(0)).getTime() / 1000),
+      ...(header.type === 'symlink' ? { linkTarget: header.linkname ?? '' } : {}),
+    }),
   );
   return { header: { name: 'manifest.ndjson', type: 'file' }, body: Buffer.from(`${[summary, ...lines].join('\n')}\n`) };
 }
