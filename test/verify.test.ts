@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, truncate, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Sqlite from 'better-sqlite3';
@@ -107,6 +107,10 @@ describe('verifyBackup', () => {
     const tampering = damagingAfterCommit(filesRestorer, async ({ dir }) => {
       await writeFile(join(dir, 'one.txt'), 'changed after the restore');
       await writeFile(join(dir, 'stray.txt'), 'not in the backup');
+      // Whole seconds apart from the archived times whatever the clock, so the mtime findings are certain.
+      const longAgo = new Date('2001-01-01T00:00:00Z');
+      await utimes(join(dir, 'one.txt'), longAgo, longAgo);
+      await utimes(dir, longAgo, longAgo);
     });
     const error = await rejectsWithCode(
       verifyBackup({ from: directory({ path: backups }), level: 'restore', scratch: { dir: scratchParent }, restorers: [tampering] }),
@@ -114,7 +118,9 @@ describe('verifyBackup', () => {
     );
     assert.ok(error instanceof VerificationError);
     assert.deepEqual(error.result.problems, [
+      'uploads: files, folders and links read back: "." has another modification time than archived',
       'uploads: files, folders and links read back: "one.txt" differs from the backup (size or SHA-256)',
+      'uploads: files, folders and links read back: "one.txt" has another modification time than archived',
       'uploads: files, folders and links read back: 1 entries that the backup does not hold',
     ]);
     assert.deepEqual(await readdir(scratchParent), []);
