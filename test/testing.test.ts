@@ -68,7 +68,8 @@ describe('backupkit/testing: withRestoredBackup', () => {
   it('the example in examples/ runs green with node --test', async () => {
     // Not as a subtest of this runner: a child that inherits NODE_TEST_CONTEXT reports in its binary protocol.
     const { NODE_TEST_CONTEXT: _, ...env } = process.env;
-    const { stdout } = await run(process.execPath, ['--test', join(import.meta.dirname, '..', 'examples', 'restore-drill.js')], { env });
+    // TAP whatever the runtime's default reporter (Node 24 prints spec to a pipe too).
+    const { stdout } = await run(process.execPath, ['--test', '--test-reporter=tap', join(import.meta.dirname, '..', 'examples', 'restore-drill.js')], { env });
     assert.match(stdout, /# pass 1/);
     assert.match(stdout, /# fail 0/);
   });
