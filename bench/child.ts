@@ -21,7 +21,13 @@ if (mode === 'backup') {
   const to: Destination[] = archiveDir === '-' ? [] : [directory({ path: archiveDir })];
   const [endpoint, bucket] = (process.env.BENCH_S3 ?? '').split('|');
   if (endpoint && bucket) to.push(s3({ bucket, endpoint, forcePathStyle: true, credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } }));
-  const compression = endpoint ? { compression: { algorithm: 'none' as const } } : {};
+  // BENCH_COMPRESSION=algorithm:level, e.g. zstd:1; S3 runs store the archive uncompressed.
+  const [algorithm, level] = (process.env.BENCH_COMPRESSION ?? '').split(':');
+  const compression = endpoint
+    ? { compression: { algorithm: 'none' as const } }
+    : algorithm === 'zstd' || algorithm === 'gzip'
+      ? { compression: { algorithm: algorithm as 'zstd' | 'gzip', level: Number(level ?? 1) } }
+      : {};
   await new Database({ sources: [source] }).startBackup({ to, ...encrypt, ...compression }).done;
 } else {
   // For PostgreSQL the target is `<server connection string> <database>`.

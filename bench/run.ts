@@ -28,6 +28,7 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import * as zlib from 'node:zlib';
 import Sqlite from 'better-sqlite3';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -35,7 +36,7 @@ const sqliteMb = Number(process.env.BENCH_SQLITE_MB ?? 1024);
 const filesMb = Number(process.env.BENCH_FILES_MB ?? 1024);
 const fileCount = Number(process.env.BENCH_FILES_COUNT ?? 50_000);
 
-for (const tool of ['sqlite3', 'pigz', 'gzip', 'tar', 'gpg', 'moto_server', 'pgbench', 'pg_dump', 'pg_restore', 'psql']) {
+for (const tool of ['sqlite3', 'pigz', 'gzip', 'zstd', 'tar', 'gpg', 'moto_server', 'pgbench', 'pg_dump', 'pg_restore', 'psql']) {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
   } catch {
@@ -45,6 +46,8 @@ for (const tool of ['sqlite3', 'pigz', 'gzip', 'tar', 'gpg', 'moto_server', 'pgb
 }
 
 const PASSPHRASE = 'bench passphrase';
+/** zstd cases run on the runtimes that have it (Node.js 22.15 and later). */
+const HAS_ZSTD = 'zstdCompress' in zlib;
 const GPG = `gpg --batch --quiet --homedir gnupg --pinentry-mode loopback --passphrase-file passphrase`;
 const GPG_ENCRYPT = `${GPG} --symmetric --cipher-algo AES256 --compress-algo none`;
 const work = process.env.BENCH_DIR ?? (await mkdtemp(join(tmpdir(), 'backupkit-bench-')));
@@ -63,9 +66,9 @@ function timeShell(script: string): Measured {
   return { seconds: (performance.now() - started) / 1000 };
 }
 
-function runChild(encrypted: boolean, mode: string, kind: string, source: string, archives: string, target = '', s3 = ''): Measured {
+function runChild(encrypted: boolean, mode: string, kind: string, source: string, archives: string, target = '', s3 = '', compression = ''): Measured {
   const args = [mode, kind, source, archives, target];
-  const env = { ...process.env, ...(encrypted ? { BENCH_PASSPHRASE: PASSPHRASE } : {}), ...(s3 ? { BENCH_S3: s3 } : {}) };
+  const env = { ...process.env, ...(encrypted ? { BENCH_PASSPHRASE: PASSPHRASE } : {}), ...(s3 ? { BENCH_S3: s3 } : {}), ...(compression ? { BENCH_COMPRESSION: compression } : {}) };
   const out = execFileSync(process.execPath, [join(here, 'child.js'), ...args], { cwd: work, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   return JSON.parse(out.trim().split('\n').at(-1) as string) as Measured;
 }
@@ -190,6 +193,15 @@ async function benchFiles(): Promise<void> {
   console.error('files backup');
   const backup = runChild(false, 'backup', 'files', tree, join(work, 'files-archives'));
   rows.push({ case: `Files backup (${fileCount} files)`, backupkit: backup, standard: timeShell('tar -cf - tree | pigz -1 > tree.tar.gz'), tool: 'tar -c | pigz -1' });
+  if (HAS_ZSTD) {
+    console.error('files backup, zstd -1');
+    await fresh('files-zstd', 'tree.tar.zst');
+    const zstd = runChild(false, 'backup', 'files', tree, join(work, 'files-zstd'), '', '', 'zstd:1');
+    rows.push({ case: 'Files backup, zstd level 1', backupkit: zstd, standard: backup, tool: 'backupkit gzip level 1 (above)' });
+    rows.push({ case: 'Files backup, zstd level 1', backupkit: zstd, standard: timeShell('tar -cf - tree | pigz -1 > tree.tar.gz'), tool: 'tar -c | pigz -1' });
+    rows.push({ case: 'Files backup, zstd level 1', backupkit: zstd, standard: timeShell("tar -I 'zstd -1 -T2' -cf tree.tar.zst tree"), tool: "tar -I 'zstd -1 -T2'" });
+    await fresh('files-zstd', 'tree.tar.zst');
+  }
   console.error('files backup, encrypted');
   const encrypted = runChild(true, 'backup', 'files', tree, join(work, 'files-encrypted'));
   const standard = timeShell(`tar -cf - tree | pigz -1 | ${GPG_ENCRYPT} > tree.tar.gz.gpg`);

@@ -72,7 +72,7 @@ describe('interoperability with tar, gzip, sqlite3 and sha256sum', () => {
     const uploads = join(dir, 'uploads');
     createBank(dbPath, 200);
     await mkdir(join(uploads, 'nested'), { recursive: true });
-    await writeFile(join(uploads, 'nested', 'photo.jpg'), Buffer.alloc(3 * 1024 * 1024, 7));
+    await writeFile(join(uploads, 'nested', 'photo.jpg'), Buffer.alloc(9 * 1024 * 1024, 7)); // spans several zstd frames
     const db = new Database({ sources: [sqlite({ name: 'app', path: dbPath }), files({ name: 'uploads', dir: uploads })] });
     const backups = join(dir, 'backups');
     const hasZstd = typeof (zlib as { createZstdCompress?: unknown }).createZstdCompress === 'function';

@@ -1,7 +1,8 @@
 import { Transform, type TransformCallback } from 'node:stream';
+import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import { BackupError } from '../errors.js';
-import { ParallelGzip } from './gzip.js';
+import { ParallelCompress } from './parallel-compress.js';
 
 /**
  * How an archive is compressed.
@@ -42,12 +43,27 @@ export function resolveCompression(options: { algorithm?: CompressionAlgorithm; 
   return { algorithm, level };
 }
 
-/** The compressing stage of the archive pipeline. */
+/** zlib's default 16 KiB output chunks make each call loop thousands of times; measured ~2x. */
+const ZLIB_CHUNK_SIZE = 1024 * 1024;
+
+/** zstd's one-shot API, in the Node.js releases that have it (22.15 and later). */
+interface ZstdZlib {
+  zstdCompress(block: Buffer, options: object, callback: (error: Error | null, result: Buffer) => void): void;
+  createZstdDecompress?: () => Transform;
+  constants: Record<string, number>;
+}
+
+/** The compressing stage of the archive pipeline: independent blocks compressed on the thread pool. */
 export function compressor({ algorithm, level }: Compression): Transform {
-  if (algorithm === 'gzip') return new ParallelGzip(level);
+  if (algorithm === 'gzip') {
+    const gzip = promisify(zlib.gzip);
+    return new ParallelCompress((block) => gzip(block, { level, chunkSize: ZLIB_CHUNK_SIZE }));
+  }
   if (algorithm === 'zstd') {
-    const zstd = zlib as unknown as { createZstdCompress(options: object): Transform; constants: Record<string, number> };
-    return zstd.createZstdCompress({ params: { [zstd.constants.ZSTD_c_compressionLevel as number]: level } });
+    const zstd = zlib as unknown as ZstdZlib;
+    const compress = promisify(zstd.zstdCompress);
+    const options = { chunkSize: ZLIB_CHUNK_SIZE, params: { [zstd.constants['ZSTD_c_compressionLevel'] as number]: level } };
+    return new ParallelCompress((block) => compress(block, options));
   }
   return new Rechunk();
 }
@@ -56,7 +72,7 @@ export function compressor({ algorithm, level }: Compression): Transform {
 export function decompressorFor(head: Buffer): Transform | undefined {
   if (head[0] === 0x1f && head[1] === 0x8b) return zlib.createGunzip({ chunkSize: 1024 * 1024 });
   if (head.readUInt32LE(0) === 0xfd2fb528) {
-    const zstd = zlib as { createZstdDecompress?: () => Transform };
+    const zstd = zlib as unknown as Partial<ZstdZlib>;
     if (!zstd.createZstdDecompress) {
       throw new BackupError('UNSUPPORTED_FORMAT', `The archive is zstd-compressed, which needs Node.js ${ZSTD_NODE} or later; this is Node.js ${process.versions.node}`, {
         hint: `Upgrade Node.js, or decompress it by hand with \`zstd -d\` first.`,

@@ -1,30 +1,28 @@
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
-import { promisify } from 'node:util';
-import { gzip } from 'node:zlib';
 
-const gzipAsync = promisify(gzip);
+/** Compresses one block into one self-contained member or frame, off the main thread. */
+export type BlockCompressor = (block: Buffer) => Promise<Buffer>;
 
-/** Big enough that the gzip member overhead (about 20 bytes, a fresh dictionary) is noise. */
+/** Big enough that a member's or frame's overhead (a header, a fresh dictionary) is noise. */
 const BLOCK_SIZE = 4 * 1024 * 1024;
-/** zlib's default 16 KiB output chunks make each call loop thousands of times; measured ~2x. */
-const ZLIB_CHUNK_SIZE = 1024 * 1024;
 
 /**
- * Compresses its input as a series of independent gzip members, several at once on the libuv
- * thread pool, and writes them out in order. `gunzip` and `tar -xz` read such a file as one stream.
+ * Compresses its input as a series of independent gzip members or zstd frames, several at once on
+ * the libuv thread pool, and writes them out in order. Both formats define a concatenation of
+ * members (frames) as one stream: `gunzip`, `zstd -d`, `tar -xz` and `tar --zstd -x` read it whole.
  */
-export class ParallelGzip extends Transform {
-  readonly #level: number;
+export class ParallelCompress extends Transform {
+  readonly #compress: BlockCompressor;
   readonly #concurrency: number;
   #pending: Buffer[] = [];
   #pendingBytes = 0;
   #inFlight: Array<Promise<Buffer>> = [];
-  #wroteMember = false;
+  #wroteBlock = false;
 
-  constructor(level: number) {
+  constructor(compress: BlockCompressor) {
     super();
-    this.#level = level;
+    this.#compress = compress;
     this.#concurrency = Math.min(availableParallelism() + 2, 4);
   }
 
@@ -35,8 +33,8 @@ export class ParallelGzip extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
-    // An empty input still gets one member, so the output is always a valid gzip file.
-    if (this.#pendingBytes > 0 || !this.#wroteMember) this.#submit(this.#takeBlock(this.#pendingBytes));
+    // An empty input still gets one member, so the output is always a valid compressed file.
+    if (this.#pendingBytes > 0 || !this.#wroteBlock) this.#submit(this.#takeBlock(this.#pendingBytes));
     this.#emitUntil(0).then(() => callback(), callback);
   }
 
@@ -48,13 +46,13 @@ export class ParallelGzip extends Transform {
   }
 
   #submit(block: Buffer): void {
-    const compressed = gzipAsync(block, { level: this.#level, chunkSize: ZLIB_CHUNK_SIZE });
+    const compressed = this.#compress(block);
     compressed.catch(() => {}); // awaited in order by #emitUntil; avoid an unhandled rejection meanwhile
     this.#inFlight.push(compressed);
-    this.#wroteMember = true;
+    this.#wroteBlock = true;
   }
 
-  /** Emits finished members, oldest first, until at most `limit` are still compressing. */
+  /** Emits finished blocks, oldest first, until at most `limit` are still compressing. */
   async #emitUntil(limit: number): Promise<void> {
     while (this.#inFlight.length > limit) {
       const next = this.#inFlight.shift() as Promise<Buffer>;
