@@ -26,7 +26,7 @@ const TEMPORARY = /^\.(.+)\.([^.]+)\.partial$/;
  * overwrite each other. Objects are created owner-only (`0600`) whatever the umask. The folder's
  * file system must support hard links (every POSIX one does).
  *
- * The first `create()` removes the temporaries of writers that died (see
+ * The first `create()`, and `prune`, remove the temporaries of writers that died (see
  * {@link Destination.removeLeftovers}).
  * @public
  */
