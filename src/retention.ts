@@ -43,7 +43,10 @@ export interface PruneOptions {
 export interface PruneResult {
   /** Whether this was a dry run, which deleted nothing. */
   readonly dryRun: boolean;
-  /** The backups kept, newest first, each with the rules that kept it (`newest`, `last`, `daily`, ...). */
+  /**
+   * The backups kept, newest first, each with the rules that kept it (`newest`, `last`, `daily`,
+   * `weekly`, `monthly`, `maxAge`), or `unknown` for one whose sidecar does not vouch for it.
+   */
   readonly kept: ReadonlyArray<BackupInfo & { reasons: readonly string[] }>;
   /** Deleted, or with `dryRun` to be deleted. */
   readonly removed: readonly BackupInfo[];
@@ -83,11 +86,7 @@ export async function prune(destination: Destination, policy: RetentionPolicy, o
   const dryRun = options.dryRun ?? false;
   const leftovers = await pruneLeftovers(destination, dryRun);
   const backups = await listBackups(destination);
-  const reasons = selectRetained(
-    backups.filter((b) => b.trust === 'trusted'),
-    policy,
-    options.now ?? new Date(),
-  );
+  const reasons = selectRetained(backups.filter((b) => b.trust === 'trusted'), policy, options.now ?? new Date());
   for (const backup of backups) if (backup.trust !== 'trusted') reasons.set(backup.name, ['unknown']);
   const kept = backups.filter((b) => reasons.has(b.name)).map((b) => ({ ...b, reasons: reasons.get(b.name) ?? [] }));
   const removed = backups.filter((b) => !reasons.has(b.name));
