@@ -16,7 +16,7 @@ export { verifyBackup, VerifyOperation, VerificationError } from './restore/veri
 export type { CliConfig } from './cli/config.js';
 export type { ScratchOptions, VerifiedSource, VerifyEvents, VerifyLevel, VerifyOptions, VerifyResult } from './restore/verify.js';
 export { listBackups } from './catalog.js';
-export type { BackupInfo } from './catalog.js';
+export type { BackupInfo, BackupProblem, BackupProblemCode, BackupTrust } from './catalog.js';
 export { prune } from './retention.js';
 export type { PruneOptions, PruneResult, RetentionPolicy } from './retention.js';
 export type { CompressionAlgorithm } from './archive/compression.js';

@@ -6,6 +6,10 @@ import type { Destination } from './types.js';
 /**
  * Which backups to keep; every other one is deleted. Rules add up: a backup is kept if any rule
  * keeps it, and the newest backup is always kept. Days, weeks and months are UTC.
+ *
+ * The rules see only backups whose sidecar vouches for them (`trust: 'trusted'`, see
+ * {@link BackupInfo}): an `unknown` backup is always kept, and neither counts as the newest nor
+ * takes one of the places of `keepLast`, `keepDaily`, ..., so it never pushes out a good one.
  * @public
  */
 export interface RetentionPolicy {
@@ -39,10 +43,19 @@ export interface PruneOptions {
 export interface PruneResult {
   /** Whether this was a dry run, which deleted nothing. */
   readonly dryRun: boolean;
-  /** The backups kept, newest first, each with the rules that kept it (`newest`, `last`, `daily`, ...). */
+  /**
+   * The backups kept, newest first, each with the rules that kept it (`newest`, `last`, `daily`,
+   * `weekly`, `monthly`, `maxAge`), or `unknown` for one whose sidecar does not vouch for it.
+   */
   readonly kept: ReadonlyArray<BackupInfo & { reasons: readonly string[] }>;
   /** Deleted, or with `dryRun` to be deleted. */
   readonly removed: readonly BackupInfo[];
+  /**
+   * What interrupted backups left behind and was removed, or with `dryRun` would be (temporary
+   * files, abandoned multipart uploads: see {@link Destination.removeLeftovers}); empty for a
+   * destination that leaves none.
+   */
+  readonly leftovers: readonly string[];
 }
 
 const UNIT_MS: Record<string, number> = { h: 3_600_000, d: 86_400_000, w: 604_800_000 };
@@ -64,16 +77,20 @@ export function checkRetentionPolicy(policy: RetentionPolicy): void {
 
 /**
  * Deletes the backups on a destination that the policy does not keep, archive and sidecar, and
- * says what it kept and deleted. The newest backup is never deleted.
+ * what interrupted backups left behind; says what it kept and deleted. The newest backup is never
+ * deleted, nor is a backup whose sidecar does not vouch for it (kept with the reason `unknown`).
  * @public
  */
 export async function prune(destination: Destination, policy: RetentionPolicy, options: PruneOptions = {}): Promise<PruneResult> {
   checkRetentionPolicy(policy);
+  const dryRun = options.dryRun ?? false;
+  const leftovers = await pruneLeftovers(destination, dryRun);
   const backups = await listBackups(destination);
-  const reasons = selectRetained(backups, policy, options.now ?? new Date());
+  const reasons = selectRetained(backups.filter((b) => b.trust === 'trusted'), policy, options.now ?? new Date());
+  for (const backup of backups) if (backup.trust !== 'trusted') reasons.set(backup.name, ['unknown']);
   const kept = backups.filter((b) => reasons.has(b.name)).map((b) => ({ ...b, reasons: reasons.get(b.name) ?? [] }));
   const removed = backups.filter((b) => !reasons.has(b.name));
-  if (!options.dryRun) {
+  if (!dryRun) {
     for (const { name } of removed) {
       try {
         await destination.remove(name);
@@ -85,7 +102,17 @@ export async function prune(destination: Destination, policy: RetentionPolicy, o
       }
     }
   }
-  return { dryRun: options.dryRun ?? false, kept, removed };
+  return { dryRun, kept, removed, leftovers };
+}
+
+/** Removes, or on a dry run only lists, what interrupted uploads left on the destination. */
+async function pruneLeftovers(destination: Destination, dryRun: boolean): Promise<string[]> {
+  try {
+    if (dryRun) return (await destination.listLeftovers?.()) ?? [];
+    return (await destination.removeLeftovers?.()) ?? [];
+  } catch (cause) {
+    throw asBackupError(cause, 'DESTINATION_FAILED', `${dryRun ? 'Listing' : 'Removing'} what interrupted backups left on ${destination.description} failed`);
+  }
 }
 
 /** The backups a policy keeps, by name, with the rules that keep each. `backups` is newest first. */

@@ -286,6 +286,12 @@ export interface Destination {
   /**
    * Removes what interrupted uploads left behind (temporary files, incomplete multipart uploads)
    * whose writers are gone, never what a live writer still uses; returns what it removed.
+   * `prune` calls it.
    */
   removeLeftovers?(): Promise<string[]>;
+  /**
+   * What `removeLeftovers` would remove now, removing nothing: for `prune`'s dry run. A
+   * destination with `removeLeftovers` should have it, or a dry run reports no leftovers.
+   */
+  listLeftovers?(): Promise<string[]>;
 }

@@ -7,6 +7,7 @@ import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -14,6 +15,7 @@ import { promisify } from 'node:util';
 import { bankSummary, createBank } from './helpers/sqlite.js';
 import { describeTree, tempDir } from './helpers/fs.js';
 import { MOTO_CREDENTIALS, startMoto, type Moto } from './helpers/moto.js';
+import { replaceSidecar, sidecarFor } from './helpers/sidecar.js';
 
 const execFileAsync = promisify(execFile);
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -199,6 +201,47 @@ describe('backupkit command line', () => {
     const real = await cli(['prune', '--from', 'backups', '--keep-last', '1'], { cwd: dir });
     assert.equal(real.code, 0, real.stderr);
     assert.equal((await readdir(join(dir, 'backups'))).filter((f) => f.endsWith('.tar.gz')).length, 1);
+  });
+
+  it('list and prune: backups whose sidecar cannot be trusted are listed with their problem and never pruned; prune sweeps dead temporaries', async (t) => {
+    const dir = await tempDir(t, 'cli-untrusted');
+    const backups = join(dir, 'backups');
+    await mkdir(backups);
+    const now = Date.now();
+    const stamp = (hoursAgo: number) => new Date(now - hoursAgo * 3_600_000).toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-');
+    const [fresh, noList, ancient, old] = [`${stamp(1)}.tar.gz`, `${stamp(2)}.tar.gz`, `${stamp(3)}.tar.gz`, `${stamp(24 * 60)}.tar.gz`];
+    for (const name of [fresh, noList, ancient, old]) {
+      await writeFile(join(backups, name), name);
+      await writeFile(join(backups, `${name}.json`), JSON.stringify(sidecarFor(name, Buffer.from(name))));
+    }
+    await replaceSidecar(backups, noList, JSON.stringify(sidecarFor(noList, Buffer.from(noList), { sourceStats: 'app' })));
+    await replaceSidecar(backups, ancient, JSON.stringify(sidecarFor(ancient, Buffer.from(ancient), { createdAt: '1999-01-01T00:00:00.000Z' })));
+    const { stdout: deadPid } = await execFileAsync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+    const dead = `.${fresh}.${hostname().replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63)}_${deadPid}_0123456789ab.partial`;
+    await writeFile(join(backups, dead), 'half an archive');
+
+    const list = await cli(['list', '--from', 'backups'], { cwd: dir });
+    assert.equal(list.code, 0, list.stderr);
+    assert.deepEqual(
+      records(list.stdout).map((r) => [r['name'], r['trust'], (r['problem'] as { code?: string } | undefined)?.code]),
+      [[fresh, 'trusted', undefined], [noList, 'unknown', 'SIDECAR_INVALID'], [ancient, 'unknown', 'SIDECAR_MISMATCH'], [old, 'trusted', undefined]],
+    );
+    const command = `stty cols 200 rows 40; exec ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} list --from backups`;
+    const { stdout: onTerminal } = await execFileAsync('script', ['-qec', command, '/dev/null'], { cwd: dir, env: { PATH: process.env['PATH'], HOME: process.env['HOME'], TERM: 'xterm' } });
+    assert.match(onTerminal, new RegExp(`${noList.replace(/\./g, '\\.')} .*\r?\n  unknown \\(SIDECAR_INVALID\\): its sidecar's sourceStats is not a list; never deleted by prune`));
+    assert.match(onTerminal, /unknown \(SIDECAR_MISMATCH\): its sidecar says it was made at 1999-01-01T00:00:00\.000Z/);
+
+    const dry = await cli(['prune', '--from', 'backups', '--max-age', '30d', '--dry-run'], { cwd: dir });
+    assert.equal(dry.code, 0, dry.stderr);
+    const planned = records(dry.stdout).at(-1)!;
+    assert.deepEqual((planned['removed'] as Array<{ name: string }>).map((b) => b.name), [old]);
+    assert.deepEqual((planned['kept'] as Array<{ name: string; reasons: string[] }>).map((b) => [b.name, b.reasons]), [[fresh, ['newest', 'maxAge']], [noList, ['unknown']], [ancient, ['unknown']]]);
+    assert.deepEqual(planned['leftovers'], [dead]);
+    assert.equal((await readdir(backups)).length, 9, 'a dry run deletes nothing');
+
+    const real = await cli(['prune', '--from', 'backups', '--max-age', '30d'], { cwd: dir });
+    assert.equal(real.code, 0, real.stderr);
+    assert.deepEqual((await readdir(backups)).sort(), [fresh, `${fresh}.json`, noList, `${noList}.json`, ancient, `${ancient}.json`].sort());
   });
 
   it('on a terminal: progress bars per source with bytes, rate and ETA, then a summary', async (t) => {

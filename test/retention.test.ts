@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { Database, files, listBackups, memory, prune, type Destination, type RetentionPolicy } from '../src/index.js';
+import { promisify } from 'node:util';
+import { Database, directory, files, listBackups, memory, prune, type Destination, type RetentionPolicy } from '../src/index.js';
 import { put } from './conformance/destination.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
+import { UNTRUSTWORTHY_SIDECARS, sidecarFor } from './helpers/sidecar.js';
 
 /** Backups at known UTC times, newest first: letter -> archive name. */
 const BACKUPS: Record<string, string> = {
@@ -23,11 +27,14 @@ const BACKUPS: Record<string, string> = {
 };
 const NOW = new Date('2026-11-21T12:00:00Z');
 
-async function destinationWithBackups(): Promise<Destination> {
+/** Every backup of BACKUPS with a valid sidecar, but those of `sidecars` (letter -> its text, or undefined for none). */
+async function destinationWithBackups(sidecars: Record<string, string | undefined> = {}): Promise<Destination> {
   const destination = memory();
-  for (const name of Object.values(BACKUPS)) {
-    await put(destination, name, Buffer.from(name));
-    await put(destination, `${name}.json`, Buffer.from('{}')); // a sidecar without the fields: ignored, but deleted with its archive
+  for (const [letter, name] of Object.entries(BACKUPS)) {
+    const bytes = Buffer.from(name);
+    await put(destination, name, bytes);
+    const sidecar = letter in sidecars ? sidecars[letter] : JSON.stringify(sidecarFor(name, bytes));
+    if (sidecar !== undefined) await put(destination, `${name}.json`, Buffer.from(sidecar));
   }
   return destination;
 }
@@ -90,5 +97,88 @@ describe('retention against a fixed clock', () => {
     assert.equal(result.pruned.length, 2);
     assert.equal(letters(result.pruned[0]?.removed ?? []), 'BCDEFGHIJK');
     await rejectsWithCode(db.startBackup({ to: first, retention: {} }).done, 'INVALID_OPTIONS');
+  });
+});
+
+describe('retention against sidecars it cannot trust', () => {
+  for (const { label, code, text } of UNTRUSTWORTHY_SIDECARS) {
+    it(`never deletes a backup whose sidecar is ${label}, and lists it with ${code}`, async () => {
+      // B is 10 hours old, K a year: one that only a lying sidecar makes look old, one that is.
+      const sidecarOf = (letter: string) => text(BACKUPS[letter] as string, Buffer.from(BACKUPS[letter] as string), BACKUPS.A as string);
+      const destination = await destinationWithBackups({ B: sidecarOf('B'), K: sidecarOf('K') });
+      const listed = await listBackups(destination);
+      for (const backup of listed) {
+        const damaged = backup.name === BACKUPS.B || backup.name === BACKUPS.K;
+        assert.equal(backup.trust, damaged ? 'unknown' : 'trusted', backup.name);
+        assert.equal(backup.problem?.code, damaged ? code : undefined, `${backup.name}: ${backup.problem?.message}`);
+        assert.equal(backup.createdAt.toISOString().slice(0, 19).replace(/[-:T]/g, ''), backup.name.slice(0, 15).replace('-', ''), 'the time is the name\'s');
+        assert.ok(Array.isArray(backup.sources));
+        if (damaged) assert.deepEqual([backup.sha256, backup.signedBy, backup.sources], [undefined, undefined, []], 'nothing of an untrusted sidecar is used');
+      }
+      for (const policy of [{ maxAge: '30d' }, { keepLast: 1 }, { keepDaily: 1 }, { keepMonthly: 1 }] as RetentionPolicy[]) {
+        const planned = await prune(destination, policy, { dryRun: true, now: NOW });
+        assert.deepEqual(planned.removed.filter((b) => b.trust !== 'trusted'), [], `${JSON.stringify(policy)} plans to delete no unknown backup`);
+        assert.deepEqual(
+          planned.kept.filter((b) => b.trust === 'unknown').map((b) => [letters([b.name]), b.reasons]),
+          [['B', ['unknown']], ['K', ['unknown']]],
+        );
+      }
+      const pruned = await prune(destination, { maxAge: '30d' }, { now: NOW });
+      assert.equal(letters(pruned.removed.map((b) => b.name)), 'IJ');
+      assert.equal(letters((await listBackups(destination)).map((b) => b.name)), 'ABCDEFGHK');
+    });
+  }
+
+  it('fills keepLast with trusted backups: unknown ones are kept besides, never instead', async () => {
+    const destination = await destinationWithBackups({ A: undefined, B: '{"name":' });
+    const result = await prune(destination, { keepLast: 2 }, { now: NOW });
+    assert.deepEqual(
+      result.kept.map((b) => [letters([b.name]), b.reasons]),
+      [['A', ['unknown']], ['B', ['unknown']], ['C', ['newest', 'last']], ['D', ['last']]],
+    );
+    assert.equal(letters(result.removed.map((b) => b.name)), 'EFGHIJK');
+  });
+
+  it('ignores objects named like archives whose timestamp is no real time', async () => {
+    const destination = await destinationWithBackups();
+    for (const name of ['20261399-120000.tar.gz', '20260231-120000.tar.gz', '20261121-256199.tar.gz']) await put(destination, name, Buffer.from(name));
+    assert.equal(letters((await listBackups(destination)).map((b) => b.name)), 'ABCDEFGHIJK');
+    const result = await prune(destination, { keepLast: 1 }, { now: NOW });
+    assert.equal(result.kept.length + result.removed.length, Object.keys(BACKUPS).length);
+  });
+});
+
+describe('prune removes what interrupted backups left behind', () => {
+  /** `.<name>.<host>_<pid>_<random>.partial`, as the directory destination names its temporaries. */
+  const temporary = (name: string, host: string, pid: number) => `.${name}.${host.replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63)}_${pid}_0123456789ab.partial`;
+
+  it('on a real folder: the temporary file of a dead process goes, a live one stays; a dry run only says so', async (t) => {
+    const dir = await tempDir(t, 'leftovers');
+    const destination = directory({ path: dir });
+    const name = BACKUPS.A as string;
+    await put(destination, name, Buffer.from(name));
+    await put(destination, `${name}.json`, Buffer.from(JSON.stringify(sidecarFor(name, Buffer.from(name)))));
+    const { pid: deadPid } = await promisify(execFile)(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).then(({ stdout }) => ({ pid: Number(stdout) }));
+    const dead = temporary('20261120-230000.tar.gz', hostname(), deadPid);
+    const live = temporary('20261121-110000.tar.gz', hostname(), process.pid);
+    const elsewhereOld = temporary('20261119-120000.tar.gz', 'other-host', 4242);
+    const elsewhereRecent = temporary('20261121-115900.tar.gz', 'other-host', 4243);
+    for (const file of [dead, live, elsewhereOld, elsewhereRecent]) await writeFile(join(dir, file), 'partial archive');
+    const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
+    for (const file of [dead, live, elsewhereOld]) await utimes(join(dir, file), twoDaysAgo, twoDaysAgo);
+
+    const planned = await prune(destination, { keepLast: 1 }, { dryRun: true });
+    assert.deepEqual([...planned.leftovers].sort(), [dead, elsewhereOld].sort());
+    assert.equal((await readdir(dir)).length, 6, 'a dry run removes nothing');
+
+    const pruned = await prune(destination, { keepLast: 1 });
+    assert.deepEqual([...pruned.leftovers].sort(), [dead, elsewhereOld].sort());
+    assert.deepEqual((await readdir(dir)).sort(), [elsewhereRecent, live, name, `${name}.json`].sort());
+    assert.deepEqual((await prune(destination, { keepLast: 1 })).leftovers, []);
+  });
+
+  it('reports no leftovers for a destination that leaves none', async () => {
+    const result = await prune(await destinationWithBackups(), { keepLast: 1 }, { now: NOW });
+    assert.deepEqual(result.leftovers, []);
   });
 });

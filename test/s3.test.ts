@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { Database, files, listBackups, memory, s3, sqlite } from '../src/index.js';
+import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { Database, files, listBackups, memory, prune, s3, sqlite } from '../src/index.js';
 import { put, testDestination } from './conformance/destination.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { failingAfter } from './helpers/faulty.js';
@@ -22,7 +22,7 @@ after(() => moto?.stop());
 const destinationOn = (bucket: string, extra: Partial<Parameters<typeof s3>[0]> = {}) =>
   s3({ bucket, endpoint: moto.endpoint, forcePathStyle: true, credentials: MOTO_CREDENTIALS, partSize: 5 * 1024 * 1024, ...extra });
 
-testDestination('s3', async () => ({ destination: destinationOn(await moto.createBucket(), { prefix: 'backups/app' }), cleanup: async () => {} }));
+testDestination('s3', async () => ({ destination: destinationOn(await moto.createBucket(), { prefix: 'backups/app' }), cleanup: async () => {} }), { fakeUploadStartTimes: true });
 
 async function leftovers(bucket: string): Promise<{ objects: string[]; uploads: string[] }> {
   const objects = await moto.client.send(new ListObjectsV2Command({ Bucket: bucket }));
@@ -45,6 +45,19 @@ describe('s3 destination', () => {
     assert.equal(listed?.sha256, result.sha256);
     await Database.restore({ from: destination, targets: { app: { path: join(dir, 'restored.db') } } });
     assert.deepEqual(dumpRows(join(dir, 'restored.db')), dumpRows(join(dir, 'app.db')));
+  });
+
+  it('prune aborts the multipart upload a killed backup left; a dry run only names it', async () => {
+    const bucket = await moto.createBucket();
+    const destination = destinationOn(bucket, { prefix: 'nightly/' });
+    await put(destination, '20261121-100000.tar.gz', Buffer.from('archive'));
+    await moto.client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'nightly/20261121-110000.tar.gz' })); // never completed
+    await moto.client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'elsewhere/20261121-110000.tar.gz' })); // not under the prefix
+    const planned = await prune(destination, { keepLast: 1 }, { dryRun: true });
+    assert.deepEqual(planned.leftovers, ['20261121-110000.tar.gz']);
+    assert.deepEqual((await leftovers(bucket)).uploads.sort(), ['elsewhere/20261121-110000.tar.gz', 'nightly/20261121-110000.tar.gz']);
+    assert.deepEqual((await prune(destination, { keepLast: 1 })).leftovers, ['20261121-110000.tar.gz']);
+    assert.deepEqual(await leftovers(bucket), { objects: ['nightly/20261121-100000.tar.gz'], uploads: ['elsewhere/20261121-110000.tar.gz'] });
   });
 
   it('lists past one page of results', async () => {

@@ -30,16 +30,17 @@ export function stemOf(name: string): string {
   return dot === -1 ? name : name.slice(0, dot);
 }
 
+/** An archive's name: of the right shape, and its timestamp a real UTC time (not `20261399-256199`). */
 export function isArchiveName(name: string): boolean {
-  return ARCHIVE_NAME.test(name);
+  return dateFromArchiveName(name) !== undefined;
 }
 
-/** The start time a name encodes, to the second. */
+/** The start time a name encodes, to the second; `undefined` if it is no archive name. */
 export function dateFromArchiveName(name: string): Date | undefined {
   const match = ARCHIVE_NAME.exec(name);
   if (!match) return undefined;
   const [, day = '', time = ''] = match;
-  return new Date(
-    `${day.slice(0, 4)}-${day.slice(4, 6)}-${day.slice(6, 8)}T${time.slice(0, 2)}:${time.slice(2, 4)}:${time.slice(4, 6)}Z`,
-  );
+  const date = new Date(`${day.slice(0, 4)}-${day.slice(4, 6)}-${day.slice(6, 8)}T${time.slice(0, 2)}:${time.slice(2, 4)}:${time.slice(4, 6)}Z`);
+  // Date rolls 2026-02-31 over to March 3rd: only a timestamp that prints back as itself is real.
+  return !Number.isNaN(date.getTime()) && timestampOf(date) === `${day}-${time}` ? date : undefined;
 }

@@ -6,7 +6,7 @@ import { inspectArchive } from '../archive/inspect.js';
 import type { DecryptOptions, EncryptOptions } from '../archive/encryption.js';
 import type { SignOptions, VerifySignatureOptions } from '../archive/signature.js';
 import type { ManifestEntry } from '../archive/format.js';
-import { listBackups } from '../catalog.js';
+import { listBackups, type BackupProblem } from '../catalog.js';
 import { Database, type RestoreTarget } from '../database.js';
 import { BackupError } from '../errors.js';
 import { prune, type RetentionPolicy } from '../retention.js';
@@ -189,6 +189,7 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
       const sources = backup.sources.map((s) => `${s.name}:${s.kind}`).join(' ');
       output.emit({ type: 'backup', ...backup }, [
         `${backup.name}  ${backup.createdAt.toISOString()}  ${formatBytes(backup.size).padStart(10)}${backup.encrypted ? '  encrypted' : ''}${backup.signedBy ? `  signed ${backup.signedBy}` : ''}  ${sources}`,
+        ...problemLine(backup.problem),
       ]);
     }
   },
@@ -251,9 +252,10 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
     const result = await prune(from, policy, { dryRun: values['dry-run'] === true });
     const verb = result.dryRun ? 'would delete' : 'deleted';
     output.emit({ type: 'result', command: 'prune', ...result }, [
-      ...result.kept.map((b) => `keep    ${b.name}  (${b.reasons.join(', ')})`),
+      ...result.kept.flatMap((b) => [`keep    ${b.name}  (${b.reasons.join(', ')})`, ...problemLine(b.problem)]),
       ...result.removed.map((b) => `${result.dryRun ? 'drop' : 'deleted'} ${b.name}`),
-      `${verb} ${result.removed.length}, kept ${result.kept.length}`,
+      ...result.leftovers.map((name) => `${result.dryRun ? 'drop' : 'deleted'} ${name}  (left by an interrupted backup)`),
+      `${verb} ${result.removed.length} backup(s) and ${result.leftovers.length} leftover(s), kept ${result.kept.length}`,
     ]);
   },
 };
@@ -371,6 +373,11 @@ async function verificationOf(values: Values, config: CliConfig, io: CliIo): Pro
   const fromFiles = await Promise.all(strings(values['verify-key-file']).map((file) => readText(resolve(io.cwd, file))));
   const publicKeys = [...(config.verifySignature?.publicKeys ?? []), ...fromFiles];
   return publicKeys.length > 0 ? { verifySignature: { publicKeys } } : {};
+}
+
+/** Under a backup whose sidecar does not vouch for it: why, and that retention keeps it. */
+function problemLine(problem: BackupProblem | undefined): string[] {
+  return problem === undefined ? [] : [`  unknown (${problem.code}): ${problem.message}; never deleted by prune`];
 }
 
 function signedLine(signedBy: string | undefined): string[] {

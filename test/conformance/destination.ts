@@ -1,14 +1,16 @@
 /**
  * The contract every destination keeps. An adapter's test file calls `testDestination` once and
- * adds its own extras. Only `describe`/`it` from node:test are used, plus `assert`.
+ * adds its own extras. Only `describe`/`it` from node:test are used, plus `assert`; listing and
+ * prune run on each destination, as they read what it lists.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { buffer } from 'node:stream/consumers';
 import { describe, it } from 'node:test';
-import type { Destination, Upload } from '../../src/index.js';
+import { listBackups, prune, type Destination, type Upload } from '../../src/index.js';
 import { rejectsWithCode } from '../helpers/errors.js';
+import { sidecarFor } from '../helpers/sidecar.js';
 
 export interface DestinationHarness {
   destination: Destination;
@@ -34,7 +36,15 @@ export async function put(destination: Destination, name: string, bytes: Buffer,
   return upload;
 }
 
-export function testDestination(label: string, make: () => Promise<DestinationHarness>): void {
+export interface ConformanceOptions {
+  /**
+   * The server reports no real start time for unfinished uploads (moto: always 2010-11-10), so
+   * that every one of them looks abandoned: age-based leftover rules cannot be checked against it.
+   */
+  fakeUploadStartTimes?: boolean;
+}
+
+export function testDestination(label: string, make: () => Promise<DestinationHarness>, options: ConformanceOptions = {}): void {
   describe(`destination conformance: ${label}`, () => {
     const withDestination = (fn: (d: Destination) => Promise<void>) => async () => {
       const { destination, cleanup } = await make();
@@ -121,6 +131,28 @@ export function testDestination(label: string, make: () => Promise<DestinationHa
       assert.deepEqual(await names(d), []);
       await rejectsWithCode(d.remove('gone.tar.gz'), 'NOT_FOUND');
       await rejectsWithCode(d.open('never.tar.gz'), 'NOT_FOUND');
+    }));
+
+    it('lists sizes its sidecars agree with: a backup is trusted, one with another\'s sidecar unknown and kept by prune', withDestination(async (d) => {
+      const [older, newer] = ['20260101-000000.tar.gz', '20260102-000000.tar.gz'];
+      const bytes = randomBytes(70_000);
+      for (const name of [older, newer]) await put(d, name, bytes);
+      await put(d, `${newer}.json`, Buffer.from(JSON.stringify(sidecarFor(newer, bytes))));
+      await put(d, `${older}.json`, Buffer.from(JSON.stringify(sidecarFor(newer, bytes))));
+      assert.deepEqual((await listBackups(d)).map((b) => [b.name, b.trust, b.size, b.problem?.code]), [[newer, 'trusted', bytes.length, undefined], [older, 'unknown', bytes.length, 'SIDECAR_MISMATCH']]);
+      const result = await prune(d, { keepLast: 1 });
+      assert.deepEqual(result.removed, []);
+      assert.deepEqual(await names(d), [older, `${older}.json`, newer, `${newer}.json`]);
+    }));
+
+    const fakeTimes = options.fakeUploadStartTimes ? 'the server fakes the start time of unfinished uploads' : false;
+    it('never names an upload still being written as a leftover, nor removes it', { skip: fakeTimes }, withDestination(async (d) => {
+      const live = await put(d, 'live.tar.gz', randomBytes(6 * 1024 * 1024), false); // past one S3 part: a multipart upload exists
+      assert.deepEqual((await d.listLeftovers?.()) ?? [], []);
+      assert.deepEqual((await d.removeLeftovers?.()) ?? [], []);
+      assert.deepEqual((await prune(d, { keepLast: 1 }, { dryRun: true })).leftovers, []);
+      await live.commit();
+      assert.equal((await buffer(await d.open('live.tar.gz'))).length, 6 * 1024 * 1024, 'the upload went on unharmed');
     }));
 
     it('refuses names that could escape its namespace', withDestination(async (d) => {

@@ -26,7 +26,7 @@ const TEMPORARY = /^\.(.+)\.([^.]+)\.partial$/;
  * overwrite each other. Objects are created owner-only (`0600`) whatever the umask. The folder's
  * file system must support hard links (every POSIX one does).
  *
- * The first `create()` removes the temporaries of writers that died (see
+ * The first `create()`, and `prune`, remove the temporaries of writers that died (see
  * {@link Destination.removeLeftovers}).
  * @public
  */
@@ -40,14 +40,21 @@ export function directory(options: DirectoryOptions): Destination {
     new BackupError('DESTINATION_FAILED', `${description}: ${action} failed: ${(cause as Error).message}`, { cause });
   let swept: Promise<string[]> | undefined;
 
-  /** Removes temporaries whose writer is gone; best effort, as nothing depends on it. */
-  const removeLeftovers = async (): Promise<string[]> => {
-    const removed: string[] = [];
+  /** Temporaries whose writer is gone; best effort, as nothing depends on it. */
+  const listLeftovers = async (): Promise<string[]> => {
+    const abandoned: string[] = [];
     for (const name of await readdir(root).catch(() => [])) {
       const tag = TEMPORARY.exec(name)?.[2];
       if (tag === undefined) continue;
       const info = await stat(join(root, name)).catch(() => undefined);
-      if (!info || !isAbandoned(tag, info.mtime)) continue;
+      if (info && isAbandoned(tag, info.mtime)) abandoned.push(name);
+    }
+    return abandoned;
+  };
+
+  const removeLeftovers = async (): Promise<string[]> => {
+    const removed: string[] = [];
+    for (const name of await listLeftovers()) {
       if (await unlink(join(root, name)).then(() => true, () => false)) removed.push(name);
     }
     return removed;
@@ -145,5 +152,6 @@ export function directory(options: DirectoryOptions): Destination {
     },
 
     removeLeftovers,
+    listLeftovers,
   };
 }

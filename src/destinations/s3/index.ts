@@ -120,26 +120,34 @@ export function s3(options: S3Options): Destination {
     new BackupError('ALREADY_EXISTS', `${description} already holds ${name}; it was not replaced`, { cause });
   let swept: Promise<string[]> | undefined;
 
-  /** Aborts the multipart uploads under the prefix older than `abandonedUploadAge`. */
-  const removeLeftovers = async (): Promise<string[]> => {
-    const removed: string[] = [];
+  /** Visits the multipart uploads under the prefix older than `abandonedUploadAge`. */
+  const forEachAbandonedUpload = async (visit: (upload: { Key: string; UploadId: string }) => Promise<void>): Promise<string[]> => {
+    const visited: string[] = [];
     const oldest = Date.now() - abandonedUploadAge;
     let markers: { KeyMarker?: string; UploadIdMarker?: string } = {};
-    try {
-      for (;;) {
-        const page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix, ...markers }));
-        for (const { Key, UploadId, Initiated } of page.Uploads ?? []) {
-          if (Key === undefined || UploadId === undefined || (Initiated?.getTime() ?? Infinity) > oldest) continue;
-          await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key, UploadId }));
-          removed.push(Key.slice(prefix.length));
-        }
-        if (!page.IsTruncated) return removed;
-        markers = { KeyMarker: page.NextKeyMarker, UploadIdMarker: page.NextUploadIdMarker };
+    for (;;) {
+      const page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix, ...markers }));
+      for (const { Key, UploadId, Initiated } of page.Uploads ?? []) {
+        if (Key === undefined || UploadId === undefined || (Initiated?.getTime() ?? Infinity) > oldest) continue;
+        await visit({ Key, UploadId });
+        visited.push(Key.slice(prefix.length));
       }
-    } catch (cause) {
-      throw failed('aborting abandoned multipart uploads', cause);
+      if (!page.IsTruncated) return visited;
+      markers = { KeyMarker: page.NextKeyMarker, UploadIdMarker: page.NextUploadIdMarker };
     }
   };
+
+  const removeLeftovers = (): Promise<string[]> =>
+    forEachAbandonedUpload(async ({ Key, UploadId }) => {
+      await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key, UploadId }));
+    }).catch((cause: unknown) => {
+      throw failed('aborting abandoned multipart uploads', cause);
+    });
+
+  const listLeftovers = (): Promise<string[]> =>
+    forEachAbandonedUpload(async () => {}).catch((cause: unknown) => {
+      throw failed('listing abandoned multipart uploads', cause);
+    });
 
   return {
     kind: 's3',
@@ -225,6 +233,7 @@ export function s3(options: S3Options): Destination {
     },
 
     removeLeftovers,
+    listLeftovers,
   };
 }
 
