@@ -1,14 +1,18 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdir, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { buffer } from 'node:stream/consumers';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, it } from 'node:test';
-import { BackupError, Database, files, memory, sqlite, verifyBackup, type BackupErrorCode, type Destination } from '../src/index.js';
+import { promisify } from 'node:util';
+import { BackupError, Database, directory, files, memory, sqlite, verifyBackup, type BackupErrorCode, type Destination } from '../src/index.js';
 import { CRAFTED_NAME, craftArchive, headerEntry, manifestFor, raw, rawTar, store, type CraftedEntry, type RawEntry } from './helpers/craft.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { describeTree, tempDir } from './helpers/fs.js';
 import { createBank } from './helpers/sqlite.js';
+
+const execFileAsync = promisify(execFile);
 
 const FILES = [{ name: 'f', kind: 'files' }];
 const file = (name: string, text = 'x'): CraftedEntry => ({ header: { name, type: 'file' }, body: Buffer.from(text) });
@@ -271,5 +275,29 @@ describe('malformed tar entries are CORRUPT_ARCHIVE, never a hang', () => {
     }
     t.diagnostic(`${mutants.length} mutants: ${JSON.stringify(outcomes)}`);
     assert.ok((outcomes['CORRUPT_ARCHIVE'] ?? 0) > mutants.length / 2, 'most mutants are refused as corrupt');
+  });
+});
+
+describe('archives that would cost unbounded memory or disk', () => {
+  const LINE_BYTES = 64 * 1024 * 1024;
+
+  it(`refuses a manifest line of ${LINE_BYTES / 1024 / 1024} MiB with CORRUPT_ARCHIVE, reading it with bounded memory`, { timeout: 600_000 }, async (t) => {
+    const sandbox = await tempDir(t, 'long-line');
+    const listed = [headerEntry(FILES), folder('sources/f/'), file('sources/f/x')];
+    const { body } = manifestFor(listed);
+    const [, ...entryLines] = body!.toString().split('\n');
+    const summary = JSON.stringify({ type: 'summary', entries: listed.length, sources: [], warnings: 0, pad: 'a'.repeat(LINE_BYTES) });
+    const manifest = Buffer.from([summary, ...entryLines].join('\n'));
+    const backups = join(sandbox, 'backups');
+    await store(directory({ path: backups }), await craftArchive([...listed, { header: { name: 'manifest.ndjson', type: 'file' }, body: manifest }]));
+
+    // In a process of its own, so that the peak memory measured is the restore's alone.
+    const child = join(import.meta.dirname, 'helpers', 'memory-restore-child.js');
+    const { stdout } = await execFileAsync(process.execPath, [child, backups, join(sandbox, 'target')]);
+    const { code, peakGrowth } = JSON.parse(stdout) as { code: string; peakGrowth: number };
+    t.diagnostic(`peak RSS growth: ${(peakGrowth / 1024 / 1024).toFixed(1)} MiB`);
+    assert.equal(code, 'CORRUPT_ARCHIVE');
+    assert.ok(peakGrowth < LINE_BYTES / 2, `the peak resident memory grew by ${peakGrowth} bytes`);
+    assert.deepEqual(await readdir(sandbox), ['backups'], 'no target or staging copy left');
   });
 });
