@@ -1,17 +1,20 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { Database, directory, files, listBackups } from '../src/index.js';
 import { put, testDestination } from './conformance/destination.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
 import { raceTwoBackups } from './helpers/race.js';
+
+const execFileAsync = promisify(execFile);
 
 testDestination('directory', async () => {
   const path = await mkdtemp(join(tmpdir(), 'backupkit-dest-'));
@@ -114,4 +117,16 @@ describe('two processes backing up in the same second', () => {
     const path = join(dir, 'backups');
     await raceTwoBackups(dir, directory({ path }), { path });
   });
+});
+
+describe('file modes whatever the umask', () => {
+  for (const umask of ['022', '077']) {
+    it(`under umask ${umask}: archive and sidecar 0600, a restored SQLite database keeps its source's 0640`, async (t) => {
+      const dir = await tempDir(t, `umask-${umask}`);
+      const child = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'umask-child.js');
+      // The umask is set by a shell, as a service manager or a login would, before node starts.
+      const { stdout } = await execFileAsync('sh', ['-c', `umask ${umask} && exec "$0" "$@"`, process.execPath, child, dir]);
+      assert.deepEqual(JSON.parse(stdout), { '<name>.tar.gz': '600', '<name>.tar.gz.json': '600', 'restored app.db': '640' });
+    });
+  }
 });

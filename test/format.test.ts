@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
 import { copyFile, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { MAX_MANIFEST_LINE_BYTES, manifestLines } from '../src/archive/format.js';
 import { archiveName, dateFromArchiveName, isArchiveName } from '../src/archive/names.js';
 import { Database, directory } from '../src/index.js';
 import { BACKUPKIT_VERSION } from '../src/version.js';
+import { rejectsWithCode } from './helpers/errors.js';
 import { describeTree, tempDir } from './helpers/fs.js';
 import { bankSummary } from './helpers/sqlite.js';
 
@@ -40,5 +43,26 @@ describe('archive format', () => {
     assert.deepEqual(Object.keys(tree).sort(), ['', 'docs', 'docs/readme.txt', 'empty', 'link']);
     assert.equal(tree['link']?.target, 'docs/readme.txt');
     assert.equal(await readFile(join(dir, 'uploads', 'docs', 'readme.txt'), 'utf8'), 'format v1 fixture\n');
+  });
+});
+
+describe('manifest lines', () => {
+  const linesOf = async (chunks: Array<string | Buffer>) => {
+    const lines: string[] = [];
+    for await (const line of manifestLines(Readable.from(chunks.map((chunk) => Buffer.from(chunk))))) lines.push(line);
+    return lines;
+  };
+
+  it('splits on \\n and \\r\\n, across chunks and inside a multi-byte character, with a last line lacking its newline', async () => {
+    const euro = Buffer.from('€'); // three bytes, cut between two chunks below
+    const chunks = [Buffer.from('{"a":1}\r\n{"b":"'), euro.subarray(0, 1), Buffer.concat([euro.subarray(1), Buffer.from('"}\n\n{"c"')]), Buffer.from(':3}')];
+    assert.deepEqual(await linesOf(chunks), ['{"a":1}', '{"b":"€"}', '', '{"c":3}']);
+  });
+
+  it(`accepts a line of ${MAX_MANIFEST_LINE_BYTES} bytes and refuses one more, with or without a newline`, async () => {
+    const longest = 'x'.repeat(MAX_MANIFEST_LINE_BYTES);
+    assert.deepEqual((await linesOf([`${longest}\n`, 'y'])).map((line) => line.length), [MAX_MANIFEST_LINE_BYTES, 1]);
+    await rejectsWithCode(linesOf([longest, 'x\n']), 'CORRUPT_ARCHIVE', /longer than/);
+    await rejectsWithCode(linesOf([`${longest}x`]), 'CORRUPT_ARCHIVE', /longer than/);
   });
 });

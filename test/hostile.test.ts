@@ -1,14 +1,18 @@
 import assert from 'node:assert/strict';
-import { mkdir, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdir, readdir, readlink, rm, statfs, symlink, writeFile } from 'node:fs/promises';
 import { buffer } from 'node:stream/consumers';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, it } from 'node:test';
-import { BackupError, Database, files, memory, sqlite, verifyBackup, type BackupErrorCode, type Destination } from '../src/index.js';
+import { promisify } from 'node:util';
+import { BackupError, Database, directory, files, memory, sqlite, verifyBackup, type BackupErrorCode, type Destination } from '../src/index.js';
 import { CRAFTED_NAME, craftArchive, headerEntry, manifestFor, raw, rawTar, store, type CraftedEntry, type RawEntry } from './helpers/craft.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { describeTree, tempDir } from './helpers/fs.js';
 import { createBank } from './helpers/sqlite.js';
+
+const execFileAsync = promisify(execFile);
 
 const FILES = [{ name: 'f', kind: 'files' }];
 const file = (name: string, text = 'x'): CraftedEntry => ({ header: { name, type: 'file' }, body: Buffer.from(text) });
@@ -271,5 +275,79 @@ describe('malformed tar entries are CORRUPT_ARCHIVE, never a hang', () => {
     }
     t.diagnostic(`${mutants.length} mutants: ${JSON.stringify(outcomes)}`);
     assert.ok((outcomes['CORRUPT_ARCHIVE'] ?? 0) > mutants.length / 2, 'most mutants are refused as corrupt');
+  });
+});
+
+describe('archives that would cost unbounded memory or disk', () => {
+  const LINE_BYTES = 64 * 1024 * 1024;
+
+  it(`refuses a manifest line of ${LINE_BYTES / 1024 / 1024} MiB with CORRUPT_ARCHIVE, reading it with bounded memory`, { timeout: 600_000 }, async (t) => {
+    const sandbox = await tempDir(t, 'long-line');
+    const listed = [headerEntry(FILES), folder('sources/f/'), file('sources/f/x')];
+    const { body } = manifestFor(listed);
+    const [, ...entryLines] = body!.toString().split('\n');
+    const summary = JSON.stringify({ type: 'summary', entries: listed.length, sources: [], warnings: 0, pad: 'a'.repeat(LINE_BYTES) });
+    const manifest = Buffer.from([summary, ...entryLines].join('\n'));
+    const backups = join(sandbox, 'backups');
+    await store(directory({ path: backups }), await craftArchive([...listed, { header: { name: 'manifest.ndjson', type: 'file' }, body: manifest }]));
+
+    // In a process of its own, so that the peak memory measured is the restore's alone.
+    const child = join(import.meta.dirname, 'helpers', 'memory-restore-child.js');
+    const { stdout } = await execFileAsync(process.execPath, [child, backups, join(sandbox, 'target')]);
+    const { code, peakGrowth } = JSON.parse(stdout) as { code: string; peakGrowth: number };
+    t.diagnostic(`peak RSS growth: ${(peakGrowth / 1024 / 1024).toFixed(1)} MiB`);
+    assert.equal(code, 'CORRUPT_ARCHIVE');
+    assert.ok(peakGrowth < LINE_BYTES / 2, `the peak resident memory grew by ${peakGrowth} bytes`);
+    assert.deepEqual(await readdir(sandbox), ['backups'], 'no target or staging copy left');
+  });
+
+  /** An archive of a files source whose header announces `estimatedBytes` for it. */
+  async function announcing(estimatedBytes: number, entries: CraftedEntry[]): Promise<Buffer> {
+    const header = headerEntry(FILES);
+    const fields = JSON.parse(header.body!.toString()) as { sources: Array<{ estimatedBytes: number }> };
+    fields.sources[0]!.estimatedBytes = estimatedBytes;
+    const body = Buffer.from(JSON.stringify(fields));
+    const all = [{ header: { ...header.header, size: body.length }, body }, folder('sources/f/'), ...entries];
+    return craftArchive([...all, manifestFor(all)]);
+  }
+
+  it('refuses an archive whose header announces more than the free space, before writing anything', async (t) => {
+    const sandbox = await tempDir(t, 'announced');
+    const { bavail, bsize } = await statfs(sandbox);
+    const destination = memory();
+    await store(destination, await announcing(2 * bavail * bsize + 2 ** 30, [file('sources/f/x')]));
+    const error = await rejectsWithCode(Database.restore({ from: destination, targets: { f: { dir: join(sandbox, 'new', 'target') } } }), 'RESTORE_FAILED', /announces that source "f" needs .* free/);
+    assert.match(error.hint, /^Free at least .* on the file system of /);
+    assert.deepEqual(await readdir(sandbox), [], 'no target, staging copy or parent folder made');
+  });
+
+  it('stops a gzip bomb, one huge file or many small ones, at the entry that does not fit, on a small file system', { timeout: 300_000 }, async (t) => {
+    const sandbox = await tempDir(t, 'bomb');
+    const small = join(sandbox, 'small');
+    await mkdir(small);
+    try {
+      await execFileAsync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', small]);
+    } catch (error) {
+      t.skip(`mounting a 2 MiB tmpfs is not permitted here: ${(error as Error).message.split('\n')[0]}`);
+      return;
+    }
+    try {
+      // Headers that announce nothing: only the entries' own sizes can stop them.
+      const bombs: Array<[string, CraftedEntry[], RegExp]> = [
+        ['one 64 MiB file', [file('sources/f/zeros', '\0'.repeat(64 * 1024 * 1024))], /"zeros" needs 64\.0 MiB/],
+        ['64 files of 300 KiB', Array.from({ length: 64 }, (_, i) => file(`sources/f/zeros-${i}`, '\0'.repeat(300 * 1024))), /"zeros-\d+" needs 300\.0 KiB/],
+      ];
+      for (const [what, entries, message] of bombs) {
+        const archive = await announcing(0, entries);
+        assert.ok(archive.length < 1024 * 1024, `${what}: a bomb, ${archive.length} bytes compressed`);
+        const destination = memory();
+        await store(destination, archive);
+        const error = await rejectsWithCode(Database.restore({ from: destination, targets: { f: { dir: join(small, 'target') } } }), 'RESTORE_FAILED', message);
+        assert.match(error.hint, /^Free at least /, what);
+        assert.deepEqual(await readdir(small), [], `${what}: nothing left on the small file system`);
+      }
+    } finally {
+      await execFileAsync('umount', [small]); // before the test's folder is removed
+    }
   });
 });

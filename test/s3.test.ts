@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
@@ -113,5 +113,30 @@ describe('s3 destination', () => {
   it('needs a bucket and a valid part size', () => {
     assert.throws(() => s3({ bucket: '' }), { code: 'INVALID_OPTIONS' });
     assert.throws(() => s3({ bucket: 'b', partSize: 1024 }), { code: 'INVALID_OPTIONS' });
+  });
+});
+
+describe('a frozen S3 server (SIGSTOP: connections accepted, nothing answered)', () => {
+  it('fails a backup, a restore and a listing with DESTINATION_FAILED, not a hang', { timeout: 300_000 }, async (t) => {
+    const dir = await tempDir(t, 's3-frozen');
+    const db = join(dir, 'app.db');
+    createBank(db, 500);
+    const own = await startMoto();
+    t.after(() => own.stop());
+    const timeouts = { connectionTimeout: 1000, socketTimeout: 1000, maxAttempts: 2 };
+    const destination = s3({ bucket: await own.createBucket(), endpoint: own.endpoint, forcePathStyle: true, credentials: MOTO_CREDENTIALS, ...timeouts });
+    const database = new Database({ sources: [sqlite({ name: 'db', path: db })] });
+    const { name } = await database.startBackup({ to: destination }).done; // the connections are open and kept alive
+
+    own.freeze();
+    try {
+      const backup = await rejectsWithCode(database.startBackup({ to: destination }).done, 'DESTINATION_FAILED', /s3:\/\//);
+      assert.match(backup.hint, /socketTimeout/, 'the hint names the option to raise');
+      await rejectsWithCode(Database.restore({ from: destination, backup: name, targets: { db: { path: join(dir, 'restored.db') } } }), 'DESTINATION_FAILED', /s3:\/\//);
+      await rejectsWithCode(listBackups(destination), 'DESTINATION_FAILED', /s3:\/\//);
+    } finally {
+      own.thaw();
+    }
+    assert.deepEqual(await readdir(dir), ['app.db'], 'no restored database or staging copy');
   });
 });

@@ -1,14 +1,16 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import Sqlite from 'better-sqlite3';
 import { Database, memory, sqlite } from '../src/index.js';
 import { sqliteRestorer } from '../src/sources/sqlite/index.js';
+import { ownerTag } from '../src/util/leftovers.js';
 import type { Restorer } from '../src/index.js';
 import { testSource } from './conformance/source.js';
 import { rejectsWithCode } from './helpers/errors.js';
@@ -108,3 +110,47 @@ describe('sqlite source', () => {
     assert.deepEqual(dumpRows(join(dir, 'out.db')), dumpRows(path));
   });
 });
+
+describe('snapshot copies left by a killed backup', () => {
+  const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'sqlite-backup-child.js');
+
+  /** Runs a backup in a child process whose temporary folder is `tmp`. */
+  function backupChild(db: string, backups: string, tmp: string, stop = '') {
+    return spawn(process.execPath, [CHILD, db, backups, stop], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TMPDIR: tmp } });
+  }
+
+  it('are removed by the next backup, and a live process\'s are not', { timeout: 120_000 }, async (t) => {
+    const dir = await tempDir(t, 'sqlite-leftovers');
+    const db = join(dir, 'app.db');
+    createBank(db, 2000);
+    const backups = join(dir, 'backups');
+    const tmp = join(dir, 'tmp');
+    await mkdir(tmp);
+    const live = `backupkit-sqlite-${ownerTag()}`; // this test process's, which runs
+    await mkdir(join(tmp, live));
+
+    const killed = backupChild(db, backups, tmp, 'stop');
+    await stoppedItself(killed);
+    killed.kill('SIGKILL');
+    await once(killed, 'exit');
+    const left = await readdir(tmp);
+    const leftBy = (prefix: string) => left.some((name) => name.startsWith(prefix) && name.includes(`_${killed.pid}_`));
+    assert.ok(leftBy('backupkit-sqlite-'), `the killed backup left its snapshot copy: ${left.join(', ')}`);
+    assert.ok(leftBy('backupkit-manifest-'), `and its manifest spool: ${left.join(', ')}`);
+
+    const next = backupChild(db, backups, tmp);
+    const [code] = (await once(next, 'exit')) as [number];
+    assert.equal(code, 0);
+    assert.deepEqual(await readdir(tmp), [live], 'the killed backup\'s temporaries are gone, the live one stays');
+  });
+});
+
+/** Waits until the process has stopped itself (state T in /proc). */
+async function stoppedItself(child: ChildProcess): Promise<void> {
+  for (;;) {
+    const state = (await readFile(`/proc/${child.pid}/stat`, 'utf8').catch(() => '')).replace(/^.*\) /s, '')[0];
+    if (state === 'T') return;
+    if (child.exitCode !== null || state === undefined) assert.fail('the child ended before it reached its stop');
+    await sleep(20);
+  }
+}

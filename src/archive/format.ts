@@ -2,6 +2,7 @@
  * Archive format v2, specified in docs/FORMAT.md. Change that document with this file.
  */
 import { BackupError } from '../errors.js';
+import { boundedLines } from '../util/lines.js';
 import { readLimited } from '../util/streams.js';
 import type { EntryType } from '../types.js';
 import type { CompressionAlgorithm } from './compression.js';
@@ -66,6 +67,18 @@ export function tarSeconds(mtime: Date): number {
 
 export function sourcePrefix(sourceName: string): string {
   return `${SOURCES_DIR}/${sourceName}`;
+}
+
+/**
+ * The longest manifest line a reader accepts. A line is one entry: its path and link target (each
+ * at most PATH_MAX, 4 KiB, on Linux, six times that JSON-escaped) and a few numbers; a longer one
+ * is not ours, and reading it whole would cost its size in memory.
+ */
+export const MAX_MANIFEST_LINE_BYTES = 1024 * 1024;
+
+/** Splits a manifest (or a spool of manifest-like records) into lines, refusing an overlong one with `CORRUPT_ARCHIVE`. */
+export function manifestLines(body: AsyncIterable<Uint8Array>): AsyncGenerator<string> {
+  return boundedLines(body, MAX_MANIFEST_LINE_BYTES, () => new BackupError('CORRUPT_ARCHIVE', `${MANIFEST_PATH} has a line longer than ${MAX_MANIFEST_LINE_BYTES} bytes`));
 }
 
 /** The header is a few hundred bytes; anything huge is not ours. */

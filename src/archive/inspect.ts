@@ -1,8 +1,7 @@
-import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { BackupError } from '../errors.js';
 import type { DecryptOptions } from './encryption.js';
-import { HEADER_PATH, MANIFEST_PATH, parseHeader, readHeaderBytes, type ArchiveHeader, type ManifestEntry, type ManifestSummary } from './format.js';
+import { HEADER_PATH, MANIFEST_PATH, manifestLines, parseHeader, readHeaderBytes, type ArchiveHeader, type ManifestEntry, type ManifestSummary } from './format.js';
 import { openArchive } from './reader.js';
 
 
@@ -40,7 +39,7 @@ export async function inspectArchive(
 
 async function readManifest(body: AsyncIterable<Uint8Array>, onEntry: (entry: ManifestEntry) => void): Promise<ManifestSummary> {
   let summary: ManifestSummary | undefined;
-  for await (const line of createInterface({ input: Readable.from(body), crlfDelay: Infinity })) {
+  for await (const line of manifestLines(body)) {
     let parsed: ManifestSummary | ManifestEntry;
     try {
       parsed = JSON.parse(line) as ManifestSummary | ManifestEntry;

@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { BackupError, abortError, asBackupError } from '../errors.js';
 import { HEADER_PATH, MANIFEST_PATH, SOURCES_DIR, parseHeader, readHeaderBytes, sourcePrefix, type ArchiveHeader } from '../archive/format.js';
 import type { DecryptOptions } from '../archive/encryption.js';
@@ -9,6 +11,7 @@ import { listArchives } from '../catalog.js';
 import type { OperationContext, SourceStats } from '../operation.js';
 import { ProgressReporter } from '../progress.js';
 import type { Destination, EntryType, RestoreSink, Restorer, ScratchSpace, ScratchTarget, VerifyCheck } from '../types.js';
+import { ensureSpace, isNotFound } from '../util/fs.js';
 import { cooperative } from '../util/yield.js';
 import { RestoreJournal } from './journal.js';
 import { ManifestCheck } from './manifest-check.js';
@@ -112,6 +115,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
       return { result, scratch, checks, archived: interrupted.sources.map(({ stats: s }) => s) };
     }
     for (const { restorer, target } of chosen) await restorer.check(target);
+    await ensureSpaceAnnounced(chosen);
     for (const { source, restorer, target } of chosen) {
       const sink = await restorer.begin(target, signal);
       restores.set(source.name, { name: source.name, kind: source.kind, target, sink });
@@ -246,6 +250,41 @@ function restorerOf(plan: RestorePlan, source: { name: string; kind: string }): 
     });
   }
   return restorer;
+}
+
+/**
+ * Refuses, before anything is written, a restore whose sources the archive's header announces as
+ * larger than the free space of the file system they are staged on (sources staged on one file
+ * system add up). The header is a claim only, and an estimate: restorers check each entry's size
+ * again as it comes, which is what bounds an archive that announces too little.
+ */
+async function ensureSpaceAnnounced(chosen: ReturnType<typeof resolveTargets>): Promise<void> {
+  const byDevice = new Map<number, { folder: string; bytes: number; names: string[] }>();
+  for (const { source, restorer, target } of chosen) {
+    const announced = source.estimatedBytes;
+    if (!restorer.stagingFolder || !Number.isSafeInteger(announced) || announced <= 0) continue;
+    const folder = await nearestExisting(restorer.stagingFolder(target));
+    const { dev } = await stat(folder);
+    const group = byDevice.get(dev) ?? { folder, bytes: 0, names: [] };
+    group.bytes += announced;
+    group.names.push(JSON.stringify(source.name));
+    byDevice.set(dev, group);
+  }
+  for (const { folder, bytes, names } of byDevice.values()) {
+    await ensureSpace(folder, bytes, `The archive announces that source${names.length > 1 ? 's' : ''} ${names.join(', ')}`);
+  }
+}
+
+/** `path`, or its nearest ancestor that exists: where a restore's missing parent folders would be made. */
+async function nearestExisting(path: string): Promise<string> {
+  for (let folder = path; ; folder = dirname(folder)) {
+    try {
+      await stat(folder);
+      return folder;
+    } catch (error) {
+      if (!isNotFound(error) || dirname(folder) === folder) throw error;
+    }
+  }
 }
 
 /** A throwaway target for every source of the archive; each is recorded in `made` as soon as it exists. */

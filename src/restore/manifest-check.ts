@@ -1,8 +1,6 @@
-import { createInterface } from 'node:readline';
-import { Readable } from 'node:stream';
 import { BackupError } from '../errors.js';
 import { LineSpool } from '../util/line-spool.js';
-import { METADATA_IN_MANIFEST, type ManifestEntry, type ManifestSummary } from '../archive/format.js';
+import { METADATA_IN_MANIFEST, manifestLines, type ManifestEntry, type ManifestSummary } from '../archive/format.js';
 import type { ArchivedEntry } from '../types.js';
 
 type Computed = Pick<ManifestEntry, 'path' | 'entryType' | 'size' | 'sha256'> & { mode: number; mtime: number; linkTarget?: string };
@@ -30,41 +28,44 @@ export class ManifestCheck {
   async verify(manifest: AsyncIterable<Uint8Array>, formatVersion: number): Promise<{ entries: number; summary: ManifestSummary }> {
     const spool = this.#spool;
     if (!spool) throw corrupt('the archive holds no entries before its manifest');
-    const expected = createInterface({ input: Readable.from(manifest), crlfDelay: Infinity })[Symbol.asyncIterator]();
-    const actual = createInterface({ input: await spool.read(), crlfDelay: Infinity })[Symbol.asyncIterator]();
-    const first = await expected.next();
-    const summary = parseLine<ManifestSummary>(first.value);
-    if (first.done || summary.type !== 'summary') throw corrupt('the manifest has no summary line');
-    // Damaged entries are all named, so that one can tell a bit flip from a wholesale loss; a
-    // structural difference (an entry missing or added) ends the walk, as nothing after it lines up.
-    const damaged: string[] = [];
-    for (let index = 0; ; index += 1) {
-      const [want, got] = await Promise.all([expected.next(), actual.next()]);
-      if (want.done && got.done) break;
-      if (want.done || got.done) throw corrupt(`the manifest lists ${want.done ? 'fewer' : 'more'} entries than the archive holds`, damaged);
-      const listed = parseLine<ManifestEntry>(want.value);
-      const read = JSON.parse(got.value) as Computed;
-      if (listed.path !== read.path) {
-        throw corrupt(`entry ${index + 1} is ${JSON.stringify(read.path)}, the manifest expects ${JSON.stringify(listed.path)}`, damaged);
+    const expected = manifestLines(manifest);
+    const actual = manifestLines(await spool.read());
+    try {
+      const first = await expected.next();
+      const summary = parseLine<ManifestSummary>(first.value);
+      if (first.done || summary.type !== 'summary') throw corrupt('the manifest has no summary line');
+      // Damaged entries are all named, so that one can tell a bit flip from a wholesale loss; a
+      // structural difference (an entry missing or added) ends the walk, as nothing after it lines up.
+      const damaged: string[] = [];
+      for (let index = 0; ; index += 1) {
+        const [want, got] = await Promise.all([expected.next(), actual.next()]);
+        if (want.done && got.done) break;
+        if (want.done || got.done) throw corrupt(`the manifest lists ${want.done ? 'fewer' : 'more'} entries than the archive holds`, damaged);
+        const listed = parseLine<ManifestEntry>(want.value);
+        const read = JSON.parse(got.value) as Computed;
+        if (listed.path !== read.path) {
+          throw corrupt(`entry ${index + 1} is ${JSON.stringify(read.path)}, the manifest expects ${JSON.stringify(listed.path)}`, damaged);
+        }
+        if (listed.entryType !== read.entryType || listed.size !== read.size || listed.sha256 !== read.sha256) {
+          damaged.push(`${JSON.stringify(read.path)} does not match its SHA-256 or size in the manifest`);
+        } else if (formatVersion >= METADATA_IN_MANIFEST) {
+          const differing = METADATA.filter((field) => listed[field] !== read[field]);
+          if (differing.length > 0) damaged.push(`${JSON.stringify(read.path)} does not match its ${differing.join(', ')} in the manifest`);
+        }
       }
-      if (listed.entryType !== read.entryType || listed.size !== read.size || listed.sha256 !== read.sha256) {
-        damaged.push(`${JSON.stringify(read.path)} does not match its SHA-256 or size in the manifest`);
-      } else if (formatVersion >= METADATA_IN_MANIFEST) {
-        const differing = METADATA.filter((field) => listed[field] !== read[field]);
-        if (differing.length > 0) damaged.push(`${JSON.stringify(read.path)} does not match its ${differing.join(', ')} in the manifest`);
-      }
+      if (damaged.length > 0) throw corrupt(`${damaged.length} of ${this.#count} entries are damaged`, damaged);
+      if (summary.entries !== this.#count) throw corrupt(`the manifest counts ${summary.entries} entries, the archive holds ${this.#count}`);
+      this.#verified = true;
+      return { entries: this.#count, summary };
+    } finally {
+      await actual.return(undefined); // closes the spool's file at once, also after a difference
     }
-    if (damaged.length > 0) throw corrupt(`${damaged.length} of ${this.#count} entries are damaged`, damaged);
-    if (summary.entries !== this.#count) throw corrupt(`the manifest counts ${summary.entries} entries, the archive holds ${this.#count}`);
-    this.#verified = true;
-    return { entries: this.#count, summary };
   }
 
   /** The entries under `prefix/`, as verified, with paths relative to it. Only after `verify`. */
   async *entriesUnder(prefix: string): AsyncGenerator<ArchivedEntry> {
     if (!this.#verified || !this.#spool) throw new Error('entriesUnder() before a successful verify()');
-    const lines = createInterface({ input: await this.#spool.read(), crlfDelay: Infinity });
-    for await (const line of lines) {
+    for await (const line of manifestLines(await this.#spool.read())) {
       const entry = JSON.parse(line) as Computed;
       if (entry.path !== prefix && !entry.path.startsWith(`${prefix}/`)) continue;
       const { entryType: type, size, sha256, mode, linkTarget } = entry;

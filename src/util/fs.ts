@@ -61,13 +61,55 @@ export async function removeCreatedParents(target: string, created: string | und
  * instead of filling the disk first.
  */
 export async function ensureSpace(folder: string, bytes: number, what: string): Promise<void> {
-  const { bavail, bsize } = await statfs(folder);
-  const free = bavail * bsize;
-  if (bytes > free) {
-    throw new BackupError('RESTORE_FAILED', `${what} needs ${formatBytes(bytes)}; ${folder} has ${formatBytes(free)} free; nothing was restored`, {
-      hint: `Free at least ${formatBytes(bytes - free)} on the file system of ${folder}, or restore to another one.`,
-    });
+  const free = await freeBytes(folder);
+  if (bytes > free) throw noSpace(folder, bytes, free, what);
+}
+
+/**
+ * The free space of one file system as a restore spends it: `claim` the size of each entry before
+ * writing it, small ones included, so that an archive of many small files stops at the first one
+ * that does not fit, with the same error as {@link ensureSpace}, instead of at `ENOSPC`. The file
+ * system is asked again only when what is left of its last answer does not cover a claim (a
+ * million small files cost a handful of `statfs` calls), after `settle` has waited for the writes
+ * still in flight, which the answer would not count yet. Other writers are not seen between two
+ * answers; `ENOSPC` still fails the restore then.
+ */
+export class SpaceBudget {
+  #left = 0;
+  #blockSize = 1;
+
+  constructor(
+    private readonly folder: string,
+    private readonly settle: () => Promise<void> = () => Promise.resolve(),
+  ) {}
+
+  async claim(bytes: number, what: string): Promise<void> {
+    if (this.#cost(bytes) > this.#left) {
+      await this.settle();
+      const { bavail, bsize } = await statfs(this.folder);
+      this.#left = bavail * bsize;
+      this.#blockSize = bsize;
+    }
+    const cost = this.#cost(bytes);
+    if (cost > this.#left) throw noSpace(this.folder, cost, this.#left, what);
+    this.#left -= cost;
   }
+
+  /** What a file of `bytes` takes: whole blocks. */
+  #cost(bytes: number): number {
+    return Math.ceil(bytes / this.#blockSize) * this.#blockSize;
+  }
+}
+
+async function freeBytes(folder: string): Promise<number> {
+  const { bavail, bsize } = await statfs(folder);
+  return bavail * bsize;
+}
+
+function noSpace(folder: string, bytes: number, free: number, what: string): BackupError {
+  return new BackupError('RESTORE_FAILED', `${what} needs ${formatBytes(bytes)}; ${folder} has ${formatBytes(free)} free; nothing was restored`, {
+    hint: `Free at least ${formatBytes(bytes - free)} on the file system of ${folder}, or restore to another one.`,
+  });
 }
 
 function formatBytes(bytes: number): string {

@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 
 /**
  * Temporary names that say who made them, so that a later run can remove what a killed one left
@@ -28,6 +30,23 @@ export function isAbandoned(tag: string, modifiedAt: Date, now = Date.now()): bo
   const [, host, pid] = match;
   if (host !== HOST) return now - modifiedAt.getTime() > ABANDONED_AFTER_MS;
   return !isRunning(Number(pid));
+}
+
+/**
+ * Removes the temporaries `<prefix><tag>` in `folder` (files or whole folders) whose writer is
+ * gone, and returns their names; best effort, as nothing depends on it. Others' names, and a live
+ * writer's, are left alone.
+ */
+export async function removeAbandoned(folder: string, prefix: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(folder).catch(() => [])) {
+    if (!name.startsWith(prefix)) continue;
+    const path = join(folder, name);
+    const info = await stat(path).catch(() => undefined);
+    if (!info || !isAbandoned(name.slice(prefix.length), info.mtime)) continue;
+    if (await rm(path, { recursive: true, force: true }).then(() => true, () => false)) removed.push(name);
+  }
+  return removed;
 }
 
 function isRunning(pid: number): boolean {

@@ -1,8 +1,9 @@
 import { createReadStream } from 'node:fs';
-import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { ownerTag, removeAbandoned } from './leftovers.js';
 
 /** Lines are written in chunks of this size: one write per line was one syscall per entry. */
 const FLUSH_BYTES = 256 * 1024;
@@ -22,8 +23,15 @@ export class LineSpool {
     private readonly handle: FileHandle,
   ) {}
 
+  /**
+   * Makes the spool in `backupkit-<label>-<owner tag>` in the OS temp folder, after removing the
+   * spools of that label that processes killed meanwhile left there.
+   */
   static async create(label: string): Promise<LineSpool> {
-    const folder = await mkdtemp(join(tmpdir(), `backupkit-${label}-`));
+    const prefix = `backupkit-${label}-`;
+    await removeAbandoned(tmpdir(), prefix);
+    const folder = join(tmpdir(), `${prefix}${ownerTag()}`);
+    await mkdir(folder, { mode: 0o700 });
     const path = join(folder, `${label}.ndjson`);
     return new LineSpool(folder, path, await open(path, 'wx', 0o600));
   }

@@ -11,6 +11,10 @@ export interface Moto {
   endpoint: string;
   client: S3Client;
   createBucket(): Promise<string>;
+  /** Freezes the server (SIGSTOP): it still accepts connections, as the kernel does, and answers nothing. */
+  freeze(): void;
+  /** Lets a frozen server run again (SIGCONT). */
+  thaw(): void;
   stop(): Promise<void>;
 }
 
@@ -64,9 +68,16 @@ export async function startMoto(): Promise<Moto> {
       await client.send(new CreateBucketCommand({ Bucket: bucket }));
       return bucket;
     },
+    freeze() {
+      child.kill('SIGSTOP');
+    },
+    thaw() {
+      child.kill('SIGCONT');
+    },
     async stop() {
       client.destroy();
       if (child.exitCode === null) {
+        child.kill('SIGCONT'); // a frozen server would not act on SIGTERM
         child.kill();
         await once(child, 'exit');
       }

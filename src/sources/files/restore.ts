@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { Worker } from 'node:worker_threads';
 import { BackupError, asBackupError } from '../../errors.js';
 import type { RestoreEntry, RestoreSink, Restorer, ScratchTarget } from '../../types.js';
-import { ensureSpace, fsyncPath, isNotFound, removeCreatedParents, stagingPath } from '../../util/fs.js';
+import { SpaceBudget, fsyncPath, isNotFound, removeCreatedParents, stagingPath } from '../../util/fs.js';
 import { SMALL_FILE } from './walk.js';
 import { verifyTree } from './verify.js';
 import type { FileToWrite, WriterReply, WriterRequest } from './writer.js';
@@ -83,6 +83,7 @@ export const filesRestorer: Restorer<FilesTarget> = {
     const unsafe = (path: string, why: string, cause?: unknown) =>
       new BackupError('UNSAFE_ARCHIVE', `Refusing archive entry ${JSON.stringify(path)}: ${why}`, { cause });
     const writes = new WriteBehind(unsafe);
+    const space = new SpaceBudget(staging, () => writes.settle());
 
     return {
       async write(entry: RestoreEntry) {
@@ -112,8 +113,8 @@ export const filesRestorer: Restorer<FilesTarget> = {
             await handle.chmod(mode);
             await handle.utimes(entry.mtime, entry.mtime);
           };
+          await space.claim(entry.size, `File ${JSON.stringify(entry.path)}`);
           if (entry.size > SMALL_FILE) {
-            await ensureSpace(staging, entry.size, `File ${JSON.stringify(entry.path)}`);
             const handle = await create();
             await finish(handle);
             // The stream closes the handle; the mtime is set again once the data is in.

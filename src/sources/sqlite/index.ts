@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, link, lstat, mkdir, mkdtemp, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { chmod, link, lstat, mkdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -7,10 +7,13 @@ import { createHash } from 'node:crypto';
 import { BackupError, asBackupError } from '../../errors.js';
 import type { ArchivedEntry, RestoreEntry, RestoreSink, Restorer, ScratchTarget, Snapshot, SnapshotContext, Source, VerifyCheck } from '../../types.js';
 import { ensureSpace, fsyncPath, removeCreatedParents, stagingPath } from '../../util/fs.js';
+import { ownerTag, removeAbandoned } from '../../util/leftovers.js';
 import { runSqliteJob } from './run-job.js';
 
 /** The one entry of a SQLite source: `tar -xzf` it and copy it into place by hand if you like. */
 const SQLITE_ENTRY = 'database.sqlite';
+/** The folder of a snapshot copy in `tempDir`: this prefix, then the owner tag of util/leftovers.ts. */
+const SPOOL_PREFIX = 'backupkit-sqlite-';
 
 /**
  * Options of {@link sqlite}.
@@ -21,7 +24,11 @@ export interface SqliteSourceOptions {
   name: string;
   /** Path of the database file. */
   path: string;
-  /** Where the consistent copy is spooled while it is archived; default: the OS temp folder. */
+  /**
+   * Where the consistent copy is spooled while it is archived, in a folder
+   * `backupkit-sqlite-<host>_<pid>_<random>`; default: the OS temp folder. Each backup first removes
+   * the folders there of processes of this host that no longer run (a backup killed mid-way).
+   */
   tempDir?: string;
   /** How long to wait for a writer's lock (rollback-journal databases); default 10 s. */
   busyTimeoutMs?: number;
@@ -53,7 +60,10 @@ export function sqlite(options: SqliteSourceOptions): Source {
     name: options.name,
     role: 'database',
     async open(context: SnapshotContext): Promise<Snapshot> {
-      const spool = await mkdtemp(join(tempRoot, 'backupkit-sqlite-'));
+      // Named after this process, so that the next backup removes the copy of one killed meanwhile.
+      await removeAbandoned(tempRoot, SPOOL_PREFIX);
+      const spool = join(tempRoot, `${SPOOL_PREFIX}${ownerTag()}`);
+      await mkdir(spool, { mode: 0o700 });
       const copy = join(spool, SQLITE_ENTRY);
       let mode: number;
       try {
