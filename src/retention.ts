@@ -1,4 +1,4 @@
-import { SIDECAR_EXTENSION } from './archive/names.js';
+import { CLAIM_EXTENSION, SIDECAR_EXTENSION, dateFromArchiveName } from './archive/names.js';
 import { listBackups, type BackupInfo } from './catalog.js';
 import { BackupError, asBackupError } from './errors.js';
 import type { Destination } from './types.js';
@@ -84,7 +84,7 @@ export function checkRetentionPolicy(policy: RetentionPolicy): void {
 export async function prune(destination: Destination, policy: RetentionPolicy, options: PruneOptions = {}): Promise<PruneResult> {
   checkRetentionPolicy(policy);
   const dryRun = options.dryRun ?? false;
-  const leftovers = await pruneLeftovers(destination, dryRun);
+  const leftovers = await pruneLeftovers(destination, dryRun, options.now ?? new Date());
   const backups = await listBackups(destination);
   const reasons = selectRetained(backups.filter((b) => b.trust === 'trusted'), policy, options.now ?? new Date());
   for (const backup of backups) if (backup.trust !== 'trusted') reasons.set(backup.name, ['unknown']);
@@ -105,11 +105,28 @@ export async function prune(destination: Destination, policy: RetentionPolicy, o
   return { dryRun, kept, removed, leftovers };
 }
 
-/** Removes, or on a dry run only lists, what interrupted uploads left on the destination. */
-async function pruneLeftovers(destination: Destination, dryRun: boolean): Promise<string[]> {
+/**
+ * A name claim matters only while backups of its second pick their names (backup/name-claim.ts);
+ * a day later it can only be the claim of a killed backup.
+ */
+const STALE_CLAIM_MS = 86_400_000;
+
+/**
+ * Removes, or on a dry run only lists, what interrupted backups left on the destination: the
+ * destination's own temporaries and the name claims of backups killed before they released them.
+ */
+async function pruneLeftovers(destination: Destination, dryRun: boolean, now: Date): Promise<string[]> {
   try {
-    if (dryRun) return (await destination.listLeftovers?.()) ?? [];
-    return (await destination.removeLeftovers?.()) ?? [];
+    const claims: string[] = [];
+    for await (const { name } of destination.list()) {
+      if (!name.endsWith(CLAIM_EXTENSION)) continue;
+      const claimedAt = dateFromArchiveName(`${name.slice(0, -CLAIM_EXTENSION.length)}.tar`);
+      if (claimedAt && now.getTime() - claimedAt.getTime() > STALE_CLAIM_MS) claims.push(name);
+    }
+    if (dryRun) return [...((await destination.listLeftovers?.()) ?? []), ...claims];
+    const removed = (await destination.removeLeftovers?.()) ?? [];
+    for (const claim of claims) await destination.remove(claim);
+    return [...removed, ...claims];
   } catch (cause) {
     throw asBackupError(cause, 'DESTINATION_FAILED', `${dryRun ? 'Listing' : 'Removing'} what interrupted backups left on ${destination.description} failed`);
   }

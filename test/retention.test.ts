@@ -177,6 +177,23 @@ describe('prune removes what interrupted backups left behind', () => {
     assert.deepEqual((await prune(destination, { keepLast: 1 })).leftovers, []);
   });
 
+  it('removes the name claims of killed backups a day old, never a recent one; a dry run only lists them', async () => {
+    const destination = await destinationWithBackups();
+    const stale = '20261120-115959.claim';
+    const recent = '20261121-115900_01.claim';
+    for (const claim of [stale, recent]) await put(destination, claim, Buffer.from('{"host":"gone","pid":1}\n'));
+    const names = async () => {
+      const listed: string[] = [];
+      for await (const { name } of destination.list()) listed.push(name);
+      return listed;
+    };
+    assert.deepEqual((await prune(destination, { keepLast: 20 }, { now: NOW, dryRun: true })).leftovers, [stale]);
+    assert.ok((await names()).includes(stale), 'a dry run removes nothing');
+    assert.deepEqual((await prune(destination, { keepLast: 20 }, { now: NOW })).leftovers, [stale]);
+    assert.ok(!(await names()).includes(stale));
+    assert.ok((await names()).includes(recent), 'a claim a running backup may hold stays');
+  });
+
   it('reports no leftovers for a destination that leaves none', async () => {
     const result = await prune(await destinationWithBackups(), { keepLast: 1 }, { now: NOW });
     assert.deepEqual(result.leftovers, []);

@@ -7,7 +7,7 @@ import { waitFor } from '../util/streams.js';
 /** An archive name this backup holds on every destination until it releases it. */
 export interface NameClaim {
   readonly name: string;
-  /** Removes the claim objects; what cannot be removed is left for prune (see retention.ts). */
+  /** Removes the claim objects; what cannot be removed (a killed process's) prune removes a day later. */
   release(): Promise<void>;
 }
 
