@@ -1,9 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { finished, pipeline } from 'node:stream/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import pLimit from 'p-limit';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { BackupError, asBackupError } from '../../errors.js';
+import { ensureSpace } from '../../util/fs.js';
 import { readLimited } from '../../util/streams.js';
 import type { RestoreEntry, RestoreSink, Restorer, ScratchTarget, VerifyCheck } from '../../types.js';
 import { clientConfig, connect, quoteIdent, quoteLiteral, type PostgresConnection } from './connection.js';
@@ -33,8 +38,6 @@ interface ParsedTarget {
   readonly jobs: number;
 }
 
-/** Table chunks up to this size are buffered so that several load in parallel; bigger ones stream. */
-const MAX_BUFFERED_CHUNK = 32 * 1024 * 1024;
 const MAX_METADATA_BYTES = 256 * 1024 * 1024;
 const LARGE_OBJECT_PIECE = 1024 * 1024;
 /** Rows read back by a verification are hashed and dropped in pieces of this size. */
@@ -105,13 +108,16 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
     const staging = `${Buffer.from(target.database).subarray(0, 40).toString().replace(/\uFFFD+$/, '')}_backupkit_${randomBytes(4).toString('hex')}`;
     const clients: pg.Client[] = [];
     const idle: pg.Client[] = [];
-    const inflight = new Set<Promise<void>>();
     const rowsLoaded = new Map<number, { rows: number; chunks: number }>();
-    const tableLoads = new Map<number, Promise<void>>();
-    let failure: { error: unknown } | undefined;
     let toc: Toc | undefined;
     let tables = new Map<string, TocTable>();
     let summaries: TableDataSummary[] | undefined;
+    // Nothing from the archive reaches the server before the engine verified the manifest (prepare):
+    // until then table chunks and large objects wait in a private spool folder, in archive order.
+    let spool: string | undefined;
+    const chunkFiles = new Map<number, string[]>();
+    const blobFiles: Array<{ oid: number; file: string }> = [];
+    let spooled = 0;
     let created = false;
     let committed = false;
     let previousOwner: string | undefined;
@@ -135,35 +141,26 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
       await run(client, entry.sql, what);
       if (entry.owner && target.ownership) await run(client, entry.owner, `the owner of ${what}`);
     };
-    const acquire = async (): Promise<pg.Client> => {
-      while (idle.length === 0) await Promise.race(inflight);
-      if (failure) throw failure.error;
-      return idle.pop()!;
-    };
-    /** Runs `work` on a connection of its own, waiting for it: entries that stream from the archive. */
+    /** Runs `work` on an idle connection; callers run at most `jobs` of them at once. */
     const withClient = async (work: (client: pg.Client) => Promise<void>): Promise<void> => {
-      const client = await acquire();
+      const client = idle.pop()!;
       try {
         await work(client);
       } finally {
         idle.push(client);
       }
     };
-    const inBackground = (client: pg.Client, work: Promise<unknown>): void => {
-      const task: Promise<void> = work
-        .then(
-          () => {},
-          (error: unknown) => void (failure ??= { error }),
-        )
-        .finally(() => {
-          idle.push(client);
-          inflight.delete(task);
-        });
-      inflight.add(task);
+    const removeSpool = async (): Promise<void> => {
+      if (spool !== undefined) await rm(spool, { recursive: true, force: true });
+      spool = undefined;
     };
-    const settle = async (): Promise<void> => {
-      await Promise.all(inflight);
-      if (failure) throw failure.error;
+    /** Copies an entry's body into the spool folder, checking free space first. */
+    const spoolEntry = async (entry: RestoreEntry): Promise<string> => {
+      spool ??= await mkdtemp(join(tmpdir(), 'backupkit-pg-'));
+      await ensureSpace(spool, entry.size, `${entry.path} of PostgreSQL source`);
+      const file = join(spool, String(++spooled));
+      await pipeline(entry.body, createWriteStream(file, { flags: 'wx', mode: 0o600 }), { signal });
+      return file;
     };
 
     const createStaging = async (from: Toc): Promise<void> => {
@@ -191,41 +188,28 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
       }
     };
 
-    const loadChunk = async (client: pg.Client, table: TocTable, body: AsyncIterable<Uint8Array> | Buffer): Promise<void> => {
+    const loadChunk = async (client: pg.Client, table: TocTable, file: string): Promise<void> => {
       const columns = table.columns.length > 0 ? ` (${table.columns.join(', ')})` : '';
       const stream = client.query(copyFrom(`COPY ${table.qualifiedName}${columns} FROM STDIN`));
       try {
-        if (Buffer.isBuffer(body)) {
-          stream.end(body);
-          await finished(stream);
-        } else await pipeline(body, stream, { signal });
+        await pipeline(createReadStream(file), stream, { signal });
       } catch (cause) {
         if (signal.aborted) throw cause;
         throw asBackupError(cause, 'RESTORE_FAILED', `Loading rows into ${table.qualifiedName} failed`);
       }
+      await rm(file);
       const loaded = rowsLoaded.get(table.entry) ?? { rows: 0, chunks: 0 };
       rowsLoaded.set(table.entry, { rows: loaded.rows + stream.rowCount, chunks: loaded.chunks + 1 });
     };
 
-    const writeLargeObject = async (client: pg.Client, oid: number, body: AsyncIterable<Uint8Array>): Promise<void> => {
+    const writeLargeObject = async (client: pg.Client, oid: number, file: string): Promise<void> => {
       await run(client, `SELECT pg_catalog.lo_create(${oid})`, `large object ${oid}`);
       let offset = 0;
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
-      const flush = async (): Promise<void> => {
-        if (pendingBytes === 0) return;
-        const data = Buffer.concat(pending, pendingBytes);
-        await client.query('SELECT pg_catalog.lo_put($1, $2, $3)', [oid, offset, data]);
-        offset += data.length;
-        pending = [];
-        pendingBytes = 0;
-      };
-      for await (const piece of body) {
-        pending.push(Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
-        pendingBytes += piece.byteLength;
-        if (pendingBytes >= LARGE_OBJECT_PIECE) await flush();
+      for await (const piece of createReadStream(file, { highWaterMark: LARGE_OBJECT_PIECE, signal })) {
+        await client.query('SELECT pg_catalog.lo_put($1, $2, $3)', [oid, offset, piece]);
+        offset += (piece as Buffer).length;
       }
-      await flush();
+      await rm(file);
     };
 
     const requireToc = (path: string): Toc => {
@@ -237,38 +221,29 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
       async write(entry: RestoreEntry) {
         if (entry.type === 'directory') return;
         if (entry.type !== 'file') throw new BackupError('CORRUPT_ARCHIVE', `Unexpected ${entry.type} ${JSON.stringify(entry.path)} in a PostgreSQL source`);
-        if (failure) throw failure.error;
         const chunk = /^(data\/[^/]+)\/\d{6}\.copy$/.exec(entry.path);
         if (chunk) {
           const table = tables.get(chunk[1]!);
           if (!table) throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} belongs to no table of toc.json`);
-          if (entry.size > MAX_BUFFERED_CHUNK) {
-            await settle();
-            return await withClient((client) => loadChunk(client, table, entry.body));
-          }
-          const data = await readAll(entry.body, MAX_BUFFERED_CHUNK);
-          // A table's chunks load one after the other, so that its rows lie in archive order and a
-          // verification can compare the table's COPY text with the archive's, byte for byte.
-          await tableLoads.get(table.entry);
-          const client = await acquire();
-          const load = loadChunk(client, table, data);
-          tableLoads.set(table.entry, load.catch(() => {}));
-          return inBackground(client, load);
+          const file = await spoolEntry(entry);
+          // A table's chunks load in archive order, so that a verification can compare the table's
+          // COPY text with the archive's, byte for byte.
+          const files = chunkFiles.get(table.entry);
+          if (files) files.push(file);
+          else chunkFiles.set(table.entry, [file]);
+          return;
         }
         const blob = /^blobs\/(\d+)$/.exec(entry.path);
         if (blob) {
           requireToc(entry.path);
-          // Awaited: a large object streams from the archive, which cannot move on until it is read.
-          return await withClient((client) => writeLargeObject(client, Number(blob[1]), entry.body));
+          blobFiles.push({ oid: Number(blob[1]), file: await spoolEntry(entry) });
+          return;
         }
         switch (entry.path) {
           case 'toc.json': {
             if (toc) throw new BackupError('CORRUPT_ARCHIVE', 'A PostgreSQL source has two toc.json');
             toc = parseToc(await readAll(entry.body, MAX_METADATA_BYTES));
             tables = new Map(toc.tables.map((table) => [table.dataPath, table]));
-            await createStaging(toc);
-            const client = clients[0]!;
-            for (const tocEntry of toc.entries) if (tocEntry.section === 'pre-data') await runEntry(client, tocEntry);
             return;
           }
           case 'data.json':
@@ -285,47 +260,53 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
       },
 
       async prepare() {
-        const from = requireToc('the end of the archive');
-        await settle();
-        if (!summaries) throw new BackupError('CORRUPT_ARCHIVE', 'The PostgreSQL source has no data.json');
-        for (const summary of summaries) {
-          const loaded = rowsLoaded.get(summary.entry) ?? { rows: 0, chunks: 0 };
-          if (loaded.rows !== summary.rows || loaded.chunks !== summary.chunks) {
-            const table = from.tables.find((t) => t.entry === summary.entry)?.qualifiedName ?? `#${summary.entry}`;
-            throw new BackupError('CORRUPT_ARCHIVE', `${table}: ${loaded.rows} rows in ${loaded.chunks} chunks restored, the backup recorded ${summary.rows} in ${summary.chunks}`);
-          }
-        }
-        const main = clients[0]!;
-        for (const entry of from.entries) if (entry.section === 'data') await runEntry(main, entry);
-        for (const lo of from.largeObjects) {
-          if (target.ownership) await run(main, `ALTER LARGE OBJECT ${lo.oid} OWNER TO ${lo.owner};`, `the owner of large object ${lo.oid}`);
-          if (lo.comment !== null) await run(main, `COMMENT ON LARGE OBJECT ${lo.oid} IS ${quoteLiteral(lo.comment)};`, `the comment of large object ${lo.oid}`);
-        }
+        try {
+          const from = requireToc('the end of the archive');
+          if (!summaries) throw new BackupError('CORRUPT_ARCHIVE', 'The PostgreSQL source has no data.json');
+          await createStaging(from);
+          const main = clients[0]!;
+          for (const entry of from.entries) if (entry.section === 'pre-data') await runEntry(main, entry);
 
-        const postData = from.entries.filter((entry) => entry.section === 'post-data');
-        const limit = pLimit(target.jobs);
-        const parallel = postData.filter((entry) => PARALLEL_POST_DATA.has(entry.kind));
-        await Promise.all(
-          parallel.map((entry) =>
-            limit(async () => {
-              const client = idle.pop()!;
-              try {
-                await runEntry(client, entry);
-              } finally {
-                idle.push(client);
-              }
-            }),
-          ),
-        );
-        const last = new Set(['ACL', 'MATERIALIZED VIEW DATA']);
-        for (const entry of postData) if (!PARALLEL_POST_DATA.has(entry.kind) && !last.has(entry.kind)) await runEntry(main, entry);
-        if (target.ownership) {
-          for (const entry of postData) if (entry.kind === 'ACL') await runEntry(main, entry);
-          for (const lo of from.largeObjects) if (lo.acl !== null) await run(main, lo.acl, `the grants of large object ${lo.oid}`);
+          const limit = pLimit(target.jobs);
+          const byEntry = new Map(from.tables.map((table) => [table.entry, table]));
+          await Promise.all(
+            [...chunkFiles].map(([entry, files]) =>
+              limit(() =>
+                withClient(async (client) => {
+                  for (const file of files) await loadChunk(client, byEntry.get(entry)!, file);
+                }),
+              ),
+            ),
+          );
+          for (const summary of summaries) {
+            const loaded = rowsLoaded.get(summary.entry) ?? { rows: 0, chunks: 0 };
+            if (loaded.rows !== summary.rows || loaded.chunks !== summary.chunks) {
+              const table = from.tables.find((t) => t.entry === summary.entry)?.qualifiedName ?? `#${summary.entry}`;
+              throw new BackupError('CORRUPT_ARCHIVE', `${table}: ${loaded.rows} rows in ${loaded.chunks} chunks restored, the backup recorded ${summary.rows} in ${summary.chunks}`);
+            }
+          }
+          for (const entry of from.entries) if (entry.section === 'data') await runEntry(main, entry);
+          for (const { oid, file } of blobFiles) await writeLargeObject(main, oid, file);
+          for (const lo of from.largeObjects) {
+            if (target.ownership) await run(main, `ALTER LARGE OBJECT ${lo.oid} OWNER TO ${lo.owner};`, `the owner of large object ${lo.oid}`);
+            if (lo.comment !== null) await run(main, `COMMENT ON LARGE OBJECT ${lo.oid} IS ${quoteLiteral(lo.comment)};`, `the comment of large object ${lo.oid}`);
+          }
+
+          const postData = from.entries.filter((entry) => entry.section === 'post-data');
+          const parallel = postData.filter((entry) => PARALLEL_POST_DATA.has(entry.kind));
+          await Promise.all(parallel.map((entry) => limit(() => withClient((client) => runEntry(client, entry)))));
+          const last = new Set(['ACL', 'MATERIALIZED VIEW DATA']);
+          for (const entry of postData) if (!PARALLEL_POST_DATA.has(entry.kind) && !last.has(entry.kind)) await runEntry(main, entry);
+          if (target.ownership) {
+            for (const entry of postData) if (entry.kind === 'ACL') await runEntry(main, entry);
+            for (const lo of from.largeObjects) if (lo.acl !== null) await run(main, lo.acl, `the grants of large object ${lo.oid}`);
+          }
+          for (const entry of postData) if (entry.kind === 'MATERIALIZED VIEW DATA') await runEntry(main, entry);
+          await run(main, 'ANALYZE', 'statistics (ANALYZE)');
+          await Promise.all(clients.splice(0).map((client) => client.end()));
+        } finally {
+          await removeSpool();
         }
-        for (const entry of postData) if (entry.kind === 'MATERIALIZED VIEW DATA') await runEntry(main, entry);
-        await run(main, 'ANALYZE', 'statistics (ANALYZE)');
-        await Promise.all(clients.splice(0).map((client) => client.end()));
       },
 
       async verify() {
@@ -354,6 +335,7 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
       },
 
       async abort() {
+        await removeSpool();
         await Promise.all(clients.splice(0).map((client) => client.end().catch(() => {})));
         if (!created) return;
         const client = await admin();
