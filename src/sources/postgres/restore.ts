@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import pLimit from 'p-limit';
@@ -13,6 +12,7 @@ import { readLimited } from '../../util/streams.js';
 import type { RestoreEntry, RestoreSink, Restorer, ScratchTarget, VerifyCheck } from '../../types.js';
 import { clientConfig, connect, quoteIdent, quoteLiteral, type PostgresConnection } from './connection.js';
 import { copyTableOut } from './copy-out.js';
+import { Lease, dropServerLeftovers, makeSpoolFolder, newTag, removeAbandonedSpools, restoreRoleName, scramVerifier } from './lease.js';
 import { OUTPUT_SETTINGS, RESTORE_SETTINGS, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
 
 /**
@@ -28,6 +28,13 @@ export interface PostgresTarget {
   ownership?: boolean;
   /** Parallel connections for COPY and index builds; default 2. */
   jobs?: number;
+  /**
+   * When `connection` is a superuser: `false` (default) runs the archive's SQL as a temporary role
+   * without privileges beyond the staging database it owns; `true` runs it as the superuser, as
+   * `pg_restore` does, for archives that need it (untrusted extensions, C functions). Only for
+   * archives you made and can vouch for: sign them and restore with `verifySignature`.
+   */
+  trustArchiveSql?: boolean;
 }
 
 interface ParsedTarget {
@@ -36,6 +43,7 @@ interface ParsedTarget {
   readonly admin: pg.ClientConfig;
   readonly ownership: boolean;
   readonly jobs: number;
+  readonly trustArchiveSql: boolean;
 }
 
 const MAX_METADATA_BYTES = 256 * 1024 * 1024;
@@ -45,6 +53,24 @@ const VERIFY_CHUNK_BYTES = 4 * 1024 * 1024;
 /** Post-data entries that only read their table and build something: safe to run side by side. */
 const PARALLEL_POST_DATA = new Set(['INDEX', 'CONSTRAINT', 'STATISTICS']);
 const DEADLOCK_DETECTED = '40P01';
+const INSUFFICIENT_PRIVILEGE = '42501';
+const FEATURE_NOT_SUPPORTED = '0A000';
+const UNPRIVILEGED_HINT =
+  "The archive's SQL ran as a temporary role without superuser rights, and needs more. If you made this archive and can vouch for it (signed, restored with verifySignature), restore it with `trustArchiveSql: true`.";
+const ROLE_LOGIN_HINT =
+  "A restore connected as a superuser runs the archive's SQL as a temporary role (backupkit_restore_*) that logs in with a password: allow password logins (scram-sha-256) for it in pg_hba.conf, or connect as a role with CREATEDB that is not a superuser.";
+
+/** The shapes of identifiers and statements backupkit writes for owners: anything else is refused before it runs as a superuser. */
+const IDENT = String.raw`(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")`;
+const QUALIFIED = String.raw`${IDENT}(?:\.${IDENT})?`;
+const ARGUMENTS = String.raw`\((?:[A-Za-z0-9_$ ,.*\[\]]|"(?:[^"]|"")*")*\)`;
+const OWNER_STATEMENT = new RegExp(
+  String.raw`^ALTER (?:(?:TABLE|SEQUENCE|VIEW|MATERIALIZED VIEW|SCHEMA|COLLATION|TYPE|DOMAIN|STATISTICS) ${QUALIFIED}|(?:FUNCTION|PROCEDURE|AGGREGATE) ${QUALIFIED}${ARGUMENTS}) OWNER TO ${IDENT};$`,
+);
+const ROLE_NAME = new RegExp(`^${IDENT}$`);
+/** A string literal as quoteLiteral() writes it: no backslash in a plain one, only doubled ones in an E'' one. */
+const LITERAL = String.raw`(?:'(?:[^'\\]|'')*'|E'(?:[^'\\]|''|\\\\)*')`;
+const EXTENSION_COMMENT = new RegExp(String.raw`^COMMENT ON EXTENSION ${IDENT} IS ${LITERAL};$`);
 
 /** Objects that make a database "not empty": anything a user created. */
 const USER_OBJECTS_SQL = `
@@ -65,6 +91,8 @@ const USER_OBJECTS_SQL = `
  * parallel COPY FROM, sequence values, large objects, post-data (indexes and constraints in
  * parallel, then foreign keys, triggers, policies), grants, materialized view refreshes, ANALYZE.
  * Everything goes into a staging database created beside the target, renamed into place at commit.
+ * Nothing reaches the server before the engine verified the archive (`prepare`); connected as a
+ * superuser, the archive's SQL runs as a temporary role without superuser rights.
  */
 export const postgresRestorer: Restorer<ParsedTarget> = {
   kind: 'postgres',
@@ -79,7 +107,7 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
     const given = clientConfig(t.connection).database;
     // DROP and RENAME DATABASE cannot run while connected to that database.
     const admin = clientConfig(t.connection, given && given !== t.database ? given : 'postgres');
-    return { connection: t.connection, database: t.database, admin, ownership: t.ownership ?? true, jobs };
+    return { connection: t.connection, database: t.database, admin, ownership: t.ownership ?? true, jobs, trustArchiveSql: t.trustArchiveSql === true };
   },
 
   async check(target) {
@@ -89,23 +117,37 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
   async scratch(space, sourceName): Promise<ScratchTarget> {
     // The server named for throwaway databases, else libpq's environment (PGHOST, PGPORT, PGUSER...).
     const connection = (space.servers['postgres'] ?? {}) as PostgresConnection;
-    const database = `backupkit_scratch_${randomBytes(6).toString('hex')}`;
+    const tag = newTag();
+    const database = `backupkit_scratch_${tag}`;
     const { admin } = this.parseTarget({ connection, database }, sourceName);
+    // Held until remove(): a restore that sweeps leftovers meanwhile leaves this database alone.
+    const lease = await Lease.take(admin, tag);
     return {
       target: { connection, database },
       async remove() {
-        const client = await connect(admin, 'RESTORE_FAILED');
         try {
-          await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`);
+          await lease.client.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`);
         } finally {
-          await client.end().catch(() => {});
+          await lease.release();
         }
       },
     };
   },
 
   async begin(target, signal): Promise<RestoreSink> {
-    const staging = `${Buffer.from(target.database).subarray(0, 40).toString().replace(/\uFFFD+$/, '')}_backupkit_${randomBytes(4).toString('hex')}`;
+    const tag = newTag();
+    const staging = `${Buffer.from(target.database).subarray(0, 40).toString().replace(/\uFFFD+$/, '')}_backupkit_${tag}`;
+    /** Set when the archive's SQL runs as a temporary role instead of the superuser connected. */
+    let restricted: { role: string; password: string } | undefined;
+    let roleCreated = false;
+    const lease = await Lease.take(target.admin, tag);
+    try {
+      await dropServerLeftovers(lease.client);
+      await removeAbandonedSpools();
+    } catch (error) {
+      await lease.release();
+      throw error;
+    }
     const clients: pg.Client[] = [];
     const idle: pg.Client[] = [];
     const rowsLoaded = new Map<number, { rows: number; chunks: number }>();
@@ -130,16 +172,20 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
           return;
         } catch (cause) {
           // Parallel index builds can deadlock on partitioned tables; the loser simply retries.
-          if ((cause as { code?: string }).code === DEADLOCK_DETECTED && attempt < 3) continue;
+          const code = (cause as { code?: string }).code;
+          if (code === DEADLOCK_DETECTED && attempt < 3) continue;
           if (signal.aborted) throw cause;
-          throw asBackupError(cause, 'RESTORE_FAILED', `Restoring ${what} into ${target.database} failed`);
+          const hint = code === INSUFFICIENT_PRIVILEGE && restricted ? UNPRIVILEGED_HINT : undefined;
+          throw asBackupError(cause, 'RESTORE_FAILED', `Restoring ${what} into ${target.database} failed`, hint);
         }
       }
     };
     const runEntry = async (client: pg.Client, entry: TocEntry): Promise<void> => {
       const what = `${entry.kind} ${entry.schema === null ? '' : `${entry.schema}.`}${entry.name}`;
+      if (restricted && isExtensionComment(entry)) return; // by the superuser, in handOver()
       await run(client, entry.sql, what);
-      if (entry.owner && target.ownership) await run(client, entry.owner, `the owner of ${what}`);
+      // A temporary role cannot give objects away: the superuser does, once the archive's SQL is done.
+      if (entry.owner && target.ownership && !restricted) await run(client, entry.owner, `the owner of ${what}`);
     };
     /** Runs `work` on an idle connection; callers run at most `jobs` of them at once. */
     const withClient = async (work: (client: pg.Client) => Promise<void>): Promise<void> => {
@@ -156,7 +202,7 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
     };
     /** Copies an entry's body into the spool folder, checking free space first. */
     const spoolEntry = async (entry: RestoreEntry): Promise<string> => {
-      spool ??= await mkdtemp(join(tmpdir(), 'backupkit-pg-'));
+      spool ??= await makeSpoolFolder();
       await ensureSpace(spool, entry.size, `${entry.path} of PostgreSQL source`);
       const file = join(spool, String(++spooled));
       await pipeline(entry.body, createWriteStream(file, { flags: 'wx', mode: 0o600 }), { signal });
@@ -165,8 +211,18 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
 
     const createStaging = async (from: Toc): Promise<void> => {
       const client = await admin();
+      let owner = '';
       try {
-        const encoding = `TEMPLATE template0 ENCODING ${quoteLiteral(from.database.encoding)}`;
+        const { rows } = await client.query<{ superuser: boolean }>('SELECT rolsuper AS superuser FROM pg_catalog.pg_roles WHERE rolname = current_user');
+        if (rows[0]?.superuser && !target.trustArchiveSql) {
+          restricted = { role: restoreRoleName(tag), password: randomBytes(24).toString('base64url') };
+          await client.query(
+            `CREATE ROLE ${quoteIdent(restricted.role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION BYPASSRLS PASSWORD ${quoteLiteral(scramVerifier(restricted.password))}`,
+          );
+          roleCreated = true;
+          owner = ` OWNER ${quoteIdent(restricted.role)}`;
+        }
+        const encoding = `${owner} TEMPLATE template0 ENCODING ${quoteLiteral(from.database.encoding)}`;
         const locale = ` LC_COLLATE ${quoteLiteral(from.database.collate)} LC_CTYPE ${quoteLiteral(from.database.ctype)}`;
         // The source's locale may not exist on this server; the server's default then serves.
         await client.query(`CREATE DATABASE ${quoteIdent(staging)} ${encoding}${locale}`).catch(async (cause: { code?: string }) => {
@@ -179,9 +235,11 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
       } finally {
         await client.end().catch(() => {});
       }
-      const config = clientConfig(target.connection, staging);
+      const config = { ...clientConfig(target.connection, staging), ...(restricted ? { user: restricted.role, password: restricted.password } : {}) };
       for (let i = 0; i < target.jobs; i++) {
-        const client = await connect(config, 'RESTORE_FAILED');
+        const client = await connect(config, 'RESTORE_FAILED').catch((error: BackupError) => {
+          throw restricted ? new BackupError('RESTORE_FAILED', `${error.message} as the temporary role ${restricted.role}`, { cause: error, hint: ROLE_LOGIN_HINT }) : error;
+        });
         clients.push(client);
         idle.push(client);
         for (const setting of RESTORE_SETTINGS) await client.query(setting);
@@ -210,6 +268,43 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
         offset += (piece as Buffer).length;
       }
       await rm(file);
+    };
+
+    /**
+     * As the superuser, once the temporary role's sessions are over: gives each object the owner the
+     * archive names (statements of the one shape backupkit writes, nothing else), the rest to the
+     * connected role, then drops the temporary role.
+     */
+    const handOver = async (from: Toc, role: string): Promise<void> => {
+      const client = await connect(clientConfig(target.connection, staging), 'RESTORE_FAILED');
+      try {
+        for (const setting of RESTORE_SETTINGS) await client.query(setting);
+        // Extensions that come with the template (plpgsql) belong to the bootstrap superuser.
+        for (const entry of from.entries) if (isExtensionComment(entry)) await run(client, entry.sql, `${entry.kind} ${entry.name}`);
+        if (target.ownership) {
+          for (const entry of from.entries) {
+            if (!entry.owner) continue;
+            const statement = checkedOwnerStatement(entry.owner);
+            // A sequence owned by a column follows its table's owner, and refuses one of its own.
+            await client.query(statement).catch((cause: { code?: string }) => {
+              if (entry.kind === 'SEQUENCE' && cause.code === FEATURE_NOT_SUPPORTED) return;
+              throw asBackupError(cause, 'RESTORE_FAILED', `Restoring the owner of ${entry.kind} ${entry.name} into ${target.database} failed`);
+            });
+          }
+          for (const lo of from.largeObjects) {
+            await run(client, `ALTER LARGE OBJECT ${checkedOid(lo.oid)} OWNER TO ${checkedRole(lo.owner)};`, `the owner of large object ${lo.oid}`);
+          }
+        }
+        await run(client, `REASSIGN OWNED BY ${quoteIdent(role)} TO CURRENT_USER; DROP OWNED BY ${quoteIdent(role)}`, `the objects of the temporary role ${role}`);
+      } finally {
+        await client.end().catch(() => {});
+      }
+      await dropRole(lease.client);
+    };
+    const dropRole = async (client: pg.Client): Promise<void> => {
+      if (!roleCreated || !restricted) return;
+      await client.query(`DROP ROLE IF EXISTS ${quoteIdent(restricted.role)}`);
+      roleCreated = false;
     };
 
     const requireToc = (path: string): Toc => {
@@ -288,7 +383,7 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
           for (const entry of from.entries) if (entry.section === 'data') await runEntry(main, entry);
           for (const { oid, file } of blobFiles) await writeLargeObject(main, oid, file);
           for (const lo of from.largeObjects) {
-            if (target.ownership) await run(main, `ALTER LARGE OBJECT ${lo.oid} OWNER TO ${lo.owner};`, `the owner of large object ${lo.oid}`);
+            if (target.ownership && !restricted) await run(main, `ALTER LARGE OBJECT ${lo.oid} OWNER TO ${lo.owner};`, `the owner of large object ${lo.oid}`);
             if (lo.comment !== null) await run(main, `COMMENT ON LARGE OBJECT ${lo.oid} IS ${quoteLiteral(lo.comment)};`, `the comment of large object ${lo.oid}`);
           }
 
@@ -304,6 +399,7 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
           for (const entry of postData) if (entry.kind === 'MATERIALIZED VIEW DATA') await runEntry(main, entry);
           await run(main, 'ANALYZE', 'statistics (ANALYZE)');
           await Promise.all(clients.splice(0).map((client) => client.end()));
+          if (restricted) await handOver(from, restricted.role);
         } finally {
           await removeSpool();
         }
@@ -332,19 +428,24 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
         } finally {
           await client.end().catch(() => {});
         }
+        await lease.release();
       },
 
       async abort() {
         await removeSpool();
         await Promise.all(clients.splice(0).map((client) => client.end().catch(() => {})));
-        if (!created) return;
+        if (!created && !roleCreated) return await lease.release();
         const client = await admin();
         try {
-          if (committed) await client.query(`ALTER DATABASE ${quoteIdent(target.database)} RENAME TO ${quoteIdent(staging)}`);
-          await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(staging)} WITH (FORCE)`);
-          if (previousOwner) await client.query(`CREATE DATABASE ${quoteIdent(target.database)} OWNER ${previousOwner}`);
+          if (created) {
+            if (committed) await client.query(`ALTER DATABASE ${quoteIdent(target.database)} RENAME TO ${quoteIdent(staging)}`);
+            await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(staging)} WITH (FORCE)`);
+            if (previousOwner) await client.query(`CREATE DATABASE ${quoteIdent(target.database)} OWNER ${previousOwner}`);
+          }
+          await dropRole(client);
         } finally {
           await client.end().catch(() => {});
+          await lease.release();
         }
       },
     };
@@ -471,6 +572,32 @@ function parseJsonEntry(data: Buffer, name: string): unknown {
   }
 }
 
+
+/** A comment on an extension, in the one shape backupkit writes: safe to run as the superuser. */
+function isExtensionComment(entry: TocEntry): boolean {
+  return entry.kind === 'COMMENT' && EXTENSION_COMMENT.test(entry.sql);
+}
+
+function checkedOwnerStatement(statement: string): string {
+  if (!OWNER_STATEMENT.test(statement)) throw unsafeOwner(statement);
+  return statement;
+}
+
+function checkedRole(role: string): string {
+  if (typeof role !== 'string' || !ROLE_NAME.test(role)) throw unsafeOwner(String(role));
+  return role;
+}
+
+function checkedOid(oid: number): number {
+  if (!Number.isSafeInteger(oid) || oid < 0) throw new BackupError('UNSAFE_ARCHIVE', `toc.json of a PostgreSQL source names a large object ${JSON.stringify(oid)}`);
+  return oid;
+}
+
+function unsafeOwner(statement: string): BackupError {
+  return new BackupError('UNSAFE_ARCHIVE', `toc.json of a PostgreSQL source holds an owner statement backupkit does not write: ${JSON.stringify(statement.slice(0, 200))}; nothing was restored`, {
+    hint: 'Owners are given as the superuser, so only `ALTER <kind> <name> OWNER TO <role>;` is accepted. Restore with `ownership: false`, or find out who crafted this archive.',
+  });
+}
 
 function readAll(body: AsyncIterable<Uint8Array>, limit: number): Promise<Buffer> {
   return readLimited(body, limit, () => new BackupError('CORRUPT_ARCHIVE', `An entry of a PostgreSQL source is larger than ${limit} bytes`));
