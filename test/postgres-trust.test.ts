@@ -180,14 +180,15 @@ describe('leftovers of killed PostgreSQL restores', () => {
     const backups = join(dir, 'backups');
     await store(directory({ path: backups }), await consistentArchive([{ sql: 'SELECT pg_sleep(3600);' }]));
     const [killedTarget, liveTarget, nextTarget] = [uniqueName('killed'), uniqueName('live'), uniqueName('next')];
+    const stagings: string[] = [];
     t.after(async () => {
       for (const target of [killedTarget, liveTarget, nextTarget]) await dropDatabasesLike(target);
-      for (const role of await restoreRoles()) if (role.endsWith(liveStaging.slice(-8))) await sql('postgres', `DROP ROLE IF EXISTS ${role}`);
+      for (const staging of stagings) await sql('postgres', `DROP ROLE IF EXISTS backupkit_restore_${staging.slice(-8)}`);
     });
 
     const killed = await sleepingRestore(t, backups, killedTarget);
     const live = await sleepingRestore(t, backups, liveTarget);
-    const liveStaging = live.staging;
+    stagings.push(killed.staging, live.staging);
     const killedSpools = async () => (await readdir(tmpdir())).filter((name) => name.startsWith('backupkit-pg-') && name.includes(`_${killed.child.pid}_`));
     assert.equal((await killedSpools()).length, 1, 'the killed restore spooled its table chunk');
     killed.child.kill('SIGKILL');
@@ -202,8 +203,8 @@ describe('leftovers of killed PostgreSQL restores', () => {
     assert.deepEqual(await databasesLike(killedTarget), [], "the killed restore's staging database is dropped");
     assert.equal(await roleExists(`backupkit_restore_${killed.staging.slice(-8)}`), false, 'and its temporary role');
     assert.deepEqual(await killedSpools(), [], 'and its spool folder');
-    assert.deepEqual(await databasesLike(liveTarget), [liveStaging], "the live restore's staging database is left alone");
-    assert.ok(await roleExists(`backupkit_restore_${liveStaging.slice(-8)}`), 'and so is its role');
+    assert.deepEqual(await databasesLike(liveTarget), [live.staging], "the live restore's staging database is left alone");
+    assert.ok(await roleExists(`backupkit_restore_${live.staging.slice(-8)}`), 'and so is its role');
     assert.equal(live.child.exitCode, null, 'and it still runs');
   });
 });
