@@ -40,7 +40,10 @@ export function restoreRoleName(tag: string): string {
 
 /** A connection holding the advisory lock of one tag, until `release()` or the process's death. */
 export class Lease {
-  private constructor(readonly client: pg.Client) {}
+  private constructor(
+    /** The session that holds the lock; also serves for what the restore runs in the maintenance database. */
+    readonly client: pg.Client,
+  ) {}
 
   /** Opens a connection to `admin`'s database and takes the lock of `tag`. */
   static async take(admin: pg.ClientConfig, tag: string): Promise<Lease> {
