@@ -1,13 +1,18 @@
 import { randomBytes } from 'node:crypto';
-import { finished, pipeline } from 'node:stream/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import pLimit from 'p-limit';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { BackupError, asBackupError } from '../../errors.js';
+import { ensureSpace } from '../../util/fs.js';
 import { readLimited } from '../../util/streams.js';
 import type { RestoreEntry, RestoreSink, Restorer, ScratchTarget, VerifyCheck } from '../../types.js';
 import { clientConfig, connect, quoteIdent, quoteLiteral, type PostgresConnection } from './connection.js';
 import { copyTableOut } from './copy-out.js';
+import { Lease, dropServerLeftovers, makeSpoolFolder, newTag, removeAbandonedSpools, restoreRoleName, scramVerifier } from './lease.js';
 import { OUTPUT_SETTINGS, RESTORE_SETTINGS, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
 
 /**
@@ -23,6 +28,13 @@ export interface PostgresTarget {
   ownership?: boolean;
   /** Parallel connections for COPY and index builds; default 2. */
   jobs?: number;
+  /**
+   * When `connection` is a superuser: `false` (default) runs the archive's SQL as a temporary role
+   * without privileges beyond the staging database it owns; `true` runs it as the superuser, as
+   * `pg_restore` does, for archives that need it (untrusted extensions, C functions). Only for
+   * archives you made and can vouch for: sign them and restore with `verifySignature`.
+   */
+  trustArchiveSql?: boolean;
 }
 
 interface ParsedTarget {
@@ -31,10 +43,9 @@ interface ParsedTarget {
   readonly admin: pg.ClientConfig;
   readonly ownership: boolean;
   readonly jobs: number;
+  readonly trustArchiveSql: boolean;
 }
 
-/** Table chunks up to this size are buffered so that several load in parallel; bigger ones stream. */
-const MAX_BUFFERED_CHUNK = 32 * 1024 * 1024;
 const MAX_METADATA_BYTES = 256 * 1024 * 1024;
 const LARGE_OBJECT_PIECE = 1024 * 1024;
 /** Rows read back by a verification are hashed and dropped in pieces of this size. */
@@ -42,6 +53,24 @@ const VERIFY_CHUNK_BYTES = 4 * 1024 * 1024;
 /** Post-data entries that only read their table and build something: safe to run side by side. */
 const PARALLEL_POST_DATA = new Set(['INDEX', 'CONSTRAINT', 'STATISTICS']);
 const DEADLOCK_DETECTED = '40P01';
+const INSUFFICIENT_PRIVILEGE = '42501';
+const FEATURE_NOT_SUPPORTED = '0A000';
+const UNPRIVILEGED_HINT =
+  "The archive's SQL ran as a temporary role without superuser rights, and needs more. If you made this archive and can vouch for it (signed, restored with verifySignature), restore it with `trustArchiveSql: true`.";
+const ROLE_LOGIN_HINT =
+  "A restore connected as a superuser runs the archive's SQL as a temporary role (backupkit_restore_*) that logs in with a password: allow password logins (scram-sha-256) for it in pg_hba.conf, or connect as a role with CREATEDB that is not a superuser.";
+
+/** The shapes of identifiers and statements backupkit writes for owners: anything else is refused before it runs as a superuser. */
+const IDENT = String.raw`(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")`;
+const QUALIFIED = String.raw`${IDENT}(?:\.${IDENT})?`;
+const ARGUMENTS = String.raw`\((?:[A-Za-z0-9_$ ,.*\[\]]|"(?:[^"]|"")*")*\)`;
+const OWNER_STATEMENT = new RegExp(
+  String.raw`^ALTER (?:(?:TABLE|SEQUENCE|VIEW|MATERIALIZED VIEW|SCHEMA|COLLATION|TYPE|DOMAIN|STATISTICS) ${QUALIFIED}|(?:FUNCTION|PROCEDURE|AGGREGATE) ${QUALIFIED}${ARGUMENTS}) OWNER TO ${IDENT};$`,
+);
+const ROLE_NAME = new RegExp(`^${IDENT}$`);
+/** A string literal as quoteLiteral() writes it: no backslash in a plain one, only doubled ones in an E'' one. */
+const LITERAL = String.raw`(?:'(?:[^'\\]|'')*'|E'(?:[^'\\]|''|\\\\)*')`;
+const EXTENSION_COMMENT = new RegExp(String.raw`^COMMENT ON EXTENSION ${IDENT} IS ${LITERAL};$`);
 
 /** Objects that make a database "not empty": anything a user created. */
 const USER_OBJECTS_SQL = `
@@ -62,6 +91,8 @@ const USER_OBJECTS_SQL = `
  * parallel COPY FROM, sequence values, large objects, post-data (indexes and constraints in
  * parallel, then foreign keys, triggers, policies), grants, materialized view refreshes, ANALYZE.
  * Everything goes into a staging database created beside the target, renamed into place at commit.
+ * Nothing reaches the server before the engine verified the archive (`prepare`); connected as a
+ * superuser, the archive's SQL runs as a temporary role without superuser rights.
  */
 export const postgresRestorer: Restorer<ParsedTarget> = {
   kind: 'postgres',
@@ -76,7 +107,7 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
     const given = clientConfig(t.connection).database;
     // DROP and RENAME DATABASE cannot run while connected to that database.
     const admin = clientConfig(t.connection, given && given !== t.database ? given : 'postgres');
-    return { connection: t.connection, database: t.database, admin, ownership: t.ownership ?? true, jobs };
+    return { connection: t.connection, database: t.database, admin, ownership: t.ownership ?? true, jobs, trustArchiveSql: t.trustArchiveSql === true };
   },
 
   async check(target) {
@@ -86,32 +117,49 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
   async scratch(space, sourceName): Promise<ScratchTarget> {
     // The server named for throwaway databases, else libpq's environment (PGHOST, PGPORT, PGUSER...).
     const connection = (space.servers['postgres'] ?? {}) as PostgresConnection;
-    const database = `backupkit_scratch_${randomBytes(6).toString('hex')}`;
+    const tag = newTag();
+    const database = `backupkit_scratch_${tag}`;
     const { admin } = this.parseTarget({ connection, database }, sourceName);
+    // Held until remove(): a restore that sweeps leftovers meanwhile leaves this database alone.
+    const lease = await Lease.take(admin, tag);
     return {
       target: { connection, database },
       async remove() {
-        const client = await connect(admin, 'RESTORE_FAILED');
         try {
-          await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`);
+          await lease.client.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`);
         } finally {
-          await client.end().catch(() => {});
+          await lease.release();
         }
       },
     };
   },
 
   async begin(target, signal): Promise<RestoreSink> {
-    const staging = `${Buffer.from(target.database).subarray(0, 40).toString().replace(/\uFFFD+$/, '')}_backupkit_${randomBytes(4).toString('hex')}`;
+    const tag = newTag();
+    const staging = `${Buffer.from(target.database).subarray(0, 40).toString().replace(/\uFFFD+$/, '')}_backupkit_${tag}`;
+    /** Set when the archive's SQL runs as a temporary role instead of the superuser connected. */
+    let restricted: { role: string; password: string } | undefined;
+    let roleCreated = false;
+    const lease = await Lease.take(target.admin, tag);
+    try {
+      await dropServerLeftovers(lease.client);
+      await removeAbandonedSpools();
+    } catch (error) {
+      await lease.release();
+      throw error;
+    }
     const clients: pg.Client[] = [];
     const idle: pg.Client[] = [];
-    const inflight = new Set<Promise<void>>();
     const rowsLoaded = new Map<number, { rows: number; chunks: number }>();
-    const tableLoads = new Map<number, Promise<void>>();
-    let failure: { error: unknown } | undefined;
     let toc: Toc | undefined;
     let tables = new Map<string, TocTable>();
     let summaries: TableDataSummary[] | undefined;
+    // Nothing from the archive reaches the server before the engine verified the manifest (prepare):
+    // until then table chunks and large objects wait in a private spool folder, in archive order.
+    let spool: string | undefined;
+    const chunkFiles = new Map<number, string[]>();
+    const blobFiles: Array<{ oid: number; file: string }> = [];
+    let spooled = 0;
     let created = false;
     let committed = false;
     let previousOwner: string | undefined;
@@ -124,52 +172,57 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
           return;
         } catch (cause) {
           // Parallel index builds can deadlock on partitioned tables; the loser simply retries.
-          if ((cause as { code?: string }).code === DEADLOCK_DETECTED && attempt < 3) continue;
+          const code = (cause as { code?: string }).code;
+          if (code === DEADLOCK_DETECTED && attempt < 3) continue;
           if (signal.aborted) throw cause;
-          throw asBackupError(cause, 'RESTORE_FAILED', `Restoring ${what} into ${target.database} failed`);
+          const hint = code === INSUFFICIENT_PRIVILEGE && restricted ? UNPRIVILEGED_HINT : undefined;
+          throw asBackupError(cause, 'RESTORE_FAILED', `Restoring ${what} into ${target.database} failed`, hint);
         }
       }
     };
     const runEntry = async (client: pg.Client, entry: TocEntry): Promise<void> => {
       const what = `${entry.kind} ${entry.schema === null ? '' : `${entry.schema}.`}${entry.name}`;
+      if (restricted && isExtensionComment(entry)) return; // by the superuser, in handOver()
       await run(client, entry.sql, what);
-      if (entry.owner && target.ownership) await run(client, entry.owner, `the owner of ${what}`);
+      // A temporary role cannot give objects away: the superuser does, once the archive's SQL is done.
+      if (entry.owner && target.ownership && !restricted) await run(client, entry.owner, `the owner of ${what}`);
     };
-    const acquire = async (): Promise<pg.Client> => {
-      while (idle.length === 0) await Promise.race(inflight);
-      if (failure) throw failure.error;
-      return idle.pop()!;
-    };
-    /** Runs `work` on a connection of its own, waiting for it: entries that stream from the archive. */
+    /** Runs `work` on an idle connection; callers run at most `jobs` of them at once. */
     const withClient = async (work: (client: pg.Client) => Promise<void>): Promise<void> => {
-      const client = await acquire();
+      const client = idle.pop()!;
       try {
         await work(client);
       } finally {
         idle.push(client);
       }
     };
-    const inBackground = (client: pg.Client, work: Promise<unknown>): void => {
-      const task: Promise<void> = work
-        .then(
-          () => {},
-          (error: unknown) => void (failure ??= { error }),
-        )
-        .finally(() => {
-          idle.push(client);
-          inflight.delete(task);
-        });
-      inflight.add(task);
+    const removeSpool = async (): Promise<void> => {
+      if (spool !== undefined) await rm(spool, { recursive: true, force: true });
+      spool = undefined;
     };
-    const settle = async (): Promise<void> => {
-      await Promise.all(inflight);
-      if (failure) throw failure.error;
+    /** Copies an entry's body into the spool folder, checking free space first. */
+    const spoolEntry = async (entry: RestoreEntry): Promise<string> => {
+      spool ??= await makeSpoolFolder();
+      await ensureSpace(spool, entry.size, `${entry.path} of PostgreSQL source`);
+      const file = join(spool, String(++spooled));
+      await pipeline(entry.body, createWriteStream(file, { flags: 'wx', mode: 0o600 }), { signal });
+      return file;
     };
 
     const createStaging = async (from: Toc): Promise<void> => {
       const client = await admin();
+      let owner = '';
       try {
-        const encoding = `TEMPLATE template0 ENCODING ${quoteLiteral(from.database.encoding)}`;
+        const { rows } = await client.query<{ superuser: boolean }>('SELECT rolsuper AS superuser FROM pg_catalog.pg_roles WHERE rolname = current_user');
+        if (rows[0]?.superuser && !target.trustArchiveSql) {
+          restricted = { role: restoreRoleName(tag), password: randomBytes(24).toString('base64url') };
+          await client.query(
+            `CREATE ROLE ${quoteIdent(restricted.role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION BYPASSRLS PASSWORD ${quoteLiteral(scramVerifier(restricted.password))}`,
+          );
+          roleCreated = true;
+          owner = ` OWNER ${quoteIdent(restricted.role)}`;
+        }
+        const encoding = `${owner} TEMPLATE template0 ENCODING ${quoteLiteral(from.database.encoding)}`;
         const locale = ` LC_COLLATE ${quoteLiteral(from.database.collate)} LC_CTYPE ${quoteLiteral(from.database.ctype)}`;
         // The source's locale may not exist on this server; the server's default then serves.
         await client.query(`CREATE DATABASE ${quoteIdent(staging)} ${encoding}${locale}`).catch(async (cause: { code?: string }) => {
@@ -182,50 +235,76 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
       } finally {
         await client.end().catch(() => {});
       }
-      const config = clientConfig(target.connection, staging);
+      const config = { ...clientConfig(target.connection, staging), ...(restricted ? { user: restricted.role, password: restricted.password } : {}) };
       for (let i = 0; i < target.jobs; i++) {
-        const client = await connect(config, 'RESTORE_FAILED');
+        const client = await connect(config, 'RESTORE_FAILED').catch((error: BackupError) => {
+          throw restricted ? new BackupError('RESTORE_FAILED', `${error.message} as the temporary role ${restricted.role}`, { cause: error, hint: ROLE_LOGIN_HINT }) : error;
+        });
         clients.push(client);
         idle.push(client);
         for (const setting of RESTORE_SETTINGS) await client.query(setting);
       }
     };
 
-    const loadChunk = async (client: pg.Client, table: TocTable, body: AsyncIterable<Uint8Array> | Buffer): Promise<void> => {
+    const loadChunk = async (client: pg.Client, table: TocTable, file: string): Promise<void> => {
       const columns = table.columns.length > 0 ? ` (${table.columns.join(', ')})` : '';
       const stream = client.query(copyFrom(`COPY ${table.qualifiedName}${columns} FROM STDIN`));
       try {
-        if (Buffer.isBuffer(body)) {
-          stream.end(body);
-          await finished(stream);
-        } else await pipeline(body, stream, { signal });
+        await pipeline(createReadStream(file), stream, { signal });
       } catch (cause) {
         if (signal.aborted) throw cause;
         throw asBackupError(cause, 'RESTORE_FAILED', `Loading rows into ${table.qualifiedName} failed`);
       }
+      await rm(file);
       const loaded = rowsLoaded.get(table.entry) ?? { rows: 0, chunks: 0 };
       rowsLoaded.set(table.entry, { rows: loaded.rows + stream.rowCount, chunks: loaded.chunks + 1 });
     };
 
-    const writeLargeObject = async (client: pg.Client, oid: number, body: AsyncIterable<Uint8Array>): Promise<void> => {
+    const writeLargeObject = async (client: pg.Client, oid: number, file: string): Promise<void> => {
       await run(client, `SELECT pg_catalog.lo_create(${oid})`, `large object ${oid}`);
       let offset = 0;
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
-      const flush = async (): Promise<void> => {
-        if (pendingBytes === 0) return;
-        const data = Buffer.concat(pending, pendingBytes);
-        await client.query('SELECT pg_catalog.lo_put($1, $2, $3)', [oid, offset, data]);
-        offset += data.length;
-        pending = [];
-        pendingBytes = 0;
-      };
-      for await (const piece of body) {
-        pending.push(Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
-        pendingBytes += piece.byteLength;
-        if (pendingBytes >= LARGE_OBJECT_PIECE) await flush();
+      for await (const piece of createReadStream(file, { highWaterMark: LARGE_OBJECT_PIECE, signal })) {
+        await client.query('SELECT pg_catalog.lo_put($1, $2, $3)', [oid, offset, piece]);
+        offset += (piece as Buffer).length;
       }
-      await flush();
+      await rm(file);
+    };
+
+    /**
+     * As the superuser, once the temporary role's sessions are over: gives each object the owner the
+     * archive names (statements of the one shape backupkit writes, nothing else), the rest to the
+     * connected role, then drops the temporary role.
+     */
+    const handOver = async (from: Toc, role: string): Promise<void> => {
+      const client = await connect(clientConfig(target.connection, staging), 'RESTORE_FAILED');
+      try {
+        for (const setting of RESTORE_SETTINGS) await client.query(setting);
+        // Extensions that come with the template (plpgsql) belong to the bootstrap superuser.
+        for (const entry of from.entries) if (isExtensionComment(entry)) await run(client, entry.sql, `${entry.kind} ${entry.name}`);
+        if (target.ownership) {
+          for (const entry of from.entries) {
+            if (!entry.owner) continue;
+            const statement = checkedOwnerStatement(entry.owner);
+            // A sequence owned by a column follows its table's owner, and refuses one of its own.
+            await client.query(statement).catch((cause: { code?: string }) => {
+              if (entry.kind === 'SEQUENCE' && cause.code === FEATURE_NOT_SUPPORTED) return;
+              throw asBackupError(cause, 'RESTORE_FAILED', `Restoring the owner of ${entry.kind} ${entry.name} into ${target.database} failed`);
+            });
+          }
+          for (const lo of from.largeObjects) {
+            await run(client, `ALTER LARGE OBJECT ${checkedOid(lo.oid)} OWNER TO ${checkedRole(lo.owner)};`, `the owner of large object ${lo.oid}`);
+          }
+        }
+        await run(client, `REASSIGN OWNED BY ${quoteIdent(role)} TO CURRENT_USER; DROP OWNED BY ${quoteIdent(role)}`, `the objects of the temporary role ${role}`);
+      } finally {
+        await client.end().catch(() => {});
+      }
+      await dropRole(lease.client);
+    };
+    const dropRole = async (client: pg.Client): Promise<void> => {
+      if (!roleCreated || !restricted) return;
+      await client.query(`DROP ROLE IF EXISTS ${quoteIdent(restricted.role)}`);
+      roleCreated = false;
     };
 
     const requireToc = (path: string): Toc => {
@@ -237,38 +316,29 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
       async write(entry: RestoreEntry) {
         if (entry.type === 'directory') return;
         if (entry.type !== 'file') throw new BackupError('CORRUPT_ARCHIVE', `Unexpected ${entry.type} ${JSON.stringify(entry.path)} in a PostgreSQL source`);
-        if (failure) throw failure.error;
         const chunk = /^(data\/[^/]+)\/\d{6}\.copy$/.exec(entry.path);
         if (chunk) {
           const table = tables.get(chunk[1]!);
           if (!table) throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} belongs to no table of toc.json`);
-          if (entry.size > MAX_BUFFERED_CHUNK) {
-            await settle();
-            return await withClient((client) => loadChunk(client, table, entry.body));
-          }
-          const data = await readAll(entry.body, MAX_BUFFERED_CHUNK);
-          // A table's chunks load one after the other, so that its rows lie in archive order and a
-          // verification can compare the table's COPY text with the archive's, byte for byte.
-          await tableLoads.get(table.entry);
-          const client = await acquire();
-          const load = loadChunk(client, table, data);
-          tableLoads.set(table.entry, load.catch(() => {}));
-          return inBackground(client, load);
+          const file = await spoolEntry(entry);
+          // A table's chunks load in archive order, so that a verification can compare the table's
+          // COPY text with the archive's, byte for byte.
+          const files = chunkFiles.get(table.entry);
+          if (files) files.push(file);
+          else chunkFiles.set(table.entry, [file]);
+          return;
         }
         const blob = /^blobs\/(\d+)$/.exec(entry.path);
         if (blob) {
           requireToc(entry.path);
-          // Awaited: a large object streams from the archive, which cannot move on until it is read.
-          return await withClient((client) => writeLargeObject(client, Number(blob[1]), entry.body));
+          blobFiles.push({ oid: Number(blob[1]), file: await spoolEntry(entry) });
+          return;
         }
         switch (entry.path) {
           case 'toc.json': {
             if (toc) throw new BackupError('CORRUPT_ARCHIVE', 'A PostgreSQL source has two toc.json');
             toc = parseToc(await readAll(entry.body, MAX_METADATA_BYTES));
             tables = new Map(toc.tables.map((table) => [table.dataPath, table]));
-            await createStaging(toc);
-            const client = clients[0]!;
-            for (const tocEntry of toc.entries) if (tocEntry.section === 'pre-data') await runEntry(client, tocEntry);
             return;
           }
           case 'data.json':
@@ -285,47 +355,54 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
       },
 
       async prepare() {
-        const from = requireToc('the end of the archive');
-        await settle();
-        if (!summaries) throw new BackupError('CORRUPT_ARCHIVE', 'The PostgreSQL source has no data.json');
-        for (const summary of summaries) {
-          const loaded = rowsLoaded.get(summary.entry) ?? { rows: 0, chunks: 0 };
-          if (loaded.rows !== summary.rows || loaded.chunks !== summary.chunks) {
-            const table = from.tables.find((t) => t.entry === summary.entry)?.qualifiedName ?? `#${summary.entry}`;
-            throw new BackupError('CORRUPT_ARCHIVE', `${table}: ${loaded.rows} rows in ${loaded.chunks} chunks restored, the backup recorded ${summary.rows} in ${summary.chunks}`);
-          }
-        }
-        const main = clients[0]!;
-        for (const entry of from.entries) if (entry.section === 'data') await runEntry(main, entry);
-        for (const lo of from.largeObjects) {
-          if (target.ownership) await run(main, `ALTER LARGE OBJECT ${lo.oid} OWNER TO ${lo.owner};`, `the owner of large object ${lo.oid}`);
-          if (lo.comment !== null) await run(main, `COMMENT ON LARGE OBJECT ${lo.oid} IS ${quoteLiteral(lo.comment)};`, `the comment of large object ${lo.oid}`);
-        }
+        try {
+          const from = requireToc('the end of the archive');
+          if (!summaries) throw new BackupError('CORRUPT_ARCHIVE', 'The PostgreSQL source has no data.json');
+          await createStaging(from);
+          const main = clients[0]!;
+          for (const entry of from.entries) if (entry.section === 'pre-data') await runEntry(main, entry);
 
-        const postData = from.entries.filter((entry) => entry.section === 'post-data');
-        const limit = pLimit(target.jobs);
-        const parallel = postData.filter((entry) => PARALLEL_POST_DATA.has(entry.kind));
-        await Promise.all(
-          parallel.map((entry) =>
-            limit(async () => {
-              const client = idle.pop()!;
-              try {
-                await runEntry(client, entry);
-              } finally {
-                idle.push(client);
-              }
-            }),
-          ),
-        );
-        const last = new Set(['ACL', 'MATERIALIZED VIEW DATA']);
-        for (const entry of postData) if (!PARALLEL_POST_DATA.has(entry.kind) && !last.has(entry.kind)) await runEntry(main, entry);
-        if (target.ownership) {
-          for (const entry of postData) if (entry.kind === 'ACL') await runEntry(main, entry);
-          for (const lo of from.largeObjects) if (lo.acl !== null) await run(main, lo.acl, `the grants of large object ${lo.oid}`);
+          const limit = pLimit(target.jobs);
+          const byEntry = new Map(from.tables.map((table) => [table.entry, table]));
+          await Promise.all(
+            [...chunkFiles].map(([entry, files]) =>
+              limit(() =>
+                withClient(async (client) => {
+                  for (const file of files) await loadChunk(client, byEntry.get(entry)!, file);
+                }),
+              ),
+            ),
+          );
+          for (const summary of summaries) {
+            const loaded = rowsLoaded.get(summary.entry) ?? { rows: 0, chunks: 0 };
+            if (loaded.rows !== summary.rows || loaded.chunks !== summary.chunks) {
+              const table = from.tables.find((t) => t.entry === summary.entry)?.qualifiedName ?? `#${summary.entry}`;
+              throw new BackupError('CORRUPT_ARCHIVE', `${table}: ${loaded.rows} rows in ${loaded.chunks} chunks restored, the backup recorded ${summary.rows} in ${summary.chunks}`);
+            }
+          }
+          for (const entry of from.entries) if (entry.section === 'data') await runEntry(main, entry);
+          for (const { oid, file } of blobFiles) await writeLargeObject(main, oid, file);
+          for (const lo of from.largeObjects) {
+            if (target.ownership && !restricted) await run(main, `ALTER LARGE OBJECT ${lo.oid} OWNER TO ${lo.owner};`, `the owner of large object ${lo.oid}`);
+            if (lo.comment !== null) await run(main, `COMMENT ON LARGE OBJECT ${lo.oid} IS ${quoteLiteral(lo.comment)};`, `the comment of large object ${lo.oid}`);
+          }
+
+          const postData = from.entries.filter((entry) => entry.section === 'post-data');
+          const parallel = postData.filter((entry) => PARALLEL_POST_DATA.has(entry.kind));
+          await Promise.all(parallel.map((entry) => limit(() => withClient((client) => runEntry(client, entry)))));
+          const last = new Set(['ACL', 'MATERIALIZED VIEW DATA']);
+          for (const entry of postData) if (!PARALLEL_POST_DATA.has(entry.kind) && !last.has(entry.kind)) await runEntry(main, entry);
+          if (target.ownership) {
+            for (const entry of postData) if (entry.kind === 'ACL') await runEntry(main, entry);
+            for (const lo of from.largeObjects) if (lo.acl !== null) await run(main, lo.acl, `the grants of large object ${lo.oid}`);
+          }
+          for (const entry of postData) if (entry.kind === 'MATERIALIZED VIEW DATA') await runEntry(main, entry);
+          await run(main, 'ANALYZE', 'statistics (ANALYZE)');
+          await Promise.all(clients.splice(0).map((client) => client.end()));
+          if (restricted) await handOver(from, restricted.role);
+        } finally {
+          await removeSpool();
         }
-        for (const entry of postData) if (entry.kind === 'MATERIALIZED VIEW DATA') await runEntry(main, entry);
-        await run(main, 'ANALYZE', 'statistics (ANALYZE)');
-        await Promise.all(clients.splice(0).map((client) => client.end()));
       },
 
       async verify() {
@@ -351,18 +428,24 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
         } finally {
           await client.end().catch(() => {});
         }
+        await lease.release();
       },
 
       async abort() {
+        await removeSpool();
         await Promise.all(clients.splice(0).map((client) => client.end().catch(() => {})));
-        if (!created) return;
+        if (!created && !roleCreated) return await lease.release();
         const client = await admin();
         try {
-          if (committed) await client.query(`ALTER DATABASE ${quoteIdent(target.database)} RENAME TO ${quoteIdent(staging)}`);
-          await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(staging)} WITH (FORCE)`);
-          if (previousOwner) await client.query(`CREATE DATABASE ${quoteIdent(target.database)} OWNER ${previousOwner}`);
+          if (created) {
+            if (committed) await client.query(`ALTER DATABASE ${quoteIdent(target.database)} RENAME TO ${quoteIdent(staging)}`);
+            await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(staging)} WITH (FORCE)`);
+            if (previousOwner) await client.query(`CREATE DATABASE ${quoteIdent(target.database)} OWNER ${previousOwner}`);
+          }
+          await dropRole(client);
         } finally {
           await client.end().catch(() => {});
+          await lease.release();
         }
       },
     };
@@ -489,6 +572,32 @@ function parseJsonEntry(data: Buffer, name: string): unknown {
   }
 }
 
+
+/** A comment on an extension, in the one shape backupkit writes: safe to run as the superuser. */
+function isExtensionComment(entry: TocEntry): boolean {
+  return entry.kind === 'COMMENT' && EXTENSION_COMMENT.test(entry.sql);
+}
+
+function checkedOwnerStatement(statement: string): string {
+  if (!OWNER_STATEMENT.test(statement)) throw unsafeOwner(statement);
+  return statement;
+}
+
+function checkedRole(role: string): string {
+  if (typeof role !== 'string' || !ROLE_NAME.test(role)) throw unsafeOwner(String(role));
+  return role;
+}
+
+function checkedOid(oid: number): number {
+  if (!Number.isSafeInteger(oid) || oid < 0) throw new BackupError('UNSAFE_ARCHIVE', `toc.json of a PostgreSQL source names a large object ${JSON.stringify(oid)}`);
+  return oid;
+}
+
+function unsafeOwner(statement: string): BackupError {
+  return new BackupError('UNSAFE_ARCHIVE', `toc.json of a PostgreSQL source holds an owner statement backupkit does not write: ${JSON.stringify(statement.slice(0, 200))}; nothing was restored`, {
+    hint: 'Owners are given as the superuser, so only `ALTER <kind> <name> OWNER TO <role>;` is accepted. Restore with `ownership: false`, or find out who crafted this archive.',
+  });
+}
 
 function readAll(body: AsyncIterable<Uint8Array>, limit: number): Promise<Buffer> {
   return readLimited(body, limit, () => new BackupError('CORRUPT_ARCHIVE', `An entry of a PostgreSQL source is larger than ${limit} bytes`));
