@@ -11,6 +11,8 @@ export interface Moto {
   endpoint: string;
   client: S3Client;
   createBucket(): Promise<string>;
+  /** SIGSTOP freezes the server (connections stay open, nothing answers); SIGCONT resumes it. */
+  signal(signal: 'SIGSTOP' | 'SIGCONT'): void;
   stop(): Promise<void>;
 }
 
@@ -64,9 +66,13 @@ export async function startMoto(): Promise<Moto> {
       await client.send(new CreateBucketCommand({ Bucket: bucket }));
       return bucket;
     },
+    signal(signal) {
+      child.kill(signal);
+    },
     async stop() {
       client.destroy();
       if (child.exitCode === null) {
+        child.kill('SIGCONT'); // a frozen server would hold the SIGTERM until resumed
         child.kill();
         await once(child, 'exit');
       }
