@@ -6,8 +6,8 @@ import { EXIT, runCli } from './run.js';
 
 /**
  * How long a second signal lets the clean-up run before the command exits anyway. A cancelled
- * operation settles by itself once it has removed what it wrote (milliseconds for a folder, a few
- * requests for S3); this only bounds a destination that stopped answering.
+ * operation settles by itself once it has removed what it wrote (a few file removals for a folder,
+ * a few requests for S3); this only bounds a destination that stopped answering.
  */
 const CLEANUP_GRACE_MS = 5_000;
 
