@@ -7,7 +7,7 @@ import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { constants, hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -56,6 +56,72 @@ async function application(t: Parameters<typeof tempDir>[0], uploadBytes = 10_00
   await writeFile(join(dir, 'uploads', 'notes.txt'), 'notes');
   return dir;
 }
+
+type ProgressRecord = { type: string; phase?: string; percent?: number };
+
+interface Interrupted {
+  code: number | null;
+  records: Array<{ type: string } & Record<string, unknown>>;
+  stderr: string;
+}
+
+/**
+ * Runs the built binary and sends it `signals` (one after the other, without waiting) as soon as
+ * it prints a JSON line `when` accepts; fails the test if it finishes before that line.
+ */
+async function interrupt(args: readonly string[], cwd: string, when: (record: ProgressRecord) => boolean, signals: readonly NodeJS.Signals[]): Promise<Interrupted> {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  let sent = false;
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+    if (sent || !records(stdout.slice(0, stdout.lastIndexOf('\n') + 1)).some(when)) return;
+    sent = true;
+    void sendSignals(child.pid!, signals);
+  });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  assert.ok(sent, `the command ended before the point to interrupt it at: ${stdout.slice(-300)} ${stderr}`);
+  return { code, records: records(stdout), stderr };
+}
+
+/**
+ * Sends each signal once the one before it was delivered: the kernel merges a signal sent while the
+ * same one is still pending, so two quick SIGINTs could reach the process as one.
+ */
+async function sendSignals(pid: number, signals: readonly NodeJS.Signals[]): Promise<void> {
+  for (const signal of signals) {
+    process.kill(pid, signal);
+    const bit = 1n << BigInt(constants.signals[signal] - 1);
+    for (;;) {
+      const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => ''); // gone: delivered
+      const pending = [...status.matchAll(/^(?:SigPnd|ShdPnd):\s*([0-9a-f]+)$/gm)].reduce((mask, [, hex]) => mask | BigInt(`0x${hex}`), 0n);
+      if ((pending & bit) === 0n) break;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+}
+
+/** One error, reported once: the last JSON line, and `backupkit: CODE: message` and its hint on stderr. */
+function assertOneErrorLine(run: Interrupted, message: RegExp): void {
+  const errors = run.records.filter((r) => r.type === 'error');
+  assert.equal(errors.length, 1, run.stderr);
+  assert.equal(run.records.at(-1), errors[0]);
+  assert.equal(errors[0]?.['code'], 'ABORTED');
+  assert.match(errors[0]?.['message'] as string, message);
+  assert.equal(run.stderr.match(/^backupkit: /gm)?.length, 1, run.stderr);
+  assert.match(run.stderr, /(^|\n)backupkit: ABORTED: [^\n]*\n {2}hint: [^\n]+\n$/, 'the last lines on stderr'); // Node may warn above them
+}
+
+const EXIT_ON: Record<'SIGINT' | 'SIGTERM', number> = { SIGINT: 130, SIGTERM: 143 };
+/** Points of a backup or restore to interrupt it at, by the JSON lines it prints. */
+const POINTS: Array<{ label: string; when: (record: ProgressRecord) => boolean }> = [
+  { label: 'at its first progress line', when: (r) => r.type === 'progress' },
+  { label: 'once archive data flows', when: (r) => r.type === 'progress' && r.phase !== 'snapshot' && (r.percent ?? 0) > 0 },
+  { label: 'a third of the way', when: (r) => r.type === 'progress' && (r.percent ?? 0) >= 33 },
+];
+const REPEATS = 2;
 
 describe('backupkit command line', () => {
   it('backup, list, verify, inspect and restore from flags, with JSON lines when not on a terminal', async (t) => {
@@ -256,18 +322,65 @@ describe('backupkit command line', () => {
     assert.doesNotMatch(stdout, /"type":/, 'no JSON on a terminal');
   });
 
-  it('SIGINT cancels a backup cleanly: exit 130, no archive, nothing partial left', async (t) => {
-    const dir = await application(t, 256 * 1024 * 1024);
-    const child = spawn(process.execPath, [BIN, 'backup', '--files', 'uploads=uploads', '--to', 'backups', '--compression-level', '9'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const archiving = new Promise<void>((resolve) => child.stdout.on('data', (chunk: Buffer) => chunk.toString().includes('"phase":"archive"') && resolve()));
-    await archiving;
-    child.kill('SIGINT');
-    const [code] = (await once(child, 'exit')) as [number];
-    assert.equal(code, 130, stderr);
-    assert.match(stderr, /ABORTED: Interrupted by SIGINT/);
-    assert.deepEqual(await readdir(join(dir, 'backups')), [], 'no archive and no temporary file');
+  describe('interrupted by SIGINT or SIGTERM', () => {
+    let dir: string;
+    let archive: string;
+    let runs = 0;
+    const cleanUp: Array<() => Promise<void>> = [];
+    after(() => Promise.all(cleanUp.map((clean) => clean())));
+    before(async () => {
+      dir = await application({ after: (clean: () => Promise<void>) => cleanUp.push(clean) }, 128 * 1024 * 1024);
+      const backup = await cli(['backup', '--sqlite', 'app=app.db', '--files', 'uploads=uploads', '--to', 'full'], { cwd: dir });
+      assert.equal(backup.code, 0, backup.stderr);
+      archive = records(backup.stdout).at(-1)?.['name'] as string;
+    });
+
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      for (const { label, when } of POINTS) {
+        it(`${signal} ${label} cancels a backup: exit ${EXIT_ON[signal]}, one error line, nothing left in the destination (${REPEATS} runs)`, async () => {
+          for (let i = 0; i < REPEATS; i++) {
+            const to = `b${++runs}`;
+            const run = await interrupt(['backup', '--sqlite', 'app=app.db', '--files', 'uploads=uploads', '--to', to], dir, when, [signal]);
+            assert.equal(run.code, EXIT_ON[signal], run.stderr);
+            assertOneErrorLine(run, new RegExp(`^Interrupted by ${signal}$`));
+            assert.deepEqual(await readdir(join(dir, to)), [], 'no archive, sidecar, claim or hidden .partial');
+          }
+        });
+      }
+    }
+
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      for (const { label, when } of POINTS.slice(0, 2)) {
+        it(`${signal} ${label} cancels a restore: exit ${EXIT_ON[signal]}, one error line, targets left absent (${REPEATS} runs)`, async () => {
+          for (let i = 0; i < REPEATS; i++) {
+            const into = `r${++runs}`;
+            await mkdir(join(dir, into));
+            const args = ['restore', '--from', 'full', '--backup', archive, '--sqlite', `app=${into}/app.db`, '--files', `uploads=${into}/uploads`];
+            const run = await interrupt(args, dir, when, [signal]);
+            assert.equal(run.code, EXIT_ON[signal], run.stderr);
+            assertOneErrorLine(run, new RegExp(`^Interrupted by ${signal}$`));
+            assert.deepEqual(await readdir(join(dir, into)), [], 'no target, staging copy or journal');
+          }
+        });
+      }
+    }
+
+    it('a second signal while cancelling still lets the clean-up finish: nothing left, one error line', async () => {
+      for (const signals of [['SIGINT', 'SIGINT'], ['SIGTERM', 'SIGINT']] as const) {
+        const to = `b${++runs}`;
+        const run = await interrupt(['backup', '--files', 'uploads=uploads', '--to', to], dir, POINTS[1]!.when, signals);
+        assert.equal(run.code, EXIT_ON[signals[0]], run.stderr);
+        assertOneErrorLine(run, new RegExp(`^Interrupted by ${signals[0]}$`));
+        assert.deepEqual(await readdir(join(dir, to)), [], 'no archive, sidecar, claim or hidden .partial');
+
+        const into = `r${++runs}`;
+        await mkdir(join(dir, into));
+        const restore = await interrupt(['restore', '--from', 'full', '--files', `uploads=${into}/uploads`], dir, POINTS[0]!.when, signals);
+        assert.equal(restore.code, EXIT_ON[signals[0]], restore.stderr);
+        assertOneErrorLine(restore, new RegExp(`^Interrupted by ${signals[0]}$`));
+        assert.deepEqual(await readdir(join(dir, into)), []);
+      }
+    });
   });
 
   describe('with S3 (moto_server)', () => {
@@ -290,6 +403,38 @@ describe('backupkit command line', () => {
       const noCredentials = await cli(['list', '--from', spec], { cwd: dir, env: { AWS_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true' } });
       assert.equal(noCredentials.code, 1);
       assert.equal(records(noCredentials.stdout).at(-1)?.['code'], 'DESTINATION_FAILED');
+    });
+
+    it('a second signal does not wait for a frozen server: the command exits 5 s later with one error line saying what may be left', async (t) => {
+      const dir = await application(t, 64 * 1024 * 1024);
+      const bucket = await moto.createBucket();
+      const env = { AWS_ACCESS_KEY_ID: MOTO_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: MOTO_CREDENTIALS.secretAccessKey, AWS_REGION: 'us-east-1' };
+      const spec = `s3://${bucket}/nightly?endpoint=${encodeURIComponent(moto.endpoint)}&path-style=true`;
+      const child = spawn(process.execPath, [BIN, 'backup', '--files', 'uploads=uploads', '--to', spec], { cwd: dir, env: { PATH: process.env['PATH'], HOME: process.env['HOME'], ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const flowing = new Promise<void>((resolve) =>
+        child.stdout.on('data', (chunk: Buffer) => {
+          stdout += chunk.toString();
+          if (/"phase":"archive"/.test(stdout)) resolve();
+        }),
+      );
+      await flowing;
+      // Frozen, the server keeps its connections open and answers nothing: aborting the upload waits
+      // for the S3 client's socket timeout (120 s).
+      moto.freeze();
+      try {
+        const exited = once(child, 'exit');
+        await sendSignals(child.pid!, ['SIGINT', 'SIGINT']);
+        const [code] = (await exited) as [number | null];
+        const run = { code, records: records(stdout), stderr };
+        assert.equal(run.code, 130, stderr);
+        assertOneErrorLine(run, /^Interrupted by SIGINT; the clean-up did not finish within 5 s of the second signal$/);
+        assert.match(run.stderr, /hint: Clean-up was cut short\. .*the next backup removes the temporary and the upload/);
+      } finally {
+        moto.thaw();
+      }
     });
   });
 });

@@ -32,6 +32,14 @@ describe('examples/', () => {
     assert.match(await node('encryption.js'), /restored: signed/);
   });
 
+  it('signing.ts: a signed backup restored with its public key, and refused with another', async () => {
+    const stdout = await node('signing.js');
+    assert.match(stdout, /^wrote \d{8}-\d{6}\.tar\.gz, signed by ([0-9a-f]{40})$/m);
+    const fingerprint = /signed by ([0-9a-f]{40})/.exec(stdout)?.[1];
+    assert.match(stdout, new RegExp(`^restored \\S+: signature good, signed by ${fingerprint}; 2026-001\\.txt says paid$`, 'm'));
+    assert.match(stdout, /^refused with another key: SIGNATURE_INVALID$/m);
+  });
+
   it('postgres.ts: a database backed up over the wire and restored into a new one', async () => {
     assert.match(await node('postgres.js', { DATABASE_URL: pgUrl('postgres') }), /restored example_shop_restored_\S+: 1000 orders, total 750750\.00/);
     const [leftover] = await sql<{ table: string | null }>('postgres', "SELECT to_regclass('public.orders')::text AS table");

@@ -27,8 +27,10 @@ export interface CliIo {
   readonly stderr: Writable;
   readonly env: NodeJS.ProcessEnv;
   readonly cwd: string;
-  /** Aborted on SIGINT or SIGTERM. */
+  /** Aborted on SIGINT or SIGTERM: the running operation is cancelled and cleans up. */
   readonly signal: AbortSignal;
+  /** Aborted when the command must stop waiting for that clean-up: it then fails at once with the reason. */
+  readonly stopWaiting?: AbortSignal;
 }
 
 const COMMON = {
@@ -74,7 +76,7 @@ Options also come from backupkit.config.js or .json (--config file); flags win.
 Secrets never go on the command line: BACKUPKIT_PASSPHRASE or --passphrase-file, --private-key-file
 (its passphrase in BACKUPKIT_KEY_PASSPHRASE), --sign-key-file (BACKUPKIT_SIGN_KEY_PASSPHRASE), PGPASSWORD, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
 Common options: --json (one JSON object per line), --verbose (stack traces), --config file, --help.
-Exit codes: 0 done, 1 failed, 2 bad usage, 3 the backup is damaged or failed verification, 130 interrupted.
+Exit codes: 0 done, 1 failed, 2 bad usage, 3 the backup is damaged or failed verification, 130 interrupted (143 by SIGTERM).
 See docs/CLI.md.`;
 
 /** Runs one command line; resolves with the exit code, never throws. */
@@ -100,13 +102,21 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       return EXIT.ok;
     }
     const config = await loadConfig(values['config'] as string | undefined, io.cwd);
-    await COMMAND_RUNNERS[command]({ values, positionals, config, io, output });
+    await Promise.race([COMMAND_RUNNERS[command]({ values, positionals, config, io, output }), rejectOnAbort(io.stopWaiting)]);
     return EXIT.ok;
   } catch (error) {
     const failure = error instanceof BackupError ? error : new BackupError('SOURCE_FAILED', String(error), { cause: error });
     output.fail(failure, verbose);
     return exitCodeOf(failure, io.signal);
   }
+}
+
+/** Never settles, unless `signal` aborts: then rejects with its reason. */
+function rejectOnAbort(signal: AbortSignal | undefined): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal?.aborted) reject(signal.reason);
+    signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
 }
 
 function exitCodeOf(error: BackupError, signal: AbortSignal): number {
