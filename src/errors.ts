@@ -37,6 +37,11 @@ const DEFAULT_HINTS: Record<BackupErrorCode, string> = {
   VERIFY_FAILED: 'Do not rely on this backup: restore from another copy, and report the problems listed to backupkit.',
 };
 
+/** The hint a code gets when its error names none: lets a front end (the CLI) reword it. */
+export function defaultHint(code: BackupErrorCode): string {
+  return DEFAULT_HINTS[code];
+}
+
 /**
  * Options of a {@link BackupError}.
  * @public

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { constants, hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -16,6 +16,8 @@ import { bankSummary, createBank } from './helpers/sqlite.js';
 import { describeTree, tempDir } from './helpers/fs.js';
 import { MOTO_CREDENTIALS, startMoto, type Moto } from './helpers/moto.js';
 import { replaceSidecar, sidecarFor } from './helpers/sidecar.js';
+import { createDatabase, pgUrl, sql, uniqueName, dropDatabasesLike } from './helpers/postgres.js';
+import { COMMANDS } from '../src/cli/run.js';
 
 const execFileAsync = promisify(execFile);
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -203,6 +205,79 @@ describe('backupkit command line', () => {
     assert.equal((await readdir(join(dir, 'js-backups'))).filter((f) => f.endsWith('.tar.gz')).length, 1, 'the retention policy of the config ran');
   });
 
+  it('each command has its own help: every flag it takes, an example, and where the installed docs are', async (t) => {
+    const dir = await tempDir(t, 'cli-help');
+    for (const [command, flags] of Object.entries(COMMANDS)) {
+      for (const asked of [[command, '--help'], ['help', command], [command, '--no-such-flag', '-h']]) {
+        const help = await cli(asked, { cwd: dir });
+        assert.equal(help.code, 0, `${asked.join(' ')}: ${help.stderr}`);
+        assert.match(help.stdout, new RegExp(`^Usage: backupkit ${command} `), asked.join(' '));
+        for (const flag of Object.keys(flags)) assert.match(help.stdout, new RegExp(`^\\s+(-h, )?--${flag}\\b`, 'm'), `${command} --help lists --${flag}`);
+        assert.match(help.stdout, new RegExp(`\nExample:\n {2}(\\S+=\\S+ )?backupkit ${command} `), `${command} --help has an example`);
+        const docs = /^Documentation: (.+)$/m.exec(help.stdout)?.[1];
+        assert.ok(docs !== undefined, `${command} --help says where the docs are`);
+        await access(docs);
+      }
+    }
+    const overview = await cli(['--help'], { cwd: dir });
+    assert.match(overview.stdout, /`backupkit <command> --help` lists every option/);
+    await access(/^Documentation: (.+)$/m.exec(overview.stdout)![1]!);
+  });
+
+  it('--jobs sets the parallel connections of PostgreSQL sources and targets', async (t) => {
+    const dir = await tempDir(t, 'cli-jobs');
+    const database = await createDatabase(t, 'cli_jobs');
+    await sql(database, 'CREATE TABLE a (n int); CREATE TABLE b (n int); CREATE TABLE c (n int); INSERT INTO a SELECT generate_series(1, 300); INSERT INTO b VALUES (1); INSERT INTO c VALUES (2)');
+    const backup = await cli(['backup', '--postgres', `pg=${pgUrl(database)}`, '--jobs', '3', '--to', 'backups'], { cwd: dir });
+    assert.equal(backup.code, 0, backup.stderr);
+    const restoredName = uniqueName('cli_jobs_restored');
+    t.after(() => dropDatabasesLike(restoredName));
+    const restore = await cli(['restore', '--from', 'backups', '--postgres', `pg=${pgUrl(restoredName)}`, '--jobs', '3'], { cwd: dir });
+    assert.equal(restore.code, 0, restore.stderr);
+    assert.deepEqual(await sql(restoredName, 'SELECT (SELECT sum(n) FROM a)::int AS a, (SELECT sum(n) FROM b)::int AS b, (SELECT sum(n) FROM c)::int AS c'), [{ a: 45150, b: 1, c: 2 }]);
+
+    const none = await cli(['backup', '--postgres', `pg=${pgUrl(database)}`, '--jobs', '0', '--to', 'backups'], { cwd: dir });
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /INVALID_OPTIONS: --jobs takes a whole number of 1 or more, not "0"/);
+    const withoutPostgres = await cli(['backup', '--sqlite', 'app=app.db', '--jobs', '2', '--to', 'backups'], { cwd: dir });
+    assert.equal(withoutPostgres.code, 2, '--jobs without --postgres is a mistake, not ignored');
+    assert.match(withoutPostgres.stderr, /give it with --postgres/);
+  });
+
+  it('relative paths in a config file, JavaScript or JSON, are relative to the config file', async (t) => {
+    const dir = await application(t);
+    await mkdir(join(dir, 'ops', 'js'), { recursive: true });
+    const library = pathToFileURL(join(ROOT, 'dist', 'index.js')).href;
+    await writeFile(
+      join(dir, 'ops', 'js', 'backupkit.config.mjs'),
+      `import { directory, files, sqlite } from ${JSON.stringify(library)};\n` +
+        `export default { sources: [sqlite({ name: 'app', path: '../../app.db' }), files({ name: 'uploads', dir: '../../uploads' })], to: directory({ path: 'backups' }),\n` +
+        `  targets: { app: { path: 'restored/app.db' }, uploads: { dir: 'restored/uploads' } } };\n`,
+    );
+    await writeFile(
+      join(dir, 'ops', 'backupkit.config.json'),
+      JSON.stringify({
+        sources: [{ kind: 'files', name: 'uploads', dir: '../uploads' }],
+        to: 'json-backups',
+        targets: { uploads: { dir: 'json-restored' } },
+        scratch: { dir: 'scratch' },
+      }),
+    );
+    await mkdir(join(dir, 'ops', 'scratch'));
+    // Run from the application folder, as cron would from anywhere: the config file's folder counts, not this one.
+    for (const config of ['ops/js/backupkit.config.mjs', 'ops/backupkit.config.json']) {
+      for (const command of ['backup', 'restore', 'verify']) {
+        const run = await cli([command, '--config', config, ...(command === 'verify' ? ['--level', 'restore'] : [])], { cwd: dir });
+        assert.equal(run.code, 0, `${command} --config ${config}: ${run.stderr}`);
+      }
+    }
+    assert.equal((await readdir(join(dir, 'ops', 'js', 'backups'))).filter((f) => f.endsWith('.tar.gz')).length, 1);
+    assert.equal(bankSummary(join(dir, 'ops', 'js', 'restored', 'app.db')).total, 1000);
+    assert.deepEqual(await describeTree(join(dir, 'ops', 'js', 'restored', 'uploads')), await describeTree(join(dir, 'uploads')));
+    assert.equal((await readdir(join(dir, 'ops', 'json-backups'))).filter((f) => f.endsWith('.tar.gz')).length, 1);
+    assert.deepEqual(await describeTree(join(dir, 'ops', 'json-restored')), await describeTree(join(dir, 'uploads')));
+  });
+
   it('secrets come from the environment or a file, and never appear in any output', async (t) => {
     const dir = await application(t);
     await writeFile(join(dir, 'passphrase.txt'), `${PASSPHRASE}\n`);
@@ -212,9 +287,14 @@ describe('backupkit command line', () => {
 
     const withoutKey = await cli(['restore', '--from', 'backups', '--files', 'uploads=r1'], { cwd: dir });
     assert.equal(withoutKey.code, 2, 'an encrypted archive without a key is a usage error');
+    // The hints name the flags and variables a CLI user has, not the library's options.
+    assert.match(withoutKey.stderr, /hint: .*BACKUPKIT_PASSPHRASE or --passphrase-file.*--private-key-file/);
+    assert.doesNotMatch(withoutKey.stderr, /decrypt/);
     const wrong = await cli(['verify', '--from', 'backups'], { cwd: dir, env: { BACKUPKIT_PASSPHRASE: 'not it' } });
     assert.equal(wrong.code, 1);
     assert.equal(records(wrong.stdout).at(-1)?.['code'], 'WRONG_KEY');
+    assert.match(records(wrong.stdout).at(-1)?.['hint'] as string, /BACKUPKIT_PASSPHRASE or --passphrase-file/);
+    assert.doesNotMatch(wrong.stderr, /`decrypt`/);
     const restore = await cli(['restore', '--from', 'backups', '--files', 'uploads=r2', '--passphrase-file', 'passphrase.txt'], { cwd: dir });
     assert.equal(restore.code, 0, restore.stderr);
     assert.equal(await readFile(join(dir, 'r2', 'notes.txt'), 'utf8'), 'notes');
@@ -240,6 +320,12 @@ describe('backupkit command line', () => {
     assert.match(badUrl.stderr, /INVALID_OPTIONS: "not a url" is not a URL, as the target of --postgres pg must be/);
     assert.equal((await cli(['list', '--from', 's3://bad bucket'], { cwd: dir })).code, 2);
     assert.equal((await cli(['list', '--from', 'nowhere'], { cwd: dir })).code, 0);
+    const notFound = await cli(['restore', '--from', 'nowhere', '--sqlite', 'app=r.db'], { cwd: dir });
+    assert.equal(notFound.code, 1);
+    assert.match(notFound.stderr, /NOT_FOUND: .*\n {2}hint: Check --from and --backup: `backupkit list --from <dest>`/);
+    assert.doesNotMatch(notFound.stderr, /listBackups/);
+    const usageHint = await cli(['prune', '--from', 'nowhere'], { cwd: dir });
+    assert.match(usageHint.stderr, /hint: Run `backupkit prune --help`/);
 
     const backup = await cli(['backup', '--files', 'uploads=uploads', '--to', 'backups', '--compression', 'none'], { cwd: dir });
     const archive = join(dir, 'backups', records(backup.stdout).at(-1)?.['name'] as string);
@@ -264,6 +350,10 @@ describe('backupkit command line', () => {
     const dry = records((await cli(['prune', '--from', 'backups', '--keep-last', '1', '--dry-run'], { cwd: dir })).stdout).at(-1)!;
     assert.equal((dry['removed'] as unknown[]).length, 1);
     assert.equal((await readdir(join(dir, 'backups'))).filter((f) => f.endsWith('.tar.gz')).length, 2);
+    const bareNumber = await cli(['prune', '--from', 'backups', '--max-age', '30'], { cwd: dir });
+    assert.equal(bareNumber.code, 2, 'a number without a unit is refused, not taken as milliseconds');
+    assert.match(bareNumber.stderr, /INVALID_OPTIONS: --max-age takes hours, days or weeks, as 36h, 30d or 8w, not "30"/);
+    assert.doesNotMatch(bareNumber.stderr, /milliseconds/);
     const real = await cli(['prune', '--from', 'backups', '--keep-last', '1'], { cwd: dir });
     assert.equal(real.code, 0, real.stderr);
     assert.equal((await readdir(join(dir, 'backups'))).filter((f) => f.endsWith('.tar.gz')).length, 1);
@@ -321,6 +411,27 @@ describe('backupkit command line', () => {
     assert.match(stdout, /backed up \d{8}-\d{6}\.tar\.gz: [\d.]+ MiB in \d+s to directory /);
     assert.doesNotMatch(stdout, /"type":/, 'no JSON on a terminal');
   });
+
+  it('on a terminal: counts agree with their nouns, and prune prints aligned columns', async (t) => {
+    const dir = await application(t);
+    const onTerminal = async (args: string) => {
+      const command = `stty cols 200 rows 40; exec ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} ${args}`;
+      const { stdout } = await execFileAsync('script', ['-qec', command, '/dev/null'], { cwd: dir, env: { PATH: process.env['PATH'], HOME: process.env['HOME'], TERM: 'xterm' } });
+      return stdout.replace(/\r/g, '');
+    };
+    const first = await onTerminal('backup --sqlite app=app.db --to backups');
+    assert.match(first, /^ {2}app \(sqlite\): [\d.]+ KiB, 1 item$/m);
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // names are to the second
+    await onTerminal('backup --sqlite app=app.db --to backups');
+    const pruned = (await onTerminal('prune --from backups --keep-last 1 --dry-run')).trimEnd().split('\n');
+    assert.equal(pruned.length, 3, pruned.join('\n'));
+    assert.match(pruned[0]!, /^keep {2}\d{8}-\d{6}\.tar\.gz {2}\(newest, last\)$/);
+    assert.match(pruned[1]!, /^drop {2}\d{8}-\d{6}\.tar\.gz$/);
+    assert.equal(pruned[2], 'would delete 1 backup and 0 leftovers, kept 1');
+    const deleted = (await onTerminal('prune --from backups --keep-last 1')).trimEnd().split('\n');
+    assert.deepEqual(deleted.map((line) => line.search(/\d{8}-/)), [9, 9, -1], 'the names start in one column');
+  });
+
 
   describe('interrupted by SIGINT or SIGTERM', () => {
     let dir: string;

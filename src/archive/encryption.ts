@@ -42,9 +42,15 @@ export interface Encryption {
   readonly fingerprints: string[];
 }
 
+/** The hints of encryption's errors, exported so that the CLI can word them with its flags. */
+export const ENCRYPTION_HINTS = {
+  invalidEncrypt: 'Check `encrypt`: a non-empty passphrase and/or armored OpenPGP v4 public keys.',
+  noDecryptKey: 'Pass `decrypt: { passphrase }` or `decrypt: { privateKey }`.',
+  lockedPrivateKey: 'Pass the private key\'s passphrase as `decrypt.passphrase`.',
+} as const;
+
 export async function prepareEncryption(options: EncryptOptions): Promise<Encryption> {
-  const invalid = (message: string, cause?: unknown) =>
-    new BackupError('INVALID_OPTIONS', message, { cause, hint: 'Check `encrypt`: a non-empty passphrase and/or armored OpenPGP v4 public keys.' });
+  const invalid = (message: string, cause?: unknown) => new BackupError('INVALID_OPTIONS', message, { cause, hint: ENCRYPTION_HINTS.invalidEncrypt });
   const { passphrase, recipients = [] } = options;
   if (passphrase === undefined && recipients.length === 0) throw invalid('`encrypt` needs a passphrase or at least one recipient');
   if (passphrase !== undefined && (typeof passphrase !== 'string' || passphrase.length === 0)) throw invalid('The encryption passphrase is empty');
@@ -87,7 +93,7 @@ export function isOpenPgp(head: Buffer): boolean {
  */
 export async function decrypt(input: Readable, head: Buffer, options: DecryptOptions | undefined): Promise<Readable> {
   if (!options) {
-    throw new BackupError('INVALID_OPTIONS', 'The archive is encrypted; pass `decrypt: { passphrase }` or `decrypt: { privateKey }`');
+    throw new BackupError('INVALID_OPTIONS', 'The archive is encrypted, and no passphrase or private key was given', { hint: ENCRYPTION_HINTS.noDecryptKey });
   }
   // The key is unlocked here, so that a wrong key passphrase fails before any data flows.
   const privateKey = 'privateKey' in options ? (await unlockKey(options.privateKey, options.passphrase)).armor() : undefined;
@@ -124,7 +130,7 @@ async function unlockKey(armoredKey: string, passphrase: string | undefined): Pr
   }
   if (key.isDecrypted()) return key;
   if (passphrase === undefined) {
-    throw new BackupError('WRONG_KEY', `The private key ${key.getFingerprint()} is protected by a passphrase; pass it as \`decrypt.passphrase\``);
+    throw new BackupError('WRONG_KEY', `The private key ${key.getFingerprint()} is protected by a passphrase, and none was given`, { hint: ENCRYPTION_HINTS.lockedPrivateKey });
   }
   try {
     return await openpgp.decryptKey({ privateKey: key, passphrase });

@@ -49,9 +49,15 @@ export interface Signer {
   sign(data: Readable): Promise<Buffer>;
 }
 
+/** The hints of signing's errors, exported so that the CLI can word them with its flags. */
+export const SIGNATURE_HINTS = {
+  invalidSign: 'Check `sign`: an armoured OpenPGP v4 private key that can sign, and its passphrase.',
+  signKeyPassphrase: 'Pass the passphrase of the signing key as `sign.passphrase`.',
+  invalidPublicKeys: 'Check `verifySignature.publicKeys`: armoured OpenPGP public keys.',
+} as const;
+
 export async function prepareSigner(options: SignOptions): Promise<Signer> {
-  const invalid = (message: string, cause?: unknown) =>
-    new BackupError('INVALID_OPTIONS', message, { cause, hint: 'Check `sign`: an armoured OpenPGP v4 private key that can sign, and its passphrase.' });
+  const invalid = (message: string, cause?: unknown) => new BackupError('INVALID_OPTIONS', message, { cause, hint: SIGNATURE_HINTS.invalidSign });
   if (typeof options?.privateKey !== 'string') throw invalid('`sign.privateKey` must be an armoured OpenPGP private key');
   let key: openpgp.PrivateKey;
   try {
@@ -62,7 +68,7 @@ export async function prepareSigner(options: SignOptions): Promise<Signer> {
   const fingerprint = key.getFingerprint();
   if (key.keyPacket.version !== 4) throw invalid(`The signing key ${fingerprint} is a v${key.keyPacket.version} key; GnuPG 2.2 cannot verify its signatures. Use a v4 key`);
   if (!key.isDecrypted()) {
-    const hint = 'Pass the passphrase of the signing key as `sign.passphrase` (CLI: BACKUPKIT_SIGN_KEY_PASSPHRASE).';
+    const hint = SIGNATURE_HINTS.signKeyPassphrase;
     if (options.passphrase === undefined) throw new BackupError('WRONG_KEY', `The signing key ${fingerprint} is protected by a passphrase, and none was given`, { hint });
     try {
       key = await openpgp.decryptKey({ privateKey: key, passphrase: options.passphrase });
@@ -102,8 +108,7 @@ export class SignatureCheck {
   static async create(options: VerifySignatureOptions | undefined): Promise<SignatureCheck> {
     const check = new SignatureCheck();
     if (options === undefined) return check;
-    const invalid = (message: string, cause?: unknown) =>
-      new BackupError('INVALID_OPTIONS', message, { cause, hint: 'Check `verifySignature.publicKeys`: armoured OpenPGP public keys.' });
+    const invalid = (message: string, cause?: unknown) => new BackupError('INVALID_OPTIONS', message, { cause, hint: SIGNATURE_HINTS.invalidPublicKeys });
     if (!Array.isArray(options.publicKeys) || options.publicKeys.length === 0) throw invalid('`verifySignature.publicKeys` must list at least one key');
     for (const [index, armoredKey] of options.publicKeys.entries()) {
       try {

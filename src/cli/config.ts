@@ -1,5 +1,5 @@
 import { access, readFile } from 'node:fs/promises';
-import { extname, resolve } from 'node:path';
+import { dirname, extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { CompressionOptions, RestoreTarget } from '../database.js';
 import type { EncryptOptions } from '../archive/encryption.js';
@@ -19,6 +19,7 @@ import type { Destination, Source } from '../types.js';
  * `backupkit.config.json`: the library's own options. In JSON, sources and destinations are
  * written as `{ "kind": "sqlite", "name": "app", "path": "app.db" }` and
  * `"/backups"` or `"s3://bucket/prefix"`; in JavaScript, with the factories (`sqlite(...)`).
+ * In both, relative paths are relative to the config file's folder.
  * @public
  */
 export interface CliConfig {
@@ -50,12 +51,25 @@ const DEFAULT_NAMES = ['backupkit.config.js', 'backupkit.config.mjs', 'backupkit
 type SourceFactory = (options: never) => Source;
 const SOURCE_KINDS: Record<string, SourceFactory> = { sqlite, files, postgres } as Record<string, SourceFactory>;
 
-/** Loads the config file given, or the first default one in `cwd`; none at all is an empty config. */
+/**
+ * Loads the config file given, or the first default one in `cwd`; none at all is an empty config.
+ * Relative paths in it, JavaScript or JSON, are relative to the config file's folder.
+ */
 export async function loadConfig(path: string | undefined, cwd: string): Promise<CliConfig> {
   const file = path === undefined ? await firstExisting(DEFAULT_NAMES.map((name) => resolve(cwd, name))) : resolve(cwd, path);
   if (file === undefined) return {};
-  if (extname(file) === '.json') return fromJson(file, await readText(file));
+  const config = extname(file) === '.json' ? await fromJson(file, await readText(file)) : await fromJavaScript(file);
+  return withTargetsResolved(config, dirname(file));
+}
+
+/**
+ * Runs a JavaScript config in its own folder: the factories it calls (`sqlite({ path })`,
+ * `directory({ path })`) resolve their paths when called, as JSON's are resolved by `fromJson`.
+ */
+async function fromJavaScript(file: string): Promise<CliConfig> {
+  const caller = process.cwd();
   try {
+    process.chdir(dirname(file));
     const loaded = (await import(pathToFileURL(file).href)) as { default?: unknown };
     const config = typeof loaded.default === 'function' ? await (loaded.default as () => unknown)() : loaded.default;
     if (typeof config !== 'object' || config === null) throw new Error('its default export is not an object');
@@ -63,7 +77,26 @@ export async function loadConfig(path: string | undefined, cwd: string): Promise
   } catch (cause) {
     if (cause instanceof BackupError) throw cause;
     throw new BackupError('INVALID_OPTIONS', `Loading ${file} failed: ${(cause as Error).message}`, { cause, hint: 'A config file default-exports the options object, or a function returning it.' });
+  } finally {
+    process.chdir(caller);
   }
+}
+
+/** Restore targets and the scratch folder are plain paths, resolved only when used: resolved here against the config's folder. */
+function withTargetsResolved(config: CliConfig, folder: string): CliConfig {
+  const at = (target: RestoreTarget): RestoreTarget => {
+    const paths = target as { path?: unknown; dir?: unknown };
+    return {
+      ...target,
+      ...(typeof paths.path === 'string' ? { path: resolve(folder, paths.path) } : {}),
+      ...(typeof paths.dir === 'string' ? { dir: resolve(folder, paths.dir) } : {}),
+    } as RestoreTarget;
+  };
+  return {
+    ...config,
+    ...(config.targets === undefined ? {} : { targets: Object.fromEntries(Object.entries(config.targets).map(([name, target]) => [name, at(target)])) }),
+    ...(config.scratch?.dir === undefined ? {} : { scratch: { ...config.scratch, dir: resolve(folder, config.scratch.dir) } }),
+  };
 }
 
 /** `/backups`, `./backups` or `s3://bucket/prefix?endpoint=http://host:9000&region=eu-west-1&path-style=true`. */

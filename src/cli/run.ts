@@ -17,6 +17,8 @@ import { sqlite } from '../sources/sqlite/index.js';
 import type { Destination, Source } from '../types.js';
 import { BACKUPKIT_VERSION } from '../version.js';
 import { destinationFromSpec, loadConfig, parseUrl, readText, type CliConfig } from './config.js';
+import { helpText } from './help.js';
+import { forCommandLine } from './hints.js';
 import { createOutput, formatBytes, formatDuration, type Output } from './output.js';
 
 /** What a command's exit code says; docs/CLI.md lists them. */
@@ -39,7 +41,7 @@ const COMMON = {
   verbose: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
-const SOURCE_FLAGS = { sqlite: { type: 'string', multiple: true }, files: { type: 'string', multiple: true }, postgres: { type: 'string', multiple: true } } as const;
+const SOURCE_FLAGS = { sqlite: { type: 'string', multiple: true }, files: { type: 'string', multiple: true }, postgres: { type: 'string', multiple: true }, jobs: { type: 'string' } } as const;
 const DECRYPT_FLAGS = { 'passphrase-file': { type: 'string' }, 'private-key-file': { type: 'string' } } as const;
 const FROM_FLAGS = { from: { type: 'string' }, backup: { type: 'string' }, 'verify-key-file': { type: 'string', multiple: true } } as const;
 const RETENTION_FLAGS = {
@@ -50,7 +52,8 @@ const RETENTION_FLAGS = {
   'max-age': { type: 'string' },
 } as const;
 
-const COMMANDS = {
+/** Every command and the flags it takes (its help, in help.ts, lists every one). */
+export const COMMANDS = {
   backup: { ...COMMON, ...SOURCE_FLAGS, to: { type: 'string', multiple: true }, compression: { type: 'string' }, 'compression-level': { type: 'string' }, encrypt: { type: 'boolean' }, recipient: { type: 'string', multiple: true }, 'passphrase-file': { type: 'string' }, 'sign-key-file': { type: 'string' } },
   restore: { ...COMMON, ...SOURCE_FLAGS, ...FROM_FLAGS, ...DECRYPT_FLAGS },
   list: { ...COMMON, from: { type: 'string' } },
@@ -60,30 +63,15 @@ const COMMANDS = {
 } as const satisfies Record<string, ParseArgsConfig['options']>;
 type Command = keyof typeof COMMANDS;
 
-const USAGE = `Usage: backupkit <command> [options]
-
-Commands:
-  backup    back up the sources into one archive      --sqlite name=path --files name=dir --postgres name=url --to dest [--sign-key-file key.asc]
-  restore   restore a backup into empty targets        --from dest [--backup name] --sqlite name=path --files name=dir --postgres name=url
-  list      list the backups on a destination          --from dest
-  verify    check that a backup is restorable          --from dest [--backup name] [--level checksums|restore]
-            restore and verify refuse archives not signed by one of the keys given with --verify-key-file public.asc
-  inspect   show an archive file's header and manifest <archive-file> [--entries]
-  prune     delete backups a retention policy drops    --from dest --keep-last n --keep-daily n ... [--dry-run]
-
-A destination is a folder or s3://bucket/prefix[?endpoint=url&region=r&path-style=true].
-Options also come from backupkit.config.js or .json (--config file); flags win.
-Secrets never go on the command line: BACKUPKIT_PASSPHRASE or --passphrase-file, --private-key-file
-(its passphrase in BACKUPKIT_KEY_PASSPHRASE), --sign-key-file (BACKUPKIT_SIGN_KEY_PASSPHRASE), PGPASSWORD, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
-Common options: --json (one JSON object per line), --verbose (stack traces), --config file, --help.
-Exit codes: 0 done, 1 failed, 2 bad usage, 3 the backup is damaged or failed verification, 130 interrupted (143 by SIGTERM).
-See docs/CLI.md.`;
-
 /** Runs one command line; resolves with the exit code, never throws. */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === 'help' && rest.length === 1 && Object.hasOwn(COMMANDS, rest[0]!)) {
+    io.stdout.write(helpText(rest[0] as Command));
+    return EXIT.ok;
+  }
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    io.stdout.write(`${USAGE}\n`);
+    io.stdout.write(helpText());
     return name === undefined ? EXIT.usage : EXIT.ok;
   }
   if (name === '--version') {
@@ -93,20 +81,21 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   const wantsJson = rest.includes('--json');
   const verbose = rest.includes('--verbose');
   const output = createOutput(io.stdout, io.stderr, wantsJson);
+  const command = Object.hasOwn(COMMANDS, name) ? (name as Command) : undefined;
   try {
-    if (!Object.hasOwn(COMMANDS, name)) throw usage(`Unknown command "${name}"`);
-    const command = name as Command;
-    const { values, positionals } = parseFlags(command, rest);
-    if (values['help']) {
-      io.stdout.write(`${USAGE}\n`);
+    if (command === undefined) throw usage(`Unknown command "${name}"`);
+    // Asked for before parsing, so that the help shows even beside a mistyped flag.
+    if (rest.includes('--help') || rest.includes('-h')) {
+      io.stdout.write(helpText(command));
       return EXIT.ok;
     }
+    const { values, positionals } = parseFlags(command, rest);
     const config = await loadConfig(values['config'] as string | undefined, io.cwd);
     await Promise.race([COMMAND_RUNNERS[command]({ values, positionals, config, io, output }), rejectOnAbort(io.stopWaiting)]);
     return EXIT.ok;
   } catch (error) {
     const failure = error instanceof BackupError ? error : new BackupError('SOURCE_FAILED', String(error), { cause: error });
-    output.fail(failure, verbose);
+    output.fail(forCommandLine(failure, command), verbose);
     return exitCodeOf(failure, io.signal);
   }
 }
@@ -147,7 +136,7 @@ function parseFlags(command: Command, args: readonly string[]): { values: Values
 
 const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>> = {
   async backup({ values, config, io, output }) {
-    const sources = sourcesFromFlags(values, io.cwd) ?? config.sources;
+    const sources = sourcesFromFlags(values, io.cwd, postgresJobs(values)) ?? config.sources;
     if (!sources?.length) throw usage('Nothing to back up: give --sqlite, --files or --postgres, or `sources` in a config file');
     const to = strings(values['to']).map((spec) => destinationFromSpec(spec, io.cwd));
     const destinations = to.length > 0 ? to : config.to;
@@ -169,7 +158,7 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
     const result = await op.done;
     output.emit({ type: 'result', command: 'backup', ...result }, [
       `backed up ${result.name}: ${formatBytes(result.size)} in ${formatDuration(result.durationMs)} to ${result.destinations.join(', ')}`,
-      ...result.sources.map((s) => `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${s.items} items`),
+      ...result.sources.map((s) => `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${counted(s.items, 'item')}`),
       `  sha256 ${result.sha256}`,
       ...(result.signedBy ? [`  signed by ${result.signedBy}`] : []),
       ...result.warnings.map((w) => `  warning: ${w.message}`),
@@ -178,15 +167,15 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
 
   async restore({ values, config, io, output }) {
     const from = fromOf(values, config, io);
-    const targets = targetsFromFlags(values, io.cwd) ?? config.targets;
+    const targets = targetsFromFlags(values, io.cwd, postgresJobs(values)) ?? config.targets;
     if (!targets || Object.keys(targets).length === 0) throw usage('No targets: give --sqlite, --files or --postgres name=where, or `targets` in a config file');
     const op = Database.restore({ from, targets, signal: io.signal, ...backupName(values), ...(await decryptionOf(values, io)), ...(await verificationOf(values, config, io)) });
     output.follow(op);
     const result = await op.done;
     output.emit({ type: 'result', command: 'restore', ...result }, [
-      `restored ${result.name} in ${formatDuration(result.durationMs)}; ${result.verifiedEntries} entries matched their SHA-256`,
+      `restored ${result.name} in ${formatDuration(result.durationMs)}; ${counted(result.verifiedEntries, 'entry', 'entries')} matched their SHA-256`,
       ...signedLine(result.signedBy),
-      ...result.sources.map((s) => `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${s.items} items -> ${describeTarget(s.target)}`),
+      ...result.sources.map((s) => `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${counted(s.items, 'item')} -> ${describeTarget(s.target)}`),
       ...(result.skipped.length > 0 ? [`  not restored (verified only): ${result.skipped.join(', ')}`] : []),
     ]);
   },
@@ -218,10 +207,10 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
     output.follow(op);
     const result = await op.done;
     output.emit({ type: 'result', command: 'verify', ...result }, [
-      `verified ${result.name} (level ${result.level}) in ${formatDuration(result.durationMs)}: ${result.verifiedEntries} entries matched their SHA-256`,
+      `verified ${result.name} (level ${result.level}) in ${formatDuration(result.durationMs)}: ${counted(result.verifiedEntries, 'entry', 'entries')} matched their SHA-256`,
       ...signedLine(result.signedBy),
       ...result.sources.flatMap((s) => [
-        `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${s.items} entries`,
+        `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${counted(s.items, 'entry', 'entries')}`,
         ...s.checks.map((c) => `    ok  ${c.name}: ${Object.entries(c.figures).map(([k, v]) => `${v} ${k}`).join(', ')}`),
       ]),
     ]);
@@ -250,8 +239,8 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
       `  compression ${header.compression.algorithm} level ${header.compression.level}${header.encryption ? `, encrypted (OpenPGP${header.encryption.passphrase ? ', passphrase' : ''}${header.encryption.recipients.length > 0 ? `, keys ${header.encryption.recipients.join(' ')}` : ''})` : ''}${header.signature ? `, signed by ${header.signature.fingerprint} (not checked)` : ''}`,
     ]);
     output.emit({ ...summary, type: 'summary' }, [
-      `  ${summary.entries} entries (${count} listed in the manifest), ${summary.warnings} warnings`,
-      ...summary.sources.map((s) => `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${s.items} items`),
+      `  ${counted(summary.entries, 'entry', 'entries')} (${count} listed in the manifest), ${counted(summary.warnings, 'warning')}`,
+      ...summary.sources.map((s) => `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${counted(s.items, 'item')}`),
     ]);
   },
 
@@ -261,27 +250,49 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
     if (!policy) throw usage('No retention policy: give --keep-last, --keep-daily, --keep-weekly, --keep-monthly or --max-age, or `retention` in a config file');
     const result = await prune(from, policy, { dryRun: values['dry-run'] === true });
     const verb = result.dryRun ? 'would delete' : 'deleted';
-    output.emit({ type: 'result', command: 'prune', ...result }, [
-      ...result.kept.flatMap((b) => [`keep    ${b.name}  (${b.reasons.join(', ')})`, ...problemLine(b.problem)]),
-      ...result.removed.map((b) => `${result.dryRun ? 'drop' : 'deleted'} ${b.name}`),
-      ...result.leftovers.map((name) => `${result.dryRun ? 'drop' : 'deleted'} ${name}  (left by an interrupted backup)`),
-      `${verb} ${result.removed.length} backup(s) and ${result.leftovers.length} leftover(s), kept ${result.kept.length}`,
-    ]);
+    const rows = [
+      ...result.kept.map((b) => ['keep', b.name, `(${b.reasons.join(', ')})`]),
+      ...result.removed.map((b) => [result.dryRun ? 'drop' : 'deleted', b.name, '']),
+      ...result.leftovers.map((name) => [result.dryRun ? 'drop' : 'deleted', name, '(left by an interrupted backup)']),
+    ];
+    // A kept backup's problem goes on the line below it, outside the columns.
+    const lines = columns(rows).flatMap((line, i) => [line, ...problemLine(result.kept[i]?.problem)]);
+    const summary = `${verb} ${counted(result.removed.length, 'backup')} and ${counted(result.leftovers.length, 'leftover')}, kept ${result.kept.length}`;
+    output.emit({ type: 'result', command: 'prune', ...result }, [...lines, summary]);
   },
 };
 
+/** A usage error; its hint, worded by `forCommandLine`, names the command's help. */
 function usage(message: string): BackupError {
-  return new BackupError('INVALID_OPTIONS', message, { hint: 'Run `backupkit --help`, or see docs/CLI.md.' });
+  return new BackupError('INVALID_OPTIONS', message);
 }
 
 function strings(value: Values[string]): string[] {
   return Array.isArray(value) ? value : typeof value === 'string' ? [value] : [];
 }
 
-function integer(value: Values[string], flag: string): number {
+function integer(value: Values[string], flag: string, least = 0): number {
   const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < 0) throw usage(`${flag} takes a whole number, not ${JSON.stringify(value)}`);
+  if (!Number.isInteger(parsed) || parsed < least) throw usage(`${flag} takes a whole number${least > 0 ? ` of ${least} or more` : ''}, not ${JSON.stringify(value)}`);
   return parsed;
+}
+
+/** `1 item`, `2 items`. */
+function counted(count: number, one: string, many = `${one}s`): string {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
+/** Rows of cells padded into aligned columns, without trailing spaces. */
+function columns(rows: ReadonlyArray<readonly string[]>): string[] {
+  const widths = rows.reduce<number[]>((max, row) => row.map((cell, i) => Math.max(cell.length, max[i] ?? 0)), []);
+  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd());
+}
+
+/** `--jobs n`: parallel connections for each `--postgres` source or target. */
+function postgresJobs(values: Values): { jobs?: number } {
+  if (values['jobs'] === undefined) return {};
+  if (strings(values['postgres']).length === 0) throw usage('--jobs sets the connections of each --postgres source or target: give it with --postgres');
+  return { jobs: integer(values['jobs'], '--jobs', 1) };
 }
 
 /** `name=where` pairs of `--sqlite`, `--files` and `--postgres`, in the order given by kind. */
@@ -295,16 +306,16 @@ function pairs(values: Values): Array<{ kind: 'sqlite' | 'files' | 'postgres'; n
   );
 }
 
-function sourcesFromFlags(values: Values, cwd: string): Source[] | undefined {
+function sourcesFromFlags(values: Values, cwd: string, jobs: { jobs?: number }): Source[] | undefined {
   const given = pairs(values);
   if (given.length === 0) return undefined;
   return given.map(({ kind, name, where }) =>
-    kind === 'sqlite' ? sqlite({ name, path: resolve(cwd, where) }) : kind === 'files' ? files({ name, dir: resolve(cwd, where) }) : postgres({ name, connection: where }),
+    kind === 'sqlite' ? sqlite({ name, path: resolve(cwd, where) }) : kind === 'files' ? files({ name, dir: resolve(cwd, where) }) : postgres({ name, connection: where, ...jobs }),
   );
 }
 
 /** For PostgreSQL, the URL names the server and the database to restore into. */
-function targetsFromFlags(values: Values, cwd: string): Record<string, RestoreTarget> | undefined {
+function targetsFromFlags(values: Values, cwd: string, jobs: { jobs?: number }): Record<string, RestoreTarget> | undefined {
   const given = pairs(values);
   if (given.length === 0) return undefined;
   const targets: Record<string, RestoreTarget> = {};
@@ -314,7 +325,7 @@ function targetsFromFlags(values: Values, cwd: string): Record<string, RestoreTa
     else {
       const database = decodeURIComponent(parseUrl(where, `the target of --postgres ${name}`).pathname.replace(/^\//, ''));
       if (database === '') throw usage(`--postgres ${name}=url: the URL names the database to restore into, as postgres://host/dbname`);
-      targets[name] = { connection: where, database };
+      targets[name] = { connection: where, database, ...jobs };
     }
   }
   return targets;
@@ -337,7 +348,10 @@ function retentionFromFlags(values: Values): RetentionPolicy | undefined {
   const policy: { -readonly [K in keyof RetentionPolicy]: RetentionPolicy[K] } = {};
   const counts = { 'keep-last': 'keepLast', 'keep-daily': 'keepDaily', 'keep-weekly': 'keepWeekly', 'keep-monthly': 'keepMonthly' } as const;
   for (const [flag, key] of Object.entries(counts)) if (values[flag] !== undefined) policy[key] = integer(values[flag], `--${flag}`);
-  if (values['max-age'] !== undefined) policy.maxAge = values['max-age'] as string;
+  const maxAge = values['max-age'] as string | undefined;
+  // Units only: the library's other form, milliseconds, is not what anyone types on a command line.
+  if (maxAge !== undefined && !/^\d+[hdw]$/.test(maxAge)) throw usage(`--max-age takes hours, days or weeks, as 36h, 30d or 8w, not ${JSON.stringify(maxAge)}`);
+  if (maxAge !== undefined) policy.maxAge = maxAge;
   return Object.keys(policy).length > 0 ? policy : undefined;
 }
 

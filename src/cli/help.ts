@@ -1,0 +1,157 @@
+import { fileURLToPath } from 'node:url';
+
+/** docs/CLI.md as installed: the package ships docs/ beside dist/. */
+export const CLI_DOCS = fileURLToPath(new URL('../../docs/CLI.md', import.meta.url));
+
+const DESTINATION = 'a folder, or s3://bucket/prefix[?endpoint=url&region=r&path-style=true]';
+
+const COMMON = `Common options:
+  --config <file>              options from a config file (default: backupkit.config.js, .mjs or .json
+                               in this folder); flags win over it
+  --json                       one JSON object per line (the default when stdout is not a terminal)
+  --verbose                    print stack traces with errors
+  -h, --help                   this help`;
+
+const DECRYPTION = `Decryption (encrypted archives):
+  --passphrase-file <file>     the passphrase, read from a file (one trailing newline is dropped);
+                               or BACKUPKIT_PASSPHRASE in the environment
+  --private-key-file <file>    an armoured OpenPGP private key; its passphrase in BACKUPKIT_KEY_PASSPHRASE`;
+
+const WHICH_BACKUP = `  --from <dest>                where the backups are: ${DESTINATION}
+                               (default: \`from\` or the first of \`to\` in the config file)
+  --backup <name>              which backup, as \`backupkit list\` names it (default: the newest)
+  --verify-key-file <file>     refuse an archive not signed by this armoured OpenPGP public key
+                               (repeatable: any one of them; exit code 3)`;
+
+const GLOBAL = `Usage: backupkit <command> [options]
+
+Commands:
+  backup    back up the sources into one archive      --sqlite name=path --files name=dir --postgres name=url --to dest
+  restore   restore a backup into empty targets        --from dest [--backup name] --sqlite name=path --files name=dir --postgres name=url
+  list      list the backups on a destination          --from dest
+  verify    check that a backup is restorable          --from dest [--backup name] [--level checksums|restore]
+  inspect   show an archive file's header and manifest <archive-file> [--entries]
+  prune     delete backups a retention policy drops    --from dest --keep-last n --keep-daily n ... [--dry-run]
+
+\`backupkit <command> --help\` lists every option of a command, with an example.
+A destination is ${DESTINATION}.
+Options also come from backupkit.config.js or .json (--config file); flags win.
+Secrets never go on the command line: BACKUPKIT_PASSPHRASE or --passphrase-file, --private-key-file
+(its passphrase in BACKUPKIT_KEY_PASSPHRASE), --sign-key-file (BACKUPKIT_SIGN_KEY_PASSPHRASE), PGPASSWORD, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+${COMMON.replace('this help', 'the help of a command')}
+Exit codes: 0 done, 1 failed, 2 bad usage, 3 the backup is damaged or failed verification, 130 interrupted (143 by SIGTERM).
+Documentation: ${CLI_DOCS}`;
+
+/** Each command's help: every flag it takes, and an example. */
+const COMMAND_HELP = {
+  backup: `Usage: backupkit backup <sources> --to <dest> [options]
+
+Backs up every source into one archive, streamed to every destination; all of them succeed, or no
+copy is left. Then applies the config file's \`retention\`, if any.
+
+Sources (repeatable; or \`sources\` in the config file):
+  --sqlite <name=path>         a SQLite database file
+  --files <name=dir>           a folder and everything under it
+  --postgres <name=url>        a PostgreSQL database: postgres://user@host:port/dbname (password in PGPASSWORD)
+  --jobs <n>                   parallel connections for each --postgres source (default 2)
+Destinations (repeatable; or \`to\` in the config file):
+  --to <dest>                  ${DESTINATION}
+Archive:
+  --compression <algorithm>    gzip (default), zstd (Node.js 22.15 or later) or none
+  --compression-level <n>      gzip 1-9 (default 1), zstd 1-19 (default 3)
+  --encrypt                    encrypt with the passphrase from BACKUPKIT_PASSPHRASE or --passphrase-file
+  --passphrase-file <file>     the passphrase, read from a file (one trailing newline is dropped)
+  --recipient <file>           encrypt to this armoured OpenPGP public key (repeatable; implies --encrypt)
+  --sign-key-file <file>       sign with this armoured OpenPGP private key; its passphrase in
+                               BACKUPKIT_SIGN_KEY_PASSPHRASE
+${COMMON}
+
+Example:
+  BACKUPKIT_PASSPHRASE=... backupkit backup --sqlite app=data/app.db --files uploads=data/uploads --to /backups --encrypt`,
+
+  restore: `Usage: backupkit restore --from <dest> <targets> [options]
+
+Restores a backup into targets that are missing or empty, after verifying every entry. Sources
+without a target are verified, not written.
+
+Which backup:
+${WHICH_BACKUP}
+Targets (repeatable; or \`targets\` in the config file):
+  --sqlite <name=path>         restore the SQLite source <name> to this file
+  --files <name=dir>           restore the files source <name> into this folder
+  --postgres <name=url>        restore the PostgreSQL source <name> into the database the URL names,
+                               postgres://user@host:port/dbname (created; the role may create databases)
+  --jobs <n>                   parallel connections for each --postgres target (default 2)
+${DECRYPTION}
+${COMMON}
+
+Example:
+  backupkit restore --from /backups --sqlite app=restored/app.db --files uploads=restored/uploads`,
+
+  list: `Usage: backupkit list --from <dest> [options]
+
+Lists the backups on a destination, newest first, from their small sidecar files.
+
+  --from <dest>                ${DESTINATION}
+                               (default: \`from\` or the first of \`to\` in the config file)
+${COMMON}
+
+Example:
+  backupkit list --from s3://backups/app?region=eu-west-1`,
+
+  verify: `Usage: backupkit verify --from <dest> [options]
+
+Checks that a backup is restorable, without touching any real target.
+
+Which backup:
+${WHICH_BACKUP}
+How deep:
+  --level <level>              checksums (default): every entry's SHA-256 and the manifest;
+                               restore: also restore every source into throwaway targets and read it back
+  --scratch-dir <dir>          where --level restore makes its throwaway files and folders
+                               (default: the system's temporary folder)
+  --scratch-postgres <url>     the server where --level restore makes its throwaway databases
+                               (default: PGHOST, PGPORT, PGUSER)
+${DECRYPTION}
+${COMMON}
+
+Example:
+  backupkit verify --from /backups --level restore --scratch-dir /var/tmp`,
+
+  inspect: `Usage: backupkit inspect <archive-file> [options]
+
+Shows a local archive file's header and the summary of its manifest, without restoring anything.
+A signature is shown, not checked (\`backupkit verify --verify-key-file\` checks it).
+
+  --entries                    also list every entry: type, size, SHA-256 and path
+${DECRYPTION}
+${COMMON}
+
+Example:
+  backupkit inspect /backups/20261121-124500.tar.gz --entries`,
+
+  prune: `Usage: backupkit prune --from <dest> <policy> [--dry-run]
+
+Deletes the backups a retention policy drops; the newest backup is always kept. A backup is kept
+when any rule keeps it.
+
+  --from <dest>                ${DESTINATION}
+                               (default: \`from\` or the first of \`to\` in the config file)
+Policy (or \`retention\` in the config file):
+  --keep-last <n>              the n newest backups
+  --keep-daily <n>             the newest backup of each of the n last days that have one (UTC)
+  --keep-weekly <n>            the same per ISO week
+  --keep-monthly <n>           the same per month
+  --max-age <age>              every backup younger than this: hours, days or weeks, as 36h, 30d or 8w
+  --dry-run                    say what would be deleted, and delete nothing
+${COMMON}
+
+Example:
+  backupkit prune --from /backups --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run`,
+} as const;
+
+/** The help of one command, or the overview of all of them. */
+export function helpText(command?: keyof typeof COMMAND_HELP): string {
+  const text = command === undefined ? GLOBAL : `${COMMAND_HELP[command]}\n\nDocumentation: ${CLI_DOCS}`;
+  return `${text}\n`;
+}
