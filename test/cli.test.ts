@@ -171,7 +171,13 @@ describe('backupkit command line', () => {
     assert.equal(badUrl.code, 2);
     assert.match(badUrl.stderr, /INVALID_OPTIONS: "not a url" is not a URL, as the target of --postgres pg must be/);
     assert.equal((await cli(['list', '--from', 's3://bad bucket'], { cwd: dir })).code, 2);
-    assert.equal((await cli(['list', '--from', 'nowhere'], { cwd: dir })).code, 0);
+    const missing = await cli(['list', '--from', 'nowhere'], { cwd: dir });
+    assert.equal(missing.code, 1, 'a mistyped folder is not "no backups"');
+    assert.match(missing.stderr, /NOT_FOUND: directory .*nowhere does not exist/);
+    await mkdir(join(dir, 'empty'));
+    const empty = await cli(['list', '--from', 'empty', '--json'], { cwd: dir });
+    assert.equal(empty.code, 0, empty.stderr);
+    assert.equal(records(empty.stdout)[0]?.type, 'empty');
 
     const backup = await cli(['backup', '--files', 'uploads=uploads', '--to', 'backups', '--compression', 'none'], { cwd: dir });
     const archive = join(dir, 'backups', records(backup.stdout).at(-1)?.['name'] as string);

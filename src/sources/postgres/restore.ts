@@ -88,6 +88,9 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
     const connection = (space.servers['postgres'] ?? {}) as PostgresConnection;
     const database = `backupkit_scratch_${randomBytes(6).toString('hex')}`;
     const { admin } = this.parseTarget({ connection, database }, sourceName);
+    // An unreachable scratch server is a connection failure, like a source's, not a failed restore.
+    const probe = await connect(admin, 'SOURCE_FAILED');
+    await probe.end().catch(() => {});
     return {
       target: { connection, database },
       async remove() {
