@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { bankSummary, createBank } from './helpers/sqlite.js';
 import { describeTree, tempDir } from './helpers/fs.js';
 import { MOTO_CREDENTIALS, startMoto, type Moto } from './helpers/moto.js';
+import { createDatabase, pgUrl, sql } from './helpers/postgres.js';
 
 const execFileAsync = promisify(execFile);
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -217,6 +218,26 @@ describe('backupkit command line', () => {
     assert.match(stdout, /app sqlite +\[█{24}\] done/);
     assert.match(stdout, /backed up \d{8}-\d{6}\.tar\.gz: [\d.]+ MiB in \d+s to directory /);
     assert.doesNotMatch(stdout, /"type":/, 'no JSON on a terminal');
+  });
+
+  it('on a terminal, with PostgreSQL whose estimate is off: no source shows more bytes than its size, and the total ends at 100 %', async (t) => {
+    const dir = await application(t, 4 * 1024 * 1024);
+    const database = await createDatabase(t, 'clibars');
+    // Rows deleted after the insert: the pages the estimate counts are far more than the rows read.
+    await sql(database, `CREATE TABLE notes (id integer PRIMARY KEY, body text);
+      INSERT INTO notes SELECT i, repeat(md5(i::text), 20) FROM generate_series(1, 5000) i;
+      DELETE FROM notes WHERE id % 4 <> 0; ANALYZE notes;`);
+    const command = `stty cols 160 rows 40; exec ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} backup --postgres pg=${pgUrl(database)} --sqlite app=app.db --files uploads=uploads --to backups`;
+    const { stdout } = await execFileAsync('script', ['-qec', command, '/dev/null'], { cwd: dir, env: { PATH: process.env['PATH'], HOME: process.env['HOME'], TERM: 'xterm' } });
+    const unit = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 } as Record<string, number>;
+    const shown = [...stdout.matchAll(/ ([\d.]+) (B|KiB|MiB|GiB)\/([\d.]+) (B|KiB|MiB|GiB) /g)];
+    assert.ok(shown.length > 0, 'source bars show bytes over size');
+    for (const [text, done, doneUnit, total, totalUnit] of shown) {
+      assert.ok(Number(done) * unit[doneUnit!]! <= Number(total) * unit[totalUnit!]!, `a source bar shows more bytes than its size: ${text}`);
+    }
+    const totals = [...stdout.matchAll(/total +\[[█░]+\] +(\d+)%/g)].map((m) => Number(m[1]));
+    assert.equal(totals.at(-1), 100, 'the total bar ends full');
+    assert.match(stdout, /pg postgres +\[█{24}\] done/);
   });
 
   it('SIGINT cancels a backup cleanly: exit 130, no archive, nothing partial left', async (t) => {
