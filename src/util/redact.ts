@@ -1,5 +1,5 @@
 /** What a redacted secret is replaced with. */
-export const REDACTED = '***';
+const REDACTED = '***';
 
 /**
  * Fields that hold a secret wherever they appear: PostgreSQL and `pg` settings, S3 credentials,
