@@ -1,3 +1,5 @@
+import { redactText } from './util/redact.js';
+
 /**
  * The stable error codes of backupkit. Match on `error.code`, never on the message.
  * @public
@@ -71,10 +73,11 @@ export class BackupError extends Error {
   readonly hint: string;
 
   constructor(code: BackupErrorCode, message: string, options: BackupErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    // A message quoting a connection string must not carry its password into a log.
+    super(redactText(message), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'BackupError';
     this.code = code;
-    this.hint = options.hint ?? DEFAULT_HINTS[code];
+    this.hint = redactText(options.hint ?? DEFAULT_HINTS[code]);
   }
 }
 

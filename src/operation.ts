@@ -45,7 +45,11 @@ export interface OperationContext<Events extends OperationEvents<unknown>> {
  * @public
  */
 export class Operation<Result, Events extends OperationEvents<Result>> extends EventEmitter<Events> {
-  /** Resolves with the result, or rejects with a {@link BackupError}. */
+  /**
+   * Resolves with the result, or rejects with a {@link BackupError}. A failure that is neither
+   * awaited here nor listened to (`error`) is an unhandled rejection, as for any promise: Node.js
+   * prints it and exits with code 1.
+   */
   readonly done: Promise<Result>;
   readonly #controller = new AbortController();
 
@@ -68,12 +72,14 @@ export class Operation<Result, Events extends OperationEvents<Result>> extends E
         },
         (error: unknown) => {
           const failure = error instanceof BackupError ? error : new BackupError('SOURCE_FAILED', String(error), { cause: error });
+          // A caller who listens to 'error' and never awaits gets no unhandled rejection too. With
+          // no listener, a failure nobody awaits is an unhandled rejection: Node prints it and
+          // exits non-zero, rather than a backup failing without a trace.
+          if (emitter.listenerCount('error') > 0) this.done.catch(() => {});
           emitter.emit('error', failure);
           throw failure;
         },
       );
-    // A caller who listens to 'error' and never awaits must not get an unhandled rejection too.
-    this.done.catch(() => {});
   }
 
   /** Stops the operation; `done` rejects with `ABORTED` and nothing is committed. */

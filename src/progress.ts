@@ -13,28 +13,43 @@ export interface ProgressEvent {
   readonly operation: 'backup' | 'restore' | 'verify';
   /** What it is doing now. */
   readonly phase: ProgressPhase;
-  /** The source being worked on, if any. */
+  /**
+   * The source whose data flows now, always after its `source-start`; undefined between sources
+   * (while snapshots are opened, during commit and verification).
+   */
   readonly source: string | undefined;
   /** Backup: bytes read from sources. Restore: archive bytes read from the destination. */
   readonly bytesDone: number;
-  /** Estimated up front; may be passed by a source that grows while it is read. */
+  /**
+   * Backup: estimated up front, corrected to each source's actual size when it ends, never below
+   * `bytesDone`; equal to it at the end. Restore: the archive's size.
+   */
   readonly bytesTotal: number;
   /** Entries (files, folders, links, databases) done. */
   readonly itemsDone: number;
-  /** Entries expected; 0 when unknown up front (restore). */
+  /** Entries expected, never below `itemsDone`; 0 when unknown up front (restore). */
   readonly itemsTotal: number;
-  /** 0 to 100. */
+  /** Bytes of `source` done (a restore counts its entries' contents); 0 when `source` is undefined. */
+  readonly sourceBytesDone: number;
+  /**
+   * The size of `source`: its estimate, raised to `sourceBytesDone` when passed, its actual size
+   * once it ended; never below `sourceBytesDone`. 0 when `source` is undefined or its size is unknown.
+   */
+  readonly sourceBytesTotal: number;
+  /** 0 to 100, never decreasing; exactly 100 only in the events after the operation succeeded. */
   readonly percent: number;
   /** Mean rate since the data started to flow. */
   readonly bytesPerSecond: number;
-  /** Milliseconds still to go at that rate; undefined until it can be told. */
-  readonly etaMs: number | undefined;
+  /** Milliseconds still to go at that rate; `null` until data flows (no rate yet); 0 once done. */
+  readonly etaMs: number | null;
 }
 
 /** Never more than 20 events a second... */
 const MIN_INTERVAL_MS = 50;
 /** ...and at least one every 250 ms while work goes on, so a bar never looks stuck. */
 const HEARTBEAT_MS = 250;
+/** What percent says until the operation succeeded: "all bytes read" is not "done". */
+const UNFINISHED_MAX_PERCENT = 99.9;
 
 /** Counts work and emits throttled progress events; the only place progress is computed. */
 export class ProgressReporter {
@@ -44,6 +59,11 @@ export class ProgressReporter {
   #bytesTotal = 0;
   #itemsDone = 0;
   #itemsTotal = 0;
+  #sourceBytesDone = 0;
+  #sourceBytesTotal = 0;
+  #sourceItemsTotal = 0;
+  #percent = 0;
+  #finished = false;
   #flowStartedAt: number | undefined;
   #lastEmitAt = 0;
   #heartbeat: NodeJS.Timeout | undefined;
@@ -63,16 +83,39 @@ export class ProgressReporter {
     this.#itemsTotal = items;
   }
 
-  /** A boundary (new phase or source): always reported. */
-  enter(phase: ProgressPhase, source?: string): void {
+  /**
+   * A boundary (new phase or source): always reported. A new source starts its own figures from
+   * its estimate; emit its `source-start` first.
+   */
+  enter(phase: ProgressPhase, source?: string, estimate: { bytes: number; items: number } = { bytes: 0, items: 0 }): void {
     this.#phase = phase;
-    this.#source = source;
+    if (source !== this.#source) {
+      this.#source = source;
+      this.#sourceBytesDone = 0;
+      this.#sourceBytesTotal = estimate.bytes;
+      this.#sourceItemsTotal = estimate.items;
+    }
     this.report(true);
   }
 
+  /** A source ended with its actual figures: the totals trade its estimate for them, so they converge. */
+  endSource(actual: { bytes: number; items: number }): void {
+    this.#bytesTotal += actual.bytes - this.#sourceBytesTotal;
+    this.#itemsTotal += actual.items - this.#sourceItemsTotal;
+    this.#sourceBytesTotal = actual.bytes;
+    this.#sourceItemsTotal = actual.items;
+  }
+
+  /** Bytes of the whole operation (a restore counts archive bytes). */
   addBytes(bytes: number): void {
     this.#flowStartedAt ??= Date.now();
     this.#bytesDone += bytes;
+    this.report(false);
+  }
+
+  /** Bytes of the current source. */
+  addSourceBytes(bytes: number): void {
+    this.#sourceBytesDone += bytes;
     this.report(false);
   }
 
@@ -81,26 +124,41 @@ export class ProgressReporter {
     this.report(false);
   }
 
+  /** The operation succeeded: reports 100 % and an ETA of 0, now and in any later event. */
+  complete(): void {
+    this.#finished = true;
+    this.#source = undefined;
+    this.#sourceBytesDone = 0;
+    this.#sourceBytesTotal = 0;
+    this.report(true);
+  }
+
   report(boundary: boolean): void {
     const now = Date.now();
     if (!boundary && now - this.#lastEmitAt < MIN_INTERVAL_MS) return;
     this.#lastEmitAt = now;
     const elapsedSeconds = this.#flowStartedAt === undefined ? 0 : (now - this.#flowStartedAt) / 1000;
     const bytesPerSecond = elapsedSeconds > 0 ? this.#bytesDone / elapsedSeconds : 0;
-    const remaining = Math.max(0, this.#bytesTotal - this.#bytesDone);
-    const fraction =
-      this.#bytesTotal > 0 ? this.#bytesDone / this.#bytesTotal : this.#itemsTotal > 0 ? this.#itemsDone / this.#itemsTotal : 0;
+    // An estimate that fell short is raised to what was done, so no figure passes its total.
+    const bytesTotal = Math.max(this.#bytesTotal, this.#bytesDone);
+    const itemsTotal = Math.max(this.#itemsTotal, this.#itemsDone);
+    const fraction = bytesTotal > 0 ? this.#bytesDone / bytesTotal : itemsTotal > 0 ? this.#itemsDone / itemsTotal : 0;
+    const percent = this.#finished ? 100 : Math.min(UNFINISHED_MAX_PERCENT, Math.round(fraction * 1000) / 10);
+    this.#percent = Math.max(this.#percent, percent); // a raised estimate must not move the bar back
+    const remaining = bytesTotal - this.#bytesDone;
     this.emit({
       operation: this.operation,
       phase: this.#phase,
       source: this.#source,
       bytesDone: this.#bytesDone,
-      bytesTotal: this.#bytesTotal,
+      bytesTotal,
       itemsDone: this.#itemsDone,
-      itemsTotal: this.#itemsTotal,
-      percent: Math.min(100, Math.round(fraction * 1000) / 10),
+      itemsTotal,
+      sourceBytesDone: this.#sourceBytesDone,
+      sourceBytesTotal: Math.max(this.#sourceBytesTotal, this.#sourceBytesDone),
+      percent: this.#percent,
       bytesPerSecond: Math.round(bytesPerSecond),
-      etaMs: bytesPerSecond > 0 ? Math.round((remaining / bytesPerSecond) * 1000) : undefined,
+      etaMs: this.#finished ? 0 : bytesPerSecond > 0 ? Math.round((remaining / bytesPerSecond) * 1000) : null,
     });
   }
 

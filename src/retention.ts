@@ -63,10 +63,19 @@ const UNIT_MS: Record<string, number> = { h: 3_600_000, d: 86_400_000, w: 604_80
 /** Throws INVALID_OPTIONS for a policy that is malformed or would delete everything. */
 export function checkRetentionPolicy(policy: RetentionPolicy): void {
   const counts = ['keepLast', 'keepDaily', 'keepWeekly', 'keepMonthly'] as const;
+  const rules: readonly string[] = [...counts, 'maxAge'];
+  // A misspelt rule would otherwise be ignored, and the policy keep less than meant.
+  for (const key of Object.keys(policy)) {
+    if (rules.includes(key)) continue;
+    const meant = rules.find((rule) => rule.toLowerCase() === key.toLowerCase().replaceAll(/[_-]/g, ''));
+    throw new BackupError('INVALID_OPTIONS', `retention.${key} is not a retention rule${meant ? `; did you mean ${meant}?` : ''}`, {
+      hint: `Use ${rules.join(', ')}.`,
+    });
+  }
   for (const rule of counts) {
     const value = policy[rule];
     if (value !== undefined && (!Number.isInteger(value) || value < 0)) {
-      throw new BackupError('INVALID_OPTIONS', `retention.${rule} must be a whole number, not ${String(value)}`);
+      throw new BackupError('INVALID_OPTIONS', `retention.${rule} must be a whole number, not ${typeof value === 'number' ? String(value) : `${typeof value} ${JSON.stringify(value)}`}`);
     }
   }
   if (policy.maxAge !== undefined) maxAgeMs(policy.maxAge);

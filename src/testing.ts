@@ -83,7 +83,8 @@ export async function withRestoredBackup<T>(options: RestoreDrillOptions, use: (
   };
   const plan = { from: options.from, backup: options.backup, targets: {}, restorers: restorersWith(options.restorers), decrypt: options.decrypt };
   return restoreIntoScratch(plan, options.scratch, context, async (run) => {
-    const sources = run.result.sources.map(({ name, kind, target }) => ({ name, kind, target }));
+    // The throwaway targets themselves: the result's copies have their passwords redacted.
+    const sources = run.result.sources.map(({ name, kind }) => ({ name, kind, target: run.scratch.get(name)?.target }));
     const targetOf = <Target>(source: string, kind: string): Target => {
       const found = sources.find((s) => s.name === source);
       if (!found) throw new BackupError('INVALID_OPTIONS', `The backup has no source named "${source}"; it has: ${sources.map((s) => s.name).join(', ')}`);

@@ -279,7 +279,10 @@ export interface Destination {
   create(name: string): Promise<Upload>;
   /** Throws `NOT_FOUND` if there is no such committed object. */
   open(name: string): Promise<Readable>;
-  /** Committed objects whose names start with `prefix`, in no particular order. */
+  /**
+   * Committed objects whose names start with `prefix`, in no particular order. Throws `NOT_FOUND`
+   * if the destination itself does not exist (a missing folder); an existing empty one lists nothing.
+   */
   list(prefix?: string): AsyncIterable<StoredObject>;
   /** Throws `NOT_FOUND` if there is no such object. */
   remove(name: string): Promise<void>;

@@ -330,8 +330,9 @@ describe('an S3 server killed mid-backup', () => {
     child.stdin.end('go\n');
     const [code] = (await once(child, 'exit')) as [number];
     assert.equal(code, 0, stderr);
-    const outcome = JSON.parse(stdout.trim().split('\n').at(-1) ?? '') as { code: string; message: string };
+    const outcome = JSON.parse(stdout.trim().split('\n').at(-1) ?? '') as { code: string; message: string; openFiles: string[] };
     assert.equal(outcome.code, 'DESTINATION_FAILED', outcome.message);
+    assert.deepEqual(outcome.openFiles, [], 'no file of the source or the folder destination is left open');
     assert.match(outcome.message, /s3:\/\//);
     assert.deepEqual(await everything(backups), [], 'the folder copy and its temporary file are removed');
     assert.doesNotMatch(stderr, /Closing file descriptor/, 'every FileHandle was closed explicitly');

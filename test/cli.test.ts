@@ -319,7 +319,13 @@ describe('backupkit command line', () => {
     assert.equal(badUrl.code, 2);
     assert.match(badUrl.stderr, /INVALID_OPTIONS: "not a url" is not a URL, as the target of --postgres pg must be/);
     assert.equal((await cli(['list', '--from', 's3://bad bucket'], { cwd: dir })).code, 2);
-    assert.equal((await cli(['list', '--from', 'nowhere'], { cwd: dir })).code, 0);
+    const missing = await cli(['list', '--from', 'nowhere'], { cwd: dir });
+    assert.equal(missing.code, 1, 'a mistyped folder is not "no backups"');
+    assert.match(missing.stderr, /NOT_FOUND: directory .*nowhere does not exist/);
+    await mkdir(join(dir, 'empty'));
+    const empty = await cli(['list', '--from', 'empty', '--json'], { cwd: dir });
+    assert.equal(empty.code, 0, empty.stderr);
+    assert.equal(records(empty.stdout)[0]?.type, 'empty');
     const notFound = await cli(['restore', '--from', 'nowhere', '--sqlite', 'app=r.db'], { cwd: dir });
     assert.equal(notFound.code, 1);
     assert.match(notFound.stderr, /NOT_FOUND: .*\n {2}hint: Check --from and --backup: `backupkit list --from <dest>`/);
@@ -430,6 +436,26 @@ describe('backupkit command line', () => {
     assert.equal(pruned[2], 'would delete 1 backup and 0 leftovers, kept 1');
     const deleted = (await onTerminal('prune --from backups --keep-last 1')).trimEnd().split('\n');
     assert.deepEqual(deleted.map((line) => line.search(/\d{8}-/)), [9, 9, -1], 'the names start in one column');
+  });
+
+  it('on a terminal, with PostgreSQL whose estimate is off: no source shows more bytes than its size, and the total ends at 100 %', async (t) => {
+    const dir = await application(t, 4 * 1024 * 1024);
+    const database = await createDatabase(t, 'clibars');
+    // Rows deleted after the insert: the pages the estimate counts are far more than the rows read.
+    await sql(database, `CREATE TABLE notes (id integer PRIMARY KEY, body text);
+      INSERT INTO notes SELECT i, repeat(md5(i::text), 20) FROM generate_series(1, 5000) i;
+      DELETE FROM notes WHERE id % 4 <> 0; ANALYZE notes;`);
+    const command = `stty cols 160 rows 40; exec ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} backup --postgres pg=${pgUrl(database)} --sqlite app=app.db --files uploads=uploads --to backups`;
+    const { stdout } = await execFileAsync('script', ['-qec', command, '/dev/null'], { cwd: dir, env: { PATH: process.env['PATH'], HOME: process.env['HOME'], TERM: 'xterm' } });
+    const unit = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 } as Record<string, number>;
+    const shown = [...stdout.matchAll(/ ([\d.]+) (B|KiB|MiB|GiB)\/([\d.]+) (B|KiB|MiB|GiB) /g)];
+    assert.ok(shown.length > 0, 'source bars show bytes over size');
+    for (const [text, done, doneUnit, total, totalUnit] of shown) {
+      assert.ok(Number(done) * unit[doneUnit!]! <= Number(total) * unit[totalUnit!]!, `a source bar shows more bytes than its size: ${text}`);
+    }
+    const totals = [...stdout.matchAll(/total +\[[█░]+\] +(\d+)%/g)].map((m) => Number(m[1]));
+    assert.equal(totals.at(-1), 100, 'the total bar ends full');
+    assert.match(stdout, /pg postgres +\[█{24}\] done/);
   });
 
 

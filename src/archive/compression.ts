@@ -38,7 +38,7 @@ export function resolveCompression(options: { algorithm?: CompressionAlgorithm; 
   const level = options?.level ?? DEFAULT_LEVEL[algorithm];
   const [min, max] = LEVELS[algorithm];
   if (!Number.isInteger(level) || level < min || level > max) {
-    throw new BackupError('INVALID_OPTIONS', `The ${algorithm} compression level must be an integer from ${min} to ${max}, not ${String(level)}`);
+    throw new BackupError('INVALID_OPTIONS', `The ${algorithm} compression level must be an integer from ${min} to ${max}, not ${typeof level === 'number' ? String(level) : `${typeof level} ${JSON.stringify(level)}`}`);
   }
   return { algorithm, level };
 }

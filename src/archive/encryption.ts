@@ -53,7 +53,9 @@ export async function prepareEncryption(options: EncryptOptions): Promise<Encryp
   const invalid = (message: string, cause?: unknown) => new BackupError('INVALID_OPTIONS', message, { cause, hint: ENCRYPTION_HINTS.invalidEncrypt });
   const { passphrase, recipients = [] } = options;
   if (passphrase === undefined && recipients.length === 0) throw invalid('`encrypt` needs a passphrase or at least one recipient');
-  if (passphrase !== undefined && (typeof passphrase !== 'string' || passphrase.length === 0)) throw invalid('The encryption passphrase is empty');
+  // Its value is never quoted: it is a secret even when it has the wrong type.
+  if (passphrase !== undefined && typeof passphrase !== 'string') throw invalid(`The encryption passphrase must be a string, not a ${typeof passphrase}`);
+  if (passphrase === '') throw invalid('The encryption passphrase is empty');
   const keys: openpgp.PublicKey[] = [];
   for (const [index, armoredKey] of recipients.entries()) {
     const label = `Recipient ${index + 1}`;

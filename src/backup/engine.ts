@@ -12,6 +12,7 @@ import { ArchiveWriter } from '../archive/writer.js';
 import { ProgressReporter } from '../progress.js';
 import { prune, type RetentionPolicy } from '../retention.js';
 import type { BackupWarning, Destination, Snapshot, Source } from '../types.js';
+import { redactText } from '../util/redact.js';
 import { waitFor } from '../util/streams.js';
 import { BACKUPKIT_VERSION } from '../version.js';
 import { FanOut, type UploadTarget } from './fan-out.js';
@@ -88,7 +89,7 @@ class Backup {
     const { stats, size, sha256 } = await this.#writeArchive(header);
     await this.#commit(name, { ...header, size, sha256, encrypted: this.plan.encryption !== undefined, sourceStats: stats, warnings: this.#warnings.length });
     const pruned = await this.#applyRetention();
-    this.#progress.report(true);
+    this.#progress.complete();
     return {
       pruned,
       name,
@@ -146,7 +147,7 @@ class Backup {
     const ordered = [...sources.filter((s) => s.role === 'database'), ...sources.filter((s) => s.role !== 'database')];
     for (const source of ordered) {
       this.#checkAborted();
-      this.#progress.enter('snapshot', source.name);
+      this.#progress.enter('snapshot'); // names no source: its source-start comes with its data
       const warn = (warning: Omit<BackupWarning, 'source'>) => this.#warn({ ...warning, source: source.name });
       const snapshot = await source.open({ signal: this.events.signal, warn }).catch((cause: unknown) => {
         throw asBackupError(cause, 'SOURCE_FAILED', `Opening source "${source.name}" failed`);
@@ -219,9 +220,11 @@ class Backup {
     const stats: SourceStats[] = [];
     await writer.addBuffer(HEADER_PATH, Buffer.from(`${JSON.stringify(header, null, 2)}\n`), this.#createdAt);
     for (const [index, { source, snapshot }] of this.#snapshots.entries()) {
-      this.events.emit('source-start', { name: source.name, kind: source.kind, estimatedBytes: header.sources[index]?.estimatedBytes ?? 0 });
-      this.#progress.enter('archive', source.name);
+      const estimatedBytes = header.sources[index]?.estimatedBytes ?? 0;
+      this.events.emit('source-start', { name: source.name, kind: source.kind, estimatedBytes });
+      this.#progress.enter('archive', source.name, { bytes: estimatedBytes, items: header.sources[index]?.estimatedItems ?? 0 });
       const sourceStats = await this.#archiveSource(writer, source, snapshot);
+      this.#progress.endSource(sourceStats);
       stats.push(sourceStats);
       this.events.emit('source-end', sourceStats);
     }
@@ -242,6 +245,7 @@ class Backup {
           { ...entry, path: entry.path === '' ? prefix : `${prefix}/${entry.path}`, body: entry.body?.(), changed: () => this.#warnedPath === entry.path },
           (n) => {
             bytes += n;
+            this.#progress.addSourceBytes(n);
             this.#progress.addBytes(n);
           },
         );
@@ -277,7 +281,9 @@ class Backup {
     this.#checkAborted();
   }
 
-  #warn(warning: BackupWarning): void {
+  #warn(given: BackupWarning): void {
+    // A warning may quote a failure that quotes a connection string.
+    const warning = { ...given, message: redactText(given.message) };
     this.#warnings.push(warning);
     this.#warnedPath = warning.path;
     this.events.emit('warning', warning);

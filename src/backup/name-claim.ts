@@ -45,6 +45,7 @@ async function takenStems(destinations: readonly Destination[], createdAt: Date,
         if (name !== `${claimed}${CLAIM_EXTENSION}`) taken.add(stemOf(name));
       }
     } catch (cause) {
+      if (cause instanceof BackupError && cause.code === 'NOT_FOUND') continue; // not made yet: the upload makes it
       throw asBackupError(cause, 'DESTINATION_FAILED', `Listing ${destination.description} failed`);
     }
   }

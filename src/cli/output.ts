@@ -2,6 +2,7 @@ import type { Writable } from 'node:stream';
 import type { BackupError } from '../errors.js';
 import type { SourceStats } from '../operation.js';
 import type { ProgressEvent } from '../progress.js';
+import { redact, redactText } from '../util/redact.js';
 
 /** A backup, restore or verification: each emits the events of `OperationEvents`, typed by its own map. */
 type AnyOperation = object;
@@ -47,7 +48,8 @@ class JsonLines implements Output {
   }
 
   #line(record: object): void {
-    this.stdout.write(`${JSON.stringify(record)}\n`);
+    // Cron and CI keep these lines: whatever a record echoes, no secret goes into them.
+    this.stdout.write(`${JSON.stringify(redact(record))}\n`);
   }
 }
 
@@ -84,7 +86,11 @@ class Terminal implements Output {
       this.#draw(true);
     });
     on.on('progress', (event: ProgressEvent) => {
-      if (this.#current && this.#last && event.source === this.#current.name) this.#current.bytes += Math.max(0, event.bytesDone - this.#last.bytesDone);
+      // The source's own figures: the totals' bytes are the whole backup's, or the archive's in a restore.
+      if (this.#current && event.source === this.#current.name) {
+        this.#current.bytes = event.sourceBytesDone;
+        this.#current.estimatedBytes = event.sourceBytesTotal;
+      }
       this.#last = event;
       this.#draw(false);
     });
@@ -127,7 +133,7 @@ class Terminal implements Output {
     const lines = this.#sources.map((source) => this.#sourceLine(source, now));
     const total = this.#last;
     if (total) {
-      const eta = total.etaMs === undefined ? '' : `  ETA ${formatDuration(total.etaMs)}`;
+      const eta = total.etaMs === null || total.percent === 100 ? '' : `  ETA ${formatDuration(total.etaMs)}`;
       lines.push(`  ${'total'.padEnd(this.#nameWidth())} ${bar(total.percent / 100)} ${formatPercent(total.percent)}  ${total.phase}${eta}`);
     }
     // A pseudo-terminal nobody sized reports 0 columns.
@@ -163,7 +169,7 @@ function bar(fraction: number | undefined): string {
 function writeError(stderr: Writable, error: BackupError, verbose: boolean): void {
   stderr.write(`backupkit: ${error.code}: ${error.message}\n  hint: ${error.hint}\n`);
   if (!verbose) return;
-  for (let cause: unknown = error; cause instanceof Error; cause = cause.cause) stderr.write(`${cause.stack ?? String(cause)}\n`);
+  for (let cause: unknown = error; cause instanceof Error; cause = cause.cause) stderr.write(`${redactText(cause.stack ?? String(cause))}\n`);
 }
 
 export function formatBytes(bytes: number): string {

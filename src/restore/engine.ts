@@ -12,6 +12,7 @@ import type { OperationContext, SourceStats } from '../operation.js';
 import { ProgressReporter } from '../progress.js';
 import type { Destination, EntryType, RestoreSink, Restorer, ScratchSpace, ScratchTarget, VerifyCheck } from '../types.js';
 import { ensureSpace, isNotFound } from '../util/fs.js';
+import { redact } from '../util/redact.js';
 import { cooperative } from '../util/yield.js';
 import { RestoreJournal } from './journal.js';
 import { ManifestCheck } from './manifest-check.js';
@@ -110,8 +111,9 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
         });
       }
       await journal.finish(interrupted, signal);
-      const stats = interrupted.sources.map(({ name: sourceName, stats: s }) => ({ ...s, target: chosen.find(({ source }) => source.name === sourceName)?.target }));
+      const stats = interrupted.sources.map(({ name: sourceName, stats: s }) => ({ ...s, target: redact(chosen.find(({ source }) => source.name === sourceName)?.target) }));
       const result: RestoreResult = { name, durationMs: Date.now() - startedAt, sources: stats, skipped, verifiedEntries: interrupted.verifiedEntries, signedBy: interrupted.signedBy };
+      progress.complete();
       return { result, scratch, checks, archived: interrupted.sources.map(({ stats: s }) => s) };
     }
     for (const { restorer, target } of chosen) await restorer.check(target);
@@ -151,7 +153,8 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
         if (current) run.emit('source-end', statsOf(current.name));
         current = restore;
         run.emit('source-start', { name: restore.name, kind: restore.kind });
-        progress.enter('read', restore.name);
+        const estimated = header.sources.find((s) => s.name === restore.name);
+        progress.enter('read', restore.name, { bytes: estimated?.estimatedBytes ?? 0, items: 0 });
       }
       const hashed = new HashingBody(body, yieldNow);
       const metadata = appliedMetadata(tarHeader);
@@ -167,6 +170,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
         });
       }
       await hashed.drain();
+      if (restore) progress.addSourceBytes(hashed.size);
       progress.addItem();
       count.bytes += hashed.size;
       count.items += 1;
@@ -194,11 +198,12 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
         checks.set(sourceName, sink.verify ? await sink.verify(manifest.entriesUnder(sourcePrefix(sourceName))) : []);
       }
     }
-    progress.report(true);
+    progress.complete();
     const result: RestoreResult = {
       name,
       durationMs: Date.now() - startedAt,
-      sources: [...restores.values()].map((r) => ({ ...statsOf(r.name), target: r.target })),
+      // A target may hold a connection string with its password: the result is printed and logged.
+      sources: [...restores.values()].map((r) => ({ ...statsOf(r.name), target: redact(r.target) })),
       skipped,
       verifiedEntries: verified,
       signedBy,

@@ -130,7 +130,8 @@ export function directory(options: DirectoryOptions): Destination {
       try {
         names = await readdir(root);
       } catch (cause) {
-        if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return;
+        // A mistyped path must not read as "no backups": the folder itself is missing.
+        if ((cause as NodeJS.ErrnoException).code === 'ENOENT') throw new BackupError('NOT_FOUND', `${description} does not exist`, { cause, hint: 'Check the path; a backup creates the folder.' });
         throw failed('listing', cause);
       }
       for (const name of names) {

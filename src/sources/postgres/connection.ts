@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { parseIntoClientConfig } from 'pg-connection-string';
 import { BackupError, asBackupError } from '../../errors.js';
+import { redactText } from '../../util/redact.js';
 
 /**
  * How backupkit reaches a PostgreSQL server: a connection string, a `pg` client config, or the
@@ -13,7 +14,7 @@ export type PostgresConnection = string | pg.ClientConfig | pg.Pool;
 /** The settings to open dedicated clients with, optionally to another database. */
 export function clientConfig(connection: PostgresConnection, database?: string): pg.ClientConfig {
   let config: pg.ClientConfig;
-  if (typeof connection === 'string') config = parseIntoClientConfig(connection);
+  if (typeof connection === 'string') config = parseIntoClientConfig(checkConnectionString(connection));
   else if (connection instanceof pg.Pool) config = { ...(connection as pg.Pool & { options: pg.PoolConfig }).options };
   else if (connection !== null && typeof connection === 'object') {
     // A connection string inside a config wins over its other fields in `pg`; parse it so `database` can be replaced.
@@ -23,6 +24,20 @@ export function clientConfig(connection: PostgresConnection, database?: string):
     throw new BackupError('INVALID_OPTIONS', 'A PostgreSQL `connection` is a connection string, a pg client config or a pg.Pool');
   }
   return { ...config, ...(database === undefined ? {} : { database }), application_name: 'backupkit' };
+}
+
+/** The forms pg-connection-string reads: a URL, or a Unix socket folder. */
+const CONNECTION_STRING = /^(postgres(ql)?:\/\/|socket:|\/)/i;
+
+/**
+ * Refuses what pg-connection-string would misread: a bare database name such as `app` is taken
+ * as a relative URL and fails only when connecting, as `getaddrinfo ENOTFOUND base`.
+ */
+function checkConnectionString(connection: string): string {
+  if (CONNECTION_STRING.test(connection)) return connection;
+  throw new BackupError('INVALID_OPTIONS', `A PostgreSQL \`connection\` string must be a URL, not ${JSON.stringify(redactText(connection))}`, {
+    hint: 'Write postgres://user@host:5432/database (the password in PGPASSWORD or ~/.pgpass), or pass a pg client config such as { host, database }.',
+  });
 }
 
 /** Opens a dedicated client; failures become `code` with the server's message. */

@@ -120,6 +120,9 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
     const tag = newTag();
     const database = `backupkit_scratch_${tag}`;
     const { admin } = this.parseTarget({ connection, database }, sourceName);
+    // An unreachable scratch server is a connection failure, like a source's, not a failed restore.
+    const probe = await connect(admin, 'SOURCE_FAILED');
+    await probe.end().catch(() => {});
     // Held until remove(): a restore that sweeps leftovers meanwhile leaves this database alone.
     const lease = await Lease.take(admin, tag);
     return {

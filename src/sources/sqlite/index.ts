@@ -71,7 +71,10 @@ export function sqlite(options: SqliteSourceOptions): Source {
         await runSqliteJob({ op: 'snapshot', source: path, destination: copy, busyTimeoutMs }, context.signal);
       } catch (cause) {
         await rm(spool, { recursive: true, force: true });
-        throw asBackupError(cause, 'SOURCE_FAILED', `Copying SQLite database ${path} failed`);
+        // "Check that the source is readable" would send the user after permissions.
+        const notSqlite = (cause as { code?: string }).code === 'SQLITE_NOTADB';
+        throw asBackupError(cause, 'SOURCE_FAILED', `Copying SQLite database ${path} failed`,
+          notSqlite ? `${path} is not a SQLite database: check that \`path\` names the database file itself.` : undefined);
       }
       const info = await stat(copy);
       return {
