@@ -321,12 +321,12 @@ describe('backupkit command line', () => {
     assert.equal((await cli(['list', '--from', 's3://bad bucket'], { cwd: dir })).code, 2);
     const missing = await cli(['list', '--from', 'nowhere'], { cwd: dir });
     assert.equal(missing.code, 1, 'a mistyped folder is not "no backups"');
-    assert.match(missing.stderr, /NOT_FOUND: directory .*nowhere does not exist/);
+    assert.match(missing.stderr, /NOT_FOUND: directory .*nowhere does not exist\n {2}hint: Check the path; a backup creates the folder\./);
     await mkdir(join(dir, 'empty'));
     const empty = await cli(['list', '--from', 'empty', '--json'], { cwd: dir });
     assert.equal(empty.code, 0, empty.stderr);
     assert.equal(records(empty.stdout)[0]?.type, 'empty');
-    const notFound = await cli(['restore', '--from', 'nowhere', '--sqlite', 'app=r.db'], { cwd: dir });
+    const notFound = await cli(['restore', '--from', 'empty', '--sqlite', 'app=r.db'], { cwd: dir });
     assert.equal(notFound.code, 1);
     assert.match(notFound.stderr, /NOT_FOUND: .*\n {2}hint: Check --from and --backup: `backupkit list --from <dest>`/);
     assert.doesNotMatch(notFound.stderr, /listBackups/);
@@ -427,6 +427,8 @@ describe('backupkit command line', () => {
     };
     const first = await onTerminal('backup --sqlite app=app.db --to backups');
     assert.match(first, /^ {2}app \(sqlite\): [\d.]+ KiB, 1 item$/m);
+    assert.match(first, /done {2}[\d.]+ KiB in 1 item$/m, 'the source bar too');
+    assert.doesNotMatch(first, /\b1 items\b/);
     await new Promise((resolve) => setTimeout(resolve, 1100)); // names are to the second
     await onTerminal('backup --sqlite app=app.db --to backups');
     const pruned = (await onTerminal('prune --from backups --keep-last 1 --dry-run')).trimEnd().split('\n');

@@ -149,7 +149,7 @@ class Terminal implements Output {
 
   #sourceLine(source: SourceLine, now: number): string {
     const label = `${source.name} ${source.kind}`.padEnd(this.#nameWidth());
-    if (source.done) return `  ${label} ${bar(1)} done  ${formatBytes(source.done.bytes)} in ${source.done.items} items`;
+    if (source.done) return `  ${label} ${bar(1)} done  ${formatBytes(source.done.bytes)} in ${counted(source.done.items, 'item')}`;
     const seconds = Math.max((now - source.startedAt) / 1000, 0.001);
     const rate = source.bytes / seconds;
     const estimate = source.estimatedBytes;
@@ -192,4 +192,9 @@ export function formatDuration(ms: number): string {
 
 function formatPercent(percent: number): string {
   return `${Math.floor(percent).toString().padStart(3)}%`;
+}
+
+/** `1 item`, `2 items`. */
+export function counted(count: number, one: string, many = `${one}s`): string {
+  return `${count} ${count === 1 ? one : many}`;
 }

@@ -19,7 +19,7 @@ import { BACKUPKIT_VERSION } from '../version.js';
 import { destinationFromSpec, loadConfig, parseUrl, readText, type CliConfig } from './config.js';
 import { helpText } from './help.js';
 import { forCommandLine } from './hints.js';
-import { createOutput, formatBytes, formatDuration, type Output } from './output.js';
+import { counted, createOutput, formatBytes, formatDuration, type Output } from './output.js';
 
 /** What a command's exit code says; docs/CLI.md lists them. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, damaged: 3, interrupted: 130 } as const;
@@ -275,11 +275,6 @@ function integer(value: Values[string], flag: string, least = 0): number {
   const parsed = Number(value);
   if (!Number.isInteger(parsed) || parsed < least) throw usage(`${flag} takes a whole number${least > 0 ? ` of ${least} or more` : ''}, not ${JSON.stringify(value)}`);
   return parsed;
-}
-
-/** `1 item`, `2 items`. */
-function counted(count: number, one: string, many = `${one}s`): string {
-  return `${count} ${count === 1 ? one : many}`;
 }
 
 /** Rows of cells padded into aligned columns, without trailing spaces. */
