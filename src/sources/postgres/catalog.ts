@@ -301,6 +301,9 @@ async function refuseUncovered(q: Query, namespaces: number[]): Promise<void> {
       (SELECT 'foreign-data wrappers' FROM pg_foreign_data_wrapper WHERE ${notExtensionMember('pg_foreign_data_wrapper', 'oid')} LIMIT 1),
       (SELECT 'event triggers' FROM pg_event_trigger WHERE ${notExtensionMember('pg_event_trigger', 'oid')} LIMIT 1),
       (SELECT 'publications' FROM pg_publication LIMIT 1),
+      -- pg_subscription is shared by the cluster: only this database's. Its subname column is readable by every role.
+      (SELECT 'subscriptions (' || string_agg(quote_ident(subname), ', ' ORDER BY subname) || ')' FROM pg_subscription
+        WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())),
       (SELECT 'default privileges (ALTER DEFAULT PRIVILEGES)' FROM pg_default_acl LIMIT 1),
       (SELECT 'casts' FROM pg_cast c WHERE c.oid >= ${FIRST_NORMAL_OID} AND ${notExtensionMember('pg_cast', 'c.oid')}
           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_cast'::regclass AND d.objid = c.oid AND d.deptype = 'i') LIMIT 1),
@@ -319,7 +322,7 @@ async function refuseUncovered(q: Query, namespaces: number[]): Promise<void> {
         WHERE t.typnamespace = ANY($1) AND r.rngcanonical <> 0 AND ${notExtensionMember('pg_type', 't.oid')} LIMIT 1),
       (SELECT 'ordered-set or moving aggregates' FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid
         WHERE p.pronamespace = ANY($1) AND (a.aggkind <> 'n' OR a.aggmtransfn <> 0) AND ${notExtensionMember('pg_proc', 'p.oid')} LIMIT 1),
-      (SELECT 'typed tables (CREATE TABLE … OF type)' FROM pg_class WHERE reloftype <> 0 AND relnamespace = ANY($1) LIMIT 1),
+      (SELECT 'typed tables (CREATE TABLE ... OF type)' FROM pg_class WHERE reloftype <> 0 AND relnamespace = ANY($1) LIMIT 1),
       (SELECT 'objects in non-default tablespaces' FROM pg_class WHERE reltablespace <> 0 AND relnamespace = ANY($1) LIMIT 1),
       (SELECT 'security labels' FROM pg_seclabel LIMIT 1),
       (SELECT 'view column defaults' FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid WHERE c.relkind = 'v' AND c.relnamespace = ANY($1) LIMIT 1),
