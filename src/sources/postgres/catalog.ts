@@ -36,7 +36,9 @@ const MIN_SERVER_VERSION = 120000;
  * Checks that the backup can succeed, locks every table, then reads the whole schema. Call inside
  * the snapshot transaction, with search_path ''.
  */
-export async function readCatalog(client: pg.Client, options: { schemas?: readonly string[] | undefined; lockTimeoutMs: number }): Promise<Toc> {
+export async function readCatalog(
+  client: pg.Client, options: { schemas?: readonly string[] | undefined; lockTimeoutMs: number; warn: (warning: { code: 'SKIPPED'; message: string }) => void },
+): Promise<Toc> {
   const { schemas } = options;
   const q = async <T extends Row>(sql: string, params: unknown[] = []): Promise<T[]> => (await client.query<T>(sql, params)).rows;
 
@@ -139,7 +141,7 @@ export async function readCatalog(client: pg.Client, options: { schemas?: readon
   await readTypes(q, namespaces, key, add, comment, grants);
   await readRoutines(q, namespaces, key, add, comment, grants);
   const { tables, sequenceValues } = await readRelations(q, namespaces, key, add, comment, grants);
-  await readPostData(q, namespaces, key, add, comment, server!.num);
+  await readPostData(q, namespaces, key, add, comment, server!.num, options.warn);
 
   // Dependencies from pg_depend, translated from catalog objects to the entries that create them.
   // Members of an extension stand for the extension, so what uses them comes after CREATE EXTENSION.
@@ -708,7 +710,9 @@ async function readRelations(
   return { tables, sequenceValues };
 }
 
-async function readPostData(q: Query, namespaces: number[], key: Key, add: Add, comment: Comment, versionNum: number): Promise<void> {
+async function readPostData(
+  q: Query, namespaces: number[], key: Key, add: Add, comment: Comment, versionNum: number, warn: (warning: { code: 'SKIPPED'; message: string }) => void,
+): Promise<void> {
   const relationOf = `JOIN pg_class c ON c.oid = %REL% JOIN pg_namespace n ON n.oid = c.relnamespace`;
   const onTable = (rel: string): string => relationOf.replace('%REL%', rel);
 
@@ -737,15 +741,26 @@ async function readPostData(q: Query, namespaces: number[], key: Key, add: Add, 
     comment(`CONSTRAINT ${row.name} ON ${row.table}`, row.comment, entry, row.schema);
   }
 
-  const indexes = await q<{ oid: number; schema: string; name: string; ident: string; qname: string; table: string; def: string; clustered: boolean; replident: boolean; comment: string | null; stats: string[] | null }>(`
+  const indexes = await q<{
+    oid: number; schema: string; name: string; ident: string; qname: string; table: string; def: string; valid: boolean; clustered: boolean; replident: boolean;
+    comment: string | null; stats: string[] | null;
+  }>(`
     SELECT i.indexrelid::int AS oid, n.nspname AS schema, ic.relname AS name, quote_ident(ic.relname) AS ident, format('%I.%I', n.nspname, ic.relname) AS qname,
-           format('%I.%I', n.nspname, c.relname) AS table, pg_get_indexdef(i.indexrelid) AS def, i.indisclustered AS clustered,
+           format('%I.%I', n.nspname, c.relname) AS table, pg_get_indexdef(i.indexrelid) AS def,
+           -- A partitioned index is invalid until every partition's index is attached: the restore attaches them too.
+           i.indisvalid OR ic.relkind = 'I' AS valid, i.indisclustered AS clustered,
            i.indisreplident AS replident, obj_description(i.indexrelid, 'pg_class') AS comment,
            (SELECT array_agg(a.attnum || ' ' || (to_jsonb(a)->>'attstattarget')) FROM pg_attribute a
              WHERE a.attrelid = i.indexrelid AND (to_jsonb(a)->>'attstattarget')::int >= 0) AS stats
       FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid ${onTable('i.indrelid')}
      WHERE c.relnamespace = ANY($1) AND c.relkind IN ('r', 'p', 'm') AND ${notExtensionMember('pg_class', 'c.oid')}`, [namespaces]);
   for (const index of indexes) {
+    if (!index.valid) {
+      // What a failed CREATE INDEX CONCURRENTLY leaves: recreating it would fail the restore (a unique one) or
+      // build an index the source does not use. pg_dump skips it too.
+      warn({ code: 'SKIPPED', message: `Index ${index.qname} is invalid (left by a failed CREATE INDEX CONCURRENTLY?) and is not backed up, as pg_dump does: drop it, or REINDEX it to keep it` });
+      continue;
+    }
     let entry = indexCreators.get(index.oid);
     if (!constraintIndexes.has(index.oid)) {
       const statements = [`${index.def};`];
@@ -767,7 +782,8 @@ async function readPostData(q: Query, namespaces: number[], key: Key, add: Add, 
            format('ALTER INDEX %I.%I ATTACH PARTITION %I.%I;', pn.nspname, p.relname, n.nspname, c.relname) AS sql
       FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
-     WHERE c.relkind IN ('i', 'I') AND c.relnamespace = ANY($1)`, [namespaces])) {
+     WHERE c.relkind IN ('i', 'I') AND c.relnamespace = ANY($1)
+       AND EXISTS (SELECT 1 FROM pg_index x WHERE x.indexrelid = c.oid AND (x.indisvalid OR c.relkind = 'I'))`, [namespaces])) {
     add({ kind: 'INDEX ATTACH', schema: row.schema, name: row.name, section: 'post-data', sql: row.sql, needs: [key('pg_class', row.child), key('pg_class', row.parent)] });
   }
 
