@@ -171,6 +171,8 @@ export async function readCatalog(
     if (from !== undefined && to !== undefined && from !== to) deps.get(from)!.add(to);
   }
 
+  orderRefreshes(drafts, deps);
+
   const entries: TocEntry[] = drafts.map((draft) => ({
     id: draft.id, kind: draft.kind, schema: draft.schema, name: draft.name, section: draft.section,
     deps: [...deps.get(draft.id)!].sort((a, b) => a - b), sql: draft.sql, ...(draft.owner ? { owner: draft.owner } : {}),
@@ -194,6 +196,30 @@ export async function readCatalog(
     tables,
     largeObjects,
   };
+}
+
+/**
+ * A materialized view's REFRESH reads the materialized views it is built on, directly or through
+ * views: those must be refreshed first (as pg_dump's buildMatViewRefreshDependencies does), or the
+ * refresh fails with "has not been populated".
+ */
+function orderRefreshes(drafts: readonly Draft[], deps: Map<number, Set<number>>): void {
+  const byId = new Map(drafts.map((draft) => [draft.id, draft]));
+  const refreshOf = new Map<number, number>();
+  for (const draft of drafts) if (draft.kind === 'MATERIALIZED VIEW DATA') refreshOf.set(draft.after[0]!, draft.id);
+  for (const [matview, refresh] of refreshOf) {
+    const seen = new Set<number>([matview]);
+    const pending = [...deps.get(matview)!];
+    while (pending.length > 0) {
+      const id = pending.pop()!;
+      const kind = byId.get(id)?.kind;
+      if (seen.has(id) || (kind !== 'VIEW' && kind !== 'MATERIALIZED VIEW')) continue;
+      seen.add(id);
+      const before = refreshOf.get(id);
+      if (before !== undefined) deps.get(refresh)!.add(before);
+      pending.push(...deps.get(id)!);
+    }
+  }
 }
 
 type Query = <T extends Row>(sql: string, params?: unknown[]) => Promise<T[]>;
