@@ -101,6 +101,10 @@ export async function readCatalog(
       owner: `ALTER SCHEMA ${ns.ident} OWNER TO ${ns.owner};`, creates: [key('pg_namespace', ns.oid)],
     });
     comment(`SCHEMA ${ns.ident}`, ns.comment, entry, null);
+    if (ns.name === 'public' && ns.comment === null) {
+      // A new database's public schema comes with the comment 'standard public schema': the source had it removed.
+      add({ kind: 'COMMENT', schema: null, name: 'SCHEMA public', section: 'pre-data', sql: 'COMMENT ON SCHEMA public IS NULL;', after: [entry.id] });
+    }
     grants(`SCHEMA ${ns.ident}`, `SCHEMA ${ns.ident}`, ns.owner, ns.acl, entry, null);
   }
 
