@@ -36,7 +36,9 @@ const MIN_SERVER_VERSION = 120000;
  * Checks that the backup can succeed, locks every table, then reads the whole schema. Call inside
  * the snapshot transaction, with search_path ''.
  */
-export async function readCatalog(client: pg.Client, options: { schemas?: readonly string[] | undefined; lockTimeoutMs: number }): Promise<Toc> {
+export async function readCatalog(
+  client: pg.Client, options: { schemas?: readonly string[] | undefined; lockTimeoutMs: number; warn: (warning: { code: 'SKIPPED'; message: string }) => void },
+): Promise<Toc> {
   const { schemas } = options;
   const q = async <T extends Row>(sql: string, params: unknown[] = []): Promise<T[]> => (await client.query<T>(sql, params)).rows;
 
@@ -99,6 +101,10 @@ export async function readCatalog(client: pg.Client, options: { schemas?: readon
       owner: `ALTER SCHEMA ${ns.ident} OWNER TO ${ns.owner};`, creates: [key('pg_namespace', ns.oid)],
     });
     comment(`SCHEMA ${ns.ident}`, ns.comment, entry, null);
+    if (ns.name === 'public' && ns.comment === null) {
+      // A new database's public schema comes with the comment 'standard public schema': the source had it removed.
+      add({ kind: 'COMMENT', schema: null, name: 'SCHEMA public', section: 'pre-data', sql: 'COMMENT ON SCHEMA public IS NULL;', after: [entry.id] });
+    }
     grants(`SCHEMA ${ns.ident}`, `SCHEMA ${ns.ident}`, ns.owner, ns.acl, entry, null);
   }
 
@@ -139,7 +145,7 @@ export async function readCatalog(client: pg.Client, options: { schemas?: readon
   await readTypes(q, namespaces, key, add, comment, grants);
   await readRoutines(q, namespaces, key, add, comment, grants);
   const { tables, sequenceValues } = await readRelations(q, namespaces, key, add, comment, grants);
-  await readPostData(q, namespaces, key, add, comment, server!.num);
+  await readPostData(q, namespaces, key, add, comment, server!.num, options.warn);
 
   // Dependencies from pg_depend, translated from catalog objects to the entries that create them.
   // Members of an extension stand for the extension, so what uses them comes after CREATE EXTENSION.
@@ -169,6 +175,8 @@ export async function readCatalog(client: pg.Client, options: { schemas?: readon
     if (from !== undefined && to !== undefined && from !== to) deps.get(from)!.add(to);
   }
 
+  orderRefreshes(drafts, deps);
+
   const entries: TocEntry[] = drafts.map((draft) => ({
     id: draft.id, kind: draft.kind, schema: draft.schema, name: draft.name, section: draft.section,
     deps: [...deps.get(draft.id)!].sort((a, b) => a - b), sql: draft.sql, ...(draft.owner ? { owner: draft.owner } : {}),
@@ -192,6 +200,30 @@ export async function readCatalog(client: pg.Client, options: { schemas?: readon
     tables,
     largeObjects,
   };
+}
+
+/**
+ * A materialized view's REFRESH reads the materialized views it is built on, directly or through
+ * views: those must be refreshed first (as pg_dump's buildMatViewRefreshDependencies does), or the
+ * refresh fails with "has not been populated".
+ */
+function orderRefreshes(drafts: readonly Draft[], deps: Map<number, Set<number>>): void {
+  const byId = new Map(drafts.map((draft) => [draft.id, draft]));
+  const refreshOf = new Map<number, number>();
+  for (const draft of drafts) if (draft.kind === 'MATERIALIZED VIEW DATA') refreshOf.set(draft.after[0]!, draft.id);
+  for (const [matview, refresh] of refreshOf) {
+    const seen = new Set<number>([matview]);
+    const pending = [...deps.get(matview)!];
+    while (pending.length > 0) {
+      const id = pending.pop()!;
+      const kind = byId.get(id)?.kind;
+      if (seen.has(id) || (kind !== 'VIEW' && kind !== 'MATERIALIZED VIEW')) continue;
+      seen.add(id);
+      const before = refreshOf.get(id);
+      if (before !== undefined) deps.get(refresh)!.add(before);
+      pending.push(...deps.get(id)!);
+    }
+  }
 }
 
 type Query = <T extends Row>(sql: string, params?: unknown[]) => Promise<T[]>;
@@ -301,6 +333,9 @@ async function refuseUncovered(q: Query, namespaces: number[]): Promise<void> {
       (SELECT 'foreign-data wrappers' FROM pg_foreign_data_wrapper WHERE ${notExtensionMember('pg_foreign_data_wrapper', 'oid')} LIMIT 1),
       (SELECT 'event triggers' FROM pg_event_trigger WHERE ${notExtensionMember('pg_event_trigger', 'oid')} LIMIT 1),
       (SELECT 'publications' FROM pg_publication LIMIT 1),
+      -- pg_subscription is shared by the cluster: only this database's. Its subname column is readable by every role.
+      (SELECT 'subscriptions (' || string_agg(quote_ident(subname), ', ' ORDER BY subname) || ')' FROM pg_subscription
+        WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())),
       (SELECT 'default privileges (ALTER DEFAULT PRIVILEGES)' FROM pg_default_acl LIMIT 1),
       (SELECT 'casts' FROM pg_cast c WHERE c.oid >= ${FIRST_NORMAL_OID} AND ${notExtensionMember('pg_cast', 'c.oid')}
           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_cast'::regclass AND d.objid = c.oid AND d.deptype = 'i') LIMIT 1),
@@ -319,7 +354,7 @@ async function refuseUncovered(q: Query, namespaces: number[]): Promise<void> {
         WHERE t.typnamespace = ANY($1) AND r.rngcanonical <> 0 AND ${notExtensionMember('pg_type', 't.oid')} LIMIT 1),
       (SELECT 'ordered-set or moving aggregates' FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid
         WHERE p.pronamespace = ANY($1) AND (a.aggkind <> 'n' OR a.aggmtransfn <> 0) AND ${notExtensionMember('pg_proc', 'p.oid')} LIMIT 1),
-      (SELECT 'typed tables (CREATE TABLE … OF type)' FROM pg_class WHERE reloftype <> 0 AND relnamespace = ANY($1) LIMIT 1),
+      (SELECT 'typed tables (CREATE TABLE ... OF type)' FROM pg_class WHERE reloftype <> 0 AND relnamespace = ANY($1) LIMIT 1),
       (SELECT 'objects in non-default tablespaces' FROM pg_class WHERE reltablespace <> 0 AND relnamespace = ANY($1) LIMIT 1),
       (SELECT 'security labels' FROM pg_seclabel LIMIT 1),
       (SELECT 'view column defaults' FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid WHERE c.relkind = 'v' AND c.relnamespace = ANY($1) LIMIT 1),
@@ -705,7 +740,9 @@ async function readRelations(
   return { tables, sequenceValues };
 }
 
-async function readPostData(q: Query, namespaces: number[], key: Key, add: Add, comment: Comment, versionNum: number): Promise<void> {
+async function readPostData(
+  q: Query, namespaces: number[], key: Key, add: Add, comment: Comment, versionNum: number, warn: (warning: { code: 'SKIPPED'; message: string }) => void,
+): Promise<void> {
   const relationOf = `JOIN pg_class c ON c.oid = %REL% JOIN pg_namespace n ON n.oid = c.relnamespace`;
   const onTable = (rel: string): string => relationOf.replace('%REL%', rel);
 
@@ -734,15 +771,26 @@ async function readPostData(q: Query, namespaces: number[], key: Key, add: Add, 
     comment(`CONSTRAINT ${row.name} ON ${row.table}`, row.comment, entry, row.schema);
   }
 
-  const indexes = await q<{ oid: number; schema: string; name: string; ident: string; qname: string; table: string; def: string; clustered: boolean; replident: boolean; comment: string | null; stats: string[] | null }>(`
+  const indexes = await q<{
+    oid: number; schema: string; name: string; ident: string; qname: string; table: string; def: string; valid: boolean; clustered: boolean; replident: boolean;
+    comment: string | null; stats: string[] | null;
+  }>(`
     SELECT i.indexrelid::int AS oid, n.nspname AS schema, ic.relname AS name, quote_ident(ic.relname) AS ident, format('%I.%I', n.nspname, ic.relname) AS qname,
-           format('%I.%I', n.nspname, c.relname) AS table, pg_get_indexdef(i.indexrelid) AS def, i.indisclustered AS clustered,
+           format('%I.%I', n.nspname, c.relname) AS table, pg_get_indexdef(i.indexrelid) AS def,
+           -- A partitioned index is invalid until every partition's index is attached: the restore attaches them too.
+           i.indisvalid OR ic.relkind = 'I' AS valid, i.indisclustered AS clustered,
            i.indisreplident AS replident, obj_description(i.indexrelid, 'pg_class') AS comment,
            (SELECT array_agg(a.attnum || ' ' || (to_jsonb(a)->>'attstattarget')) FROM pg_attribute a
              WHERE a.attrelid = i.indexrelid AND (to_jsonb(a)->>'attstattarget')::int >= 0) AS stats
       FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid ${onTable('i.indrelid')}
      WHERE c.relnamespace = ANY($1) AND c.relkind IN ('r', 'p', 'm') AND ${notExtensionMember('pg_class', 'c.oid')}`, [namespaces]);
   for (const index of indexes) {
+    if (!index.valid) {
+      // What a failed CREATE INDEX CONCURRENTLY leaves: recreating it would fail the restore (a unique one) or
+      // build an index the source does not use. pg_dump skips it too.
+      warn({ code: 'SKIPPED', message: `Index ${index.qname} is invalid (left by a failed CREATE INDEX CONCURRENTLY?) and is not backed up, as pg_dump does: drop it, or REINDEX it to keep it` });
+      continue;
+    }
     let entry = indexCreators.get(index.oid);
     if (!constraintIndexes.has(index.oid)) {
       const statements = [`${index.def};`];
@@ -764,7 +812,8 @@ async function readPostData(q: Query, namespaces: number[], key: Key, add: Add, 
            format('ALTER INDEX %I.%I ATTACH PARTITION %I.%I;', pn.nspname, p.relname, n.nspname, c.relname) AS sql
       FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
-     WHERE c.relkind IN ('i', 'I') AND c.relnamespace = ANY($1)`, [namespaces])) {
+     WHERE c.relkind IN ('i', 'I') AND c.relnamespace = ANY($1)
+       AND EXISTS (SELECT 1 FROM pg_index x WHERE x.indexrelid = c.oid AND (x.indisvalid OR c.relkind = 'I'))`, [namespaces])) {
     add({ kind: 'INDEX ATTACH', schema: row.schema, name: row.name, section: 'post-data', sql: row.sql, needs: [key('pg_class', row.child), key('pg_class', row.parent)] });
   }
 

@@ -62,7 +62,7 @@ export function postgres(options: PostgresSourceOptions): Source {
       try {
         await main.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
         for (const setting of SNAPSHOT_SETTINGS) await main.query(setting);
-        toc = await readCatalog(main, { schemas: options.schemas, lockTimeoutMs });
+        toc = await readCatalog(main, { schemas: options.schemas, lockTimeoutMs, warn: (warning) => context.warn(warning) });
         snapshotId = (await main.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0]!.id;
       } catch (cause) {
         await main.end().catch(() => {});
