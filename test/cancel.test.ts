@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { Database, directory, files, s3, sqlite, type BackupOperation, type BackupOptions, type Destination, type Source, type Upload } from '../src/index.js';
 import { rejectsWithCode } from './helpers/errors.js';
-import { tempDir } from './helpers/fs.js';
+import { mountSmallDisk, tempDir } from './helpers/fs.js';
 import { MOTO_CREDENTIALS, startMoto, type Moto } from './helpers/moto.js';
 import { createBank } from './helpers/sqlite.js';
 
@@ -276,13 +276,7 @@ describe('a failed backup settles and leaves nothing', () => {
   it('a destination on a full disk fails with DESTINATION_FAILED and leaves nothing on the other destination', HANG, async (t) => {
     const app = await application(t);
     const small = join(app.dir, 'small-disk');
-    await mkdir(small);
-    try {
-      await execFileAsync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', small]);
-    } catch (error) {
-      t.skip(`mounting a 2 MiB tmpfs is not permitted here: ${(error as Error).message.split('\n')[0]}`);
-      return;
-    }
+    if (!(await mountSmallDisk(t, small))) return;
     try {
       for (const order of ['full disk first', 'full disk second'] as const) {
         const full = directory({ path: small });

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { BackupError, Database, directory, files, memory, sqlite, verifyBackup, type BackupErrorCode, type Destination } from '../src/index.js';
 import { CRAFTED_NAME, craftArchive, headerEntry, manifestFor, raw, rawTar, store, type CraftedEntry, type RawEntry } from './helpers/craft.js';
 import { rejectsWithCode } from './helpers/errors.js';
-import { describeTree, tempDir } from './helpers/fs.js';
+import { describeTree, mountSmallDisk, tempDir } from './helpers/fs.js';
 import { createBank } from './helpers/sqlite.js';
 
 const execFileAsync = promisify(execFile);
@@ -324,13 +324,7 @@ describe('archives that would cost unbounded memory or disk', () => {
   it('stops a gzip bomb, one huge file or many small ones, at the entry that does not fit, on a small file system', { timeout: 300_000 }, async (t) => {
     const sandbox = await tempDir(t, 'bomb');
     const small = join(sandbox, 'small');
-    await mkdir(small);
-    try {
-      await execFileAsync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', small]);
-    } catch (error) {
-      t.skip(`mounting a 2 MiB tmpfs is not permitted here: ${(error as Error).message.split('\n')[0]}`);
-      return;
-    }
+    if (!(await mountSmallDisk(t, small))) return;
     try {
       // Headers that announce nothing: only the entries' own sizes can stop them.
       const bombs: Array<[string, CraftedEntry[], RegExp]> = [

@@ -4,13 +4,13 @@ import { once } from 'node:events';
 import { chmod, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Database, directory, files, sqlite, type FilesTarget, type Restorer } from '../src/index.js';
 import { filesRestorer } from '../src/sources/files/index.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { describeTree, exists, tempDir } from './helpers/fs.js';
 import { createBank, dumpRows } from './helpers/sqlite.js';
+import { stoppedItself } from './helpers/process.js';
 
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'restore-targets-child.js');
 
@@ -42,16 +42,6 @@ function startChild(backups: string, where: string, stop = ''): { child: ChildPr
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   const outcome = once(child, 'exit').then(() => JSON.parse(out || '{"code":"no output"}') as { ok?: true; code?: string });
   return { child, outcome };
-}
-
-/** Waits until the process has stopped itself (state T in /proc). */
-async function stoppedItself(child: ChildProcess): Promise<void> {
-  for (;;) {
-    const state = (await readFile(`/proc/${child.pid}/stat`, 'utf8').catch(() => '')).replace(/^.*\) /s, '')[0];
-    if (state === 'T') return;
-    if (child.exitCode !== null || state === undefined) assert.fail('the child ended before it reached its stop');
-    await sleep(20);
-  }
 }
 
 describe('concurrent restores into the same targets', () => {

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import Sqlite from 'better-sqlite3';
 import { Database, memory, sqlite } from '../src/index.js';
@@ -16,6 +15,7 @@ import { testSource } from './conformance/source.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
 import { bankSummary, createBank, dumpRows } from './helpers/sqlite.js';
+import { stoppedItself } from './helpers/process.js';
 
 testSource('sqlite', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'backupkit-sqlite-'));
@@ -144,13 +144,3 @@ describe('snapshot copies left by a killed backup', () => {
     assert.deepEqual(await readdir(tmp), [live], 'the killed backup\'s temporaries are gone, the live one stays');
   });
 });
-
-/** Waits until the process has stopped itself (state T in /proc). */
-async function stoppedItself(child: ChildProcess): Promise<void> {
-  for (;;) {
-    const state = (await readFile(`/proc/${child.pid}/stat`, 'utf8').catch(() => '')).replace(/^.*\) /s, '')[0];
-    if (state === 'T') return;
-    if (child.exitCode !== null || state === undefined) assert.fail('the child ended before it reached its stop');
-    await sleep(20);
-  }
-}

@@ -1,8 +1,10 @@
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { lstat, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { promisify } from 'node:util';
 
 /** A fresh temporary folder, removed when the test ends. */
 export async function tempDir(t: TestContext | { after: (fn: () => Promise<void>) => void }, label = 'test'): Promise<string> {
@@ -50,4 +52,19 @@ export async function exists(path: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/**
+ * Makes `folder` a 2 MiB tmpfs, a disk that fills up; skips the test where mounting is not
+ * permitted and then returns false. The caller unmounts it, before its temporary folder is removed.
+ */
+export async function mountSmallDisk(t: TestContext, folder: string): Promise<boolean> {
+  await mkdir(folder);
+  try {
+    await promisify(execFile)('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', folder]);
+    return true;
+  } catch (error) {
+    t.skip(`mounting a 2 MiB tmpfs is not permitted here: ${(error as Error).message.split('\n')[0]}`);
+    return false;
+  }
 }
