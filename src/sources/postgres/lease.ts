@@ -1,10 +1,10 @@
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { asBackupError } from '../../errors.js';
-import { isAbandoned, ownerTag } from '../../util/leftovers.js';
+import { ownerTag, removeAbandoned } from '../../util/leftovers.js';
 import { connect, quoteIdent } from './connection.js';
 
 /**
@@ -101,12 +101,7 @@ export async function makeSpoolFolder(): Promise<string> {
 
 /** Removes the spool folders of restores that are gone (killed before they could). */
 export async function removeAbandonedSpools(): Promise<void> {
-  for (const name of await readdir(tmpdir()).catch(() => [])) {
-    if (!name.startsWith(SPOOL_PREFIX)) continue;
-    const folder = join(tmpdir(), name);
-    const info = await stat(folder).catch(() => undefined);
-    if (info && isAbandoned(name.slice(SPOOL_PREFIX.length), info.mtime)) await rm(folder, { recursive: true, force: true });
-  }
+  await removeAbandoned(tmpdir(), SPOOL_PREFIX);
 }
 
 /**
