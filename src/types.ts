@@ -372,6 +372,8 @@ export interface DestinationKind<Options = never> {
   readonly kind: string;
   /** URL schemes that name this kind's destinations in `--to`, `--from` and config files, such as `s3:`. */
   readonly schemes: readonly string[];
+  /** How its URLs are written, for help and messages, such as `s3://bucket/prefix`; brackets mark optional parts. */
+  readonly urlForm?: string;
   /** Whether a plain path (`/backups`, `./backups`) names one of this kind's destinations: one kind only. */
   readonly paths?: boolean;
   /** A destination from a URL of one of `schemes`, or from a plain path when `paths`; `cwd` resolves relative paths. */

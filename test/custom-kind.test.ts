@@ -10,7 +10,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { Database, directory, registerSource, sqlite, verifyBackup, type SourceKind } from 'backupkit';
+import { Database, directory, memory, registerDestination, registerSource, sqlite, verifyBackup, type SourceKind } from 'backupkit';
 import { withRestoredBackup } from 'backupkit/testing';
 import { kvStore, kvStoreKind, kvStoreRestorer, readStore, writeStore } from '../examples/custom-source.js';
 import { testSource } from './conformance/source.js';
@@ -30,16 +30,16 @@ testSource('custom kind: key-value store', async () => {
   let made = 0;
   return {
     source: kvStore({ name: 'settings', path }),
-    restorer: kvStoreRestorer,
+    kind: kvStoreKind,
     freshTarget: async () => {
       const folder = join(dir, `target-${++made}`);
       await mkdir(folder);
       return { path: join(folder, 'store.json') };
     },
-    createEmpty: (target) => writeFile((target as { path: string }).path, '{}'),
-    fill: (target) => writeStore((target as { path: string }).path, { someone: 'else' }),
-    describe: async (target) => readStore((target as { path: string } | undefined)?.path ?? path),
-    surroundings: async (target) => listOrUndefined(join((target as { path: string }).path, '..')),
+    createEmpty: (target) => writeFile(target.path, '{}'),
+    fill: (target) => writeStore(target.path, { someone: 'else' }),
+    describe: async (target) => readStore(target?.path ?? path),
+    surroundings: async (target) => listOrUndefined(join(target.path, '..')),
     exactEstimate: true,
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
@@ -80,13 +80,44 @@ describe('a source kind registered by the application', () => {
     assert.deepEqual(await readdir(scratch), [], 'verify and the drill removed their throwaway stores');
   });
 
-  it('refuses a second descriptor for a known kind and a name that is not a flag; the same descriptor again is a no-op', () => {
+  it('refuses a second descriptor for a known kind, a name that is not a flag, a scheme or plain paths taken; the same descriptor again is a no-op', () => {
     registerSource(kvStoreKind);
     assert.throws(() => registerSource({ ...kvStoreKind }), { code: 'INVALID_OPTIONS', message: /"kv-store" is registered already/ });
     const impostor: SourceKind = { kind: 'sqlite', restorer: { ...kvStoreRestorer, kind: 'sqlite' }, source: () => sqlite({ name: 'x', path: 'x' }), describeTarget: () => '' };
     assert.throws(() => registerSource(impostor), { code: 'INVALID_OPTIONS' });
     assert.throws(() => registerSource({ ...kvStoreKind, kind: 'Key Value' }), { code: 'INVALID_OPTIONS', message: /lower-case letters/ });
     assert.throws(() => registerSource({ ...kvStoreKind, kind: 'other' }), { code: 'INVALID_OPTIONS', message: /needs a restorer of kind "other"/ });
+    assert.throws(() => registerDestination({ kind: 'bucket', schemes: ['s3:'], create: memory, fromSpec: memory }), { code: 'INVALID_OPTIONS', message: /the scheme s3: is the one of kind "s3"/ });
+    assert.throws(() => registerDestination({ kind: 'folder', schemes: [], paths: true, create: memory, fromSpec: memory }), { code: 'INVALID_OPTIONS', message: /plain paths already name folders/ });
+  });
+
+  it('a destination kind registered by a config file names its destinations by URL in --to and --from', async (t) => {
+    const dir = await tempDir(t, 'kv-scheme');
+    await writeStore(join(dir, 'settings.json'), STORE);
+    const library = pathToFileURL(join(ROOT, 'dist', 'index.js')).href;
+    const example = pathToFileURL(join(ROOT, 'build', 'examples', 'custom-source.js')).href;
+    // shelf://name is the folder shelves/name: a stand-in for a remote store's URLs.
+    await writeFile(
+      join(dir, 'backupkit.config.mjs'),
+      `import { join } from 'node:path';\n` +
+        `import { directory, registerDestination, registerSource } from ${JSON.stringify(library)};\n` +
+        `import { kvStore, kvStoreKind } from ${JSON.stringify(example)};\n` +
+        `registerSource(kvStoreKind);\n` +
+        `registerDestination({ kind: 'shelf', schemes: ['shelf:'], urlForm: 'shelf://name', create: directory,\n` +
+        `  fromSpec: (spec, cwd) => directory({ path: join(cwd, 'shelves', new URL(spec).hostname) }) });\n` +
+        `export default { sources: [kvStore({ name: 'settings', path: 'settings.json' })] };\n`,
+    );
+    const backup = await cli(['backup', '--json', '--to', 'shelf://north'], { cwd: dir });
+    assert.equal(backup.code, 0, backup.stderr);
+    assert.deepEqual(records(backup.stdout).at(-1)?.['destinations'], [`directory ${join(dir, 'shelves', 'north')}`]);
+    const list = await cli(['list', '--json', '--from', 'shelf://north'], { cwd: dir });
+    assert.equal(list.code, 0, list.stderr);
+    assert.deepEqual(records(list.stdout).map((r) => r['name']), [records(backup.stdout).at(-1)?.['name']]);
+
+    await rm(join(dir, 'backupkit.config.mjs'));
+    const unknown = await cli(['list', '--from', 'shelf://north'], { cwd: dir });
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /shelf:\/\/north: a destination is a folder, file:\/\/\/path or s3:\/\/bucket/);
   });
 
   it('runs from a JavaScript CLI config file that registers it: backup, list, restore and verify', async (t) => {
@@ -113,10 +144,15 @@ describe('a source kind registered by the application', () => {
     assert.equal(verify.code, 0, verify.stderr);
     assert.deepEqual((records(verify.stdout).at(-1)?.['sources'] as Array<{ checks: unknown }>)[0]?.checks, [{ name: 'store contents', figures: { keys: 4 }, problems: [] }]);
 
+    // A file:// URL names the same folder as its path.
+    const byUrl = await cli(['list', '--json', '--from', pathToFileURL(join(dir, 'backups')).href], { cwd: dir });
+    assert.deepEqual(records(byUrl.stdout).map((r) => r['name']), records(list.stdout).map((r) => r['name']));
+
     // Without the config that registers it, the command line knows no such kind.
     await rm(join(dir, 'backupkit.config.mjs'));
     const unknown = await cli(['verify', '--from', 'backups', '--level', 'restore'], { cwd: dir });
     assert.notEqual(unknown.code, 0);
     assert.match(unknown.stderr, /UNSUPPORTED_FORMAT: Source "settings" is of kind "kv-store"/);
+    assert.match(unknown.stderr, /hint: Register that kind with `registerSource`/);
   });
 });

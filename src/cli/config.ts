@@ -9,6 +9,7 @@ import { destinationKinds, sourceKind, sourceKinds, type RestoreTarget } from '.
 import type { RetentionPolicy } from '../retention.js';
 import type { ScratchOptions } from '../restore/verify.js';
 import type { Destination, Source } from '../types.js';
+import { alternatives } from './output.js';
 
 /**
  * The contents of a `backupkit.config.js` (its default export, or a function returning it) or
@@ -114,10 +115,10 @@ export function destinationFromSpec(spec: string, cwd: string): Destination {
   return kind.fromSpec(spec, cwd);
 }
 
-/** How destinations can be written, for messages: `a folder, or s3://...`. */
-function destinationForms(): string {
-  const schemes = destinationKinds().flatMap((kind) => kind.schemes.map((scheme) => `${scheme}//...`));
-  return ['a folder', ...schemes].join(', or ');
+/** How destinations can be written, for help and messages: `a folder, or s3://bucket/prefix[...]`. */
+export function destinationForms(): string {
+  const urls = destinationKinds().flatMap((kind) => (kind.urlForm === undefined ? kind.schemes.map((scheme) => `${scheme}//...`) : [kind.urlForm]));
+  return alternatives(['a folder', ...urls]);
 }
 
 async function fromJson(file: string, text: string): Promise<CliConfig> {

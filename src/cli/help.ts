@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { sourceKinds } from '../kinds.js';
+import { destinationForms } from './config.js';
 import type { SourceKind, SourceKindCli } from '../types.js';
 
 /** docs/CLI.md as installed: the package ships docs/ beside dist/. */
@@ -24,7 +25,7 @@ function kindOptions(help: (cli: SourceKindCli) => string): string {
 const KIND_PAIRS = CLI_KINDS.map(({ kind, cli }) => `--${kind} name=${cli.value}`).join(' ');
 const SCRATCH_OPTIONS = CLI_KINDS.flatMap(({ kind, cli }) => (cli.scratchServer ? [option(`--scratch-${kind} <${cli.value}>`, cli.scratchHelp ?? '')] : [])).join('\n');
 
-const DESTINATION = 'a folder, or s3://bucket/prefix[?endpoint=url&region=r&path-style=true]';
+const DESTINATION = destinationForms();
 
 const COMMON = `Common options:
   --config <file>              options from a config file (default: backupkit.config.js, .mjs or .json

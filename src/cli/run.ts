@@ -17,7 +17,7 @@ import { BACKUPKIT_VERSION } from '../version.js';
 import { destinationFromSpec, loadConfig, readText, type CliConfig } from './config.js';
 import { CLI_KINDS, helpText } from './help.js';
 import { forCommandLine } from './hints.js';
-import { counted, createOutput, formatBytes, formatDuration, type Output } from './output.js';
+import { alternatives, counted, createOutput, formatBytes, formatDuration, type Output } from './output.js';
 
 /** What a command's exit code says; docs/CLI.md lists them. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, damaged: 3, interrupted: 130 } as const;
@@ -289,8 +289,7 @@ function columns(rows: ReadonlyArray<readonly string[]>): string[] {
 
 /** `--sqlite, --files or --postgres`: the flags that name sources and targets. */
 function kindFlagList(): string {
-  const flags = CLI_KINDS.map(({ kind }) => `--${kind}`);
-  return flags.length > 1 ? `${flags.slice(0, -1).join(', ')} or ${flags.at(-1)}` : flags.join('');
+  return alternatives(CLI_KINDS.map(({ kind }) => `--${kind}`));
 }
 
 /** The `name=value` pairs of every `--<kind>` flag, by kind in the registry's order, with the kind's own flags. */

@@ -8,6 +8,7 @@ import { directory, type DirectoryOptions } from './index.js';
 export const directoryKind: DestinationKind<DirectoryOptions> = {
   kind: 'directory',
   schemes: ['file:'],
+  urlForm: 'file:///path',
   paths: true,
   fromSpec: (spec, cwd) => directory({ path: spec.startsWith('file:') ? fileURLToPath(parseUrl(spec, 'a folder URL')) : resolve(cwd, spec) }),
   create: directory,

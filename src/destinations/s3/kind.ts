@@ -11,6 +11,7 @@ import { s3, type S3Options } from './index.js';
 export const s3Kind: DestinationKind<S3Options> = {
   kind: 's3',
   schemes: ['s3:'],
+  urlForm: 's3://bucket/prefix[?endpoint=url&region=r&path-style=true]',
   fromSpec(spec) {
     const url = parseUrl(spec, 'an S3 destination');
     if (url.hostname === '') throw new BackupError('INVALID_OPTIONS', `${spec}: an S3 destination names its bucket: s3://bucket/prefix`);
