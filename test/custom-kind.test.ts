@@ -45,6 +45,24 @@ testSource('custom kind: key-value store', async () => {
   };
 });
 
+/**
+ * A folder holding the store and a backupkit.config.mjs that registers the example's kind with the
+ * built package the command runs, then goes on with `rest` (which may import from `node:` too).
+ */
+async function withConfig(t: Parameters<typeof tempDir>[0], rest: string): Promise<string> {
+  const dir = await tempDir(t, 'kv-cli');
+  await writeStore(join(dir, 'settings.json'), STORE);
+  const library = pathToFileURL(join(ROOT, 'dist', 'index.js')).href;
+  const example = pathToFileURL(join(ROOT, 'build', 'examples', 'custom-source.js')).href;
+  await writeFile(
+    join(dir, 'backupkit.config.mjs'),
+    `import { directory, registerDestination, registerSource } from ${JSON.stringify(library)};\n` +
+      `import { kvStore, kvStoreKind } from ${JSON.stringify(example)};\n` +
+      `registerSource(kvStoreKind);\n${rest}`,
+  );
+  return dir;
+}
+
 describe('a source kind registered by the application', () => {
   it('is backed up, restored into an empty store, refused over a full one, verified and drilled', async (t) => {
     const dir = await tempDir(t, 'kv');
@@ -92,17 +110,10 @@ describe('a source kind registered by the application', () => {
   });
 
   it('a destination kind registered by a config file names its destinations by URL in --to and --from', async (t) => {
-    const dir = await tempDir(t, 'kv-scheme');
-    await writeStore(join(dir, 'settings.json'), STORE);
-    const library = pathToFileURL(join(ROOT, 'dist', 'index.js')).href;
-    const example = pathToFileURL(join(ROOT, 'build', 'examples', 'custom-source.js')).href;
     // shelf://name is the folder shelves/name: a stand-in for a remote store's URLs.
-    await writeFile(
-      join(dir, 'backupkit.config.mjs'),
+    const dir = await withConfig(
+      t,
       `import { join } from 'node:path';\n` +
-        `import { directory, registerDestination, registerSource } from ${JSON.stringify(library)};\n` +
-        `import { kvStore, kvStoreKind } from ${JSON.stringify(example)};\n` +
-        `registerSource(kvStoreKind);\n` +
         `registerDestination({ kind: 'shelf', schemes: ['shelf:'], urlForm: 'shelf://name', create: directory,\n` +
         `  fromSpec: (spec, cwd) => directory({ path: join(cwd, 'shelves', new URL(spec).hostname) }) });\n` +
         `export default { sources: [kvStore({ name: 'settings', path: 'settings.json' })] };\n`,
@@ -121,16 +132,9 @@ describe('a source kind registered by the application', () => {
   });
 
   it('runs from a JavaScript CLI config file that registers it: backup, list, restore and verify', async (t) => {
-    const dir = await tempDir(t, 'kv-cli');
-    await writeStore(join(dir, 'settings.json'), STORE);
-    const library = pathToFileURL(join(ROOT, 'dist', 'index.js')).href;
-    const example = pathToFileURL(join(ROOT, 'build', 'examples', 'custom-source.js')).href;
-    await writeFile(
-      join(dir, 'backupkit.config.mjs'),
-      `import { directory, registerSource } from ${JSON.stringify(library)};\n` +
-        `import { kvStore, kvStoreKind } from ${JSON.stringify(example)};\n` +
-        `registerSource(kvStoreKind);\n` +
-        `export default { sources: [kvStore({ name: 'settings', path: 'settings.json' })], to: directory({ path: 'backups' }),\n` +
+    const dir = await withConfig(
+      t,
+      `export default { sources: [kvStore({ name: 'settings', path: 'settings.json' })], to: directory({ path: 'backups' }),\n` +
         `  targets: { settings: { path: 'restored/settings.json' } } };\n`,
     );
     const backup = await cli(['backup', '--json'], { cwd: dir });
