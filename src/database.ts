@@ -7,14 +7,11 @@ import { BackupError } from './errors.js';
 import { checkRetentionPolicy, type RetentionPolicy } from './retention.js';
 import { runRestore } from './restore/engine.js';
 import { RestoreOperation } from './restore/operation.js';
-import { filesRestorer, type FilesTarget } from './sources/files/index.js';
-import { postgresRestorer, type PostgresTarget } from './sources/postgres/index.js';
-import { sqliteRestorer, type SqliteTarget } from './sources/sqlite/index.js';
+import { restorersWith, type RestoreTarget } from './kinds.js';
 import type { Destination, Restorer, Source } from './types.js';
 
 /** Letters, digits, `_`, `-` and `.`: a name that is also a safe archive folder. */
 const SOURCE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-const BUILT_IN_RESTORERS: readonly Restorer[] = [sqliteRestorer as Restorer, filesRestorer as Restorer, postgresRestorer as Restorer];
 
 /**
  * Options of {@link Database}.
@@ -56,12 +53,6 @@ export interface BackupOptions {
 }
 
 /**
- * Where a source is restored: `{ path }` for SQLite, `{ dir }` for files, `{ connection, database }` for PostgreSQL.
- * @public
- */
-export type RestoreTarget = SqliteTarget | FilesTarget | PostgresTarget;
-
-/**
  * Options of {@link Database.restore}.
  * @public
  */
@@ -74,7 +65,7 @@ export interface RestoreOptions {
   targets: Readonly<Record<string, RestoreTarget>>;
   /** Aborts the restore, like `cancel()`; the targets are left as they were. */
   signal?: AbortSignal;
-  /** Restorers for source kinds backupkit does not ship. */
+  /** Restorers for source kinds backupkit does not know; `registerSource` makes a kind known everywhere at once. */
   restorers?: readonly Restorer[];
   /** The passphrase or private key of an encrypted backup. */
   decrypt?: DecryptOptions;
@@ -163,11 +154,6 @@ export class Database {
       return runRestore(plan, context).then(({ result }) => result);
     }, options?.signal);
   }
-}
-
-/** The restorers of the built-in source kinds, and those given, by kind. */
-export function restorersWith(extra: readonly Restorer[] = []): ReadonlyMap<string, Restorer> {
-  return new Map([...BUILT_IN_RESTORERS, ...extra].map((restorer) => [restorer.kind, restorer]));
 }
 
 function toArray(to: BackupOptions['to'] | undefined): readonly Destination[] {

@@ -4,7 +4,9 @@
  * @packageDocumentation
  */
 export { Database } from './database.js';
-export type { BackupOptions, CompressionOptions, DatabaseOptions, RestoreOptions, RestoreTarget } from './database.js';
+export type { BackupOptions, CompressionOptions, DatabaseOptions, RestoreOptions } from './database.js';
+export { registerDestination, registerSource } from './kinds.js';
+export type { RestoreTarget, RestoreTargets, ScratchServers } from './kinds.js';
 export { BackupOperation } from './backup/operation.js';
 export type { BackupEvents, BackupResult } from './backup/operation.js';
 export { RestoreOperation } from './restore/operation.js';
@@ -40,6 +42,7 @@ export type {
   BackupWarning,
   Destination,
   DestinationCapabilities,
+  DestinationKind,
   Entry,
   EntryType,
   RestoreEntry,
@@ -50,6 +53,9 @@ export type {
   Snapshot,
   SnapshotContext,
   Source,
+  SourceKind,
+  SourceKindCli,
+  SourceKindCliOptions,
   StoredObject,
   Upload,
   VerifyCheck,

@@ -3,10 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DecryptOptions } from '../archive/encryption.js';
 import type { VerifySignatureOptions } from '../archive/signature.js';
-import { restorersWith } from '../database.js';
 import { BackupError } from '../errors.js';
 import { Operation, type OperationContext, type OperationEvents, type SourceStats } from '../operation.js';
-import type { PostgresConnection } from '../sources/postgres/index.js';
+import { restorersWith, type ScratchServers } from '../kinds.js';
 import type { Destination, Restorer, VerifyCheck } from '../types.js';
 import { runRestore, type RestorePlan, type RestoreRun } from './engine.js';
 import type { RestoreEvents } from './operation.js';
@@ -23,14 +22,9 @@ export type VerifyLevel = 'checksums' | 'restore';
  * Where `verifyBackup` and restore drills (`backupkit/testing`) make their throwaway targets.
  * @public
  */
-export interface ScratchOptions {
+export interface ScratchOptions extends ScratchServers {
   /** Parent folder of the throwaway files and SQLite databases; default: the OS temp folder. */
   dir?: string;
-  /**
-   * Server for throwaway PostgreSQL databases (created and dropped); default: libpq's environment
-   * (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`).
-   */
-  postgres?: PostgresConnection;
 }
 
 /**
@@ -50,7 +44,7 @@ export interface VerifyOptions {
   level?: VerifyLevel;
   /** Where `restore` puts its throwaway targets. */
   scratch?: ScratchOptions;
-  /** Restorers for source kinds backupkit does not ship. */
+  /** Restorers for source kinds backupkit does not know; `registerSource` makes a kind known everywhere at once. */
   restorers?: readonly Restorer[];
   /** Aborts the verification, like `cancel()`; throwaway targets are removed. */
   signal?: AbortSignal;
@@ -168,9 +162,11 @@ export async function restoreIntoScratch<T>(
   context: OperationContext<RestoreEvents>,
   use: (run: RestoreRun) => Promise<T>,
 ): Promise<T> {
-  const dir = await mkdtemp(join(options?.dir ?? tmpdir(), 'backupkit-scratch-'));
+  // Every other option is the server of the kind it is named after.
+  const { dir: parent, ...servers } = options ?? {};
+  const dir = await mkdtemp(join(parent ?? tmpdir(), 'backupkit-scratch-'));
   try {
-    const run = await runRestore({ ...plan, scratch: { dir, servers: { postgres: options?.postgres } } }, context);
+    const run = await runRestore({ ...plan, scratch: { dir, servers } }, context);
     try {
       return await use(run);
     } finally {
