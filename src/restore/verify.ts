@@ -99,15 +99,7 @@ export interface VerifyEvents extends OperationEvents<VerifyResult> {
  * A running verification, returned by {@link verifyBackup}; awaitable like a restore.
  * @public
  */
-export class VerifyOperation extends Operation<VerifyResult, VerifyEvents> implements PromiseLike<VerifyResult> {
-  /** Makes the operation awaitable: the same as `done.then(...)`. */
-  then<A = VerifyResult, B = never>(
-    onFulfilled?: ((result: VerifyResult) => A | PromiseLike<A>) | null,
-    onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
-  ): Promise<A | B> {
-    return this.done.then(onFulfilled, onRejected);
-  }
-}
+export class VerifyOperation extends Operation<VerifyResult, VerifyEvents> {}
 
 /**
  * The rejection of a verification whose restored data differs from the archive (code

@@ -58,7 +58,6 @@ export function testDestination(label: string, make: () => Promise<DestinationHa
     it('describes itself', withDestination(async (d) => {
       assert.equal(typeof d.kind, 'string');
       assert.ok(d.description.length > 0);
-      assert.equal(typeof d.capabilities.atomicCommit, 'boolean');
       assert.equal(typeof d.capabilities.deferredCommit, 'boolean');
     }));
 
