@@ -8,7 +8,7 @@ import { BackupError } from '../errors.js';
 import { Operation, type OperationContext, type OperationEvents, type SourceStats } from '../operation.js';
 import type { PostgresConnection } from '../sources/postgres/index.js';
 import type { Destination, Restorer, VerifyCheck } from '../types.js';
-import { runRestore, type RestorePlan, type RestoreRun } from './engine.js';
+import type { RestorePlan, RestoreRun } from './engine.js';
 import type { RestoreEvents } from './operation.js';
 
 /**
@@ -141,7 +141,7 @@ export function verifyBackup(options: VerifyOptions): VerifyOperation {
     const startedAt = Date.now();
     const plan = { from: options.from, backup: options.backup, targets: {}, restorers: restorersWith(options.restorers), decrypt: options.decrypt, verifySignature: options.verifySignature, operation: 'verify' as const };
     const asRestore = context as unknown as OperationContext<RestoreEvents>; // the same events, less `end`
-    if (level === 'checksums') return report(await runRestore(plan, asRestore), level, startedAt);
+    if (level === 'checksums') return report(await (await restoreEngine()).runRestore(plan, asRestore), level, startedAt);
     return restoreIntoScratch({ ...plan, checkTargets: true }, options.scratch, asRestore, async (run) => {
       const result = report(run, level, startedAt);
       if (result.problems.length > 0) throw new VerificationError(result);
@@ -149,6 +149,9 @@ export function verifyBackup(options: VerifyOptions): VerifyOperation {
     });
   }, options?.signal);
 }
+
+/** The restore engine, imported when first used (as the facade does): importing backupkit stays cheap. */
+const restoreEngine = () => import('./engine.js');
 
 /**
  * Restores every source of a backup into throwaway targets, hands the finished restore to `use`,
@@ -162,7 +165,7 @@ export async function restoreIntoScratch<T>(
 ): Promise<T> {
   const dir = await mkdtemp(join(options?.dir ?? tmpdir(), 'backupkit-scratch-'));
   try {
-    const run = await runRestore({ ...plan, scratch: { dir, servers: { postgres: options?.postgres } } }, context);
+    const run = await (await restoreEngine()).runRestore({ ...plan, scratch: { dir, servers: { postgres: options?.postgres } } }, context);
     try {
       return await use(run);
     } finally {

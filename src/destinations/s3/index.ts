@@ -20,7 +20,9 @@ const loadS3Storage = optionalPeer({ name: '@aws-sdk/lib-storage', ...PEER }, ()
  * @public
  */
 export interface S3ClientLike {
+  /** Sends an S3 command. */
   send(command: never, options?: never): Promise<unknown>;
+  /** The client's resolved settings, read by the multipart upload helper. */
   readonly config: object;
 }
 

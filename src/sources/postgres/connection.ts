@@ -18,9 +18,11 @@ export interface PostgresClientConfig {
   host?: string | undefined;
   /** Default 5432. */
   port?: number | undefined;
+  /** The role to log in as. */
   user?: string | undefined;
   /** A password, or a function returning one (for short-lived tokens, such as IAM authentication). */
   password?: string | (() => string | Promise<string>) | undefined;
+  /** The database to connect to. */
   database?: string | undefined;
   /** `postgres://user@host:5432/database`; its fields win over the others, as in `pg`. */
   connectionString?: string | undefined;
@@ -28,12 +30,19 @@ export interface PostgresClientConfig {
   ssl?: boolean | ConnectionOptions | undefined;
   /** Server settings sent at connection time, as `-c name=value` words. */
   options?: string | undefined;
+  /** Milliseconds to wait for a connection; default: no limit. */
   connectionTimeoutMillis?: number | undefined;
+  /** TCP keep-alive on the connection. */
   keepAlive?: boolean | undefined;
+  /** Milliseconds of silence before the first keep-alive probe. */
   keepAliveInitialDelayMillis?: number | undefined;
+  /** The server's `statement_timeout`, in milliseconds; false for none. */
   statement_timeout?: false | number | undefined;
+  /** The server's `lock_timeout`, in milliseconds. */
   lock_timeout?: number | undefined;
+  /** Milliseconds the client waits for a query's answer. */
   query_timeout?: number | undefined;
+  /** The server's `idle_in_transaction_session_timeout`, in milliseconds. */
   idle_in_transaction_session_timeout?: number | undefined;
 }
 
@@ -44,6 +53,7 @@ export interface PostgresClientConfig {
 export interface PostgresPool {
   /** The settings the pool opens its connections with. */
   readonly options: PostgresClientConfig;
+  /** Lends a connection: a pool has it; backupkit never calls it. */
   connect(): Promise<unknown>;
 }
 
