@@ -16,7 +16,10 @@ import { checkRange } from './range.js';
  * @public
  */
 export interface RetryOptions {
-  /** Attempts per call, the first one included; default 3. 1 turns retries off. */
+  /**
+   * Attempts per call, the first one included; default 3. 1 turns retries off. A download gets
+   * as many at each byte it breaks at: one that keeps moving between glitches goes on.
+   */
   attempts?: number;
   /** Milliseconds before the first retry, doubled before each next one; default 500. */
   initialDelay?: number;
@@ -80,12 +83,16 @@ export function withRetry(destination: Destination, options: RetryOptions = {}):
     }
   };
 
-  /** Reads on from the byte a broken download reached, with a ranged read. */
+  /**
+   * Reads on from the byte a broken download reached, with a ranged read. Attempts count the
+   * failures in a row at one position: a long download that keeps moving between glitches goes on.
+   */
   async function* resumable(name: string, range: ReadRange | undefined, first: Readable): AsyncGenerator<Buffer> {
     const { start, end } = checkRange(range);
     let position = start;
     let body: Readable | undefined = first;
-    for (let attempt = 1; ; attempt++) {
+    let failedAt = -1;
+    for (let attempt = 0; ; ) {
       try {
         body ??= await destination.open(name, { offset: position, ...(end === undefined ? {} : { length: end - position }) });
         for await (const chunk of body as AsyncIterable<Buffer>) {
@@ -96,6 +103,8 @@ export function withRetry(destination: Destination, options: RetryOptions = {}):
       } catch (error) {
         body = undefined;
         if (end !== undefined && position >= end) return;
+        attempt = position > failedAt ? 1 : attempt + 1;
+        failedAt = position;
         await backOff(`read ${name} from byte ${position}`, attempt, error);
       }
     }
