@@ -15,7 +15,7 @@
  *   S3      a 1 GB archive (one incompressible file, stored uncompressed) to moto_server on
  *           127.0.0.1: one S3 destination, then a local folder and S3 together
  *   Import  `import('backupkit')` in a fresh process vs bare node: wall time and peak RSS,
- *           median of IMPORT_RUNS runs of each
+ *           median of 9 runs of each (wall time, CPU time, peak RSS)
  *
  * Sizes: BENCH_SQLITE_MB (1024), BENCH_FILES_MB (1024), BENCH_FILES_COUNT (50000). Work folder:
  * BENCH_DIR (a new temporary folder, removed afterwards; a given one is kept, and the data in it
@@ -248,26 +248,38 @@ async function benchS3(): Promise<void> {
 }
 
 const IMPORT_RUNS = 9;
-const importRows: Array<{ case: string; seconds: number; rssMb: number }> = [];
+const importRows: Array<{ case: string; seconds: number; cpuSeconds: number; rssMb: number }> = [];
 
-/** Wall time and peak RSS of a fresh Node.js process running `script`, from the package's folder. */
-function timeNode(script: string): { seconds: number; rssMb: number } {
+interface ProcessCost {
+  /** Wall time, from spawning to exit. */
+  seconds: number;
+  /** User and system CPU time: what a busy machine does not inflate as much as wall time. */
+  cpuSeconds: number;
+  rssMb: number;
+}
+
+/** What a fresh Node.js process running `script`, from the package's folder, costs. */
+function timeNode(script: string): ProcessCost {
   const started = performance.now();
-  const out = execFileSync(process.execPath, ['--input-type=module', '-e', `${script}; process.stdout.write(String(process.resourceUsage().maxRSS))`], { cwd: join(here, '..', '..'), encoding: 'utf8' });
-  return { seconds: (performance.now() - started) / 1000, rssMb: Number(out) / 1024 };
+  const report = 'const { maxRSS, userCPUTime, systemCPUTime } = process.resourceUsage(); process.stdout.write(JSON.stringify([maxRSS, userCPUTime + systemCPUTime]))';
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', `${script}; ${report}`], { cwd: join(here, '..', '..'), encoding: 'utf8' });
+  const [rssKb, cpuMicroseconds] = JSON.parse(out) as [number, number];
+  return { seconds: (performance.now() - started) / 1000, cpuSeconds: cpuMicroseconds / 1e6, rssMb: rssKb / 1024 };
 }
 
 /** What an application pays to import backupkit (a self-reference: the package's own exports map). */
 async function benchImport(): Promise<void> {
   console.error('import cost');
   const cases = { 'bare node': '', "import('backupkit')": "await import('backupkit')" };
-  const runs = new Map<string, Array<{ seconds: number; rssMb: number }>>(Object.keys(cases).map((name) => [name, []]));
+  const runs = new Map<string, ProcessCost[]>(Object.keys(cases).map((name) => [name, []]));
   for (let i = 0; i < IMPORT_RUNS; i++) {
     // Interleaved, so that a busy moment of the machine weighs on both alike.
     for (const [name, script] of Object.entries(cases)) runs.get(name)!.push(timeNode(script));
   }
   const median = (values: number[]) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-  for (const [name, measured] of runs) importRows.push({ case: name, seconds: median(measured.map((m) => m.seconds)), rssMb: median(measured.map((m) => m.rssMb)) });
+  for (const [name, measured] of runs) {
+    importRows.push({ case: name, seconds: median(measured.map((m) => m.seconds)), cpuSeconds: median(measured.map((m) => m.cpuSeconds)), rssMb: median(measured.map((m) => m.rssMb)) });
+  }
 }
 
 if (only === undefined || only === 'import') await benchImport();
@@ -305,9 +317,10 @@ if (s3Rows.length > 0) {
 }
 if (importRows.length > 0) {
   const [bare, imported] = importRows as [(typeof importRows)[0], (typeof importRows)[0]];
-  console.log(`\n${line([`Import cost (median of ${IMPORT_RUNS} fresh processes)`, 'wall s', 'peak RSS MB'])}`);
-  console.log(line(['---', '---:', '---:']));
-  for (const row of importRows) console.log(line([row.case, row.seconds.toFixed(3), row.rssMb.toFixed(1)]));
-  console.log(line(['backupkit over bare node', `+${(imported.seconds - bare.seconds).toFixed(3)}`, `+${(imported.rssMb - bare.rssMb).toFixed(1)}`]));
+  console.log(`\n${line([`Import cost (median of ${IMPORT_RUNS} fresh processes)`, 'wall s', 'CPU s', 'peak RSS MB'])}`);
+  console.log(line(['---', '---:', '---:', '---:']));
+  for (const row of importRows) console.log(line([row.case, row.seconds.toFixed(3), row.cpuSeconds.toFixed(3), row.rssMb.toFixed(1)]));
+  const more = (a: number, b: number, digits: number) => `+${(a - b).toFixed(digits)}`;
+  console.log(line(['backupkit over bare node', more(imported.seconds, bare.seconds, 3), more(imported.cpuSeconds, bare.cpuSeconds, 3), more(imported.rssMb, bare.rssMb, 1)]));
 }
 if (!process.env.BENCH_DIR) await rm(work, { recursive: true, force: true });
