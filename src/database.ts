@@ -1,11 +1,9 @@
-import { runBackup } from './backup/engine.js';
 import { BackupOperation } from './backup/operation.js';
 import { resolveCompression, type CompressionAlgorithm } from './archive/compression.js';
 import { prepareEncryption, type DecryptOptions, type EncryptOptions } from './archive/encryption.js';
 import { prepareSigner, type SignOptions, type VerifySignatureOptions } from './archive/signature.js';
 import { BackupError } from './errors.js';
 import { checkRetentionPolicy, type RetentionPolicy } from './retention.js';
-import { runRestore } from './restore/engine.js';
 import { RestoreOperation } from './restore/operation.js';
 import { restorersWith, type RestoreTarget } from './kinds.js';
 import type { Destination, Restorer, Source } from './types.js';
@@ -132,6 +130,8 @@ export class Database {
       if (this.#running) throw new BackupError('BACKUP_IN_PROGRESS', 'A backup of this Database is already running');
       this.#running = true;
       try {
+        // The engines are imported when first used: importing backupkit stays cheap.
+        const { runBackup } = await import('./backup/engine.js');
         return await runBackup({ sources: this.sources, destinations, compression, encryption, signer, retention: options.retention }, context);
       } finally {
         this.#running = false;
@@ -151,7 +151,7 @@ export class Database {
         throw new BackupError('INVALID_OPTIONS', '`targets` must name at least one source to restore');
       }
       const plan = { from: options.from, backup: options.backup, targets: options.targets, restorers: restorersWith(options.restorers), decrypt: options.decrypt, verifySignature: options.verifySignature };
-      return runRestore(plan, context).then(({ result }) => result);
+      return import('./restore/engine.js').then(({ runRestore }) => runRestore(plan, context)).then(({ result }) => result);
     }, options?.signal);
   }
 }

@@ -30,13 +30,16 @@ export { sqlite } from './sources/sqlite/index.js';
 export type { SqliteSourceOptions, SqliteTarget } from './sources/sqlite/index.js';
 export { postgres } from './sources/postgres/index.js';
 export type { PostgresConnection, PostgresSourceOptions, PostgresTarget } from './sources/postgres/index.js';
+export type { PostgresClientConfig, PostgresPool } from './sources/postgres/connection.js';
 export { files } from './sources/files/index.js';
 export type { FilesSourceOptions, FilesTarget } from './sources/files/index.js';
 export { directory } from './destinations/directory/index.js';
 export type { DirectoryOptions } from './destinations/directory/index.js';
 export { memory } from './destinations/memory/index.js';
 export { s3 } from './destinations/s3/index.js';
-export type { S3Options } from './destinations/s3/index.js';
+export { withRetry } from './destinations/retry.js';
+export type { RetryInfo, RetryOptions } from './destinations/retry.js';
+export type { S3ClientLike, S3Credentials, S3Options } from './destinations/s3/index.js';
 export type {
   ArchivedEntry,
   BackupWarning,
@@ -44,6 +47,7 @@ export type {
   DestinationCapabilities,
   DestinationKind,
   Entry,
+  ReadRange,
   EntryType,
   RestoreEntry,
   RestoreSink,

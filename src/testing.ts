@@ -14,14 +14,13 @@
  *
  * @packageDocumentation
  */
-import type pg from 'pg';
 import type { DecryptOptions } from './archive/encryption.js';
 import { BackupError } from './errors.js';
 import { restorersWith, type RestoreTargets } from './kinds.js';
 import type { OperationContext } from './operation.js';
 import type { RestoreEvents } from './restore/operation.js';
 import { restoreIntoScratch, type ScratchOptions } from './restore/verify.js';
-import { clientConfig } from './sources/postgres/connection.js';
+import { clientConfig, type PostgresClientConfig } from './sources/postgres/connection.js';
 import type { Destination, Restorer } from './types.js';
 
 export type { ScratchOptions } from './restore/verify.js';
@@ -67,7 +66,7 @@ export interface RestoredBackup {
   /** The restored folder of a files source: `target(source, 'files').dir`. */
   filesDir(source: string): string;
   /** How to connect to the restored database of a PostgreSQL source: `new pg.Client(restored.postgres('pg'))`. */
-  postgres(source: string): pg.ClientConfig;
+  postgres(source: string): PostgresClientConfig;
 }
 
 /**

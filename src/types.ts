@@ -251,17 +251,28 @@ export interface Upload {
 }
 
 /**
- * What a destination can do; the engine adapts to it.
+ * What a destination can do; the engine adapts to it. Every destination writes objects whole or
+ * not at all: that is part of the {@link Upload} contract, not a capability.
  * @public
  */
 export interface DestinationCapabilities {
-  /** Objects appear whole or not at all. */
-  readonly atomicCommit: boolean;
   /**
    * Objects stay invisible until `commit()`. Without it (S3) an object appears when its stream
-   * ends, and `abort()` after that deletes it.
+   * ends, and `abort()` after that deletes it. A backup to several destinations commits those
+   * without it first, so that a failure there never makes a copy appear on the others.
    */
   readonly deferredCommit: boolean;
+}
+
+/**
+ * Part of an object to read (see {@link Destination.open}): `length` bytes from `offset`.
+ * @public
+ */
+export interface ReadRange {
+  /** The first byte to read, from 0; default 0. */
+  readonly offset?: number;
+  /** How many bytes, at least 1; default: to the end of the object. */
+  readonly length?: number;
 }
 
 /**
@@ -277,8 +288,11 @@ export interface Destination {
   readonly capabilities: DestinationCapabilities;
   /** Starts writing an object; it stays invisible until committed. */
   create(name: string): Promise<Upload>;
-  /** Throws `NOT_FOUND` if there is no such committed object. */
-  open(name: string): Promise<Readable>;
+  /**
+   * Reads a committed object, or with `range` only part of it (a range running past the end
+   * reads the bytes there are, possibly none). Throws `NOT_FOUND` if there is no such object.
+   */
+  open(name: string, range?: ReadRange): Promise<Readable>;
   /**
    * Committed objects whose names start with `prefix`, in no particular order. Throws `NOT_FOUND`
    * if the destination itself does not exist (a missing folder); an existing empty one lists nothing.

@@ -7,7 +7,7 @@ import { BackupError } from '../errors.js';
 import { Operation, type OperationContext, type OperationEvents, type SourceStats } from '../operation.js';
 import { restorersWith, type ScratchServers } from '../kinds.js';
 import type { Destination, Restorer, VerifyCheck } from '../types.js';
-import { runRestore, type RestorePlan, type RestoreRun } from './engine.js';
+import type { RestorePlan, RestoreRun } from './engine.js';
 import type { RestoreEvents } from './operation.js';
 
 /**
@@ -93,15 +93,7 @@ export interface VerifyEvents extends OperationEvents<VerifyResult> {
  * A running verification, returned by {@link verifyBackup}; awaitable like a restore.
  * @public
  */
-export class VerifyOperation extends Operation<VerifyResult, VerifyEvents> implements PromiseLike<VerifyResult> {
-  /** Makes the operation awaitable: the same as `done.then(...)`. */
-  then<A = VerifyResult, B = never>(
-    onFulfilled?: ((result: VerifyResult) => A | PromiseLike<A>) | null,
-    onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
-  ): Promise<A | B> {
-    return this.done.then(onFulfilled, onRejected);
-  }
-}
+export class VerifyOperation extends Operation<VerifyResult, VerifyEvents> {}
 
 /**
  * The rejection of a verification whose restored data differs from the archive (code
@@ -143,7 +135,7 @@ export function verifyBackup(options: VerifyOptions): VerifyOperation {
     const startedAt = Date.now();
     const plan = { from: options.from, backup: options.backup, targets: {}, restorers: restorersWith(options.restorers), decrypt: options.decrypt, verifySignature: options.verifySignature, operation: 'verify' as const };
     const asRestore = context as unknown as OperationContext<RestoreEvents>; // the same events, less `end`
-    if (level === 'checksums') return report(await runRestore(plan, asRestore), level, startedAt);
+    if (level === 'checksums') return report(await (await restoreEngine()).runRestore(plan, asRestore), level, startedAt);
     return restoreIntoScratch({ ...plan, checkTargets: true }, options.scratch, asRestore, async (run) => {
       const result = report(run, level, startedAt);
       if (result.problems.length > 0) throw new VerificationError(result);
@@ -151,6 +143,9 @@ export function verifyBackup(options: VerifyOptions): VerifyOperation {
     });
   }, options?.signal);
 }
+
+/** The restore engine, imported when first used (as the facade does): importing backupkit stays cheap. */
+const restoreEngine = () => import('./engine.js');
 
 /**
  * Restores every source of a backup into throwaway targets, hands the finished restore to `use`,
@@ -166,7 +161,7 @@ export async function restoreIntoScratch<T>(
   const { dir: parent, ...servers } = options ?? {};
   const dir = await mkdtemp(join(parent ?? tmpdir(), 'backupkit-scratch-'));
   try {
-    const run = await runRestore({ ...plan, scratch: { dir, servers } }, context);
+    const run = await (await restoreEngine()).runRestore({ ...plan, scratch: { dir, servers } }, context);
     try {
       return await use(run);
     } finally {

@@ -5,12 +5,11 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import pLimit from 'p-limit';
 import type pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import { BackupError, asBackupError } from '../../errors.js';
 import { ensureSpace } from '../../util/fs.js';
 import { readLimited } from '../../util/streams.js';
 import type { RestoreEntry, RestoreSink, Restorer, ScratchTarget, VerifyCheck } from '../../types.js';
-import { clientConfig, connect, quoteIdent, quoteLiteral, type PostgresConnection } from './connection.js';
+import { clientConfig, connect, loadCopyStreams, quoteIdent, quoteLiteral, type PostgresConnection } from './connection.js';
 import { copyTableOut } from './copy-out.js';
 import { Lease, dropServerLeftovers, makeSpoolFolder, newTag, removeAbandonedSpools, restoreRoleName, scramVerifier } from './lease.js';
 import { OUTPUT_SETTINGS, RESTORE_SETTINGS, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
@@ -251,6 +250,7 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
 
     const loadChunk = async (client: pg.Client, table: TocTable, file: string): Promise<void> => {
       const columns = table.columns.length > 0 ? ` (${table.columns.join(', ')})` : '';
+      const { from: copyFrom } = await loadCopyStreams();
       const stream = client.query(copyFrom(`COPY ${table.qualifiedName}${columns} FROM STDIN`));
       try {
         await pipeline(createReadStream(file), stream, { signal });
