@@ -94,4 +94,36 @@ describe('postgres fidelity', () => {
     assert.equal(row?.comment, null);
     await assertSame(source, restored);
   });
+
+  it('keeps the enable mode of a trigger on one partition (disabled, ALWAYS, REPLICA) apart from its parent\'s', async (t) => {
+    const source = await createDatabase(t, 'partitiontriggers');
+    await sql(source, `
+      CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
+      CREATE TABLE events (id integer NOT NULL, at integer NOT NULL) PARTITION BY RANGE (at);
+      CREATE TABLE events_a PARTITION OF events FOR VALUES FROM (0) TO (10);
+      CREATE TABLE events_b PARTITION OF events FOR VALUES FROM (10) TO (20);
+      CREATE TABLE events_c PARTITION OF events FOR VALUES FROM (20) TO (30);
+      CREATE TABLE events_d PARTITION OF events FOR VALUES FROM (30) TO (40) PARTITION BY RANGE (at);
+      CREATE TABLE events_d1 PARTITION OF events_d FOR VALUES FROM (30) TO (35);
+      CREATE TABLE events_d2 PARTITION OF events_d FOR VALUES FROM (35) TO (40);
+      CREATE TRIGGER stamp BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION touch();
+      ALTER TABLE events_a DISABLE TRIGGER stamp;
+      ALTER TABLE events_b ENABLE ALWAYS TRIGGER stamp;
+      ALTER TABLE events_c ENABLE REPLICA TRIGGER stamp;
+      ALTER TABLE events_d DISABLE TRIGGER stamp;
+      ALTER TABLE events_d2 ENABLE TRIGGER stamp;
+      -- And the other way round: disabled on the parent, enabled on one partition.
+      CREATE TRIGGER audit BEFORE UPDATE ON events FOR EACH ROW EXECUTE FUNCTION touch();
+      ALTER TABLE events DISABLE TRIGGER audit;
+      ALTER TABLE events_a ENABLE TRIGGER audit;
+      INSERT INTO events SELECT i, i % 40 FROM generate_series(1, 200) i;`);
+    const modes = `SELECT c.relname || ' ' || t.tgname || ' ' || t.tgenabled::text AS mode FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                    WHERE NOT t.tgisinternal ORDER BY 1`;
+    const { restored } = await roundTrip(source);
+    await assertSame(source, restored);
+    assert.deepEqual(await sql(restored, modes), await sql(source, modes));
+    assert.deepEqual((await sql<{ mode: string }>(restored, modes)).map((row) => row.mode).filter((mode) => / stamp /.test(mode)), [
+      'events stamp O', 'events_a stamp D', 'events_b stamp A', 'events_c stamp R', 'events_d stamp D', 'events_d1 stamp D', 'events_d2 stamp O',
+    ]);
+  });
 });

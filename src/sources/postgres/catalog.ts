@@ -226,6 +226,9 @@ function orderRefreshes(drafts: readonly Draft[], deps: Map<number, Set<number>>
   }
 }
 
+/** `tgenabled`/`ev_enabled` as the ALTER TABLE words that set it. */
+const TRIGGER_MODES: Record<string, string> = { O: 'ENABLE', D: 'DISABLE', R: 'ENABLE REPLICA', A: 'ENABLE ALWAYS' };
+
 type Query = <T extends Row>(sql: string, params?: unknown[]) => Promise<T[]>;
 type Add = (draft: Omit<Draft, 'id' | 'creates' | 'after' | 'needs'> & { creates?: string[]; after?: number[]; needs?: string[] }) => Draft;
 type Key = (catalog: string, oid: unknown) => string;
@@ -831,15 +834,21 @@ async function readPostData(
     comment(`STATISTICS ${stat.qname}`, stat.comment, entry, stat.schema);
   }
 
-  const triggerParent = versionNum >= 130000 ? 't.tgparentid = 0' : 'true';
-  for (const trigger of await q<{ oid: number; schema: string; name: string; table: string; def: string; enabled: string; comment: string | null }>(`
+  // A partition's copy of its parent's trigger comes with the parent's; only an enable mode of its own
+  // (DISABLE, ENABLE ALWAYS/REPLICA on that partition) is written, after the parent's, as pg_dump does.
+  const parentId = versionNum >= 130000 ? 't.tgparentid' : '0';
+  for (const trigger of await q<{ oid: number; schema: string; name: string; table: string; def: string; enabled: string; parent: number; comment: string | null }>(`
     SELECT t.oid::int AS oid, n.nspname AS schema, t.tgname AS name, format('%I.%I', n.nspname, c.relname) AS table,
-           pg_get_triggerdef(t.oid, false) AS def, t.tgenabled::text AS enabled, obj_description(t.oid, 'pg_trigger') AS comment
+           pg_get_triggerdef(t.oid, false) AS def, t.tgenabled::text AS enabled, ${parentId}::int AS parent, obj_description(t.oid, 'pg_trigger') AS comment
       FROM pg_trigger t ${onTable('t.tgrelid')}
-     WHERE c.relnamespace = ANY($1) AND NOT t.tgisinternal AND ${triggerParent} AND ${notExtensionMember('pg_class', 'c.oid')}`, [namespaces])) {
-    const statements = [`${trigger.def};`];
-    const state = { D: 'DISABLE', R: 'ENABLE REPLICA', A: 'ENABLE ALWAYS' }[trigger.enabled];
-    if (state) statements.push(`ALTER TABLE ${trigger.table} ${state} TRIGGER ${quoteIdent(trigger.name)};`);
+     WHERE c.relnamespace = ANY($1) AND NOT t.tgisinternal AND ${notExtensionMember('pg_class', 'c.oid')}
+       AND (${parentId} = 0 OR t.tgenabled <> (SELECT p.tgenabled FROM pg_trigger p WHERE p.oid = ${parentId}))`, [namespaces])) {
+    const mode = `ALTER TABLE ${trigger.table} ${TRIGGER_MODES[trigger.enabled]} TRIGGER ${quoteIdent(trigger.name)};`;
+    if (trigger.parent !== 0) {
+      add({ kind: 'TRIGGER', schema: trigger.schema, name: trigger.name, section: 'post-data', sql: mode, needs: [key('pg_trigger', trigger.parent)] });
+      continue;
+    }
+    const statements = [`${trigger.def};`, ...(trigger.enabled === 'O' ? [] : [mode])];
     const entry = add({ kind: 'TRIGGER', schema: trigger.schema, name: trigger.name, section: 'post-data', sql: statements.join('\n'), creates: [key('pg_trigger', trigger.oid)] });
     comment(`TRIGGER ${quoteIdent(trigger.name)} ON ${trigger.table}`, trigger.comment, entry, trigger.schema);
   }
@@ -850,8 +859,7 @@ async function readPostData(
       FROM pg_rewrite r ${onTable('r.ev_class')}
      WHERE c.relnamespace = ANY($1) AND r.rulename <> '_RETURN' AND ${notExtensionMember('pg_class', 'c.oid')}`, [namespaces])) {
     const statements = [rule.def];
-    const state = { D: 'DISABLE', R: 'ENABLE REPLICA', A: 'ENABLE ALWAYS' }[rule.enabled];
-    if (state) statements.push(`ALTER TABLE ${rule.table} ${state} RULE ${quoteIdent(rule.name)};`);
+    if (rule.enabled !== 'O') statements.push(`ALTER TABLE ${rule.table} ${TRIGGER_MODES[rule.enabled]} RULE ${quoteIdent(rule.name)};`);
     const entry = add({ kind: 'RULE', schema: rule.schema, name: rule.name, section: 'post-data', sql: statements.join('\n'), creates: [key('pg_rewrite', rule.oid)] });
     comment(`RULE ${quoteIdent(rule.name)} ON ${rule.table}`, rule.comment, entry, rule.schema);
   }
