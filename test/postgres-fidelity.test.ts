@@ -8,13 +8,24 @@ import { createDatabase, dataFingerprint, pgUrl, schemaDump, sql, uniqueName, dr
 const server = pgUrl('postgres');
 
 /** Backs `source` up and restores it beside it; returns the restored database and the backup's warnings. */
-async function roundTrip(source: string): Promise<{ restored: string; warnings: readonly BackupWarning[] }> {
+async function roundTrip(source: string, target: { trustArchiveSql?: boolean } = {}): Promise<{ restored: string; warnings: readonly BackupWarning[] }> {
   const destination = memory();
   const db = new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(source) })] });
   const result = await db.startBackup({ to: destination }).done;
-  const restored = `${source}_restored`;
-  await Database.restore({ from: destination, targets: { pg: { connection: server, database: restored } } });
+  const restored = `${source}_restored${target.trustArchiveSql ? '_trusted' : ''}`;
+  await Database.restore({ from: destination, targets: { pg: { connection: server, database: restored, ...target } } });
   return { restored, warnings: result.warnings };
+}
+
+/** A role of its own for one test, dropped with what it owns and its grants when the test ends (after its databases). */
+async function createRole(t: { after(fn: () => Promise<void>): void }, label: string, databases: () => string[]): Promise<string> {
+  const role = uniqueName(label);
+  await sql('postgres', `CREATE ROLE ${role}`);
+  t.after(async () => {
+    for (const database of databases()) await sql(database, `DROP OWNED BY ${role}`).catch(() => {});
+    await sql('postgres', `DROP ROLE IF EXISTS ${role}`);
+  });
+  return role;
 }
 
 async function assertSame(source: string, restored: string): Promise<void> {
@@ -125,5 +136,27 @@ describe('postgres fidelity', () => {
     assert.deepEqual((await sql<{ mode: string }>(restored, modes)).map((row) => row.mode).filter((mode) => / stamp /.test(mode)), [
       'events stamp O', 'events_a stamp D', 'events_b stamp A', 'events_c stamp R', 'events_d stamp D', 'events_d1 stamp D', 'events_d2 stamp O',
     ]);
+  });
+
+  it('keeps GRANT and REVOKE on functions of an extension (pgcrypto), as they differ from what the extension set', async (t) => {
+    const source = await createDatabase(t, 'extacl');
+    const role = await createRole(t, 'extacl_user', () => []);
+    await sql(source, `
+      CREATE EXTENSION pgcrypto;
+      REVOKE ALL ON FUNCTION crypt(text, text) FROM PUBLIC;
+      GRANT EXECUTE ON FUNCTION crypt(text, text) TO ${role};
+      REVOKE EXECUTE ON FUNCTION gen_salt(text) FROM PUBLIC;
+      CREATE TABLE users (id integer PRIMARY KEY, hash text NOT NULL);
+      INSERT INTO users VALUES (1, crypt('secret', gen_salt('md5')));`);
+    const can = `SELECT has_function_privilege('public', 'public.crypt(text, text)', 'EXECUTE') AS public_crypt,
+                        has_function_privilege('${role}', 'public.crypt(text, text)', 'EXECUTE') AS role_crypt,
+                        has_function_privilege('${role}', 'public.gen_salt(text)', 'EXECUTE') AS role_salt,
+                        has_function_privilege('${role}', 'public.digest(text, text)', 'EXECUTE') AS role_digest`;
+    // Run by the superuser after the temporary role's SQL (the extension's functions are not the role's), and as the superuser throughout.
+    for (const trustArchiveSql of [false, true]) {
+      const { restored } = await roundTrip(source, { trustArchiveSql });
+      await assertSame(source, restored);
+      assert.deepEqual(await sql(restored, can), [{ public_crypt: false, role_crypt: true, role_salt: false, role_digest: true }]);
+    }
   });
 });

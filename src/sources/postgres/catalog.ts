@@ -109,6 +109,7 @@ export async function readCatalog(
   }
 
   // Extensions: the CREATE EXTENSION only; their member objects are the extension's business.
+  const extensionEntries = new Map<number, Draft>();
   for (const ext of await q<{ oid: number; name: string; ident: string; schema: string; comment: string | null }>(`
     SELECT e.oid::int AS oid, e.extname AS name, quote_ident(e.extname) AS ident, quote_ident(n.nspname) AS schema,
            obj_description(e.oid, 'pg_extension') AS comment
@@ -118,7 +119,38 @@ export async function readCatalog(
       kind: 'EXTENSION', schema: null, name: ext.name, section: 'pre-data',
       sql: `CREATE EXTENSION IF NOT EXISTS ${ext.ident} WITH SCHEMA ${ext.schema};`, creates: [key('pg_extension', ext.oid)],
     });
+    extensionEntries.set(ext.oid, entry);
     comment(`EXTENSION ${ext.ident}`, ext.comment, entry, null);
+  }
+
+  // Grants on an extension's members that differ from what its script set (pg_init_privs), as pg_dump
+  // dumps them: `REVOKE EXECUTE ON FUNCTION crypt(…) FROM PUBLIC` is lost otherwise, reopening access.
+  for (const member of await q<{ ext: number; schema: string; target: string; owner: string; acl: string | null }>(`
+    SELECT m.ext::int AS ext, n.nspname AS schema, m.target, quote_ident(pg_get_userbyid(m.owner)) AS owner, ${aclSql('m.acl')} AS acl
+      FROM (SELECT d.refobjid AS ext, p.pronamespace AS ns, p.proowner AS owner, d.classid, d.objid,
+                   format('%s %I.%I(%s)', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS target,
+                   coalesce(p.proacl, acldefault('f', p.proowner)) AS acl, p.proacl IS NULL AS unset
+              FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+            UNION ALL
+            SELECT d.refobjid, c.relnamespace, c.relowner, d.classid, d.objid,
+                   format('%s %I.%I', CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname),
+                   coalesce(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char", c.relowner)), c.relacl IS NULL
+              FROM pg_depend d JOIN pg_class c ON c.oid = d.objid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE d.classid = 'pg_class'::regclass AND d.deptype = 'e'
+            UNION ALL
+            SELECT d.refobjid, t.typnamespace, t.typowner, d.classid, d.objid, format('TYPE %I.%I', n.nspname, t.typname),
+                   coalesce(t.typacl, acldefault('T', t.typowner)), t.typacl IS NULL
+              FROM pg_depend d JOIN pg_type t ON t.oid = d.objid JOIN pg_namespace n ON n.oid = t.typnamespace
+             WHERE d.classid = 'pg_type'::regclass AND d.deptype = 'e' AND t.typelem = 0) m
+      JOIN pg_namespace n ON n.oid = m.ns
+      LEFT JOIN pg_init_privs i ON i.classoid = m.classid AND i.objoid = m.objid AND i.objsubid = 0
+     WHERE m.ns = ANY($1) AND (CASE WHEN m.unset THEN NULL ELSE m.acl END) IS DISTINCT FROM i.initprivs
+     ORDER BY m.target`, [namespaces])) {
+    const ext = extensionEntries.get(member.ext);
+    if (!ext) continue;
+    // An empty ACL (everything revoked, the owner's rights too) is null here: revoke and grant nothing.
+    add({ kind: 'EXTENSION ACL', schema: member.schema, name: member.target, section: 'post-data', sql: aclStatements(member.target, member.owner, member.acl ?? '[]'), after: [ext.id] });
   }
 
   // Collations.

@@ -35,8 +35,9 @@ export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[
     if (lo.comment !== null) lines.push(`COMMENT ON LARGE OBJECT ${lo.oid} IS ${quoteLiteral(lo.comment)};`);
     if (lo.acl !== null) lines.push(lo.acl);
   }
-  section('post-data', (kind) => kind !== 'ACL' && kind !== 'MATERIALIZED VIEW DATA');
-  for (const entry of toc.entries) if (entry.kind === 'ACL') lines.push(...renderEntry(entry));
+  const grants = (kind: string): boolean => kind === 'ACL' || kind === 'EXTENSION ACL';
+  section('post-data', (kind) => !grants(kind) && kind !== 'MATERIALIZED VIEW DATA');
+  for (const entry of toc.entries) if (grants(entry.kind)) lines.push(...renderEntry(entry));
   for (const entry of toc.entries) if (entry.kind === 'MATERIALIZED VIEW DATA') lines.push(...renderEntry(entry));
   lines.push('ANALYZE;', '');
   return lines.join('\n');

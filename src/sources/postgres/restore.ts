@@ -68,6 +68,15 @@ const OWNER_STATEMENT = new RegExp(
   String.raw`^ALTER (?:(?:TABLE|SEQUENCE|VIEW|MATERIALIZED VIEW|SCHEMA|COLLATION|TYPE|DOMAIN|STATISTICS) ${QUALIFIED}|(?:FUNCTION|PROCEDURE|AGGREGATE) ${QUALIFIED}${ARGUMENTS}) OWNER TO ${IDENT};$`,
 );
 const ROLE_NAME = new RegExp(`^${IDENT}$`);
+/** The grant statements backupkit writes for an extension's members, which the superuser runs: nothing else is accepted. */
+const GRANT_TARGET = String.raw`(?:(?:TABLE|SEQUENCE|TYPE) ${QUALIFIED}|(?:FUNCTION|PROCEDURE) ${QUALIFIED}${ARGUMENTS})`;
+const GRANT_STATEMENT = new RegExp(
+  String.raw`^(?:REVOKE ALL ON ${GRANT_TARGET} FROM ${IDENT}|GRANT [A-Z]+(?:,[A-Z]+)* ON ${GRANT_TARGET} TO ${IDENT}(?: WITH GRANT OPTION)?);$`,
+);
+/** The server's warnings that a GRANT or REVOKE changed nothing: the role running it lacks the rights. */
+const PRIVILEGE_NOT_CHANGED = new Set(['01006', '01007']);
+/** Grant entries: restored after everything else but materialized view data, and only with `ownership`. */
+const GRANT_KINDS = new Set(['ACL', 'EXTENSION ACL']);
 /** A string literal as quoteLiteral() writes it: no backslash in a plain one, only doubled ones in an E'' one. */
 const LITERAL = String.raw`(?:'(?:[^'\\]|'')*'|E'(?:[^'\\]|''|\\\\)*')`;
 const EXTENSION_COMMENT = new RegExp(String.raw`^COMMENT ON EXTENSION ${IDENT} IS ${LITERAL};$`);
@@ -181,6 +190,27 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
           const hint = code === INSUFFICIENT_PRIVILEGE && restricted ? UNPRIVILEGED_HINT : undefined;
           throw asBackupError(cause, 'RESTORE_FAILED', `Restoring ${what} into ${target.database} failed`, hint);
         }
+      }
+    };
+    /**
+     * Runs grant statements, failing where the server would only warn that a GRANT or REVOKE changed
+     * nothing (the restoring role does not own the object): a restore must not end with other rights.
+     */
+    const runGrants = async (client: pg.Client, entry: TocEntry, sql = entry.sql): Promise<void> => {
+      const unchanged: string[] = [];
+      const listen = (notice: { code?: string; message?: string }): void => {
+        if (notice.code && PRIVILEGE_NOT_CHANGED.has(notice.code)) unchanged.push(notice.message ?? notice.code);
+      };
+      client.on('notice', listen);
+      try {
+        await run(client, sql, `the grants of ${entry.name}`);
+      } finally {
+        client.off('notice', listen);
+      }
+      if (unchanged.length > 0) {
+        throw new BackupError('RESTORE_FAILED', `Restoring the grants of ${entry.name} into ${target.database} failed: ${unchanged[0]}`, {
+          hint: 'The restoring role does not own this object. Restore as a superuser, or with `ownership: false` to skip owners and grants.',
+        });
       }
     };
     const runEntry = async (client: pg.Client, entry: TocEntry): Promise<void> => {
@@ -297,6 +327,7 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
           for (const lo of from.largeObjects) {
             await run(client, `ALTER LARGE OBJECT ${checkedOid(lo.oid)} OWNER TO ${checkedRole(lo.owner)};`, `the owner of large object ${lo.oid}`);
           }
+          for (const entry of from.entries) if (entry.kind === 'EXTENSION ACL') await runGrants(client, entry, checkedGrants(entry.sql));
         }
         await run(client, `REASSIGN OWNED BY ${quoteIdent(role)} TO CURRENT_USER; DROP OWNED BY ${quoteIdent(role)}`, `the objects of the temporary role ${role}`);
       } finally {
@@ -393,10 +424,11 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
           const postData = from.entries.filter((entry) => entry.section === 'post-data');
           const parallel = postData.filter((entry) => PARALLEL_POST_DATA.has(entry.kind));
           await Promise.all(parallel.map((entry) => limit(() => withClient((client) => runEntry(client, entry)))));
-          const last = new Set(['ACL', 'MATERIALIZED VIEW DATA']);
+          const last = new Set([...GRANT_KINDS, 'MATERIALIZED VIEW DATA']);
           for (const entry of postData) if (!PARALLEL_POST_DATA.has(entry.kind) && !last.has(entry.kind)) await runEntry(main, entry);
           if (target.ownership) {
-            for (const entry of postData) if (entry.kind === 'ACL') await runEntry(main, entry);
+            // An extension's members belong to the superuser that ran its script: their grants wait for handOver().
+            for (const entry of postData) if (entry.kind === 'ACL' || (entry.kind === 'EXTENSION ACL' && !restricted)) await runGrants(main, entry);
             for (const lo of from.largeObjects) if (lo.acl !== null) await run(main, lo.acl, `the grants of large object ${lo.oid}`);
           }
           for (const entry of postData) if (entry.kind === 'MATERIALIZED VIEW DATA') await runEntry(main, entry);
@@ -584,6 +616,17 @@ function isExtensionComment(entry: TocEntry): boolean {
 function checkedOwnerStatement(statement: string): string {
   if (!OWNER_STATEMENT.test(statement)) throw unsafeOwner(statement);
   return statement;
+}
+
+function checkedGrants(sql: string): string {
+  for (const statement of sql.split('\n')) {
+    if (!GRANT_STATEMENT.test(statement)) {
+      throw new BackupError('UNSAFE_ARCHIVE', `toc.json of a PostgreSQL source holds a grant statement backupkit does not write: ${JSON.stringify(statement.slice(0, 200))}; nothing was restored`, {
+        hint: 'Grants on extension members are run as the superuser, so only `GRANT|REVOKE … ON <kind> <name> …;` is accepted. Restore with `ownership: false`, or find out who crafted this archive.',
+      });
+    }
+  }
+  return sql;
 }
 
 function checkedRole(role: string): string {

@@ -95,6 +95,7 @@ const KIND_PRIORITY: Record<string, number> = {
   'CLUSTER ON': 29,
   COMMENT: 30,
   ACL: 40,
+  'EXTENSION ACL': 40,
   'MATERIALIZED VIEW DATA': 50,
 };
 
