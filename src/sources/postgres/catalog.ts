@@ -587,13 +587,14 @@ async function readRelations(
     owner: string; acl: string | null; comment: string | null; options: string[] | null; partkey: string | null; bound: string | null;
     parent: string | null; inherits: string[] | null; rls: boolean; forcerls: boolean; replident: string; am: string | null;
     viewdef: string | null; populated: boolean; seq: string | null; ownedby: { qualified: string; table: number } | null; identityseq: boolean; bytes: string;
-    checks: Array<{ oid: number; name: string; def: string }> | null; columns: ColumnRow[] | null; rules: number[] | null;
+    checks: Array<{ oid: number; name: string; def: string; comment: string | null }> | null; columns: ColumnRow[] | null; rules: number[] | null;
   }>(`
     SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, format('%I.%I', n.nspname, c.relname) AS qname, c.relkind,
            c.relpersistence AS persistence, c.relispartition AS ispartition, c.reltype::int AS rowtype,
            (SELECT typarray::int FROM pg_type WHERE oid = c.reltype) AS rowarray,
            quote_ident(pg_get_userbyid(c.relowner)) AS owner, ${aclSql('c.relacl')} AS acl, obj_description(c.oid, 'pg_class') AS comment,
-           c.reloptions AS options, CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partkey,
+           -- toast.* options live on the TOAST table; CREATE TABLE and CREATE MATERIALIZED VIEW take them with the prefix.
+           c.reloptions || (SELECT array_agg('toast.' || o) FROM pg_class tc, unnest(tc.reloptions) AS o WHERE tc.oid = c.reltoastrelid) AS options, CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partkey,
            CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS bound,
            (SELECT format('%I.%I', pn.nspname, p.relname) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
              WHERE i.inhrelid = c.oid AND c.relispartition) AS parent,
@@ -608,7 +609,8 @@ async function readRelations(
              WHERE c.relkind = 'S' AND d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'a') AS ownedby,
            EXISTS (SELECT 1 FROM pg_depend d WHERE c.relkind = 'S' AND d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'i') AS identityseq,
            pg_relation_size(c.oid)::text AS bytes,
-           (SELECT json_agg(json_build_object('oid', co.oid::int, 'name', quote_ident(co.conname), 'def', pg_get_constraintdef(co.oid)) ORDER BY co.conname)
+           (SELECT json_agg(json_build_object('oid', co.oid::int, 'name', quote_ident(co.conname), 'def', pg_get_constraintdef(co.oid),
+                                              'comment', obj_description(co.oid, 'pg_constraint')) ORDER BY co.conname)
               FROM pg_constraint co WHERE co.conrelid = c.oid AND co.contype = 'c' AND co.convalidated
                -- ATTACH PARTITION requires the parent's CHECK constraints on the partition already.
                AND (co.conislocal OR c.relispartition)) AS checks,
@@ -743,6 +745,7 @@ async function readRelations(
       add({ kind: 'ROW SECURITY', schema: rel.schema, name: rel.name, section: 'post-data', sql: rls.join('\n'), after: [entry.id] });
     }
     comment(`TABLE ${rel.qname}`, rel.comment, entry, rel.schema);
+    for (const check of rel.checks ?? []) comment(`CONSTRAINT ${check.name} ON ${rel.qname}`, check.comment, entry, rel.schema);
     for (const column of columns) comment(`COLUMN ${rel.qname}.${column.name}`, column.comment, entry, rel.schema);
     const columnAcl = columns.flatMap((column) => (column.acl ? columnGrants(rel.qname, column.name, column.acl) : []));
     if (rel.acl !== null || columnAcl.length > 0) {
@@ -784,10 +787,15 @@ async function readPostData(
   // Constraints that live outside CREATE TABLE; check constraints NOT VALID come here too.
   const constraintRows = await q<{
     oid: number; schema: string; table: string; tableName: string; relkind: string; name: string; contype: string; def: string; index: number; comment: string | null;
+    indexName: string | null; indexOptions: string[] | null; indexComment: string | null;
   }>(`
     SELECT co.oid::int AS oid, n.nspname AS schema, format('%I.%I', n.nspname, c.relname) AS table, c.relname AS "tableName", c.relkind,
            quote_ident(co.conname) AS name, co.contype::text AS contype, pg_get_constraintdef(co.oid) AS def, co.conindid::int AS index,
-           obj_description(co.oid, 'pg_constraint') AS comment
+           obj_description(co.oid, 'pg_constraint') AS comment,
+           -- The index of a primary key or unique constraint has its own options and comment, which pg_get_constraintdef leaves out.
+           (SELECT format('%I.%I', n.nspname, ic.relname) FROM pg_class ic WHERE ic.oid = co.conindid) AS "indexName",
+           (SELECT ic.reloptions FROM pg_class ic WHERE ic.oid = co.conindid AND co.contype IN ('p', 'u')) AS "indexOptions",
+           CASE WHEN co.conindid <> 0 THEN obj_description(co.conindid, 'pg_class') END AS "indexComment"
       FROM pg_constraint co ${onTable('co.conrelid')}
      WHERE c.relnamespace = ANY($1) AND c.relkind IN ('r', 'p')
        AND (co.contype IN ('p', 'u', 'x') OR (co.contype = 'f' AND co.conparentid = 0) OR (co.contype = 'c' AND co.conislocal AND NOT co.convalidated))
@@ -797,13 +805,15 @@ async function readPostData(
   for (const row of constraintRows) {
     const foreign = row.contype === 'f';
     const only = foreign && row.relkind === 'p' ? '' : 'ONLY ';
+    const indexOptions = row.indexOptions ? ` WITH (${row.indexOptions.join(', ')})` : '';
     const entry = add({
       kind: foreign ? 'FK CONSTRAINT' : 'CONSTRAINT', schema: row.schema, name: `${row.tableName} ${row.name}`, section: 'post-data',
-      sql: `ALTER TABLE ${only}${row.table}\n    ADD CONSTRAINT ${row.name} ${row.def};`,
+      sql: `ALTER TABLE ${only}${row.table}\n    ADD CONSTRAINT ${row.name} ${row.def}${indexOptions};`,
       creates: [key('pg_constraint', row.oid), ...(foreign || row.index === 0 ? [] : [key('pg_class', row.index)])],
     });
     if (!foreign && row.index !== 0) indexCreators.set(row.index, entry);
     comment(`CONSTRAINT ${row.name} ON ${row.table}`, row.comment, entry, row.schema);
+    if (!foreign && row.indexName) comment(`INDEX ${row.indexName}`, row.indexComment, entry, row.schema);
   }
 
   const indexes = await q<{
