@@ -186,4 +186,22 @@ describe('postgres fidelity', () => {
       ['autovacuum_enabled=false', 'vacuum_truncate=false'], ['autovacuum_enabled=false'],
     ]);
   });
+
+  it('keeps column-level grants on views and materialized views', async (t) => {
+    const source = await createDatabase(t, 'viewcolumns');
+    const role = await createRole(t, 'viewcolumns_user', () => []);
+    await sql(source, `
+      CREATE TABLE staff (id integer PRIMARY KEY, name text NOT NULL, salary integer NOT NULL);
+      INSERT INTO staff SELECT i, 'n' || i, 1000 * i FROM generate_series(1, 20) i;
+      CREATE VIEW staff_names AS SELECT id, name, salary FROM staff;
+      CREATE MATERIALIZED VIEW staff_totals AS SELECT count(*) AS people, sum(salary) AS payroll FROM staff;
+      GRANT SELECT (id, name), UPDATE (name) ON staff_names TO ${role};
+      GRANT SELECT (people) ON staff_totals TO ${role} WITH GRANT OPTION;`);
+    const columns = `SELECT c.relname, a.attname, a.attacl::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                      WHERE a.attacl IS NOT NULL AND c.relnamespace = 'public'::regnamespace ORDER BY 1, 2`;
+    const { restored } = await roundTrip(source);
+    await assertSame(source, restored);
+    assert.deepEqual(await sql(restored, columns), await sql(source, columns));
+    assert.deepEqual((await sql<{ attname: string }>(restored, columns)).map((row) => row.attname), ['id', 'name', 'people']);
+  });
 });

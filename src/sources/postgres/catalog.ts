@@ -650,6 +650,14 @@ async function readRelations(
   const byQname = new Map<string, Draft>();
   const attaches: Array<{ child: Draft; parent: string; sql: string; schema: string; name: string }> = [];
 
+  /** The grants on a table, view or materialized view, and on its columns. */
+  const relationGrants = (rel: (typeof relations)[number], keyword: string, entry: Draft): void => {
+    const columnAcl = (rel.columns ?? []).flatMap((column) => (column.acl ? columnGrants(rel.qname, column.name, column.acl) : []));
+    if (rel.acl === null && columnAcl.length === 0) return;
+    const tableAcl = rel.acl === null ? [] : [aclStatements(`TABLE ${rel.qname}`, rel.owner, rel.acl)];
+    add({ kind: 'ACL', schema: rel.schema, name: `${keyword} ${rel.qname}`, section: 'post-data', sql: [...tableAcl, ...columnAcl].join('\n'), after: [entry.id] });
+  };
+
   for (const rel of relations) {
     const creates = [key('pg_class', rel.oid), key('pg_type', rel.rowtype), ...(rel.rowarray ? [key('pg_type', rel.rowarray)] : [])];
     const options = (rel.options ?? []).filter((option) => !option.startsWith('check_option='));
@@ -690,7 +698,7 @@ async function readRelations(
       }
       comment(`${keyword} ${rel.qname}`, rel.comment, entry, rel.schema);
       for (const column of rel.columns ?? []) comment(`COLUMN ${rel.qname}.${column.name}`, column.comment, entry, rel.schema);
-      grants(`${keyword} ${rel.qname}`, `TABLE ${rel.qname}`, rel.owner, rel.acl, entry, rel.schema);
+      relationGrants(rel, keyword, entry);
       continue;
     }
 
@@ -747,11 +755,7 @@ async function readRelations(
     comment(`TABLE ${rel.qname}`, rel.comment, entry, rel.schema);
     for (const check of rel.checks ?? []) comment(`CONSTRAINT ${check.name} ON ${rel.qname}`, check.comment, entry, rel.schema);
     for (const column of columns) comment(`COLUMN ${rel.qname}.${column.name}`, column.comment, entry, rel.schema);
-    const columnAcl = columns.flatMap((column) => (column.acl ? columnGrants(rel.qname, column.name, column.acl) : []));
-    if (rel.acl !== null || columnAcl.length > 0) {
-      const tableAcl = rel.acl === null ? [] : [aclStatements(`TABLE ${rel.qname}`, rel.owner, rel.acl)];
-      add({ kind: 'ACL', schema: rel.schema, name: `TABLE ${rel.qname}`, section: 'post-data', sql: [...tableAcl, ...columnAcl].join('\n'), after: [entry.id] });
-    }
+    relationGrants(rel, 'TABLE', entry);
     if (rel.relkind === 'r') {
       tables.push({
         entry: entry.id, qualifiedName: rel.qname, columns: columns.filter((column) => column.generated === '').map((column) => column.name),
