@@ -88,9 +88,13 @@ export async function readCatalog(
     if (text === null) return;
     add({ kind: 'COMMENT', schema, name: target, section: of.section, sql: `COMMENT ON ${target} IS ${quoteLiteral(text)};`, after: [of.id] });
   };
-  const grants = (target: string, grantTarget: string, owner: string, acl: string | null, of: Draft, schema: string | null): void => {
-    if (acl === null) return;
-    add({ kind: 'ACL', schema, name: target, section: 'post-data', sql: aclStatements(grantTarget, owner, acl), after: [of.id] });
+  const grants: Grants = (target, grantTarget, owner, acl, of, schema, columns = []) => {
+    if (acl === null && columns.length === 0) return;
+    const plans = [...(acl === null ? [] : [aclStatements(grantTarget, owner, acl)]), ...columns];
+    const owned = add({ kind: 'ACL', schema, name: target, section: 'post-data', sql: plans.flatMap((plan) => plan.owned).join('\n'), after: [of.id] });
+    // Grants given by other roles than the owner: run by the superuser under each grantor (restore.ts).
+    const delegated = plans.flatMap((plan) => plan.delegated);
+    if (delegated.length > 0) add({ kind: 'DELEGATED ACL', schema, name: target, section: 'post-data', sql: delegated.join('\n'), after: [owned.id] });
   };
 
   // Schemas. `public` exists in every new database: only its owner, grants and comment are restored.
@@ -150,7 +154,8 @@ export async function readCatalog(
     const ext = extensionEntries.get(member.ext);
     if (!ext) continue;
     // An empty ACL (everything revoked, the owner's rights too) is null here: revoke and grant nothing.
-    add({ kind: 'EXTENSION ACL', schema: member.schema, name: member.target, section: 'post-data', sql: aclStatements(member.target, member.owner, member.acl ?? '[]'), after: [ext.id] });
+    const plan = aclStatements(member.target, member.owner, member.acl ?? '[]');
+    add({ kind: 'EXTENSION ACL', schema: member.schema, name: member.target, section: 'post-data', sql: [...plan.owned, ...plan.delegated].join('\n'), after: [ext.id] });
   }
 
   // Collations.
@@ -265,7 +270,7 @@ type Query = <T extends Row>(sql: string, params?: unknown[]) => Promise<T[]>;
 type Add = (draft: Omit<Draft, 'id' | 'creates' | 'after' | 'needs'> & { creates?: string[]; after?: number[]; needs?: string[] }) => Draft;
 type Key = (catalog: string, oid: unknown) => string;
 type Comment = (target: string, text: string | null, of: Draft, schema: string | null) => void;
-type Grants = (target: string, grantTarget: string, owner: string, acl: string | null, of: Draft, schema: string | null) => void;
+type Grants = (target: string, grantTarget: string, owner: string, acl: string | null, of: Draft, schema: string | null, columns?: AclPlan[]) => void;
 
 /**
  * Preflight and locks, as pg_dump takes them: ACCESS SHARE on every table, so no one can drop or
@@ -325,35 +330,65 @@ function notExtensionMember(catalog: string, oid: string): string {
   return `NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '${catalog}'::regclass AND e.objid = ${oid} AND e.deptype = 'e')`;
 }
 
-/** An ACL as JSON `[{grantee, privilege, grantable}]` in the array's order, or null for the default. */
+/** An ACL as JSON `[{item, grantee, grantor, privilege, grantable}]` in the array's order, or null for the default. */
 function aclSql(column: string): string {
   return `(SELECT json_agg(json_build_object(
-            'grantee', CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(x.grantee)) END,
-            'privilege', x.privilege_type, 'grantable', x.is_grantable) ORDER BY a.ord, x.privilege_type)::text
+            'item', a.ord, 'grantee', CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(x.grantee)) END,
+            'grantor', quote_ident(pg_get_userbyid(x.grantor)), 'privilege', x.privilege_type, 'grantable', x.is_grantable) ORDER BY a.ord, x.privilege_type)::text
           FROM unnest(${column}) WITH ORDINALITY AS a(item, ord), aclexplode(ARRAY[a.item]) AS x)`;
 }
 
-/** Recreates an ACL exactly: revoke the defaults, then grant item by item in the original order. */
-function aclStatements(target: string, owner: string, aclJson: string): string {
-  const items = JSON.parse(aclJson ?? '[]') as Array<{ grantee: string; privilege: string; grantable: boolean }> | null;
-  const lines = [`REVOKE ALL ON ${target} FROM PUBLIC;`, `REVOKE ALL ON ${target} FROM ${owner};`];
-  const byGrantee = new Map<string, { plain: string[]; withOption: string[] }>();
-  for (const item of items ?? []) {
-    const slot = byGrantee.get(item.grantee) ?? { plain: [], withOption: [] };
-    byGrantee.set(item.grantee, slot);
-    (item.grantable ? slot.withOption : slot.plain).push(item.privilege);
+/**
+ * The statements that recreate an ACL item by item, in the array's order. Items granted by the owner
+ * run as the restoring role (`owned`). From the first item another role granted (holding the grant
+ * option) on, they run under that grantor (`SET ROLE`), as pg_dump writes them, so the grantor is
+ * kept and the order too (`delegated`).
+ */
+function aclPlan(aclJson: string, owner: string, grant: (privileges: string[], grantee: string, withOption: boolean) => string[]): AclPlan {
+  const items = (JSON.parse(aclJson) ?? []) as Array<{ item: number; grantee: string; grantor: string; privilege: string; grantable: boolean }>;
+  const plan: AclPlan = { owned: [], delegated: [] };
+  let role = owner;
+  for (let i = 0; i < items.length; ) {
+    const { item, grantee, grantor } = items[i]!;
+    const privileges = { plain: [] as string[], withOption: [] as string[] };
+    for (; i < items.length && items[i]!.item === item; i++) (items[i]!.grantable ? privileges.withOption : privileges.plain).push(items[i]!.privilege);
+    const statements = [
+      ...(privileges.plain.length > 0 ? grant(privileges.plain, grantee, false) : []),
+      ...(privileges.withOption.length > 0 ? grant(privileges.withOption, grantee, true) : []),
+    ];
+    if (grantor === owner && plan.delegated.length === 0) {
+      plan.owned.push(...statements);
+      continue;
+    }
+    if (grantor !== role) {
+      if (role !== owner) plan.delegated.push('RESET ROLE;');
+      if (grantor !== owner) plan.delegated.push(`SET ROLE ${grantor};`);
+      role = grantor;
+    }
+    plan.delegated.push(...statements);
   }
-  for (const [grantee, { plain, withOption }] of byGrantee) {
-    if (plain.length > 0) lines.push(`GRANT ${plain.join(',')} ON ${target} TO ${grantee};`);
-    if (withOption.length > 0) lines.push(`GRANT ${withOption.join(',')} ON ${target} TO ${grantee} WITH GRANT OPTION;`);
-  }
-  return lines.join('\n');
+  if (role !== owner) plan.delegated.push('RESET ROLE;');
+  return plan;
+}
+
+interface AclPlan {
+  owned: string[];
+  delegated: string[];
+}
+
+/** Recreates an object's ACL exactly: revoke the defaults, then grant item by item in the original order. */
+function aclStatements(target: string, owner: string, aclJson: string): AclPlan {
+  const plan = aclPlan(aclJson, owner, (privileges, grantee, withOption) => [
+    `GRANT ${privileges.join(',')} ON ${target} TO ${grantee}${withOption ? ' WITH GRANT OPTION' : ''};`,
+  ]);
+  return { owned: [`REVOKE ALL ON ${target} FROM PUBLIC;`, `REVOKE ALL ON ${target} FROM ${owner};`, ...plan.owned], delegated: plan.delegated };
 }
 
 /** Column privileges, as GRANT … (column) statements. */
-function columnGrants(table: string, column: string, aclJson: string): string[] {
-  const items = JSON.parse(aclJson) as Array<{ grantee: string; privilege: string; grantable: boolean }>;
-  return items.map((item) => `GRANT ${item.privilege}(${column}) ON TABLE ${table} TO ${item.grantee}${item.grantable ? ' WITH GRANT OPTION' : ''};`);
+function columnGrants(table: string, column: string, owner: string, aclJson: string): AclPlan {
+  return aclPlan(aclJson, owner, (privileges, grantee, withOption) =>
+    privileges.map((privilege) => `GRANT ${privilege}(${column}) ON TABLE ${table} TO ${grantee}${withOption ? ' WITH GRANT OPTION' : ''};`),
+  );
 }
 
 /**
@@ -652,10 +687,8 @@ async function readRelations(
 
   /** The grants on a table, view or materialized view, and on its columns. */
   const relationGrants = (rel: (typeof relations)[number], keyword: string, entry: Draft): void => {
-    const columnAcl = (rel.columns ?? []).flatMap((column) => (column.acl ? columnGrants(rel.qname, column.name, column.acl) : []));
-    if (rel.acl === null && columnAcl.length === 0) return;
-    const tableAcl = rel.acl === null ? [] : [aclStatements(`TABLE ${rel.qname}`, rel.owner, rel.acl)];
-    add({ kind: 'ACL', schema: rel.schema, name: `${keyword} ${rel.qname}`, section: 'post-data', sql: [...tableAcl, ...columnAcl].join('\n'), after: [entry.id] });
+    const columnAcl = (rel.columns ?? []).flatMap((column) => (column.acl ? [columnGrants(rel.qname, column.name, rel.owner, column.acl)] : []));
+    grants(`${keyword} ${rel.qname}`, `TABLE ${rel.qname}`, rel.owner, rel.acl, entry, rel.schema, columnAcl);
   };
 
   for (const rel of relations) {
@@ -936,7 +969,7 @@ async function readLargeObjects(q: Query): Promise<LargeObjectInfo[]> {
     oid: Number(row.oid),
     size: Number(row.size),
     owner: row.owner,
-    acl: row.acl === null ? null : aclStatements(`LARGE OBJECT ${row.oid}`, row.owner, row.acl),
+    acl: row.acl === null ? null : Object.values(aclStatements(`LARGE OBJECT ${row.oid}`, row.owner, row.acl)).flat().join('\n'),
     comment: row.comment,
   }));
 }

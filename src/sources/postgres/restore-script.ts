@@ -35,7 +35,7 @@ export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[
     if (lo.comment !== null) lines.push(`COMMENT ON LARGE OBJECT ${lo.oid} IS ${quoteLiteral(lo.comment)};`);
     if (lo.acl !== null) lines.push(lo.acl);
   }
-  const grants = (kind: string): boolean => kind === 'ACL' || kind === 'EXTENSION ACL';
+  const grants = (kind: string): boolean => kind === 'ACL' || kind === 'EXTENSION ACL' || kind === 'DELEGATED ACL';
   section('post-data', (kind) => !grants(kind) && kind !== 'MATERIALIZED VIEW DATA');
   for (const entry of toc.entries) if (grants(entry.kind)) lines.push(...renderEntry(entry));
   for (const entry of toc.entries) if (entry.kind === 'MATERIALIZED VIEW DATA') lines.push(...renderEntry(entry));

@@ -68,15 +68,21 @@ const OWNER_STATEMENT = new RegExp(
   String.raw`^ALTER (?:(?:TABLE|SEQUENCE|VIEW|MATERIALIZED VIEW|SCHEMA|COLLATION|TYPE|DOMAIN|STATISTICS) ${QUALIFIED}|(?:FUNCTION|PROCEDURE|AGGREGATE) ${QUALIFIED}${ARGUMENTS}) OWNER TO ${IDENT};$`,
 );
 const ROLE_NAME = new RegExp(`^${IDENT}$`);
-/** The grant statements backupkit writes for an extension's members, which the superuser runs: nothing else is accepted. */
-const GRANT_TARGET = String.raw`(?:(?:TABLE|SEQUENCE|TYPE) ${QUALIFIED}|(?:FUNCTION|PROCEDURE) ${QUALIFIED}${ARGUMENTS})`;
+/**
+ * The grant statements backupkit writes for an extension's members and for grants given by roles
+ * other than the owner, which the superuser runs: nothing else is accepted.
+ */
+const GRANT_TARGET = String.raw`(?:(?:TABLE|SEQUENCE|TYPE) ${QUALIFIED}|(?:FUNCTION|PROCEDURE) ${QUALIFIED}${ARGUMENTS}|SCHEMA ${IDENT})`;
+const PRIVILEGES = String.raw`[A-Z]+(?:,[A-Z]+)*|[A-Z]+\(${IDENT}\)`;
 const GRANT_STATEMENT = new RegExp(
-  String.raw`^(?:REVOKE ALL ON ${GRANT_TARGET} FROM ${IDENT}|GRANT [A-Z]+(?:,[A-Z]+)* ON ${GRANT_TARGET} TO ${IDENT}(?: WITH GRANT OPTION)?);$`,
+  String.raw`^(?:REVOKE ALL ON ${GRANT_TARGET} FROM ${IDENT}|GRANT (?:${PRIVILEGES}) ON ${GRANT_TARGET} TO ${IDENT}(?: WITH GRANT OPTION)?|SET ROLE ${IDENT}|RESET ROLE);$`,
 );
 /** The server's warnings that a GRANT or REVOKE changed nothing: the role running it lacks the rights. */
 const PRIVILEGE_NOT_CHANGED = new Set(['01006', '01007']);
 /** Grant entries: restored after everything else but materialized view data, and only with `ownership`. */
-const GRANT_KINDS = new Set(['ACL', 'EXTENSION ACL']);
+const GRANT_KINDS = new Set(['ACL', 'EXTENSION ACL', 'DELEGATED ACL']);
+/** Grant entries the superuser runs when the archive's SQL runs as a temporary role (see handOver). */
+const SUPERUSER_GRANT_KINDS = new Set(['EXTENSION ACL', 'DELEGATED ACL']);
 /** A string literal as quoteLiteral() writes it: no backslash in a plain one, only doubled ones in an E'' one. */
 const LITERAL = String.raw`(?:'(?:[^'\\]|'')*'|E'(?:[^'\\]|''|\\\\)*')`;
 const EXTENSION_COMMENT = new RegExp(String.raw`^COMMENT ON EXTENSION ${IDENT} IS ${LITERAL};$`);
@@ -327,7 +333,11 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
           for (const lo of from.largeObjects) {
             await run(client, `ALTER LARGE OBJECT ${checkedOid(lo.oid)} OWNER TO ${checkedRole(lo.owner)};`, `the owner of large object ${lo.oid}`);
           }
-          for (const entry of from.entries) if (entry.kind === 'EXTENSION ACL') await runGrants(client, entry, checkedGrants(entry.sql));
+          for (const entry of from.entries) {
+            if (!SUPERUSER_GRANT_KINDS.has(entry.kind)) continue;
+            await runGrants(client, entry, checkedGrants(entry.sql));
+            await client.query('RESET ROLE');
+          }
         }
         await run(client, `REASSIGN OWNED BY ${quoteIdent(role)} TO CURRENT_USER; DROP OWNED BY ${quoteIdent(role)}`, `the objects of the temporary role ${role}`);
       } finally {
@@ -427,8 +437,9 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
           const last = new Set([...GRANT_KINDS, 'MATERIALIZED VIEW DATA']);
           for (const entry of postData) if (!PARALLEL_POST_DATA.has(entry.kind) && !last.has(entry.kind)) await runEntry(main, entry);
           if (target.ownership) {
-            // An extension's members belong to the superuser that ran its script: their grants wait for handOver().
-            for (const entry of postData) if (entry.kind === 'ACL' || (entry.kind === 'EXTENSION ACL' && !restricted)) await runGrants(main, entry);
+            // An extension's members belong to the superuser that ran its script, and the temporary role cannot act as
+            // another grantor (SET ROLE): those grants wait for handOver().
+            for (const entry of postData) if (GRANT_KINDS.has(entry.kind) && !(restricted && SUPERUSER_GRANT_KINDS.has(entry.kind))) await runGrants(main, entry);
             for (const lo of from.largeObjects) if (lo.acl !== null) await run(main, lo.acl, `the grants of large object ${lo.oid}`);
           }
           for (const entry of postData) if (entry.kind === 'MATERIALIZED VIEW DATA') await runEntry(main, entry);
@@ -622,7 +633,7 @@ function checkedGrants(sql: string): string {
   for (const statement of sql.split('\n')) {
     if (!GRANT_STATEMENT.test(statement)) {
       throw new BackupError('UNSAFE_ARCHIVE', `toc.json of a PostgreSQL source holds a grant statement backupkit does not write: ${JSON.stringify(statement.slice(0, 200))}; nothing was restored`, {
-        hint: 'Grants on extension members are run as the superuser, so only `GRANT|REVOKE … ON <kind> <name> …;` is accepted. Restore with `ownership: false`, or find out who crafted this archive.',
+        hint: 'Grants on extension members and by other grantors are run as the superuser, so only `GRANT|REVOKE … ON <kind> <name> …;` and `SET|RESET ROLE` are accepted. Restore with `ownership: false`, or find out who crafted this archive.',
       });
     }
   }

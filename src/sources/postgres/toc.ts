@@ -96,6 +96,7 @@ const KIND_PRIORITY: Record<string, number> = {
   COMMENT: 30,
   ACL: 40,
   'EXTENSION ACL': 40,
+  'DELEGATED ACL': 41,
   'MATERIALIZED VIEW DATA': 50,
 };
 
