@@ -763,8 +763,15 @@ async function readRelations(
         if (column.def !== null && column.generated === '') statements.push(`${alter} SET DEFAULT ${column.def};`);
       }
       if (column.identitySeq) {
-        creates.push(key('pg_class', column.identitySeq.oid));
-        statements.push(`${alter} ADD GENERATED ${column.identity === 'a' ? 'ALWAYS' : 'BY DEFAULT'} AS IDENTITY (\n    SEQUENCE NAME ${column.identitySeq.qname}\n    ${column.identitySeq.options.replace(/^AS \S+ /, '')}\n);`);
+        const { oid, qname, options } = column.identitySeq;
+        creates.push(key('pg_class', oid));
+        // The identity's sequence takes the column's type, and refuses an `AS` of its own: another type
+        // (`AS integer` on a bigint column) is set afterwards, with the bounds that may not fit the column's.
+        const [, type, rest] = /^AS (\S+) (.*)$/.exec(options)!;
+        const ownType = type !== column.type;
+        const identityOptions = ownType ? rest!.replace(/ MINVALUE \S+ MAXVALUE \S+/, '') : rest;
+        statements.push(`${alter} ADD GENERATED ${column.identity === 'a' ? 'ALWAYS' : 'BY DEFAULT'} AS IDENTITY (\n    SEQUENCE NAME ${qname}\n    ${identityOptions}\n);`);
+        if (ownType) statements.push(`ALTER SEQUENCE ${qname} ${options};`);
       }
       if (column.storage) statements.push(`${alter} SET STORAGE ${{ p: 'PLAIN', e: 'EXTERNAL', m: 'MAIN', x: 'EXTENDED' }[column.storage]};`);
       if (column.compression) statements.push(`${alter} SET COMPRESSION ${{ p: 'pglz', l: 'lz4' }[column.compression] ?? column.compression};`);
