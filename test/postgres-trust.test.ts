@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { access, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,52 +9,13 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Database, directory, memory } from '../src/index.js';
-import { CRAFTED_NAME, craftArchive, headerEntry, manifestFor, store, type CraftedEntry } from './helpers/craft.js';
+import { CRAFTED_NAME, consistentArchive, craftArchive, manifestFor, pgSource, store } from './helpers/craft.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
 import { databasesLike, dropDatabasesLike, pgUrl, sql, uniqueName } from './helpers/postgres.js';
 
 const server = pgUrl('postgres');
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'pg-restore-child.js');
-
-interface CraftedTocEntry {
-  sql: string;
-  owner?: string;
-}
-
-/**
- * The entries of a PostgreSQL source whose toc.json holds `statements` as pre-data entries, what a
- * hostile archive's author writes, and one table `public.t` with one row (a chunk that is spooled).
- */
-function pgSource(statements: CraftedTocEntry[]): CraftedEntry[] {
-  const file = (name: string, body: Buffer): CraftedEntry => ({ header: { name: `sources/pg/${name}`, type: 'file', size: body.length }, body });
-  const rows = Buffer.from('1\n');
-  const table = { entry: 1, qualifiedName: 'public.t', columns: ['id'], dataPath: 'data/1-public.t', estimatedBytes: 0 };
-  const toc = {
-    formatVersion: 1,
-    server: { version: '15', versionNum: 150000 },
-    database: { name: 'app', encoding: 'UTF8', collate: 'C', ctype: 'C' },
-    entries: [
-      { id: 1, kind: 'TABLE', schema: 'public', name: 't', section: 'pre-data', deps: [], sql: 'CREATE TABLE public.t (id integer);' },
-      ...statements.map(({ sql: text, owner }, index) => ({ id: index + 2, kind: 'SCHEMA', schema: null, name: `s${index}`, section: 'pre-data', deps: [], sql: text, ...(owner ? { owner } : {}) })),
-    ],
-    tables: [table],
-    largeObjects: [],
-  };
-  const summary = { entry: 1, rows: 1, bytes: rows.length, chunks: 1, sha256: createHash('sha256').update(rows).digest('hex') };
-  return [
-    headerEntry([{ name: 'pg', kind: 'postgres' }]),
-    file('toc.json', Buffer.from(JSON.stringify(toc))),
-    file('data/1-public.t/000001.copy', rows),
-    file('data.json', Buffer.from(JSON.stringify({ tables: [summary] }))),
-  ];
-}
-
-/** An archive whose manifest agrees with every entry: only what the restore itself enforces stands in the way. */
-async function consistentArchive(statements: CraftedTocEntry[]): Promise<Buffer> {
-  const entries = pgSource(statements);
-  return craftArchive([...entries, manifestFor(entries)]);
-}
 
 async function roleExists(role: string): Promise<boolean> {
   return (await sql('postgres', 'SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).length > 0;

@@ -42,9 +42,12 @@ export async function readCatalog(
   const { schemas } = options;
   const q = async <T extends Row>(sql: string, params: unknown[] = []): Promise<T[]> => (await client.query<T>(sql, params)).rows;
 
-  const [server] = await q<{ version: string; num: number; db: string; encoding: string; collate: string; ctype: string }>(`
+  const [server] = await q<{ version: string; num: number; db: string; encoding: string; collate: string; ctype: string; provider: string | null; locale: string | null; rules: string | null }>(`
     SELECT current_setting('server_version') AS version, current_setting('server_version_num')::int AS num,
-           d.datname AS db, pg_encoding_to_char(d.encoding) AS encoding, d.datcollate AS collate, d.datctype AS ctype
+           d.datname AS db, pg_encoding_to_char(d.encoding) AS encoding, d.datcollate AS collate, d.datctype AS ctype,
+           -- Columns of PostgreSQL 15 (datlocprovider, daticulocale), 16 (daticurules) and 17 (datlocale), read by name.
+           to_jsonb(d)->>'datlocprovider' AS provider, coalesce(to_jsonb(d)->>'datlocale', to_jsonb(d)->>'daticulocale') AS locale,
+           to_jsonb(d)->>'daticurules' AS rules
       FROM pg_database d WHERE d.datname = current_database()`);
   const classIds = Object.fromEntries(
     (await q<{ name: string; oid: number }>(`
@@ -232,7 +235,10 @@ export async function readCatalog(
   return {
     formatVersion: 1,
     server: { version: server!.version, versionNum: server!.num },
-    database: { name: server!.db, encoding: server!.encoding, collate: server!.collate, ctype: server!.ctype },
+    database: {
+      name: server!.db, encoding: server!.encoding, collate: server!.collate, ctype: server!.ctype,
+      provider: ({ i: 'icu', b: 'builtin' } as const)[server!.provider ?? ''] ?? 'libc', locale: server!.locale, icuRules: server!.rules,
+    },
     entries: sorted,
     tables,
     largeObjects,

@@ -13,7 +13,7 @@ import type { RestoreEntry, RestoreSink, Restorer, ScratchTarget, VerifyCheck } 
 import { clientConfig, connect, quoteIdent, quoteLiteral, type PostgresConnection } from './connection.js';
 import { copyTableOut } from './copy-out.js';
 import { Lease, dropServerLeftovers, makeSpoolFolder, newTag, removeAbandonedSpools, restoreRoleName, scramVerifier } from './lease.js';
-import { OUTPUT_SETTINGS, RESTORE_SETTINGS, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
+import { OUTPUT_SETTINGS, RESTORE_SETTINGS, type DatabaseLocale, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
 
 /**
  * Restore target of a PostgreSQL source.
@@ -86,6 +86,39 @@ const SUPERUSER_GRANT_KINDS = new Set(['EXTENSION ACL', 'DELEGATED ACL']);
 /** A string literal as quoteLiteral() writes it: no backslash in a plain one, only doubled ones in an E'' one. */
 const LITERAL = String.raw`(?:'(?:[^'\\]|'')*'|E'(?:[^'\\]|''|\\\\)*')`;
 const EXTENSION_COMMENT = new RegExp(String.raw`^COMMENT ON EXTENSION ${IDENT} IS ${LITERAL};$`);
+
+/** CREATE DATABASE's errors for a locale or encoding the server cannot have (invalid locale name, encoding and locale that do not match). */
+const LOCALE_REFUSED = new Set(['42809', '22023']);
+const LOCALE_HINT =
+  'A database restores with the encoding, locale and locale provider of its source, or not at all (another sort order would change ORDER BY, unique indexes and range partitions): install the locale on this server (locale-gen, an ICU-enabled build), or restore on a server that has it.';
+
+/**
+ * The encoding, locale and locale provider clauses of CREATE DATABASE, as `pg_dump --create` writes
+ * them. The provider is always named on servers that have one: their default may be another.
+ */
+function localeClauses(from: DatabaseLocale, serverVersion: number, database: string): string {
+  const clauses = [`ENCODING ${quoteLiteral(from.encoding)}`, `LC_COLLATE ${quoteLiteral(from.collate)}`, `LC_CTYPE ${quoteLiteral(from.ctype)}`];
+  const provider = from.provider ?? 'libc';
+  const needs = (version: number, what: string): void => {
+    if (serverVersion >= version) return;
+    throw new BackupError('RESTORE_FAILED', `This server cannot create ${database} with the source's encoding and locale (${describeLocale(from)}): ${what} needs PostgreSQL ${version / 10000} or newer`, {
+      hint: LOCALE_HINT,
+    });
+  };
+  if (provider === 'libc') return serverVersion >= 150000 ? [...clauses, 'LOCALE_PROVIDER libc'].join(' ') : clauses.join(' ');
+  needs(provider === 'icu' ? 150000 : 170000, `the ${provider} locale provider`);
+  clauses.push(`LOCALE_PROVIDER ${provider}`, `${provider === 'icu' ? 'ICU_LOCALE' : 'BUILTIN_LOCALE'} ${quoteLiteral(from.locale ?? '')}`);
+  if (from.icuRules) {
+    needs(160000, 'ICU_RULES');
+    clauses.push(`ICU_RULES ${quoteLiteral(from.icuRules)}`);
+  }
+  return clauses.join(' ');
+}
+
+function describeLocale(from: DatabaseLocale): string {
+  const provider = from.provider ?? 'libc';
+  return `${from.encoding}, LC_COLLATE ${from.collate}, LC_CTYPE ${from.ctype}, provider ${provider}${provider === 'libc' ? '' : ` ${from.locale ?? ''}`}${from.icuRules ? ' with rules' : ''}`;
+}
 
 /** Objects that make a database "not empty": anything a user created. */
 const USER_OBJECTS_SQL = `
@@ -261,12 +294,14 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
           roleCreated = true;
           owner = ` OWNER ${quoteIdent(restricted.role)}`;
         }
-        const encoding = `${owner} TEMPLATE template0 ENCODING ${quoteLiteral(from.database.encoding)}`;
-        const locale = ` LC_COLLATE ${quoteLiteral(from.database.collate)} LC_CTYPE ${quoteLiteral(from.database.ctype)}`;
-        // The source's locale may not exist on this server; the server's default then serves.
-        await client.query(`CREATE DATABASE ${quoteIdent(staging)} ${encoding}${locale}`).catch(async (cause: { code?: string }) => {
-          if (cause.code === '42P04') throw cause;
-          await client.query(`CREATE DATABASE ${quoteIdent(staging)} ${encoding}`);
+        const { rows: [server] } = await client.query<{ num: number }>(`SELECT current_setting('server_version_num')::int AS num`);
+        const locale = localeClauses(from.database, server!.num, target.database);
+        // No fallback to the server's default locale: another sort order is a silent difference.
+        await client.query(`CREATE DATABASE ${quoteIdent(staging)}${owner} TEMPLATE template0 ${locale}`).catch((cause: { code?: string; message?: string }) => {
+          if (!LOCALE_REFUSED.has(cause.code ?? '')) throw cause;
+          throw new BackupError('RESTORE_FAILED', `This server cannot create ${target.database} with the source's encoding and locale (${describeLocale(from.database)}): ${cause.message}`, {
+            cause, hint: LOCALE_HINT,
+          });
         });
         created = true;
       } catch (cause) {

@@ -44,10 +44,22 @@ export interface LargeObjectInfo {
   readonly comment: string | null;
 }
 
+/** What `CREATE DATABASE` needs to give the restored database the source's encoding and sort order. */
+export interface DatabaseLocale {
+  readonly encoding: string;
+  readonly collate: string;
+  readonly ctype: string;
+  /** The locale provider, from PostgreSQL 15 on (`libc`, `icu`, `builtin`); archives of older servers have none: libc. */
+  readonly provider?: 'libc' | 'icu' | 'builtin';
+  /** The ICU or builtin locale (`daticulocale`, `datlocale`), and ICU's tailoring rules (PostgreSQL 16+). */
+  readonly locale?: string | null;
+  readonly icuRules?: string | null;
+}
+
 export interface Toc {
   readonly formatVersion: 1;
   readonly server: { readonly version: string; readonly versionNum: number };
-  readonly database: { readonly name: string; readonly encoding: string; readonly collate: string; readonly ctype: string };
+  readonly database: DatabaseLocale & { readonly name: string };
   readonly entries: TocEntry[];
   readonly tables: TocTable[];
   readonly largeObjects: LargeObjectInfo[];
