@@ -302,4 +302,62 @@ describe('postgres fidelity', () => {
     );
     assert.deepEqual(await databasesLike(target), []);
   });
+
+  it('restores a view that groups by a primary key: created as a stand-in before the data, then replaced once the key exists', async (t) => {
+    const source = await createDatabase(t, 'groupbykey');
+    await sql(source, `
+      CREATE TABLE orders (id integer PRIMARY KEY, customer text NOT NULL, total integer NOT NULL);
+      CREATE TABLE lines (order_id integer NOT NULL, amount integer NOT NULL);
+      INSERT INTO orders SELECT i, 'c' || (i % 7), i * 10 FROM generate_series(1, 50) i;
+      INSERT INTO lines SELECT i % 50 + 1, i FROM generate_series(1, 200) i;
+      -- customer and total are functionally dependent on the key: valid only while the key exists.
+      CREATE VIEW order_sums WITH (security_barrier) AS
+        SELECT o.id, o.customer, o.total, sum(l.amount) AS lines FROM orders o JOIN lines l ON l.order_id = o.id GROUP BY o.id;
+      COMMENT ON VIEW order_sums IS 'per order';
+      -- Uses the view's row type before the data: the stand-in has the same columns.
+      CREATE FUNCTION biggest() RETURNS SETOF order_sums LANGUAGE sql AS 'SELECT * FROM order_sums ORDER BY lines DESC LIMIT 1';
+      CREATE VIEW top_customers AS SELECT customer, count(*) AS n FROM order_sums GROUP BY customer;`);
+    const { restored } = await roundTrip(source);
+    await assertSame(source, restored);
+    assert.deepEqual(await sql(restored, 'SELECT * FROM biggest()'), await sql(source, 'SELECT * FROM biggest()'));
+  });
+
+  it('restores a NOT VALID CHECK constraint on an inheritance parent, which its children inherit', async (t) => {
+    const source = await createDatabase(t, 'notvalidparent');
+    await sql(source, `
+      CREATE TABLE measures (id integer NOT NULL, value integer);
+      CREATE TABLE measures_old (note text) INHERITS (measures);
+      INSERT INTO measures_old VALUES (1, -5, 'before the rule');
+      ALTER TABLE measures ADD CONSTRAINT value_positive CHECK (value > 0) NOT VALID;
+      INSERT INTO measures VALUES (2, 3);`);
+    const { restored } = await roundTrip(source);
+    await assertSame(source, restored);
+    const checks = `SELECT conrelid::regclass::text AS "table", convalidated, conislocal FROM pg_constraint WHERE conname = 'value_positive' ORDER BY 1`;
+    assert.deepEqual(await sql(restored, checks), await sql(source, checks));
+  });
+
+  it('restores a column default calling a BEGIN ATOMIC function that reads the same table: the default is set after the function', async (t) => {
+    const source = await createDatabase(t, 'defaultcycle');
+    await sql(source, `
+      CREATE TABLE tickets (id integer NOT NULL, seq integer);
+      CREATE FUNCTION next_ticket() RETURNS integer LANGUAGE sql BEGIN ATOMIC SELECT coalesce(max(seq), 0) + 1 FROM tickets; END;
+      ALTER TABLE tickets ALTER COLUMN seq SET DEFAULT next_ticket();
+      INSERT INTO tickets (id) SELECT i FROM generate_series(1, 5) i;`);
+    const { restored } = await roundTrip(source);
+    await assertSame(source, restored);
+    for (const database of [source, restored]) await sql(database, 'INSERT INTO tickets (id) VALUES (6)');
+    assert.deepEqual(await sql(restored, 'SELECT seq FROM tickets WHERE id = 6'), await sql(source, 'SELECT seq FROM tickets WHERE id = 6'));
+  });
+
+  it('refuses a backup limited to schemas whose view reads a table of another schema, naming both, instead of a backup that cannot restore', async (t) => {
+    const source = await createDatabase(t, 'otherschema');
+    await sql(source, `
+      CREATE SCHEMA app; CREATE SCHEMA shared;
+      CREATE TABLE shared.countries (code text PRIMARY KEY);
+      CREATE TABLE app.users (id integer PRIMARY KEY, country text);
+      CREATE VIEW app.user_countries AS SELECT u.id, c.code FROM app.users u JOIN shared.countries c ON c.code = u.country;`);
+    const backup = (schemas: string[]) => new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(source), schemas })] }).startBackup({ to: memory() }).done;
+    await rejectsWithCode(backup(['app']), 'SOURCE_FAILED', /view app\.user_countries uses table shared\.countries/);
+    await backup(['app', 'shared']);
+  });
 });

@@ -25,6 +25,8 @@ interface Draft {
   after: number[];
   /** …and whichever entries create these catalog objects. */
   needs: string[];
+  /** A view's stand-in with the same columns, for when its query needs what post-data creates (see postponeViews). */
+  dummy?: string;
 }
 
 type Row = Record<string, unknown>;
@@ -203,6 +205,8 @@ export async function readCatalog(
       if (to !== undefined) deps.get(draft.id)!.add(to);
     }
   }
+  // With `schemas`, what the backed-up objects use in other schemas would be missing at restore.
+  const outside: Array<{ obj: string; ref: string }> = [];
   // A sequence's OWNED BY link ('a' from sequence to table) is a separate entry, or it would cycle with the column default.
   for (const row of await q<{ obj: string; ref: string }>(`
     SELECT d.classid::int || ':' || d.objid::int AS obj, d.refclassid::int || ':' || d.refobjid::int AS ref
@@ -213,8 +217,11 @@ export async function readCatalog(
     const from = creator.get(row.obj);
     const to = creator.get(row.ref);
     if (from !== undefined && to !== undefined && from !== to) deps.get(from)!.add(to);
+    if (schemas && from !== undefined && to === undefined) outside.push(row);
   }
+  if (outside.length > 0) await refuseOutsideDependencies(q, outside, schemas!);
 
+  postponeViews(drafts, deps, () => nextId++);
   orderRefreshes(drafts, deps);
 
   const entries: TocEntry[] = drafts.map((draft) => ({
@@ -225,6 +232,14 @@ export async function readCatalog(
   if (cycles.length > 0) {
     throw new BackupError('SOURCE_FAILED', `The schema has a dependency cycle backupkit cannot order, through ${cycles.map((e) => `${e.kind} ${e.name}`).join(', ')}`, {
       hint: 'Report this with the objects named; pg_dump breaks such cycles with special cases that backupkit does not have yet.',
+    });
+  }
+  // A restore runs pre-data before post-data whatever the dependencies: one that points back would fail it.
+  const byId = new Map(entries.map((entry) => [entry.id, entry]));
+  const early = entries.flatMap((entry) => (entry.section === 'pre-data' ? entry.deps.filter((dep) => byId.get(dep)?.section === 'post-data').map((dep) => [entry, byId.get(dep)!]) : []));
+  if (early.length > 0) {
+    throw new BackupError('SOURCE_FAILED', `The schema has objects that need what is created after the data, which no restore could order: ${early.slice(0, 5).map(([entry, dep]) => `${entry!.kind} ${entry!.schema ?? ''}.${entry!.name} needs ${dep!.kind} ${dep!.schema ?? ''}.${dep!.name}`).join('; ')}`, {
+      hint: 'Report this with the objects named; pg_dump breaks such dependencies with special cases that backupkit does not have yet.',
     });
   }
   for (const [entry, value] of sequenceValues) {
@@ -243,6 +258,48 @@ export async function readCatalog(
     tables,
     largeObjects,
   };
+}
+
+/**
+ * Fails a backup limited to `schemas` whose objects use objects of other schemas (a view reading a
+ * table there, a default calling a sequence there): its restore would fail. Names what uses what.
+ */
+async function refuseOutsideDependencies(q: Query, links: Array<{ obj: string; ref: string }>, schemas: readonly string[]): Promise<void> {
+  const split = (object: string): number[] => object.split(':').map(Number);
+  const rows = await q<{ what: string; uses: string }>(`
+    SELECT DISTINCT pg_describe_object(l.oc, l.oo, 0) AS what, pg_describe_object(l.rc, l.ro, 0) AS uses
+      FROM unnest($1::oid[], $2::oid[], $3::oid[], $4::oid[]) AS l(oc, oo, rc, ro), pg_identify_object(l.rc, l.ro, 0) AS r
+     WHERE r.schema IS NOT NULL AND r.schema <> ALL($5) AND r.schema NOT IN ('pg_catalog', 'information_schema')
+     ORDER BY 1, 2 LIMIT 10`, [
+    links.map((link) => split(link.obj)[0]), links.map((link) => split(link.obj)[1]),
+    links.map((link) => split(link.ref)[0]), links.map((link) => split(link.ref)[1]), schemas,
+  ]);
+  if (rows.length === 0) return;
+  throw new BackupError('SOURCE_FAILED', `Objects of the schemas backed up (${schemas.join(', ')}) use objects of other schemas, which a restore would lack: ${rows.map((row) => `${row.what} uses ${row.uses}`).join('; ')}`, {
+    hint: 'Add those schemas to `schemas`, or back up the whole database.',
+  });
+}
+
+/**
+ * A view whose query needs what is created after the data (a view grouping by a primary key needs the
+ * key) is created twice, as pg_dump does: before the data as a stand-in with the same columns (other
+ * objects may use its row type), then `CREATE OR REPLACE VIEW` with its query after what it needs.
+ */
+function postponeViews(drafts: Draft[], deps: Map<number, Set<number>>, newId: () => number): void {
+  const byId = new Map(drafts.map((draft) => [draft.id, draft]));
+  for (const view of [...drafts]) {
+    if (view.dummy === undefined) continue;
+    const late = [...deps.get(view.id)!].filter((dep) => byId.get(dep)?.section === 'post-data');
+    if (late.length === 0) continue;
+    for (const dep of late) deps.get(view.id)!.delete(dep);
+    const replace: Draft = {
+      id: newId(), kind: 'VIEW', schema: view.schema, name: view.name, section: 'post-data', sql: view.sql.replace(/^CREATE VIEW /, 'CREATE OR REPLACE VIEW '),
+      creates: [], after: [view.id], needs: [],
+    };
+    view.sql = view.dummy;
+    drafts.push(replace);
+    deps.set(replace.id, new Set([view.id, ...late]));
+  }
 }
 
 /**
@@ -679,10 +736,15 @@ async function readRelations(
      WHERE c.relnamespace = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND ${notExtensionMember('pg_class', 'c.oid')}
      ORDER BY n.nspname, c.relname`, [namespaces]);
 
-  const attrdefs = new Map<number, number[]>();
-  for (const row of await q<{ relid: number; oid: number }>(`
-    SELECT d.adrelid::int AS relid, d.oid::int AS oid FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid WHERE c.relnamespace = ANY($1)`, [namespaces])) {
-    attrdefs.set(row.relid, [...(attrdefs.get(row.relid) ?? []), row.oid]);
+  // A default that calls a function is set apart from its table, after the function, as pg_dump does: the function
+  // may read the table (a BEGIN ATOMIC body depends on it), which would make a cycle.
+  const attrdefs = new Map<number, Array<{ oid: number; num: number; callsRoutine: boolean }>>();
+  for (const row of await q<{ relid: number; oid: number; num: number; callsRoutine: boolean }>(`
+    SELECT d.adrelid::int AS relid, d.oid::int AS oid, d.adnum::int AS num,
+           EXISTS (SELECT 1 FROM pg_depend p WHERE p.classid = 'pg_attrdef'::regclass AND p.objid = d.oid
+                      AND p.refclassid = 'pg_proc'::regclass AND p.refobjid >= ${FIRST_NORMAL_OID}) AS "callsRoutine"
+      FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid WHERE c.relnamespace = ANY($1)`, [namespaces])) {
+    attrdefs.set(row.relid, [...(attrdefs.get(row.relid) ?? []), row]);
   }
 
   const tables: TocTable[] = [];
@@ -727,9 +789,11 @@ async function readRelations(
         ? `CREATE MATERIALIZED VIEW ${rel.qname}${rel.am ? ` USING ${rel.am}` : ''}${withOptions} AS\n${body}\n  WITH NO DATA;`
         : `CREATE VIEW ${rel.qname}${withOptions} AS\n${body}${checkOption ? `\n  WITH ${checkOption.toUpperCase()} CHECK OPTION` : ''};`;
       const keyword = matview ? 'MATERIALIZED VIEW' : 'VIEW';
+      const dummyColumns = (rel.columns ?? []).map((column) => `NULL::${column.type}${column.collation ? ` COLLATE ${column.collation}` : ''} AS ${column.name}`);
       const entry = add({
         kind: keyword, schema: rel.schema, name: rel.name, section: 'pre-data', sql, owner: `ALTER ${keyword} ${rel.qname} OWNER TO ${rel.owner};`,
         creates: [...creates, ...(rel.rules ?? []).map((rule) => key('pg_rewrite', rule))],
+        ...(matview ? {} : { dummy: `CREATE VIEW ${rel.qname} AS\nSELECT${dummyColumns.length > 0 ? `\n    ${dummyColumns.join(',\n    ')}` : ''};` }),
       });
       byQname.set(rel.qname, entry);
       if (matview && rel.populated) {
@@ -744,11 +808,14 @@ async function readRelations(
     // A table: columns, inline CHECK constraints, then per-column settings CREATE TABLE cannot say.
     const columns = rel.columns ?? [];
     const printed = columns.filter((column) => column.local || rel.ispartition);
+    const defaults = attrdefs.get(rel.oid) ?? [];
+    const apart = defaults.filter((attrdef) => attrdef.callsRoutine && columns.some((column) => column.num === attrdef.num && column.generated === ''));
+    const inline = (column: ColumnRow): boolean => column.def !== null && column.generated === '' && !apart.some((attrdef) => attrdef.num === column.num);
     const lines = printed.map((column) => {
       let line = `${column.name} ${column.type}`;
       if (column.collation) line += ` COLLATE ${column.collation}`;
       if (column.generated === 's') line += ` GENERATED ALWAYS AS (${column.def}) STORED`;
-      else if (column.def !== null) line += ` DEFAULT ${column.def}`;
+      else if (inline(column)) line += ` DEFAULT ${column.def}`;
       if (column.notnull) line += ' NOT NULL';
       return line;
     });
@@ -756,7 +823,7 @@ async function readRelations(
       lines.push(`CONSTRAINT ${check.name} ${check.def}`);
       creates.push(key('pg_constraint', check.oid));
     }
-    for (const attrdef of attrdefs.get(rel.oid) ?? []) creates.push(key('pg_attrdef', attrdef));
+    for (const attrdef of defaults) if (!apart.includes(attrdef)) creates.push(key('pg_attrdef', attrdef.oid));
     const statements = [
       `CREATE${rel.persistence === 'u' ? ' UNLOGGED' : ''} TABLE ${rel.qname} (${lines.length > 0 ? `\n    ${lines.join(',\n    ')}\n` : ''})` +
         `${rel.inherits ? `\nINHERITS (${rel.inherits.join(', ')})` : ''}${rel.partkey ? `\nPARTITION BY ${rel.partkey}` : ''}` +
@@ -766,7 +833,7 @@ async function readRelations(
       const alter = `ALTER TABLE ONLY ${rel.qname} ALTER COLUMN ${column.name}`;
       if (!printed.includes(column)) {
         if (column.notnull) statements.push(`${alter} SET NOT NULL;`);
-        if (column.def !== null && column.generated === '') statements.push(`${alter} SET DEFAULT ${column.def};`);
+        if (inline(column)) statements.push(`${alter} SET DEFAULT ${column.def};`);
       }
       if (column.identitySeq) {
         const { oid, qname, options } = column.identitySeq;
@@ -790,6 +857,13 @@ async function readRelations(
       owner: `ALTER TABLE ${rel.qname} OWNER TO ${rel.owner};`, creates,
     });
     byQname.set(rel.qname, entry);
+    for (const attrdef of apart) {
+      const column = columns.find((c) => c.num === attrdef.num)!;
+      add({
+        kind: 'DEFAULT', schema: rel.schema, name: `${rel.name} ${column.name}`, section: 'pre-data',
+        sql: `ALTER TABLE ONLY ${rel.qname} ALTER COLUMN ${column.name} SET DEFAULT ${column.def};`, creates: [key('pg_attrdef', attrdef.oid)], after: [entry.id],
+      });
+    }
     for (const column of columns) {
       if (column.identitySeq) sequenceReads.push({ entry: entry.id, qname: column.identitySeq.qname });
     }
@@ -854,7 +928,8 @@ async function readPostData(
   const indexCreators = new Map<number, Draft>();
   for (const row of constraintRows) {
     const foreign = row.contype === 'f';
-    const only = foreign && row.relkind === 'p' ? '' : 'ONLY ';
+    // A CHECK constraint is added to the children too (they have it, inherited): ONLY fails on an inheritance parent.
+    const only = (foreign && row.relkind === 'p') || row.contype === 'c' ? '' : 'ONLY ';
     const indexOptions = row.indexOptions ? ` WITH (${row.indexOptions.join(', ')})` : '';
     const entry = add({
       kind: foreign ? 'FK CONSTRAINT' : 'CONSTRAINT', schema: row.schema, name: `${row.tableName} ${row.name}`, section: 'post-data',

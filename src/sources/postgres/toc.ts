@@ -93,6 +93,7 @@ const KIND_PRIORITY: Record<string, number> = {
   VIEW: 10,
   'MATERIALIZED VIEW': 10,
   'SEQUENCE OWNED BY': 11,
+  DEFAULT: 11,
   'SEQUENCE SET': 12,
   INDEX: 20,
   CONSTRAINT: 21,
