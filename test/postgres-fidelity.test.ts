@@ -360,4 +360,45 @@ describe('postgres fidelity', () => {
     await rejectsWithCode(backup(['app']), 'SOURCE_FAILED', /view app\.user_countries uses table shared\.countries/);
     await backup(['app', 'shared']);
   });
+
+  it('backs up a LATIN1 database holding non-ASCII data and comments, and restores it byte for byte into a LATIN1 database', async (t) => {
+    const source = uniqueName('latin1text');
+    await sql('postgres', `CREATE DATABASE "${source}" ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
+    t.after(() => dropDatabasesLike(source));
+    // The query text is ASCII: escapes put LATIN1 bytes in (a table named größe; é, Æ, ø, ÿ, ¤ in rows and comment).
+    await sql(source, `
+      CREATE TABLE U&"gr\\00f6\\00dfe" (id integer PRIMARY KEY, body text NOT NULL);
+      INSERT INTO U&"gr\\00f6\\00dfe" VALUES (1, E'caf\\xe9'), (2, E'\\xc6r\\xf8'), (3, E'\\xff\\xa4 tab\\there');
+      COMMENT ON TABLE U&"gr\\00f6\\00dfe" IS E'Gr\\xf6\\xdfe in \\xa4';`);
+    const bytes = `SELECT (SELECT string_agg(encode(convert_to(body, 'LATIN1'), 'hex'), ',' ORDER BY id) FROM U&"gr\\00f6\\00dfe") AS rows,
+                          encode(convert_to(obj_description(c.oid, 'pg_class'), 'LATIN1'), 'hex') AS comment, encode(convert_to(c.relname::text, 'LATIN1'), 'hex') AS name
+                     FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relname::text = U&'gr\\00f6\\00dfe'`;
+    const { restored } = await roundTrip(source);
+    await assertSame(source, restored);
+    assert.deepEqual(await sql(restored, bytes), await sql(source, bytes));
+    assert.deepEqual(await sql(restored, bytes), [{ rows: '636166e9,c672f8,ffa4207461620968657265', comment: '4772f6df6520696e20a4', name: '6772f6df65' }]);
+    const [row] = await sql<{ encoding: string }>('postgres', 'SELECT pg_encoding_to_char(encoding) AS encoding FROM pg_database WHERE datname = $1', [restored]);
+    assert.equal(row?.encoding, 'LATIN1');
+  });
+
+  it('backs up a SQL_ASCII database whose rows hold bytes that are not UTF-8, byte for byte; refuses a comment that is not UTF-8', async (t) => {
+    const source = uniqueName('sqlascii');
+    await sql('postgres', `CREATE DATABASE "${source}" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
+    t.after(() => dropDatabasesLike(source));
+    await sql(source, `
+      CREATE TABLE blobs_as_text (id integer PRIMARY KEY, body text NOT NULL);
+      INSERT INTO blobs_as_text VALUES (1, E'latin1 caf\\xe9'), (2, E'utf8 caf\\xc3\\xa9'), (3, E'cut \\xe2\\x82'), (4, E'\\x80\\xff\\xfe');
+      COMMENT ON TABLE blobs_as_text IS E'UTF-8 comment: caf\\xc3\\xa9';`);
+    const bytes = `SELECT string_agg(encode(convert_to(body, 'SQL_ASCII'), 'hex'), ',' ORDER BY id) AS rows FROM blobs_as_text`;
+    const { restored } = await roundTrip(source);
+    await assertSame(source, restored);
+    assert.deepEqual(await sql(restored, bytes), await sql(source, bytes));
+    assert.deepEqual(await sql(restored, bytes), [{ rows: '6c6174696e3120636166e9,7574663820636166c3a9,63757420e282,80fffe' }]);
+    const [row] = await sql<{ encoding: string }>('postgres', 'SELECT pg_encoding_to_char(encoding) AS encoding FROM pg_database WHERE datname = $1', [restored]);
+    assert.equal(row?.encoding, 'SQL_ASCII');
+
+    await sql(source, `COMMENT ON TABLE blobs_as_text IS E'latin1 comment: caf\\xe9'`);
+    const db = new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(source) })] });
+    await rejectsWithCode(db.startBackup({ to: memory() }).done, 'SOURCE_FAILED', /names, comments or definitions that are not UTF-8.*invalid byte sequence for encoding "UTF8": 0xe9/);
+  });
 });

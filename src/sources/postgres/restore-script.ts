@@ -1,6 +1,6 @@
 import { quoteLiteral } from './connection.js';
 import { chunkPath } from './copy-out.js';
-import { RESTORE_SETTINGS, renderEntry, type DatabaseLocale, type TableDataSummary, type Toc } from './toc.js';
+import { RESTORE_SETTINGS, clientEncoding, renderEntry, type DatabaseLocale, type TableDataSummary, type Toc } from './toc.js';
 
 /**
  * `restore.sql`: the whole source as a psql script, for restoring by hand without backupkit. Run it
@@ -15,6 +15,7 @@ export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[
     `--   createdb ${createdbOptions(toc.database)} NEW_DB && psql -v ON_ERROR_STOP=1 -d NEW_DB -f restore.sql`,
     '\\set ON_ERROR_STOP on',
     ...RESTORE_SETTINGS,
+    ...clientEncoding(toc),
     '',
   ];
   const section = (name: string, filter: (kind: string) => boolean): void => {

@@ -13,7 +13,7 @@ import type { RestoreEntry, RestoreSink, Restorer, ScratchTarget, VerifyCheck } 
 import { clientConfig, connect, quoteIdent, quoteLiteral, type PostgresConnection } from './connection.js';
 import { copyTableOut } from './copy-out.js';
 import { Lease, dropServerLeftovers, makeSpoolFolder, newTag, removeAbandonedSpools, restoreRoleName, scramVerifier } from './lease.js';
-import { OUTPUT_SETTINGS, RESTORE_SETTINGS, type DatabaseLocale, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
+import { OUTPUT_SETTINGS, RESTORE_SETTINGS, clientEncoding, type DatabaseLocale, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
 
 /**
  * Restore target of a PostgreSQL source.
@@ -316,7 +316,7 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
         });
         clients.push(client);
         idle.push(client);
-        for (const setting of RESTORE_SETTINGS) await client.query(setting);
+        for (const setting of [...RESTORE_SETTINGS, ...clientEncoding(from)]) await client.query(setting);
       }
     };
 
@@ -553,7 +553,7 @@ async function verifyTables(target: ParsedTarget, toc: Toc, summaries: readonly 
           if (signal.aborted) throw signal.reason;
           const table = byEntry.get(summary.entry);
           if (!table) return void problems.push(`data.json names table #${summary.entry}, which toc.json lacks`);
-          const client = idle.pop() ?? (await connectForCopyOut(config));
+          const client = idle.pop() ?? (await connectForCopyOut(config, toc));
           try {
             const found = await copyTableOut(client, table, VERIFY_CHUNK_BYTES, async () => {});
             rows += found.rows;
@@ -575,10 +575,10 @@ async function verifyTables(target: ParsedTarget, toc: Toc, summaries: readonly 
   return { name: 'table rows and contents', figures: { tables: summaries.length, rows, bytes }, problems };
 }
 
-async function connectForCopyOut(config: pg.ClientConfig): Promise<pg.Client> {
+async function connectForCopyOut(config: pg.ClientConfig, toc: Toc): Promise<pg.Client> {
   const client = await connect(config, 'RESTORE_FAILED');
   // A synchronized scan may start mid-table; the comparison needs rows from the first page on.
-  for (const setting of [...OUTPUT_SETTINGS, 'SET synchronize_seqscans = off']) await client.query(setting);
+  for (const setting of [...OUTPUT_SETTINGS, ...clientEncoding(toc), 'SET synchronize_seqscans = off']) await client.query(setting);
   return client;
 }
 

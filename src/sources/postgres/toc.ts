@@ -232,6 +232,14 @@ export const RESTORE_SETTINGS = [
   "SET row_security = off;",
 ];
 
+/**
+ * A SQL_ASCII database holds bytes, not characters, and its rows may hold any: they load as they
+ * were copied out only with no client encoding to check them against (UTF8 would refuse them).
+ */
+export function clientEncoding(from: Toc): string[] {
+  return from.database.encoding === 'SQL_ASCII' ? ["SET client_encoding = 'SQL_ASCII';"] : [];
+}
+
 /** The TOC as a script a person can read and load with psql: every schema statement, no data. */
 export function renderSchemaSql(toc: Toc): string {
   const lines = [
