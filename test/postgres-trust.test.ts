@@ -92,6 +92,26 @@ describe('postgres restore of archives nobody vouches for', () => {
     assert.equal(await roleExists(role), false);
   });
 
+  it('runs grants as the superuser only in the shapes backupkit writes, on objects of the archive or its extensions, never on the system\'s', async (t) => {
+    const { role, target } = hostileNames(t);
+    await sql('postgres', `CREATE ROLE ${role}`);
+    const readFile = 'pg_catalog.pg_read_file(text)';
+    const attempts = [
+      { kind: 'EXTENSION ACL', sql: `GRANT EXECUTE ON FUNCTION ${readFile} TO ${role};`, refused: /on an object of the system/ },
+      { kind: 'DELEGATED ACL', sql: `SET ROLE postgres;\nGRANT EXECUTE ON FUNCTION ${readFile} TO ${role};\nRESET ROLE;`, refused: /on an object of the system/ },
+      { kind: 'EXTENSION ACL', sql: `GRANT USAGE ON SCHEMA public TO ${role};`, refused: /belongs to no extension/ },
+      { kind: 'DELEGATED ACL', sql: `GRANT USAGE ON SCHEMA public TO ${role}; ALTER ROLE ${role} SUPERUSER;`, refused: /does not write/ },
+    ];
+    for (const { kind, sql: text, refused } of attempts) {
+      const destination = memory();
+      await store(destination, await consistentArchive([{ kind, section: 'post-data', sql: text }]));
+      await rejectsWithCode(restore(destination, target), 'UNSAFE_ARCHIVE', refused);
+      assert.deepEqual(await databasesLike(target), []);
+    }
+    const [superuser] = await sql<{ rolsuper: boolean }>('postgres', 'SELECT rolsuper FROM pg_roles WHERE rolname = $1', [role]);
+    assert.equal(superuser?.rolsuper, false);
+  });
+
   it('gives each object the owner the archive names, and drops the temporary role it ran as', async (t) => {
     const target = uniqueName('owners');
     t.after(() => dropDatabasesLike(target));

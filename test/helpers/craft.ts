@@ -118,6 +118,9 @@ export function raw({ header, body }: CraftedEntry): RawEntry {
 export interface CraftedTocEntry {
   sql: string;
   owner?: string;
+  /** A pre-data SCHEMA entry unless told. */
+  kind?: string;
+  section?: string;
 }
 
 /**
@@ -134,7 +137,7 @@ export function pgSource(statements: CraftedTocEntry[], database: Record<string,
     database: { name: 'app', encoding: 'UTF8', collate: 'C', ctype: 'C', ...database },
     entries: [
       { id: 1, kind: 'TABLE', schema: 'public', name: 't', section: 'pre-data', deps: [], sql: 'CREATE TABLE public.t (id integer);' },
-      ...statements.map(({ sql: text, owner }, index) => ({ id: index + 2, kind: 'SCHEMA', schema: null, name: `s${index}`, section: 'pre-data', deps: [], sql: text, ...(owner ? { owner } : {}) })),
+      ...statements.map(({ sql: text, owner, kind = 'SCHEMA', section = 'pre-data' }, index) => ({ id: index + 2, kind, schema: null, name: `s${index}`, section, deps: [], sql: text, ...(owner ? { owner } : {}) })),
     ],
     tables: [table],
     largeObjects: [],

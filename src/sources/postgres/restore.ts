@@ -72,11 +72,23 @@ const ROLE_NAME = new RegExp(`^${IDENT}$`);
  * The grant statements backupkit writes for an extension's members and for grants given by roles
  * other than the owner, which the superuser runs: nothing else is accepted.
  */
-const GRANT_TARGET = String.raw`(?:(?:TABLE|SEQUENCE|TYPE) ${QUALIFIED}|(?:FUNCTION|PROCEDURE) ${QUALIFIED}${ARGUMENTS}|SCHEMA ${IDENT})`;
+const GRANT_TARGET = String.raw`((?:TABLE|SEQUENCE|TYPE) ${QUALIFIED}|(?:FUNCTION|PROCEDURE) ${QUALIFIED}${ARGUMENTS}|SCHEMA ${IDENT})`;
 const PRIVILEGES = String.raw`[A-Z]+(?:,[A-Z]+)*|[A-Z]+\(${IDENT}\)`;
 const GRANT_STATEMENT = new RegExp(
   String.raw`^(?:REVOKE ALL ON ${GRANT_TARGET} FROM ${IDENT}|GRANT (?:${PRIVILEGES}) ON ${GRANT_TARGET} TO ${IDENT}(?: WITH GRANT OPTION)?|SET ROLE ${IDENT}|RESET ROLE);$`,
 );
+/**
+ * The schema of a grant's object, and whether it belongs to an extension: the superuser grants only
+ * on objects of the archive or of its extensions, never on the system's (pg_read_file and the like).
+ */
+const GRANT_OBJECT_SQL = `
+  SELECT coalesce(i.schema, i.identity) AS schema, EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = o.classid AND d.objid = o.oid AND d.deptype = 'e') AS member
+    FROM (SELECT CASE WHEN $1 IN ('FUNCTION', 'PROCEDURE') THEN 'pg_catalog.pg_proc'::pg_catalog.regclass WHEN $1 = 'TYPE' THEN 'pg_catalog.pg_type'::pg_catalog.regclass
+                      WHEN $1 = 'SCHEMA' THEN 'pg_catalog.pg_namespace'::pg_catalog.regclass ELSE 'pg_catalog.pg_class'::pg_catalog.regclass END AS classid,
+                 CASE WHEN $1 IN ('FUNCTION', 'PROCEDURE') THEN pg_catalog.to_regprocedure($2)::oid WHEN $1 = 'TYPE' THEN pg_catalog.to_regtype($2)::oid
+                      WHEN $1 = 'SCHEMA' THEN pg_catalog.to_regnamespace($2)::oid ELSE pg_catalog.to_regclass($2)::oid END AS oid) o,
+         pg_catalog.pg_identify_object(o.classid, o.oid, 0) AS i
+   WHERE o.oid IS NOT NULL`;
 /** The server's warnings that a GRANT or REVOKE changed nothing: the role running it lacks the rights. */
 const PRIVILEGE_NOT_CHANGED = new Set(['01006', '01007']);
 /** Grant entries: restored after everything else but materialized view data, and only with `ownership`. */
@@ -370,7 +382,7 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
           }
           for (const entry of from.entries) {
             if (!SUPERUSER_GRANT_KINDS.has(entry.kind)) continue;
-            await runGrants(client, entry, checkedGrants(entry.sql));
+            await runGrants(client, entry, await checkedGrants(client, entry));
             await client.query('RESET ROLE');
           }
         }
@@ -664,15 +676,28 @@ function checkedOwnerStatement(statement: string): string {
   return statement;
 }
 
-function checkedGrants(sql: string): string {
-  for (const statement of sql.split('\n')) {
-    if (!GRANT_STATEMENT.test(statement)) {
-      throw new BackupError('UNSAFE_ARCHIVE', `toc.json of a PostgreSQL source holds a grant statement backupkit does not write: ${JSON.stringify(statement.slice(0, 200))}; nothing was restored`, {
-        hint: 'Grants on extension members and by other grantors are run as the superuser, so only `GRANT|REVOKE … ON <kind> <name> …;` and `SET|RESET ROLE` are accepted. Restore with `ownership: false`, or find out who crafted this archive.',
-      });
-    }
+/**
+ * The grants the superuser runs, checked: only the shapes backupkit writes, on objects of the archive
+ * (an extension's members for an EXTENSION ACL), never on the system's.
+ */
+async function checkedGrants(client: pg.Client, entry: TocEntry): Promise<string> {
+  const unsafe = (statement: string, why: string): BackupError =>
+    new BackupError('UNSAFE_ARCHIVE', `toc.json of a PostgreSQL source holds a grant statement ${why}: ${JSON.stringify(statement.slice(0, 200))}; nothing was restored`, {
+      hint: 'Grants on extension members and by other grantors are run as the superuser, so only `GRANT|REVOKE … ON <kind> <name> …;` and `SET|RESET ROLE` on objects of the archive are accepted. Restore with `ownership: false`, or find out who crafted this archive.',
+    });
+  for (const statement of entry.sql.split('\n')) {
+    const match = GRANT_STATEMENT.exec(statement);
+    if (!match) throw unsafe(statement, 'backupkit does not write');
+    const target = match[1] ?? match[2];
+    if (target === undefined) continue; // SET ROLE, RESET ROLE
+    const space = target.indexOf(' ');
+    const { rows } = await client.query<{ schema: string; member: boolean }>(GRANT_OBJECT_SQL, [target.slice(0, space), target.slice(space + 1)]);
+    const object = rows[0];
+    if (!object) continue; // no such object: the statement fails as it would anyway
+    if (/^(pg_|information_schema$)/.test(object.schema)) throw unsafe(statement, 'on an object of the system');
+    if (entry.kind === 'EXTENSION ACL' && !object.member) throw unsafe(statement, 'on an object that belongs to no extension');
   }
-  return sql;
+  return entry.sql;
 }
 
 function checkedRole(role: string): string {
