@@ -39,7 +39,7 @@ export { memory } from './destinations/memory/index.js';
 export { s3 } from './destinations/s3/index.js';
 export { withRetry } from './destinations/retry.js';
 export type { RetryInfo, RetryOptions } from './destinations/retry.js';
-export type { S3ClientLike, S3Credentials, S3Options } from './destinations/s3/index.js';
+export type { S3AccessKey, S3ClientLike, S3Credentials, S3Options } from './destinations/s3/index.js';
 export type {
   ArchivedEntry,
   BackupWarning,

@@ -41,11 +41,12 @@ const failed = new BackupError('NOT_FOUND', 'missing');
 export { failed, name, path, wrong };
 `;
 
-/** An application that has the SDKs passes its own clients and configs. */
+/** An application that has the SDKs passes its own clients and configs, and connects with what a drill gives it. */
 const PASSES_ITS_OWN_CLIENTS = `
 import { S3Client } from '@aws-sdk/client-s3';
 import pg from 'pg';
-import { postgres, s3, type PostgresConnection } from 'backupkit';
+import { memory, postgres, s3, type PostgresConnection } from 'backupkit';
+import { withRestoredBackup } from 'backupkit/testing';
 
 const config: pg.ClientConfig = { host: 'localhost', database: 'app', ssl: { rejectUnauthorized: false } };
 const connections: PostgresConnection[] = [config, new pg.Pool({ connectionString: 'postgres://localhost/app' }), 'postgres://localhost/app'];
@@ -53,6 +54,10 @@ for (const connection of connections) postgres({ name: 'pg', connection });
 s3({ bucket: 'b', client: new S3Client({ region: 'eu-west-1' }) });
 s3({ bucket: 'b', credentials: { accessKeyId: 'id', secretAccessKey: 'secret' } });
 s3({ bucket: 'b', credentials: async () => ({ accessKeyId: 'id', secretAccessKey: 'secret' }) });
+await withRestoredBackup({ from: memory() }, async (restored) => {
+  const client = new pg.Client(restored.postgres('pg'));
+  await client.end();
+});
 `;
 
 /** Tries every optional adapter without its SDK; prints what each did, as JSON. */

@@ -27,12 +27,26 @@ export interface S3ClientLike {
 }
 
 /**
- * S3 credentials, or a function resolving them (as the AWS SDK's credential providers do).
+ * An access key, as the AWS SDK's `AwsCredentialIdentity`.
  * @public
  */
-export type S3Credentials =
-  | { readonly accessKeyId: string; readonly secretAccessKey: string; readonly sessionToken?: string; readonly expiration?: Date }
-  | (() => Promise<{ readonly accessKeyId: string; readonly secretAccessKey: string; readonly sessionToken?: string; readonly expiration?: Date }>);
+export interface S3AccessKey {
+  /** The access key ID. */
+  readonly accessKeyId: string;
+  /** The secret access key. */
+  readonly secretAccessKey: string;
+  /** With temporary credentials: their session token. */
+  readonly sessionToken?: string;
+  /** With temporary credentials: when they expire. */
+  readonly expiration?: Date;
+}
+
+/**
+ * S3 credentials: an access key, or a function resolving one (as the AWS SDK's credential
+ * providers do).
+ * @public
+ */
+export type S3Credentials = S3AccessKey | (() => Promise<S3AccessKey>);
 
 /**
  * Options of {@link s3}.
@@ -140,6 +154,9 @@ export function s3(options: S3Options): Destination {
           ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
         });
       return { sdk, client };
+    }).catch((cause: unknown) => {
+      connecting = undefined; // installed meanwhile: the next call tries again
+      throw cause;
     }));
   const description = `s3://${bucket}/${prefix}`;
   const key = (name: string) => `${prefix}${name}`;
