@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import tar, { type Header } from 'tar-stream';
 import type { EntryType } from '../types.js';
 import { LineSpool } from '../util/line-spool.js';
+import { Sha256Hasher } from '../util/sha256.js';
 import { untilStopped, waitFor, type WaitOptions } from '../util/streams.js';
 import { cooperative } from '../util/yield.js';
 import { MANIFEST_PATH, tarSeconds, type ManifestEntry, type ManifestSummary } from './format.js';
@@ -43,11 +43,14 @@ export class ArchiveWriter {
   #spool: LineSpool | undefined;
   #entries = 0;
   readonly #yieldNow = cooperative();
+  /** Entries' SHA-256, the large ones off the main thread. */
+  readonly #hasher: Sha256Hasher;
   /** Every wait on the tar stream ends when the pack is torn down or the backup is cancelled. */
   readonly #alive: WaitOptions;
 
   private constructor(signal: AbortSignal | undefined) {
     this.#alive = { linked: [this.tar], signal };
+    this.#hasher = new Sha256Hasher('DESTINATION_FAILED', signal);
   }
 
   static async create(signal?: AbortSignal): Promise<ArchiveWriter> {
@@ -61,7 +64,7 @@ export class ArchiveWriter {
     const size = input.type === 'file' ? input.size : 0;
     const mtime = tarSeconds(input.mtime);
     const sink = this.#open({ ...input, mtime: new Date(mtime * 1000) }, size);
-    const hash = createHash('sha256');
+    const hash = this.#hasher.start(size);
     let written = 0;
     let sizeMismatch = false;
     if (input.body) {
@@ -72,7 +75,7 @@ export class ArchiveWriter {
           sizeMismatch = true;
         }
         if (piece.length > 0) {
-          hash.update(piece);
+          await hash.update(piece);
           written += piece.length;
           await sink.write(piece);
           onBytes(piece.length);
@@ -84,12 +87,12 @@ export class ArchiveWriter {
     while (written < size) {
       sizeMismatch = true;
       const piece = PADDING.subarray(0, Math.min(PADDING.length, size - written));
-      hash.update(piece);
+      await hash.update(piece);
       written += piece.length;
       await sink.write(piece);
     }
     await sink.end();
-    const sha256 = hash.digest('hex');
+    const sha256 = await hash.digest();
     await this.#record({
       type: 'entry',
       path: input.path,
@@ -128,9 +131,10 @@ export class ArchiveWriter {
     this.tar.finalize();
   }
 
-  /** Stops the tar stream with an error and removes the manifest spool. */
+  /** Stops the tar stream with an error, the hashing thread, and removes the manifest spool. */
   async dispose(error?: Error): Promise<void> {
     if (error && !this.tar.destroyed) this.tar.destroy(error);
+    await this.#hasher.stop();
     await this.#spool?.dispose();
   }
 
