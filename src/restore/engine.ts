@@ -13,7 +13,6 @@ import { ProgressReporter } from '../progress.js';
 import type { Destination, EntryType, RestoreSink, Restorer, ScratchSpace, ScratchTarget, VerifyCheck } from '../types.js';
 import { ensureSpace, isNotFound } from '../util/fs.js';
 import { redact } from '../util/redact.js';
-import { Sha256Hasher, type Sha256 } from '../util/sha256.js';
 import { cooperative } from '../util/yield.js';
 import { RestoreJournal } from './journal.js';
 import { ManifestCheck } from './manifest-check.js';
@@ -78,7 +77,6 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
   /** The journal this restore wrote, while its commits run. */
   let committing: RestoreJournal | undefined;
   const yieldNow = cooperative();
-  const hasher = new Sha256Hasher('RESTORE_FAILED', signal);
 
   try {
     signature = await SignatureCheck.create(plan.verifySignature);
@@ -158,7 +156,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
         const estimated = header.sources.find((s) => s.name === restore.name);
         progress.enter('read', restore.name, { bytes: estimated?.estimatedBytes ?? 0, items: 0 });
       }
-      const hashed = new HashingBody(body, hasher.start(tarHeader.size ?? 0), yieldNow);
+      const hashed = new HashingBody(body, yieldNow);
       const metadata = appliedMetadata(tarHeader);
       if (restore) {
         await restore.sink.write({
@@ -176,7 +174,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
       progress.addItem();
       count.bytes += hashed.size;
       count.items += 1;
-      await manifest.record({ path: tarHeader.name.replace(/\/$/, ''), entryType: type as EntryType, size: hashed.size, sha256: await hashed.digest(), ...metadata });
+      await manifest.record({ path: tarHeader.name.replace(/\/$/, ''), entryType: type as EntryType, size: hashed.size, sha256: hashed.digest(), ...metadata });
     }
     if (current) run.emit('source-end', statsOf(current.name));
     if (verified === undefined) throw new BackupError('CORRUPT_ARCHIVE', `${name} ends before its manifest: it is truncated`);
@@ -222,7 +220,6 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
     throw asBackupError(explained, 'RESTORE_FAILED', 'The restore failed');
   } finally {
     progress.stop();
-    await hasher.stop();
     await manifest.dispose();
     await signature?.dispose();
   }
@@ -327,15 +324,14 @@ function sha256(bytes: Buffer): string {
 
 /** An entry's body that hashes what passes through; `drain()` reads what the restorer left. */
 class HashingBody implements AsyncIterable<Uint8Array> {
+  readonly #hash = createHash('sha256');
   readonly #source: AsyncIterator<Uint8Array>;
+  readonly #yieldNow: () => Promise<void>;
   size = 0;
 
-  constructor(
-    body: AsyncIterable<Uint8Array>,
-    private readonly hash: Sha256,
-    private readonly yieldNow: () => Promise<void>,
-  ) {
+  constructor(body: AsyncIterable<Uint8Array>, yieldNow: () => Promise<void>) {
     this.#source = body[Symbol.asyncIterator]();
+    this.#yieldNow = yieldNow;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
@@ -346,15 +342,15 @@ class HashingBody implements AsyncIterable<Uint8Array> {
     while (!(await this.#next()).done);
   }
 
-  digest(): Promise<string> {
-    return this.hash.digest();
+  digest(): string {
+    return this.#hash.digest('hex');
   }
 
   async #next(): Promise<IteratorResult<Uint8Array>> {
-    await this.yieldNow();
+    await this.#yieldNow();
     const result = await this.#source.next();
     if (!result.done) {
-      await this.hash.update(result.value);
+      this.#hash.update(result.value);
       this.size += result.value.length;
     }
     return result;

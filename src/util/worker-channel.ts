@@ -250,6 +250,16 @@ export function serveWorkerJob<Data, Send, Receive, Result>(job: (data: Data, ch
   );
 }
 
+/**
+ * A copy of `bytes` in an ArrayBuffer of its own, to transfer to a thread. `new Uint8Array(bytes)`
+ * copies element by element into zeroed memory: measured 6-28 ms per 4 MiB here, against 3-4 ms.
+ */
+export function ownCopy(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  const copy = Buffer.allocUnsafeSlow(bytes.byteLength); // never from the shared pool
+  copy.set(bytes);
+  return new Uint8Array(copy.buffer as ArrayBuffer, 0, copy.byteLength);
+}
+
 /** The worker's end of the channel, on its parent port. */
 class WorkerSide<Out, In> extends Channel<Out, In> {
   constructor(port: MessagePort, window: number) {
