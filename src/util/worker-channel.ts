@@ -1,7 +1,7 @@
 /**
  * The one protocol between the main thread and every worker thread: a job started with its data,
  * a channel of messages each way with a credit window (a side may have at most `window` messages
- * unconsumed by the other, so memory stays bounded by the slower side), one result, and one way
+ * unconsumed by the other, so the slower side bounds the memory), one result, and one way
  * for errors to travel back as a `BackupError` (code, message, hint and cause chain). Abort, a
  * thrown error, a crash, `process.exit` and running out of memory all end the job the same way:
  * it rejects with a typed error, and nothing waiting on it hangs.
@@ -114,6 +114,7 @@ export class Channel<Out, In> {
     }
   }
 
+  /** Every message until the other side ends, each handed back (its credit returned) as the next is asked for. */
   async *[Symbol.asyncIterator](): AsyncGenerator<In> {
     for (let message = await this.receive(); message !== undefined; message = await this.receive()) yield message;
   }
@@ -160,6 +161,7 @@ export interface WorkerJobOptions<Data> {
   signal?: AbortSignal;
   /** Messages a side may send before the other consumes any; default 4. */
   window?: number;
+  /** Caps the worker's heap: past it the worker dies, and the job fails with `failCode`. */
   resourceLimits?: ResourceLimits;
 }
 
