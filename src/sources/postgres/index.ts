@@ -114,7 +114,7 @@ export function postgres(options: PostgresSourceOptions): Source {
         const tasks = largestFirst.map((table) =>
           limit(async () => {
             if (workerSignal.aborted) return;
-            const thread = idle.pop() ?? (await openThread(snapshot, threads, clientEncoding(toc)));
+            const thread = idle.pop() ?? openThread(snapshot, threads, clientEncoding(toc));
             const summary = await thread.copy(table, async (chunk, index) => {
               if (index === 1) await queue.push(folder(table.dataPath, mtime));
               await queue.push({ path: chunkPath(table, index), type: 'file', mode: 0o644, mtime, size: chunk.length, body: async function* () { yield chunk; } });
@@ -139,8 +139,8 @@ export function postgres(options: PostgresSourceOptions): Source {
   };
 
   /** A COPY thread whose connection sees exactly the exported snapshot, nothing committed after it. */
-  async function openThread(snapshotId: string, threads: CopyThread[], encoding: string[]): Promise<CopyThread> {
-    const thread = await CopyThread.start({ config, snapshotId, settings: [...SNAPSHOT_SETTINGS, ...encoding], chunkBytes: CHUNK_BYTES, credits: 2 });
+  function openThread(snapshotId: string, threads: CopyThread[], encoding: string[]): CopyThread {
+    const thread = CopyThread.start({ config, snapshotId, settings: [...SNAPSHOT_SETTINGS, ...encoding], chunkBytes: CHUNK_BYTES, credits: 2 });
     threads.push(thread);
     return thread;
   }

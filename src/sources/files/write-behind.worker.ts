@@ -5,7 +5,9 @@
  */
 import { closeSync, fchmodSync, futimesSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { parentPort } from 'node:worker_threads';
+import { BackupError } from '../../errors.js';
+import { serveWorkerJob } from '../../util/worker-channel.js';
+import { unsafeEntry } from './write-behind.js';
 
 export interface FileToWrite {
   /** Absolute path inside the staging folder; the main thread has checked it. */
@@ -17,20 +19,16 @@ export interface FileToWrite {
   mtimeMs: number;
 }
 
-export type WriterRequest = { id: number; files: FileToWrite[] };
-export type WriterReply = { id: number; error?: { message: string; code: string | undefined; path: string } };
-
-parentPort?.on('message', ({ id, files }: WriterRequest) => {
-  let current = '';
-  try {
+serveWorkerJob<undefined, never, FileToWrite[], void>(async (_data, channel) => {
+  for await (const files of channel) {
     for (const file of files) {
-      current = file.path;
-      write(file);
+      try {
+        write(file);
+      } catch (error) {
+        const { code, message } = error as NodeJS.ErrnoException;
+        throw code === 'EEXIST' ? unsafeEntry(file.path, 'it collides with another entry', error) : new BackupError('RESTORE_FAILED', `Writing ${file.path} failed: ${message}`, { cause: error });
+      }
     }
-    parentPort?.postMessage({ id } satisfies WriterReply);
-  } catch (error) {
-    const { message, code } = error as NodeJS.ErrnoException;
-    parentPort?.postMessage({ id, error: { message, code, path: current } } satisfies WriterReply);
   }
 });
 
