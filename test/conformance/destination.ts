@@ -14,6 +14,7 @@ import { describe, it } from 'node:test';
 import { Database, files, listBackups, prune, type Destination, type Upload } from '../../src/index.js';
 import { rejectsWithCode } from '../helpers/errors.js';
 import { failingAfter } from '../helpers/faulty.js';
+import { put } from '../helpers/put.js';
 import { sidecarFor } from '../helpers/sidecar.js';
 
 export interface DestinationHarness {
@@ -25,19 +26,6 @@ async function names(destination: Destination, prefix?: string): Promise<string[
   const out: string[] = [];
   for await (const object of destination.list(prefix)) out.push(object.name);
   return out.sort();
-}
-
-/** Writes `bytes` in chunks through the upload's stream, respecting backpressure, then commits. */
-export async function put(destination: Destination, name: string, bytes: Buffer, commit = true): Promise<Upload> {
-  const upload = await destination.create(name);
-  for (let offset = 0; offset < bytes.length; offset += 64 * 1024) {
-    if (!upload.stream.write(bytes.subarray(offset, offset + 64 * 1024))) await once(upload.stream, 'drain');
-  }
-  const finished = once(upload.stream, 'finish');
-  upload.stream.end();
-  await finished;
-  if (commit) await upload.commit();
-  return upload;
 }
 
 export interface ConformanceOptions {

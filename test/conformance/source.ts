@@ -244,14 +244,14 @@ export function testSource<Target>(label: string, make: () => Promise<SourceHarn
 
     for (const phase of ['open', 'estimate', 'entries'] as const) {
       it(`closes the snapshot exactly once when the backup is cancelled during ${phase}`, withHarness(async (h) => {
-        let op: BackupOperation | undefined;
+        const running: { op?: BackupOperation } = {};
         const faulty = injecting(h.source, phase, () => {
-          assert.ok(op, 'the operation exists before any source is opened');
-          op.cancel();
+          assert.ok(running.op, 'the operation exists before any source is opened');
+          running.op.cancel();
         });
         const destination = memory();
-        op = new Database({ sources: [faulty.source] }).startBackup({ to: destination });
-        await rejectsWithCode(op.done, 'ABORTED');
+        running.op = new Database({ sources: [faulty.source] }).startBackup({ to: destination });
+        await rejectsWithCode(running.op.done, 'ABORTED');
         assert.equal(faulty.closes(), 1);
         assert.deepEqual(await listed(destination), []);
       }));
