@@ -40,12 +40,12 @@ const decompressOne: Record<'gzip' | 'zstd', (member: Buffer) => Buffer> = {
 describe('compression framing', () => {
   for (const algorithm of ['gzip', 'zstd'] as const) {
     it(`${algorithm}: 4 MiB blocks, each a member that decompresses alone, in order; all of them read as one stream`, { skip: algorithm === 'zstd' && noZstd }, async () => {
-      // Half random (incompressible), half repeated: blocks differ in compressed size, order must hold anyway.
-      const input = Buffer.concat([randomBytes(5 * MiB), Buffer.alloc(4 * MiB + 123, 7)]);
+      // Repeated, then random (incompressible): the blocks differ in compressed size, their order holds anyway.
+      const input = Buffer.concat([Buffer.alloc(3 * MiB, 7), randomBytes(2 * MiB + 123)]);
       const members = await chunksOf(compressor(resolveCompression({ algorithm })), input);
-      assert.equal(members.length, 3);
+      assert.equal(members.length, 2);
       const blocks = members.map((member) => decompressOne[algorithm](member));
-      assert.deepEqual(blocks.map((b) => b.length), [4 * MiB, 4 * MiB, MiB + 123]);
+      assert.deepEqual(blocks.map((b) => b.length), [4 * MiB, MiB + 123]);
       assert.ok(Buffer.concat(blocks).equals(input));
       assert.ok((await decompressWhole(Buffer.concat(members))).equals(input));
     });

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
+import { MAX_MANIFEST_LINE_BYTES, manifestLines } from '../../src/archive/format.js';
 import { ManifestCheck } from '../../src/restore/manifest-check.js';
 
 interface Read {
@@ -89,5 +90,26 @@ describe('manifest check', () => {
     const { checker, verifying } = await check(t, READ, READ.slice(1));
     await assert.rejects(verifying);
     await assert.rejects(checker.entriesUnder('sources/uploads').next(), /before a successful verify/);
+  });
+});
+
+describe('manifest lines', () => {
+  const linesOf = async (chunks: Array<string | Buffer>) => {
+    const lines: string[] = [];
+    for await (const line of manifestLines(Readable.from(chunks.map((chunk) => Buffer.from(chunk))))) lines.push(line);
+    return lines;
+  };
+
+  it('splits on \\n and \\r\\n, across chunks and inside a multi-byte character, with a last line lacking its newline', async () => {
+    const euro = Buffer.from('€'); // three bytes, cut between two chunks below
+    const chunks = [Buffer.from('{"a":1}\r\n{"b":"'), euro.subarray(0, 1), Buffer.concat([euro.subarray(1), Buffer.from('"}\n\n{"c"')]), Buffer.from(':3}')];
+    assert.deepEqual(await linesOf(chunks), ['{"a":1}', '{"b":"€"}', '', '{"c":3}']);
+  });
+
+  it(`accepts a line of ${MAX_MANIFEST_LINE_BYTES} bytes and refuses one more, with or without a newline`, async () => {
+    const longest = 'x'.repeat(MAX_MANIFEST_LINE_BYTES);
+    assert.deepEqual((await linesOf([`${longest}\n`, 'y'])).map((line) => line.length), [MAX_MANIFEST_LINE_BYTES, 1]);
+    await assert.rejects(linesOf([longest, 'x\n']), corrupt(/longer than/));
+    await assert.rejects(linesOf([`${longest}x`]), corrupt(/longer than/));
   });
 });

@@ -89,17 +89,7 @@ describe('line spool', () => {
 });
 
 describe('bounded lines', () => {
-  it('splits on \\n and \\r\\n across chunk boundaries, multi-byte characters included, and gives a last line without newline', async () => {
-    const euro = Buffer.from('€');
-    async function* split() {
-      yield Buffer.from('one\r');
-      yield Buffer.from('\ntw');
-      yield euro.subarray(0, 1);
-      yield Buffer.concat([euro.subarray(1), Buffer.from('o\n\nlast')]);
-    }
-    assert.deepEqual(await all(boundedLines(split(), 100, () => new Error('too long'))), ['one', 'tw€o', '', 'last']);
-  });
-
+  // Splitting itself is tested through manifestLines, in manifest-check.test.ts.
   it('refuses a line longer than its limit as soon as that many bytes came without a newline', async () => {
     const tooLong = new Error('too long');
     let pulled = 0;
