@@ -1,42 +1,45 @@
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, readFile, readdir, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { Readable } from 'node:stream';
+import { basename, dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as openpgp from 'openpgp';
-import { FORMAT_VERSION, MAX_MANIFEST_LINE_BYTES, manifestLines } from '../src/archive/format.js';
-import { archiveName, dateFromArchiveName, isArchiveName } from '../src/archive/names.js';
-import { Database, directory, verifyBackup, type VerifySignatureOptions } from '../src/index.js';
+import { FORMAT_VERSION } from '../src/archive/format.js';
+import { isArchiveName } from '../src/archive/names.js';
+import { Database, directory, verifyBackup, type RestoreOptions } from '../src/index.js';
 import { BACKUPKIT_VERSION } from '../src/version.js';
 import { rejectsWithCode } from './helpers/errors.js';
+import { TEST_ONLY_PASSPHRASE } from './fixtures/test-only-passphrase.js';
 import { describeTree, tempDir, type TreeItem } from './helpers/fs.js';
+import { createDatabase, dataFingerprint, pgUrl, schemaDump, sql } from './helpers/postgres.js';
 import { bankSummary, dumpRows } from './helpers/sqlite.js';
 
 const repository = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const FIXTURES = join(repository, 'test', 'fixtures');
+/** The fixture folders make-fixtures.ts makes for every format version from 2 on. */
+const VARIANTS = ['', '-signed', '-zstd', '-encrypted', '-postgres'];
 /** The committed key pair test/fixtures/make-fixtures.ts signed with: published, test-only. */
 const TEST_PUBLIC_KEY = join(FIXTURES, 'TEST-ONLY-signing-key.public.asc');
 
-/** One fixture folder of format 2 or later: its archive and the source it was made of (make-fixtures.ts). */
-async function fixtureOf(folder: string): Promise<{ dir: string; archive: string; source: { tree: Record<string, TreeItem>; rows: Record<string, unknown[]> } }> {
+/** One fixture folder of format 2 or later, its archive copied to a fresh folder of backups. */
+async function fixtureOf(t: Parameters<typeof tempDir>[0], folder: string): Promise<{ dir: string; archive: string; work: string; from: ReturnType<typeof directory> }> {
   const dir = join(FIXTURES, folder);
   const [archive, ...others] = (await readdir(dir)).filter((name) => isArchiveName(name));
   assert.ok(archive !== undefined && others.length === 0, `${folder} holds one archive`);
-  return { dir, archive, source: JSON.parse(await readFile(join(dir, 'source.json'), 'utf8')) as never };
-}
-
-/** Restores a fixture's archive, copied to a fresh folder, into `<temp>/restored/`. */
-async function restoreFixture(t: Parameters<typeof tempDir>[0], folder: string, verifySignature?: VerifySignatureOptions) {
-  const { dir, archive, source } = await fixtureOf(folder);
   const work = await tempDir(t, 'fixture');
   await mkdir(join(work, 'backups'));
   await copyFile(join(dir, archive), join(work, 'backups', archive));
-  const from = directory({ path: join(work, 'backups') });
+  return { dir, archive, work, from: directory({ path: join(work, 'backups') }) };
+}
+
+/** Restores a fixture of the SQLite database and folder into `<temp>/restored/`; `source` is what it was made of. */
+async function restoreFixture(t: Parameters<typeof tempDir>[0], folder: string, options: Pick<RestoreOptions, 'verifySignature' | 'decrypt'> = {}) {
+  const { dir, archive, work, from } = await fixtureOf(t, folder);
+  const source = JSON.parse(await readFile(join(dir, 'source.json'), 'utf8')) as { tree: Record<string, TreeItem>; rows: Record<string, unknown[]> };
   const restored = join(work, 'restored');
   await mkdir(restored);
   const targets = { app: { path: join(restored, 'app.db') }, uploads: { dir: join(restored, 'uploads') } };
-  return { from, restored, source, restore: Database.restore({ from, targets, ...(verifySignature ? { verifySignature } : {}) }) };
+  return { from, archive: join(dir, archive), restored, source, restore: Database.restore({ from, targets, ...options }) };
 }
 
 /** Exactly the source: every file's bytes, every mode, mtime and link target, every row. */
@@ -57,16 +60,6 @@ describe('archive format', () => {
     assert.equal(BACKUPKIT_VERSION, pkg.version);
   });
 
-  it('names archives so that string order is time order', () => {
-    const at = new Date('2026-11-21T09:05:03.999Z');
-    assert.equal(archiveName(at, 0), '20261121-090503.tar.gz');
-    assert.equal(archiveName(at, 1), '20261121-090503_01.tar.gz');
-    const names = [archiveName(new Date('2026-11-21T09:05:04Z'), 0), archiveName(at, 2), archiveName(at, 0), archiveName(at, 1)];
-    assert.deepEqual([...names].sort(), [archiveName(at, 0), archiveName(at, 1), archiveName(at, 2), archiveName(new Date('2026-11-21T09:05:04Z'), 0)]);
-    assert.ok(isArchiveName('20261121-090503_01.tar.gz') && !isArchiveName('20261121-090503.tar.gz.json'));
-    assert.equal(dateFromArchiveName('20261121-090503_01.tar.gz')?.toISOString(), '2026-11-21T09:05:03.000Z');
-  });
-
   // Archives written by every released format version must restore forever.
   it('restores the committed format v1 fixture', async (t) => {
     const dir = await tempDir(t, 'fixture');
@@ -82,11 +75,12 @@ describe('archive format', () => {
     assert.equal(await readFile(join(dir, 'uploads', 'docs', 'readme.txt'), 'utf8'), 'format v1 fixture\n');
   });
 
-  it('holds a fixture of every format version from 2 to the current one', async () => {
+  it('holds a fixture of every format version from 2 to the current one, and every variant of the current one', async () => {
     const folders = await readdir(FIXTURES);
     for (let version = 2; version <= FORMAT_VERSION; version++) {
       assert.ok(folders.includes(`format-${version}`), `test/fixtures/format-${version}: run test/fixtures/make-fixtures.ts after bumping FORMAT_VERSION`);
     }
+    for (const variant of VARIANTS) assert.ok(folders.includes(`format-${FORMAT_VERSION}${variant}`), `test/fixtures/format-${FORMAT_VERSION}${variant}: run test/fixtures/make-fixtures.ts`);
   });
 
   it('restores the committed format v2 fixture exactly: contents, modes, mtimes, link targets, a name that is not ASCII', async (t) => {
@@ -108,36 +102,42 @@ describe('archive format', () => {
   it('restores the committed signed fixture, verified with the test-only public key, and refuses it with another key', async (t) => {
     const publicKey = await readFile(TEST_PUBLIC_KEY, 'utf8');
     const fingerprint = (await openpgp.readKey({ armoredKey: publicKey })).getFingerprint();
-    const { restored, source, restore, from } = await restoreFixture(t, 'format-2-signed', { publicKeys: [publicKey] });
+    const { restored, source, restore, from } = await restoreFixture(t, 'format-2-signed', { verifySignature: { publicKeys: [publicKey] } });
     const result = await restore;
     assert.equal(result.signedBy, fingerprint);
     await assertSameAsSource(restored, source);
     assert.equal((await verifyBackup({ from, verifySignature: { publicKeys: [publicKey] } })).signedBy, fingerprint);
 
-    const refused = await restoreFixture(t, 'format-2-signed', { publicKeys: [await anotherKey()] });
+    const refused = await restoreFixture(t, 'format-2-signed', { verifySignature: { publicKeys: [await anotherKey()] } });
     await rejectsWithCode(refused.restore, 'SIGNATURE_INVALID', /not one of the keys given/);
     assert.deepEqual(await readdir(refused.restored), [], 'nothing written');
     await rejectsWithCode(verifyBackup({ from: refused.from, verifySignature: { publicKeys: [await anotherKey()] } }), 'SIGNATURE_INVALID');
   });
-});
 
-describe('manifest lines', () => {
-  const linesOf = async (chunks: Array<string | Buffer>) => {
-    const lines: string[] = [];
-    for await (const line of manifestLines(Readable.from(chunks.map((chunk) => Buffer.from(chunk))))) lines.push(line);
-    return lines;
-  };
-
-  it('splits on \\n and \\r\\n, across chunks and inside a multi-byte character, with a last line lacking its newline', async () => {
-    const euro = Buffer.from('€'); // three bytes, cut between two chunks below
-    const chunks = [Buffer.from('{"a":1}\r\n{"b":"'), euro.subarray(0, 1), Buffer.concat([euro.subarray(1), Buffer.from('"}\n\n{"c"')]), Buffer.from(':3}')];
-    assert.deepEqual(await linesOf(chunks), ['{"a":1}', '{"b":"€"}', '', '{"c":3}']);
+  it('restores the committed zstd fixture exactly', async (t) => {
+    const { restored, source, restore, archive } = await restoreFixture(t, `format-${FORMAT_VERSION}-zstd`);
+    assert.equal((await readFile(archive)).readUInt32LE(0), 0xfd2fb528, 'a zstd frame, not gzip');
+    await restore;
+    await assertSameAsSource(restored, source);
   });
 
-  it(`accepts a line of ${MAX_MANIFEST_LINE_BYTES} bytes and refuses one more, with or without a newline`, async () => {
-    const longest = 'x'.repeat(MAX_MANIFEST_LINE_BYTES);
-    assert.deepEqual((await linesOf([`${longest}\n`, 'y'])).map((line) => line.length), [MAX_MANIFEST_LINE_BYTES, 1]);
-    await rejectsWithCode(linesOf([longest, 'x\n']), 'CORRUPT_ARCHIVE', /longer than/);
-    await rejectsWithCode(linesOf([`${longest}x`]), 'CORRUPT_ARCHIVE', /longer than/);
+  it('restores the committed encrypted fixture exactly with its TEST-ONLY passphrase, and refuses a wrong one', async (t) => {
+    const { restored, source, restore, archive } = await restoreFixture(t, `format-${FORMAT_VERSION}-encrypted`, { decrypt: { passphrase: TEST_ONLY_PASSPHRASE } });
+    assert.doesNotMatch((await readFile(archive)).toString('latin1'), /header\.json|readme\.txt/, 'nothing readable without the passphrase');
+    await restore;
+    await assertSameAsSource(restored, source);
+    const wrong = await restoreFixture(t, `format-${FORMAT_VERSION}-encrypted`, { decrypt: { passphrase: 'not it' } });
+    await rejectsWithCode(wrong.restore, 'WRONG_KEY');
+    assert.deepEqual(await readdir(wrong.restored), [], 'nothing written');
+  });
+
+  it('restores the committed PostgreSQL fixture into a new database: the schema and data of its source.sql', async (t) => {
+    const { dir, from } = await fixtureOf(t, `format-${FORMAT_VERSION}-postgres`);
+    const expected = await createDatabase(t, 'fixture', `${basename(dir)}/source.sql`);
+    const restored = `${expected}_restored`; // dropped with it
+    await Database.restore({ from, targets: { pg: { connection: pgUrl('postgres'), database: restored } } });
+    assert.deepEqual(await sql(restored, 'SELECT (SELECT count(*) FROM shop.customers)::int AS customers, (SELECT count(*) FROM shop.orders)::int AS orders'), [{ customers: 3, orders: 200 }]);
+    assert.deepEqual(await dataFingerprint(restored), await dataFingerprint(expected));
+    assert.equal(await schemaDump(restored), await schemaDump(expected));
   });
 });

@@ -1,3 +1,7 @@
+/**
+ * Retention where it meets real parts: applied after a real backup, and leftovers of dead
+ * processes on a real folder. The policies themselves are tested in test/unit/retention.test.ts.
+ */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
@@ -5,85 +9,14 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { Database, directory, files, listBackups, memory, prune, type Destination, type RetentionPolicy } from '../src/index.js';
-import { put } from './conformance/destination.js';
+import { Database, directory, files, listBackups, prune } from '../src/index.js';
+import { put } from './helpers/put.js';
+import { BACKUPS, destinationWithBackups, letters } from './helpers/backups.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
-import { UNTRUSTWORTHY_SIDECARS, sidecarFor } from './helpers/sidecar.js';
+import { sidecarFor } from './helpers/sidecar.js';
 
-/** Backups at known UTC times, newest first: letter -> archive name. */
-const BACKUPS: Record<string, string> = {
-  A: '20261121-100000.tar.gz', // Sat, ISO week 47, November
-  B: '20261121-020000.tar.gz',
-  C: '20261120-230000.tar.gz', // Fri
-  D: '20261119-120000.tar.gz', // Thu
-  E: '20261116-080000.tar.gz', // Mon, week 47
-  F: '20261115-200000.tar.gz', // Sun, week 46
-  G: '20261109-090000.tar.gz', // Mon, week 46
-  H: '20261031-230000.tar.gz', // Sat, week 44, October
-  I: '20261001-000000.tar.gz', // October
-  J: '20260915-120000.tar.gz', // September
-  K: '20251231-235900.tar.gz', // December 2025
-};
-const NOW = new Date('2026-11-21T12:00:00Z');
-
-/** Every backup of BACKUPS with a valid sidecar, but those of `sidecars` (letter -> its text, or undefined for none). */
-async function destinationWithBackups(sidecars: Record<string, string | undefined> = {}): Promise<Destination> {
-  const destination = memory();
-  for (const [letter, name] of Object.entries(BACKUPS)) {
-    const bytes = Buffer.from(name);
-    await put(destination, name, bytes);
-    const sidecar = letter in sidecars ? sidecars[letter] : JSON.stringify(sidecarFor(name, bytes));
-    if (sidecar !== undefined) await put(destination, `${name}.json`, Buffer.from(sidecar));
-  }
-  return destination;
-}
-
-const letters = (names: readonly string[]) =>
-  names.map((name) => Object.keys(BACKUPS).find((letter) => BACKUPS[letter] === name)).sort().join('');
-
-describe('retention against a fixed clock', () => {
-  const cases: Array<[string, RetentionPolicy, string]> = [
-    ['keepLast', { keepLast: 3 }, 'ABC'],
-    ['keepDaily', { keepDaily: 3 }, 'ACD'],
-    ['keepWeekly', { keepWeekly: 3 }, 'AFH'],
-    ['keepMonthly', { keepMonthly: 3 }, 'AHJ'],
-    ['maxAge', { maxAge: '3d' }, 'ABCD'],
-    ['maxAge in milliseconds', { maxAge: 36 * 3_600_000 }, 'ABC'],
-    ['rules combined', { keepLast: 1, keepMonthly: 12 }, 'AHJK'],
-    ['the newest backup, whatever the rules say', { maxAge: '1h' }, 'A'],
-    ['a year of monthly, a month of weekly and a week of daily', { keepDaily: 7, keepWeekly: 4, keepMonthly: 12 }, 'ACDEFGHIJK'],
-  ];
-  for (const [label, policy, expected] of cases) {
-    it(`keeps exactly the expected backups: ${label}`, async () => {
-      const destination = await destinationWithBackups();
-      const result = await prune(destination, policy, { now: NOW });
-      assert.equal(letters(result.kept.map((b) => b.name)), expected);
-      assert.equal(letters((await listBackups(destination)).map((b) => b.name)), expected);
-      assert.equal(result.kept.length + result.removed.length, Object.keys(BACKUPS).length);
-      const remaining = [];
-      for await (const object of destination.list()) remaining.push(object.name);
-      assert.equal(remaining.length, 2 * expected.length, 'each deleted archive took its sidecar with it');
-    });
-  }
-
-  it('deletes nothing on a dry run, and says what it would delete', async () => {
-    const destination = await destinationWithBackups();
-    const result = await prune(destination, { keepLast: 2 }, { dryRun: true, now: NOW });
-    assert.equal(result.dryRun, true);
-    assert.equal(letters(result.removed.map((b) => b.name)), 'CDEFGHIJK');
-    assert.equal((await listBackups(destination)).length, Object.keys(BACKUPS).length);
-    assert.deepEqual(result.kept.find((b) => b.name === BACKUPS.A)?.reasons, ['newest', 'last']);
-  });
-
-  it('refuses a policy that would keep nothing or is malformed', async () => {
-    const destination = await destinationWithBackups();
-    for (const policy of [{}, { keepLast: -1 }, { keepDaily: 1.5 }, { maxAge: 'a week' }, { keepLast: 0 }] as RetentionPolicy[]) {
-      await rejectsWithCode(prune(destination, policy), 'INVALID_OPTIONS');
-    }
-    assert.equal((await listBackups(destination)).length, Object.keys(BACKUPS).length);
-  });
-
+describe('retention after a backup', () => {
   it('is applied to every destination after a successful backup', async (t) => {
     const dir = await tempDir(t, 'retention');
     await mkdir(join(dir, 'f'));
@@ -97,54 +30,6 @@ describe('retention against a fixed clock', () => {
     assert.equal(result.pruned.length, 2);
     assert.equal(letters(result.pruned[0]?.removed ?? []), 'BCDEFGHIJK');
     await rejectsWithCode(db.startBackup({ to: first, retention: {} }).done, 'INVALID_OPTIONS');
-  });
-});
-
-describe('retention against sidecars it cannot trust', () => {
-  for (const { label, code, text } of UNTRUSTWORTHY_SIDECARS) {
-    it(`never deletes a backup whose sidecar is ${label}, and lists it with ${code}`, async () => {
-      // B is 10 hours old, K a year: one that only a lying sidecar makes look old, one that is.
-      const sidecarOf = (letter: string) => text(BACKUPS[letter] as string, Buffer.from(BACKUPS[letter] as string), BACKUPS.A as string);
-      const destination = await destinationWithBackups({ B: sidecarOf('B'), K: sidecarOf('K') });
-      const listed = await listBackups(destination);
-      for (const backup of listed) {
-        const damaged = backup.name === BACKUPS.B || backup.name === BACKUPS.K;
-        assert.equal(backup.trust, damaged ? 'unknown' : 'trusted', backup.name);
-        assert.equal(backup.problem?.code, damaged ? code : undefined, `${backup.name}: ${backup.problem?.message}`);
-        assert.equal(backup.createdAt.toISOString().slice(0, 19).replace(/[-:T]/g, ''), backup.name.slice(0, 15).replace('-', ''), 'the time is the name\'s');
-        assert.ok(Array.isArray(backup.sources));
-        if (damaged) assert.deepEqual([backup.sha256, backup.signedBy, backup.sources], [undefined, undefined, []], 'nothing of an untrusted sidecar is used');
-      }
-      for (const policy of [{ maxAge: '30d' }, { keepLast: 1 }, { keepDaily: 1 }, { keepMonthly: 1 }] as RetentionPolicy[]) {
-        const planned = await prune(destination, policy, { dryRun: true, now: NOW });
-        assert.deepEqual(planned.removed.filter((b) => b.trust !== 'trusted'), [], `${JSON.stringify(policy)} plans to delete no unknown backup`);
-        assert.deepEqual(
-          planned.kept.filter((b) => b.trust === 'unknown').map((b) => [letters([b.name]), b.reasons]),
-          [['B', ['unknown']], ['K', ['unknown']]],
-        );
-      }
-      const pruned = await prune(destination, { maxAge: '30d' }, { now: NOW });
-      assert.equal(letters(pruned.removed.map((b) => b.name)), 'IJ');
-      assert.equal(letters((await listBackups(destination)).map((b) => b.name)), 'ABCDEFGHK');
-    });
-  }
-
-  it('fills keepLast with trusted backups: unknown ones are kept besides, never instead', async () => {
-    const destination = await destinationWithBackups({ A: undefined, B: '{"name":' });
-    const result = await prune(destination, { keepLast: 2 }, { now: NOW });
-    assert.deepEqual(
-      result.kept.map((b) => [letters([b.name]), b.reasons]),
-      [['A', ['unknown']], ['B', ['unknown']], ['C', ['newest', 'last']], ['D', ['last']]],
-    );
-    assert.equal(letters(result.removed.map((b) => b.name)), 'EFGHIJK');
-  });
-
-  it('ignores objects named like archives whose timestamp is no real time', async () => {
-    const destination = await destinationWithBackups();
-    for (const name of ['20261399-120000.tar.gz', '20260231-120000.tar.gz', '20261121-256199.tar.gz']) await put(destination, name, Buffer.from(name));
-    assert.equal(letters((await listBackups(destination)).map((b) => b.name)), 'ABCDEFGHIJK');
-    const result = await prune(destination, { keepLast: 1 }, { now: NOW });
-    assert.equal(result.kept.length + result.removed.length, Object.keys(BACKUPS).length);
   });
 });
 
@@ -175,27 +60,5 @@ describe('prune removes what interrupted backups left behind', () => {
     assert.deepEqual([...pruned.leftovers].sort(), [dead, elsewhereOld].sort());
     assert.deepEqual((await readdir(dir)).sort(), [elsewhereRecent, live, name, `${name}.json`].sort());
     assert.deepEqual((await prune(destination, { keepLast: 1 })).leftovers, []);
-  });
-
-  it('removes the name claims of killed backups a day old, never a recent one; a dry run only lists them', async () => {
-    const destination = await destinationWithBackups();
-    const stale = '20261120-115959.claim';
-    const recent = '20261121-115900_01.claim';
-    for (const claim of [stale, recent]) await put(destination, claim, Buffer.from('{"host":"gone","pid":1}\n'));
-    const names = async () => {
-      const listed: string[] = [];
-      for await (const { name } of destination.list()) listed.push(name);
-      return listed;
-    };
-    assert.deepEqual((await prune(destination, { keepLast: 20 }, { now: NOW, dryRun: true })).leftovers, [stale]);
-    assert.ok((await names()).includes(stale), 'a dry run removes nothing');
-    assert.deepEqual((await prune(destination, { keepLast: 20 }, { now: NOW })).leftovers, [stale]);
-    assert.ok(!(await names()).includes(stale));
-    assert.ok((await names()).includes(recent), 'a claim a running backup may hold stays');
-  });
-
-  it('reports no leftovers for a destination that leaves none', async () => {
-    const result = await prune(await destinationWithBackups(), { keepLast: 1 }, { now: NOW });
-    assert.deepEqual(result.leftovers, []);
   });
 });

@@ -8,7 +8,8 @@ import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { describe, it } from 'node:test';
 import { BackupError, memory, withRetry, type Destination, type RetryInfo } from '../src/index.js';
-import { put, testDestination } from './conformance/destination.js';
+import { testDestination } from './conformance/destination.js';
+import { put } from './helpers/put.js';
 import { rejectsWithCode } from './helpers/errors.js';
 
 const transient = (what: string) => new BackupError('DESTINATION_FAILED', `${what}: connection reset`, { transient: true });

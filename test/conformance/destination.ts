@@ -6,10 +6,15 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { describe, it } from 'node:test';
-import { listBackups, prune, type Destination, type Upload } from '../../src/index.js';
+import { Database, files, listBackups, prune, type Destination, type Upload } from '../../src/index.js';
 import { rejectsWithCode } from '../helpers/errors.js';
+import { failingAfter } from '../helpers/faulty.js';
+import { put } from '../helpers/put.js';
 import { sidecarFor } from '../helpers/sidecar.js';
 
 export interface DestinationHarness {
@@ -21,19 +26,6 @@ async function names(destination: Destination, prefix?: string): Promise<string[
   const out: string[] = [];
   for await (const object of destination.list(prefix)) out.push(object.name);
   return out.sort();
-}
-
-/** Writes `bytes` in chunks through the upload's stream, respecting backpressure, then commits. */
-export async function put(destination: Destination, name: string, bytes: Buffer, commit = true): Promise<Upload> {
-  const upload = await destination.create(name);
-  for (let offset = 0; offset < bytes.length; offset += 64 * 1024) {
-    if (!upload.stream.write(bytes.subarray(offset, offset + 64 * 1024))) await once(upload.stream, 'drain');
-  }
-  const finished = once(upload.stream, 'finish');
-  upload.stream.end();
-  await finished;
-  if (commit) await upload.commit();
-  return upload;
 }
 
 export interface ConformanceOptions {
@@ -169,6 +161,23 @@ export function testDestination(label: string, make: () => Promise<DestinationHa
       assert.deepEqual((await prune(d, { keepLast: 1 }, { dryRun: true })).leftovers, []);
       await live.commit();
       assert.equal((await buffer(await d.open('live.tar.gz'))).length, 6 * 1024 * 1024, 'the upload went on unharmed');
+    }));
+
+    it('a backup whose upload stream errors midway leaves nothing listed, and no leftover after the next backup', withDestination(async (d) => {
+      const dir = await mkdtemp(join(tmpdir(), 'backupkit-conformance-upload-fails-'));
+      try {
+        // Random bytes do not compress: the archive is past one S3 part (5 MiB) when the stream breaks.
+        await writeFile(join(dir, 'blob'), randomBytes(8 * 1024 * 1024));
+        const database = new Database({ sources: [files({ name: 'blobs', dir })] });
+        const failing = failingAfter(d, 6 * 1024 * 1024);
+        await rejectsWithCode(database.startBackup({ to: failing }).done, 'DESTINATION_FAILED', /injected failure/);
+        assert.deepEqual(await names(d), [], 'neither a partial archive nor a sidecar nor a claim');
+        const { name } = await database.startBackup({ to: d }).done;
+        assert.deepEqual(await names(d), [name, `${name}.json`]);
+        assert.deepEqual((await d.listLeftovers?.()) ?? [], [], 'the broken upload left nothing for prune to find');
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
     }));
 
     it('refuses names that could escape its namespace', withDestination(async (d) => {

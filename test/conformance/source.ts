@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dirname } from 'node:path';
 import { describe, it } from 'node:test';
-import type { ArchivedEntry, Entry, RestoreEntry, RestoreSink, ScratchServers, Snapshot, Source, SourceKind } from '../../src/index.js';
+import { Database, memory, type ArchivedEntry, type BackupOperation, type Destination, type Entry, type RestoreEntry, type RestoreSink, type ScratchServers, type Snapshot, type Source, type SourceKind } from '../../src/index.js';
 import { rejectsWithCode } from '../helpers/errors.js';
 
 /** One source kind under test, typed by its restore target. */
@@ -83,6 +83,50 @@ async function restoreInto<Target>(harness: SourceHarness<Target>, target: Targe
   if (until === 'prepare') return;
   await sink.commit();
   if (until === 'abort-after-commit') await sink.abort();
+}
+
+/** Where a fault-injecting wrapper strikes: after the source's `open()`, in `estimate()`, or after the first entry. */
+type Phase = 'open' | 'estimate' | 'entries';
+
+/**
+ * Wraps the source under test, which does all the work, so that `strike` runs at one phase of
+ * its snapshot (once), and every `close()` is counted.
+ */
+function injecting(source: Source, phase: Phase, strike: () => void): { source: Source; closes: () => number } {
+  let closes = 0;
+  const wrapped: Source = {
+    name: source.name,
+    kind: source.kind,
+    role: source.role,
+    async open(context) {
+      const snapshot = await source.open(context);
+      const counted: Snapshot = {
+        async estimate() {
+          if (phase === 'estimate') strike();
+          return snapshot.estimate();
+        },
+        async *entries() {
+          for await (const entry of snapshot.entries()) {
+            yield entry;
+            if (phase === 'entries') strike();
+          }
+        },
+        async close() {
+          closes += 1;
+          await snapshot.close();
+        },
+      };
+      if (phase === 'open') strike();
+      return counted;
+    },
+  };
+  return { source: wrapped, closes: () => closes };
+}
+
+async function listed(destination: Destination): Promise<string[]> {
+  const out: string[] = [];
+  for await (const object of destination.list()) out.push(object.name);
+  return out;
 }
 
 export function testSource<Target>(label: string, make: () => Promise<SourceHarness<Target>>): void {
@@ -185,6 +229,33 @@ export function testSource<Target>(label: string, make: () => Promise<SourceHarn
         await rm(dir, { recursive: true, force: true });
       }
     }));
+
+    it('fails the backup when entries() fails midway: nothing is listed, the snapshot is closed once', withHarness(async (h) => {
+      const failure = new Error('injected: the source broke after its first entry');
+      const faulty = injecting(h.source, 'entries', () => {
+        throw failure;
+      });
+      const destination = memory();
+      const error = await rejectsWithCode(new Database({ sources: [faulty.source] }).startBackup({ to: destination }).done, 'SOURCE_FAILED');
+      assert.equal(error.cause, failure, 'the source\'s own error is the cause');
+      assert.deepEqual(await listed(destination), [], 'never a short archive, nor its sidecar');
+      assert.equal(faulty.closes(), 1);
+    }));
+
+    for (const phase of ['open', 'estimate', 'entries'] as const) {
+      it(`closes the snapshot exactly once when the backup is cancelled during ${phase}`, withHarness(async (h) => {
+        const running: { op?: BackupOperation } = {};
+        const faulty = injecting(h.source, phase, () => {
+          assert.ok(running.op, 'the operation exists before any source is opened');
+          running.op.cancel();
+        });
+        const destination = memory();
+        running.op = new Database({ sources: [faulty.source] }).startBackup({ to: destination });
+        await rejectsWithCode(running.op.done, 'ABORTED');
+        assert.equal(faulty.closes(), 1);
+        assert.deepEqual(await listed(destination), []);
+      }));
+    }
 
     it('rejects a target without its required fields', withHarness(async (h) => {
       assert.throws(() => h.kind.restorer.parseTarget({}, h.source.name), { code: 'INVALID_OPTIONS' });

@@ -3,7 +3,7 @@ import { gzipSync } from 'node:zlib';
 import { buffer } from 'node:stream/consumers';
 import tar, { type Header } from 'tar-stream';
 import type { Destination } from '../../src/index.js';
-import { put } from '../conformance/destination.js';
+import { put } from './put.js';
 
 export interface CraftedEntry {
   header: Partial<Header> & { name: string };

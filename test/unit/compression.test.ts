@@ -1,0 +1,76 @@
+/**
+ * Compression framing: the archive is a series of independent gzip members or zstd frames (so
+ * blocks compress in parallel), which together read back as one stream; `none` coalesces chunks.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Readable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { describe, it } from 'node:test';
+import * as zlib from 'node:zlib';
+import { compressionExtension, compressor, decompressorFor, resolveCompression, type CompressionAlgorithm } from '../../src/archive/compression.js';
+
+const MiB = 1024 * 1024;
+/** zstd in the Node.js releases that have it (22.15 and later); the unit tier runs on 20 too. */
+const zstd = zlib as unknown as { zstdDecompressSync?: (data: Buffer) => Buffer };
+const noZstd = zstd.zstdDecompressSync ? false : 'this Node.js has no zstd';
+
+/** Each chunk the stage pushes: one member or frame per block. */
+async function chunksOf(stage: Transform, input: Buffer, writeSize = 256 * 1024): Promise<Buffer[]> {
+  const pieces = [];
+  for (let offset = 0; offset < input.length; offset += writeSize) pieces.push(input.subarray(offset, offset + writeSize));
+  // 'data' events, not async iteration: read() would join what is buffered and hide the boundaries.
+  const out: Buffer[] = [];
+  stage.on('data', (chunk: Buffer) => out.push(chunk));
+  await pipeline(Readable.from(pieces), stage);
+  return out;
+}
+
+async function decompressWhole(compressed: Buffer): Promise<Buffer> {
+  const stage = decompressorFor(compressed);
+  assert.ok(stage, 'recognised by its first bytes');
+  return Buffer.concat(await chunksOf(stage, compressed));
+}
+
+const decompressOne: Record<'gzip' | 'zstd', (member: Buffer) => Buffer> = {
+  gzip: (member) => zlib.gunzipSync(member),
+  zstd: (member) => (zstd.zstdDecompressSync as (data: Buffer) => Buffer)(member),
+};
+
+describe('compression framing', () => {
+  for (const algorithm of ['gzip', 'zstd'] as const) {
+    it(`${algorithm}: 4 MiB blocks, each a member that decompresses alone, in order; all of them read as one stream`, { skip: algorithm === 'zstd' && noZstd }, async () => {
+      // Repeated, then random (incompressible): the blocks differ in compressed size, their order holds anyway.
+      const input = Buffer.concat([Buffer.alloc(3 * MiB, 7), randomBytes(2 * MiB + 123)]);
+      const members = await chunksOf(compressor(resolveCompression({ algorithm })), input);
+      assert.equal(members.length, 2);
+      const blocks = members.map((member) => decompressOne[algorithm](member));
+      assert.deepEqual(blocks.map((b) => b.length), [4 * MiB, MiB + 123]);
+      assert.ok(Buffer.concat(blocks).equals(input));
+      assert.ok((await decompressWhole(Buffer.concat(members))).equals(input));
+    });
+
+    it(`${algorithm}: an empty input is still one valid member`, { skip: algorithm === 'zstd' && noZstd }, async () => {
+      const members = await chunksOf(compressor(resolveCompression({ algorithm })), Buffer.alloc(0));
+      assert.equal(members.length, 1);
+      assert.equal(decompressOne[algorithm](members[0] as Buffer).length, 0);
+    });
+  }
+
+  it('none: small writes are coalesced into chunks of at least 1 MiB, the last one excepted, bytes unchanged', async () => {
+    const input = randomBytes(3 * MiB + 5);
+    const chunks = await chunksOf(compressor(resolveCompression({ algorithm: 'none' })), input, 64 * 1024);
+    assert.ok(chunks.slice(0, -1).every((chunk) => chunk.length >= MiB));
+    assert.ok(Buffer.concat(chunks).equals(input));
+    assert.equal(decompressorFor(input.subarray(0, 4)), undefined, 'a plain tar has no decompressor');
+  });
+
+  it('names its extension and refuses unknown algorithms and levels out of range', () => {
+    assert.deepEqual((['gzip', 'zstd', 'none'] as CompressionAlgorithm[]).map(compressionExtension), ['.gz', '.zst', '']);
+    assert.deepEqual(resolveCompression(undefined), { algorithm: 'gzip', level: 1 });
+    assert.deepEqual(resolveCompression({ algorithm: 'gzip', level: 9 }), { algorithm: 'gzip', level: 9 });
+    for (const options of [{ algorithm: 'brotli' as CompressionAlgorithm }, { level: 0 }, { level: 10 }, { level: 2.5 }, { algorithm: 'none' as const, level: 1 }]) {
+      assert.throws(() => resolveCompression(options), { code: 'INVALID_OPTIONS' }, JSON.stringify(options));
+    }
+  });
+});
