@@ -2,6 +2,7 @@ import { BackupOperation } from './backup/operation.js';
 import { resolveCompression, type CompressionAlgorithm } from './archive/compression.js';
 import { prepareEncryption, type DecryptOptions, type EncryptOptions } from './archive/encryption.js';
 import { prepareSigner, type SignOptions, type VerifySignatureOptions } from './archive/signature.js';
+import type { BackupType } from './archive/format.js';
 import { BackupError } from './errors.js';
 import { checkRetentionPolicy, type RetentionPolicy } from './retention.js';
 import { RestoreOperation } from './restore/operation.js';
@@ -38,6 +39,11 @@ export interface CompressionOptions {
 export interface BackupOptions {
   /** Where the archive goes; with several, each gets the same archive and all must succeed. */
   to: Destination | readonly Destination[];
+  /**
+   * `'full'` (the default) or `'incremental'`: only what changed since the newest backup of these
+   * sources on the first destination in `to`. With no such backup it is a full, and says so.
+   */
+  type?: BackupType;
   /** Default: gzip, level 1. */
   compression?: CompressionOptions;
   /** OpenPGP encryption that `gpg --decrypt` opens; the archive name ends in `.gpg`. */
@@ -122,6 +128,8 @@ export class Database {
       if (new Set(destinations.map((d) => d.description)).size !== destinations.length) {
         throw new BackupError('INVALID_OPTIONS', 'The same destination is named twice in `to`');
       }
+      const type = options.type ?? 'full';
+      if (type !== 'full' && type !== 'incremental') throw new BackupError('INVALID_OPTIONS', `\`type\` must be 'full' or 'incremental', not ${JSON.stringify(type)}`);
       const compression = resolveCompression(options.compression);
       if (options.retention) checkRetentionPolicy(options.retention);
       // Keys are checked before a byte is written: a bad key fails here, never as plaintext later.
@@ -132,7 +140,7 @@ export class Database {
       try {
         // The engines are imported when first used: importing backupkit stays cheap.
         const { runBackup } = await import('./backup/engine.js');
-        return await runBackup({ sources: this.sources, destinations, compression, encryption, signer, retention: options.retention }, context);
+        return await runBackup({ sources: this.sources, destinations, compression, encryption, signer, retention: options.retention, type }, context);
       } finally {
         this.#running = false;
       }
