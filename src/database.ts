@@ -65,6 +65,8 @@ export interface RestoreOptions {
   from: Destination;
   /** The archive's name; default: the newest on `from`. */
   backup?: string;
+  /** Instead of `backup`: the newest backup made at or before this time (to the second its name keeps). */
+  asOf?: Date;
   /** Each source to restore, by name, and where. Sources left out are verified but not written. */
   targets: Readonly<Record<string, RestoreTarget>>;
   /** Aborts the restore, like `cancel()`; the targets are left as they were. */
@@ -158,7 +160,7 @@ export class Database {
       if (typeof options.targets !== 'object' || options.targets === null || Object.keys(options.targets).length === 0) {
         throw new BackupError('INVALID_OPTIONS', '`targets` must name at least one source to restore');
       }
-      const plan = { from: options.from, backup: options.backup, targets: options.targets, restorers: restorersWith(options.restorers), decrypt: options.decrypt, verifySignature: options.verifySignature };
+      const plan = { from: options.from, backup: options.backup, asOf: options.asOf, targets: options.targets, restorers: restorersWith(options.restorers), decrypt: options.decrypt, verifySignature: options.verifySignature };
       return import('./restore/engine.js').then(({ runRestore }) => runRestore(plan, context)).then(({ result }) => result);
     }, options?.signal);
   }

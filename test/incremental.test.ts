@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { Database, files, listBackups, memory, type BackupResult } from '../src/index.js';
+import { Database, directory, files, listBackups, memory, verifyBackup, type BackupResult } from '../src/index.js';
+import { withRestoredBackup } from '../src/testing.js';
+import { cli, records } from './helpers/cli.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
 
@@ -59,6 +62,50 @@ describe('incremental backups: chain metadata', () => {
   it('refuses a type that is neither full nor incremental', async () => {
     const db = new Database({ sources: [files({ name: 'uploads', dir: '.' })] });
     await rejectsWithCode(db.startBackup({ to: memory(), type: 'differential' as 'full' }).done, 'INVALID_OPTIONS');
+  });
+});
+
+describe('restore as of a point in time', () => {
+  it('restores, verifies and drills the newest backup made at or before asOf, and names the oldest when there is none', async (t) => {
+    const dir = await tempDir(t, 'asof');
+    const data = join(dir, 'data');
+    const to = directory({ path: join(dir, 'backups') });
+    const db = new Database({ sources: [files({ name: 'uploads', dir: data })] });
+    await mkdir(data);
+    const made: Array<{ name: string; at: Date; text: string }> = [];
+    for (const text of ['one', 'two', 'three']) {
+      await writeFile(join(data, 'note.txt'), text);
+      const { name, createdAt } = await db.startBackup({ to }).done;
+      made.push({ name, at: new Date(Math.floor(createdAt.getTime() / 1000) * 1000), text });
+      await sleep(1000 - (Date.now() % 1000)); // the next backup starts in the next second, so each has a time of its own
+    }
+    const [one, two, three] = made as [(typeof made)[0], (typeof made)[0], (typeof made)[0]];
+    const points = [
+      { asOf: one.at, expected: one },
+      { asOf: new Date(two.at.getTime() - 1), expected: one },
+      { asOf: new Date(two.at.getTime() + 999), expected: two },
+      { asOf: new Date(three.at.getTime() + 86_400_000), expected: three },
+    ];
+    for (const [i, { asOf, expected }] of points.entries()) {
+      const target = join(dir, `restored-${i}`);
+      const restored = await Database.restore({ from: to, asOf, targets: { uploads: { dir: target } } }).done;
+      assert.equal(restored.name, expected.name, `as of ${asOf.toISOString()}`);
+      assert.equal(await readFile(join(target, 'note.txt'), 'utf8'), expected.text);
+      assert.equal((await verifyBackup({ from: to, asOf }).done).name, expected.name);
+      assert.equal(await withRestoredBackup({ from: to, asOf }, async (r) => `${r.name} ${await readFile(join(r.filesDir('uploads'), 'note.txt'), 'utf8')}`), `${expected.name} ${expected.text}`);
+    }
+    const before = new Date(one.at.getTime() - 1);
+    await rejectsWithCode(Database.restore({ from: to, asOf: before, targets: { uploads: { dir: join(dir, 'never') } } }).done, 'NOT_FOUND', new RegExp(`oldest backup is ${one.name.replaceAll('.', '\\.')}`));
+    await rejectsWithCode(verifyBackup({ from: to, asOf: new Date('garbage') }).done, 'INVALID_OPTIONS');
+    await rejectsWithCode(verifyBackup({ from: to, asOf: two.at, backup: two.name }).done, 'INVALID_OPTIONS');
+
+    const verified = await cli(['verify', '--from', 'backups', '--as-of', two.at.toISOString()], { cwd: dir });
+    assert.equal(verified.code, 0, verified.stderr);
+    assert.equal(records(verified.stdout).at(-1)?.['name'], two.name);
+    const none = await cli(['restore', '--from', 'backups', '--as-of', before.toISOString(), '--files', 'uploads=never'], { cwd: dir });
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /NOT_FOUND: .* oldest backup is/);
+    assert.equal((await cli(['verify', '--from', 'backups', '--as-of', 'last tuesday'], { cwd: dir })).code, 2);
   });
 });
 

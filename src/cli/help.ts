@@ -42,6 +42,8 @@ const DECRYPTION = `Decryption (encrypted archives):
 const WHICH_BACKUP = `  --from <dest>                where the backups are: ${DESTINATION}
                                (default: \`from\` or the first of \`to\` in the config file)
   --backup <name>              which backup, as \`backupkit list\` names it (default: the newest)
+  --as-of <time>               instead: the newest backup made at or before this time, such as
+                               2026-11-21T12:45:00Z
   --verify-key-file <file>     refuse an archive not signed by this armoured OpenPGP public key
                                (repeatable: any one of them; exit code 3)`;
 

@@ -46,7 +46,7 @@ const SOURCE_FLAGS = Object.fromEntries(
 /** `--scratch-<kind>` of each kind whose throwaway targets go on a server. */
 const SCRATCH_FLAGS = Object.fromEntries(CLI_KINDS.filter(({ cli }) => cli.scratchServer).map(({ kind }) => [`scratch-${kind}`, { type: 'string' }])) as Record<string, { type: 'string' }>;
 const DECRYPT_FLAGS = { 'passphrase-file': { type: 'string' }, 'private-key-file': { type: 'string' } } as const;
-const FROM_FLAGS = { from: { type: 'string' }, backup: { type: 'string' }, 'verify-key-file': { type: 'string', multiple: true } } as const;
+const FROM_FLAGS = { from: { type: 'string' }, backup: { type: 'string' }, 'as-of': { type: 'string' }, 'verify-key-file': { type: 'string', multiple: true } } as const;
 const RETENTION_FLAGS = {
   'keep-last': { type: 'string' },
   'keep-daily': { type: 'string' },
@@ -321,9 +321,15 @@ function fromOf(values: Values, config: CliConfig, io: CliIo): Destination {
   return configured as Destination;
 }
 
-function backupName(values: Values): { backup?: string } {
+/** `--backup name`, or `--as-of time`: the newest backup made at or before it. */
+function backupName(values: Values): { backup?: string; asOf?: Date } {
   const backup = values['backup'] as string | undefined;
-  return backup === undefined ? {} : { backup };
+  const asOf = values['as-of'] as string | undefined;
+  if (asOf === undefined) return backup === undefined ? {} : { backup };
+  if (backup !== undefined) throw usage('Give --backup or --as-of, not both');
+  const time = new Date(asOf);
+  if (Number.isNaN(time.getTime())) throw usage(`--as-of ${JSON.stringify(asOf)} is not a time: write it as 2026-11-21T12:45:00Z`);
+  return { asOf: time };
 }
 
 function retentionFromFlags(values: Values): RetentionPolicy | undefined {
