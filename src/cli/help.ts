@@ -151,7 +151,8 @@ Example:
   prune: `Usage: backupkit prune --from <dest> <policy> [--dry-run]
 
 Deletes the backups a retention policy drops; the newest backup is always kept. A backup is kept
-when any rule keeps it.
+when any rule keeps it; rules count fulls and incrementals alike, and a kept incremental keeps
+every backup it builds on, back to its full.
 
   --from <dest>                ${DESTINATION}
                                (default: \`from\` or the first of \`to\` in the config file)
