@@ -59,6 +59,25 @@ describe('incremental backups: chain metadata', () => {
     assert.deepEqual(chainOf(next), ['incremental', encrypted.name, encrypted.name]);
   });
 
+  it('backupkit backup --incremental, and list, say where each backup stands in its chain', async (t) => {
+    const dir = await tempDir(t, 'inc-cli');
+    await mkdir(join(dir, 'data'));
+    await writeFile(join(dir, 'data', 'a.txt'), 'a');
+    const backup = async () => {
+      const run = await cli(['backup', '--files', 'uploads=data', '--to', 'backups', '--incremental'], { cwd: dir });
+      assert.equal(run.code, 0, run.stderr);
+      const result = records(run.stdout).at(-1);
+      assert.ok(result);
+      return result;
+    };
+    const first = await backup();
+    const second = await backup();
+    assert.deepEqual([first['backupType'], first['previous']], ['full', undefined]);
+    assert.deepEqual([second['backupType'], second['base'], second['previous']], ['incremental', first['name'], first['name']]);
+    const listed = records((await cli(['list', '--from', 'backups'], { cwd: dir })).stdout);
+    assert.deepEqual(listed.map((b) => [b['name'], b['backupType']]), [[second['name'], 'incremental'], [first['name'], 'full']]);
+  });
+
   it('refuses a type that is neither full nor incremental', async () => {
     const db = new Database({ sources: [files({ name: 'uploads', dir: '.' })] });
     await rejectsWithCode(db.startBackup({ to: memory(), type: 'differential' as 'full' }).done, 'INVALID_OPTIONS');
