@@ -1,5 +1,6 @@
 import pLimit from 'p-limit';
 import { ENCRYPTED_EXTENSION, SIDECAR_EXTENSION, dateFromArchiveName, isArchiveName } from './archive/names.js';
+import type { BackupType } from './archive/format.js';
 import { MAX_SIDECAR_BYTES, checkSidecar, type ListedSidecar } from './archive/sidecar.js';
 import { BackupError, asBackupError } from './errors.js';
 import type { Destination, StoredObject } from './types.js';
@@ -44,7 +45,7 @@ export interface BackupProblem {
  *
  * Its name is the truth: `createdAt` always comes from it. The other fields come from the
  * backup's sidecar only when `trust` is `trusted`; for an `unknown` backup they are what the
- * name and the stored object say (`sha256` and `signedBy` undefined, `sources` empty), and
+ * name and the stored object say (`sha256`, `signedBy` and `type` undefined, `sources` empty), and
  * {@link prune} never deletes it.
  * @public
  */
@@ -66,6 +67,12 @@ export interface BackupInfo {
   readonly signedBy: string | undefined;
   /** The sources it holds, from a trusted sidecar; empty otherwise. */
   readonly sources: ReadonlyArray<{ name: string; kind: string; bytes: number; items: number }>;
+  /** `full`, or `incremental` when it builds on earlier backups; undefined for an `unknown` backup. */
+  readonly type: BackupType | undefined;
+  /** An incremental's full: the first backup of its chain. */
+  readonly base: string | undefined;
+  /** An incremental's predecessor: the backup right before it in its chain. */
+  readonly previous: string | undefined;
   /** Whether its sidecar vouches for it; retention never deletes an `unknown` backup. */
   readonly trust: BackupTrust;
   /** Why it is `unknown`; `undefined` exactly when it is `trusted`. */
@@ -115,7 +122,9 @@ function describeBackup(archive: StoredObject, read: SidecarRead): BackupInfo {
   const { name, size } = archive;
   const createdAt = dateFromArchiveName(name) as Date; // listArchives keeps archive names only
   const encrypted = name.endsWith(ENCRYPTED_EXTENSION);
-  if (read.problem) return { name, createdAt, size, sha256: undefined, encrypted, signedBy: undefined, sources: [], trust: 'unknown', problem: read.problem };
+  if (read.problem) {
+    return { name, createdAt, size, sha256: undefined, encrypted, signedBy: undefined, sources: [], type: undefined, base: undefined, previous: undefined, trust: 'unknown', problem: read.problem };
+  }
   const { sidecar } = read;
   return {
     name,
@@ -125,6 +134,9 @@ function describeBackup(archive: StoredObject, read: SidecarRead): BackupInfo {
     encrypted,
     signedBy: sidecar.signature?.fingerprint,
     sources: sidecar.sourceStats.map(({ name, kind, bytes, items }) => ({ name, kind, bytes, items })),
+    type: sidecar.type,
+    base: sidecar.base,
+    previous: sidecar.previous,
     trust: 'trusted',
     problem: undefined,
   };

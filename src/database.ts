@@ -2,6 +2,7 @@ import { BackupOperation } from './backup/operation.js';
 import { resolveCompression, type CompressionAlgorithm } from './archive/compression.js';
 import { prepareEncryption, type DecryptOptions, type EncryptOptions } from './archive/encryption.js';
 import { prepareSigner, type SignOptions, type VerifySignatureOptions } from './archive/signature.js';
+import type { BackupType } from './archive/format.js';
 import { BackupError } from './errors.js';
 import { checkRetentionPolicy, type RetentionPolicy } from './retention.js';
 import { RestoreOperation } from './restore/operation.js';
@@ -38,6 +39,14 @@ export interface CompressionOptions {
 export interface BackupOptions {
   /** Where the archive goes; with several, each gets the same archive and all must succeed. */
   to: Destination | readonly Destination[];
+  /**
+   * `'full'` (the default) or `'incremental'`: a backup that builds on the newest backup of these
+   * sources on the first destination in `to` (its `base` and `previous`); with no such backup it is
+   * a full, and says so. A source that cannot send only its changes is captured in full inside an
+   * incremental (its header entry says `mode: 'full'`); in this version every built-in source still
+   * does so, so an incremental restores on its own and is as large as a full.
+   */
+  type?: BackupType;
   /** Default: gzip, level 1. */
   compression?: CompressionOptions;
   /** OpenPGP encryption that `gpg --decrypt` opens; the archive name ends in `.gpg`. */
@@ -59,6 +68,8 @@ export interface RestoreOptions {
   from: Destination;
   /** The archive's name; default: the newest on `from`. */
   backup?: string;
+  /** Instead of `backup`: the newest backup made at or before this time (to the second its name keeps). */
+  asOf?: Date;
   /** Each source to restore, by name, and where. Sources left out are verified but not written. */
   targets: Readonly<Record<string, RestoreTarget>>;
   /** Aborts the restore, like `cancel()`; the targets are left as they were. */
@@ -122,6 +133,8 @@ export class Database {
       if (new Set(destinations.map((d) => d.description)).size !== destinations.length) {
         throw new BackupError('INVALID_OPTIONS', 'The same destination is named twice in `to`');
       }
+      const type = options.type ?? 'full';
+      if (type !== 'full' && type !== 'incremental') throw new BackupError('INVALID_OPTIONS', `\`type\` must be 'full' or 'incremental', not ${JSON.stringify(type)}`);
       const compression = resolveCompression(options.compression);
       if (options.retention) checkRetentionPolicy(options.retention);
       // Keys are checked before a byte is written: a bad key fails here, never as plaintext later.
@@ -132,7 +145,7 @@ export class Database {
       try {
         // The engines are imported when first used: importing backupkit stays cheap.
         const { runBackup } = await import('./backup/engine.js');
-        return await runBackup({ sources: this.sources, destinations, compression, encryption, signer, retention: options.retention }, context);
+        return await runBackup({ sources: this.sources, destinations, compression, encryption, signer, retention: options.retention, type }, context);
       } finally {
         this.#running = false;
       }
@@ -150,7 +163,7 @@ export class Database {
       if (typeof options.targets !== 'object' || options.targets === null || Object.keys(options.targets).length === 0) {
         throw new BackupError('INVALID_OPTIONS', '`targets` must name at least one source to restore');
       }
-      const plan = { from: options.from, backup: options.backup, targets: options.targets, restorers: restorersWith(options.restorers), decrypt: options.decrypt, verifySignature: options.verifySignature };
+      const plan = { from: options.from, backup: options.backup, asOf: options.asOf, targets: options.targets, restorers: restorersWith(options.restorers), decrypt: options.decrypt, verifySignature: options.verifySignature };
       return import('./restore/engine.js').then(({ runRestore }) => runRestore(plan, context)).then(({ result }) => result);
     }, options?.signal);
   }

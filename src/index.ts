@@ -22,6 +22,7 @@ export type { BackupInfo, BackupProblem, BackupProblemCode, BackupTrust } from '
 export { prune } from './retention.js';
 export type { PruneOptions, PruneResult, RetentionPolicy } from './retention.js';
 export type { CompressionAlgorithm } from './archive/compression.js';
+export type { BackupType } from './archive/format.js';
 export type { DecryptOptions, EncryptOptions } from './archive/encryption.js';
 export type { SignOptions, VerifySignatureOptions } from './archive/signature.js';
 export { BackupError } from './errors.js';

@@ -7,6 +7,10 @@ import type { Destination } from './types.js';
  * Which backups to keep; every other one is deleted. Rules add up: a backup is kept if any rule
  * keeps it, and the newest backup is always kept. Days, weeks and months are UTC.
  *
+ * The rules count restore points: a full and an incremental count alike. A kept incremental keeps
+ * every backup it builds on, back to its chain's full (reason `chain`), so a chain loses only its
+ * tail or goes whole.
+ *
  * The rules see only backups whose sidecar vouches for them (`trust: 'trusted'`, see
  * {@link BackupInfo}): an `unknown` backup is always kept, and neither counts as the newest nor
  * takes one of the places of `keepLast`, `keepDaily`, ..., so it never pushes out a good one.
@@ -45,7 +49,8 @@ export interface PruneResult {
   readonly dryRun: boolean;
   /**
    * The backups kept, newest first, each with the rules that kept it (`newest`, `last`, `daily`,
-   * `weekly`, `monthly`, `maxAge`), or `unknown` for one whose sidecar does not vouch for it.
+   * `weekly`, `monthly`, `maxAge`), `chain` for one a kept incremental builds on, or `unknown` for
+   * one whose sidecar does not vouch for it.
    */
   readonly kept: ReadonlyArray<BackupInfo & { reasons: readonly string[] }>;
   /** Deleted, or with `dryRun` to be deleted. */
@@ -95,11 +100,14 @@ export async function prune(destination: Destination, policy: RetentionPolicy, o
   const dryRun = options.dryRun ?? false;
   const leftovers = await pruneLeftovers(destination, dryRun, options.now ?? new Date());
   const backups = await listBackups(destination);
-  const reasons = selectRetained(backups.filter((b) => b.trust === 'trusted'), policy, options.now ?? new Date());
+  const trusted = backups.filter((b) => b.trust === 'trusted');
+  const reasons = selectRetained(trusted, policy, options.now ?? new Date());
+  keepChains(trusted, reasons);
   for (const backup of backups) if (backup.trust !== 'trusted') reasons.set(backup.name, ['unknown']);
   const kept = backups.filter((b) => reasons.has(b.name)).map((b) => ({ ...b, reasons: reasons.get(b.name) ?? [] }));
   const removed = backups.filter((b) => !reasons.has(b.name));
   if (!dryRun) {
+    // Newest first: a prune cut short leaves no incremental whose predecessor is gone.
     for (const { name } of removed) {
       try {
         await destination.remove(name);
@@ -168,6 +176,17 @@ function selectRetained(backups: readonly BackupInfo[], policy: RetentionPolicy,
     for (const backup of backups) if (backup.createdAt.getTime() >= oldest) keep(backup.name, 'maxAge');
   }
   return kept;
+}
+
+/** Adds, to the kept backups, every backup a kept incremental builds on, back to its full. */
+function keepChains(backups: readonly BackupInfo[], kept: Map<string, string[]>): void {
+  const byName = new Map(backups.map((b) => [b.name, b]));
+  // Newest first, so a predecessor marked here is itself walked when its turn comes.
+  for (const backup of backups) {
+    if (!kept.has(backup.name) || backup.previous === undefined) continue;
+    const previous = byName.get(backup.previous);
+    if (previous && !kept.get(previous.name)?.includes('chain')) kept.set(previous.name, [...(kept.get(previous.name) ?? []), 'chain']);
+  }
 }
 
 function maxAgeMs(maxAge: number | string): number {

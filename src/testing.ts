@@ -34,6 +34,8 @@ export interface RestoreDrillOptions {
   from: Destination;
   /** The archive's name; default: the newest on `from`. */
   backup?: string;
+  /** Instead of `backup`: the newest backup made at or before this time (to the second its name keeps). */
+  asOf?: Date;
   /** The passphrase or private key of an encrypted backup. */
   decrypt?: DecryptOptions;
   /** Where the throwaway targets go: a parent folder, and a PostgreSQL server for temporary databases. */
@@ -86,7 +88,7 @@ export async function withRestoredBackup<T>(options: RestoreDrillOptions, use: (
       if (event === 'start') createdAt = (args as RestoreEvents['start'])[0].createdAt;
     },
   };
-  const plan = { from: options.from, backup: options.backup, targets: {}, restorers: restorersWith(options.restorers), decrypt: options.decrypt };
+  const plan = { from: options.from, backup: options.backup, asOf: options.asOf, targets: {}, restorers: restorersWith(options.restorers), decrypt: options.decrypt };
   return restoreIntoScratch(plan, options.scratch, context, async (run) => {
     // The throwaway targets themselves: the result's copies have their passwords redacted.
     const sources = run.result.sources.map(({ name, kind }) => ({ name, kind, target: run.scratch.get(name)?.target }));

@@ -42,9 +42,12 @@ export interface Entry {
 export interface BackupWarning {
   /**
    * `FILE_CHANGED`: modified while read; `SIZE_MISMATCH`: cut or padded; `SKIPPED`: not backed up;
-   * `PRUNE_FAILED`: the backup succeeded, applying the retention policy did not.
+   * `PRUNE_FAILED`: the backup succeeded, applying the retention policy did not;
+   * `INCREMENTAL_BASE_MISSING`: an incremental was asked for, but the first destination holds no
+   * earlier backup of these sources, so it is a full; `INCREMENTAL_BASE_REJECTED`: the earlier
+   * backup cannot be built on (encrypted differently), so it is a full.
    */
-  readonly code: 'FILE_CHANGED' | 'SIZE_MISMATCH' | 'SKIPPED' | 'PRUNE_FAILED';
+  readonly code: 'FILE_CHANGED' | 'SIZE_MISMATCH' | 'SKIPPED' | 'PRUNE_FAILED' | 'INCREMENTAL_BASE_MISSING' | 'INCREMENTAL_BASE_REJECTED';
   /** The source it concerns, if any. */
   readonly source?: string;
   /** The entry's path inside its source, if the warning is about one entry. */

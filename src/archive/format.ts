@@ -27,8 +27,24 @@ export interface ArchiveHeader {
   encryption?: { method: 'openpgp'; passphrase: boolean; recipients: string[] };
   /** Present when signed: the fingerprint of the signing key (see archive/signature.ts). */
   signature?: { method: 'openpgp'; fingerprint: string };
-  sources: Array<{ name: string; kind: string; estimatedBytes: number; estimatedItems: number }>;
+  /**
+   * Per source; `mode` (incrementals only) says whether this archive holds the source `full` or
+   * only what changed since `previous`.
+   */
+  sources: Array<{ name: string; kind: string; estimatedBytes: number; estimatedItems: number; mode?: BackupType }>;
+  /** Absent in archives made before incremental backups existed: those are fulls. */
+  type?: BackupType;
+  /** An incremental's full, the first backup of its chain. */
+  base?: string;
+  /** An incremental's predecessor in its chain: the full or the incremental right before it. */
+  previous?: string;
 }
+
+/**
+ * A full backup restores on its own; an incremental builds on the backups of its chain before it.
+ * @public
+ */
+export type BackupType = 'full' | 'incremental';
 
 /** The first line of the manifest. */
 export interface ManifestSummary {

@@ -1,6 +1,6 @@
 import type { StoredObject } from '../types.js';
-import type { ArchiveHeader, ManifestSummary } from './format.js';
-import { ENCRYPTED_EXTENSION, dateFromArchiveName } from './names.js';
+import type { ArchiveHeader, BackupType, ManifestSummary } from './format.js';
+import { ENCRYPTED_EXTENSION, dateFromArchiveName, isArchiveName, stemOf } from './names.js';
 
 /**
  * The small `<archive>.json` written beside each archive, so that listing never reads archives.
@@ -18,7 +18,10 @@ export interface BackupSidecar extends ArchiveHeader {
 export const MAX_SIDECAR_BYTES = 1024 * 1024;
 
 /** The fields of a sidecar that listing and retention use. */
-export type ListedSidecar = Pick<BackupSidecar, 'name' | 'createdAt' | 'size' | 'sha256' | 'encrypted' | 'signature' | 'sourceStats'>;
+export type ListedSidecar = Pick<BackupSidecar, 'name' | 'createdAt' | 'size' | 'sha256' | 'encrypted' | 'signature' | 'sourceStats' | 'base' | 'previous'> & {
+  /** Always set: a sidecar without one is older than incremental backups, a full. */
+  type: BackupType;
+};
 
 /** A sidecar checked against its archive: usable, or why not. */
 export type SidecarCheck =
@@ -39,7 +42,7 @@ export function checkSidecar(value: unknown, archive: StoredObject): SidecarChec
   const invalid = (what: string): SidecarCheck => ({ problem: { code: 'SIDECAR_INVALID', message: `its sidecar's ${what}` } });
   const mismatch = (what: string): SidecarCheck => ({ problem: { code: 'SIDECAR_MISMATCH', message: `its sidecar ${what}` } });
   if (!isRecord(value)) return invalid('content is not a JSON object');
-  const { name, createdAt, size, sha256, encrypted, signature, sourceStats } = value;
+  const { name, createdAt, size, sha256, encrypted, signature, sourceStats, type = 'full', base, previous } = value;
   if (typeof name !== 'string') return invalid('name is not a string');
   if (typeof createdAt !== 'string' || !ISO_TIME.test(createdAt) || !isRoundTrip(createdAt)) return invalid(`createdAt ${describe(createdAt)} is not an ISO 8601 UTC time`);
   if (!isCount(size)) return invalid(`size ${describe(size)} is not a whole number of bytes`);
@@ -51,6 +54,8 @@ export function checkSidecar(value: unknown, archive: StoredObject): SidecarChec
   if (!Array.isArray(sourceStats)) return invalid('sourceStats is not a list');
   const badSource = sourceStats.findIndex((s) => !(isRecord(s) && typeof s['name'] === 'string' && typeof s['kind'] === 'string' && isCount(s['bytes']) && isCount(s['items'])));
   if (badSource !== -1) return invalid(`sourceStats[${badSource}] is not { name, kind, bytes, items }`);
+  const chainProblem = checkChain(type, base, previous);
+  if (chainProblem) return invalid(chainProblem);
 
   if (name !== archive.name) return mismatch(`describes ${JSON.stringify(name)}`);
   if (Math.floor(Date.parse(createdAt) / 1000) * 1000 !== dateFromArchiveName(archive.name)?.getTime()) {
@@ -58,6 +63,10 @@ export function checkSidecar(value: unknown, archive: StoredObject): SidecarChec
   }
   if (size !== archive.size) return mismatch(`says ${size} bytes; the archive stored has ${archive.size}`);
   if (encrypted !== archive.name.endsWith(ENCRYPTED_EXTENSION)) return mismatch(`says ${encrypted ? 'encrypted' : 'not encrypted'}; the name says otherwise`);
+  // A chain runs back in time: a backup that builds on a later one (or on itself) would loop.
+  if (typeof previous === 'string' && typeof base === 'string' && !(stemOf(base) <= stemOf(previous) && stemOf(previous) < stemOf(archive.name))) {
+    return mismatch(`says it builds on ${previous} (chain ${base}), which is not earlier than the archive`);
+  }
   return {
     sidecar: {
       name,
@@ -67,8 +76,19 @@ export function checkSidecar(value: unknown, archive: StoredObject): SidecarChec
       encrypted,
       signature: signature as ListedSidecar['signature'],
       sourceStats: sourceStats as ListedSidecar['sourceStats'],
+      type: type as BackupType,
+      ...(type === 'incremental' ? { base: base as string, previous: previous as string } : {}),
     },
   };
+}
+
+/** A full names no other backup; an incremental names its chain's full and its predecessor. */
+function checkChain(type: unknown, base: unknown, previous: unknown): string | undefined {
+  if (type === 'full') return base === undefined && previous === undefined ? undefined : 'base or previous is set on a full backup';
+  if (type !== 'incremental') return `type ${describe(type)} is not "full" or "incremental"`;
+  if (typeof base !== 'string' || !isArchiveName(base)) return `base ${describe(base)} is not a backup's name`;
+  if (typeof previous !== 'string' || !isArchiveName(previous)) return `previous ${describe(previous)} is not a backup's name`;
+  return undefined;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -11,10 +11,12 @@ import type { BackupSidecar } from '../archive/sidecar.js';
 import { ArchiveWriter } from '../archive/writer.js';
 import { ProgressReporter } from '../progress.js';
 import { prune, type RetentionPolicy } from '../retention.js';
+import type { BackupType } from '../archive/format.js';
 import type { BackupWarning, Destination, Snapshot, Source } from '../types.js';
 import { redactText } from '../util/redact.js';
 import { waitFor } from '../util/streams.js';
 import { BACKUPKIT_VERSION } from '../version.js';
+import { linkToChain, type ChainLink } from './chain.js';
 import { FanOut, type UploadTarget } from './fan-out.js';
 import { claimName, type NameClaim } from './name-claim.js';
 import type { OperationContext, SourceStats } from '../operation.js';
@@ -27,6 +29,8 @@ export interface BackupPlan {
   readonly encryption: Encryption | undefined;
   readonly signer: Signer | undefined;
   readonly retention: RetentionPolicy | undefined;
+  /** What was asked for; an incremental with nothing to build on is a full. */
+  readonly type: BackupType;
 }
 
 interface OpenSnapshot {
@@ -83,8 +87,9 @@ class Backup {
     const { name } = this.#nameClaim;
     const { sources } = this.plan;
     this.events.emit('start', { name, createdAt: this.#createdAt, sources: sources.map((s) => ({ name: s.name, kind: s.kind })) });
+    const link = await linkToChain(this.plan.type, this.plan.destinations[0] as Destination, sources, this.plan.encryption !== undefined, (w) => this.#warn(w));
     await this.#openSnapshots();
-    const header = await this.#header(name);
+    const header = await this.#header(name, link);
     await this.#createUploads(name);
     const { stats, size, sha256 } = await this.#writeArchive(header);
     await this.#commit(name, { ...header, size, sha256, encrypted: this.plan.encryption !== undefined, sourceStats: stats, warnings: this.#warnings.length });
@@ -95,6 +100,9 @@ class Backup {
       name,
       size,
       sha256,
+      type: link.type,
+      base: link.base,
+      previous: link.previous,
       createdAt: this.#createdAt,
       durationMs: Date.now() - this.#startedAt,
       sources: stats,
@@ -157,7 +165,7 @@ class Backup {
   }
 
   /** Sizes every snapshot, for progress and for the header. */
-  async #header(name: string): Promise<ArchiveHeader> {
+  async #header(name: string, link: ChainLink): Promise<ArchiveHeader> {
     const estimates = await Promise.all(
       this.#snapshots.map(({ source, snapshot }) =>
         snapshot.estimate().catch((cause: unknown) => {
@@ -185,7 +193,10 @@ class Backup {
         kind: source.kind,
         estimatedBytes: estimates[i]?.bytes ?? 0,
         estimatedItems: estimates[i]?.items ?? 0,
+        // No source sends only its changes yet: an incremental holds each of them in full.
+        ...(link.type === 'incremental' ? { mode: 'full' as const } : {}),
       })),
+      ...link,
     };
   }
 

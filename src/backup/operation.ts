@@ -1,4 +1,5 @@
 import { Operation, type OperationEvents, type SourceStats } from '../operation.js';
+import type { BackupType } from '../archive/format.js';
 import type { BackupWarning } from '../types.js';
 
 /**
@@ -12,6 +13,15 @@ export interface BackupResult {
   readonly size: number;
   /** SHA-256 of the archive file, hex; `sha256sum` prints the same. */
   readonly sha256: string;
+  /**
+   * `full`, or `incremental`: built on `previous`, in the chain that starts with the full `base`.
+   * An incremental asked for is a full when there is nothing to build on; a warning says why.
+   */
+  readonly type: BackupType;
+  /** An incremental's full: the first backup of its chain. */
+  readonly base: string | undefined;
+  /** An incremental's predecessor: the backup right before it in its chain. */
+  readonly previous: string | undefined;
   /** When the backup started; the name encodes it too, to the second. */
   readonly createdAt: Date;
   /** Wall time from start to the last commit. */

@@ -42,6 +42,8 @@ const DECRYPTION = `Decryption (encrypted archives):
 const WHICH_BACKUP = `  --from <dest>                where the backups are: ${DESTINATION}
                                (default: \`from\` or the first of \`to\` in the config file)
   --backup <name>              which backup, as \`backupkit list\` names it (default: the newest)
+  --as-of <time>               instead: the newest backup made at or before this time, such as
+                               2026-11-21T12:45:00Z
   --verify-key-file <file>     refuse an archive not signed by this armoured OpenPGP public key
                                (repeatable: any one of them; exit code 3)`;
 
@@ -76,6 +78,8 @@ ${kindOptions((cli) => cli.sourceHelp)}
 Destinations (repeatable; or \`to\` in the config file):
   --to <dest>                  ${DESTINATION}
 Archive:
+  --incremental                builds on the newest backup of these sources on the first --to (a
+                               full when there is none); sources are still captured in full in it
   --compression <algorithm>    gzip (default), zstd (Node.js 22.15 or later) or none
   --compression-level <n>      gzip 1-9 (default 1), zstd 1-19 (default 3)
   --encrypt                    encrypt with the passphrase from BACKUPKIT_PASSPHRASE or --passphrase-file
@@ -147,7 +151,8 @@ Example:
   prune: `Usage: backupkit prune --from <dest> <policy> [--dry-run]
 
 Deletes the backups a retention policy drops; the newest backup is always kept. A backup is kept
-when any rule keeps it.
+when any rule keeps it; rules count fulls and incrementals alike, and a kept incremental keeps
+every backup it builds on, back to its full.
 
   --from <dest>                ${DESTINATION}
                                (default: \`from\` or the first of \`to\` in the config file)

@@ -46,7 +46,7 @@ const SOURCE_FLAGS = Object.fromEntries(
 /** `--scratch-<kind>` of each kind whose throwaway targets go on a server. */
 const SCRATCH_FLAGS = Object.fromEntries(CLI_KINDS.filter(({ cli }) => cli.scratchServer).map(({ kind }) => [`scratch-${kind}`, { type: 'string' }])) as Record<string, { type: 'string' }>;
 const DECRYPT_FLAGS = { 'passphrase-file': { type: 'string' }, 'private-key-file': { type: 'string' } } as const;
-const FROM_FLAGS = { from: { type: 'string' }, backup: { type: 'string' }, 'verify-key-file': { type: 'string', multiple: true } } as const;
+const FROM_FLAGS = { from: { type: 'string' }, backup: { type: 'string' }, 'as-of': { type: 'string' }, 'verify-key-file': { type: 'string', multiple: true } } as const;
 const RETENTION_FLAGS = {
   'keep-last': { type: 'string' },
   'keep-daily': { type: 'string' },
@@ -57,7 +57,7 @@ const RETENTION_FLAGS = {
 
 /** Every command and the flags it takes (its help, in help.ts, lists every one). */
 export const COMMANDS = {
-  backup: { ...COMMON, ...SOURCE_FLAGS, to: { type: 'string', multiple: true }, compression: { type: 'string' }, 'compression-level': { type: 'string' }, encrypt: { type: 'boolean' }, recipient: { type: 'string', multiple: true }, 'passphrase-file': { type: 'string' }, 'sign-key-file': { type: 'string' } },
+  backup: { ...COMMON, ...SOURCE_FLAGS, to: { type: 'string', multiple: true }, compression: { type: 'string' }, 'compression-level': { type: 'string' }, encrypt: { type: 'boolean' }, recipient: { type: 'string', multiple: true }, 'passphrase-file': { type: 'string' }, 'sign-key-file': { type: 'string' }, incremental: { type: 'boolean' } },
   restore: { ...COMMON, ...SOURCE_FLAGS, ...FROM_FLAGS, ...DECRYPT_FLAGS },
   list: { ...COMMON, from: { type: 'string' } },
   verify: { ...COMMON, ...FROM_FLAGS, ...DECRYPT_FLAGS, level: { type: 'string' }, 'scratch-dir': { type: 'string' }, ...SCRATCH_FLAGS },
@@ -152,6 +152,7 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
     const sign = await signingOf(values, config, io);
     const op = new Database({ sources }).startBackup({
       to: destinations,
+      ...(values['incremental'] ? { type: 'incremental' as const } : {}),
       compression,
       ...(encrypt ? { encrypt } : {}),
       ...(sign ? { sign } : {}),
@@ -160,8 +161,8 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
     });
     output.follow(op);
     const result = await op.done;
-    output.emit({ type: 'result', command: 'backup', ...result }, [
-      `backed up ${result.name}: ${formatBytes(result.size)} in ${formatDuration(result.durationMs)} to ${result.destinations.join(', ')}`,
+    output.emit({ ...line('result', result), command: 'backup' }, [
+      `backed up ${result.name}${chainText(result)}: ${formatBytes(result.size)} in ${formatDuration(result.durationMs)} to ${result.destinations.join(', ')}`,
       ...result.sources.map((s) => `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${counted(s.items, 'item')}`),
       `  sha256 ${result.sha256}`,
       ...(result.signedBy ? [`  signed by ${result.signedBy}`] : []),
@@ -191,8 +192,8 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
     if (backups.length === 0) output.emit({ type: 'empty', destination: from.description }, [`${from.description} holds no backups`]);
     for (const backup of backups) {
       const sources = backup.sources.map((s) => `${s.name}:${s.kind}`).join(' ');
-      output.emit({ type: 'backup', ...backup }, [
-        `${backup.name}  ${backup.createdAt.toISOString()}  ${formatBytes(backup.size).padStart(10)}${backup.encrypted ? '  encrypted' : ''}${backup.signedBy ? `  signed ${backup.signedBy}` : ''}  ${sources}`,
+      output.emit(line('backup', backup), [
+        `${backup.name}  ${backup.createdAt.toISOString()}  ${formatBytes(backup.size).padStart(10)}${chainText(backup)}${backup.encrypted ? '  encrypted' : ''}${backup.signedBy ? `  signed ${backup.signedBy}` : ''}  ${sources}`,
         ...problemLine(backup.problem),
       ]);
     }
@@ -238,8 +239,8 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new BackupError('NOT_FOUND', `${file} does not exist`, { cause: error });
       throw error;
     });
-    output.emit({ type: 'header', ...header }, [
-      `${header.name}: backupkit format ${header.formatVersion}, written by backupkit ${header.backupkitVersion} at ${header.createdAt}`,
+    output.emit(line('header', header), [
+      `${header.name}${chainText(header)}: backupkit format ${header.formatVersion}, written by backupkit ${header.backupkitVersion} at ${header.createdAt}`,
       `  compression ${header.compression.algorithm} level ${header.compression.level}${header.encryption ? `, encrypted (OpenPGP${header.encryption.passphrase ? ', passphrase' : ''}${header.encryption.recipients.length > 0 ? `, keys ${header.encryption.recipients.join(' ')}` : ''})` : ''}${header.signature ? `, signed by ${header.signature.fingerprint} (not checked)` : ''}`,
     ]);
     output.emit({ ...summary, type: 'summary' }, [
@@ -320,9 +321,15 @@ function fromOf(values: Values, config: CliConfig, io: CliIo): Destination {
   return configured as Destination;
 }
 
-function backupName(values: Values): { backup?: string } {
+/** `--backup name`, or `--as-of time`: the newest backup made at or before it. */
+function backupName(values: Values): { backup?: string; asOf?: Date } {
   const backup = values['backup'] as string | undefined;
-  return backup === undefined ? {} : { backup };
+  const asOf = values['as-of'] as string | undefined;
+  if (asOf === undefined) return backup === undefined ? {} : { backup };
+  if (backup !== undefined) throw usage('Give --backup or --as-of, not both');
+  const time = new Date(asOf);
+  if (Number.isNaN(time.getTime())) throw usage(`--as-of ${JSON.stringify(asOf)} is not a time: write it as 2026-11-21T12:45:00Z`);
+  return { asOf: time };
 }
 
 function retentionFromFlags(values: Values): RetentionPolicy | undefined {
@@ -392,4 +399,15 @@ function signedLine(signedBy: string | undefined): string[] {
 /** The restore result's target (its secrets already redacted) as its kind describes it. */
 function describeTarget(kind: string, target: unknown): string {
   return sourceKind(kind)?.describeTarget(target) ?? JSON.stringify(target);
+}
+
+/** ` (incremental on <previous>)` for an incremental; nothing for a full, as before there were incrementals. */
+function chainText({ type, previous }: { type?: string | undefined; previous?: string | undefined }): string {
+  return type === 'incremental' ? ` (incremental on ${previous})` : '';
+}
+
+/** A JSON line of kind `kind`: `type` names the kind of line, so a backup's own type is `backupType`. */
+function line<T extends { type?: string | undefined }>(kind: string, value: T): Omit<T, 'type'> & { type: string; backupType: T['type'] } {
+  const { type: backupType, ...rest } = value;
+  return { type: kind, backupType, ...rest };
 }

@@ -7,6 +7,7 @@ import type { DecryptOptions } from '../archive/encryption.js';
 import { openArchive, type ArchiveReader } from '../archive/reader.js';
 import { SIGNATURE_PATH, SignatureCheck, type VerifySignatureOptions } from '../archive/signature.js';
 import type { Header } from 'tar-stream';
+import { dateFromArchiveName } from '../archive/names.js';
 import { listArchives } from '../catalog.js';
 import type { OperationContext, SourceStats } from '../operation.js';
 import { ProgressReporter } from '../progress.js';
@@ -24,6 +25,8 @@ const RESTORABLE_TYPES: ReadonlySet<string> = new Set<EntryType>(['file', 'direc
 export interface RestorePlan {
   readonly from: Destination;
   readonly backup: string | undefined;
+  /** Instead of `backup`: the newest backup made at or before this time. */
+  readonly asOf?: Date | undefined;
   /** Each source to restore, by name, and where. */
   readonly targets: Readonly<Record<string, unknown>>;
   /** Instead of `targets`: every source into a throwaway target made here. */
@@ -80,7 +83,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
 
   try {
     signature = await SignatureCheck.create(plan.verifySignature);
-    const { name, size } = await pickBackup(plan.from, plan.backup);
+    const { name, size } = await pickBackup(plan.from, plan.backup, plan.asOf);
     progress.setTotals(size, 0);
     const input = await plan.from.open(name);
     reader = await openArchive(input, plan.from.description, signal, (n) => progress.addBytes(n), plan.decrypt);
@@ -225,7 +228,12 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
   }
 }
 
-async function pickBackup(from: Destination, backup: string | undefined): Promise<{ name: string; size: number }> {
+async function pickBackup(from: Destination, backup: string | undefined, asOf: Date | undefined): Promise<{ name: string; size: number }> {
+  if (asOf !== undefined) {
+    if (!(asOf instanceof Date) || Number.isNaN(asOf.getTime())) throw new BackupError('INVALID_OPTIONS', '`asOf` must be a valid Date');
+    if (backup !== undefined) throw new BackupError('INVALID_OPTIONS', 'Give `backup` or `asOf`, not both');
+    return pickAsOf(from, asOf);
+  }
   if (backup !== undefined) {
     for await (const object of from.list(backup)) if (object.name === backup) return object;
     throw new BackupError('NOT_FOUND', `${from.description} has no backup named ${backup}`);
@@ -233,6 +241,16 @@ async function pickBackup(from: Destination, backup: string | undefined): Promis
   const [newest] = (await listArchives(from)).archives;
   if (!newest) throw new BackupError('NOT_FOUND', `${from.description} holds no backups`);
   return newest;
+}
+
+/** The newest backup whose name says it started at or before `asOf` (names keep the second). */
+async function pickAsOf(from: Destination, asOf: Date): Promise<{ name: string; size: number }> {
+  const { archives } = await listArchives(from);
+  const chosen = archives.find((archive) => (dateFromArchiveName(archive.name) as Date) <= asOf); // listArchives keeps archive names only
+  if (chosen) return chosen;
+  const oldest = archives.at(-1);
+  const holds = oldest ? `its oldest backup is ${oldest.name}, made ${dateFromArchiveName(oldest.name)?.toISOString()}` : 'it holds no backups';
+  throw new BackupError('NOT_FOUND', `${from.description} has no backup made at or before ${asOf.toISOString()}: ${holds}`);
 }
 
 function resolveTargets(plan: RestorePlan, targets: Readonly<Record<string, unknown>>, header: ArchiveHeader) {

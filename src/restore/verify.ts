@@ -36,6 +36,8 @@ export interface VerifyOptions {
   from: Destination;
   /** The archive's name; default: the newest on `from`. */
   backup?: string;
+  /** Instead of `backup`: the newest backup made at or before this time (to the second its name keeps). */
+  asOf?: Date;
   /** The passphrase or private key of an encrypted backup. */
   decrypt?: DecryptOptions;
   /** Fails with `SIGNATURE_INVALID` unless the archive is signed by one of these keys. */
@@ -133,7 +135,7 @@ export function verifyBackup(options: VerifyOptions): VerifyOperation {
     const level = options.level ?? 'checksums';
     if (level !== 'checksums' && level !== 'restore') throw new BackupError('INVALID_OPTIONS', '`level` must be "checksums" or "restore"');
     const startedAt = Date.now();
-    const plan = { from: options.from, backup: options.backup, targets: {}, restorers: restorersWith(options.restorers), decrypt: options.decrypt, verifySignature: options.verifySignature, operation: 'verify' as const };
+    const plan = { from: options.from, backup: options.backup, asOf: options.asOf, targets: {}, restorers: restorersWith(options.restorers), decrypt: options.decrypt, verifySignature: options.verifySignature, operation: 'verify' as const };
     const asRestore = context as unknown as OperationContext<RestoreEvents>; // the same events, less `end`
     if (level === 'checksums') return report(await (await restoreEngine()).runRestore(plan, asRestore), level, startedAt);
     return restoreIntoScratch({ ...plan, checkTargets: true }, options.scratch, asRestore, async (run) => {
