@@ -5,10 +5,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { listBackups } from '../../src/catalog.js';
+import { memory } from '../../src/destinations/memory/index.js';
 import { prune, type RetentionPolicy } from '../../src/retention.js';
+import type { Destination } from '../../src/types.js';
 import { put } from '../helpers/put.js';
 import { BACKUPS, NOW, destinationWithBackups, letters } from '../helpers/backups.js';
-import { UNTRUSTWORTHY_SIDECARS } from '../helpers/sidecar.js';
+import { UNTRUSTWORTHY_SIDECARS, sidecarFor } from '../helpers/sidecar.js';
 
 describe('retention against a fixed clock', () => {
   const cases: Array<[string, RetentionPolicy, string]> = [
@@ -123,4 +125,59 @@ describe('prune removes the claims interrupted backups left behind', () => {
     const result = await prune(await destinationWithBackups(), { keepLast: 1 }, { now: NOW });
     assert.deepEqual(result.leftovers, []);
   });
+});
+
+describe('retention over chains of incremental backups', () => {
+  /** Two chains, newest first: letter -> [archive name, its previous and its base, none for a full]. */
+  const CHAIN: Record<string, [string, string?, string?]> = {
+    I4: ['20261111-000000.tar.gz', 'F2', 'F2'], // Wed, ISO week 46
+    F2: ['20261110-000000.tar.gz'],
+    I3: ['20261109-000000.tar.gz', 'I2', 'F1'], // Mon, week 46
+    I2: ['20261108-000000.tar.gz', 'I1', 'F1'], // Sun, week 45
+    I1: ['20261102-000000.tar.gz', 'F1', 'F1'], // Mon, week 45
+    F1: ['20261101-000000.tar.gz'], // Sun, week 44
+  };
+  const nameOf = (letter: string) => (CHAIN[letter] as [string])[0];
+  const letterOf = (name: string) => Object.keys(CHAIN).find((letter) => nameOf(letter) === name);
+
+  /** The chains on a memory destination that records what is removed, in order. */
+  async function chains(): Promise<{ destination: Destination; removals: string[] }> {
+    const destination = memory();
+    for (const [name, previous, base] of Object.values(CHAIN)) {
+      const bytes = Buffer.from(name);
+      const chain = previous === undefined || base === undefined ? { type: 'full' } : { type: 'incremental', base: nameOf(base), previous: nameOf(previous) };
+      await put(destination, name, bytes);
+      await put(destination, `${name}.json`, Buffer.from(JSON.stringify(sidecarFor(name, bytes, chain))));
+    }
+    const removals: string[] = [];
+    const recording: Destination = {
+      ...destination,
+      remove: async (name) => {
+        removals.push(name);
+        await destination.remove(name);
+      },
+    };
+    return { destination: recording, removals };
+  }
+
+  const cases: Array<[string, RetentionPolicy, string, string]> = [
+    ['a kept incremental keeps its chain back to the full', { keepLast: 1 }, 'I4 F2', 'I3 I2 I1 F1'],
+    ['restore points are counted alike, full or incremental', { keepLast: 3 }, 'I4 F2 I3 I2 I1 F1', ''],
+    ['only the tail of a chain goes when an earlier incremental is kept', { keepWeekly: 2 }, 'I4 F2 I2 I1 F1', 'I3'],
+    ['maxAge keeps the chains of the young backups', { maxAge: '11d' }, 'I4 F2', 'I3 I2 I1 F1'],
+  ];
+  for (const [label, policy, kept, removed] of cases) {
+    it(label, async () => {
+      const { destination, removals } = await chains();
+      const result = await prune(destination, policy, { now: NOW });
+      assert.equal(result.kept.map((b) => letterOf(b.name)).join(' '), kept);
+      assert.equal(result.removed.map((b) => letterOf(b.name)).join(' '), removed);
+      for (const backup of result.kept) {
+        if (backup.previous !== undefined) assert.ok(result.kept.some((b) => b.name === backup.previous), `${letterOf(backup.name)} keeps what it builds on`);
+      }
+      // Newest first, archive then sidecar: a prune cut short never strands an incremental.
+      assert.deepEqual(removals, result.removed.flatMap((b) => [b.name, `${b.name}.json`]));
+      assert.equal((await listBackups(destination)).map((b) => letterOf(b.name)).join(' '), kept);
+    });
+  }
 });
