@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { BackupError, asBackupError } from '../../errors.js';
 import type { Entry, Snapshot, SnapshotContext, Source } from '../../types.js';
 import { BoundedQueue } from '../../util/bounded-queue.js';
-import { readCatalog } from './catalog.js';
+import { readCatalog } from './catalog/index.js';
 import { clientConfig, connect, type PostgresConnection } from './connection.js';
 import { chunkPath } from './copy-out.js';
 import { CopyThread } from './copy-thread.js';
