@@ -1,5 +1,5 @@
 import { CLAIM_EXTENSION, SIDECAR_EXTENSION, dateFromArchiveName } from './archive/names.js';
-import { listBackups, type BackupInfo } from './catalog.js';
+import { listBackups, type BackupInfo } from './listing.js';
 import { BackupError, asBackupError } from './errors.js';
 import type { Destination } from './types.js';
 

@@ -1,5 +1,5 @@
 import type { BackupType } from '../archive/format.js';
-import { listBackups, type BackupInfo } from '../catalog.js';
+import { listBackups, type BackupInfo } from '../listing.js';
 import type { BackupWarning, Destination, Source } from '../types.js';
 
 /** Where a new backup stands: a full, or an incremental and the backups it builds on. */

@@ -6,7 +6,7 @@ import { inspectArchive } from '../archive/inspect.js';
 import type { DecryptOptions, EncryptOptions } from '../archive/encryption.js';
 import type { SignOptions, VerifySignatureOptions } from '../archive/signature.js';
 import type { ManifestEntry } from '../archive/format.js';
-import { listBackups, type BackupProblem } from '../catalog.js';
+import { listBackups, type BackupProblem } from '../listing.js';
 import { Database } from '../database.js';
 import { BackupError } from '../errors.js';
 import { prune, type RetentionPolicy } from '../retention.js';

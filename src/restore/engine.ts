@@ -8,7 +8,7 @@ import { openArchive, type ArchiveReader } from '../archive/reader.js';
 import { SIGNATURE_PATH, SignatureCheck, type VerifySignatureOptions } from '../archive/signature.js';
 import type { Header } from 'tar-stream';
 import { dateFromArchiveName } from '../archive/names.js';
-import { listArchives } from '../catalog.js';
+import { listArchives } from '../listing.js';
 import type { OperationContext, SourceStats } from '../operation.js';
 import { ProgressReporter } from '../progress.js';
 import type { Destination, EntryType, RestoreSink, Restorer, ScratchSpace, ScratchTarget, VerifyCheck } from '../types.js';

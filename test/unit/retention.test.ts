@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { listBackups } from '../../src/catalog.js';
+import { listBackups } from '../../src/listing.js';
 import { memory } from '../../src/destinations/memory/index.js';
 import { prune, type RetentionPolicy } from '../../src/retention.js';
 import type { Destination } from '../../src/types.js';

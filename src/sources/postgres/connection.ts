@@ -117,6 +117,8 @@ function checkConnectionString(connection: string): string {
   });
 }
 
+const CONNECT_HINT = 'Check the connection settings, and that the server is running and accepts connections from this host.';
+
 /** Opens a dedicated client; failures become `code` with the server's message. */
 export async function connect(config: pg.ClientConfig, code: 'SOURCE_FAILED' | 'RESTORE_FAILED'): Promise<pg.Client> {
   const pg = await loadPg();
@@ -127,10 +129,75 @@ export async function connect(config: pg.ClientConfig, code: 'SOURCE_FAILED' | '
     await client.connect();
   } catch (cause) {
     await client.end().catch(() => {});
-    throw asBackupError(cause, code, `Connecting to PostgreSQL database ${JSON.stringify(config.database ?? '')} failed`,
-      'Check the connection settings, and that the server is running and accepts connections from this host.');
+    throw asBackupError(cause, code, `Connecting to PostgreSQL database ${JSON.stringify(config.database ?? '')} failed`, CONNECT_HINT);
   }
   return client;
+}
+
+/**
+ * A `pg.Pool` of at most `max` connections, each of which runs `settings` when it connects, before
+ * any work is given to it. Failures to connect are `code` errors, as connect()'s.
+ */
+export class SessionPool {
+  /** Each connection's settings, applied from the pool's `connect` event; work waits for them. */
+  private readonly ready = new WeakMap<pg.PoolClient, Promise<void>>();
+  /** The connections lent to work now running, which end() closes too. */
+  private readonly lent = new Set<pg.PoolClient>();
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    private readonly code: 'SOURCE_FAILED' | 'RESTORE_FAILED',
+    private readonly describeConnectFailure: (error: BackupError) => BackupError,
+  ) {}
+
+  static async open(
+    config: pg.ClientConfig,
+    options: { max: number; settings: readonly string[]; code: 'SOURCE_FAILED' | 'RESTORE_FAILED'; describeConnectFailure?: (error: BackupError) => BackupError },
+  ): Promise<SessionPool> {
+    const { Pool } = await loadPg();
+    const pool = new Pool({ ...config, max: options.max });
+    // An idle connection whose server goes away emits 'error' on the pool; the work in flight (if any) rejects too.
+    pool.on('error', () => {});
+    const sessions = new SessionPool(pool, options.code, options.describeConnectFailure ?? ((error) => error));
+    pool.on('connect', (client) => {
+      const applied = (async () => {
+        for (const setting of options.settings) await client.query(setting);
+      })();
+      applied.catch(() => {}); // awaited by use(), which fails with it
+      sessions.ready.set(client, applied);
+    });
+    return sessions;
+  }
+
+  /** Runs `work` on a pooled connection; a connection whose work failed is closed, not reused. */
+  async use<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (cause) {
+      throw this.describeConnectFailure(asBackupError(cause, this.code, `Connecting to PostgreSQL database ${JSON.stringify(this.pool.options.database ?? '')} failed`, CONNECT_HINT));
+    }
+    this.lent.add(client);
+    try {
+      await this.ready.get(client);
+      const result = await work(client);
+      this.giveBack(client, false);
+      return result;
+    } catch (error) {
+      this.giveBack(client, true);
+      throw error;
+    }
+  }
+
+  private giveBack(client: pg.PoolClient, destroy: boolean): void {
+    if (this.lent.delete(client)) client.release(destroy);
+  }
+
+  /** Closes every connection, those lent too: work still running fails, as when a client is ended. */
+  async end(): Promise<void> {
+    for (const client of this.lent) this.giveBack(client, true);
+    if (!this.pool.ended) await this.pool.end();
+  }
 }
 
 /** Quotes an identifier the way the server's quote_ident() does for names that need it. */

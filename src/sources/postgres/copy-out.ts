@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { loadCopyStreams } from './connection.js';
-import type { TableDataSummary, TocTable } from './toc.js';
+import { copyTarget, type TableDataSummary, type TocTable } from './toc.js';
 
 const NEWLINE = 0x0a;
 
@@ -17,9 +17,8 @@ export async function copyTableOut(
   chunkBytes: number,
   emit: (chunk: Buffer, index: number) => Promise<void>,
 ): Promise<TableDataSummary> {
-  const columns = table.columns.length > 0 ? ` (${table.columns.join(', ')})` : '';
   const { to: copyTo } = await loadCopyStreams();
-  const stream = client.query(copyTo(`COPY ${table.qualifiedName}${columns} TO STDOUT`));
+  const stream = client.query(copyTo(`COPY ${copyTarget(table)} TO STDOUT`));
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   let bytes = 0;

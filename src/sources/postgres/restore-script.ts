@@ -1,6 +1,6 @@
 import { quoteLiteral } from './connection.js';
 import { chunkPath } from './copy-out.js';
-import { RESTORE_SETTINGS, clientEncoding, renderEntry, type DatabaseLocale, type TableDataSummary, type Toc } from './toc.js';
+import { RESTORE_SETTINGS, clientEncoding, copyTarget, renderEntry, type DatabaseLocale, type TableDataSummary, type Toc } from './toc.js';
 
 /**
  * `restore.sql`: the whole source as a psql script, for restoring by hand without backupkit. Run it
@@ -25,9 +25,8 @@ export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[
   section('pre-data', () => true);
   lines.push('-- data');
   for (const table of toc.tables) {
-    const columns = table.columns.length > 0 ? ` (${table.columns.join(', ')})` : '';
     for (let index = 1; index <= (chunks.get(table.entry) ?? 0); index++) {
-      lines.push(`\\copy ${table.qualifiedName}${columns} FROM '${chunkPath(table, index)}'`);
+      lines.push(`\\copy ${copyTarget(table)} FROM '${chunkPath(table, index)}'`);
     }
   }
   section('data', () => true);

@@ -65,6 +65,11 @@ export interface Toc {
   readonly largeObjects: LargeObjectInfo[];
 }
 
+/** A table and the columns COPY reads and writes, as every COPY statement names them (backup, restore, restore.sql). */
+export function copyTarget(table: TocTable): string {
+  return table.columns.length > 0 ? `${table.qualifiedName} (${table.columns.join(', ')})` : table.qualifiedName;
+}
+
 /** Per-table figures written after the data (`data.json`), checked by a restore; each chunk's SHA-256 is in the manifest. */
 export interface TableDataSummary {
   readonly entry: number;

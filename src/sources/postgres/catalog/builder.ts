@@ -1,0 +1,90 @@
+import type pg from 'pg';
+import { quoteLiteral } from '../connection.js';
+import type { Section } from '../toc.js';
+import { aclStatements, type AclPlan } from './privileges.js';
+
+/** Objects created by initdb or by the system have OIDs below this (FirstNormalObjectId). */
+export const FIRST_NORMAL_OID = 16384;
+
+/** A TOC entry being built: its dependencies are still catalog objects, resolved once every reader ran. */
+export interface Draft {
+  id: number;
+  kind: string;
+  schema: string | null;
+  name: string;
+  section: Section;
+  sql: string;
+  owner?: string;
+  /** Catalog objects this entry creates, as `classid:objid`; dependencies are matched on them. */
+  creates: string[];
+  /** Extra dependencies known without pg_depend: entries… */
+  after: number[];
+  /** …and whichever entries create these catalog objects. */
+  needs: string[];
+  /** A view's stand-in with the same columns, for when its query needs what post-data creates (see postponeViews). */
+  dummy?: string;
+}
+
+/** A draft as a reader gives it: the id is the builder's, the lists default to empty. */
+export type NewDraft = Omit<Draft, 'id' | 'creates' | 'after' | 'needs'> & { creates?: string[]; after?: number[]; needs?: string[] };
+
+type Row = Record<string, unknown>;
+
+/** What every catalog reader shares: the snapshot's connection, the schemas backed up, and the entries read so far. */
+export class CatalogBuilder {
+  readonly drafts: Draft[] = [];
+  private nextId = 1;
+
+  constructor(
+    private readonly client: pg.Client,
+    /** OIDs of the schemas backed up: the `$1` of most queries. */
+    readonly namespaces: number[],
+    /** The OIDs of the system catalogs (pg_class, pg_proc, …) whose rows entries create. */
+    private readonly classIds: Readonly<Record<string, number>>,
+    /** server_version_num, for the catalog columns that differ between versions. */
+    readonly serverVersion: number,
+    readonly warn: (warning: { code: 'SKIPPED'; message: string }) => void,
+  ) {}
+
+  async query<T extends Row>(sql: string, params: unknown[] = []): Promise<T[]> {
+    return (await this.client.query<T>(sql, params)).rows;
+  }
+
+  /** A catalog object as `classid:objid`, the form pg_depend rows are matched in. */
+  key(catalog: string, oid: unknown): string {
+    return `${this.classIds[catalog]}:${String(oid)}`;
+  }
+
+  /** A fresh entry id, for entries made after the readers (sequence values, a view's second half). */
+  newId(): number {
+    return this.nextId++;
+  }
+
+  add(draft: NewDraft): Draft {
+    const entry: Draft = { id: this.newId(), creates: [], after: [], needs: [], ...draft };
+    this.drafts.push(entry);
+    return entry;
+  }
+
+  /** The COMMENT ON entry of an object, if it has a comment. */
+  comment(target: string, text: string | null, of: Draft, schema: string | null): void {
+    if (text === null) return;
+    this.add({ kind: 'COMMENT', schema, name: target, section: of.section, sql: `COMMENT ON ${target} IS ${quoteLiteral(text)};`, after: [of.id] });
+  }
+
+  /** The ACL entries of an object (and of its columns): the owner's grants, then those given by other grantors. */
+  grants(target: string, grantTarget: string, owner: string, acl: string | null, of: Draft, schema: string | null, columns: AclPlan[] = []): void {
+    if (acl === null && columns.length === 0) return;
+    const plans = [...(acl === null ? [] : [aclStatements(grantTarget, owner, acl)]), ...columns];
+    const owned = this.add({ kind: 'ACL', schema, name: target, section: 'post-data', sql: plans.flatMap((plan) => plan.owned).join('\n'), after: [of.id] });
+    // Grants given by other roles than the owner: run by the superuser under each grantor (restore.ts).
+    const delegated = plans.flatMap((plan) => plan.delegated);
+    if (delegated.length > 0) this.add({ kind: 'DELEGATED ACL', schema, name: target, section: 'post-data', sql: delegated.join('\n'), after: [owned.id] });
+  }
+}
+
+/** A condition: the object `oid` of `catalog` is not a member of an extension (which its CREATE EXTENSION makes). */
+export function notExtensionMember(catalog: string, oid: string): string {
+  return `NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '${catalog}'::regclass AND e.objid = ${oid} AND e.deptype = 'e')`;
+}
+

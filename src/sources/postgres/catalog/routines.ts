@@ -1,0 +1,61 @@
+/** Functions, procedures and aggregates. */
+import { quoteLiteral } from '../connection.js';
+import { notExtensionMember, type CatalogBuilder } from './builder.js';
+import { aclSql } from './privileges.js';
+
+/** Functions, procedures and aggregates, written by pg_get_functiondef (aggregates by hand). */
+export async function readRoutines(b: CatalogBuilder): Promise<void> {
+  const routines = await b.query<{
+    oid: number; schema: string; name: string; signature: string; prokind: string; owner: string; acl: string | null; comment: string | null;
+    def: string | null; agg: Record<string, string | boolean | null> | null;
+  }>(`
+    SELECT p.oid::int AS oid, n.nspname AS schema, p.proname AS name,
+           format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS signature, p.prokind,
+           quote_ident(pg_get_userbyid(p.proowner)) AS owner, ${aclSql('p.proacl')} AS acl, obj_description(p.oid, 'pg_proc') AS comment,
+           CASE WHEN p.prokind <> 'a' THEN pg_get_functiondef(p.oid) END AS def,
+           (SELECT json_build_object(
+                     'sfunc', a.aggtransfn::regproc::text, 'stype', format_type(a.aggtranstype, NULL),
+                     'sspace', NULLIF(a.aggtransspace, 0)::text,
+                     'finalfunc', CASE WHEN a.aggfinalfn <> 0 THEN a.aggfinalfn::regproc::text END,
+                     'finalextra', a.aggfinalextra, 'finalmodify', a.aggfinalmodify::text,
+                     'combinefunc', CASE WHEN a.aggcombinefn <> 0 THEN a.aggcombinefn::regproc::text END,
+                     'serialfunc', CASE WHEN a.aggserialfn <> 0 THEN a.aggserialfn::regproc::text END,
+                     'deserialfunc', CASE WHEN a.aggdeserialfn <> 0 THEN a.aggdeserialfn::regproc::text END,
+                     'initcond', a.agginitval,
+                     'sortop', (SELECT format('OPERATOR(%I.%s)', opn.nspname, o.oprname) FROM pg_operator o JOIN pg_namespace opn ON opn.oid = o.oprnamespace WHERE o.oid = a.aggsortop),
+                     'parallel', p.proparallel::text)
+              FROM pg_aggregate a WHERE a.aggfnoid = p.oid) AS agg
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE p.pronamespace = ANY($1) AND ${notExtensionMember('pg_proc', 'p.oid')}
+       -- Constructors of range and multirange types are created with their type.
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'i')`, [b.namespaces]);
+  for (const routine of routines) {
+    const keyword = routine.prokind === 'p' ? 'PROCEDURE' : routine.prokind === 'a' ? 'AGGREGATE' : 'FUNCTION';
+    const sql = routine.prokind === 'a' ? aggregateSql(routine.signature, routine.agg!) : `${routine.def!.trimEnd()};`;
+    const entry = b.add({
+      kind: keyword, schema: routine.schema, name: routine.signature.slice(routine.signature.indexOf('.') + 1), section: 'pre-data', sql,
+      owner: `ALTER ${keyword} ${routine.signature} OWNER TO ${routine.owner};`, creates: [b.key('pg_proc', routine.oid)],
+    });
+    b.comment(`${keyword} ${routine.signature}`, routine.comment, entry, routine.schema);
+    b.grants(`${keyword} ${routine.signature}`, `${keyword === 'PROCEDURE' ? 'PROCEDURE' : 'FUNCTION'} ${routine.signature}`, routine.owner, routine.acl, entry, routine.schema);
+  }
+}
+
+function aggregateSql(signature: string, agg: Record<string, string | boolean | null>): string {
+  const options = [`SFUNC = ${agg['sfunc']}`, `STYPE = ${agg['stype']}`];
+  if (agg['sspace']) options.push(`SSPACE = ${agg['sspace']}`);
+  if (agg['finalfunc']) {
+    options.push(`FINALFUNC = ${agg['finalfunc']}`);
+    if (agg['finalextra']) options.push('FINALFUNC_EXTRA');
+    const modify = { r: 'READ_ONLY', s: 'SHAREABLE', w: 'READ_WRITE' }[String(agg['finalmodify'])];
+    if (modify && modify !== 'READ_ONLY') options.push(`FINALFUNC_MODIFY = ${modify}`);
+  }
+  if (agg['combinefunc']) options.push(`COMBINEFUNC = ${agg['combinefunc']}`);
+  if (agg['serialfunc']) options.push(`SERIALFUNC = ${agg['serialfunc']}`);
+  if (agg['deserialfunc']) options.push(`DESERIALFUNC = ${agg['deserialfunc']}`);
+  if (agg['initcond'] !== null) options.push(`INITCOND = ${quoteLiteral(String(agg['initcond']))}`);
+  if (agg['sortop']) options.push(`SORTOP = ${agg['sortop']}`);
+  const parallel = { s: 'SAFE', r: 'RESTRICTED' }[String(agg['parallel'])];
+  if (parallel) options.push(`PARALLEL = ${parallel}`);
+  return `CREATE AGGREGATE ${signature} (\n    ${options.join(',\n    ')}\n);`;
+}

@@ -1,0 +1,687 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import pLimit from 'p-limit';
+import type pg from 'pg';
+import { BackupError, asBackupError } from '../../errors.js';
+import { ensureSpace } from '../../util/fs.js';
+import { readLimited } from '../../util/streams.js';
+import type { RestoreEntry, RestoreSink, VerifyCheck } from '../../types.js';
+import { SessionPool, clientConfig, connect, loadCopyStreams, quoteIdent, quoteLiteral } from './connection.js';
+import { copyTableOut } from './copy-out.js';
+import { Lease, dropServerLeftovers, makeSpoolFolder, newTag, removeAbandonedSpools, restoreRoleName, scramVerifier } from './lease.js';
+import type { ParsedTarget } from './restore.js';
+import { OUTPUT_SETTINGS, RESTORE_SETTINGS, clientEncoding, copyTarget, type DatabaseLocale, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
+
+const MAX_METADATA_BYTES = 256 * 1024 * 1024;
+const LARGE_OBJECT_PIECE = 1024 * 1024;
+/** Rows read back by a verification are hashed and dropped in pieces of this size. */
+const VERIFY_CHUNK_BYTES = 4 * 1024 * 1024;
+/** Post-data entries that only read their table and build something: safe to run side by side. */
+const PARALLEL_POST_DATA = new Set(['INDEX', 'CONSTRAINT', 'STATISTICS']);
+const DEADLOCK_DETECTED = '40P01';
+const INSUFFICIENT_PRIVILEGE = '42501';
+const FEATURE_NOT_SUPPORTED = '0A000';
+const UNPRIVILEGED_HINT =
+  "The archive's SQL ran as a temporary role without superuser rights, and needs more. If you made this archive and can vouch for it (signed, restored with verifySignature), restore it with `trustArchiveSql: true`.";
+const ROLE_LOGIN_HINT =
+  "A restore connected as a superuser runs the archive's SQL as a temporary role (backupkit_restore_*) that logs in with a password: allow password logins (scram-sha-256) for it in pg_hba.conf, or connect as a role with CREATEDB that is not a superuser.";
+
+/** The shapes of identifiers and statements backupkit writes for owners: anything else is refused before it runs as a superuser. */
+const IDENT = String.raw`(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")`;
+const QUALIFIED = String.raw`${IDENT}(?:\.${IDENT})?`;
+const ARGUMENTS = String.raw`\((?:[A-Za-z0-9_$ ,.*\[\]]|"(?:[^"]|"")*")*\)`;
+const OWNER_STATEMENT = new RegExp(
+  String.raw`^ALTER (?:(?:TABLE|SEQUENCE|VIEW|MATERIALIZED VIEW|SCHEMA|COLLATION|TYPE|DOMAIN|STATISTICS) ${QUALIFIED}|(?:FUNCTION|PROCEDURE|AGGREGATE) ${QUALIFIED}${ARGUMENTS}) OWNER TO ${IDENT};$`,
+);
+const ROLE_NAME = new RegExp(`^${IDENT}$`);
+/**
+ * The grant statements backupkit writes for an extension's members and for grants given by roles
+ * other than the owner, which the superuser runs: nothing else is accepted.
+ */
+const GRANT_TARGET = String.raw`((?:TABLE|SEQUENCE|TYPE) ${QUALIFIED}|(?:FUNCTION|PROCEDURE) ${QUALIFIED}${ARGUMENTS}|SCHEMA ${IDENT})`;
+const PRIVILEGES = String.raw`[A-Z]+(?:,[A-Z]+)*|[A-Z]+\(${IDENT}\)`;
+const GRANT_STATEMENT = new RegExp(
+  String.raw`^(?:REVOKE ALL ON ${GRANT_TARGET} FROM ${IDENT}|GRANT (?:${PRIVILEGES}) ON ${GRANT_TARGET} TO ${IDENT}(?: WITH GRANT OPTION)?|SET ROLE ${IDENT}|RESET ROLE);$`,
+);
+/**
+ * The schema of a grant's object, and whether it belongs to an extension: the superuser grants only
+ * on objects of the archive or of its extensions, never on the system's (pg_read_file and the like).
+ */
+const GRANT_OBJECT_SQL = `
+  SELECT coalesce(i.schema, i.identity) AS schema, EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = o.classid AND d.objid = o.oid AND d.deptype = 'e') AS member
+    FROM (SELECT CASE WHEN $1 IN ('FUNCTION', 'PROCEDURE') THEN 'pg_catalog.pg_proc'::pg_catalog.regclass WHEN $1 = 'TYPE' THEN 'pg_catalog.pg_type'::pg_catalog.regclass
+                      WHEN $1 = 'SCHEMA' THEN 'pg_catalog.pg_namespace'::pg_catalog.regclass ELSE 'pg_catalog.pg_class'::pg_catalog.regclass END AS classid,
+                 CASE WHEN $1 IN ('FUNCTION', 'PROCEDURE') THEN pg_catalog.to_regprocedure($2)::oid WHEN $1 = 'TYPE' THEN pg_catalog.to_regtype($2)::oid
+                      WHEN $1 = 'SCHEMA' THEN pg_catalog.to_regnamespace($2)::oid ELSE pg_catalog.to_regclass($2)::oid END AS oid) o,
+         pg_catalog.pg_identify_object(o.classid, o.oid, 0) AS i
+   WHERE o.oid IS NOT NULL`;
+/** The server's warnings that a GRANT or REVOKE changed nothing: the role running it lacks the rights. */
+const PRIVILEGE_NOT_CHANGED = new Set(['01006', '01007']);
+/** Grant entries: restored after everything else but materialized view data, and only with `ownership`. */
+const GRANT_KINDS = new Set(['ACL', 'EXTENSION ACL', 'DELEGATED ACL']);
+/** Grant entries the superuser runs when the archive's SQL runs as a temporary role (see handOver). */
+const SUPERUSER_GRANT_KINDS = new Set(['EXTENSION ACL', 'DELEGATED ACL']);
+/** A string literal as quoteLiteral() writes it: no backslash in a plain one, only doubled ones in an E'' one. */
+const LITERAL = String.raw`(?:'(?:[^'\\]|'')*'|E'(?:[^'\\]|''|\\\\)*')`;
+const EXTENSION_COMMENT = new RegExp(String.raw`^COMMENT ON EXTENSION ${IDENT} IS ${LITERAL};$`);
+
+/** CREATE DATABASE's errors for a locale or encoding the server cannot have (invalid locale name, encoding and locale that do not match). */
+const LOCALE_REFUSED = new Set(['42809', '22023']);
+const LOCALE_HINT =
+  'A database restores with the encoding, locale and locale provider of its source, or not at all (another sort order would change ORDER BY, unique indexes and range partitions): install the locale on this server (locale-gen, an ICU-enabled build), or restore on a server that has it.';
+
+/**
+ * The encoding, locale and locale provider clauses of CREATE DATABASE, as `pg_dump --create` writes
+ * them. The provider is always named on servers that have one: their default may be another.
+ */
+function localeClauses(from: DatabaseLocale, serverVersion: number, database: string): string {
+  const clauses = [`ENCODING ${quoteLiteral(from.encoding)}`, `LC_COLLATE ${quoteLiteral(from.collate)}`, `LC_CTYPE ${quoteLiteral(from.ctype)}`];
+  const provider = from.provider ?? 'libc';
+  const needs = (version: number, what: string): void => {
+    if (serverVersion >= version) return;
+    throw new BackupError('RESTORE_FAILED', `This server cannot create ${database} with the source's encoding and locale (${describeLocale(from)}): ${what} needs PostgreSQL ${version / 10000} or newer`, {
+      hint: LOCALE_HINT,
+    });
+  };
+  if (provider === 'libc') return serverVersion >= 150000 ? [...clauses, 'LOCALE_PROVIDER libc'].join(' ') : clauses.join(' ');
+  needs(provider === 'icu' ? 150000 : 170000, `the ${provider} locale provider`);
+  clauses.push(`LOCALE_PROVIDER ${provider}`, `${provider === 'icu' ? 'ICU_LOCALE' : 'BUILTIN_LOCALE'} ${quoteLiteral(from.locale ?? '')}`);
+  if (from.icuRules) {
+    needs(160000, 'ICU_RULES');
+    clauses.push(`ICU_RULES ${quoteLiteral(from.icuRules)}`);
+  }
+  return clauses.join(' ');
+}
+
+function describeLocale(from: DatabaseLocale): string {
+  const provider = from.provider ?? 'libc';
+  return `${from.encoding}, LC_COLLATE ${from.collate}, LC_CTYPE ${from.ctype}, provider ${provider}${provider === 'libc' ? '' : ` ${from.locale ?? ''}`}${from.icuRules ? ' with rules' : ''}`;
+}
+
+/** Objects that make a database "not empty": anything a user created. */
+const USER_OBJECTS_SQL = `
+  WITH ns AS (SELECT oid, nspname FROM pg_namespace
+               WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND nspname !~ '^pg_(toast_)?temp_')
+  SELECT description FROM (
+    SELECT 'relation ' || format('%I.%I', ns.nspname, c.relname) AS description FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+    UNION ALL SELECT 'routine ' || p.oid::regprocedure::text FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
+    UNION ALL SELECT 'type ' || format('%I.%I', ns.nspname, t.typname) FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
+               WHERE t.typrelid = 0 AND t.typcategory <> 'A'
+    UNION ALL SELECT 'schema ' || quote_ident(nspname) FROM ns WHERE nspname <> 'public'
+    UNION ALL SELECT 'extension ' || quote_ident(extname) FROM pg_extension WHERE extname <> 'plpgsql'
+    UNION ALL SELECT 'large object ' || oid::text FROM pg_largeobject_metadata
+  ) objects LIMIT 5`;
+
+
+/**
+ * One restore of a PostgreSQL source, as pg_restore does it, in phases: pre-data in dependency
+ * order, data with parallel COPY FROM, sequence values, large objects, post-data (indexes and
+ * constraints in parallel, then foreign keys, triggers, policies), grants, materialized view
+ * refreshes, ANALYZE. Everything goes into a staging database created beside the target, renamed
+ * into place at commit. Nothing reaches the server before the engine verified the archive
+ * (`prepare`); connected as a superuser, the archive's SQL runs as a temporary role without
+ * superuser rights.
+ */
+export class PostgresRestoreSink implements RestoreSink {
+  private readonly staging: string;
+  /** Set when the archive's SQL runs as a temporary role instead of the superuser connected. */
+  private restricted: { role: string; password: string } | undefined;
+  private roleCreated = false;
+  /** The staging database's connections, `jobs` at most; opened by createStaging. */
+  private sessions: SessionPool | undefined;
+  private readonly rowsLoaded = new Map<number, { rows: number; chunks: number }>();
+  private toc: Toc | undefined;
+  private tables = new Map<string, TocTable>();
+  private summaries: TableDataSummary[] | undefined;
+  // Nothing from the archive reaches the server before the engine verified the manifest (prepare):
+  // until then table chunks and large objects wait in a private spool folder, in archive order.
+  private spool: string | undefined;
+  private readonly chunkFiles = new Map<number, string[]>();
+  private readonly blobFiles: Array<{ oid: number; file: string }> = [];
+  private spooled = 0;
+  private created = false;
+  private committed = false;
+  private previousOwner: string | undefined;
+
+  private constructor(
+    private readonly target: ParsedTarget,
+    private readonly signal: AbortSignal,
+    private readonly tag: string,
+    private readonly lease: Lease,
+  ) {
+    this.staging = `${Buffer.from(target.database).subarray(0, 40).toString().replace(/\uFFFD+$/, '')}_backupkit_${tag}`;
+  }
+
+  /** Takes the restore's lease and sweeps what killed restores left behind. */
+  static async begin(target: ParsedTarget, signal: AbortSignal): Promise<PostgresRestoreSink> {
+    const tag = newTag();
+    const lease = await Lease.take(target.admin, tag);
+    try {
+      await dropServerLeftovers(lease.client);
+      await removeAbandonedSpools();
+    } catch (error) {
+      await lease.release();
+      throw error;
+    }
+    return new PostgresRestoreSink(target, signal, tag, lease);
+  }
+
+  async write(entry: RestoreEntry): Promise<void> {
+    if (entry.type === 'directory') return;
+    if (entry.type !== 'file') throw new BackupError('CORRUPT_ARCHIVE', `Unexpected ${entry.type} ${JSON.stringify(entry.path)} in a PostgreSQL source`);
+    const chunk = /^(data\/[^/]+)\/\d{6}\.copy$/.exec(entry.path);
+    if (chunk) {
+      const table = this.tables.get(chunk[1]!);
+      if (!table) throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} belongs to no table of toc.json`);
+      const file = await this.spoolEntry(entry);
+      // A table's chunks load in archive order, so that a verification can compare the table's
+      // COPY text with the archive's, byte for byte.
+      const files = this.chunkFiles.get(table.entry);
+      if (files) files.push(file);
+      else this.chunkFiles.set(table.entry, [file]);
+      return;
+    }
+    const blob = /^blobs\/(\d+)$/.exec(entry.path);
+    if (blob) {
+      this.requireToc(entry.path);
+      this.blobFiles.push({ oid: Number(blob[1]), file: await this.spoolEntry(entry) });
+      return;
+    }
+    switch (entry.path) {
+      case 'toc.json': {
+        if (this.toc) throw new BackupError('CORRUPT_ARCHIVE', 'A PostgreSQL source has two toc.json');
+        this.toc = parseToc(await readAll(entry.body, MAX_METADATA_BYTES));
+        this.tables = new Map(this.toc.tables.map((table) => [table.dataPath, table]));
+        return;
+      }
+      case 'data.json':
+        this.requireToc(entry.path);
+        this.summaries = parseDataSummary(await readAll(entry.body, MAX_METADATA_BYTES));
+        return;
+      case 'schema.sql':
+      case 'restore.sql':
+        for await (const piece of entry.body) void piece;
+        return;
+      default:
+        throw new BackupError('CORRUPT_ARCHIVE', `Unexpected entry ${JSON.stringify(entry.path)} in a PostgreSQL source`);
+    }
+  }
+
+  async prepare(): Promise<void> {
+    try {
+      const from = this.requireToc('the end of the archive');
+      const summaries = this.summaries;
+      if (!summaries) throw new BackupError('CORRUPT_ARCHIVE', 'The PostgreSQL source has no data.json');
+      const sessions = await this.createStaging(from);
+      await sessions.use((main) => this.runPreData(main, from));
+      await this.loadTables(sessions, from, summaries);
+      await sessions.use((main) => this.loadSequencesAndLargeObjects(main, from));
+      await this.runPostData(sessions, from);
+      await sessions.use((main) => this.finish(main, from));
+      await sessions.end();
+      if (this.restricted) await this.handOver(from, this.restricted.role);
+    } finally {
+      await this.removeSpool();
+    }
+  }
+
+  async verify(): Promise<VerifyCheck[]> {
+    const restored = this.requireToc('verification');
+    return [await verifyTables(this.target, restored, this.summaries ?? [], this.signal), await verifyLargeObjects(this.target, restored)];
+  }
+
+  async commit(): Promise<void> {
+    const { target, staging } = this;
+    const client = await this.admin();
+    try {
+      const { rows } = await client.query<{ owner: string }>('SELECT quote_ident(pg_get_userbyid(datdba)) AS owner FROM pg_database WHERE datname = $1', [target.database]);
+      if (rows[0]) {
+        // Checked again: someone may have created objects in it while the restore ran.
+        await refuseUserObjects(target);
+        this.previousOwner = rows[0].owner;
+        await client.query(`DROP DATABASE ${quoteIdent(target.database)}`);
+      }
+      await client.query(`ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target.database)}`);
+      this.committed = true;
+      if (this.previousOwner) await client.query(`ALTER DATABASE ${quoteIdent(target.database)} OWNER TO ${this.previousOwner}`);
+    } catch (cause) {
+      throw asBackupError(cause, 'RESTORE_FAILED', `Renaming the staging database ${staging} to ${target.database} failed`);
+    } finally {
+      await client.end().catch(() => {});
+    }
+    await this.lease.release();
+  }
+
+  async abort(): Promise<void> {
+    const { target, staging } = this;
+    await this.removeSpool();
+    await this.sessions?.end().catch(() => {});
+    if (!this.created && !this.roleCreated) return await this.lease.release();
+    const client = await this.admin();
+    try {
+      if (this.created) {
+        if (this.committed) await client.query(`ALTER DATABASE ${quoteIdent(target.database)} RENAME TO ${quoteIdent(staging)}`);
+        await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(staging)} WITH (FORCE)`);
+        if (this.previousOwner) await client.query(`CREATE DATABASE ${quoteIdent(target.database)} OWNER ${this.previousOwner}`);
+      }
+      await this.dropRole(client);
+    } finally {
+      await client.end().catch(() => {});
+      await this.lease.release();
+    }
+  }
+
+  /**
+   * Creates the staging database with the source's encoding and locale, owned by a temporary role
+   * when connected as a superuser, and the pool of sessions that restore into it.
+   */
+  private async createStaging(from: Toc): Promise<SessionPool> {
+    const { target, staging } = this;
+    const client = await this.admin();
+    let owner = '';
+    try {
+      const { rows } = await client.query<{ superuser: boolean }>('SELECT rolsuper AS superuser FROM pg_catalog.pg_roles WHERE rolname = current_user');
+      if (rows[0]?.superuser && !target.trustArchiveSql) {
+        this.restricted = { role: restoreRoleName(this.tag), password: randomBytes(24).toString('base64url') };
+        await client.query(
+          `CREATE ROLE ${quoteIdent(this.restricted.role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION BYPASSRLS PASSWORD ${quoteLiteral(scramVerifier(this.restricted.password))}`,
+        );
+        this.roleCreated = true;
+        owner = ` OWNER ${quoteIdent(this.restricted.role)}`;
+      }
+      const { rows: [server] } = await client.query<{ num: number }>(`SELECT current_setting('server_version_num')::int AS num`);
+      const locale = localeClauses(from.database, server!.num, target.database);
+      // No fallback to the server's default locale: another sort order is a silent difference.
+      await client.query(`CREATE DATABASE ${quoteIdent(staging)}${owner} TEMPLATE template0 ${locale}`).catch((cause: { code?: string; message?: string }) => {
+        if (!LOCALE_REFUSED.has(cause.code ?? '')) throw cause;
+        throw new BackupError('RESTORE_FAILED', `This server cannot create ${target.database} with the source's encoding and locale (${describeLocale(from.database)}): ${cause.message}`, {
+          cause, hint: LOCALE_HINT,
+        });
+      });
+      this.created = true;
+    } catch (cause) {
+      throw asBackupError(cause, 'RESTORE_FAILED', `Creating the staging database ${staging} failed`);
+    } finally {
+      await client.end().catch(() => {});
+    }
+    const restricted = this.restricted;
+    const config = { ...clientConfig(target.connection, staging), ...(restricted ? { user: restricted.role, password: restricted.password } : {}) };
+    this.sessions = await SessionPool.open(config, {
+      max: target.jobs,
+      settings: [...RESTORE_SETTINGS, ...clientEncoding(from)],
+      code: 'RESTORE_FAILED',
+      describeConnectFailure: (error) =>
+        restricted ? new BackupError('RESTORE_FAILED', `${error.message} as the temporary role ${restricted.role}`, { cause: error, hint: ROLE_LOGIN_HINT }) : error,
+    });
+    return this.sessions;
+  }
+
+  private async runPreData(main: pg.Client, from: Toc): Promise<void> {
+    for (const entry of from.entries) if (entry.section === 'pre-data') await this.runEntry(main, entry);
+  }
+
+  /** Every table's chunks, `jobs` tables at once, then the row counts checked against data.json. */
+  private async loadTables(sessions: SessionPool, from: Toc, summaries: readonly TableDataSummary[]): Promise<void> {
+    const limit = pLimit(this.target.jobs);
+    const byEntry = new Map(from.tables.map((table) => [table.entry, table]));
+    await Promise.all(
+      [...this.chunkFiles].map(([entry, files]) =>
+        limit(() =>
+          sessions.use(async (client) => {
+            for (const file of files) await this.loadChunk(client, byEntry.get(entry)!, file);
+          }),
+        ),
+      ),
+    );
+    for (const summary of summaries) {
+      const loaded = this.rowsLoaded.get(summary.entry) ?? { rows: 0, chunks: 0 };
+      if (loaded.rows !== summary.rows || loaded.chunks !== summary.chunks) {
+        const table = byEntry.get(summary.entry)?.qualifiedName ?? `#${summary.entry}`;
+        throw new BackupError('CORRUPT_ARCHIVE', `${table}: ${loaded.rows} rows in ${loaded.chunks} chunks restored, the backup recorded ${summary.rows} in ${summary.chunks}`);
+      }
+    }
+  }
+
+  private async loadChunk(client: pg.Client, table: TocTable, file: string): Promise<void> {
+    const { from: copyFrom } = await loadCopyStreams();
+    const stream = client.query(copyFrom(`COPY ${copyTarget(table)} FROM STDIN`));
+    try {
+      await pipeline(createReadStream(file), stream, { signal: this.signal });
+    } catch (cause) {
+      if (this.signal.aborted) throw cause;
+      throw asBackupError(cause, 'RESTORE_FAILED', `Loading rows into ${table.qualifiedName} failed`);
+    }
+    await rm(file);
+    const loaded = this.rowsLoaded.get(table.entry) ?? { rows: 0, chunks: 0 };
+    this.rowsLoaded.set(table.entry, { rows: loaded.rows + stream.rowCount, chunks: loaded.chunks + 1 });
+  }
+
+  /** The data section's entries (sequence values), then large objects with their owners and comments. */
+  private async loadSequencesAndLargeObjects(main: pg.Client, from: Toc): Promise<void> {
+    for (const entry of from.entries) if (entry.section === 'data') await this.runEntry(main, entry);
+    for (const { oid, file } of this.blobFiles) await this.writeLargeObject(main, oid, file);
+    for (const lo of from.largeObjects) {
+      if (this.target.ownership && !this.restricted) await this.run(main, `ALTER LARGE OBJECT ${lo.oid} OWNER TO ${lo.owner};`, `the owner of large object ${lo.oid}`);
+      if (lo.comment !== null) await this.run(main, `COMMENT ON LARGE OBJECT ${lo.oid} IS ${quoteLiteral(lo.comment)};`, `the comment of large object ${lo.oid}`);
+    }
+  }
+
+  private async writeLargeObject(client: pg.Client, oid: number, file: string): Promise<void> {
+    await this.run(client, `SELECT pg_catalog.lo_create(${oid})`, `large object ${oid}`);
+    let offset = 0;
+    for await (const piece of createReadStream(file, { highWaterMark: LARGE_OBJECT_PIECE, signal: this.signal })) {
+      await client.query('SELECT pg_catalog.lo_put($1, $2, $3)', [oid, offset, piece]);
+      offset += (piece as Buffer).length;
+    }
+    await rm(file);
+  }
+
+  /** Indexes, constraints and statistics `jobs` at once, then the rest of post-data but grants and refreshes. */
+  private async runPostData(sessions: SessionPool, from: Toc): Promise<void> {
+    const limit = pLimit(this.target.jobs);
+    const postData = from.entries.filter((entry) => entry.section === 'post-data');
+    const parallel = postData.filter((entry) => PARALLEL_POST_DATA.has(entry.kind));
+    await Promise.all(parallel.map((entry) => limit(() => sessions.use((client) => this.runEntry(client, entry)))));
+    const last = new Set([...GRANT_KINDS, 'MATERIALIZED VIEW DATA']);
+    await sessions.use(async (main) => {
+      for (const entry of postData) if (!PARALLEL_POST_DATA.has(entry.kind) && !last.has(entry.kind)) await this.runEntry(main, entry);
+    });
+  }
+
+  /** Grants, materialized view refreshes (which may depend on them), ANALYZE. */
+  private async finish(main: pg.Client, from: Toc): Promise<void> {
+    const postData = from.entries.filter((entry) => entry.section === 'post-data');
+    if (this.target.ownership) {
+      // An extension's members belong to the superuser that ran its script, and the temporary role cannot act as
+      // another grantor (SET ROLE): those grants wait for handOver().
+      for (const entry of postData) if (GRANT_KINDS.has(entry.kind) && !(this.restricted && SUPERUSER_GRANT_KINDS.has(entry.kind))) await this.runGrants(main, entry);
+      for (const lo of from.largeObjects) if (lo.acl !== null) await this.run(main, lo.acl, `the grants of large object ${lo.oid}`);
+    }
+    for (const entry of postData) if (entry.kind === 'MATERIALIZED VIEW DATA') await this.runEntry(main, entry);
+    await this.run(main, 'ANALYZE', 'statistics (ANALYZE)');
+  }
+
+  /**
+   * As the superuser, once the temporary role's sessions are over: gives each object the owner the
+   * archive names (statements of the one shape backupkit writes, nothing else), the rest to the
+   * connected role, then drops the temporary role.
+   */
+  private async handOver(from: Toc, role: string): Promise<void> {
+    const { target } = this;
+    const client = await connect(clientConfig(target.connection, this.staging), 'RESTORE_FAILED');
+    try {
+      for (const setting of RESTORE_SETTINGS) await client.query(setting);
+      // Extensions that come with the template (plpgsql) belong to the bootstrap superuser.
+      for (const entry of from.entries) if (isExtensionComment(entry)) await this.run(client, entry.sql, `${entry.kind} ${entry.name}`);
+      if (target.ownership) {
+        for (const entry of from.entries) {
+          if (!entry.owner) continue;
+          const statement = checkedOwnerStatement(entry.owner);
+          // A sequence owned by a column follows its table's owner, and refuses one of its own.
+          await client.query(statement).catch((cause: { code?: string }) => {
+            if (entry.kind === 'SEQUENCE' && cause.code === FEATURE_NOT_SUPPORTED) return;
+            throw asBackupError(cause, 'RESTORE_FAILED', `Restoring the owner of ${entry.kind} ${entry.name} into ${target.database} failed`);
+          });
+        }
+        for (const lo of from.largeObjects) {
+          await this.run(client, `ALTER LARGE OBJECT ${checkedOid(lo.oid)} OWNER TO ${checkedRole(lo.owner)};`, `the owner of large object ${lo.oid}`);
+        }
+        for (const entry of from.entries) {
+          if (!SUPERUSER_GRANT_KINDS.has(entry.kind)) continue;
+          await this.runGrants(client, entry, await checkedGrants(client, entry));
+          await client.query('RESET ROLE');
+        }
+      }
+      await this.run(client, `REASSIGN OWNED BY ${quoteIdent(role)} TO CURRENT_USER; DROP OWNED BY ${quoteIdent(role)}`, `the objects of the temporary role ${role}`);
+    } finally {
+      await client.end().catch(() => {});
+    }
+    await this.dropRole(this.lease.client);
+  }
+
+  private async dropRole(client: pg.Client): Promise<void> {
+    if (!this.roleCreated || !this.restricted) return;
+    await client.query(`DROP ROLE IF EXISTS ${quoteIdent(this.restricted.role)}`);
+    this.roleCreated = false;
+  }
+
+  private admin(): Promise<pg.Client> {
+    return connect(this.target.admin, 'RESTORE_FAILED');
+  }
+
+  private async run(client: pg.Client, sql: string, what: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await client.query(sql);
+        return;
+      } catch (cause) {
+        // Parallel index builds can deadlock on partitioned tables; the loser simply retries.
+        const code = (cause as { code?: string }).code;
+        if (code === DEADLOCK_DETECTED && attempt < 3) continue;
+        if (this.signal.aborted) throw cause;
+        const hint = code === INSUFFICIENT_PRIVILEGE && this.restricted ? UNPRIVILEGED_HINT : undefined;
+        throw asBackupError(cause, 'RESTORE_FAILED', `Restoring ${what} into ${this.target.database} failed`, hint);
+      }
+    }
+  }
+
+  /**
+   * Runs grant statements, failing where the server would only warn that a GRANT or REVOKE changed
+   * nothing (the restoring role does not own the object): a restore must not end with other rights.
+   */
+  private async runGrants(client: pg.Client, entry: TocEntry, sql = entry.sql): Promise<void> {
+    const unchanged: string[] = [];
+    const listen = (notice: { code?: string; message?: string }): void => {
+      if (notice.code && PRIVILEGE_NOT_CHANGED.has(notice.code)) unchanged.push(notice.message ?? notice.code);
+    };
+    client.on('notice', listen);
+    try {
+      await this.run(client, sql, `the grants of ${entry.name}`);
+    } finally {
+      client.off('notice', listen);
+    }
+    if (unchanged.length > 0) {
+      throw new BackupError('RESTORE_FAILED', `Restoring the grants of ${entry.name} into ${this.target.database} failed: ${unchanged[0]}`, {
+        hint: 'The restoring role does not own this object. Restore as a superuser, or with `ownership: false` to skip owners and grants.',
+      });
+    }
+  }
+
+  private async runEntry(client: pg.Client, entry: TocEntry): Promise<void> {
+    const what = `${entry.kind} ${entry.schema === null ? '' : `${entry.schema}.`}${entry.name}`;
+    if (this.restricted && isExtensionComment(entry)) return; // by the superuser, in handOver()
+    await this.run(client, entry.sql, what);
+    // A temporary role cannot give objects away: the superuser does, once the archive's SQL is done.
+    if (entry.owner && this.target.ownership && !this.restricted) await this.run(client, entry.owner, `the owner of ${what}`);
+  }
+
+  /** Copies an entry's body into the spool folder, checking free space first. */
+  private async spoolEntry(entry: RestoreEntry): Promise<string> {
+    this.spool ??= await makeSpoolFolder();
+    await ensureSpace(this.spool, entry.size, `${entry.path} of PostgreSQL source`);
+    const file = join(this.spool, String(++this.spooled));
+    await pipeline(entry.body, createWriteStream(file, { flags: 'wx', mode: 0o600 }), { signal: this.signal });
+    return file;
+  }
+
+  private async removeSpool(): Promise<void> {
+    if (this.spool !== undefined) await rm(this.spool, { recursive: true, force: true });
+    this.spool = undefined;
+  }
+
+  private requireToc(path: string): Toc {
+    if (!this.toc) throw new BackupError('CORRUPT_ARCHIVE', `${path} comes before toc.json in a PostgreSQL source`);
+    return this.toc;
+  }
+}
+
+/**
+ * COPYs every table of the restored database out again and compares its text with the archive's:
+ * same row count, same SHA-256. With the backup's output settings the server prints each value as
+ * it did then, and rows lie in the order they were loaded.
+ */
+async function verifyTables(target: ParsedTarget, toc: Toc, summaries: readonly TableDataSummary[], signal: AbortSignal): Promise<VerifyCheck> {
+  const byEntry = new Map(toc.tables.map((table) => [table.entry, table]));
+  const problems: string[] = [];
+  let rows = 0;
+  let bytes = 0;
+  const sessions = await SessionPool.open(clientConfig(target.connection, target.database), {
+    max: target.jobs,
+    // A synchronized scan may start mid-table; the comparison needs rows from the first page on.
+    settings: [...OUTPUT_SETTINGS, ...clientEncoding(toc), 'SET synchronize_seqscans = off'],
+    code: 'RESTORE_FAILED',
+  });
+  const limit = pLimit(target.jobs);
+  try {
+    await Promise.all(
+      summaries.map((summary) =>
+        limit(async () => {
+          if (signal.aborted) throw signal.reason;
+          const table = byEntry.get(summary.entry);
+          if (!table) return void problems.push(`data.json names table #${summary.entry}, which toc.json lacks`);
+          const found = await sessions.use((client) => copyTableOut(client, table, VERIFY_CHUNK_BYTES, async () => {}));
+          rows += found.rows;
+          bytes += found.bytes;
+          if (found.rows !== summary.rows) problems.push(`${table.qualifiedName} holds ${found.rows} rows, the backup holds ${summary.rows}`);
+          else if (found.sha256 !== summary.sha256) problems.push(`${table.qualifiedName} differs from the backup (SHA-256 of its COPY text)`);
+        }),
+      ),
+    );
+  } catch (cause) {
+    if (signal.aborted) throw cause;
+    throw asBackupError(cause, 'RESTORE_FAILED', `Reading the restored database ${target.database} back failed`);
+  } finally {
+    await sessions.end().catch(() => {});
+  }
+  return { name: 'table rows and contents', figures: { tables: summaries.length, rows, bytes }, problems };
+}
+
+async function verifyLargeObjects(target: ParsedTarget, toc: Toc): Promise<VerifyCheck> {
+  const client = await connect(clientConfig(target.connection, target.database), 'RESTORE_FAILED');
+  try {
+    const { rows } = await client.query<{ oid: number; size: string }>(
+      'SELECT m.oid::int8 AS oid, coalesce(sum(length(d.data)), 0) AS size FROM pg_largeobject_metadata m LEFT JOIN pg_largeobject d ON d.loid = m.oid GROUP BY m.oid',
+    );
+    const found = new Map(rows.map((row) => [Number(row.oid), Number(row.size)]));
+    const problems: string[] = [];
+    for (const lo of toc.largeObjects) {
+      const size = found.get(lo.oid);
+      if (size === undefined) problems.push(`large object ${lo.oid} is missing`);
+      else if (size !== lo.size) problems.push(`large object ${lo.oid} holds ${size} bytes, the backup ${lo.size}`);
+    }
+    if (found.size > toc.largeObjects.length) problems.push(`${found.size - toc.largeObjects.length} large objects that the backup does not hold`);
+    return { name: 'large objects', figures: { largeObjects: found.size }, problems };
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** TARGET_NOT_EMPTY if the target database exists and holds anything a user created. */
+export async function refuseNonEmpty(target: ParsedTarget): Promise<void> {
+  const admin = await connect(target.admin, 'RESTORE_FAILED');
+  try {
+    const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [target.database]);
+    if (!rowCount) return;
+  } finally {
+    await admin.end().catch(() => {});
+  }
+  await refuseUserObjects(target);
+}
+
+/** TARGET_NOT_EMPTY if the existing target database holds anything a user created. */
+async function refuseUserObjects(target: ParsedTarget): Promise<void> {
+  const client = await connect(clientConfig(target.connection, target.database), 'RESTORE_FAILED');
+  try {
+    const { rows } = await client.query<{ description: string }>(USER_OBJECTS_SQL);
+    if (rows.length > 0) {
+      throw new BackupError('TARGET_NOT_EMPTY', `Database ${target.database} is not empty (${rows.map((row) => row.description).join(', ')}); nothing was restored`, {
+        hint: 'Restore into a new database name, or drop this database first if its contents are not needed.',
+      });
+    }
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+function parseToc(data: Buffer): Toc {
+  const toc = parseJsonEntry(data, 'toc.json') as Toc;
+  if (toc?.formatVersion !== 1) {
+    throw new BackupError('UNSUPPORTED_FORMAT', `toc.json has format version ${JSON.stringify(toc?.formatVersion)}; this backupkit reads version 1`);
+  }
+  if (!Array.isArray(toc.entries) || !Array.isArray(toc.tables) || !Array.isArray(toc.largeObjects)) {
+    throw new BackupError('CORRUPT_ARCHIVE', 'toc.json of a PostgreSQL source lacks entries, tables or largeObjects');
+  }
+  return toc;
+}
+
+function parseDataSummary(data: Buffer): TableDataSummary[] {
+  const parsed = parseJsonEntry(data, 'data.json') as { tables?: unknown };
+  if (!Array.isArray(parsed?.tables)) throw new BackupError('CORRUPT_ARCHIVE', 'data.json of a PostgreSQL source lacks its tables');
+  return parsed.tables as TableDataSummary[];
+}
+
+function parseJsonEntry(data: Buffer, name: string): unknown {
+  try {
+    return JSON.parse(data.toString());
+  } catch (cause) {
+    throw new BackupError('CORRUPT_ARCHIVE', `${name} of a PostgreSQL source is not JSON`, { cause });
+  }
+}
+
+
+/** A comment on an extension, in the one shape backupkit writes: safe to run as the superuser. */
+function isExtensionComment(entry: TocEntry): boolean {
+  return entry.kind === 'COMMENT' && EXTENSION_COMMENT.test(entry.sql);
+}
+
+function checkedOwnerStatement(statement: string): string {
+  if (!OWNER_STATEMENT.test(statement)) throw unsafeOwner(statement);
+  return statement;
+}
+
+/**
+ * The grants the superuser runs, checked: only the shapes backupkit writes, on objects of the archive
+ * (an extension's members for an EXTENSION ACL), never on the system's.
+ */
+async function checkedGrants(client: pg.Client, entry: TocEntry): Promise<string> {
+  const unsafe = (statement: string, why: string): BackupError =>
+    new BackupError('UNSAFE_ARCHIVE', `toc.json of a PostgreSQL source holds a grant statement ${why}: ${JSON.stringify(statement.slice(0, 200))}; nothing was restored`, {
+      hint: 'Grants on extension members and by other grantors are run as the superuser, so only `GRANT|REVOKE … ON <kind> <name> …;` and `SET|RESET ROLE` on objects of the archive are accepted. Restore with `ownership: false`, or find out who crafted this archive.',
+    });
+  for (const statement of entry.sql.split('\n')) {
+    const match = GRANT_STATEMENT.exec(statement);
+    if (!match) throw unsafe(statement, 'backupkit does not write');
+    const target = match[1] ?? match[2];
+    if (target === undefined) continue; // SET ROLE, RESET ROLE
+    const space = target.indexOf(' ');
+    const { rows } = await client.query<{ schema: string; member: boolean }>(GRANT_OBJECT_SQL, [target.slice(0, space), target.slice(space + 1)]);
+    const object = rows[0];
+    if (!object) continue; // no such object: the statement fails as it would anyway
+    if (/^(pg_|information_schema$)/.test(object.schema)) throw unsafe(statement, 'on an object of the system');
+    if (entry.kind === 'EXTENSION ACL' && !object.member) throw unsafe(statement, 'on an object that belongs to no extension');
+  }
+  return entry.sql;
+}
+
+function checkedRole(role: string): string {
+  if (typeof role !== 'string' || !ROLE_NAME.test(role)) throw unsafeOwner(String(role));
+  return role;
+}
+
+function checkedOid(oid: number): number {
+  if (!Number.isSafeInteger(oid) || oid < 0) throw new BackupError('UNSAFE_ARCHIVE', `toc.json of a PostgreSQL source names a large object ${JSON.stringify(oid)}`);
+  return oid;
+}
+
+function unsafeOwner(statement: string): BackupError {
+  return new BackupError('UNSAFE_ARCHIVE', `toc.json of a PostgreSQL source holds an owner statement backupkit does not write: ${JSON.stringify(statement.slice(0, 200))}; nothing was restored`, {
+    hint: 'Owners are given as the superuser, so only `ALTER <kind> <name> OWNER TO <role>;` is accepted. Restore with `ownership: false`, or find out who crafted this archive.',
+  });
+}
+
+function readAll(body: AsyncIterable<Uint8Array>, limit: number): Promise<Buffer> {
+  return readLimited(body, limit, () => new BackupError('CORRUPT_ARCHIVE', `An entry of a PostgreSQL source is larger than ${limit} bytes`));
+}
