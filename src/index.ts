@@ -35,6 +35,8 @@ export type { DirectoryOptions } from './destinations/directory/index.js';
 export { memory } from './destinations/memory/index.js';
 export { s3 } from './destinations/s3/index.js';
 export type { S3Options } from './destinations/s3/index.js';
+export { azure, parseAzureUrl } from './destinations/azure/index.js';
+export type { AzureOptions } from './destinations/azure/index.js';
 export type {
   ArchivedEntry,
   BackupWarning,
