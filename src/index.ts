@@ -37,6 +37,8 @@ export { s3 } from './destinations/s3/index.js';
 export type { S3Options } from './destinations/s3/index.js';
 export { azure, parseAzureUrl } from './destinations/azure/index.js';
 export type { AzureOptions } from './destinations/azure/index.js';
+export { sftp, parseSftpUrl } from './destinations/sftp/index.js';
+export type { SftpOptions } from './destinations/sftp/index.js';
 export type {
   ArchivedEntry,
   BackupWarning,
