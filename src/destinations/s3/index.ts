@@ -9,6 +9,7 @@ import {
   S3ServiceException,
   paginateListObjectsV2,
   type S3ClientConfig,
+  type StorageClass,
 } from '@aws-sdk/client-s3';
 import { Upload as MultipartUpload } from '@aws-sdk/lib-storage';
 import { BackupError } from '../../errors.js';
@@ -55,6 +56,14 @@ export interface S3Options {
    * above your longest backup.
    */
   abandonedUploadAge?: number;
+  /**
+   * The storage class of archives, such as `STANDARD_IA`, `GLACIER_IR`, `GLACIER` or
+   * `DEEP_ARCHIVE`; default the bucket's (`STANDARD`). Sidecars (`.json`) and name claims
+   * (`.claim`) stay in `STANDARD`, so listing and retention read them at once. An archive in
+   * `GLACIER` or `DEEP_ARCHIVE` must be restored (thawed) in S3 before backupkit can read it:
+   * restoring it before then fails with `DESTINATION_FAILED`, whose hint says how.
+   */
+  storageClass?: StorageClass;
 }
 
 const MIN_PART_SIZE = 5 * 1024 * 1024;
@@ -94,7 +103,10 @@ export function s3(options: S3Options): Destination {
       throw new BackupError('INVALID_OPTIONS', `s3() ${option} must be a positive number of milliseconds, not ${String(value)}`);
     }
   }
-  const { bucket } = options;
+  if (options.storageClass !== undefined && (typeof options.storageClass !== 'string' || (options.storageClass as string) === '')) {
+    throw new BackupError('INVALID_OPTIONS', `s3() storageClass must be an S3 storage class such as GLACIER, not ${String(options.storageClass)}`);
+  }
+  const { bucket, storageClass } = options;
   const prefix = options.prefix ? options.prefix.replace(/^\/+/, '').replace(/\/*$/, '/') : '';
   const client =
     options.client ??
@@ -160,7 +172,7 @@ export function s3(options: S3Options): Destination {
       await (swept ??= removeLeftovers().catch(() => []));
       const stream = new PassThrough({ highWaterMark: 1024 * 1024 });
       // If-None-Match reaches both PutObject (small objects) and CompleteMultipartUpload.
-      const params = { Bucket: bucket, Key: key(name), Body: stream, IfNoneMatch: '*' };
+      const params = { Bucket: bucket, Key: key(name), Body: stream, IfNoneMatch: '*', ...(storageClass === undefined || isSmallObject(name) ? {} : { StorageClass: storageClass }) };
       const upload = new MultipartUpload({ client, params, partSize, queueSize, leavePartsOnError: false });
       const uploadFailed = (cause: unknown) => (isTaken(cause) ? exists(name, cause) : failed(`uploading ${name}`, cause));
       const done = upload.done();
@@ -202,6 +214,12 @@ export function s3(options: S3Options): Destination {
         return body.pipe(out);
       } catch (cause) {
         if (isMissing(cause)) throw new BackupError('NOT_FOUND', `${description} has no ${name}`, { cause });
+        if (isFrozen(cause)) {
+          throw new BackupError('DESTINATION_FAILED', `${description}: ${name} is archived in a cold storage class and must be restored in S3 before it can be read`, {
+            cause,
+            hint: `Restore it first (aws s3api restore-object --bucket ${bucket} --key ${key(name)} --restore-request Days=3), wait until aws s3api head-object shows ongoing-request="false" (minutes to hours for GLACIER, up to 48 hours for DEEP_ARCHIVE), then run this again.`,
+          });
+        }
         throw failed(`reading ${name}`, cause);
       }
     },
@@ -240,6 +258,16 @@ export function s3(options: S3Options): Destination {
 /** A conditional write refused because the key exists (412), or raced by another write (409). */
 function isTaken(error: unknown): boolean {
   return error instanceof S3ServiceException && (error.name === 'PreconditionFailed' || error.name === 'ConditionalRequestConflict' || error.$metadata.httpStatusCode === 412);
+}
+
+/** Sidecars and name claims: read by every listing and claim, so they never go to a cold class. */
+function isSmallObject(name: string): boolean {
+  return name.endsWith('.json') || name.endsWith('.claim');
+}
+
+/** GetObject on an object in GLACIER or DEEP_ARCHIVE that is not restored. */
+function isFrozen(error: unknown): boolean {
+  return error instanceof S3ServiceException && error.name === 'InvalidObjectState';
 }
 
 function isMissing(error: unknown): boolean {
