@@ -58,6 +58,12 @@ describe('sftp destination', () => {
     const open = destination.open.bind(destination) as (name: string, range: { offset: number; length?: number }) => Promise<Readable>;
     assert.ok((await buffer(await open('a.tar.gz', { offset: 300_000, length: 500_000 }))).equals(bytes.subarray(300_000, 800_000)));
     assert.ok((await buffer(await open('a.tar.gz', { offset: bytes.length - 10 }))).equals(bytes.subarray(bytes.length - 10)));
+    // A reader left midway, with reads in flight, releases the connection: the suite would not end otherwise.
+    const left = await open('a.tar.gz', { offset: 0 });
+    const [first] = (await left.take(1).toArray()) as Buffer[];
+    assert.ok(first?.equals(bytes.subarray(0, first.length)));
+    left.destroy();
+    assert.deepEqual((await listBackups(destination)).length, 0, 'the destination still answers');
   });
 
   it('removes the temporary of a failed backup, and the copy on the other destination', async (t) => {

@@ -50,6 +50,8 @@ const TEMPORARY = /^\.(.+)\.([^.]+)\.partial$/;
 const MIB = 1024 * 1024;
 /** OpenSSH serves at most 256 KiB per read request. */
 const READ_CHUNK = 256 * 1024;
+/** Read requests kept in flight while restoring. */
+const READ_AHEAD = 8;
 /** SFTP status codes (draft-ietf-secsh-filexfer-02). */
 const SFTP_EOF = 1;
 const SFTP_NO_SUCH_FILE = 2;
@@ -345,23 +347,46 @@ export function sftp(options: SftpOptions): Destination {
         if (sftpCode(cause) === SFTP_NO_SUCH_FILE) throw notFound(name, cause);
         throw failed(`reading ${name}`, cause);
       }
-      let position = range.offset ?? 0;
-      let left = range.length ?? Infinity;
+      const end = (range.offset ?? 0) + (range.length ?? Infinity);
+      let position = range.offset ?? 0; // of the next byte to push
+      let requested = position; // of the next byte to ask for
+      /** Reads asked for and not yet pushed, in order: one at a time would cap a restore at one chunk per round trip. */
+      const ahead: { want: number; bytes: Promise<Buffer> }[] = [];
+      /** Forgets the reads in flight; their answers (or the failure of a closed connection) go unheeded. */
+      const dropAhead = () => {
+        for (const dropped of ahead.splice(0)) dropped.bytes.catch(() => {});
+      };
+      const readAt = (offset: number, want: number) =>
+        call<Buffer>(channel, (cb) => channel.read(handle, Buffer.allocUnsafe(want), 0, want, offset, (cause, bytes, buffer) => cb(cause, bytes > 0 ? buffer.subarray(0, bytes) : Buffer.alloc(0)))).catch((cause: unknown) => {
+          if (sftpCode(cause) === SFTP_EOF) return Buffer.alloc(0);
+          throw cause;
+        });
       return new Readable({
         highWaterMark: MIB,
         read() {
-          const want = Math.min(READ_CHUNK, left);
-          if (want === 0) return void this.push(null);
-          if (closed.has(channel)) return void this.destroy(failed(`reading ${name}`, new Error('the connection to the server is closed')));
-          channel.read(handle, Buffer.allocUnsafe(want), 0, want, position, (cause, bytes, buffer) => {
-            if (cause && sftpCode(cause) !== SFTP_EOF) return void this.destroy(failed(`reading ${name}`, cause));
-            if (cause || bytes === 0) return void this.push(null);
-            position += bytes;
-            left -= bytes;
-            this.push(buffer.subarray(0, bytes));
-          });
+          while (ahead.length < READ_AHEAD && requested < end) {
+            const want = Math.min(READ_CHUNK, end - requested);
+            ahead.push({ want, bytes: readAt(requested, want) });
+            requested += want;
+          }
+          const next = ahead.shift();
+          if (next === undefined) return void this.push(null);
+          next.bytes.then(
+            (bytes) => {
+              if (bytes.length === 0) return void this.push(null);
+              position += bytes.length;
+              if (bytes.length < next.want) {
+                // A short read: what was asked for beyond it is asked again, from where it stopped.
+                dropAhead();
+                requested = position;
+              }
+              this.push(bytes);
+            },
+            (cause: unknown) => this.destroy(failed(`reading ${name}`, cause)),
+          );
         },
         destroy(error, callback) {
+          dropAhead();
           // Not awaited: on a connection that died the close would never be answered.
           try {
             channel.close(handle, () => {});
