@@ -142,11 +142,31 @@ describe('azure destination', () => {
     assert.deepEqual(await listBackups(other), []);
   });
 
+  it('fails a backup, a restore and a listing on a frozen server (SIGSTOP) with DESTINATION_FAILED, not a hang', async (t) => {
+    const dir = await tempDir(t, 'azure-frozen');
+    createBank(join(dir, 'app.db'), 100);
+    const own = await startAzurite();
+    t.after(() => own.stop());
+    const destination = azure({ container: await own.createContainer(), connectionString: own.connectionString(), requestTimeout: 1000, maxAttempts: 2 });
+    const database = new Database({ sources: [sqlite({ name: 'app', path: join(dir, 'app.db') })] });
+    const { name } = await database.startBackup({ to: destination }).done;
+    own.freeze();
+    try {
+      const backup = await rejectsWithCode(database.startBackup({ to: destination }).done, 'DESTINATION_FAILED', /azure:\/\//);
+      assert.match(backup.hint, /requestTimeout/, 'the hint names the option to raise');
+      await rejectsWithCode(Database.restore({ from: destination, backup: name, targets: { app: { path: join(dir, 'restored.db') } } }), 'DESTINATION_FAILED', /azure:\/\//);
+      await rejectsWithCode(listBackups(destination), 'DESTINATION_FAILED', /azure:\/\//);
+    } finally {
+      own.thaw();
+    }
+  });
+
   it('checks its options and parses azure:// URLs', () => {
     assert.throws(() => azure({ container: '', connectionString: 'x' }), { code: 'INVALID_OPTIONS' });
     assert.throws(() => azure({ container: 'c' }), { code: 'INVALID_OPTIONS' });
     assert.throws(() => azure({ container: 'c', connectionString: 'x', blockSize: 1024 }), { code: 'INVALID_OPTIONS' });
     assert.throws(() => azure({ container: 'c', connectionString: 'x', concurrency: 0 }), { code: 'INVALID_OPTIONS' });
+    assert.throws(() => azure({ container: 'c', connectionString: 'x', requestTimeout: -1 }), { code: 'INVALID_OPTIONS' });
     assert.deepEqual(parseAzureUrl('azure://backups/app/nightly'), { container: 'backups', prefix: 'app/nightly' });
     assert.deepEqual(parseAzureUrl('azure://backups'), { container: 'backups' });
     assert.throws(() => parseAzureUrl('s3://backups'), { code: 'INVALID_OPTIONS' });

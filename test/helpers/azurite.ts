@@ -22,6 +22,10 @@ export interface Azurite {
   client: BlobServiceClient;
   /** A new empty container. */
   createContainer(): Promise<string>;
+  /** Freezes the server (SIGSTOP): it still accepts connections, as the kernel does, and answers nothing. */
+  freeze(): void;
+  /** Lets a frozen server run again (SIGCONT). */
+  thaw(): void;
   stop(): Promise<void>;
 }
 
@@ -50,6 +54,12 @@ export async function startAzurite(): Promise<Azurite> {
       const name = `backupkit-${process.pid}-${++containers}`;
       await client.getContainerClient(name).create();
       return name;
+    },
+    freeze() {
+      child.kill('SIGSTOP');
+    },
+    thaw() {
+      child.kill('SIGCONT');
     },
     async stop() {
       // SIGKILL: on SIGTERM Azurite waits for idle keep-alive connections to close, minutes at times;

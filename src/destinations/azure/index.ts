@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import type { TokenCredential } from '@azure/core-auth';
-import type { AnonymousCredential, BlobServiceClient, ContainerClient, StorageSharedKeyCredential } from '@azure/storage-blob';
+import type { AnonymousCredential, BlobItem, BlobServiceClient, ContainerClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { BackupError } from '../../errors.js';
 import type { Destination, StoredObject, Upload } from '../../types.js';
 import { checkObjectName } from '../object-name.js';
@@ -35,6 +35,13 @@ export interface AzureOptions {
   /** Attempts per request, with exponential backoff, for transient errors; default 5. Ignored with `client`. */
   maxAttempts?: number;
   /**
+   * Milliseconds a call to the service may take, its retries included (a block's upload, a commit,
+   * a page of a listing, a download until its first byte), before it fails with
+   * `DESTINATION_FAILED`; default 120 000, so a frozen server fails the operation instead of
+   * hanging it. Keep it above the time a block takes on your slowest link, or lower `blockSize`.
+   */
+  requestTimeout?: number;
+  /**
    * Milliseconds after which blocks staged under `prefix` and never committed are taken as left by
    * a writer that died, and discarded by the next backup or prune; default 24 hours. Keep it above
    * your longest backup.
@@ -48,6 +55,7 @@ const MAX_BLOCK_SIZE = 4000 * MIB;
 /** An Azure limit: a blob holds at most this many blocks. */
 const MAX_BLOCKS = 50_000;
 const DEFAULT_ABANDONED_UPLOAD_AGE_MS = 24 * 3_600_000;
+const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
 
 const loadSdk = optionalSdk(() => import('@azure/storage-blob'), '@azure/storage-blob', 'azure');
 
@@ -77,7 +85,7 @@ export function azure(options: AzureOptions): Destination {
   if (!Number.isInteger(blockSize) || blockSize < MIB || blockSize > MAX_BLOCK_SIZE) {
     throw new BackupError('INVALID_OPTIONS', `azure() blockSize must be from ${MIB} to ${MAX_BLOCK_SIZE} bytes, not ${String(blockSize)}`);
   }
-  for (const option of ['concurrency', 'maxAttempts', 'abandonedUploadAge'] as const) {
+  for (const option of ['concurrency', 'maxAttempts', 'requestTimeout', 'abandonedUploadAge'] as const) {
     const value = options[option];
     if (value !== undefined && !(Number.isInteger(value) && value > 0)) {
       throw new BackupError('INVALID_OPTIONS', `azure() ${option} must be a positive integer, not ${String(value)}`);
@@ -104,6 +112,32 @@ export function azure(options: AzureOptions): Destination {
       throw cause instanceof BackupError ? cause : failed('connecting', cause);
     });
 
+  const requestTimeout = options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  /**
+   * Runs one call, failing it after `requestTimeout` and aborting `watchdog`, which the call's
+   * requests carry: the SDK's own `tryTimeout` is only a hint to the server, and a frozen server
+   * would hang the call forever.
+   */
+  const timed = <T>(call: (abortSignal: AbortSignal) => Promise<T>, watchdog = new AbortController()): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new TimeoutError(`no answer within ${requestTimeout} ms`));
+        watchdog.abort();
+      }, requestTimeout);
+      call(watchdog.signal)
+        .then(resolve, reject)
+        .finally(() => clearTimeout(timer));
+    });
+  /** The pages of a listing, each timed. */
+  async function* pages(client: ContainerClient, listOptions: { prefix: string; includeUncommitedBlobs?: boolean }): AsyncIterable<BlobItem[]> {
+    const watchdog = new AbortController();
+    const iterator = client.listBlobsFlat({ ...listOptions, abortSignal: watchdog.signal }).byPage();
+    for (;;) {
+      const page = await timed(() => iterator.next(), watchdog);
+      if (page.done) return;
+      yield page.value.segment.blobItems;
+    }
+  }
   const failed = (action: string, cause: unknown) =>
     new BackupError('DESTINATION_FAILED', `${description}: ${action} failed: ${errorText(cause)}`, { cause, hint: hintFor(cause, options.container) });
   const notFound = (name: string, cause: unknown) => new BackupError('NOT_FOUND', `${description} has no ${name}`, { cause });
@@ -113,8 +147,8 @@ export function azure(options: AzureOptions): Destination {
   const discardStaged = async (client: ContainerClient, name: string): Promise<void> => {
     const blob = client.getBlockBlobClient(key(name));
     try {
-      const { etag } = await blob.commitBlockList([], { conditions: { ifNoneMatch: '*' } });
-      await blob.delete({ conditions: { ifMatch: etag } });
+      const { etag } = await timed((abortSignal) => blob.commitBlockList([], { conditions: { ifNoneMatch: '*' }, abortSignal }));
+      await timed((abortSignal) => blob.delete({ conditions: { ifMatch: etag }, abortSignal }));
     } catch (cause) {
       if (!isTaken(cause)) throw cause; // committed by another writer, whose commit discarded our blocks
     }
@@ -123,13 +157,15 @@ export function azure(options: AzureOptions): Destination {
   /** Names under the prefix that hold only uncommitted blocks older than `abandonedUploadAge`. */
   const abandoned = async (client: ContainerClient): Promise<string[]> => {
     const committed = new Set<string>();
-    for await (const blob of client.listBlobsFlat({ prefix })) committed.add(blob.name);
+    for await (const page of pages(client, { prefix })) for (const blob of page) committed.add(blob.name);
     const oldest = Date.now() - abandonedUploadAge;
     const names: string[] = [];
-    for await (const blob of client.listBlobsFlat({ prefix, includeUncommitedBlobs: true })) {
-      const name = blob.name.slice(prefix.length);
-      if (committed.has(blob.name) || name.includes('/') || blob.properties.lastModified.getTime() > oldest) continue;
-      names.push(name);
+    for await (const page of pages(client, { prefix, includeUncommitedBlobs: true })) {
+      for (const blob of page) {
+        const name = blob.name.slice(prefix.length);
+        if (committed.has(blob.name) || name.includes('/') || blob.properties.lastModified.getTime() > oldest) continue;
+        names.push(name);
+      }
     }
     return names;
   };
@@ -173,7 +209,7 @@ export function azure(options: AzureOptions): Destination {
         async (index, block) => {
           if (index >= MAX_BLOCKS) throw new BackupError('DESTINATION_FAILED', `${description}: ${name} needs more than ${MAX_BLOCKS} blocks`, { hint: 'Raise blockSize: a blob holds at most 50 000 blocks.' });
           try {
-            await blob.stageBlock(blockId(index), block, block.length);
+            await timed((abortSignal) => blob.stageBlock(blockId(index), block, block.length, { abortSignal }));
           } catch (cause) {
             throw failed(`uploading ${name}`, cause);
           }
@@ -187,10 +223,10 @@ export function azure(options: AzureOptions): Destination {
         async commit() {
           try {
             const ids = Array.from({ length: stream.blocks }, (_, index) => blockId(index));
-            ({ etag: committed } = await blob.commitBlockList(ids, { conditions: { ifNoneMatch: '*' } }));
+            ({ etag: committed } = await timed((abortSignal) => blob.commitBlockList(ids, { conditions: { ifNoneMatch: '*' }, abortSignal })));
           } catch (cause) {
             // A rival's commit discards our blocks, so a late commit may find them gone instead.
-            if (isTaken(cause) || (isInvalidBlockList(cause) && (await blob.exists().catch(() => false)))) throw exists(name, cause);
+            if (isTaken(cause) || (isInvalidBlockList(cause) && (await timed((abortSignal) => blob.exists({ abortSignal })).catch(() => false)))) throw exists(name, cause);
             throw failed(`committing ${name}`, cause);
           }
         },
@@ -198,7 +234,7 @@ export function azure(options: AzureOptions): Destination {
           stream.destroy();
           await stream.settled();
           try {
-            if (committed !== undefined) await blob.delete({ conditions: { ifMatch: committed } });
+            if (committed !== undefined) await timed((abortSignal) => blob.delete({ conditions: { ifMatch: committed }, abortSignal }));
             else if (stream.blocks > 0) await discardStaged(client, name);
           } catch (cause) {
             throw failed(`discarding ${name}`, cause);
@@ -211,7 +247,8 @@ export function azure(options: AzureOptions): Destination {
       checkObjectName(name);
       const client = await container();
       try {
-        const response = await client.getBlockBlobClient(key(name)).download(range.offset ?? 0, range.length);
+        // Timed until the first byte only: a restore may read the body slowly.
+        const response = await timed((abortSignal) => client.getBlockBlobClient(key(name)).download(range.offset ?? 0, range.length, { abortSignal }));
         const body = response.readableStreamBody as Readable;
         const out = new PassThrough({ highWaterMark: MIB });
         body.on('error', (cause) => out.destroy(failed(`reading ${name}`, cause)));
@@ -226,10 +263,12 @@ export function azure(options: AzureOptions): Destination {
     async *list(namePrefix = ''): AsyncIterable<StoredObject> {
       const client = await container();
       try {
-        for await (const blob of client.listBlobsFlat({ prefix: key(namePrefix) })) {
-          const name = blob.name.slice(prefix.length);
-          if (name === '' || name.includes('/')) continue; // a deeper folder, not ours
-          yield { name, size: blob.properties.contentLength ?? 0, modifiedAt: blob.properties.lastModified };
+        for await (const page of pages(client, { prefix: key(namePrefix) })) {
+          for (const blob of page) {
+            const name = blob.name.slice(prefix.length);
+            if (name === '' || name.includes('/')) continue; // a deeper folder, not ours
+            yield { name, size: blob.properties.contentLength ?? 0, modifiedAt: blob.properties.lastModified };
+          }
         }
       } catch (cause) {
         throw failed('listing', cause);
@@ -240,7 +279,7 @@ export function azure(options: AzureOptions): Destination {
       checkObjectName(name);
       const client = await container();
       try {
-        await client.getBlockBlobClient(key(name)).delete();
+        await timed((abortSignal) => client.getBlockBlobClient(key(name)).delete({ abortSignal }));
       } catch (cause) {
         if (isMissingBlob(cause)) throw notFound(name, cause);
         throw failed(`removing ${name}`, cause);
@@ -264,6 +303,11 @@ export function parseAzureUrl(url: string): Pick<AzureOptions, 'container' | 'pr
   return prefix === '' ? { container: decodeURIComponent(container) } : { container: decodeURIComponent(container), prefix: decodeURIComponent(prefix) };
 }
 
+/** A call the watchdog aborted: the server did not answer in time. */
+class TimeoutError extends Error {
+  override name = 'TimeoutError';
+}
+
 interface AzureRestError {
   statusCode?: number;
   code?: string;
@@ -283,6 +327,7 @@ function errorText(error: unknown): string {
 function hintFor(error: unknown, container: string): string | undefined {
   const code = errorCode(error);
   if (code === 'ContainerNotFound') return `The container ${container} does not exist: create it first (for example \`az storage container create --name ${container}\`).`;
+  if (error instanceof TimeoutError) return 'The storage account did not answer in time: check that it is reachable and healthy, or raise requestTimeout.';
   if ((error as AzureRestError | undefined)?.statusCode === 403) return 'The storage account refused the credentials: check the account key, SAS token or role assignment (Storage Blob Data Contributor).';
   return undefined;
 }
