@@ -14,10 +14,12 @@
  *           backupkit restore vs  pg_restore -j2 (from the -Fc dump)
  *   S3      a 1 GB archive (one incompressible file, stored uncompressed) to moto_server on
  *           127.0.0.1: one S3 destination, then a local folder and S3 together
+ *   Import  `import('backupkit')` in a fresh process vs bare node: wall time and peak RSS,
+ *           median of 9 runs of each (wall time, CPU time, peak RSS)
  *
  * Sizes: BENCH_SQLITE_MB (1024), BENCH_FILES_MB (1024), BENCH_FILES_COUNT (50000). Work folder:
  * BENCH_DIR (a new temporary folder, removed afterwards; a given one is kept, and the data in it
- * reused). BENCH_ONLY=sqlite, files, postgres or s3 runs one part. BENCH_PG_SCALE (60) sizes the
+ * reused). BENCH_ONLY=sqlite, files, postgres, s3 or import runs one part. BENCH_PG_SCALE (60) sizes the
  * PostgreSQL database, on the server at BENCH_PG_URL (postgres://postgres@127.0.0.1:5432). Needs
  * sqlite3, pigz, gzip, tar, gpg, moto_server, pgbench, pg_dump and pg_restore.
  */
@@ -32,11 +34,13 @@ import * as zlib from 'node:zlib';
 import Sqlite from 'better-sqlite3';
 
 const here = dirname(fileURLToPath(import.meta.url));
+const only = process.env.BENCH_ONLY;
 const sqliteMb = Number(process.env.BENCH_SQLITE_MB ?? 1024);
 const filesMb = Number(process.env.BENCH_FILES_MB ?? 1024);
 const fileCount = Number(process.env.BENCH_FILES_COUNT ?? 50_000);
 
-for (const tool of ['sqlite3', 'pigz', 'gzip', 'zstd', 'tar', 'gpg', 'moto_server', 'pgbench', 'pg_dump', 'pg_restore', 'psql']) {
+// The import cost needs none of them.
+for (const tool of only === 'import' ? [] : ['sqlite3', 'pigz', 'gzip', 'zstd', 'tar', 'gpg', 'moto_server', 'pgbench', 'pg_dump', 'pg_restore', 'psql']) {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
   } catch {
@@ -58,6 +62,8 @@ interface Measured {
   seconds: number;
   peakRssMb?: number;
   maxStallMs?: number;
+  /** The longest the main thread ran without a turn of its event loop, in CPU time: the stall without the machine's load. */
+  maxBusyMs?: number;
 }
 
 function timeShell(script: string): Measured {
@@ -105,7 +111,6 @@ async function makeTree(root: string, megabytes: number, count: number): Promise
 
 const rows: Array<{ case: string; backupkit: Measured; standard: Measured; tool: string; unencrypted?: Measured }> = [];
 const s3Rows: Array<{ case: string; measured: Measured; throughput: number }> = [];
-const only = process.env.BENCH_ONLY;
 
 async function fresh(...paths: string[]): Promise<void> {
   await Promise.all(paths.map((path) => rm(join(work, path), { recursive: true, force: true })));
@@ -244,6 +249,42 @@ async function benchS3(): Promise<void> {
   }
 }
 
+const IMPORT_RUNS = 9;
+const importRows: Array<{ case: string; seconds: number; cpuSeconds: number; rssMb: number }> = [];
+
+interface ProcessCost {
+  /** Wall time, from spawning to exit. */
+  seconds: number;
+  /** User and system CPU time: what a busy machine does not inflate as much as wall time. */
+  cpuSeconds: number;
+  rssMb: number;
+}
+
+/** What a fresh Node.js process running `script`, from the package's folder, costs. */
+function timeNode(script: string): ProcessCost {
+  const started = performance.now();
+  const report = 'const { maxRSS, userCPUTime, systemCPUTime } = process.resourceUsage(); process.stdout.write(JSON.stringify([maxRSS, userCPUTime + systemCPUTime]))';
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', `${script}; ${report}`], { cwd: join(here, '..', '..'), encoding: 'utf8' });
+  const [rssKb, cpuMicroseconds] = JSON.parse(out) as [number, number];
+  return { seconds: (performance.now() - started) / 1000, cpuSeconds: cpuMicroseconds / 1e6, rssMb: rssKb / 1024 };
+}
+
+/** What an application pays to import backupkit (a self-reference: the package's own exports map). */
+async function benchImport(): Promise<void> {
+  console.error('import cost');
+  const cases = { 'bare node': '', "import('backupkit')": "await import('backupkit')" };
+  const runs = new Map<string, ProcessCost[]>(Object.keys(cases).map((name) => [name, []]));
+  for (let i = 0; i < IMPORT_RUNS; i++) {
+    // Interleaved, so that a busy moment of the machine weighs on both alike.
+    for (const [name, script] of Object.entries(cases)) runs.get(name)!.push(timeNode(script));
+  }
+  const median = (values: number[]) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+  for (const [name, measured] of runs) {
+    importRows.push({ case: name, seconds: median(measured.map((m) => m.seconds)), cpuSeconds: median(measured.map((m) => m.cpuSeconds)), rssMb: median(measured.map((m) => m.rssMb)) });
+  }
+}
+
+if (only === undefined || only === 'import') await benchImport();
 if (only === undefined || only === 'sqlite') await benchSqlite();
 if (only === undefined || only === 'files') await benchFiles();
 if (only === undefined || only === 'postgres') await benchPostgres();
@@ -252,8 +293,8 @@ if (only === undefined || only === 's3') await benchS3();
 const line = (cells: string[]) => `| ${cells.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`;
 if (rows.length > 0) {
   console.log(`\nbackupkit vs standard tools (${sqliteMb} MB SQLite, ${filesMb} MB in ${fileCount} files; node ${process.version})\n`);
-  console.log(line(['case', 'backupkit s', 'standard tool', 'tool s', 'ratio', 'encryption cost', 'peak RSS MB', 'max event-loop stall ms']));
-  console.log(line(['---', '---:', '---', '---:', '---:', '---:', '---:', '---:']));
+  console.log(line(['case', 'backupkit s', 'standard tool', 'tool s', 'ratio', 'encryption cost', 'peak RSS MB', 'max event-loop stall ms', 'max main-thread busy ms']));
+  console.log(line(['---', '---:', '---', '---:', '---:', '---:', '---:', '---:', '---:']));
   for (const row of rows) {
     console.log(
       line([
@@ -265,6 +306,7 @@ if (rows.length > 0) {
         row.unencrypted ? `${(row.backupkit.seconds / row.unencrypted.seconds).toFixed(2)}x` : '',
         (row.backupkit.peakRssMb ?? 0).toFixed(0),
         (row.backupkit.maxStallMs ?? 0).toFixed(1),
+        (row.backupkit.maxBusyMs ?? 0).toFixed(1),
       ]),
     );
   }
@@ -275,5 +317,13 @@ if (s3Rows.length > 0) {
   for (const row of s3Rows) {
     console.log(line([row.case, row.measured.seconds.toFixed(2), row.throughput.toFixed(0), (row.measured.peakRssMb ?? 0).toFixed(0), (row.measured.maxStallMs ?? 0).toFixed(1)]));
   }
+}
+if (importRows.length > 0) {
+  const [bare, imported] = importRows as [(typeof importRows)[0], (typeof importRows)[0]];
+  console.log(`\n${line([`Import cost (median of ${IMPORT_RUNS} fresh processes)`, 'wall s', 'CPU s', 'peak RSS MB'])}`);
+  console.log(line(['---', '---:', '---:', '---:']));
+  for (const row of importRows) console.log(line([row.case, row.seconds.toFixed(3), row.cpuSeconds.toFixed(3), row.rssMb.toFixed(1)]));
+  const more = (a: number, b: number, digits: number) => `+${(a - b).toFixed(digits)}`;
+  console.log(line(['backupkit over bare node', more(imported.seconds, bare.seconds, 3), more(imported.cpuSeconds, bare.cpuSeconds, 3), more(imported.rssMb, bare.rssMb, 1)]));
 }
 if (!process.env.BENCH_DIR) await rm(work, { recursive: true, force: true });

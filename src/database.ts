@@ -1,20 +1,15 @@
-import { runBackup } from './backup/engine.js';
 import { BackupOperation } from './backup/operation.js';
 import { resolveCompression, type CompressionAlgorithm } from './archive/compression.js';
 import { prepareEncryption, type DecryptOptions, type EncryptOptions } from './archive/encryption.js';
 import { prepareSigner, type SignOptions, type VerifySignatureOptions } from './archive/signature.js';
 import { BackupError } from './errors.js';
 import { checkRetentionPolicy, type RetentionPolicy } from './retention.js';
-import { runRestore } from './restore/engine.js';
 import { RestoreOperation } from './restore/operation.js';
-import { filesRestorer, type FilesTarget } from './sources/files/index.js';
-import { postgresRestorer, type PostgresTarget } from './sources/postgres/index.js';
-import { sqliteRestorer, type SqliteTarget } from './sources/sqlite/index.js';
+import { restorersWith, type RestoreTarget } from './kinds.js';
 import type { Destination, Restorer, Source } from './types.js';
 
 /** Letters, digits, `_`, `-` and `.`: a name that is also a safe archive folder. */
 const SOURCE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-const BUILT_IN_RESTORERS: readonly Restorer[] = [sqliteRestorer as Restorer, filesRestorer as Restorer, postgresRestorer as Restorer];
 
 /**
  * Options of {@link Database}.
@@ -56,12 +51,6 @@ export interface BackupOptions {
 }
 
 /**
- * Where a source is restored: `{ path }` for SQLite, `{ dir }` for files, `{ connection, database }` for PostgreSQL.
- * @public
- */
-export type RestoreTarget = SqliteTarget | FilesTarget | PostgresTarget;
-
-/**
  * Options of {@link Database.restore}.
  * @public
  */
@@ -74,7 +63,7 @@ export interface RestoreOptions {
   targets: Readonly<Record<string, RestoreTarget>>;
   /** Aborts the restore, like `cancel()`; the targets are left as they were. */
   signal?: AbortSignal;
-  /** Restorers for source kinds backupkit does not ship. */
+  /** Restorers for source kinds backupkit does not know; `registerSource` makes a kind known everywhere at once. */
   restorers?: readonly Restorer[];
   /** The passphrase or private key of an encrypted backup. */
   decrypt?: DecryptOptions;
@@ -141,6 +130,8 @@ export class Database {
       if (this.#running) throw new BackupError('BACKUP_IN_PROGRESS', 'A backup of this Database is already running');
       this.#running = true;
       try {
+        // The engines are imported when first used: importing backupkit stays cheap.
+        const { runBackup } = await import('./backup/engine.js');
         return await runBackup({ sources: this.sources, destinations, compression, encryption, signer, retention: options.retention }, context);
       } finally {
         this.#running = false;
@@ -160,14 +151,9 @@ export class Database {
         throw new BackupError('INVALID_OPTIONS', '`targets` must name at least one source to restore');
       }
       const plan = { from: options.from, backup: options.backup, targets: options.targets, restorers: restorersWith(options.restorers), decrypt: options.decrypt, verifySignature: options.verifySignature };
-      return runRestore(plan, context).then(({ result }) => result);
+      return import('./restore/engine.js').then(({ runRestore }) => runRestore(plan, context)).then(({ result }) => result);
     }, options?.signal);
   }
-}
-
-/** The restorers of the built-in source kinds, and those given, by kind. */
-export function restorersWith(extra: readonly Restorer[] = []): ReadonlyMap<string, Restorer> {
-  return new Map([...BUILT_IN_RESTORERS, ...extra].map((restorer) => [restorer.kind, restorer]));
 }
 
 function toArray(to: BackupOptions['to'] | undefined): readonly Destination[] {

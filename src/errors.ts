@@ -19,7 +19,8 @@ export type BackupErrorCode =
   | 'ABORTED'
   | 'NOT_FOUND'
   | 'ALREADY_EXISTS'
-  | 'VERIFY_FAILED';
+  | 'VERIFY_FAILED'
+  | 'MISSING_DEPENDENCY';
 
 const DEFAULT_HINTS: Record<BackupErrorCode, string> = {
   INVALID_OPTIONS: 'Check the options passed to backupkit against the documentation.',
@@ -37,6 +38,7 @@ const DEFAULT_HINTS: Record<BackupErrorCode, string> = {
   NOT_FOUND: 'Check the destination and the backup name with listBackups().',
   ALREADY_EXISTS: 'Another writer committed an object of that name first; it was kept, and nothing was replaced.',
   VERIFY_FAILED: 'Do not rely on this backup: restore from another copy, and report the problems listed to backupkit.',
+  MISSING_DEPENDENCY: 'Install the optional package the message names next to backupkit.',
 };
 
 /** The hint a code gets when its error names none: lets a front end (the CLI) reword it. */
@@ -53,10 +55,23 @@ export interface BackupErrorOptions {
   cause?: unknown;
   /** What the user can do about it; a default per code is used when omitted. */
   hint?: string;
+  /**
+   * The same call may succeed if made again (a timeout, a dropped connection, a server busy or
+   * briefly failing): retrying decorators retry only such errors. Default false.
+   */
+  transient?: boolean;
 }
 
 /**
- * The one error class backupkit throws and rejects with.
+ * Marks every BackupError, whichever copy of backupkit made it: an application and a global CLI
+ * each loading their own copy still recognise each other's errors with `instanceof`.
+ */
+const BRAND = Symbol.for('backupkit.BackupError');
+
+/**
+ * The one error class backupkit throws and rejects with. `instanceof BackupError` is true for a
+ * BackupError made by any copy of backupkit loaded in the process (it checks a
+ * `Symbol.for('backupkit.BackupError')` brand, not the prototype chain).
  *
  * @example
  * ```ts
@@ -71,6 +86,8 @@ export class BackupError extends Error {
   readonly code: BackupErrorCode;
   /** A sentence telling the user what to do. */
   readonly hint: string;
+  /** Whether making the same call again may succeed; see {@link BackupErrorOptions.transient}. */
+  readonly transient: boolean;
 
   constructor(code: BackupErrorCode, message: string, options: BackupErrorOptions = {}) {
     // A message quoting a connection string must not carry its password into a log.
@@ -78,6 +95,14 @@ export class BackupError extends Error {
     this.name = 'BackupError';
     this.code = code;
     this.hint = redactText(options.hint ?? DEFAULT_HINTS[code]);
+    this.transient = options.transient ?? false;
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+
+  /** Recognises the errors of other copies of backupkit by their brand; subclasses keep the usual check. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== BackupError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
   }
 }
 

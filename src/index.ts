@@ -4,7 +4,9 @@
  * @packageDocumentation
  */
 export { Database } from './database.js';
-export type { BackupOptions, CompressionOptions, DatabaseOptions, RestoreOptions, RestoreTarget } from './database.js';
+export type { BackupOptions, CompressionOptions, DatabaseOptions, RestoreOptions } from './database.js';
+export { registerDestination, registerSource } from './kinds.js';
+export type { RestoreTarget, RestoreTargets, ScratchServers } from './kinds.js';
 export { BackupOperation } from './backup/operation.js';
 export type { BackupEvents, BackupResult } from './backup/operation.js';
 export { RestoreOperation } from './restore/operation.js';
@@ -28,15 +30,18 @@ export { sqlite } from './sources/sqlite/index.js';
 export type { SqliteSourceOptions, SqliteTarget } from './sources/sqlite/index.js';
 export { postgres } from './sources/postgres/index.js';
 export type { PostgresConnection, PostgresSourceOptions, PostgresTarget } from './sources/postgres/index.js';
+export type { PostgresClientConfig, PostgresPool } from './sources/postgres/connection.js';
 export { files } from './sources/files/index.js';
 export type { FilesSourceOptions, FilesTarget } from './sources/files/index.js';
 export { directory } from './destinations/directory/index.js';
 export type { DirectoryOptions } from './destinations/directory/index.js';
 export { memory } from './destinations/memory/index.js';
 export { s3 } from './destinations/s3/index.js';
-export type { S3Options } from './destinations/s3/index.js';
+export { withRetry } from './destinations/retry.js';
+export type { RetryInfo, RetryOptions } from './destinations/retry.js';
+export type { S3AccessKey, S3ClientLike, S3Credentials, S3Options } from './destinations/s3/index.js';
 export { azure, parseAzureUrl } from './destinations/azure/index.js';
-export type { AzureOptions } from './destinations/azure/index.js';
+export type { AzureOptions, AzureServiceClientLike } from './destinations/azure/index.js';
 export { sftp, parseSftpUrl } from './destinations/sftp/index.js';
 export type { SftpOptions } from './destinations/sftp/index.js';
 export type {
@@ -44,7 +49,9 @@ export type {
   BackupWarning,
   Destination,
   DestinationCapabilities,
+  DestinationKind,
   Entry,
+  ReadRange,
   EntryType,
   RestoreEntry,
   RestoreSink,
@@ -54,6 +61,9 @@ export type {
   Snapshot,
   SnapshotContext,
   Source,
+  SourceKind,
+  SourceKindCli,
+  SourceKindCliOptions,
   StoredObject,
   Upload,
   VerifyCheck,

@@ -41,10 +41,11 @@ export interface OperationContext<Events extends OperationEvents<unknown>> {
 }
 
 /**
- * A running backup or restore: an event emitter with a `done` promise and `cancel()`.
+ * A running backup, restore or verification: an event emitter with a `done` promise and
+ * `cancel()`, and awaitable itself (`await op` is `await op.done`).
  * @public
  */
-export class Operation<Result, Events extends OperationEvents<Result>> extends EventEmitter<Events> {
+export class Operation<Result, Events extends OperationEvents<Result>> extends EventEmitter<Events> implements PromiseLike<Result> {
   /**
    * Resolves with the result, or rejects with a {@link BackupError}. A failure that is neither
    * awaited here nor listened to (`error`) is an unhandled rejection, as for any promise: Node.js
@@ -80,6 +81,14 @@ export class Operation<Result, Events extends OperationEvents<Result>> extends E
           throw failure;
         },
       );
+  }
+
+  /** Makes the operation awaitable: the same as `done.then(...)`. */
+  then<A = Result, B = never>(
+    onFulfilled?: ((result: Result) => A | PromiseLike<A>) | null,
+    onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+  ): Promise<A | B> {
+    return this.done.then(onFulfilled, onRejected);
   }
 
   /** Stops the operation; `done` rejects with `ABORTED` and nothing is committed. */

@@ -14,14 +14,13 @@
  *
  * @packageDocumentation
  */
-import type pg from 'pg';
 import type { DecryptOptions } from './archive/encryption.js';
-import { restorersWith } from './database.js';
 import { BackupError } from './errors.js';
+import { restorersWith, type RestoreTargets } from './kinds.js';
 import type { OperationContext } from './operation.js';
 import type { RestoreEvents } from './restore/operation.js';
 import { restoreIntoScratch, type ScratchOptions } from './restore/verify.js';
-import { clientConfig, type PostgresConnection } from './sources/postgres/connection.js';
+import { clientConfig, type PostgresClientConfig } from './sources/postgres/connection.js';
 import type { Destination, Restorer } from './types.js';
 
 export type { ScratchOptions } from './restore/verify.js';
@@ -39,7 +38,7 @@ export interface RestoreDrillOptions {
   decrypt?: DecryptOptions;
   /** Where the throwaway targets go: a parent folder, and a PostgreSQL server for temporary databases. */
   scratch?: ScratchOptions;
-  /** Restorers for source kinds backupkit does not ship. */
+  /** Restorers for source kinds backupkit does not know; `registerSource` makes a kind known everywhere at once. */
   restorers?: readonly Restorer[];
   /** Aborts the restore; throwaway targets are removed. */
   signal?: AbortSignal;
@@ -56,12 +55,18 @@ export interface RestoredBackup {
   readonly createdAt: Date;
   /** Every source of the backup, with the target it was restored into. */
   readonly sources: ReadonlyArray<{ readonly name: string; readonly kind: string; readonly target: unknown }>;
-  /** The restored database file of a SQLite source. */
+  /**
+   * The throwaway target a source was restored into, as its kind's `Restorer.scratch` made it,
+   * typed by kind (see `RestoreTargets` in `backupkit`): `restored.target('store', 'kv').path`. Throws
+   * `INVALID_OPTIONS` if the backup has no such source, or one of another kind.
+   */
+  target<Kind extends keyof RestoreTargets>(source: string, kind: Kind): RestoreTargets[Kind];
+  /** The restored database file of a SQLite source: `target(source, 'sqlite').path`. */
   sqlitePath(source: string): string;
-  /** The restored folder of a files source. */
+  /** The restored folder of a files source: `target(source, 'files').dir`. */
   filesDir(source: string): string;
   /** How to connect to the restored database of a PostgreSQL source: `new pg.Client(restored.postgres('pg'))`. */
-  postgres(source: string): pg.ClientConfig;
+  postgres(source: string): PostgresClientConfig;
 }
 
 /**
@@ -85,20 +90,22 @@ export async function withRestoredBackup<T>(options: RestoreDrillOptions, use: (
   return restoreIntoScratch(plan, options.scratch, context, async (run) => {
     // The throwaway targets themselves: the result's copies have their passwords redacted.
     const sources = run.result.sources.map(({ name, kind }) => ({ name, kind, target: run.scratch.get(name)?.target }));
-    const targetOf = <Target>(source: string, kind: string): Target => {
+    const target = <Kind extends keyof RestoreTargets>(source: string, kind: Kind): RestoreTargets[Kind] => {
       const found = sources.find((s) => s.name === source);
       if (!found) throw new BackupError('INVALID_OPTIONS', `The backup has no source named "${source}"; it has: ${sources.map((s) => s.name).join(', ')}`);
       if (found.kind !== kind) throw new BackupError('INVALID_OPTIONS', `Source "${source}" is of kind "${found.kind}", not "${kind}"`);
-      return found.target as Target;
+      return found.target as RestoreTargets[Kind];
     };
+    // The shorthands of the built-in kinds, kept for the drills written with them.
     return await use({
       name: run.result.name,
       createdAt,
       sources,
-      sqlitePath: (source) => targetOf<{ path: string }>(source, 'sqlite').path,
-      filesDir: (source) => targetOf<{ dir: string }>(source, 'files').dir,
+      target,
+      sqlitePath: (source) => target(source, 'sqlite').path,
+      filesDir: (source) => target(source, 'files').dir,
       postgres: (source) => {
-        const { connection, database } = targetOf<{ connection: PostgresConnection; database: string }>(source, 'postgres');
+        const { connection, database } = target(source, 'postgres');
         const config = clientConfig(connection, database);
         delete config.application_name; // backupkit's own label, not the test's
         return config;

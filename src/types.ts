@@ -251,17 +251,28 @@ export interface Upload {
 }
 
 /**
- * What a destination can do; the engine adapts to it.
+ * What a destination can do; the engine adapts to it. Every destination writes objects whole or
+ * not at all: that is part of the {@link Upload} contract, not a capability.
  * @public
  */
 export interface DestinationCapabilities {
-  /** Objects appear whole or not at all. */
-  readonly atomicCommit: boolean;
   /**
    * Objects stay invisible until `commit()`. Without it (S3) an object appears when its stream
-   * ends, and `abort()` after that deletes it.
+   * ends, and `abort()` after that deletes it. A backup to several destinations commits those
+   * without it first, so that a failure there never makes a copy appear on the others.
    */
   readonly deferredCommit: boolean;
+}
+
+/**
+ * Part of an object to read (see {@link Destination.open}): `length` bytes from `offset`.
+ * @public
+ */
+export interface ReadRange {
+  /** The first byte to read, from 0; default 0. */
+  readonly offset?: number;
+  /** How many bytes, at least 1; default: to the end of the object. */
+  readonly length?: number;
 }
 
 /**
@@ -277,8 +288,11 @@ export interface Destination {
   readonly capabilities: DestinationCapabilities;
   /** Starts writing an object; it stays invisible until committed. */
   create(name: string): Promise<Upload>;
-  /** Throws `NOT_FOUND` if there is no such committed object. */
-  open(name: string): Promise<Readable>;
+  /**
+   * Reads a committed object, or with `range` only part of it (a range running past the end
+   * reads the bytes there are, possibly none). Throws `NOT_FOUND` if there is no such object.
+   */
+  open(name: string, range?: ReadRange): Promise<Readable>;
   /**
    * Committed objects whose names start with `prefix`, in no particular order. Throws `NOT_FOUND`
    * if the destination itself does not exist (a missing folder); an existing empty one lists nothing.
@@ -297,4 +311,89 @@ export interface Destination {
    * destination with `removeLeftovers` should have it, or a dry run reports no leftovers.
    */
   listLeftovers?(): Promise<string[]>;
+}
+
+/**
+ * How the `backupkit` command line spells a source kind: `--<kind> name=value` for `backup` (a
+ * source) and `restore` (a target), and `--scratch-<kind> value` for `verify --level restore`.
+ * @public
+ */
+export interface SourceKindCli<Target = unknown> {
+  /** What follows `name=` in `--<kind> name=value`, for usage messages: `path`, `dir`, `url`. */
+  readonly value: string;
+  /** `backup`'s help line for `--<kind> <name=value>`, such as `a SQLite database file`. */
+  readonly sourceHelp: string;
+  /** `restore`'s help line for `--<kind> <name=value>`, such as `restore the SQLite source <name> to this file`. */
+  readonly targetHelp: string;
+  /** The source `--<kind> name=value` names; `options` holds this kind's own `flags`, as given. */
+  source(name: string, value: string, options: SourceKindCliOptions): Source;
+  /** The restore target `--<kind> name=value` names. */
+  target(name: string, value: string, options: SourceKindCliOptions): Target;
+  /**
+   * Flags that apply to every `--<kind>` source and target of a command line, such as PostgreSQL's
+   * `--jobs`, by name: what follows the flag in its help (`n`) and its help line. A line break in
+   * any help text starts an indented continuation line.
+   */
+  readonly flags?: Readonly<Record<string, { readonly value: string; readonly help: string }>>;
+  /** Reads `--scratch-<kind> value`: the server `verify --level restore` makes throwaway targets on. */
+  scratchServer?(value: string): unknown;
+  /** `verify`'s help line for `--scratch-<kind>`. */
+  readonly scratchHelp?: string;
+}
+
+/**
+ * What a {@link SourceKindCli} reads besides `name=value`.
+ * @public
+ */
+export interface SourceKindCliOptions {
+  /** The folder relative paths are relative to. */
+  readonly cwd: string;
+  /** This kind's own `flags` that were given, by name, as typed. */
+  readonly flags: Readonly<Record<string, string>>;
+}
+
+/**
+ * One source kind, as backupkit's registry holds it: whatever the facade, the restore engine,
+ * `verifyBackup`, `backupkit/testing` and the command line need to know about the kind, so that
+ * none of them names a kind. Built-in kinds and kinds registered with `registerSource` are alike.
+ * @public
+ */
+export interface SourceKind<Target = unknown, Options = never> {
+  /** The kind, as `Source.kind` stores it in archives; also the CLI flag `--<kind>` and a JSON config's `"kind"`. */
+  readonly kind: string;
+  /** Restores this kind's sources; its `scratch()` makes the throwaway targets of `verifyBackup` and restore drills. */
+  readonly restorer: Restorer;
+  /** The source factory, as a JSON config file calls it with the options of `{ "kind": ..., "name": ..., ... }`. */
+  source(options: Options): Source;
+  /**
+   * Fields of the source options and of a target that are file paths, such as `path`: relative
+   * ones in a config file are relative to the config file's folder.
+   */
+  readonly pathFields?: readonly string[];
+  /** How the command line's flags name sources and targets of this kind; without it, only config files do. */
+  readonly cli?: SourceKindCli<Target>;
+  /** A target in a few words for people (`database app_restored`), without a secret in it. */
+  describeTarget(target: Target): string;
+}
+
+/**
+ * One destination kind, as backupkit's registry holds it: how the command line and config files
+ * name its destinations.
+ * @public
+ */
+export interface DestinationKind<Options = never> {
+  /** The kind, as `Destination.kind`; also a JSON config's `{ "kind": ... }`. */
+  readonly kind: string;
+  /** URL schemes that name this kind's destinations in `--to`, `--from` and config files, such as `s3:`. */
+  readonly schemes: readonly string[];
+  /** How its URLs are written, for help and messages, such as `s3://bucket/prefix`; brackets mark optional parts. */
+  readonly urlForm?: string;
+  /** Whether a plain path (`/backups`, `./backups`) names one of this kind's destinations: one kind only. */
+  readonly paths?: boolean;
+  /** A destination from a URL of one of `schemes`, or from a plain path when `paths`; `cwd` resolves relative paths. */
+  fromSpec?(spec: string, cwd: string): Destination;
+  /** The destination factory, as a JSON config file calls it with the options of `{ "kind": ..., ... }`. */
+  create(options: Options): Destination;
+  /** Fields of the options that are file paths: relative ones in a config file are relative to its folder. */
+  readonly pathFields?: readonly string[];
 }

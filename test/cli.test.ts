@@ -18,36 +18,10 @@ import { MOTO_CREDENTIALS, startMoto, type Moto } from './helpers/moto.js';
 import { replaceSidecar, sidecarFor } from './helpers/sidecar.js';
 import { createDatabase, pgUrl, sql, uniqueName, dropDatabasesLike } from './helpers/postgres.js';
 import { COMMANDS } from '../src/cli/run.js';
+import { BIN, ROOT, cli, records } from './helpers/cli.js';
 
 const execFileAsync = promisify(execFile);
-const ROOT = join(import.meta.dirname, '..', '..');
-const BIN = join(ROOT, 'dist', 'cli', 'main.js');
 const PASSPHRASE = `correct horse ${randomBytes(6).toString('hex')}`;
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function cli(args: readonly string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<Run> {
-  const env = { PATH: process.env['PATH'], HOME: process.env['HOME'], ...options.env };
-  try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [BIN, ...args], { cwd: options.cwd, env, maxBuffer: 64 * 1024 * 1024 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-}
-
-function records(stdout: string): Array<{ type: string } & Record<string, unknown>> {
-  return stdout
-    .trim()
-    .split('\n')
-    .filter((line) => line !== '')
-    .map((line) => JSON.parse(line) as { type: string } & Record<string, unknown>);
-}
 
 /** An application folder: app.db and uploads/, as the README's example has. */
 async function application(t: Parameters<typeof tempDir>[0], uploadBytes = 10_000) {

@@ -11,7 +11,9 @@ import {
   listBackups,
   memory,
   sqlite,
+  verifyBackup,
   type BackupResult,
+  type Destination,
   type ProgressEvent,
 } from '../src/index.js';
 import { rejectsWithCode } from './helpers/errors.js';
@@ -169,6 +171,49 @@ describe('backup and restore', () => {
     const leftovers = [];
     for await (const object of good.list()) leftovers.push(object.name);
     assert.deepEqual(leftovers, []);
+  });
+
+  it('commits a destination whose copy is visible already first: when it fails, the deferred one never shows a copy', async (t) => {
+    const { db } = await fixture(t);
+    const deferred = memory();
+    const committed: string[] = [];
+    const counted: Destination = {
+      ...deferred,
+      create: async (name) => {
+        const upload = await deferred.create(name);
+        return {
+          ...upload,
+          commit: () => {
+            committed.push(name);
+            return upload.commit();
+          },
+        };
+      },
+    };
+    const inner = memory();
+    const visible: Destination = {
+      ...inner,
+      description: 'visible at end of stream',
+      capabilities: { deferredCommit: false },
+      create: async (name) => {
+        const upload = await inner.create(name);
+        if (!name.endsWith('.tar.gz')) return upload; // the name claim and the sidecar
+        return { ...upload, commit: () => Promise.reject(new BackupError('DESTINATION_FAILED', 'completing the upload failed')) };
+      },
+    };
+    await rejectsWithCode(db.startBackup({ to: [counted, visible] }), 'DESTINATION_FAILED', /completing the upload failed/);
+    assert.deepEqual(committed.filter((name) => name.endsWith('.tar.gz')), [], 'listed first, yet never committed: the visible copy failed first');
+    assert.deepEqual(await listBackups(deferred), []);
+  });
+
+  it('awaits every operation the same way: backup, restore and verification', async (t) => {
+    const { dir, db } = await fixture(t);
+    const destination = directory({ path: join(dir, 'backups') });
+    const backup: BackupResult = await db.startBackup({ to: destination });
+    const verified = await verifyBackup({ from: destination });
+    assert.equal(verified.name, backup.name);
+    const restored = await Database.restore({ from: destination, targets: { app: { path: join(dir, 'r.db') } } });
+    assert.equal(restored.name, backup.name);
   });
 
   it('restores from an archive whose sidecar is gone', async (t) => {

@@ -40,6 +40,13 @@ describe('examples/', () => {
     assert.match(stdout, /^refused with another key: SIGNATURE_INVALID$/m);
   });
 
+  it('custom-source.ts: a key-value store kind registered by the application, backed up, restored, refused over a full store and verified', async () => {
+    const stdout = await node('custom-source.js');
+    assert.match(stdout, /^restored 3 keys, theme dark$/m);
+    assert.match(stdout, /^restoring over a store that holds keys: TARGET_NOT_EMPTY; \d+ bytes untouched$/m);
+    assert.match(stdout, /^verified: store contents: \{"keys":3\}$/m);
+  });
+
   it('postgres.ts: a database backed up over the wire and restored into a new one', async () => {
     assert.match(await node('postgres.js', { DATABASE_URL: pgUrl('postgres') }), /restored example_shop_restored_\S+: 1000 orders, total 750750\.00/);
     const [leftover] = await sql<{ table: string | null }>('postgres', "SELECT to_regclass('public.orders')::text AS table");

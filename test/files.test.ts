@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Database, files, memory, verifyBackup, type BackupWarning } from '../src/index.js';
 import { filesRestorer } from '../src/sources/files/index.js';
-import type { Restorer } from '../src/index.js';
+import { filesKind } from '../src/sources/files/kind.js';
 import { testSource } from './conformance/source.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { describeTree, tempDir } from './helpers/fs.js';
@@ -37,25 +37,25 @@ testSource('files', async () => {
   let targets = 0;
   return {
     source: files({ name: 'uploads', dir: root }),
-    restorer: filesRestorer as Restorer,
+    kind: filesKind,
     async freshTarget() {
       targets += 1;
       await mkdir(join(dir, `t${targets}`));
       return { dir: join(dir, `t${targets}`, 'restored') };
     },
     async createEmpty(target) {
-      await mkdir((target as { dir: string }).dir);
+      await mkdir(target.dir);
     },
     async fill(target) {
-      await mkdir((target as { dir: string }).dir, { recursive: true });
-      await writeFile(join((target as { dir: string }).dir, 'existing'), 'keep me');
+      await mkdir(target.dir, { recursive: true });
+      await writeFile(join(target.dir, 'existing'), 'keep me');
     },
     async describe(target) {
-      const tree = await describeTree((target as { dir: string } | undefined)?.dir ?? root);
+      const tree = await describeTree(target?.dir ?? root);
       delete tree['']; // the root folder's own mode and time belong to whoever created the target
       return tree;
     },
-    surroundings: async (target) => readdir(dirname((target as { dir: string }).dir)),
+    surroundings: async (target) => readdir(dirname(target.dir)),
     exactEstimate: true,
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };

@@ -23,7 +23,8 @@ async function packedFiles(): Promise<Set<string>> {
 /** The targets of `[text](target)` links that stay inside the package, without their `#fragment`. */
 function relativeLinks(markdown: string): string[] {
   const withoutCode = markdown.replace(/```[\s\S]*?```/g, '').replace(/`[^`\n]*`/g, '');
-  return [...withoutCode.matchAll(/\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g)]
+  // `\](` is an escaped bracket in link text (api-documenter writes `[\[Symbol.hasInstance\](value)](...)`), not a link.
+  return [...withoutCode.matchAll(/(?<!\\)\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g)]
     .map((match) => match[1]!)
     .filter((target) => !/^[a-z][a-z0-9+.-]*:/i.test(target) && !target.startsWith('#'))
     .map((target) => decodeURIComponent(target.replace(/#.*$/, '')));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { access, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,52 +9,13 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Database, directory, memory } from '../src/index.js';
-import { CRAFTED_NAME, craftArchive, headerEntry, manifestFor, store, type CraftedEntry } from './helpers/craft.js';
+import { CRAFTED_NAME, consistentArchive, craftArchive, manifestFor, pgSource, store } from './helpers/craft.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
 import { databasesLike, dropDatabasesLike, pgUrl, sql, uniqueName } from './helpers/postgres.js';
 
 const server = pgUrl('postgres');
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'pg-restore-child.js');
-
-interface CraftedTocEntry {
-  sql: string;
-  owner?: string;
-}
-
-/**
- * The entries of a PostgreSQL source whose toc.json holds `statements` as pre-data entries, what a
- * hostile archive's author writes, and one table `public.t` with one row (a chunk that is spooled).
- */
-function pgSource(statements: CraftedTocEntry[]): CraftedEntry[] {
-  const file = (name: string, body: Buffer): CraftedEntry => ({ header: { name: `sources/pg/${name}`, type: 'file', size: body.length }, body });
-  const rows = Buffer.from('1\n');
-  const table = { entry: 1, qualifiedName: 'public.t', columns: ['id'], dataPath: 'data/1-public.t', estimatedBytes: 0 };
-  const toc = {
-    formatVersion: 1,
-    server: { version: '15', versionNum: 150000 },
-    database: { name: 'app', encoding: 'UTF8', collate: 'C', ctype: 'C' },
-    entries: [
-      { id: 1, kind: 'TABLE', schema: 'public', name: 't', section: 'pre-data', deps: [], sql: 'CREATE TABLE public.t (id integer);' },
-      ...statements.map(({ sql: text, owner }, index) => ({ id: index + 2, kind: 'SCHEMA', schema: null, name: `s${index}`, section: 'pre-data', deps: [], sql: text, ...(owner ? { owner } : {}) })),
-    ],
-    tables: [table],
-    largeObjects: [],
-  };
-  const summary = { entry: 1, rows: 1, bytes: rows.length, chunks: 1, sha256: createHash('sha256').update(rows).digest('hex') };
-  return [
-    headerEntry([{ name: 'pg', kind: 'postgres' }]),
-    file('toc.json', Buffer.from(JSON.stringify(toc))),
-    file('data/1-public.t/000001.copy', rows),
-    file('data.json', Buffer.from(JSON.stringify({ tables: [summary] }))),
-  ];
-}
-
-/** An archive whose manifest agrees with every entry: only what the restore itself enforces stands in the way. */
-async function consistentArchive(statements: CraftedTocEntry[]): Promise<Buffer> {
-  const entries = pgSource(statements);
-  return craftArchive([...entries, manifestFor(entries)]);
-}
 
 async function roleExists(role: string): Promise<boolean> {
   return (await sql('postgres', 'SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).length > 0;
@@ -129,6 +90,26 @@ describe('postgres restore of archives nobody vouches for', () => {
     assert.equal(restored.sources[0]?.items, 3);
     assert.deepEqual(await sql(target, 'SELECT id FROM public.t'), [{ id: 1 }]);
     assert.equal(await roleExists(role), false);
+  });
+
+  it('runs grants as the superuser only in the shapes backupkit writes, on objects of the archive or its extensions, never on the system\'s', async (t) => {
+    const { role, target } = hostileNames(t);
+    await sql('postgres', `CREATE ROLE ${role}`);
+    const readFile = 'pg_catalog.pg_read_file(text)';
+    const attempts = [
+      { kind: 'EXTENSION ACL', sql: `GRANT EXECUTE ON FUNCTION ${readFile} TO ${role};`, refused: /on an object of the system/ },
+      { kind: 'DELEGATED ACL', sql: `SET ROLE postgres;\nGRANT EXECUTE ON FUNCTION ${readFile} TO ${role};\nRESET ROLE;`, refused: /on an object of the system/ },
+      { kind: 'EXTENSION ACL', sql: `GRANT USAGE ON SCHEMA public TO ${role};`, refused: /belongs to no extension/ },
+      { kind: 'DELEGATED ACL', sql: `GRANT USAGE ON SCHEMA public TO ${role}; ALTER ROLE ${role} SUPERUSER;`, refused: /does not write/ },
+    ];
+    for (const { kind, sql: text, refused } of attempts) {
+      const destination = memory();
+      await store(destination, await consistentArchive([{ kind, section: 'post-data', sql: text }]));
+      await rejectsWithCode(restore(destination, target), 'UNSAFE_ARCHIVE', refused);
+      assert.deepEqual(await databasesLike(target), []);
+    }
+    const [superuser] = await sql<{ rolsuper: boolean }>('postgres', 'SELECT rolsuper FROM pg_roles WHERE rolname = $1', [role]);
+    assert.equal(superuser?.rolsuper, false);
   });
 
   it('gives each object the owner the archive names, and drops the temporary role it ran as', async (t) => {

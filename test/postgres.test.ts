@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { Database, VerificationError, directory, files, memory, postgres, sqlite, verifyBackup, type Restorer } from '../src/index.js';
 import { postgresRestorer } from '../src/sources/postgres/index.js';
+import { postgresKind } from '../src/sources/postgres/kind.js';
 import { withRestoredBackup } from '../src/testing.js';
 import { damagingAfterCommit } from './helpers/tamper.js';
 import { testSource } from './conformance/source.js';
@@ -36,20 +37,20 @@ testSource('postgres', async () => {
   let targets = 0;
   return {
     source: postgres({ name: 'pg', connection: pgUrl(prefix) }),
-    restorer: postgresRestorer as Restorer,
+    kind: postgresKind,
     async freshTarget() {
       targets += 1;
       return { connection: server, database: `${prefix}_t${targets}` };
     },
     async createEmpty(target) {
-      await sql('postgres', `CREATE DATABASE "${(target as { database: string }).database}"`);
+      await sql('postgres', `CREATE DATABASE "${target.database}"`);
     },
     async fill(target) {
-      const { database } = target as { database: string };
+      const { database } = target;
       await sql('postgres', `CREATE DATABASE "${database}"`);
       await sql(database, 'CREATE TABLE precious (id integer); INSERT INTO precious VALUES (1)');
     },
-    describe: (target) => describeDatabase((target as { database: string } | undefined)?.database ?? prefix),
+    describe: (target) => describeDatabase(target?.database ?? prefix),
     surroundings: () => databasesLike(prefix),
     exactEstimate: false,
     servers: { postgres: server },

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { buffer } from 'node:stream/consumers';
 import { after, before, describe, it } from 'node:test';
 import { CreateMultipartUploadCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, RestoreObjectCommand } from '@aws-sdk/client-s3';
-import { Database, files, listBackups, memory, prune, s3, sqlite } from '../src/index.js';
+import { Database, files, listBackups, memory, prune, s3, sqlite, type RetryInfo } from '../src/index.js';
 import { put, testDestination } from './conformance/destination.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { failingAfter } from './helpers/faulty.js';
@@ -102,6 +103,42 @@ describe('s3 destination', () => {
     });
     await rejectsWithCode(op.done, 'DESTINATION_FAILED', /s3:\/\//);
     assert.deepEqual(await listBackups(other), []);
+  });
+
+  it('retries a read on a frozen server, and resumes a download that stalls midway from the byte it reached', async (t) => {
+    const own = await startMoto();
+    t.after(() => own.stop());
+    const bucket = await own.createBucket();
+    const retries: RetryInfo[] = [];
+    // The SDK makes one attempt per request, so that each timeout reaches the retry decorator;
+    // the server is thawed when the decorator decides to retry, never after a guessed delay.
+    const retry = { attempts: 2, initialDelay: 0, onRetry: (info: RetryInfo) => {
+        retries.push(info);
+        own.thaw();
+      },
+    };
+    const bytes = randomBytes(32 * 1024 * 1024);
+    await put(s3({ bucket, endpoint: own.endpoint, forcePathStyle: true, credentials: MOTO_CREDENTIALS, partSize: 5 * 1024 * 1024 }), 'big.tar.gz', bytes);
+    const destination = s3({ bucket, endpoint: own.endpoint, forcePathStyle: true, credentials: MOTO_CREDENTIALS, maxAttempts: 1, socketTimeout: 2000, retry });
+
+    own.freeze();
+    const whole = await buffer(await destination.open('big.tar.gz', { offset: 7 }));
+    assert.ok(whole.equals(bytes.subarray(7)));
+    assert.deepEqual(retries.map((r) => [r.operation, r.error.code, r.error.transient]), [['open big.tar.gz', 'DESTINATION_FAILED', true]]);
+
+    const body = await destination.open('big.tar.gz');
+    const chunks: Buffer[] = [];
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      if (chunks.length === 0) own.freeze(); // the server stops sending after the first bytes
+      chunks.push(chunk);
+    }
+    assert.ok(Buffer.concat(chunks).equals(bytes));
+    assert.equal(retries.length, 2);
+    const resumedAt = Number(/^read big\.tar\.gz from byte (\d+)$/.exec(retries[1]!.operation)?.[1]);
+    assert.ok(resumedAt > 0 && resumedAt < bytes.length, `resumed inside the object, at ${resumedAt}`);
+
+    await rejectsWithCode(destination.open('missing.tar.gz'), 'NOT_FOUND');
+    assert.equal(retries.length, 2, 'a missing object is not retried');
   });
 
   it('gives two processes backing up in the same second distinct archives that match their sidecars', async (t) => {

@@ -8,9 +8,8 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import Sqlite from 'better-sqlite3';
 import { Database, memory, sqlite } from '../src/index.js';
-import { sqliteRestorer } from '../src/sources/sqlite/index.js';
+import { sqliteKind } from '../src/sources/sqlite/kind.js';
 import { ownerTag } from '../src/util/leftovers.js';
-import type { Restorer } from '../src/index.js';
 import { testSource } from './conformance/source.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
@@ -24,22 +23,22 @@ testSource('sqlite', async () => {
   let targets = 0;
   return {
     source: sqlite({ name: 'bank', path }),
-    restorer: sqliteRestorer as Restorer,
+    kind: sqliteKind,
     async freshTarget() {
       targets += 1;
       await mkdir(join(dir, `t${targets}`));
       return { path: join(dir, `t${targets}`, 'restored.db') };
     },
     async createEmpty(target) {
-      await writeFile((target as { path: string }).path, '');
+      await writeFile(target.path, '');
     },
     async fill(target) {
-      createBank((target as { path: string }).path, 1);
+      createBank(target.path, 1);
     },
     async describe(target) {
-      return dumpRows((target as { path: string } | undefined)?.path ?? path);
+      return dumpRows(target?.path ?? path);
     },
-    surroundings: async (target) => readdir(dirname((target as { path: string }).path)),
+    surroundings: async (target) => readdir(dirname(target.path)),
     exactEstimate: true,
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };

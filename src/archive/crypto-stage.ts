@@ -1,68 +1,55 @@
 import { Duplex } from 'node:stream';
-import { Worker } from 'node:worker_threads';
-import type { CryptoJob, FromWorker, ToWorker } from './crypto-worker.js';
-
-/** Input chunks the worker may have taken without acknowledging them. */
-const IN_FLIGHT = 4;
+import { WorkerJob, ownCopy } from '../util/worker-channel.js';
+import type { CryptoJob } from './crypto-stage.worker.js';
 
 /**
- * A stream stage that runs an OpenPGP job on a worker thread; its errors carry openpgp's message,
- * for the caller to classify.
+ * A stream stage that runs an OpenPGP job on a worker thread. Decryption fails with `WRONG_KEY` or
+ * `CORRUPT_ARCHIVE`, classified on the worker; anything else is a `BackupError` too.
  */
 export function cryptoStage(job: CryptoJob): Duplex {
-  const worker = new Worker(new URL('./crypto-worker.js', import.meta.url), { workerData: job });
-  const post = (message: ToWorker, transfer: ArrayBuffer[] = []) => worker.postMessage(message, transfer);
-  let unacknowledged = 0;
-  let done = false;
-  let continueWriting: (() => void) | undefined;
-  let finishing: ((error?: Error | null) => void) | undefined;
+  const worker = WorkerJob.start<Uint8Array, Uint8Array, void, CryptoJob>(new URL('./crypto-stage.worker.js', import.meta.url), {
+    data: job,
+    name: 'The OpenPGP worker',
+    failCode: job.mode === 'encrypt' ? 'DESTINATION_FAILED' : 'RESTORE_FAILED',
+  });
+  let finished = false;
+  const done = worker.result.then(() => void (finished = true));
+  done.catch(() => {}); // the failure reaches the stream through the pump below
+  let wantMore: (() => void) | undefined;
 
   const stage = new Duplex({
     readableHighWaterMark: 1024 * 1024,
     writableHighWaterMark: 1024 * 1024,
     write(chunk: Buffer, _encoding, callback) {
-      if (done) return callback(); // bytes after the end of the message: ignored, as gpg does
-      const copy = new Uint8Array(chunk); // the caller's buffer may be pooled: hand over a copy
-      post({ type: 'data', chunk: copy }, [copy.buffer]);
-      unacknowledged += 1;
-      if (unacknowledged < IN_FLIGHT) callback();
-      else continueWriting = () => callback();
+      const copy = ownCopy(chunk); // the caller's buffer may be pooled: hand over a copy
+      // Bytes after the end of the message are ignored, as gpg does: the job may end before them.
+      if (finished) return callback();
+      Promise.race([worker.send(copy, [copy.buffer]), done]).then(() => callback(), callback);
     },
     final(callback) {
-      post({ type: 'end' });
-      finishing = callback;
+      worker.end();
+      done.then(() => callback(), callback);
     },
     read() {
-      post({ type: 'resume' });
+      wantMore?.();
+      wantMore = undefined;
     },
     destroy(error, callback) {
-      void worker.terminate();
+      void worker.stop();
       callback(error);
     },
   });
 
-  worker.on('message', (message: FromWorker) => {
-    switch (message.type) {
-      case 'ack':
-        unacknowledged -= 1;
-        continueWriting?.();
-        continueWriting = undefined;
-        break;
-      case 'data':
-        if (!stage.push(Buffer.from(message.chunk.buffer, message.chunk.byteOffset, message.chunk.byteLength))) post({ type: 'pause' });
-        break;
-      case 'done':
-        done = true;
-        stage.push(null);
-        continueWriting?.();
-        finishing?.();
-        void worker.terminate();
-        break;
-      case 'error':
-        stage.destroy(new Error(message.message));
-        break;
+  void (async () => {
+    try {
+      for await (const chunk of worker) {
+        if (!stage.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))) await new Promise<void>((resolve) => (wantMore = resolve));
+      }
+      await done;
+      stage.push(null);
+    } catch (error) {
+      stage.destroy(error as Error);
     }
-  });
-  worker.on('error', (error) => stage.destroy(error));
+  })();
   return stage;
 }

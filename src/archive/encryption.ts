@@ -3,9 +3,10 @@
  * AEAD), no OpenPGP compression (the tar is compressed already), curve25519 (legacy) or RSA keys.
  */
 import type { Duplex, Readable } from 'node:stream';
-import * as openpgp from 'openpgp';
+import type * as openpgp from 'openpgp';
 import { BackupError } from '../errors.js';
 import { cryptoStage } from './crypto-stage.js';
+import { loadOpenpgp } from './openpgp.js';
 
 /**
  * Encrypt a backup with a passphrase, to public keys, or both (any one of them opens it).
@@ -24,11 +25,9 @@ export interface EncryptOptions {
  */
 export type DecryptOptions = { passphrase: string } | { privateKey: string; passphrase?: string };
 
-const CONFIG = {
-  preferredSymmetricAlgorithm: openpgp.enums.symmetric.aes256,
-  preferredCompressionAlgorithm: openpgp.enums.compression.uncompressed,
-  aeadProtect: false,
-} satisfies Partial<openpgp.Config>;
+function gnupgConfig({ enums }: typeof openpgp): Partial<openpgp.Config> {
+  return { preferredSymmetricAlgorithm: enums.symmetric.aes256, preferredCompressionAlgorithm: enums.compression.uncompressed, aeadProtect: false };
+}
 
 /** Key feature flags (RFC 9580 §5.2.3.32) that make openpgp.js write AEAD packets. */
 const FEATURE_AEAD_DRAFT = 0x02;
@@ -40,6 +39,8 @@ export interface Encryption {
   readonly keys: openpgp.PublicKey[];
   /** Fingerprints of the recipients, for the header and the sidecar; never a secret. */
   readonly fingerprints: string[];
+  /** openpgp.js settings that GnuPG 2.2 reads. */
+  readonly config: Partial<openpgp.Config>;
 }
 
 /** The hints of encryption's errors, exported so that the CLI can word them with its flags. */
@@ -56,6 +57,7 @@ export async function prepareEncryption(options: EncryptOptions): Promise<Encryp
   // Its value is never quoted: it is a secret even when it has the wrong type.
   if (passphrase !== undefined && typeof passphrase !== 'string') throw invalid(`The encryption passphrase must be a string, not a ${typeof passphrase}`);
   if (passphrase === '') throw invalid('The encryption passphrase is empty');
+  const openpgp = await loadOpenpgp();
   const keys: openpgp.PublicKey[] = [];
   for (const [index, armoredKey] of recipients.entries()) {
     const label = `Recipient ${index + 1}`;
@@ -75,12 +77,12 @@ export async function prepareEncryption(options: EncryptOptions): Promise<Encryp
     });
     keys.push(key.toPublic());
   }
-  return { passwords: passphrase === undefined ? [] : [passphrase], keys, fingerprints: keys.map((key) => key.getFingerprint()) };
+  return { passwords: passphrase === undefined ? [] : [passphrase], keys, fingerprints: keys.map((key) => key.getFingerprint()), config: gnupgConfig(openpgp) };
 }
 
 /** A stream stage that encrypts what passes through, on a worker thread. */
 export function encryptor(encryption: Encryption): Duplex {
-  return cryptoStage({ mode: 'encrypt', passwords: encryption.passwords, armoredKeys: encryption.keys.map((key) => key.armor()), config: CONFIG });
+  return cryptoStage({ mode: 'encrypt', passwords: encryption.passwords, armoredKeys: encryption.keys.map((key) => key.armor()), config: encryption.config });
 }
 
 /** Whether bytes look like an OpenPGP message, binary or armored. */
@@ -124,6 +126,7 @@ function isBinary(head: Buffer): boolean {
 }
 
 async function unlockKey(armoredKey: string, passphrase: string | undefined): Promise<openpgp.PrivateKey> {
+  const openpgp = await loadOpenpgp();
   let key: openpgp.PrivateKey;
   try {
     key = await openpgp.readPrivateKey({ armoredKey });

@@ -9,11 +9,12 @@ import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import * as openpgp from 'openpgp';
+import type * as openpgp from 'openpgp';
 import { BackupError } from '../errors.js';
 import { readLimited } from '../util/streams.js';
 import type { ArchiveHeader } from './format.js';
 import { dateFromArchiveName } from './names.js';
+import { loadOpenpgp } from './openpgp.js';
 
 export const SIGNATURE_PATH = 'manifest.ndjson.sig';
 
@@ -59,6 +60,7 @@ export const SIGNATURE_HINTS = {
 export async function prepareSigner(options: SignOptions): Promise<Signer> {
   const invalid = (message: string, cause?: unknown) => new BackupError('INVALID_OPTIONS', message, { cause, hint: SIGNATURE_HINTS.invalidSign });
   if (typeof options?.privateKey !== 'string') throw invalid('`sign.privateKey` must be an armoured OpenPGP private key');
+  const openpgp = await loadOpenpgp();
   let key: openpgp.PrivateKey;
   try {
     key = await openpgp.readPrivateKey({ armoredKey: options.privateKey });
@@ -110,6 +112,7 @@ export class SignatureCheck {
     if (options === undefined) return check;
     const invalid = (message: string, cause?: unknown) => new BackupError('INVALID_OPTIONS', message, { cause, hint: SIGNATURE_HINTS.invalidPublicKeys });
     if (!Array.isArray(options.publicKeys) || options.publicKeys.length === 0) throw invalid('`verifySignature.publicKeys` must list at least one key');
+    const openpgp = await loadOpenpgp();
     for (const [index, armoredKey] of options.publicKeys.entries()) {
       try {
         check.#keys.push((await openpgp.readKey({ armoredKey: armoredKey as string })).toPublic());
@@ -158,6 +161,7 @@ export class SignatureCheck {
       return undefined;
     }
     if (!this.#signature || !this.#spool) throw refused(`${archiveName} is not signed, and a signature by ${this.#describeKeys()} is required`);
+    const openpgp = await loadOpenpgp();
     let signature: openpgp.Signature;
     try {
       signature = await openpgp.readSignature({ armoredSignature: this.#signature.toString('utf8') });

@@ -263,9 +263,14 @@ class Backup {
     return { name: source.name, kind: source.kind, bytes, items };
   }
 
-  /** Makes every upload visible, then writes the sidecars that make listing cheap. */
+  /**
+   * Makes every upload visible, then writes the sidecars that make listing cheap. Destinations
+   * whose objects are visible already (no `deferredCommit`) confirm first: if one of them fails,
+   * the deferred ones are aborted before their copy ever appeared.
+   */
   async #commit(name: string, sidecar: BackupSidecar): Promise<void> {
-    for (const { destination, upload } of this.#uploads) {
+    const visibleFirst = this.#uploads.toSorted((a, b) => Number(a.destination.capabilities.deferredCommit) - Number(b.destination.capabilities.deferredCommit));
+    for (const { destination, upload } of visibleFirst) {
       this.#checkAborted();
       await upload.commit();
       this.#committed.push({ destination, name });

@@ -1,18 +1,15 @@
 import { access, readFile } from 'node:fs/promises';
 import { dirname, extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { CompressionOptions, RestoreTarget } from '../database.js';
+import type { CompressionOptions } from '../database.js';
 import type { EncryptOptions } from '../archive/encryption.js';
 import type { SignOptions, VerifySignatureOptions } from '../archive/signature.js';
-import { directory } from '../destinations/directory/index.js';
-import { s3 } from '../destinations/s3/index.js';
 import { BackupError } from '../errors.js';
+import { destinationKinds, sourceKind, sourceKinds, type RestoreTarget } from '../kinds.js';
 import type { RetentionPolicy } from '../retention.js';
 import type { ScratchOptions } from '../restore/verify.js';
-import { files } from '../sources/files/index.js';
-import { postgres } from '../sources/postgres/index.js';
-import { sqlite } from '../sources/sqlite/index.js';
 import type { Destination, Source } from '../types.js';
+import { alternatives } from './output.js';
 
 /**
  * The contents of a `backupkit.config.js` (its default export, or a function returning it) or
@@ -48,9 +45,6 @@ export interface CliConfig {
 /** The names looked for in the working folder when no `--config` is given. */
 const DEFAULT_NAMES = ['backupkit.config.js', 'backupkit.config.mjs', 'backupkit.config.json'];
 
-type SourceFactory = (options: never) => Source;
-const SOURCE_KINDS: Record<string, SourceFactory> = { sqlite, files, postgres } as Record<string, SourceFactory>;
-
 /**
  * Loads the config file given, or the first default one in `cwd`; none at all is an empty config.
  * Relative paths in it, JavaScript or JSON, are relative to the config file's folder.
@@ -82,16 +76,14 @@ async function fromJavaScript(file: string): Promise<CliConfig> {
   }
 }
 
-/** Restore targets and the scratch folder are plain paths, resolved only when used: resolved here against the config's folder. */
+/**
+ * Restore targets and the scratch folder are plain paths, resolved only when used: resolved here
+ * against the config's folder. A target's kind is known only once the archive is read, so every
+ * field that is a path in some kind's targets is resolved.
+ */
 function withTargetsResolved(config: CliConfig, folder: string): CliConfig {
-  const at = (target: RestoreTarget): RestoreTarget => {
-    const paths = target as { path?: unknown; dir?: unknown };
-    return {
-      ...target,
-      ...(typeof paths.path === 'string' ? { path: resolve(folder, paths.path) } : {}),
-      ...(typeof paths.dir === 'string' ? { dir: resolve(folder, paths.dir) } : {}),
-    } as RestoreTarget;
-  };
+  const pathFields = new Set(sourceKinds().flatMap((kind) => kind.pathFields ?? []));
+  const at = (target: RestoreTarget): RestoreTarget => withPathsResolved(target, pathFields, folder);
   return {
     ...config,
     ...(config.targets === undefined ? {} : { targets: Object.fromEntries(Object.entries(config.targets).map(([name, target]) => [name, at(target)])) }),
@@ -99,34 +91,34 @@ function withTargetsResolved(config: CliConfig, folder: string): CliConfig {
   };
 }
 
-/** `/backups`, `./backups` or `s3://bucket/prefix?endpoint=http://host:9000&region=eu-west-1&path-style=true`. */
-export function destinationFromSpec(spec: string, cwd: string): Destination {
-  if (spec.startsWith('s3://')) {
-    const url = parseUrl(spec, 'an S3 destination');
-    if (url.hostname === '') throw new BackupError('INVALID_OPTIONS', `${spec}: an S3 destination names its bucket: s3://bucket/prefix`);
-    const endpoint = url.searchParams.get('endpoint') ?? undefined;
-    const region = url.searchParams.get('region') ?? process.env['AWS_REGION'] ?? undefined;
-    const pathStyle = url.searchParams.get('path-style');
-    // Credentials come from the AWS SDK's usual chain: AWS_ACCESS_KEY_ID, profiles, instance roles.
-    return s3({
-      bucket: url.hostname,
-      prefix: decodeURIComponent(url.pathname.replace(/^\//, '')),
-      ...(endpoint === undefined ? {} : { endpoint }),
-      ...(region === undefined ? {} : { region }),
-      ...(pathStyle === null ? {} : { forcePathStyle: pathStyle !== 'false' }),
-    });
+/** `options` with those of `fields` that are strings resolved against `folder`. */
+function withPathsResolved<T>(options: T, fields: Iterable<string>, folder: string): T {
+  const resolved: Record<string, unknown> = { ...(options as object) };
+  for (const field of fields) {
+    const path = resolved[field];
+    if (typeof path === 'string') resolved[field] = resolve(folder, path);
   }
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) throw new BackupError('INVALID_OPTIONS', `${spec}: a destination is a folder or s3://bucket/prefix`);
-  return directory({ path: resolve(cwd, spec) });
+  return resolved as T;
 }
 
-/** A URL the user gave, or a usage error naming what it was meant to be. */
-export function parseUrl(text: string, what: string): URL {
-  try {
-    return new URL(text);
-  } catch (cause) {
-    throw new BackupError('INVALID_OPTIONS', `${JSON.stringify(text)} is not a URL, as ${what} must be`, { cause });
-  }
+/** A URL's scheme, as `s3:`, when `spec` is a URL rather than a path. */
+const URL_SCHEME = /^([a-z][a-z0-9+.-]*:)\/\//i;
+
+/**
+ * `/backups`, `./backups`, or a URL of a registered destination kind, such as
+ * `s3://bucket/prefix?endpoint=http://host:9000&region=eu-west-1&path-style=true`.
+ */
+export function destinationFromSpec(spec: string, cwd: string): Destination {
+  const scheme = URL_SCHEME.exec(spec)?.[1]?.toLowerCase();
+  const kind = destinationKinds().find((k) => (scheme === undefined ? k.paths : k.schemes.includes(scheme)));
+  if (!kind?.fromSpec) throw new BackupError('INVALID_OPTIONS', `${spec}: a destination is ${destinationForms()}`);
+  return kind.fromSpec(spec, cwd);
+}
+
+/** How destinations can be written, for help and messages: `a folder, or s3://bucket/prefix[...]`. */
+export function destinationForms(): string {
+  const urls = destinationKinds().flatMap((kind) => (kind.urlForm === undefined ? kind.schemes.map((scheme) => `${scheme}//...`) : [kind.urlForm]));
+  return alternatives(['a folder', ...urls]);
 }
 
 async function fromJson(file: string, text: string): Promise<CliConfig> {
@@ -139,17 +131,22 @@ async function fromJson(file: string, text: string): Promise<CliConfig> {
   const cwd = resolve(file, '..');
   const destination = (value: unknown): Destination => {
     if (typeof value === 'string') return destinationFromSpec(value, cwd);
-    const { kind, ...options } = (value ?? {}) as { kind?: string; path?: string };
-    if (kind === 'directory') return directory({ ...options, path: resolve(cwd, options.path ?? '') });
-    if (kind === 's3') return s3(options as Parameters<typeof s3>[0]);
-    throw new BackupError('INVALID_OPTIONS', `${file}: a destination is "/path", "s3://bucket/prefix", or { "kind": "directory" | "s3", ... }`);
+    const { kind: name, ...options } = (value ?? {}) as { kind?: string };
+    const kind = destinationKinds().find((k) => k.kind === name);
+    if (!kind) {
+      const kinds = destinationKinds().map((k) => JSON.stringify(k.kind)).join(' | ');
+      throw new BackupError('INVALID_OPTIONS', `${file}: a destination is ${destinationForms()}, or { "kind": ${kinds}, ... }`);
+    }
+    return kind.create(withPathsResolved(options, kind.pathFields ?? [], cwd) as never);
   };
   const source = (value: unknown): Source => {
-    const { kind, ...options } = (value ?? {}) as { kind?: string; path?: string; dir?: string };
-    const factory = kind === undefined ? undefined : SOURCE_KINDS[kind];
-    if (!factory) throw new BackupError('INVALID_OPTIONS', `${file}: a source is { "kind": "sqlite" | "files" | "postgres", "name": ..., ... }`);
-    const paths = { ...(options.path ? { path: resolve(cwd, options.path) } : {}), ...(options.dir ? { dir: resolve(cwd, options.dir) } : {}) };
-    return factory({ ...options, ...paths } as never);
+    const { kind: name, ...options } = (value ?? {}) as { kind?: string };
+    const kind = name === undefined ? undefined : sourceKind(name);
+    if (!kind) {
+      const kinds = sourceKinds().map((k) => JSON.stringify(k.kind)).join(' | ');
+      throw new BackupError('INVALID_OPTIONS', `${file}: a source is { "kind": ${kinds}, "name": ..., ... }`);
+    }
+    return kind.source(withPathsResolved(options, kind.pathFields ?? [], cwd) as never);
   };
   const list = (value: unknown) => (Array.isArray(value) ? value : value === undefined ? [] : [value]);
   return {

@@ -1,9 +1,31 @@
 import { fileURLToPath } from 'node:url';
+import { sourceKinds } from '../kinds.js';
+import { destinationForms } from './config.js';
+import type { SourceKind, SourceKindCli } from '../types.js';
 
 /** docs/CLI.md as installed: the package ships docs/ beside dist/. */
 export const CLI_DOCS = fileURLToPath(new URL('../../docs/CLI.md', import.meta.url));
 
-const DESTINATION = 'a folder, or s3://bucket/prefix[?endpoint=url&region=r&path-style=true]';
+/** The source kinds the command line names, as `--<kind> name=value`: those registered when the command starts. */
+export const CLI_KINDS = sourceKinds().filter((kind): kind is SourceKind & { readonly cli: SourceKindCli } => kind.cli !== undefined);
+
+/** One line of options help, a line break in `help` continuing it on the next, aligned. */
+function option(flag: string, help: string): string {
+  return `  ${flag.padEnd(27)}  ${help.replaceAll('\n', `\n${' '.repeat(31)}`)}`;
+}
+
+/** Each kind's `--<kind> <name=value>` with `help`'s line, followed by the kind's own flags. */
+function kindOptions(help: (cli: SourceKindCli) => string): string {
+  return CLI_KINDS.flatMap(({ kind, cli }) => [
+    option(`--${kind} <name=${cli.value}>`, help(cli)),
+    ...Object.entries(cli.flags ?? {}).map(([flag, { value, help: flagHelp }]) => option(`--${flag} <${value}>`, flagHelp)),
+  ]).join('\n');
+}
+
+const KIND_PAIRS = CLI_KINDS.map(({ kind, cli }) => `--${kind} name=${cli.value}`).join(' ');
+const SCRATCH_OPTIONS = CLI_KINDS.flatMap(({ kind, cli }) => (cli.scratchServer ? [option(`--scratch-${kind} <${cli.value}>`, cli.scratchHelp ?? '')] : [])).join('\n');
+
+const DESTINATION = destinationForms();
 
 const COMMON = `Common options:
   --config <file>              options from a config file (default: backupkit.config.js, .mjs or .json
@@ -26,8 +48,8 @@ const WHICH_BACKUP = `  --from <dest>                where the backups are: ${DE
 const GLOBAL = `Usage: backupkit <command> [options]
 
 Commands:
-  backup    back up the sources into one archive      --sqlite name=path --files name=dir --postgres name=url --to dest
-  restore   restore a backup into empty targets        --from dest [--backup name] --sqlite name=path --files name=dir --postgres name=url
+  backup    back up the sources into one archive      ${KIND_PAIRS} --to dest
+  restore   restore a backup into empty targets        --from dest [--backup name] ${KIND_PAIRS}
   list      list the backups on a destination          --from dest
   verify    check that a backup is restorable          --from dest [--backup name] [--level checksums|restore]
   inspect   show an archive file's header and manifest <archive-file> [--entries]
@@ -50,10 +72,7 @@ Backs up every source into one archive, streamed to every destination; all of th
 copy is left. Then applies the config file's \`retention\`, if any.
 
 Sources (repeatable; or \`sources\` in the config file):
-  --sqlite <name=path>         a SQLite database file
-  --files <name=dir>           a folder and everything under it
-  --postgres <name=url>        a PostgreSQL database: postgres://user@host:port/dbname (password in PGPASSWORD)
-  --jobs <n>                   parallel connections for each --postgres source (default 2)
+${kindOptions((cli) => cli.sourceHelp)}
 Destinations (repeatable; or \`to\` in the config file):
   --to <dest>                  ${DESTINATION}
 Archive:
@@ -77,11 +96,7 @@ without a target are verified, not written.
 Which backup:
 ${WHICH_BACKUP}
 Targets (repeatable; or \`targets\` in the config file):
-  --sqlite <name=path>         restore the SQLite source <name> to this file
-  --files <name=dir>           restore the files source <name> into this folder
-  --postgres <name=url>        restore the PostgreSQL source <name> into the database the URL names,
-                               postgres://user@host:port/dbname (created; the role may create databases)
-  --jobs <n>                   parallel connections for each --postgres target (default 2)
+${kindOptions((cli) => cli.targetHelp)}
 ${DECRYPTION}
 ${COMMON}
 
@@ -110,8 +125,7 @@ How deep:
                                restore: also restore every source into throwaway targets and read it back
   --scratch-dir <dir>          where --level restore makes its throwaway files and folders
                                (default: the system's temporary folder)
-  --scratch-postgres <url>     the server where --level restore makes its throwaway databases
-                               (default: PGHOST, PGPORT, PGUSER)
+${SCRATCH_OPTIONS}
 ${DECRYPTION}
 ${COMMON}
 

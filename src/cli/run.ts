@@ -7,19 +7,17 @@ import type { DecryptOptions, EncryptOptions } from '../archive/encryption.js';
 import type { SignOptions, VerifySignatureOptions } from '../archive/signature.js';
 import type { ManifestEntry } from '../archive/format.js';
 import { listBackups, type BackupProblem } from '../catalog.js';
-import { Database, type RestoreTarget } from '../database.js';
+import { Database } from '../database.js';
 import { BackupError } from '../errors.js';
 import { prune, type RetentionPolicy } from '../retention.js';
+import { sourceKind, type RestoreTarget } from '../kinds.js';
 import { verifyBackup, type VerifyLevel } from '../restore/verify.js';
-import { files } from '../sources/files/index.js';
-import { postgres } from '../sources/postgres/index.js';
-import { sqlite } from '../sources/sqlite/index.js';
-import type { Destination, Source } from '../types.js';
+import type { Destination, SourceKindCliOptions } from '../types.js';
 import { BACKUPKIT_VERSION } from '../version.js';
-import { destinationFromSpec, loadConfig, parseUrl, readText, type CliConfig } from './config.js';
-import { helpText } from './help.js';
+import { destinationFromSpec, loadConfig, readText, type CliConfig } from './config.js';
+import { CLI_KINDS, helpText } from './help.js';
 import { forCommandLine } from './hints.js';
-import { counted, createOutput, formatBytes, formatDuration, type Output } from './output.js';
+import { alternatives, counted, createOutput, formatBytes, formatDuration, type Output } from './output.js';
 
 /** What a command's exit code says; docs/CLI.md lists them. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, damaged: 3, interrupted: 130 } as const;
@@ -41,7 +39,12 @@ const COMMON = {
   verbose: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
-const SOURCE_FLAGS = { sqlite: { type: 'string', multiple: true }, files: { type: 'string', multiple: true }, postgres: { type: 'string', multiple: true }, jobs: { type: 'string' } } as const;
+/** `--<kind>` of each kind, and the kind's own flags (`--jobs`). */
+const SOURCE_FLAGS = Object.fromEntries(
+  CLI_KINDS.flatMap(({ kind, cli }) => [[kind, { type: 'string', multiple: true }], ...Object.keys(cli.flags ?? {}).map((flag) => [flag, { type: 'string' }])]),
+) as Record<string, { type: 'string'; multiple?: true }>;
+/** `--scratch-<kind>` of each kind whose throwaway targets go on a server. */
+const SCRATCH_FLAGS = Object.fromEntries(CLI_KINDS.filter(({ cli }) => cli.scratchServer).map(({ kind }) => [`scratch-${kind}`, { type: 'string' }])) as Record<string, { type: 'string' }>;
 const DECRYPT_FLAGS = { 'passphrase-file': { type: 'string' }, 'private-key-file': { type: 'string' } } as const;
 const FROM_FLAGS = { from: { type: 'string' }, backup: { type: 'string' }, 'verify-key-file': { type: 'string', multiple: true } } as const;
 const RETENTION_FLAGS = {
@@ -57,7 +60,7 @@ export const COMMANDS = {
   backup: { ...COMMON, ...SOURCE_FLAGS, to: { type: 'string', multiple: true }, compression: { type: 'string' }, 'compression-level': { type: 'string' }, encrypt: { type: 'boolean' }, recipient: { type: 'string', multiple: true }, 'passphrase-file': { type: 'string' }, 'sign-key-file': { type: 'string' } },
   restore: { ...COMMON, ...SOURCE_FLAGS, ...FROM_FLAGS, ...DECRYPT_FLAGS },
   list: { ...COMMON, from: { type: 'string' } },
-  verify: { ...COMMON, ...FROM_FLAGS, ...DECRYPT_FLAGS, level: { type: 'string' }, 'scratch-dir': { type: 'string' }, 'scratch-postgres': { type: 'string' } },
+  verify: { ...COMMON, ...FROM_FLAGS, ...DECRYPT_FLAGS, level: { type: 'string' }, 'scratch-dir': { type: 'string' }, ...SCRATCH_FLAGS },
   inspect: { ...COMMON, ...DECRYPT_FLAGS, entries: { type: 'boolean' } },
   prune: { ...COMMON, from: { type: 'string' }, ...RETENTION_FLAGS, 'dry-run': { type: 'boolean' } },
 } as const satisfies Record<string, ParseArgsConfig['options']>;
@@ -136,8 +139,9 @@ function parseFlags(command: Command, args: readonly string[]): { values: Values
 
 const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>> = {
   async backup({ values, config, io, output }) {
-    const sources = sourcesFromFlags(values, io.cwd, postgresJobs(values)) ?? config.sources;
-    if (!sources?.length) throw usage('Nothing to back up: give --sqlite, --files or --postgres, or `sources` in a config file');
+    const given = pairs(values, io.cwd);
+    const sources = given.length > 0 ? given.map(({ kind, name, value, options }) => kind.cli.source(name, value, options)) : config.sources;
+    if (!sources?.length) throw usage(`Nothing to back up: give ${kindFlagList()}, or \`sources\` in a config file`);
     const to = strings(values['to']).map((spec) => destinationFromSpec(spec, io.cwd));
     const destinations = to.length > 0 ? to : config.to;
     if (destinations === undefined || (Array.isArray(destinations) && destinations.length === 0)) throw usage('No destination: give --to, or `to` in a config file');
@@ -167,15 +171,16 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
 
   async restore({ values, config, io, output }) {
     const from = fromOf(values, config, io);
-    const targets = targetsFromFlags(values, io.cwd, postgresJobs(values)) ?? config.targets;
-    if (!targets || Object.keys(targets).length === 0) throw usage('No targets: give --sqlite, --files or --postgres name=where, or `targets` in a config file');
+    const given = pairs(values, io.cwd);
+    const targets = given.length > 0 ? Object.fromEntries(given.map(({ kind, name, value, options }) => [name, kind.cli.target(name, value, options) as RestoreTarget])) : config.targets;
+    if (!targets || Object.keys(targets).length === 0) throw usage(`No targets: give ${kindFlagList()} name=where, or \`targets\` in a config file`);
     const op = Database.restore({ from, targets, signal: io.signal, ...backupName(values), ...(await decryptionOf(values, io)), ...(await verificationOf(values, config, io)) });
     output.follow(op);
     const result = await op.done;
     output.emit({ type: 'result', command: 'restore', ...result }, [
       `restored ${result.name} in ${formatDuration(result.durationMs)}; ${counted(result.verifiedEntries, 'entry', 'entries')} matched their SHA-256`,
       ...signedLine(result.signedBy),
-      ...result.sources.map((s) => `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${counted(s.items, 'item')} -> ${describeTarget(s.target)}`),
+      ...result.sources.map((s) => `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${counted(s.items, 'item')} -> ${describeTarget(s.kind, s.target)}`),
       ...(result.skipped.length > 0 ? [`  not restored (verified only): ${result.skipped.join(', ')}`] : []),
     ]);
   },
@@ -197,12 +202,11 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
     const from = fromOf(values, config, io);
     const level = (values['level'] ?? 'checksums') as VerifyLevel;
     const scratchDir = values['scratch-dir'] as string | undefined;
-    const scratchPostgres = values['scratch-postgres'] as string | undefined;
-    const scratch = {
-      ...config.scratch,
-      ...(scratchDir === undefined ? {} : { dir: resolve(io.cwd, scratchDir) }),
-      ...(scratchPostgres === undefined ? {} : { postgres: scratchPostgres }),
-    };
+    const servers = CLI_KINDS.flatMap(({ kind, cli }) => {
+      const given = values[`scratch-${kind}`] as string | undefined;
+      return given === undefined || !cli.scratchServer ? [] : [[kind, cli.scratchServer(given)] as const];
+    });
+    const scratch = { ...config.scratch, ...(scratchDir === undefined ? {} : { dir: resolve(io.cwd, scratchDir) }), ...Object.fromEntries(servers) };
     const op = verifyBackup({ from, level, scratch, signal: io.signal, ...backupName(values), ...(await decryptionOf(values, io)), ...(await verificationOf(values, config, io)) });
     output.follow(op);
     const result = await op.done;
@@ -283,47 +287,29 @@ function columns(rows: ReadonlyArray<readonly string[]>): string[] {
   return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd());
 }
 
-/** `--jobs n`: parallel connections for each `--postgres` source or target. */
-function postgresJobs(values: Values): { jobs?: number } {
-  if (values['jobs'] === undefined) return {};
-  if (strings(values['postgres']).length === 0) throw usage('--jobs sets the connections of each --postgres source or target: give it with --postgres');
-  return { jobs: integer(values['jobs'], '--jobs', 1) };
+/** `--sqlite, --files or --postgres`: the flags that name sources and targets. */
+function kindFlagList(): string {
+  return alternatives(CLI_KINDS.map(({ kind }) => `--${kind}`));
 }
 
-/** `name=where` pairs of `--sqlite`, `--files` and `--postgres`, in the order given by kind. */
-function pairs(values: Values): Array<{ kind: 'sqlite' | 'files' | 'postgres'; name: string; where: string }> {
-  return (['sqlite', 'files', 'postgres'] as const).flatMap((kind) =>
-    strings(values[kind]).map((pair) => {
-      const at = pair.indexOf('=');
-      if (at <= 0 || at === pair.length - 1) throw usage(`--${kind} takes name=${kind === 'postgres' ? 'url' : 'path'}, not ${JSON.stringify(pair)}`);
-      return { kind, name: pair.slice(0, at), where: pair.slice(at + 1) };
-    }),
-  );
-}
-
-function sourcesFromFlags(values: Values, cwd: string, jobs: { jobs?: number }): Source[] | undefined {
-  const given = pairs(values);
-  if (given.length === 0) return undefined;
-  return given.map(({ kind, name, where }) =>
-    kind === 'sqlite' ? sqlite({ name, path: resolve(cwd, where) }) : kind === 'files' ? files({ name, dir: resolve(cwd, where) }) : postgres({ name, connection: where, ...jobs }),
-  );
-}
-
-/** For PostgreSQL, the URL names the server and the database to restore into. */
-function targetsFromFlags(values: Values, cwd: string, jobs: { jobs?: number }): Record<string, RestoreTarget> | undefined {
-  const given = pairs(values);
-  if (given.length === 0) return undefined;
-  const targets: Record<string, RestoreTarget> = {};
-  for (const { kind, name, where } of given) {
-    if (kind === 'sqlite') targets[name] = { path: resolve(cwd, where) };
-    else if (kind === 'files') targets[name] = { dir: resolve(cwd, where) };
-    else {
-      const database = decodeURIComponent(parseUrl(where, `the target of --postgres ${name}`).pathname.replace(/^\//, ''));
-      if (database === '') throw usage(`--postgres ${name}=url: the URL names the database to restore into, as postgres://host/dbname`);
-      targets[name] = { connection: where, database, ...jobs };
+/** The `name=value` pairs of every `--<kind>` flag, by kind in the registry's order, with the kind's own flags. */
+function pairs(values: Values, cwd: string): Array<{ kind: (typeof CLI_KINDS)[number]; name: string; value: string; options: SourceKindCliOptions }> {
+  return CLI_KINDS.flatMap((kind) => {
+    const given = strings(values[kind.kind]);
+    const flags: Record<string, string> = {};
+    for (const flag of Object.keys(kind.cli.flags ?? {})) {
+      const value = values[flag] as string | undefined;
+      if (value === undefined) continue;
+      // A flag of one kind given without that kind would be silently ignored.
+      if (given.length === 0) throw usage(`--${flag} applies to --${kind.kind} sources and targets only: give it with --${kind.kind}`);
+      flags[flag] = value;
     }
-  }
-  return targets;
+    return given.map((pair) => {
+      const at = pair.indexOf('=');
+      if (at <= 0 || at === pair.length - 1) throw usage(`--${kind.kind} takes name=${kind.cli.value}, not ${JSON.stringify(pair)}`);
+      return { kind, name: pair.slice(0, at), value: pair.slice(at + 1), options: { cwd, flags } };
+    });
+  });
 }
 
 function fromOf(values: Values, config: CliConfig, io: CliIo): Destination {
@@ -403,7 +389,7 @@ function signedLine(signedBy: string | undefined): string[] {
   return signedBy === undefined ? [] : [`  signature good: signed by ${signedBy}`];
 }
 
-function describeTarget(target: unknown): string {
-  const t = target as { path?: string; dir?: string; database?: string };
-  return t.path ?? t.dir ?? (t.database === undefined ? JSON.stringify(target) : `database ${t.database}`);
+/** The restore result's target (its secrets already redacted) as its kind describes it. */
+function describeTarget(kind: string, target: unknown): string {
+  return sourceKind(kind)?.describeTarget(target) ?? JSON.stringify(target);
 }

@@ -251,7 +251,7 @@ function restorerOf(plan: RestorePlan, source: { name: string; kind: string }): 
   const restorer = plan.restorers.get(source.kind);
   if (!restorer) {
     throw new BackupError('UNSUPPORTED_FORMAT', `Source "${source.name}" is of kind "${source.kind}", which this backupkit cannot restore`, {
-      hint: 'Pass a restorer for that kind in `restorers`, or upgrade backupkit.',
+      hint: 'Register that kind with `registerSource` (in a CLI config file too), pass its restorer in `restorers`, or upgrade backupkit.',
     });
   }
   return restorer;

@@ -34,12 +34,4 @@ export interface RestoreEvents extends OperationEvents<RestoreResult> {
  * before awaiting it.
  * @public
  */
-export class RestoreOperation extends Operation<RestoreResult, RestoreEvents> implements PromiseLike<RestoreResult> {
-  /** Makes the operation awaitable: the same as `done.then(...)`. */
-  then<A = RestoreResult, B = never>(
-    onFulfilled?: ((result: RestoreResult) => A | PromiseLike<A>) | null,
-    onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
-  ): Promise<A | B> {
-    return this.done.then(onFulfilled, onRejected);
-  }
-}
+export class RestoreOperation extends Operation<RestoreResult, RestoreEvents> {}

@@ -3,12 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DecryptOptions } from '../archive/encryption.js';
 import type { VerifySignatureOptions } from '../archive/signature.js';
-import { restorersWith } from '../database.js';
 import { BackupError } from '../errors.js';
 import { Operation, type OperationContext, type OperationEvents, type SourceStats } from '../operation.js';
-import type { PostgresConnection } from '../sources/postgres/index.js';
+import { restorersWith, type ScratchServers } from '../kinds.js';
 import type { Destination, Restorer, VerifyCheck } from '../types.js';
-import { runRestore, type RestorePlan, type RestoreRun } from './engine.js';
+import type { RestorePlan, RestoreRun } from './engine.js';
 import type { RestoreEvents } from './operation.js';
 
 /**
@@ -23,14 +22,9 @@ export type VerifyLevel = 'checksums' | 'restore';
  * Where `verifyBackup` and restore drills (`backupkit/testing`) make their throwaway targets.
  * @public
  */
-export interface ScratchOptions {
+export interface ScratchOptions extends ScratchServers {
   /** Parent folder of the throwaway files and SQLite databases; default: the OS temp folder. */
   dir?: string;
-  /**
-   * Server for throwaway PostgreSQL databases (created and dropped); default: libpq's environment
-   * (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`).
-   */
-  postgres?: PostgresConnection;
 }
 
 /**
@@ -50,7 +44,7 @@ export interface VerifyOptions {
   level?: VerifyLevel;
   /** Where `restore` puts its throwaway targets. */
   scratch?: ScratchOptions;
-  /** Restorers for source kinds backupkit does not ship. */
+  /** Restorers for source kinds backupkit does not know; `registerSource` makes a kind known everywhere at once. */
   restorers?: readonly Restorer[];
   /** Aborts the verification, like `cancel()`; throwaway targets are removed. */
   signal?: AbortSignal;
@@ -99,15 +93,7 @@ export interface VerifyEvents extends OperationEvents<VerifyResult> {
  * A running verification, returned by {@link verifyBackup}; awaitable like a restore.
  * @public
  */
-export class VerifyOperation extends Operation<VerifyResult, VerifyEvents> implements PromiseLike<VerifyResult> {
-  /** Makes the operation awaitable: the same as `done.then(...)`. */
-  then<A = VerifyResult, B = never>(
-    onFulfilled?: ((result: VerifyResult) => A | PromiseLike<A>) | null,
-    onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
-  ): Promise<A | B> {
-    return this.done.then(onFulfilled, onRejected);
-  }
-}
+export class VerifyOperation extends Operation<VerifyResult, VerifyEvents> {}
 
 /**
  * The rejection of a verification whose restored data differs from the archive (code
@@ -149,7 +135,7 @@ export function verifyBackup(options: VerifyOptions): VerifyOperation {
     const startedAt = Date.now();
     const plan = { from: options.from, backup: options.backup, targets: {}, restorers: restorersWith(options.restorers), decrypt: options.decrypt, verifySignature: options.verifySignature, operation: 'verify' as const };
     const asRestore = context as unknown as OperationContext<RestoreEvents>; // the same events, less `end`
-    if (level === 'checksums') return report(await runRestore(plan, asRestore), level, startedAt);
+    if (level === 'checksums') return report(await (await restoreEngine()).runRestore(plan, asRestore), level, startedAt);
     return restoreIntoScratch({ ...plan, checkTargets: true }, options.scratch, asRestore, async (run) => {
       const result = report(run, level, startedAt);
       if (result.problems.length > 0) throw new VerificationError(result);
@@ -157,6 +143,9 @@ export function verifyBackup(options: VerifyOptions): VerifyOperation {
     });
   }, options?.signal);
 }
+
+/** The restore engine, imported when first used (as the facade does): importing backupkit stays cheap. */
+const restoreEngine = () => import('./engine.js');
 
 /**
  * Restores every source of a backup into throwaway targets, hands the finished restore to `use`,
@@ -168,9 +157,11 @@ export async function restoreIntoScratch<T>(
   context: OperationContext<RestoreEvents>,
   use: (run: RestoreRun) => Promise<T>,
 ): Promise<T> {
-  const dir = await mkdtemp(join(options?.dir ?? tmpdir(), 'backupkit-scratch-'));
+  // Every other option is the server of the kind it is named after.
+  const { dir: parent, ...servers } = options ?? {};
+  const dir = await mkdtemp(join(parent ?? tmpdir(), 'backupkit-scratch-'));
   try {
-    const run = await runRestore({ ...plan, scratch: { dir, servers: { postgres: options?.postgres } } }, context);
+    const run = await (await restoreEngine()).runRestore({ ...plan, scratch: { dir, servers } }, context);
     try {
       return await use(run);
     } finally {

@@ -9,27 +9,29 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dirname } from 'node:path';
 import { describe, it } from 'node:test';
-import type { ArchivedEntry, Entry, RestoreEntry, RestoreSink, Restorer, Snapshot, Source } from '../../src/index.js';
+import type { ArchivedEntry, Entry, RestoreEntry, RestoreSink, ScratchServers, Snapshot, Source, SourceKind } from '../../src/index.js';
 import { rejectsWithCode } from '../helpers/errors.js';
 
-export interface SourceHarness {
+/** One source kind under test, typed by its restore target. */
+export interface SourceHarness<Target> {
   /** A source over data the harness created. */
   source: Source;
-  restorer: Restorer;
+  /** Its kind, as the registry holds it: the restorer and how targets are described. */
+  kind: SourceKind<Target>;
   /** A target that does not exist yet, inside a folder of its own. */
-  freshTarget(): Promise<unknown>;
+  freshTarget(): Promise<Target>;
   /** Creates a target that exists but is empty (an empty folder, an empty file). */
-  createEmpty(target: unknown): Promise<void>;
+  createEmpty(target: Target): Promise<void>;
   /** Puts data into a target so that it counts as not empty. */
-  fill(target: unknown): Promise<void>;
+  fill(target: Target): Promise<void>;
   /** A comparable description of the source's data, or of a restored target. */
-  describe(target?: unknown): Promise<unknown>;
+  describe(target?: Target): Promise<unknown>;
   /** What exists beside a target (its folder's listing, the server's databases): a restore that fails must not change it. */
-  surroundings(target: unknown): Promise<unknown>;
+  surroundings(target: Target): Promise<unknown>;
   /** The snapshot's estimate is exact (a file's size), not a catalog's guess (a database's pages). */
   exactEstimate: boolean;
   /** Servers for throwaway targets, by kind, as `verifyBackup` passes them (`{ postgres: url }`). */
-  servers?: Readonly<Record<string, unknown>>;
+  servers?: ScratchServers;
   cleanup(): Promise<void>;
 }
 
@@ -46,11 +48,11 @@ async function collect(snapshot: Snapshot): Promise<Array<{ entry: Entry; body: 
 }
 
 /** Streams a snapshot's entries into a restorer's sink, as the engine does; returns the sink and the manifest's view of them. */
-async function writeSnapshot(harness: SourceHarness, parsed: unknown): Promise<{ sink: RestoreSink; archived: ArchivedEntry[] }> {
-  await harness.restorer.check(parsed);
+async function writeSnapshot<Target>(harness: SourceHarness<Target>, parsed: unknown): Promise<{ sink: RestoreSink; archived: ArchivedEntry[] }> {
+  await harness.kind.restorer.check(parsed);
   const snapshot = await harness.source.open(noWarnings);
   try {
-    const sink = await harness.restorer.begin(parsed, new AbortController().signal);
+    const sink = await harness.kind.restorer.begin(parsed, new AbortController().signal);
     const archived: ArchivedEntry[] = [];
     for (const { entry, body } of await collect(snapshot)) {
       const restoreEntry: RestoreEntry = {
@@ -74,8 +76,8 @@ async function writeSnapshot(harness: SourceHarness, parsed: unknown): Promise<{
 }
 
 /** Restores a snapshot's entries through the restorer, as the engine does, up to `until`. */
-async function restoreInto(harness: SourceHarness, target: unknown, until: 'prepare' | 'commit' | 'abort' | 'abort-after-commit'): Promise<void> {
-  const { sink } = await writeSnapshot(harness, harness.restorer.parseTarget(target, harness.source.name));
+async function restoreInto<Target>(harness: SourceHarness<Target>, target: Target, until: 'prepare' | 'commit' | 'abort' | 'abort-after-commit'): Promise<void> {
+  const { sink } = await writeSnapshot(harness, harness.kind.restorer.parseTarget(target, harness.source.name));
   if (until === 'abort') return await sink.abort();
   await sink.prepare();
   if (until === 'prepare') return;
@@ -83,9 +85,9 @@ async function restoreInto(harness: SourceHarness, target: unknown, until: 'prep
   if (until === 'abort-after-commit') await sink.abort();
 }
 
-export function testSource(label: string, make: () => Promise<SourceHarness>): void {
+export function testSource<Target>(label: string, make: () => Promise<SourceHarness<Target>>): void {
   describe(`source conformance: ${label}`, () => {
-    const withHarness = (fn: (h: SourceHarness) => Promise<void>) => async () => {
+    const withHarness = (fn: (h: SourceHarness<Target>) => Promise<void>) => async () => {
       const harness = await make();
       try {
         await fn(harness);
@@ -94,10 +96,13 @@ export function testSource(label: string, make: () => Promise<SourceHarness>): v
       }
     };
 
-    it('describes itself', withHarness(async ({ source, restorer }) => {
+    it('describes itself, and its targets in a few words', withHarness(async ({ source, kind, freshTarget }) => {
       assert.equal(typeof source.name, 'string');
-      assert.equal(source.kind, restorer.kind);
+      assert.equal(source.kind, kind.kind);
+      assert.equal(kind.restorer.kind, kind.kind);
       assert.ok(source.role === 'database' || source.role === 'files');
+      const described = kind.describeTarget(await freshTarget());
+      assert.match(described, /^\S.*$/, 'one line, for the CLI\'s restore summary');
     }));
 
     it('streams safe, unique entries whose bodies have the announced size', withHarness(async ({ source, exactEstimate }) => {
@@ -146,7 +151,7 @@ export function testSource(label: string, make: () => Promise<SourceHarness>): v
       const target = await h.freshTarget();
       await h.fill(target);
       const before = await h.describe(target);
-      await rejectsWithCode(h.restorer.check(h.restorer.parseTarget(target, h.source.name)), 'TARGET_NOT_EMPTY');
+      await rejectsWithCode(h.kind.restorer.check(h.kind.restorer.parseTarget(target, h.source.name)), 'TARGET_NOT_EMPTY');
       assert.deepEqual(await h.describe(target), before);
     }));
 
@@ -160,11 +165,11 @@ export function testSource(label: string, make: () => Promise<SourceHarness>): v
     }));
 
     it('makes a throwaway target, reads back what it restored there without a problem, and removes it', withHarness(async (h) => {
-      assert.ok(h.restorer.scratch, 'verifyBackup and restore drills need scratch()');
+      assert.ok(h.kind.restorer.scratch, 'verifyBackup and restore drills need scratch()');
       const dir = await mkdtemp(join(tmpdir(), 'backupkit-conformance-scratch-'));
       try {
-        const scratch = await h.restorer.scratch({ dir, servers: h.servers ?? {} }, h.source.name);
-        const { sink, archived } = await writeSnapshot(h, h.restorer.parseTarget(scratch.target, h.source.name));
+        const scratch = await h.kind.restorer.scratch({ dir, servers: { ...h.servers } }, h.source.name);
+        const { sink, archived } = await writeSnapshot(h, h.kind.restorer.parseTarget(scratch.target, h.source.name));
         await sink.prepare();
         await sink.commit();
         assert.ok(sink.verify, 'verifyBackup needs verify()');
@@ -173,7 +178,7 @@ export function testSource(label: string, make: () => Promise<SourceHarness>): v
         })());
         assert.ok(checks.length > 0);
         for (const check of checks) assert.deepEqual(check.problems, [], check.name);
-        assert.deepEqual(await h.describe(scratch.target), await h.describe());
+        assert.deepEqual(await h.describe(scratch.target as Target), await h.describe());
         await scratch.remove();
         assert.deepEqual(await readdir(dir), [], 'nothing is left in the scratch folder');
       } finally {
@@ -182,7 +187,7 @@ export function testSource(label: string, make: () => Promise<SourceHarness>): v
     }));
 
     it('rejects a target without its required fields', withHarness(async (h) => {
-      assert.throws(() => h.restorer.parseTarget({}, h.source.name), { code: 'INVALID_OPTIONS' });
+      assert.throws(() => h.kind.restorer.parseTarget({}, h.source.name), { code: 'INVALID_OPTIONS' });
     }));
   });
 }

@@ -114,3 +114,45 @@ export function raw({ header, body }: CraftedEntry): RawEntry {
   const typeflags: Record<string, string> = { file: '0', directory: '5', symlink: '2' };
   return { name: header.name, typeflag: typeflags[header.type ?? 'file'] ?? '0', ...(body ? { body } : {}), ...(header.linkname ? { linkname: header.linkname } : {}) };
 }
+
+export interface CraftedTocEntry {
+  sql: string;
+  owner?: string;
+  /** A pre-data SCHEMA entry unless told. */
+  kind?: string;
+  section?: string;
+}
+
+/**
+ * The entries of a PostgreSQL source whose toc.json holds `statements` as pre-data entries, what a
+ * hostile archive's author writes, `database` over its defaults, and one table `public.t` with one row (a chunk that is spooled).
+ */
+export function pgSource(statements: CraftedTocEntry[], database: Record<string, unknown> = {}): CraftedEntry[] {
+  const file = (name: string, body: Buffer): CraftedEntry => ({ header: { name: `sources/pg/${name}`, type: 'file', size: body.length }, body });
+  const rows = Buffer.from('1\n');
+  const table = { entry: 1, qualifiedName: 'public.t', columns: ['id'], dataPath: 'data/1-public.t', estimatedBytes: 0 };
+  const toc = {
+    formatVersion: 1,
+    server: { version: '15', versionNum: 150000 },
+    database: { name: 'app', encoding: 'UTF8', collate: 'C', ctype: 'C', ...database },
+    entries: [
+      { id: 1, kind: 'TABLE', schema: 'public', name: 't', section: 'pre-data', deps: [], sql: 'CREATE TABLE public.t (id integer);' },
+      ...statements.map(({ sql: text, owner, kind = 'SCHEMA', section = 'pre-data' }, index) => ({ id: index + 2, kind, schema: null, name: `s${index}`, section, deps: [], sql: text, ...(owner ? { owner } : {}) })),
+    ],
+    tables: [table],
+    largeObjects: [],
+  };
+  const summary = { entry: 1, rows: 1, bytes: rows.length, chunks: 1, sha256: createHash('sha256').update(rows).digest('hex') };
+  return [
+    headerEntry([{ name: 'pg', kind: 'postgres' }]),
+    file('toc.json', Buffer.from(JSON.stringify(toc))),
+    file('data/1-public.t/000001.copy', rows),
+    file('data.json', Buffer.from(JSON.stringify({ tables: [summary] }))),
+  ];
+}
+
+/** An archive whose manifest agrees with every entry: only what the restore itself enforces stands in the way. */
+export async function consistentArchive(statements: CraftedTocEntry[], database: Record<string, unknown> = {}): Promise<Buffer> {
+  const entries = pgSource(statements, database);
+  return craftArchive([...entries, manifestFor(entries)]);
+}

@@ -1,12 +1,23 @@
 import { randomBytes } from 'node:crypto';
-import { PassThrough, type Readable } from 'node:stream';
-import type { TokenCredential } from '@azure/core-auth';
-import type { AnonymousCredential, BlobItem, BlobServiceClient, ContainerClient, StorageSharedKeyCredential } from '@azure/storage-blob';
+import { PassThrough, Readable } from 'node:stream';
+import type * as AzureSdk from '@azure/storage-blob';
+import type { BlobItem, ContainerClient } from '@azure/storage-blob';
 import { BackupError } from '../../errors.js';
-import type { Destination, StoredObject, Upload } from '../../types.js';
+import type { Destination, ReadRange, StoredObject, Upload } from '../../types.js';
+import { optionalPeer } from '../../util/peers.js';
 import { checkObjectName } from '../object-name.js';
-import { optionalSdk } from '../optional-sdk.js';
+import { checkRange } from '../range.js';
 import { BlockWriter } from './block-writer.js';
+
+/**
+ * An application's own `BlobServiceClient` of `@azure/storage-blob`. Declared here so that
+ * backupkit's types do not need the Azure SDK in an application that does not use Azure.
+ * @public
+ */
+export interface AzureServiceClientLike {
+  /** A client of one container. */
+  getContainerClient(containerName: string): object;
+}
 
 /**
  * Options of {@link azure}. Give `connectionString`, or `account` with `credential`, or `client`.
@@ -24,10 +35,13 @@ export interface AzureOptions {
   connectionString?: string;
   /** The storage account name, served at `https://<account>.blob.core.windows.net`; needs `credential`. */
   account?: string;
-  /** With `account`: a `TokenCredential` (such as `@azure/identity`'s `DefaultAzureCredential`) or a `StorageSharedKeyCredential`. */
-  credential?: TokenCredential | StorageSharedKeyCredential | AnonymousCredential;
-  /** Your application's own client; the options above except `container` and `prefix` are then ignored. */
-  client?: BlobServiceClient;
+  /**
+   * With `account`: a `TokenCredential` (such as `@azure/identity`'s `DefaultAzureCredential`), a
+   * `StorageSharedKeyCredential` or an `AnonymousCredential` of `@azure/storage-blob`.
+   */
+  credential?: object;
+  /** Your application's own `BlobServiceClient`; the options above except `container` and `prefix` are then ignored. */
+  client?: AzureServiceClientLike;
   /** Bytes per staged block, from 1 MiB to 4000 MiB; default 8 MiB. Memory is about blockSize x (concurrency + 1). */
   blockSize?: number;
   /** Blocks uploaded at once; default 4. */
@@ -57,7 +71,11 @@ const MAX_BLOCKS = 50_000;
 const DEFAULT_ABANDONED_UPLOAD_AGE_MS = 24 * 3_600_000;
 const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
 
-const loadSdk = optionalSdk(() => import('@azure/storage-blob'), '@azure/storage-blob', 'azure');
+/** The Azure SDK, imported when an Azure destination is first used. */
+const loadSdk = optionalPeer(
+  { name: '@azure/storage-blob', feature: 'Azure destinations', install: ['@azure/storage-blob'] },
+  (): Promise<typeof AzureSdk> => import('@azure/storage-blob'),
+);
 
 /**
  * Azure Blob Storage. Archives stream up as staged blocks, at most `concurrency` at once, and
@@ -102,10 +120,10 @@ export function azure(options: AzureOptions): Destination {
     (connecting ??= loadSdk().then((sdk) => {
       const pipeline = { retryOptions: { maxTries: options.maxAttempts ?? 5 } };
       const service =
-        options.client ??
+        (options.client as AzureSdk.BlobServiceClient | undefined) ??
         (options.connectionString !== undefined
           ? sdk.BlobServiceClient.fromConnectionString(options.connectionString, pipeline)
-          : new sdk.BlobServiceClient(`https://${options.account}.blob.core.windows.net`, options.credential, pipeline));
+          : new sdk.BlobServiceClient(`https://${options.account}.blob.core.windows.net`, options.credential as AzureSdk.StorageSharedKeyCredential, pipeline));
       return service.getContainerClient(options.container);
     })).catch((cause: unknown) => {
       connecting = undefined;
@@ -193,7 +211,7 @@ export function azure(options: AzureOptions): Destination {
   return {
     kind: 'azure',
     description,
-    capabilities: { atomicCommit: true, deferredCommit: true },
+    capabilities: { deferredCommit: true },
 
     async create(name: string): Promise<Upload> {
       checkObjectName(name);
@@ -243,12 +261,14 @@ export function azure(options: AzureOptions): Destination {
       };
     },
 
-    async open(name: string, range: { offset?: number; length?: number } = {}): Promise<Readable> {
+    async open(name: string, range?: ReadRange): Promise<Readable> {
       checkObjectName(name);
+      const { start, end } = checkRange(range);
       const client = await container();
       try {
         // Timed until the first byte only: a restore may read the body slowly.
-        const response = await timed((abortSignal) => client.getBlockBlobClient(key(name)).download(range.offset ?? 0, range.length, { abortSignal }));
+        const length = end === undefined ? undefined : end - start;
+        const response = await timed((abortSignal) => client.getBlockBlobClient(key(name)).download(start, length, { abortSignal }));
         const body = response.readableStreamBody as Readable;
         const out = new PassThrough({ highWaterMark: MIB });
         body.on('error', (cause) => out.destroy(failed(`reading ${name}`, cause)));
@@ -256,6 +276,7 @@ export function azure(options: AzureOptions): Destination {
         return body.pipe(out);
       } catch (cause) {
         if (isMissingBlob(cause)) throw notFound(name, cause);
+        if (isBeyondEnd(cause)) return Readable.from([]); // a range past the end: no bytes, as a file read there
         throw failed(`reading ${name}`, cause);
       }
     },
@@ -340,6 +361,10 @@ function isTaken(error: unknown): boolean {
 
 function isInvalidBlockList(error: unknown): boolean {
   return errorCode(error) === 'InvalidBlockList';
+}
+
+function isBeyondEnd(error: unknown): boolean {
+  return errorCode(error) === 'InvalidRange' || (error as AzureRestError | undefined)?.statusCode === 416;
 }
 
 function isMissingBlob(error: unknown): boolean {

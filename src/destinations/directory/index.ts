@@ -2,10 +2,11 @@ import { createReadStream } from 'node:fs';
 import { link, mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { BackupError } from '../../errors.js';
-import type { Destination, StoredObject, Upload } from '../../types.js';
+import type { Destination, ReadRange, StoredObject, Upload } from '../../types.js';
 import { fsyncPath } from '../../util/fs.js';
 import { isAbandoned, ownerTag } from '../../util/leftovers.js';
 import { checkObjectName } from '../object-name.js';
+import { checkRange } from '../range.js';
 
 /**
  * Options of {@link directory}.
@@ -63,7 +64,7 @@ export function directory(options: DirectoryOptions): Destination {
   return {
     kind: 'directory',
     description,
-    capabilities: { atomicCommit: true, deferredCommit: true },
+    capabilities: { deferredCommit: true },
 
     async create(name: string): Promise<Upload> {
       checkObjectName(name);
@@ -113,8 +114,9 @@ export function directory(options: DirectoryOptions): Destination {
       };
     },
 
-    async open(name: string) {
+    async open(name: string, range?: ReadRange) {
       checkObjectName(name);
+      const { start, end } = checkRange(range);
       const path = join(root, name);
       try {
         await stat(path);
@@ -122,7 +124,8 @@ export function directory(options: DirectoryOptions): Destination {
         if ((cause as NodeJS.ErrnoException).code === 'ENOENT') throw new BackupError('NOT_FOUND', `${description} has no ${name}`, { cause });
         throw failed(`opening ${name}`, cause);
       }
-      return createReadStream(path, { highWaterMark: 1024 * 1024 });
+      // createReadStream's `end` is inclusive.
+      return createReadStream(path, { highWaterMark: 1024 * 1024, start, end: end === undefined ? Infinity : end - 1 });
     },
 
     async *list(prefix = ''): AsyncIterable<StoredObject> {

@@ -1,7 +1,8 @@
 import { Readable, Writable } from 'node:stream';
 import { BackupError } from '../../errors.js';
-import type { Destination, StoredObject, Upload } from '../../types.js';
+import type { Destination, ReadRange, StoredObject, Upload } from '../../types.js';
 import { checkObjectName } from '../object-name.js';
+import { checkRange } from '../range.js';
 
 const READ_CHUNK = 64 * 1024;
 /** Numbers each memory destination, so that two of them are told apart in `to` and in messages. */
@@ -20,7 +21,7 @@ export function memory(): Destination {
   return {
     kind: 'memory',
     description,
-    capabilities: { atomicCommit: true, deferredCommit: true },
+    capabilities: { deferredCommit: true },
 
     async create(name: string): Promise<Upload> {
       checkObjectName(name);
@@ -44,11 +45,12 @@ export function memory(): Destination {
       };
     },
 
-    async open(name: string) {
+    async open(name: string, range?: ReadRange) {
       checkObjectName(name);
+      const { start, end } = checkRange(range);
       const object = objects.get(name);
       if (!object) throw notFound(name);
-      const { bytes } = object;
+      const bytes = object.bytes.subarray(start, end);
       return Readable.from(
         (function* () {
           for (let offset = 0; offset < bytes.length; offset += READ_CHUNK) yield bytes.subarray(offset, offset + READ_CHUNK);

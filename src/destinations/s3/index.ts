@@ -1,20 +1,52 @@
-import { PassThrough, type Readable } from 'node:stream';
-import {
-  AbortMultipartUploadCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListMultipartUploadsCommand,
-  S3Client,
-  S3ServiceException,
-  paginateListObjectsV2,
-  type S3ClientConfig,
-  type StorageClass,
-} from '@aws-sdk/client-s3';
-import { Upload as MultipartUpload } from '@aws-sdk/lib-storage';
+import { PassThrough, Readable } from 'node:stream';
+import type * as S3Sdk from '@aws-sdk/client-s3';
+import type * as S3Storage from '@aws-sdk/lib-storage';
 import { BackupError } from '../../errors.js';
-import type { Destination, StoredObject, Upload } from '../../types.js';
+import type { Destination, ReadRange, StoredObject, Upload } from '../../types.js';
+import { optionalPeer, type Peer } from '../../util/peers.js';
 import { checkObjectName } from '../object-name.js';
+import { checkRange } from '../range.js';
+import { withRetry, type RetryOptions } from '../retry.js';
+
+const PEER: Omit<Peer, 'name'> = { feature: 'S3 destinations', install: ['@aws-sdk/client-s3', '@aws-sdk/lib-storage'] };
+/** The AWS SDK, imported when an S3 destination is first used. */
+const loadS3 = optionalPeer({ name: '@aws-sdk/client-s3', ...PEER }, (): Promise<typeof S3Sdk> => import('@aws-sdk/client-s3'));
+/** Its multipart upload helper, imported when a first archive is written. */
+const loadS3Storage = optionalPeer({ name: '@aws-sdk/lib-storage', ...PEER }, (): Promise<typeof S3Storage> => import('@aws-sdk/lib-storage'));
+
+/**
+ * An application's own S3 client, such as an `S3Client` of `@aws-sdk/client-s3`. Declared here so
+ * that backupkit's types do not need the AWS SDK in an application that does not use S3.
+ * @public
+ */
+export interface S3ClientLike {
+  /** Sends an S3 command. */
+  send(command: never, options?: never): Promise<unknown>;
+  /** The client's resolved settings, read by the multipart upload helper. */
+  readonly config: object;
+}
+
+/**
+ * An access key, as the AWS SDK's `AwsCredentialIdentity`.
+ * @public
+ */
+export interface S3AccessKey {
+  /** The access key ID. */
+  readonly accessKeyId: string;
+  /** The secret access key. */
+  readonly secretAccessKey: string;
+  /** With temporary credentials: their session token. */
+  readonly sessionToken?: string;
+  /** With temporary credentials: when they expire. */
+  readonly expiration?: Date;
+}
+
+/**
+ * S3 credentials: an access key, or a function resolving one (as the AWS SDK's credential
+ * providers do).
+ * @public
+ */
+export type S3Credentials = S3AccessKey | (() => Promise<S3AccessKey>);
 
 /**
  * Options of {@link s3}.
@@ -32,9 +64,9 @@ export interface S3Options {
   /** Address buckets as `endpoint/bucket` (MinIO and most local servers need it). */
   forcePathStyle?: boolean;
   /** Default: the AWS SDK's credential chain (environment, profile, instance role). */
-  credentials?: S3ClientConfig['credentials'];
-  /** Your application's own client; the options above except `bucket` and `prefix` are then ignored. */
-  client?: S3Client;
+  credentials?: S3Credentials;
+  /** Your application's own `S3Client`; the options above except `bucket` and `prefix` are then ignored. */
+  client?: S3ClientLike;
   /** Multipart part size in bytes, at least 5 MiB; default 16 MiB. Memory is about partSize x (queueSize + 1). */
   partSize?: number;
   /** Parts uploaded at once; default 4. */
@@ -63,7 +95,13 @@ export interface S3Options {
    * `GLACIER` or `DEEP_ARCHIVE` must be restored (thawed) in S3 before backupkit can read it:
    * restoring it before then fails with `DESTINATION_FAILED`, whose hint says how.
    */
-  storageClass?: StorageClass;
+  storageClass?: string;
+  /**
+   * Retries of whole operations after a transient failure, on top of the SDK's per-request
+   * attempts (see {@link withRetry}): a download that breaks midway resumes from the byte it
+   * reached. Default: 3 attempts.
+   */
+  retry?: RetryOptions;
 }
 
 const MIN_PART_SIZE = 5 * 1024 * 1024;
@@ -83,7 +121,8 @@ const TIMEOUT_HINT = 'The S3 server did not answer in time: check that it is rea
  * (`ALREADY_EXISTS`); the server must support conditional writes (AWS S3 does since 2024).
  *
  * Every request has a connection and an idle timeout, so a frozen server fails the operation
- * with `DESTINATION_FAILED` instead of hanging it. The first `create()` aborts abandoned
+ * with `DESTINATION_FAILED` instead of hanging it; timeouts, dropped connections and server errors
+ * are retried (`maxAttempts`, `retry`). The first `create()` aborts abandoned
  * multipart uploads (see `abandonedUploadAge`).
  * @public
  */
@@ -108,24 +147,34 @@ export function s3(options: S3Options): Destination {
   }
   const { bucket, storageClass } = options;
   const prefix = options.prefix ? options.prefix.replace(/^\/+/, '').replace(/\/*$/, '/') : '';
-  const client =
-    options.client ??
-    new S3Client({
-      region: options.region ?? 'us-east-1',
-      maxAttempts: options.maxAttempts ?? 5,
-      requestHandler: {
-        connectionTimeout: options.connectionTimeout ?? DEFAULT_CONNECTION_TIMEOUT_MS,
-        socketTimeout: options.socketTimeout ?? DEFAULT_SOCKET_TIMEOUT_MS,
-      },
-      ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
-      ...(options.forcePathStyle === undefined ? {} : { forcePathStyle: options.forcePathStyle }),
-      ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
-    });
+  let connecting: Promise<{ sdk: typeof S3Sdk; client: S3Sdk.S3Client }> | undefined;
+  /** The SDK and the client, on first use: a destination made but never used loads nothing. */
+  const connect = () =>
+    (connecting ??= loadS3().then((sdk) => {
+      const client =
+        (options.client as S3Sdk.S3Client | undefined) ??
+        new sdk.S3Client({
+          region: options.region ?? 'us-east-1',
+          maxAttempts: options.maxAttempts ?? 5,
+          requestHandler: {
+            connectionTimeout: options.connectionTimeout ?? DEFAULT_CONNECTION_TIMEOUT_MS,
+            socketTimeout: options.socketTimeout ?? DEFAULT_SOCKET_TIMEOUT_MS,
+          },
+          ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
+          ...(options.forcePathStyle === undefined ? {} : { forcePathStyle: options.forcePathStyle }),
+          ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+        });
+      return { sdk, client };
+    }).catch((cause: unknown) => {
+      connecting = undefined; // installed meanwhile: the next call tries again
+      throw cause;
+    }));
   const description = `s3://${bucket}/${prefix}`;
   const key = (name: string) => `${prefix}${name}`;
   const failed = (action: string, cause: unknown) =>
     new BackupError('DESTINATION_FAILED', `${description}: ${action} failed: ${(cause as Error).message}`, {
       cause,
+      transient: isTransient(cause),
       ...((cause as Error | undefined)?.name === 'TimeoutError' ? { hint: TIMEOUT_HINT } : {}),
     });
   const exists = (name: string, cause: unknown) =>
@@ -134,11 +183,12 @@ export function s3(options: S3Options): Destination {
 
   /** Visits the multipart uploads under the prefix older than `abandonedUploadAge`. */
   const forEachAbandonedUpload = async (visit: (upload: { Key: string; UploadId: string }) => Promise<void>): Promise<string[]> => {
+    const { sdk, client } = await connect();
     const visited: string[] = [];
     const oldest = Date.now() - abandonedUploadAge;
     let markers: { KeyMarker?: string; UploadIdMarker?: string } = {};
     for (;;) {
-      const page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix, ...markers }));
+      const page = await client.send(new sdk.ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix, ...markers }));
       for (const { Key, UploadId, Initiated } of page.Uploads ?? []) {
         if (Key === undefined || UploadId === undefined || (Initiated?.getTime() ?? Infinity) > oldest) continue;
         await visit({ Key, UploadId });
@@ -151,28 +201,30 @@ export function s3(options: S3Options): Destination {
 
   const removeLeftovers = (): Promise<string[]> =>
     forEachAbandonedUpload(async ({ Key, UploadId }) => {
-      await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key, UploadId }));
-    }).catch((cause: unknown) => {
-      throw failed('aborting abandoned multipart uploads', cause);
-    });
+      const { sdk, client } = await connect();
+      await client.send(new sdk.AbortMultipartUploadCommand({ Bucket: bucket, Key, UploadId }));
+    }).catch(rethrowAs('aborting abandoned multipart uploads'));
 
-  const listLeftovers = (): Promise<string[]> =>
-    forEachAbandonedUpload(async () => {}).catch((cause: unknown) => {
-      throw failed('listing abandoned multipart uploads', cause);
-    });
+  const listLeftovers = (): Promise<string[]> => forEachAbandonedUpload(async () => {}).catch(rethrowAs('listing abandoned multipart uploads'));
 
-  return {
+  /** Wraps an SDK failure; a BackupError (a missing SDK) passes through. */
+  const rethrowAs = (action: string) => (cause: unknown): never => {
+    throw cause instanceof BackupError ? cause : failed(action, cause);
+  };
+
+  const destination: Destination = {
     kind: 's3',
     description,
-    capabilities: { atomicCommit: true, deferredCommit: false },
+    capabilities: { deferredCommit: false },
 
     async create(name: string): Promise<Upload> {
       checkObjectName(name);
+      const [{ client }, { Upload: MultipartUpload }] = await Promise.all([connect(), loadS3Storage()]);
       // Best effort: a backup does not fail for want of tidying up; prune reports it.
       await (swept ??= removeLeftovers().catch(() => []));
       const stream = new PassThrough({ highWaterMark: 1024 * 1024 });
       // If-None-Match reaches both PutObject (small objects) and CompleteMultipartUpload.
-      const params = { Bucket: bucket, Key: key(name), Body: stream, IfNoneMatch: '*', ...(storageClass === undefined || isSmallObject(name) ? {} : { StorageClass: storageClass }) };
+      const params = { Bucket: bucket, Key: key(name), Body: stream, IfNoneMatch: '*', ...(storageClass === undefined || isSmallObject(name) ? {} : { StorageClass: storageClass as S3Sdk.StorageClass }) };
       const upload = new MultipartUpload({ client, params, partSize, queueSize, leavePartsOnError: false });
       const uploadFailed = (cause: unknown) => (isTaken(cause) ? exists(name, cause) : failed(`uploading ${name}`, cause));
       const done = upload.done();
@@ -194,7 +246,8 @@ export function s3(options: S3Options): Destination {
         async abort() {
           stream.destroy();
           if (completed || (await done.then(() => true, () => false))) {
-            await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key(name) }));
+            const { sdk } = await connect();
+            await client.send(new sdk.DeleteObjectCommand({ Bucket: bucket, Key: key(name) }));
           } else {
             await upload.abort().catch(() => {}); // already aborted by the failure itself
           }
@@ -202,10 +255,13 @@ export function s3(options: S3Options): Destination {
       };
     },
 
-    async open(name: string): Promise<Readable> {
+    async open(name: string, range?: ReadRange): Promise<Readable> {
       checkObjectName(name);
+      const { start, end } = checkRange(range);
+      const { sdk, client } = await connect();
       try {
-        const { Body } = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key(name) }));
+        const Range = start === 0 && end === undefined ? undefined : `bytes=${start}-${end === undefined ? '' : end - 1}`;
+        const { Body } = await client.send(new sdk.GetObjectCommand({ Bucket: bucket, Key: key(name), ...(Range && { Range }) }));
         const body = Body as Readable;
         // The SDK's socket timeout ends a silent download with its own error; say which and where.
         const out = new PassThrough({ highWaterMark: 1024 * 1024 });
@@ -220,13 +276,15 @@ export function s3(options: S3Options): Destination {
             hint: `Restore it first (aws s3api restore-object --bucket ${bucket} --key ${key(name)} --restore-request Days=3), wait until aws s3api head-object shows ongoing-request="false" (minutes to hours for GLACIER, up to 48 hours for DEEP_ARCHIVE), then run this again.`,
           });
         }
+        if (isBeyondEnd(cause)) return Readable.from([]); // a range past the end: no bytes, as a file read there
         throw failed(`reading ${name}`, cause);
       }
     },
 
     async *list(namePrefix = ''): AsyncIterable<StoredObject> {
+      const { sdk, client } = await connect();
       try {
-        for await (const page of paginateListObjectsV2({ client }, { Bucket: bucket, Prefix: key(namePrefix) })) {
+        for await (const page of sdk.paginateListObjectsV2({ client }, { Bucket: bucket, Prefix: key(namePrefix) })) {
           for (const object of page.Contents ?? []) {
             const name = (object.Key ?? '').slice(prefix.length);
             if (name === '' || name.includes('/')) continue; // a deeper folder, not ours
@@ -240,10 +298,11 @@ export function s3(options: S3Options): Destination {
 
     async remove(name: string) {
       checkObjectName(name);
+      const { sdk, client } = await connect();
       try {
         // DELETE succeeds on a missing key; HEAD first, so a missing object is NOT_FOUND as elsewhere.
-        await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key(name) }));
-        await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key(name) }));
+        await client.send(new sdk.HeadObjectCommand({ Bucket: bucket, Key: key(name) }));
+        await client.send(new sdk.DeleteObjectCommand({ Bucket: bucket, Key: key(name) }));
       } catch (cause) {
         if (isMissing(cause)) throw new BackupError('NOT_FOUND', `${description} has no ${name}`, { cause });
         throw failed(`removing ${name}`, cause);
@@ -253,11 +312,21 @@ export function s3(options: S3Options): Destination {
     removeLeftovers,
     listLeftovers,
   };
+  return withRetry(destination, options.retry);
+}
+
+/** What the SDK's errors carry: a name, an HTTP status, and whether the SDK deems it retryable. */
+type SdkError = { name?: string; code?: string; $metadata?: { httpStatusCode?: number }; $retryable?: unknown } | undefined;
+
+/** Told by shape, not class: an application's own client may come from another copy of the SDK. */
+function status(error: unknown): number | undefined {
+  return (error as SdkError)?.$metadata?.httpStatusCode;
 }
 
 /** A conditional write refused because the key exists (412), or raced by another write (409). */
 function isTaken(error: unknown): boolean {
-  return error instanceof S3ServiceException && (error.name === 'PreconditionFailed' || error.name === 'ConditionalRequestConflict' || error.$metadata.httpStatusCode === 412);
+  const { name } = (error as SdkError) ?? {};
+  return name === 'PreconditionFailed' || name === 'ConditionalRequestConflict' || status(error) === 412;
 }
 
 /** Sidecars and name claims: read by every listing and claim, so they never go to a cold class. */
@@ -267,9 +336,26 @@ function isSmallObject(name: string): boolean {
 
 /** GetObject on an object in GLACIER or DEEP_ARCHIVE that is not restored. */
 function isFrozen(error: unknown): boolean {
-  return error instanceof S3ServiceException && error.name === 'InvalidObjectState';
+  return (error as SdkError)?.name === 'InvalidObjectState';
 }
 
 function isMissing(error: unknown): boolean {
-  return error instanceof S3ServiceException && (error.name === 'NoSuchKey' || error.name === 'NotFound' || error.$metadata.httpStatusCode === 404);
+  const { name } = (error as SdkError) ?? {};
+  return name === 'NoSuchKey' || name === 'NotFound' || status(error) === 404;
+}
+
+function isBeyondEnd(error: unknown): boolean {
+  return (error as SdkError)?.name === 'InvalidRange' || status(error) === 416;
+}
+
+/** Network errors: the connection failed, not the request, and a new connection may well work. */
+const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE']);
+
+/** Timeouts, dropped connections, throttling and server errors: the same request may succeed later. */
+function isTransient(error: unknown): boolean {
+  const sdkError = error as SdkError;
+  if (sdkError?.$retryable) return true;
+  const code = status(error);
+  if (code !== undefined) return code >= 500 || code === 429 || code === 408;
+  return sdkError?.name === 'TimeoutError' || TRANSIENT_CODES.has(sdkError?.code ?? '');
 }

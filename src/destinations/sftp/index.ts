@@ -1,12 +1,14 @@
 import { homedir } from 'node:os';
 import { posix } from 'node:path';
 import { Readable, Writable } from 'node:stream';
+import type * as Ssh2 from 'ssh2';
 import type { Client, SFTPWrapper } from 'ssh2';
 import { BackupError } from '../../errors.js';
-import type { Destination, StoredObject, Upload } from '../../types.js';
+import type { Destination, ReadRange, StoredObject, Upload } from '../../types.js';
 import { isAbandoned, ownerTag } from '../../util/leftovers.js';
+import { optionalPeer } from '../../util/peers.js';
 import { checkObjectName } from '../object-name.js';
-import { optionalSdk } from '../optional-sdk.js';
+import { checkRange } from '../range.js';
 import { fingerprint, isAccepted, parseHostKey, readKnownHosts, type AcceptedKeys } from './host-key.js';
 
 /**
@@ -57,7 +59,8 @@ const SFTP_EOF = 1;
 const SFTP_NO_SUCH_FILE = 2;
 const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
 
-const loadSdk = optionalSdk(() => import('ssh2'), 'ssh2', 'sftp');
+/** ssh2, imported when an SFTP destination first connects. */
+const loadSdk = optionalPeer({ name: 'ssh2', feature: 'SFTP destinations', install: ['ssh2'] }, (): Promise<typeof Ssh2> => import('ssh2'));
 
 interface Session {
   client: Client;
@@ -252,7 +255,7 @@ export function sftp(options: SftpOptions): Destination {
   return {
     kind: 'sftp',
     description,
-    capabilities: { atomicCommit: true, deferredCommit: true },
+    capabilities: { deferredCommit: true },
 
     async create(name: string): Promise<Upload> {
       checkObjectName(name);
@@ -336,8 +339,9 @@ export function sftp(options: SftpOptions): Destination {
       };
     },
 
-    async open(name: string, range: { offset?: number; length?: number } = {}): Promise<Readable> {
+    async open(name: string, range?: ReadRange): Promise<Readable> {
       checkObjectName(name);
+      const { start, end = Infinity } = checkRange(range);
       const channel = await acquire();
       let handle: Buffer;
       try {
@@ -347,8 +351,7 @@ export function sftp(options: SftpOptions): Destination {
         if (sftpCode(cause) === SFTP_NO_SUCH_FILE) throw notFound(name, cause);
         throw failed(`reading ${name}`, cause);
       }
-      const end = (range.offset ?? 0) + (range.length ?? Infinity);
-      let position = range.offset ?? 0; // of the next byte to push
+      let position = start; // of the next byte to push
       let requested = position; // of the next byte to ask for
       /** Reads asked for and not yet pushed, in order: one at a time would cap a restore at one chunk per round trip. */
       const ahead: { want: number; bytes: Promise<Buffer> }[] = [];

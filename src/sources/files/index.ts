@@ -4,7 +4,7 @@ import { BackupError, asBackupError } from '../../errors.js';
 import type { Entry, Snapshot, SnapshotContext, Source } from '../../types.js';
 import { isNotFound } from '../../util/fs.js';
 import { estimateTree, walkTree } from './walk.js';
-import type { WalkItem } from './walker.js';
+import type { WalkItem } from './walk.worker.js';
 
 export { filesRestorer, type FilesTarget } from './restore.js';
 

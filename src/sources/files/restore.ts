@@ -1,13 +1,12 @@
 import { lstat, lutimes, mkdir, open, readdir, rename, rm, symlink, utimes, chmod, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { Worker } from 'node:worker_threads';
 import { BackupError, asBackupError } from '../../errors.js';
 import type { RestoreEntry, RestoreSink, Restorer, ScratchTarget } from '../../types.js';
 import { SpaceBudget, fsyncPath, isNotFound, removeCreatedParents, stagingPath } from '../../util/fs.js';
 import { SMALL_FILE } from './walk.js';
 import { verifyTree } from './verify.js';
-import type { FileToWrite, WriterReply, WriterRequest } from './writer.js';
+import { WriteBehind, unsafeEntry } from './write-behind.js';
 
 /**
  * Restore target of a files source.
@@ -24,10 +23,6 @@ export interface FilesTarget {
 }
 
 const WRITE_CHUNK = 256 * 1024;
-/** Small files go to the writer thread in batches; memory stays under ~BATCHES_IN_FLIGHT x BATCH_BYTES. */
-const BATCH_FILES = 256;
-const BATCH_BYTES = 4 * 1024 * 1024;
-const BATCHES_IN_FLIGHT = 4;
 /** Permission bits restored by default: setuid, setgid and sticky only when asked for. */
 const PERMISSION_BITS = 0o777;
 const ALL_MODE_BITS = 0o7777;
@@ -80,23 +75,21 @@ export const filesRestorer: Restorer<FilesTarget> = {
     const folders: Array<{ absolute: string; mode: number; mtime: Date }> = [];
     const links: Array<{ path: string; absolute: string; target: string; mtime: Date }> = [];
     const linkPaths = new Set<string>();
-    const unsafe = (path: string, why: string, cause?: unknown) =>
-      new BackupError('UNSAFE_ARCHIVE', `Refusing archive entry ${JSON.stringify(path)}: ${why}`, { cause });
-    const writes = new WriteBehind(unsafe);
+    const writes = new WriteBehind(signal);
     const space = new SpaceBudget(staging, () => writes.settle());
 
     return {
       async write(entry: RestoreEntry) {
         const absolute = entry.path === '' ? staging : join(staging, entry.path);
         const under = linkAbove(entry.path, linkPaths);
-        if (under !== undefined) throw unsafe(entry.path, `it lies beneath the symbolic link ${JSON.stringify(under)}`);
+        if (under !== undefined) throw unsafeEntry(entry.path, `it lies beneath the symbolic link ${JSON.stringify(under)}`);
         const mode = entry.mode & modeBits;
         if (entry.type === 'directory') {
           if (entry.path !== '') {
             await mkdir(absolute, { mode: 0o700 }).catch(async (error: NodeJS.ErrnoException) => {
               if (error.code === 'ENOENT') return void (await mkdir(absolute, { recursive: true, mode: 0o700 }));
               if (error.code === 'EEXIST' && (await lstat(absolute)).isDirectory()) return; // created as a parent
-              throw unsafe(entry.path, 'it collides with another entry', error);
+              throw unsafeEntry(entry.path, 'it collides with another entry', error);
             });
           }
           folders.push({ absolute, mode, mtime: entry.mtime });
@@ -104,10 +97,10 @@ export const filesRestorer: Restorer<FilesTarget> = {
           linkPaths.add(entry.path);
           links.push({ path: entry.path, absolute, target: entry.linkTarget ?? '', mtime: entry.mtime });
         } else {
-          if (entry.path === '') throw unsafe(entry.path, 'the root of a files source must be a folder');
+          if (entry.path === '') throw unsafeEntry(entry.path, 'the root of a files source must be a folder');
           const create = () =>
             createFile(absolute).catch((error: NodeJS.ErrnoException) => {
-              throw error.code === 'EEXIST' ? unsafe(entry.path, 'it collides with another entry', error) : error;
+              throw error.code === 'EEXIST' ? unsafeEntry(entry.path, 'it collides with another entry', error) : error;
             });
           const finish = async (handle: FileHandle) => {
             await handle.chmod(mode);
@@ -138,7 +131,7 @@ export const filesRestorer: Restorer<FilesTarget> = {
         for (const link of links) {
           await mkdir(dirname(link.absolute), { recursive: true, mode: 0o700 });
           await symlink(link.target, link.absolute).catch((error: NodeJS.ErrnoException) => {
-            throw unsafe(link.path, error.code === 'EEXIST' ? 'it collides with another entry' : `the link cannot be made: ${error.message}`, error);
+            throw unsafeEntry(link.path, error.code === 'EEXIST' ? 'it collides with another entry' : `the link cannot be made: ${error.message}`, error);
           });
           await lutimes(link.absolute, link.mtime, link.mtime);
         }
@@ -214,80 +207,6 @@ export async function resumeTree(dir: string, staged: unknown): Promise<RestoreS
     write: () => Promise.reject(new Error('A resumed restore receives no entries')),
     prepare: () => Promise.resolve(),
   };
-}
-
-/**
- * Hands small files to a writer thread in batches and lets the archive reader run ahead of it,
- * within a bound: at most BATCHES_IN_FLIGHT batches of about BATCH_BYTES. The first failure is
- * reported by the next `add` or by `settle`.
- */
-class WriteBehind {
-  #worker: Worker | undefined;
-  #batch: FileToWrite[] = [];
-  #batchBytes = 0;
-  #nextId = 0;
-  /** Batches sent and not answered yet, oldest first. */
-  readonly #inFlight = new Map<number, { settled: Promise<void>; resolve: () => void }>();
-  #failure: unknown;
-
-  constructor(private readonly unsafe: (path: string, why: string, cause?: unknown) => BackupError) {}
-
-  async add(file: FileToWrite): Promise<void> {
-    this.#throwIfFailed();
-    this.#batch.push(file);
-    this.#batchBytes += file.data.length;
-    if (this.#batch.length >= BATCH_FILES || this.#batchBytes >= BATCH_BYTES) await this.#send();
-  }
-
-  /** Waits for every write; throws the first failure. */
-  async settle(): Promise<void> {
-    if (this.#batch.length > 0) await this.#send();
-    await Promise.all([...this.#inFlight.values()].map(({ settled }) => settled));
-    this.#throwIfFailed();
-  }
-
-  async close(): Promise<void> {
-    await this.#worker?.terminate();
-    this.#worker = undefined;
-  }
-
-  async #send(): Promise<void> {
-    for (const [, oldest] of this.#inFlight) {
-      if (this.#inFlight.size < BATCHES_IN_FLIGHT) break;
-      await oldest.settled;
-    }
-    this.#throwIfFailed();
-    const worker = (this.#worker ??= this.#start());
-    const id = this.#nextId++;
-    const files = this.#batch;
-    this.#batch = [];
-    this.#batchBytes = 0;
-    let resolve!: () => void;
-    const settled = new Promise<void>((done) => (resolve = done));
-    this.#inFlight.set(id, { settled, resolve });
-    worker.postMessage({ id, files } satisfies WriterRequest, files.map((file) => file.data.buffer as ArrayBuffer));
-  }
-
-  #start(): Worker {
-    const worker = new Worker(new URL('./writer.js', import.meta.url));
-    worker.on('message', ({ id, error }: WriterReply) => {
-      if (error) {
-        this.#failure ??= error.code === 'EEXIST' ? this.unsafe(error.path, 'it collides with another entry', error) : Object.assign(new Error(error.message), error);
-      }
-      this.#inFlight.get(id)?.resolve();
-      this.#inFlight.delete(id);
-    });
-    worker.on('error', (error) => {
-      this.#failure ??= error;
-      for (const { resolve } of this.#inFlight.values()) resolve();
-      this.#inFlight.clear();
-    });
-    return worker;
-  }
-
-  #throwIfFailed(): void {
-    if (this.#failure !== undefined) throw this.#failure;
-  }
 }
 
 /** Creates a file that must not exist yet; archives made by hand may list it before its folder. */

@@ -25,6 +25,8 @@ interface Draft {
   after: number[];
   /** …and whichever entries create these catalog objects. */
   needs: string[];
+  /** A view's stand-in with the same columns, for when its query needs what post-data creates (see postponeViews). */
+  dummy?: string;
 }
 
 type Row = Record<string, unknown>;
@@ -42,9 +44,12 @@ export async function readCatalog(
   const { schemas } = options;
   const q = async <T extends Row>(sql: string, params: unknown[] = []): Promise<T[]> => (await client.query<T>(sql, params)).rows;
 
-  const [server] = await q<{ version: string; num: number; db: string; encoding: string; collate: string; ctype: string }>(`
+  const [server] = await q<{ version: string; num: number; db: string; encoding: string; collate: string; ctype: string; provider: string | null; locale: string | null; rules: string | null }>(`
     SELECT current_setting('server_version') AS version, current_setting('server_version_num')::int AS num,
-           d.datname AS db, pg_encoding_to_char(d.encoding) AS encoding, d.datcollate AS collate, d.datctype AS ctype
+           d.datname AS db, pg_encoding_to_char(d.encoding) AS encoding, d.datcollate AS collate, d.datctype AS ctype,
+           -- Columns of PostgreSQL 15 (datlocprovider, daticulocale), 16 (daticurules) and 17 (datlocale), read by name.
+           to_jsonb(d)->>'datlocprovider' AS provider, coalesce(to_jsonb(d)->>'datlocale', to_jsonb(d)->>'daticulocale') AS locale,
+           to_jsonb(d)->>'daticurules' AS rules
       FROM pg_database d WHERE d.datname = current_database()`);
   const classIds = Object.fromEntries(
     (await q<{ name: string; oid: number }>(`
@@ -88,9 +93,13 @@ export async function readCatalog(
     if (text === null) return;
     add({ kind: 'COMMENT', schema, name: target, section: of.section, sql: `COMMENT ON ${target} IS ${quoteLiteral(text)};`, after: [of.id] });
   };
-  const grants = (target: string, grantTarget: string, owner: string, acl: string | null, of: Draft, schema: string | null): void => {
-    if (acl === null) return;
-    add({ kind: 'ACL', schema, name: target, section: 'post-data', sql: aclStatements(grantTarget, owner, acl), after: [of.id] });
+  const grants: Grants = (target, grantTarget, owner, acl, of, schema, columns = []) => {
+    if (acl === null && columns.length === 0) return;
+    const plans = [...(acl === null ? [] : [aclStatements(grantTarget, owner, acl)]), ...columns];
+    const owned = add({ kind: 'ACL', schema, name: target, section: 'post-data', sql: plans.flatMap((plan) => plan.owned).join('\n'), after: [of.id] });
+    // Grants given by other roles than the owner: run by the superuser under each grantor (restore.ts).
+    const delegated = plans.flatMap((plan) => plan.delegated);
+    if (delegated.length > 0) add({ kind: 'DELEGATED ACL', schema, name: target, section: 'post-data', sql: delegated.join('\n'), after: [owned.id] });
   };
 
   // Schemas. `public` exists in every new database: only its owner, grants and comment are restored.
@@ -109,6 +118,7 @@ export async function readCatalog(
   }
 
   // Extensions: the CREATE EXTENSION only; their member objects are the extension's business.
+  const extensionEntries = new Map<number, Draft>();
   for (const ext of await q<{ oid: number; name: string; ident: string; schema: string; comment: string | null }>(`
     SELECT e.oid::int AS oid, e.extname AS name, quote_ident(e.extname) AS ident, quote_ident(n.nspname) AS schema,
            obj_description(e.oid, 'pg_extension') AS comment
@@ -118,7 +128,39 @@ export async function readCatalog(
       kind: 'EXTENSION', schema: null, name: ext.name, section: 'pre-data',
       sql: `CREATE EXTENSION IF NOT EXISTS ${ext.ident} WITH SCHEMA ${ext.schema};`, creates: [key('pg_extension', ext.oid)],
     });
+    extensionEntries.set(ext.oid, entry);
     comment(`EXTENSION ${ext.ident}`, ext.comment, entry, null);
+  }
+
+  // Grants on an extension's members that differ from what its script set (pg_init_privs), as pg_dump
+  // dumps them: `REVOKE EXECUTE ON FUNCTION crypt(…) FROM PUBLIC` is lost otherwise, reopening access.
+  for (const member of await q<{ ext: number; schema: string; target: string; owner: string; acl: string | null }>(`
+    SELECT m.ext::int AS ext, n.nspname AS schema, m.target, quote_ident(pg_get_userbyid(m.owner)) AS owner, ${aclSql('m.acl')} AS acl
+      FROM (SELECT d.refobjid AS ext, p.pronamespace AS ns, p.proowner AS owner, d.classid, d.objid,
+                   format('%s %I.%I(%s)', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS target,
+                   coalesce(p.proacl, acldefault('f', p.proowner)) AS acl, p.proacl IS NULL AS unset
+              FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+            UNION ALL
+            SELECT d.refobjid, c.relnamespace, c.relowner, d.classid, d.objid,
+                   format('%s %I.%I', CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname),
+                   coalesce(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char", c.relowner)), c.relacl IS NULL
+              FROM pg_depend d JOIN pg_class c ON c.oid = d.objid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE d.classid = 'pg_class'::regclass AND d.deptype = 'e'
+            UNION ALL
+            SELECT d.refobjid, t.typnamespace, t.typowner, d.classid, d.objid, format('TYPE %I.%I', n.nspname, t.typname),
+                   coalesce(t.typacl, acldefault('T', t.typowner)), t.typacl IS NULL
+              FROM pg_depend d JOIN pg_type t ON t.oid = d.objid JOIN pg_namespace n ON n.oid = t.typnamespace
+             WHERE d.classid = 'pg_type'::regclass AND d.deptype = 'e' AND t.typelem = 0) m
+      JOIN pg_namespace n ON n.oid = m.ns
+      LEFT JOIN pg_init_privs i ON i.classoid = m.classid AND i.objoid = m.objid AND i.objsubid = 0
+     WHERE m.ns = ANY($1) AND (CASE WHEN m.unset THEN NULL ELSE m.acl END) IS DISTINCT FROM i.initprivs
+     ORDER BY m.target`, [namespaces])) {
+    const ext = extensionEntries.get(member.ext);
+    if (!ext) continue;
+    // An empty ACL (everything revoked, the owner's rights too) is null here: revoke and grant nothing.
+    const plan = aclStatements(member.target, member.owner, member.acl ?? '[]');
+    add({ kind: 'EXTENSION ACL', schema: member.schema, name: member.target, section: 'post-data', sql: [...plan.owned, ...plan.delegated].join('\n'), after: [ext.id] });
   }
 
   // Collations.
@@ -163,6 +205,8 @@ export async function readCatalog(
       if (to !== undefined) deps.get(draft.id)!.add(to);
     }
   }
+  // With `schemas`, what the backed-up objects use in other schemas would be missing at restore.
+  const outside: Array<{ obj: string; ref: string }> = [];
   // A sequence's OWNED BY link ('a' from sequence to table) is a separate entry, or it would cycle with the column default.
   for (const row of await q<{ obj: string; ref: string }>(`
     SELECT d.classid::int || ':' || d.objid::int AS obj, d.refclassid::int || ':' || d.refobjid::int AS ref
@@ -173,8 +217,11 @@ export async function readCatalog(
     const from = creator.get(row.obj);
     const to = creator.get(row.ref);
     if (from !== undefined && to !== undefined && from !== to) deps.get(from)!.add(to);
+    if (schemas && from !== undefined && to === undefined) outside.push(row);
   }
+  if (outside.length > 0) await refuseOutsideDependencies(q, outside, schemas!);
 
+  postponeViews(drafts, deps, () => nextId++);
   orderRefreshes(drafts, deps);
 
   const entries: TocEntry[] = drafts.map((draft) => ({
@@ -187,6 +234,14 @@ export async function readCatalog(
       hint: 'Report this with the objects named; pg_dump breaks such cycles with special cases that backupkit does not have yet.',
     });
   }
+  // A restore runs pre-data before post-data whatever the dependencies: one that points back would fail it.
+  const byId = new Map(entries.map((entry) => [entry.id, entry]));
+  const early = entries.flatMap((entry) => (entry.section === 'pre-data' ? entry.deps.filter((dep) => byId.get(dep)?.section === 'post-data').map((dep) => [entry, byId.get(dep)!]) : []));
+  if (early.length > 0) {
+    throw new BackupError('SOURCE_FAILED', `The schema has objects that need what is created after the data, which no restore could order: ${early.slice(0, 5).map(([entry, dep]) => `${entry!.kind} ${entry!.schema ?? ''}.${entry!.name} needs ${dep!.kind} ${dep!.schema ?? ''}.${dep!.name}`).join('; ')}`, {
+      hint: 'Report this with the objects named; pg_dump breaks such dependencies with special cases that backupkit does not have yet.',
+    });
+  }
   for (const [entry, value] of sequenceValues) {
     const seq = drafts[entry - 1]!;
     sorted.push({ id: nextId++, kind: 'SEQUENCE SET', schema: seq.schema, name: seq.name, section: 'data', deps: [entry], sql: value });
@@ -195,11 +250,56 @@ export async function readCatalog(
   return {
     formatVersion: 1,
     server: { version: server!.version, versionNum: server!.num },
-    database: { name: server!.db, encoding: server!.encoding, collate: server!.collate, ctype: server!.ctype },
+    database: {
+      name: server!.db, encoding: server!.encoding, collate: server!.collate, ctype: server!.ctype,
+      provider: ({ i: 'icu', b: 'builtin' } as const)[server!.provider ?? ''] ?? 'libc', locale: server!.locale, icuRules: server!.rules,
+    },
     entries: sorted,
     tables,
     largeObjects,
   };
+}
+
+/**
+ * Fails a backup limited to `schemas` whose objects use objects of other schemas (a view reading a
+ * table there, a default calling a sequence there): its restore would fail. Names what uses what.
+ */
+async function refuseOutsideDependencies(q: Query, links: Array<{ obj: string; ref: string }>, schemas: readonly string[]): Promise<void> {
+  const split = (object: string): number[] => object.split(':').map(Number);
+  const rows = await q<{ what: string; uses: string }>(`
+    SELECT DISTINCT pg_describe_object(l.oc, l.oo, 0) AS what, pg_describe_object(l.rc, l.ro, 0) AS uses
+      FROM unnest($1::oid[], $2::oid[], $3::oid[], $4::oid[]) AS l(oc, oo, rc, ro), pg_identify_object(l.rc, l.ro, 0) AS r
+     WHERE r.schema IS NOT NULL AND r.schema <> ALL($5) AND r.schema NOT IN ('pg_catalog', 'information_schema')
+     ORDER BY 1, 2 LIMIT 10`, [
+    links.map((link) => split(link.obj)[0]), links.map((link) => split(link.obj)[1]),
+    links.map((link) => split(link.ref)[0]), links.map((link) => split(link.ref)[1]), schemas,
+  ]);
+  if (rows.length === 0) return;
+  throw new BackupError('SOURCE_FAILED', `Objects of the schemas backed up (${schemas.join(', ')}) use objects of other schemas, which a restore would lack: ${rows.map((row) => `${row.what} uses ${row.uses}`).join('; ')}`, {
+    hint: 'Add those schemas to `schemas`, or back up the whole database.',
+  });
+}
+
+/**
+ * A view whose query needs what is created after the data (a view grouping by a primary key needs the
+ * key) is created twice, as pg_dump does: before the data as a stand-in with the same columns (other
+ * objects may use its row type), then `CREATE OR REPLACE VIEW` with its query after what it needs.
+ */
+function postponeViews(drafts: Draft[], deps: Map<number, Set<number>>, newId: () => number): void {
+  const byId = new Map(drafts.map((draft) => [draft.id, draft]));
+  for (const view of [...drafts]) {
+    if (view.dummy === undefined) continue;
+    const late = [...deps.get(view.id)!].filter((dep) => byId.get(dep)?.section === 'post-data');
+    if (late.length === 0) continue;
+    for (const dep of late) deps.get(view.id)!.delete(dep);
+    const replace: Draft = {
+      id: newId(), kind: 'VIEW', schema: view.schema, name: view.name, section: 'post-data', sql: view.sql.replace(/^CREATE VIEW /, 'CREATE OR REPLACE VIEW '),
+      creates: [], after: [view.id], needs: [],
+    };
+    view.sql = view.dummy;
+    drafts.push(replace);
+    deps.set(replace.id, new Set([view.id, ...late]));
+  }
 }
 
 /**
@@ -226,11 +326,14 @@ function orderRefreshes(drafts: readonly Draft[], deps: Map<number, Set<number>>
   }
 }
 
+/** `tgenabled`/`ev_enabled` as the ALTER TABLE words that set it. */
+const TRIGGER_MODES: Record<string, string> = { O: 'ENABLE', D: 'DISABLE', R: 'ENABLE REPLICA', A: 'ENABLE ALWAYS' };
+
 type Query = <T extends Row>(sql: string, params?: unknown[]) => Promise<T[]>;
 type Add = (draft: Omit<Draft, 'id' | 'creates' | 'after' | 'needs'> & { creates?: string[]; after?: number[]; needs?: string[] }) => Draft;
 type Key = (catalog: string, oid: unknown) => string;
 type Comment = (target: string, text: string | null, of: Draft, schema: string | null) => void;
-type Grants = (target: string, grantTarget: string, owner: string, acl: string | null, of: Draft, schema: string | null) => void;
+type Grants = (target: string, grantTarget: string, owner: string, acl: string | null, of: Draft, schema: string | null, columns?: AclPlan[]) => void;
 
 /**
  * Preflight and locks, as pg_dump takes them: ACCESS SHARE on every table, so no one can drop or
@@ -290,35 +393,65 @@ function notExtensionMember(catalog: string, oid: string): string {
   return `NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '${catalog}'::regclass AND e.objid = ${oid} AND e.deptype = 'e')`;
 }
 
-/** An ACL as JSON `[{grantee, privilege, grantable}]` in the array's order, or null for the default. */
+/** An ACL as JSON `[{item, grantee, grantor, privilege, grantable}]` in the array's order, or null for the default. */
 function aclSql(column: string): string {
   return `(SELECT json_agg(json_build_object(
-            'grantee', CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(x.grantee)) END,
-            'privilege', x.privilege_type, 'grantable', x.is_grantable) ORDER BY a.ord, x.privilege_type)::text
+            'item', a.ord, 'grantee', CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(x.grantee)) END,
+            'grantor', quote_ident(pg_get_userbyid(x.grantor)), 'privilege', x.privilege_type, 'grantable', x.is_grantable) ORDER BY a.ord, x.privilege_type)::text
           FROM unnest(${column}) WITH ORDINALITY AS a(item, ord), aclexplode(ARRAY[a.item]) AS x)`;
 }
 
-/** Recreates an ACL exactly: revoke the defaults, then grant item by item in the original order. */
-function aclStatements(target: string, owner: string, aclJson: string): string {
-  const items = JSON.parse(aclJson ?? '[]') as Array<{ grantee: string; privilege: string; grantable: boolean }> | null;
-  const lines = [`REVOKE ALL ON ${target} FROM PUBLIC;`, `REVOKE ALL ON ${target} FROM ${owner};`];
-  const byGrantee = new Map<string, { plain: string[]; withOption: string[] }>();
-  for (const item of items ?? []) {
-    const slot = byGrantee.get(item.grantee) ?? { plain: [], withOption: [] };
-    byGrantee.set(item.grantee, slot);
-    (item.grantable ? slot.withOption : slot.plain).push(item.privilege);
+/**
+ * The statements that recreate an ACL item by item, in the array's order. Items granted by the owner
+ * run as the restoring role (`owned`). From the first item another role granted (holding the grant
+ * option) on, they run under that grantor (`SET ROLE`), as pg_dump writes them, so the grantor is
+ * kept and the order too (`delegated`).
+ */
+function aclPlan(aclJson: string, owner: string, grant: (privileges: string[], grantee: string, withOption: boolean) => string[]): AclPlan {
+  const items = (JSON.parse(aclJson) ?? []) as Array<{ item: number; grantee: string; grantor: string; privilege: string; grantable: boolean }>;
+  const plan: AclPlan = { owned: [], delegated: [] };
+  let role = owner;
+  for (let i = 0; i < items.length; ) {
+    const { item, grantee, grantor } = items[i]!;
+    const privileges = { plain: [] as string[], withOption: [] as string[] };
+    for (; i < items.length && items[i]!.item === item; i++) (items[i]!.grantable ? privileges.withOption : privileges.plain).push(items[i]!.privilege);
+    const statements = [
+      ...(privileges.plain.length > 0 ? grant(privileges.plain, grantee, false) : []),
+      ...(privileges.withOption.length > 0 ? grant(privileges.withOption, grantee, true) : []),
+    ];
+    if (grantor === owner && plan.delegated.length === 0) {
+      plan.owned.push(...statements);
+      continue;
+    }
+    if (grantor !== role) {
+      if (role !== owner) plan.delegated.push('RESET ROLE;');
+      if (grantor !== owner) plan.delegated.push(`SET ROLE ${grantor};`);
+      role = grantor;
+    }
+    plan.delegated.push(...statements);
   }
-  for (const [grantee, { plain, withOption }] of byGrantee) {
-    if (plain.length > 0) lines.push(`GRANT ${plain.join(',')} ON ${target} TO ${grantee};`);
-    if (withOption.length > 0) lines.push(`GRANT ${withOption.join(',')} ON ${target} TO ${grantee} WITH GRANT OPTION;`);
-  }
-  return lines.join('\n');
+  if (role !== owner) plan.delegated.push('RESET ROLE;');
+  return plan;
+}
+
+interface AclPlan {
+  owned: string[];
+  delegated: string[];
+}
+
+/** Recreates an object's ACL exactly: revoke the defaults, then grant item by item in the original order. */
+function aclStatements(target: string, owner: string, aclJson: string): AclPlan {
+  const plan = aclPlan(aclJson, owner, (privileges, grantee, withOption) => [
+    `GRANT ${privileges.join(',')} ON ${target} TO ${grantee}${withOption ? ' WITH GRANT OPTION' : ''};`,
+  ]);
+  return { owned: [`REVOKE ALL ON ${target} FROM PUBLIC;`, `REVOKE ALL ON ${target} FROM ${owner};`, ...plan.owned], delegated: plan.delegated };
 }
 
 /** Column privileges, as GRANT … (column) statements. */
-function columnGrants(table: string, column: string, aclJson: string): string[] {
-  const items = JSON.parse(aclJson) as Array<{ grantee: string; privilege: string; grantable: boolean }>;
-  return items.map((item) => `GRANT ${item.privilege}(${column}) ON TABLE ${table} TO ${item.grantee}${item.grantable ? ' WITH GRANT OPTION' : ''};`);
+function columnGrants(table: string, column: string, owner: string, aclJson: string): AclPlan {
+  return aclPlan(aclJson, owner, (privileges, grantee, withOption) =>
+    privileges.map((privilege) => `GRANT ${privilege}(${column}) ON TABLE ${table} TO ${grantee}${withOption ? ' WITH GRANT OPTION' : ''};`),
+  );
 }
 
 /**
@@ -552,13 +685,14 @@ async function readRelations(
     owner: string; acl: string | null; comment: string | null; options: string[] | null; partkey: string | null; bound: string | null;
     parent: string | null; inherits: string[] | null; rls: boolean; forcerls: boolean; replident: string; am: string | null;
     viewdef: string | null; populated: boolean; seq: string | null; ownedby: { qualified: string; table: number } | null; identityseq: boolean; bytes: string;
-    checks: Array<{ oid: number; name: string; def: string }> | null; columns: ColumnRow[] | null; rules: number[] | null;
+    checks: Array<{ oid: number; name: string; def: string; comment: string | null }> | null; columns: ColumnRow[] | null; rules: number[] | null;
   }>(`
     SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, format('%I.%I', n.nspname, c.relname) AS qname, c.relkind,
            c.relpersistence AS persistence, c.relispartition AS ispartition, c.reltype::int AS rowtype,
            (SELECT typarray::int FROM pg_type WHERE oid = c.reltype) AS rowarray,
            quote_ident(pg_get_userbyid(c.relowner)) AS owner, ${aclSql('c.relacl')} AS acl, obj_description(c.oid, 'pg_class') AS comment,
-           c.reloptions AS options, CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partkey,
+           -- toast.* options live on the TOAST table; CREATE TABLE and CREATE MATERIALIZED VIEW take them with the prefix.
+           c.reloptions || (SELECT array_agg('toast.' || o) FROM pg_class tc, unnest(tc.reloptions) AS o WHERE tc.oid = c.reltoastrelid) AS options, CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partkey,
            CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS bound,
            (SELECT format('%I.%I', pn.nspname, p.relname) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
              WHERE i.inhrelid = c.oid AND c.relispartition) AS parent,
@@ -573,7 +707,8 @@ async function readRelations(
              WHERE c.relkind = 'S' AND d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'a') AS ownedby,
            EXISTS (SELECT 1 FROM pg_depend d WHERE c.relkind = 'S' AND d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'i') AS identityseq,
            pg_relation_size(c.oid)::text AS bytes,
-           (SELECT json_agg(json_build_object('oid', co.oid::int, 'name', quote_ident(co.conname), 'def', pg_get_constraintdef(co.oid)) ORDER BY co.conname)
+           (SELECT json_agg(json_build_object('oid', co.oid::int, 'name', quote_ident(co.conname), 'def', pg_get_constraintdef(co.oid),
+                                              'comment', obj_description(co.oid, 'pg_constraint')) ORDER BY co.conname)
               FROM pg_constraint co WHERE co.conrelid = c.oid AND co.contype = 'c' AND co.convalidated
                -- ATTACH PARTITION requires the parent's CHECK constraints on the partition already.
                AND (co.conislocal OR c.relispartition)) AS checks,
@@ -601,10 +736,15 @@ async function readRelations(
      WHERE c.relnamespace = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND ${notExtensionMember('pg_class', 'c.oid')}
      ORDER BY n.nspname, c.relname`, [namespaces]);
 
-  const attrdefs = new Map<number, number[]>();
-  for (const row of await q<{ relid: number; oid: number }>(`
-    SELECT d.adrelid::int AS relid, d.oid::int AS oid FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid WHERE c.relnamespace = ANY($1)`, [namespaces])) {
-    attrdefs.set(row.relid, [...(attrdefs.get(row.relid) ?? []), row.oid]);
+  // A default that calls a function is set apart from its table, after the function, as pg_dump does: the function
+  // may read the table (a BEGIN ATOMIC body depends on it), which would make a cycle.
+  const attrdefs = new Map<number, Array<{ oid: number; num: number; callsRoutine: boolean }>>();
+  for (const row of await q<{ relid: number; oid: number; num: number; callsRoutine: boolean }>(`
+    SELECT d.adrelid::int AS relid, d.oid::int AS oid, d.adnum::int AS num,
+           EXISTS (SELECT 1 FROM pg_depend p WHERE p.classid = 'pg_attrdef'::regclass AND p.objid = d.oid
+                      AND p.refclassid = 'pg_proc'::regclass AND p.refobjid >= ${FIRST_NORMAL_OID}) AS "callsRoutine"
+      FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid WHERE c.relnamespace = ANY($1)`, [namespaces])) {
+    attrdefs.set(row.relid, [...(attrdefs.get(row.relid) ?? []), row]);
   }
 
   const tables: TocTable[] = [];
@@ -612,6 +752,12 @@ async function readRelations(
   const sequenceReads: Array<{ entry: number; qname: string }> = [];
   const byQname = new Map<string, Draft>();
   const attaches: Array<{ child: Draft; parent: string; sql: string; schema: string; name: string }> = [];
+
+  /** The grants on a table, view or materialized view, and on its columns. */
+  const relationGrants = (rel: (typeof relations)[number], keyword: string, entry: Draft): void => {
+    const columnAcl = (rel.columns ?? []).flatMap((column) => (column.acl ? [columnGrants(rel.qname, column.name, rel.owner, column.acl)] : []));
+    grants(`${keyword} ${rel.qname}`, `TABLE ${rel.qname}`, rel.owner, rel.acl, entry, rel.schema, columnAcl);
+  };
 
   for (const rel of relations) {
     const creates = [key('pg_class', rel.oid), key('pg_type', rel.rowtype), ...(rel.rowarray ? [key('pg_type', rel.rowarray)] : [])];
@@ -643,9 +789,11 @@ async function readRelations(
         ? `CREATE MATERIALIZED VIEW ${rel.qname}${rel.am ? ` USING ${rel.am}` : ''}${withOptions} AS\n${body}\n  WITH NO DATA;`
         : `CREATE VIEW ${rel.qname}${withOptions} AS\n${body}${checkOption ? `\n  WITH ${checkOption.toUpperCase()} CHECK OPTION` : ''};`;
       const keyword = matview ? 'MATERIALIZED VIEW' : 'VIEW';
+      const dummyColumns = (rel.columns ?? []).map((column) => `NULL::${column.type}${column.collation ? ` COLLATE ${column.collation}` : ''} AS ${column.name}`);
       const entry = add({
         kind: keyword, schema: rel.schema, name: rel.name, section: 'pre-data', sql, owner: `ALTER ${keyword} ${rel.qname} OWNER TO ${rel.owner};`,
         creates: [...creates, ...(rel.rules ?? []).map((rule) => key('pg_rewrite', rule))],
+        ...(matview ? {} : { dummy: `CREATE VIEW ${rel.qname} AS\nSELECT${dummyColumns.length > 0 ? `\n    ${dummyColumns.join(',\n    ')}` : ''};` }),
       });
       byQname.set(rel.qname, entry);
       if (matview && rel.populated) {
@@ -653,18 +801,21 @@ async function readRelations(
       }
       comment(`${keyword} ${rel.qname}`, rel.comment, entry, rel.schema);
       for (const column of rel.columns ?? []) comment(`COLUMN ${rel.qname}.${column.name}`, column.comment, entry, rel.schema);
-      grants(`${keyword} ${rel.qname}`, `TABLE ${rel.qname}`, rel.owner, rel.acl, entry, rel.schema);
+      relationGrants(rel, keyword, entry);
       continue;
     }
 
     // A table: columns, inline CHECK constraints, then per-column settings CREATE TABLE cannot say.
     const columns = rel.columns ?? [];
     const printed = columns.filter((column) => column.local || rel.ispartition);
+    const defaults = attrdefs.get(rel.oid) ?? [];
+    const apart = defaults.filter((attrdef) => attrdef.callsRoutine && columns.some((column) => column.num === attrdef.num && column.generated === ''));
+    const inline = (column: ColumnRow): boolean => column.def !== null && column.generated === '' && !apart.some((attrdef) => attrdef.num === column.num);
     const lines = printed.map((column) => {
       let line = `${column.name} ${column.type}`;
       if (column.collation) line += ` COLLATE ${column.collation}`;
       if (column.generated === 's') line += ` GENERATED ALWAYS AS (${column.def}) STORED`;
-      else if (column.def !== null) line += ` DEFAULT ${column.def}`;
+      else if (inline(column)) line += ` DEFAULT ${column.def}`;
       if (column.notnull) line += ' NOT NULL';
       return line;
     });
@@ -672,7 +823,7 @@ async function readRelations(
       lines.push(`CONSTRAINT ${check.name} ${check.def}`);
       creates.push(key('pg_constraint', check.oid));
     }
-    for (const attrdef of attrdefs.get(rel.oid) ?? []) creates.push(key('pg_attrdef', attrdef));
+    for (const attrdef of defaults) if (!apart.includes(attrdef)) creates.push(key('pg_attrdef', attrdef.oid));
     const statements = [
       `CREATE${rel.persistence === 'u' ? ' UNLOGGED' : ''} TABLE ${rel.qname} (${lines.length > 0 ? `\n    ${lines.join(',\n    ')}\n` : ''})` +
         `${rel.inherits ? `\nINHERITS (${rel.inherits.join(', ')})` : ''}${rel.partkey ? `\nPARTITION BY ${rel.partkey}` : ''}` +
@@ -682,11 +833,18 @@ async function readRelations(
       const alter = `ALTER TABLE ONLY ${rel.qname} ALTER COLUMN ${column.name}`;
       if (!printed.includes(column)) {
         if (column.notnull) statements.push(`${alter} SET NOT NULL;`);
-        if (column.def !== null && column.generated === '') statements.push(`${alter} SET DEFAULT ${column.def};`);
+        if (inline(column)) statements.push(`${alter} SET DEFAULT ${column.def};`);
       }
       if (column.identitySeq) {
-        creates.push(key('pg_class', column.identitySeq.oid));
-        statements.push(`${alter} ADD GENERATED ${column.identity === 'a' ? 'ALWAYS' : 'BY DEFAULT'} AS IDENTITY (\n    SEQUENCE NAME ${column.identitySeq.qname}\n    ${column.identitySeq.options.replace(/^AS \S+ /, '')}\n);`);
+        const { oid, qname, options } = column.identitySeq;
+        creates.push(key('pg_class', oid));
+        // The identity's sequence takes the column's type, and refuses an `AS` of its own: another type
+        // (`AS integer` on a bigint column) is set afterwards, with the bounds that may not fit the column's.
+        const [, type, rest] = /^AS (\S+) (.*)$/.exec(options)!;
+        const ownType = type !== column.type;
+        const identityOptions = ownType ? rest!.replace(/ MINVALUE \S+ MAXVALUE \S+/, '') : rest;
+        statements.push(`${alter} ADD GENERATED ${column.identity === 'a' ? 'ALWAYS' : 'BY DEFAULT'} AS IDENTITY (\n    SEQUENCE NAME ${qname}\n    ${identityOptions}\n);`);
+        if (ownType) statements.push(`ALTER SEQUENCE ${qname} ${options};`);
       }
       if (column.storage) statements.push(`${alter} SET STORAGE ${{ p: 'PLAIN', e: 'EXTERNAL', m: 'MAIN', x: 'EXTENDED' }[column.storage]};`);
       if (column.compression) statements.push(`${alter} SET COMPRESSION ${{ p: 'pglz', l: 'lz4' }[column.compression] ?? column.compression};`);
@@ -699,6 +857,13 @@ async function readRelations(
       owner: `ALTER TABLE ${rel.qname} OWNER TO ${rel.owner};`, creates,
     });
     byQname.set(rel.qname, entry);
+    for (const attrdef of apart) {
+      const column = columns.find((c) => c.num === attrdef.num)!;
+      add({
+        kind: 'DEFAULT', schema: rel.schema, name: `${rel.name} ${column.name}`, section: 'pre-data',
+        sql: `ALTER TABLE ONLY ${rel.qname} ALTER COLUMN ${column.name} SET DEFAULT ${column.def};`, creates: [key('pg_attrdef', attrdef.oid)], after: [entry.id],
+      });
+    }
     for (const column of columns) {
       if (column.identitySeq) sequenceReads.push({ entry: entry.id, qname: column.identitySeq.qname });
     }
@@ -708,12 +873,9 @@ async function readRelations(
       add({ kind: 'ROW SECURITY', schema: rel.schema, name: rel.name, section: 'post-data', sql: rls.join('\n'), after: [entry.id] });
     }
     comment(`TABLE ${rel.qname}`, rel.comment, entry, rel.schema);
+    for (const check of rel.checks ?? []) comment(`CONSTRAINT ${check.name} ON ${rel.qname}`, check.comment, entry, rel.schema);
     for (const column of columns) comment(`COLUMN ${rel.qname}.${column.name}`, column.comment, entry, rel.schema);
-    const columnAcl = columns.flatMap((column) => (column.acl ? columnGrants(rel.qname, column.name, column.acl) : []));
-    if (rel.acl !== null || columnAcl.length > 0) {
-      const tableAcl = rel.acl === null ? [] : [aclStatements(`TABLE ${rel.qname}`, rel.owner, rel.acl)];
-      add({ kind: 'ACL', schema: rel.schema, name: `TABLE ${rel.qname}`, section: 'post-data', sql: [...tableAcl, ...columnAcl].join('\n'), after: [entry.id] });
-    }
+    relationGrants(rel, 'TABLE', entry);
     if (rel.relkind === 'r') {
       tables.push({
         entry: entry.id, qualifiedName: rel.qname, columns: columns.filter((column) => column.generated === '').map((column) => column.name),
@@ -749,10 +911,15 @@ async function readPostData(
   // Constraints that live outside CREATE TABLE; check constraints NOT VALID come here too.
   const constraintRows = await q<{
     oid: number; schema: string; table: string; tableName: string; relkind: string; name: string; contype: string; def: string; index: number; comment: string | null;
+    indexName: string | null; indexOptions: string[] | null; indexComment: string | null;
   }>(`
     SELECT co.oid::int AS oid, n.nspname AS schema, format('%I.%I', n.nspname, c.relname) AS table, c.relname AS "tableName", c.relkind,
            quote_ident(co.conname) AS name, co.contype::text AS contype, pg_get_constraintdef(co.oid) AS def, co.conindid::int AS index,
-           obj_description(co.oid, 'pg_constraint') AS comment
+           obj_description(co.oid, 'pg_constraint') AS comment,
+           -- The index of a primary key or unique constraint has its own options and comment, which pg_get_constraintdef leaves out.
+           (SELECT format('%I.%I', n.nspname, ic.relname) FROM pg_class ic WHERE ic.oid = co.conindid) AS "indexName",
+           (SELECT ic.reloptions FROM pg_class ic WHERE ic.oid = co.conindid AND co.contype IN ('p', 'u')) AS "indexOptions",
+           CASE WHEN co.conindid <> 0 THEN obj_description(co.conindid, 'pg_class') END AS "indexComment"
       FROM pg_constraint co ${onTable('co.conrelid')}
      WHERE c.relnamespace = ANY($1) AND c.relkind IN ('r', 'p')
        AND (co.contype IN ('p', 'u', 'x') OR (co.contype = 'f' AND co.conparentid = 0) OR (co.contype = 'c' AND co.conislocal AND NOT co.convalidated))
@@ -761,14 +928,17 @@ async function readPostData(
   const indexCreators = new Map<number, Draft>();
   for (const row of constraintRows) {
     const foreign = row.contype === 'f';
-    const only = foreign && row.relkind === 'p' ? '' : 'ONLY ';
+    // A CHECK constraint is added to the children too (they have it, inherited): ONLY fails on an inheritance parent.
+    const only = (foreign && row.relkind === 'p') || row.contype === 'c' ? '' : 'ONLY ';
+    const indexOptions = row.indexOptions ? ` WITH (${row.indexOptions.join(', ')})` : '';
     const entry = add({
       kind: foreign ? 'FK CONSTRAINT' : 'CONSTRAINT', schema: row.schema, name: `${row.tableName} ${row.name}`, section: 'post-data',
-      sql: `ALTER TABLE ${only}${row.table}\n    ADD CONSTRAINT ${row.name} ${row.def};`,
+      sql: `ALTER TABLE ${only}${row.table}\n    ADD CONSTRAINT ${row.name} ${row.def}${indexOptions};`,
       creates: [key('pg_constraint', row.oid), ...(foreign || row.index === 0 ? [] : [key('pg_class', row.index)])],
     });
     if (!foreign && row.index !== 0) indexCreators.set(row.index, entry);
     comment(`CONSTRAINT ${row.name} ON ${row.table}`, row.comment, entry, row.schema);
+    if (!foreign && row.indexName) comment(`INDEX ${row.indexName}`, row.indexComment, entry, row.schema);
   }
 
   const indexes = await q<{
@@ -831,15 +1001,21 @@ async function readPostData(
     comment(`STATISTICS ${stat.qname}`, stat.comment, entry, stat.schema);
   }
 
-  const triggerParent = versionNum >= 130000 ? 't.tgparentid = 0' : 'true';
-  for (const trigger of await q<{ oid: number; schema: string; name: string; table: string; def: string; enabled: string; comment: string | null }>(`
+  // A partition's copy of its parent's trigger comes with the parent's; only an enable mode of its own
+  // (DISABLE, ENABLE ALWAYS/REPLICA on that partition) is written, after the parent's, as pg_dump does.
+  const parentId = versionNum >= 130000 ? 't.tgparentid' : '0';
+  for (const trigger of await q<{ oid: number; schema: string; name: string; table: string; def: string; enabled: string; parent: number; comment: string | null }>(`
     SELECT t.oid::int AS oid, n.nspname AS schema, t.tgname AS name, format('%I.%I', n.nspname, c.relname) AS table,
-           pg_get_triggerdef(t.oid, false) AS def, t.tgenabled::text AS enabled, obj_description(t.oid, 'pg_trigger') AS comment
+           pg_get_triggerdef(t.oid, false) AS def, t.tgenabled::text AS enabled, ${parentId}::int AS parent, obj_description(t.oid, 'pg_trigger') AS comment
       FROM pg_trigger t ${onTable('t.tgrelid')}
-     WHERE c.relnamespace = ANY($1) AND NOT t.tgisinternal AND ${triggerParent} AND ${notExtensionMember('pg_class', 'c.oid')}`, [namespaces])) {
-    const statements = [`${trigger.def};`];
-    const state = { D: 'DISABLE', R: 'ENABLE REPLICA', A: 'ENABLE ALWAYS' }[trigger.enabled];
-    if (state) statements.push(`ALTER TABLE ${trigger.table} ${state} TRIGGER ${quoteIdent(trigger.name)};`);
+     WHERE c.relnamespace = ANY($1) AND NOT t.tgisinternal AND ${notExtensionMember('pg_class', 'c.oid')}
+       AND (${parentId} = 0 OR t.tgenabled <> (SELECT p.tgenabled FROM pg_trigger p WHERE p.oid = ${parentId}))`, [namespaces])) {
+    const mode = `ALTER TABLE ${trigger.table} ${TRIGGER_MODES[trigger.enabled]} TRIGGER ${quoteIdent(trigger.name)};`;
+    if (trigger.parent !== 0) {
+      add({ kind: 'TRIGGER', schema: trigger.schema, name: trigger.name, section: 'post-data', sql: mode, needs: [key('pg_trigger', trigger.parent)] });
+      continue;
+    }
+    const statements = [`${trigger.def};`, ...(trigger.enabled === 'O' ? [] : [mode])];
     const entry = add({ kind: 'TRIGGER', schema: trigger.schema, name: trigger.name, section: 'post-data', sql: statements.join('\n'), creates: [key('pg_trigger', trigger.oid)] });
     comment(`TRIGGER ${quoteIdent(trigger.name)} ON ${trigger.table}`, trigger.comment, entry, trigger.schema);
   }
@@ -850,8 +1026,7 @@ async function readPostData(
       FROM pg_rewrite r ${onTable('r.ev_class')}
      WHERE c.relnamespace = ANY($1) AND r.rulename <> '_RETURN' AND ${notExtensionMember('pg_class', 'c.oid')}`, [namespaces])) {
     const statements = [rule.def];
-    const state = { D: 'DISABLE', R: 'ENABLE REPLICA', A: 'ENABLE ALWAYS' }[rule.enabled];
-    if (state) statements.push(`ALTER TABLE ${rule.table} ${state} RULE ${quoteIdent(rule.name)};`);
+    if (rule.enabled !== 'O') statements.push(`ALTER TABLE ${rule.table} ${TRIGGER_MODES[rule.enabled]} RULE ${quoteIdent(rule.name)};`);
     const entry = add({ kind: 'RULE', schema: rule.schema, name: rule.name, section: 'post-data', sql: statements.join('\n'), creates: [key('pg_rewrite', rule.oid)] });
     comment(`RULE ${quoteIdent(rule.name)} ON ${rule.table}`, rule.comment, entry, rule.schema);
   }
@@ -882,7 +1057,7 @@ async function readLargeObjects(q: Query): Promise<LargeObjectInfo[]> {
     oid: Number(row.oid),
     size: Number(row.size),
     owner: row.owner,
-    acl: row.acl === null ? null : aclStatements(`LARGE OBJECT ${row.oid}`, row.owner, row.acl),
+    acl: row.acl === null ? null : Object.values(aclStatements(`LARGE OBJECT ${row.oid}`, row.owner, row.acl)).flat().join('\n'),
     comment: row.comment,
   }));
 }

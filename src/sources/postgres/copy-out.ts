@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { to as copyTo } from 'pg-copy-streams';
+import { loadCopyStreams } from './connection.js';
 import type { TableDataSummary, TocTable } from './toc.js';
 
 const NEWLINE = 0x0a;
@@ -18,6 +18,7 @@ export async function copyTableOut(
   emit: (chunk: Buffer, index: number) => Promise<void>,
 ): Promise<TableDataSummary> {
   const columns = table.columns.length > 0 ? ` (${table.columns.join(', ')})` : '';
+  const { to: copyTo } = await loadCopyStreams();
   const stream = client.query(copyTo(`COPY ${table.qualifiedName}${columns} TO STDOUT`));
   let pending: Buffer[] = [];
   let pendingBytes = 0;

@@ -1,82 +1,44 @@
-import { Worker } from 'node:worker_threads';
 import type pg from 'pg';
 import { BackupError } from '../../errors.js';
-import type { CopyWorkerData, FromCopyWorker, ToCopyWorker } from './copy-worker.js';
+import { WorkerJob } from '../../util/worker-channel.js';
+import type { CopyWorkerData, FromCopyWorker } from './copy-thread.worker.js';
 import type { TableDataSummary, TocTable } from './toc.js';
 
 /** The main thread's handle on one COPY worker thread: one table at a time. */
 export class CopyThread {
-  private current: { onChunk: (chunk: Buffer, index: number) => Promise<void>; resolve: (s: TableDataSummary) => void; reject: (e: unknown) => void } | undefined;
-  private broken: unknown;
+  private constructor(private readonly job: WorkerJob<TocTable, FromCopyWorker, void>) {}
 
-  private constructor(private readonly worker: Worker) {
-    worker.on('message', (message: FromCopyWorker) => this.receive(message));
-    worker.on('error', (error) => this.fail(error));
-    worker.on('exit', () => this.fail(new Error('The COPY worker thread exited')));
-  }
-
-  /** Starts a thread whose connection sees exactly the exported snapshot. */
-  static start(data: Omit<CopyWorkerData, 'config'> & { config: pg.ClientConfig }): Promise<CopyThread> {
+  /**
+   * Starts a thread whose connection sees exactly the exported snapshot; `credits` chunks may be
+   * in flight, unconsumed, at a time.
+   */
+  static start(data: Omit<CopyWorkerData, 'config'> & { config: pg.ClientConfig; credits: number }): CopyThread {
     // Functions (a password callback, a custom stream) cannot cross to a thread.
     const config = Object.fromEntries(Object.entries(data.config).filter(([, value]) => typeof value !== 'function')) as pg.ClientConfig;
-    // A small heap is plenty for a few chunks in flight, and keeps each thread's memory bounded.
-    const worker = new Worker(new URL('./copy-worker.js', import.meta.url), {
-      workerData: { ...data, config } satisfies CopyWorkerData,
-      resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 },
-    });
-    return new Promise((resolve, reject) => {
-      const onMessage = (message: FromCopyWorker): void => {
-        worker.off('error', reject);
-        if (message.type === 'ready') return resolve(new CopyThread(worker));
-        void worker.terminate();
-        reject(new BackupError('SOURCE_FAILED', message.type === 'error' ? message.message : 'The COPY worker thread did not start'));
-      };
-      worker.once('message', onMessage);
-      worker.once('error', reject);
-    });
+    const { credits, ...job } = data;
+    return new CopyThread(
+      WorkerJob.start<TocTable, FromCopyWorker, void, CopyWorkerData>(new URL('./copy-thread.worker.js', import.meta.url), {
+        data: { ...job, config },
+        name: 'The COPY worker thread',
+        failCode: 'SOURCE_FAILED',
+        window: credits,
+        // A small heap is plenty for a few chunks in flight, and keeps each thread's memory bounded.
+        resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 },
+      }),
+    );
   }
 
-  copy(table: TocTable, onChunk: (chunk: Buffer, index: number) => Promise<void>): Promise<TableDataSummary> {
-    if (this.broken) return Promise.reject(this.broken);
-    return new Promise((resolve, reject) => {
-      this.current = { onChunk, resolve, reject };
-      this.send({ type: 'copy', table });
-    });
-  }
-
-  async stop(): Promise<void> {
-    this.broken ??= new BackupError('ABORTED', 'The COPY worker thread was stopped');
-    await this.worker.terminate();
-  }
-
-  private receive(message: FromCopyWorker): void {
-    const current = this.current;
-    if (!current) return;
-    switch (message.type) {
-      case 'chunk':
-        current.onChunk(Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength), message.index).then(
-          () => this.send({ type: 'ack' }),
-          (error: unknown) => this.fail(error),
-        );
-        return;
-      case 'done':
-        this.current = undefined;
-        current.resolve(message.summary);
-        return;
-      case 'error':
-        this.fail(Object.assign(new Error(message.message), message.code ? { code: message.code } : {}));
-        return;
+  /** Copies one table's rows; `onChunk` may wait, and the thread waits with it. */
+  async copy(table: TocTable, onChunk: (chunk: Buffer, index: number) => Promise<void>): Promise<TableDataSummary> {
+    await this.job.send(table);
+    for (let message = await this.job.receive(); message !== undefined; message = await this.job.receive()) {
+      if (message.type === 'done') return message.summary;
+      await onChunk(Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength), message.index);
     }
+    throw new BackupError('SOURCE_FAILED', `The COPY worker thread ended before ${table.qualifiedName} was copied`);
   }
 
-  private send(message: ToCopyWorker): void {
-    this.worker.postMessage(message);
-  }
-
-  private fail(error: unknown): void {
-    this.broken ??= error;
-    const current = this.current;
-    this.current = undefined;
-    current?.reject(error);
+  stop(): Promise<void> {
+    return this.job.stop();
   }
 }

@@ -8,7 +8,7 @@ import { clientConfig, connect, type PostgresConnection } from './connection.js'
 import { chunkPath } from './copy-out.js';
 import { CopyThread } from './copy-thread.js';
 import { renderRestoreSql } from './restore-script.js';
-import { OUTPUT_SETTINGS, renderSchemaSql, type TableDataSummary, type Toc } from './toc.js';
+import { OUTPUT_SETTINGS, clientEncoding, renderSchemaSql, type TableDataSummary, type Toc } from './toc.js';
 
 export { postgresRestorer } from './restore.js';
 export type { PostgresTarget } from './restore.js';
@@ -16,6 +16,8 @@ export type { PostgresConnection } from './connection.js';
 
 /** Table data is cut into entries of about this size: a tar entry needs its size up front. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
+/** The server's error for bytes that are not valid in the client encoding. */
+const CHARACTER_NOT_IN_REPERTOIRE = '22021';
 /** Large objects are read in pieces of this size. */
 const LARGE_OBJECT_PIECE = 1024 * 1024;
 
@@ -62,7 +64,12 @@ export function postgres(options: PostgresSourceOptions): Source {
       try {
         await main.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
         for (const setting of SNAPSHOT_SETTINGS) await main.query(setting);
-        toc = await readCatalog(main, { schemas: options.schemas, lockTimeoutMs, warn: (warning) => context.warn(warning) });
+        toc = await readCatalog(main, { schemas: options.schemas, lockTimeoutMs, warn: (warning) => context.warn(warning) }).catch((cause: { code?: string }) => {
+          // A SQL_ASCII database takes any bytes; the catalogs are read as UTF-8, which the server checks.
+          if (cause.code !== CHARACTER_NOT_IN_REPERTOIRE) throw cause;
+          throw asBackupError(cause, 'SOURCE_FAILED', `Database ${JSON.stringify(config.database ?? '')} has names, comments or definitions that are not UTF-8, which backupkit reads as UTF-8`,
+            'Only rows may hold bytes that are not UTF-8 in a SQL_ASCII database: rewrite those catalog texts in UTF-8 (or ASCII), or back this database up with pg_dump.');
+        });
         snapshotId = (await main.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0]!.id;
       } catch (cause) {
         await main.end().catch(() => {});
@@ -107,7 +114,7 @@ export function postgres(options: PostgresSourceOptions): Source {
         const tasks = largestFirst.map((table) =>
           limit(async () => {
             if (workerSignal.aborted) return;
-            const thread = idle.pop() ?? (await openThread(snapshot, threads));
+            const thread = idle.pop() ?? openThread(snapshot, threads, clientEncoding(toc));
             const summary = await thread.copy(table, async (chunk, index) => {
               if (index === 1) await queue.push(folder(table.dataPath, mtime));
               await queue.push({ path: chunkPath(table, index), type: 'file', mode: 0o644, mtime, size: chunk.length, body: async function* () { yield chunk; } });
@@ -132,8 +139,8 @@ export function postgres(options: PostgresSourceOptions): Source {
   };
 
   /** A COPY thread whose connection sees exactly the exported snapshot, nothing committed after it. */
-  async function openThread(snapshotId: string, threads: CopyThread[]): Promise<CopyThread> {
-    const thread = await CopyThread.start({ config, snapshotId, settings: SNAPSHOT_SETTINGS, chunkBytes: CHUNK_BYTES, credits: 2 });
+  function openThread(snapshotId: string, threads: CopyThread[], encoding: string[]): CopyThread {
+    const thread = CopyThread.start({ config, snapshotId, settings: [...SNAPSHOT_SETTINGS, ...encoding], chunkBytes: CHUNK_BYTES, credits: 2 });
     threads.push(thread);
     return thread;
   }

@@ -1,6 +1,6 @@
 import { quoteLiteral } from './connection.js';
 import { chunkPath } from './copy-out.js';
-import { RESTORE_SETTINGS, renderEntry, type TableDataSummary, type Toc } from './toc.js';
+import { RESTORE_SETTINGS, clientEncoding, renderEntry, type DatabaseLocale, type TableDataSummary, type Toc } from './toc.js';
 
 /**
  * `restore.sql`: the whole source as a psql script, for restoring by hand without backupkit. Run it
@@ -10,10 +10,12 @@ import { RESTORE_SETTINGS, renderEntry, type TableDataSummary, type Toc } from '
 export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[]): string {
   const chunks = new Map(summaries.map((summary) => [summary.entry, summary.chunks]));
   const lines = [
-    '-- Restores this PostgreSQL source by hand. From this folder of the extracted archive:',
-    '--   createdb NEW_DB && psql -v ON_ERROR_STOP=1 -d NEW_DB -f restore.sql',
+    '-- Restores this PostgreSQL source by hand. From this folder of the extracted archive, into a new',
+    "-- database with the source's encoding and locale (as pg_dump --create makes it):",
+    `--   createdb ${createdbOptions(toc.database)} NEW_DB && psql -v ON_ERROR_STOP=1 -d NEW_DB -f restore.sql`,
     '\\set ON_ERROR_STOP on',
     ...RESTORE_SETTINGS,
+    ...clientEncoding(toc),
     '',
   ];
   const section = (name: string, filter: (kind: string) => boolean): void => {
@@ -35,9 +37,20 @@ export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[
     if (lo.comment !== null) lines.push(`COMMENT ON LARGE OBJECT ${lo.oid} IS ${quoteLiteral(lo.comment)};`);
     if (lo.acl !== null) lines.push(lo.acl);
   }
-  section('post-data', (kind) => kind !== 'ACL' && kind !== 'MATERIALIZED VIEW DATA');
-  for (const entry of toc.entries) if (entry.kind === 'ACL') lines.push(...renderEntry(entry));
+  const grants = (kind: string): boolean => kind === 'ACL' || kind === 'EXTENSION ACL' || kind === 'DELEGATED ACL';
+  section('post-data', (kind) => !grants(kind) && kind !== 'MATERIALIZED VIEW DATA');
+  for (const entry of toc.entries) if (grants(entry.kind)) lines.push(...renderEntry(entry));
   for (const entry of toc.entries) if (entry.kind === 'MATERIALIZED VIEW DATA') lines.push(...renderEntry(entry));
   lines.push('ANALYZE;', '');
   return lines.join('\n');
+}
+
+/** createdb's options for a database with the source's encoding, locale and locale provider. */
+function createdbOptions(from: DatabaseLocale): string {
+  // The options go into a comment line of the script: a line break would end it.
+  const shell = (value: string): string => (/[\r\n]/.test(value) ? '<as in toc.json>' : `'${value.replaceAll("'", "'\\''")}'`);
+  const options = ['--template=template0', `--encoding=${shell(from.encoding)}`, `--lc-collate=${shell(from.collate)}`, `--lc-ctype=${shell(from.ctype)}`];
+  if (from.provider && from.provider !== 'libc') options.push(`--locale-provider=${from.provider}`, `--${from.provider}-locale=${shell(from.locale ?? '')}`);
+  if (from.icuRules) options.push(`--icu-rules=${shell(from.icuRules)}`);
+  return options.join(' ');
 }

@@ -5,15 +5,14 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import pLimit from 'p-limit';
 import type pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import { BackupError, asBackupError } from '../../errors.js';
 import { ensureSpace } from '../../util/fs.js';
 import { readLimited } from '../../util/streams.js';
 import type { RestoreEntry, RestoreSink, Restorer, ScratchTarget, VerifyCheck } from '../../types.js';
-import { clientConfig, connect, quoteIdent, quoteLiteral, type PostgresConnection } from './connection.js';
+import { clientConfig, connect, loadCopyStreams, quoteIdent, quoteLiteral, type PostgresConnection } from './connection.js';
 import { copyTableOut } from './copy-out.js';
 import { Lease, dropServerLeftovers, makeSpoolFolder, newTag, removeAbandonedSpools, restoreRoleName, scramVerifier } from './lease.js';
-import { OUTPUT_SETTINGS, RESTORE_SETTINGS, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
+import { OUTPUT_SETTINGS, RESTORE_SETTINGS, clientEncoding, type DatabaseLocale, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
 
 /**
  * Restore target of a PostgreSQL source.
@@ -68,9 +67,69 @@ const OWNER_STATEMENT = new RegExp(
   String.raw`^ALTER (?:(?:TABLE|SEQUENCE|VIEW|MATERIALIZED VIEW|SCHEMA|COLLATION|TYPE|DOMAIN|STATISTICS) ${QUALIFIED}|(?:FUNCTION|PROCEDURE|AGGREGATE) ${QUALIFIED}${ARGUMENTS}) OWNER TO ${IDENT};$`,
 );
 const ROLE_NAME = new RegExp(`^${IDENT}$`);
+/**
+ * The grant statements backupkit writes for an extension's members and for grants given by roles
+ * other than the owner, which the superuser runs: nothing else is accepted.
+ */
+const GRANT_TARGET = String.raw`((?:TABLE|SEQUENCE|TYPE) ${QUALIFIED}|(?:FUNCTION|PROCEDURE) ${QUALIFIED}${ARGUMENTS}|SCHEMA ${IDENT})`;
+const PRIVILEGES = String.raw`[A-Z]+(?:,[A-Z]+)*|[A-Z]+\(${IDENT}\)`;
+const GRANT_STATEMENT = new RegExp(
+  String.raw`^(?:REVOKE ALL ON ${GRANT_TARGET} FROM ${IDENT}|GRANT (?:${PRIVILEGES}) ON ${GRANT_TARGET} TO ${IDENT}(?: WITH GRANT OPTION)?|SET ROLE ${IDENT}|RESET ROLE);$`,
+);
+/**
+ * The schema of a grant's object, and whether it belongs to an extension: the superuser grants only
+ * on objects of the archive or of its extensions, never on the system's (pg_read_file and the like).
+ */
+const GRANT_OBJECT_SQL = `
+  SELECT coalesce(i.schema, i.identity) AS schema, EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = o.classid AND d.objid = o.oid AND d.deptype = 'e') AS member
+    FROM (SELECT CASE WHEN $1 IN ('FUNCTION', 'PROCEDURE') THEN 'pg_catalog.pg_proc'::pg_catalog.regclass WHEN $1 = 'TYPE' THEN 'pg_catalog.pg_type'::pg_catalog.regclass
+                      WHEN $1 = 'SCHEMA' THEN 'pg_catalog.pg_namespace'::pg_catalog.regclass ELSE 'pg_catalog.pg_class'::pg_catalog.regclass END AS classid,
+                 CASE WHEN $1 IN ('FUNCTION', 'PROCEDURE') THEN pg_catalog.to_regprocedure($2)::oid WHEN $1 = 'TYPE' THEN pg_catalog.to_regtype($2)::oid
+                      WHEN $1 = 'SCHEMA' THEN pg_catalog.to_regnamespace($2)::oid ELSE pg_catalog.to_regclass($2)::oid END AS oid) o,
+         pg_catalog.pg_identify_object(o.classid, o.oid, 0) AS i
+   WHERE o.oid IS NOT NULL`;
+/** The server's warnings that a GRANT or REVOKE changed nothing: the role running it lacks the rights. */
+const PRIVILEGE_NOT_CHANGED = new Set(['01006', '01007']);
+/** Grant entries: restored after everything else but materialized view data, and only with `ownership`. */
+const GRANT_KINDS = new Set(['ACL', 'EXTENSION ACL', 'DELEGATED ACL']);
+/** Grant entries the superuser runs when the archive's SQL runs as a temporary role (see handOver). */
+const SUPERUSER_GRANT_KINDS = new Set(['EXTENSION ACL', 'DELEGATED ACL']);
 /** A string literal as quoteLiteral() writes it: no backslash in a plain one, only doubled ones in an E'' one. */
 const LITERAL = String.raw`(?:'(?:[^'\\]|'')*'|E'(?:[^'\\]|''|\\\\)*')`;
 const EXTENSION_COMMENT = new RegExp(String.raw`^COMMENT ON EXTENSION ${IDENT} IS ${LITERAL};$`);
+
+/** CREATE DATABASE's errors for a locale or encoding the server cannot have (invalid locale name, encoding and locale that do not match). */
+const LOCALE_REFUSED = new Set(['42809', '22023']);
+const LOCALE_HINT =
+  'A database restores with the encoding, locale and locale provider of its source, or not at all (another sort order would change ORDER BY, unique indexes and range partitions): install the locale on this server (locale-gen, an ICU-enabled build), or restore on a server that has it.';
+
+/**
+ * The encoding, locale and locale provider clauses of CREATE DATABASE, as `pg_dump --create` writes
+ * them. The provider is always named on servers that have one: their default may be another.
+ */
+function localeClauses(from: DatabaseLocale, serverVersion: number, database: string): string {
+  const clauses = [`ENCODING ${quoteLiteral(from.encoding)}`, `LC_COLLATE ${quoteLiteral(from.collate)}`, `LC_CTYPE ${quoteLiteral(from.ctype)}`];
+  const provider = from.provider ?? 'libc';
+  const needs = (version: number, what: string): void => {
+    if (serverVersion >= version) return;
+    throw new BackupError('RESTORE_FAILED', `This server cannot create ${database} with the source's encoding and locale (${describeLocale(from)}): ${what} needs PostgreSQL ${version / 10000} or newer`, {
+      hint: LOCALE_HINT,
+    });
+  };
+  if (provider === 'libc') return serverVersion >= 150000 ? [...clauses, 'LOCALE_PROVIDER libc'].join(' ') : clauses.join(' ');
+  needs(provider === 'icu' ? 150000 : 170000, `the ${provider} locale provider`);
+  clauses.push(`LOCALE_PROVIDER ${provider}`, `${provider === 'icu' ? 'ICU_LOCALE' : 'BUILTIN_LOCALE'} ${quoteLiteral(from.locale ?? '')}`);
+  if (from.icuRules) {
+    needs(160000, 'ICU_RULES');
+    clauses.push(`ICU_RULES ${quoteLiteral(from.icuRules)}`);
+  }
+  return clauses.join(' ');
+}
+
+function describeLocale(from: DatabaseLocale): string {
+  const provider = from.provider ?? 'libc';
+  return `${from.encoding}, LC_COLLATE ${from.collate}, LC_CTYPE ${from.ctype}, provider ${provider}${provider === 'libc' ? '' : ` ${from.locale ?? ''}`}${from.icuRules ? ' with rules' : ''}`;
+}
 
 /** Objects that make a database "not empty": anything a user created. */
 const USER_OBJECTS_SQL = `
@@ -183,6 +242,27 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
         }
       }
     };
+    /**
+     * Runs grant statements, failing where the server would only warn that a GRANT or REVOKE changed
+     * nothing (the restoring role does not own the object): a restore must not end with other rights.
+     */
+    const runGrants = async (client: pg.Client, entry: TocEntry, sql = entry.sql): Promise<void> => {
+      const unchanged: string[] = [];
+      const listen = (notice: { code?: string; message?: string }): void => {
+        if (notice.code && PRIVILEGE_NOT_CHANGED.has(notice.code)) unchanged.push(notice.message ?? notice.code);
+      };
+      client.on('notice', listen);
+      try {
+        await run(client, sql, `the grants of ${entry.name}`);
+      } finally {
+        client.off('notice', listen);
+      }
+      if (unchanged.length > 0) {
+        throw new BackupError('RESTORE_FAILED', `Restoring the grants of ${entry.name} into ${target.database} failed: ${unchanged[0]}`, {
+          hint: 'The restoring role does not own this object. Restore as a superuser, or with `ownership: false` to skip owners and grants.',
+        });
+      }
+    };
     const runEntry = async (client: pg.Client, entry: TocEntry): Promise<void> => {
       const what = `${entry.kind} ${entry.schema === null ? '' : `${entry.schema}.`}${entry.name}`;
       if (restricted && isExtensionComment(entry)) return; // by the superuser, in handOver()
@@ -225,12 +305,14 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
           roleCreated = true;
           owner = ` OWNER ${quoteIdent(restricted.role)}`;
         }
-        const encoding = `${owner} TEMPLATE template0 ENCODING ${quoteLiteral(from.database.encoding)}`;
-        const locale = ` LC_COLLATE ${quoteLiteral(from.database.collate)} LC_CTYPE ${quoteLiteral(from.database.ctype)}`;
-        // The source's locale may not exist on this server; the server's default then serves.
-        await client.query(`CREATE DATABASE ${quoteIdent(staging)} ${encoding}${locale}`).catch(async (cause: { code?: string }) => {
-          if (cause.code === '42P04') throw cause;
-          await client.query(`CREATE DATABASE ${quoteIdent(staging)} ${encoding}`);
+        const { rows: [server] } = await client.query<{ num: number }>(`SELECT current_setting('server_version_num')::int AS num`);
+        const locale = localeClauses(from.database, server!.num, target.database);
+        // No fallback to the server's default locale: another sort order is a silent difference.
+        await client.query(`CREATE DATABASE ${quoteIdent(staging)}${owner} TEMPLATE template0 ${locale}`).catch((cause: { code?: string; message?: string }) => {
+          if (!LOCALE_REFUSED.has(cause.code ?? '')) throw cause;
+          throw new BackupError('RESTORE_FAILED', `This server cannot create ${target.database} with the source's encoding and locale (${describeLocale(from.database)}): ${cause.message}`, {
+            cause, hint: LOCALE_HINT,
+          });
         });
         created = true;
       } catch (cause) {
@@ -245,12 +327,13 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
         });
         clients.push(client);
         idle.push(client);
-        for (const setting of RESTORE_SETTINGS) await client.query(setting);
+        for (const setting of [...RESTORE_SETTINGS, ...clientEncoding(from)]) await client.query(setting);
       }
     };
 
     const loadChunk = async (client: pg.Client, table: TocTable, file: string): Promise<void> => {
       const columns = table.columns.length > 0 ? ` (${table.columns.join(', ')})` : '';
+      const { from: copyFrom } = await loadCopyStreams();
       const stream = client.query(copyFrom(`COPY ${table.qualifiedName}${columns} FROM STDIN`));
       try {
         await pipeline(createReadStream(file), stream, { signal });
@@ -296,6 +379,11 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
           }
           for (const lo of from.largeObjects) {
             await run(client, `ALTER LARGE OBJECT ${checkedOid(lo.oid)} OWNER TO ${checkedRole(lo.owner)};`, `the owner of large object ${lo.oid}`);
+          }
+          for (const entry of from.entries) {
+            if (!SUPERUSER_GRANT_KINDS.has(entry.kind)) continue;
+            await runGrants(client, entry, await checkedGrants(client, entry));
+            await client.query('RESET ROLE');
           }
         }
         await run(client, `REASSIGN OWNED BY ${quoteIdent(role)} TO CURRENT_USER; DROP OWNED BY ${quoteIdent(role)}`, `the objects of the temporary role ${role}`);
@@ -393,10 +481,12 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
           const postData = from.entries.filter((entry) => entry.section === 'post-data');
           const parallel = postData.filter((entry) => PARALLEL_POST_DATA.has(entry.kind));
           await Promise.all(parallel.map((entry) => limit(() => withClient((client) => runEntry(client, entry)))));
-          const last = new Set(['ACL', 'MATERIALIZED VIEW DATA']);
+          const last = new Set([...GRANT_KINDS, 'MATERIALIZED VIEW DATA']);
           for (const entry of postData) if (!PARALLEL_POST_DATA.has(entry.kind) && !last.has(entry.kind)) await runEntry(main, entry);
           if (target.ownership) {
-            for (const entry of postData) if (entry.kind === 'ACL') await runEntry(main, entry);
+            // An extension's members belong to the superuser that ran its script, and the temporary role cannot act as
+            // another grantor (SET ROLE): those grants wait for handOver().
+            for (const entry of postData) if (GRANT_KINDS.has(entry.kind) && !(restricted && SUPERUSER_GRANT_KINDS.has(entry.kind))) await runGrants(main, entry);
             for (const lo of from.largeObjects) if (lo.acl !== null) await run(main, lo.acl, `the grants of large object ${lo.oid}`);
           }
           for (const entry of postData) if (entry.kind === 'MATERIALIZED VIEW DATA') await runEntry(main, entry);
@@ -475,7 +565,7 @@ async function verifyTables(target: ParsedTarget, toc: Toc, summaries: readonly 
           if (signal.aborted) throw signal.reason;
           const table = byEntry.get(summary.entry);
           if (!table) return void problems.push(`data.json names table #${summary.entry}, which toc.json lacks`);
-          const client = idle.pop() ?? (await connectForCopyOut(config));
+          const client = idle.pop() ?? (await connectForCopyOut(config, toc));
           try {
             const found = await copyTableOut(client, table, VERIFY_CHUNK_BYTES, async () => {});
             rows += found.rows;
@@ -497,10 +587,10 @@ async function verifyTables(target: ParsedTarget, toc: Toc, summaries: readonly 
   return { name: 'table rows and contents', figures: { tables: summaries.length, rows, bytes }, problems };
 }
 
-async function connectForCopyOut(config: pg.ClientConfig): Promise<pg.Client> {
+async function connectForCopyOut(config: pg.ClientConfig, toc: Toc): Promise<pg.Client> {
   const client = await connect(config, 'RESTORE_FAILED');
   // A synchronized scan may start mid-table; the comparison needs rows from the first page on.
-  for (const setting of [...OUTPUT_SETTINGS, 'SET synchronize_seqscans = off']) await client.query(setting);
+  for (const setting of [...OUTPUT_SETTINGS, ...clientEncoding(toc), 'SET synchronize_seqscans = off']) await client.query(setting);
   return client;
 }
 
@@ -584,6 +674,30 @@ function isExtensionComment(entry: TocEntry): boolean {
 function checkedOwnerStatement(statement: string): string {
   if (!OWNER_STATEMENT.test(statement)) throw unsafeOwner(statement);
   return statement;
+}
+
+/**
+ * The grants the superuser runs, checked: only the shapes backupkit writes, on objects of the archive
+ * (an extension's members for an EXTENSION ACL), never on the system's.
+ */
+async function checkedGrants(client: pg.Client, entry: TocEntry): Promise<string> {
+  const unsafe = (statement: string, why: string): BackupError =>
+    new BackupError('UNSAFE_ARCHIVE', `toc.json of a PostgreSQL source holds a grant statement ${why}: ${JSON.stringify(statement.slice(0, 200))}; nothing was restored`, {
+      hint: 'Grants on extension members and by other grantors are run as the superuser, so only `GRANT|REVOKE … ON <kind> <name> …;` and `SET|RESET ROLE` on objects of the archive are accepted. Restore with `ownership: false`, or find out who crafted this archive.',
+    });
+  for (const statement of entry.sql.split('\n')) {
+    const match = GRANT_STATEMENT.exec(statement);
+    if (!match) throw unsafe(statement, 'backupkit does not write');
+    const target = match[1] ?? match[2];
+    if (target === undefined) continue; // SET ROLE, RESET ROLE
+    const space = target.indexOf(' ');
+    const { rows } = await client.query<{ schema: string; member: boolean }>(GRANT_OBJECT_SQL, [target.slice(0, space), target.slice(space + 1)]);
+    const object = rows[0];
+    if (!object) continue; // no such object: the statement fails as it would anyway
+    if (/^(pg_|information_schema$)/.test(object.schema)) throw unsafe(statement, 'on an object of the system');
+    if (entry.kind === 'EXTENSION ACL' && !object.member) throw unsafe(statement, 'on an object that belongs to no extension');
+  }
+  return entry.sql;
 }
 
 function checkedRole(role: string): string {

@@ -44,10 +44,22 @@ export interface LargeObjectInfo {
   readonly comment: string | null;
 }
 
+/** What `CREATE DATABASE` needs to give the restored database the source's encoding and sort order. */
+export interface DatabaseLocale {
+  readonly encoding: string;
+  readonly collate: string;
+  readonly ctype: string;
+  /** The locale provider, from PostgreSQL 15 on (`libc`, `icu`, `builtin`); archives of older servers have none: libc. */
+  readonly provider?: 'libc' | 'icu' | 'builtin';
+  /** The ICU or builtin locale (`daticulocale`, `datlocale`), and ICU's tailoring rules (PostgreSQL 16+). */
+  readonly locale?: string | null;
+  readonly icuRules?: string | null;
+}
+
 export interface Toc {
   readonly formatVersion: 1;
   readonly server: { readonly version: string; readonly versionNum: number };
-  readonly database: { readonly name: string; readonly encoding: string; readonly collate: string; readonly ctype: string };
+  readonly database: DatabaseLocale & { readonly name: string };
   readonly entries: TocEntry[];
   readonly tables: TocTable[];
   readonly largeObjects: LargeObjectInfo[];
@@ -81,6 +93,7 @@ const KIND_PRIORITY: Record<string, number> = {
   VIEW: 10,
   'MATERIALIZED VIEW': 10,
   'SEQUENCE OWNED BY': 11,
+  DEFAULT: 11,
   'SEQUENCE SET': 12,
   INDEX: 20,
   CONSTRAINT: 21,
@@ -95,6 +108,8 @@ const KIND_PRIORITY: Record<string, number> = {
   'CLUSTER ON': 29,
   COMMENT: 30,
   ACL: 40,
+  'EXTENSION ACL': 40,
+  'DELEGATED ACL': 41,
   'MATERIALIZED VIEW DATA': 50,
 };
 
@@ -216,6 +231,14 @@ export const RESTORE_SETTINGS = [
   "SET client_min_messages = warning;",
   "SET row_security = off;",
 ];
+
+/**
+ * A SQL_ASCII database holds bytes, not characters, and its rows may hold any: they load as they
+ * were copied out only with no client encoding to check them against (UTF8 would refuse them).
+ */
+export function clientEncoding(from: Toc): string[] {
+  return from.database.encoding === 'SQL_ASCII' ? ["SET client_encoding = 'SQL_ASCII';"] : [];
+}
 
 /** The TOC as a script a person can read and load with psql: every schema statement, no data. */
 export function renderSchemaSql(toc: Toc): string {

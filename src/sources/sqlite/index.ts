@@ -71,10 +71,7 @@ export function sqlite(options: SqliteSourceOptions): Source {
         await runSqliteJob({ op: 'snapshot', source: path, destination: copy, busyTimeoutMs }, context.signal);
       } catch (cause) {
         await rm(spool, { recursive: true, force: true });
-        // "Check that the source is readable" would send the user after permissions.
-        const notSqlite = (cause as { code?: string }).code === 'SQLITE_NOTADB';
-        throw asBackupError(cause, 'SOURCE_FAILED', `Copying SQLite database ${path} failed`,
-          notSqlite ? `${path} is not a SQLite database: check that \`path\` names the database file itself.` : undefined);
+        throw asBackupError(cause, 'SOURCE_FAILED', `Copying SQLite database ${path} failed`);
       }
       const info = await stat(copy);
       return {
@@ -153,10 +150,7 @@ export const sqliteRestorer: Restorer<SqliteTarget> = {
       },
       async prepare() {
         if (!received) throw new BackupError('CORRUPT_ARCHIVE', `The archive has no ${SQLITE_ENTRY} for ${path}`);
-        const { problems } = await runSqliteJob({ op: 'integrity-check', path: staging }, signal).catch((cause: unknown) => {
-          if (signal.aborted) throw cause;
-          throw new BackupError('CORRUPT_ARCHIVE', `The restored database cannot be opened: ${(cause as Error).message}`, { cause });
-        });
+        const { problems } = await runSqliteJob({ op: 'integrity-check', path: staging }, signal);
         if (problems.length > 0) {
           throw new BackupError('CORRUPT_ARCHIVE', `The restored database fails PRAGMA integrity_check: ${problems.slice(0, 5).join('; ')}`);
         }
@@ -253,9 +247,6 @@ async function verifyDatabase(path: string, archived: AsyncIterable<ArchivedEntr
     figures: { bytes },
     problems: hash.digest('hex') === expected ? [] : [`${path} differs from the backup's ${SQLITE_ENTRY} (SHA-256)`],
   };
-  const inspected = await runSqliteJob({ op: 'inspect', path }, signal).catch((cause: unknown) => {
-    if (signal.aborted) throw cause;
-    return { problems: [`the database cannot be read: ${(cause as Error).message}`], figures: undefined };
-  });
+  const inspected = await runSqliteJob({ op: 'inspect', path }, signal);
   return [fileCheck, { name: 'PRAGMA integrity_check', figures: inspected.figures ?? {}, problems: inspected.problems }];
 }

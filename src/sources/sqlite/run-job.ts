@@ -1,31 +1,16 @@
-import { Worker } from 'node:worker_threads';
-import type { SqliteJob, SqliteJobFailure, SqliteJobResult } from './worker.js';
+import type { BackupErrorCode } from '../../errors.js';
+import { WorkerJob } from '../../util/worker-channel.js';
+import type { SqliteJob, SqliteJobResult } from './run-job.worker.js';
 
-/** An error from SQLite itself, with its code (`SQLITE_NOTADB`, `SQLITE_BUSY`, ...). */
-class SqliteJobError extends Error {
-  constructor(
-    message: string,
-    readonly code: string | undefined,
-  ) {
-    super(message);
-    this.name = 'SqliteError';
-  }
-}
+/** What a job that could not finish fails as, when the worker itself gives no reason (a crash). */
+const FAIL_CODES: Record<SqliteJob['op'], BackupErrorCode> = { snapshot: 'SOURCE_FAILED', 'integrity-check': 'RESTORE_FAILED', inspect: 'RESTORE_FAILED' };
 
-/** Runs one job on a fresh worker thread; aborting the signal terminates it. */
+/** Runs one job on a fresh worker thread; aborting the signal stops it, and the job rejects with `ABORTED`. */
 export function runSqliteJob(job: SqliteJob, signal?: AbortSignal): Promise<SqliteJobResult> {
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: job });
-    let reply: SqliteJobResult | SqliteJobFailure | undefined;
-    const onAbort = () => void worker.terminate();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    worker.once('message', (message: SqliteJobResult | SqliteJobFailure) => (reply = message));
-    worker.once('error', reject);
-    worker.once('exit', (code) => {
-      signal?.removeEventListener('abort', onAbort);
-      if (reply && 'error' in reply) reject(new SqliteJobError(reply.error.message, reply.error.code));
-      else if (reply) resolve(reply);
-      else reject(signal?.aborted ? signal.reason : new Error(`The SQLite worker exited with code ${code}`));
-    });
-  });
+  return WorkerJob.start<never, never, SqliteJobResult, SqliteJob>(new URL('./run-job.worker.js', import.meta.url), {
+    data: job,
+    name: 'The SQLite worker',
+    failCode: FAIL_CODES[job.op],
+    ...(signal ? { signal } : {}),
+  }).result;
 }

@@ -1,0 +1,61 @@
+/**
+ * Runs openpgp.js on a worker thread: it en- and decrypts with native calls but buffers and
+ * copies in JavaScript, which stalled the host's event loop for 55-220 ms per run on the main
+ * thread. Data flows both ways through the worker channel, whose credits bound what is in flight.
+ */
+import * as openpgp from 'openpgp';
+import { serveWorkerJob, type Channel } from '../util/worker-channel.js';
+import { decryptionError } from './encryption.js';
+
+export type CryptoJob =
+  | { mode: 'encrypt'; passwords: string[]; armoredKeys: string[]; config: Partial<openpgp.Config> }
+  | { mode: 'decrypt'; armored: boolean; passwords: string[]; armoredPrivateKey: string | undefined };
+
+serveWorkerJob<CryptoJob, Uint8Array, Uint8Array, void>(async (job, channel) => {
+  const input = inputOf(channel);
+  try {
+    const reader = (await transform(job, input)).getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      const chunk = value.slice(); // a buffer of its own, to hand over without copying
+      await channel.send(chunk, [chunk.buffer]);
+    }
+  } catch (error) {
+    throw job.mode === 'decrypt' ? decryptionError(error) : error;
+  }
+});
+
+function inputOf(channel: Channel<Uint8Array, Uint8Array>): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      // Take more input only while the output is wanted: openpgp would otherwise run ahead and
+      // queue whatever it decrypted, without bound.
+      await channel.writable();
+      const chunk = await channel.receive();
+      if (chunk === undefined) controller.close();
+      else controller.enqueue(chunk);
+    },
+  });
+}
+
+async function transform(job: CryptoJob, input: ReadableStream<Uint8Array>): Promise<ReadableStream<Uint8Array>> {
+  if (job.mode === 'encrypt') {
+    const message = await openpgp.createMessage({ binary: input });
+    const encryptionKeys = await Promise.all(job.armoredKeys.map((armoredKey) => openpgp.readKey({ armoredKey })));
+    return (await openpgp.encrypt({ message, passwords: job.passwords, encryptionKeys, format: 'binary', config: job.config })) as ReadableStream<Uint8Array>;
+  }
+  const message = job.armored
+    ? ((await openpgp.readMessage({ armoredMessage: input.pipeThrough(new TextDecoderStream()) })) as unknown as openpgp.Message<ReadableStream<Uint8Array>>)
+    : await openpgp.readMessage({ binaryMessage: input });
+  const decryptionKeys = job.armoredPrivateKey ? [await openpgp.readPrivateKey({ armoredKey: job.armoredPrivateKey })] : undefined;
+  const { data } = await openpgp.decrypt({
+    message,
+    ...(job.passwords.length > 0 ? { passwords: job.passwords } : {}),
+    ...(decryptionKeys ? { decryptionKeys } : {}),
+    format: 'binary',
+    // Tampering is reported at the end of the message: safe, as restores commit nothing before.
+    config: { allowUnauthenticatedStream: true },
+  });
+  return data as ReadableStream<Uint8Array>;
+}

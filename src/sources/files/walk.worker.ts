@@ -1,0 +1,143 @@
+/**
+ * Walks a tree and reads its small files on a worker thread, with plain synchronous calls, as tar
+ * does. On the main thread each file cost half a dozen round trips to the libuv pool, and that
+ * latency, not the disk, set the pace for trees of many small blobs (measured: 3x slower than
+ * `tar`). Results go back in batches through the worker channel, whose credits keep at most a few
+ * batches, and so a bounded amount of memory, in flight.
+ */
+import { closeSync, fstatSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
+import { BackupError } from '../../errors.js';
+import { serveWorkerJob } from '../../util/worker-channel.js';
+
+export interface WalkerJob {
+  root: string;
+  /** 'estimate' sums sizes only; 'entries' also reads every file up to `smallFile` bytes. */
+  op: 'estimate' | 'entries';
+  smallFile: number;
+}
+
+export interface TreeSize {
+  bytes: number;
+  items: number;
+}
+
+export type WalkItem =
+  | { kind: 'directory'; path: string; mode: number; mtimeMs: number }
+  | { kind: 'symlink'; path: string; mode: number; mtimeMs: number; target: string }
+  | { kind: 'file'; path: string; mode: number; mtimeMs: number; size: number; data?: Uint8Array; change?: string }
+  | { kind: 'skipped'; path: string; message: string };
+
+const BATCH_ITEMS = 512;
+const BATCH_BYTES = 8 * 1024 * 1024;
+
+/** An item found in the tree, or a name skipped before it could be looked at. */
+type Found = { path: string; absolute: string; stats: Stats } | { skipped: WalkItem };
+
+serveWorkerJob<WalkerJob, WalkItem[], never, TreeSize | undefined>(async (job, channel) => {
+  try {
+    const found = visit(job.root, '', lstatSync(job.root));
+    if (job.op === 'estimate') {
+      const size: TreeSize = { bytes: 0, items: 0 };
+      for (const item of found) {
+        if ('skipped' in item) continue;
+        size.items += 1;
+        if (item.stats.isFile()) size.bytes += item.stats.size;
+      }
+      return size;
+    }
+    let batch: WalkItem[] = [];
+    let batchBytes = 0;
+    let transfer: ArrayBuffer[] = [];
+    for (const next of found) {
+      const item = 'skipped' in next ? next.skipped : describe(next.path, next.absolute, next.stats, job.smallFile);
+      batch.push(item);
+      if (item.kind === 'file' && item.data) {
+        batchBytes += item.data.length;
+        transfer.push(item.data.buffer as ArrayBuffer);
+      }
+      if (batch.length < BATCH_ITEMS && batchBytes < BATCH_BYTES) continue;
+      await channel.send(batch, transfer);
+      [batch, batchBytes, transfer] = [[], 0, []];
+    }
+    if (batch.length > 0) await channel.send(batch, transfer);
+    return undefined;
+  } catch (error) {
+    const { message, path } = error as NodeJS.ErrnoException;
+    throw new BackupError('SOURCE_FAILED', `Reading ${path ?? job.root} failed: ${message}`, { cause: error });
+  }
+});
+
+/** The item at `path` and, for a folder, everything beneath it, names sorted. */
+function* visit(root: string, path: string, stats: Stats): Generator<Found> {
+  const absolute = path === '' ? root : join(root, path);
+  yield { path, absolute, stats };
+  if (!stats.isDirectory()) return;
+  const names: string[] = [];
+  for (const raw of readOrMissing(() => readdirSync(absolute, { encoding: 'buffer' })) ?? []) {
+    const name = raw.toString('utf8');
+    if (Buffer.from(name, 'utf8').equals(raw)) names.push(name);
+    else yield { skipped: notUtf8(path, raw) };
+  }
+  names.sort();
+  for (const name of names) {
+    const child = readOrMissing(() => lstatSync(join(absolute, name)));
+    if (child) yield* visit(root, path === '' ? name : `${path}/${name}`, child);
+  }
+}
+
+function describe(path: string, absolute: string, stats: Stats, smallFile: number): WalkItem {
+  const common = { path, mode: stats.mode & 0o7777, mtimeMs: stats.mtimeMs };
+  if (stats.isDirectory()) return { kind: 'directory', ...common };
+  if (stats.isSymbolicLink()) return { kind: 'symlink', ...common, target: readlinkSync(absolute) };
+  if (!stats.isFile()) return { kind: 'skipped', path, message: `${path} is not a regular file, folder or link; skipped` };
+  if (stats.size > smallFile) return { kind: 'file', ...common, size: stats.size };
+  return { kind: 'file', ...common, size: stats.size, ...readSmall(path, absolute, stats) };
+}
+
+/**
+ * Archive paths are strings and tar headers UTF-8, so a name that is not valid UTF-8 cannot be
+ * stored byte-exact: it is reported, with its bytes escaped, and left out with all it holds.
+ */
+function notUtf8(parent: string, raw: Buffer): WalkItem {
+  const escaped = [...raw].map((byte) => (byte >= 0x20 && byte < 0x7f && byte !== 0x5c ? String.fromCharCode(byte) : `\\x${byte.toString(16).padStart(2, '0')}`)).join('');
+  const path = parent === '' ? escaped : `${parent}/${escaped}`;
+  return { kind: 'skipped', path, message: `${path}: the name is not valid UTF-8, which the archive cannot hold; skipped with all it contains` };
+}
+
+/** Reads a whole small file, noting whether it changed while read. */
+function readSmall(path: string, absolute: string, before: Stats): { data: Uint8Array; change?: string } {
+  let fd: number;
+  try {
+    fd = openSync(absolute, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    return { data: new Uint8Array(0), change: `${path} was deleted before it could be read` };
+  }
+  try {
+    // One byte more than announced, to notice a file that grew.
+    const buffer = new Uint8Array(new ArrayBuffer(before.size + 1));
+    let length = 0;
+    while (length < buffer.length) {
+      const read = readSync(fd, buffer, length, buffer.length - length, length);
+      if (read === 0) break;
+      length += read;
+    }
+    const after = fstatSync(fd);
+    const data = buffer.subarray(0, length);
+    const changed = length !== before.size || after.size !== before.size || after.mtimeMs !== before.mtimeMs;
+    return changed ? { data, change: `${path} changed while it was read` } : { data };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readOrMissing<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // deleted while we walked
+    throw error;
+  }
+}
+
