@@ -4,9 +4,11 @@
  * up here and name none; a kind defined in an application joins them through `registerSource` or
  * `registerDestination`.
  */
+import { azureKind } from './destinations/azure/kind.js';
 import { directoryKind } from './destinations/directory/kind.js';
 import { memoryKind } from './destinations/memory/kind.js';
 import { s3Kind } from './destinations/s3/kind.js';
+import { sftpKind } from './destinations/sftp/kind.js';
 import { BackupError } from './errors.js';
 import { filesKind } from './sources/files/kind.js';
 import type { FilesTarget } from './sources/files/index.js';
@@ -151,3 +153,5 @@ registerSource(postgresKind);
 registerDestination(directoryKind);
 registerDestination(s3Kind);
 registerDestination(memoryKind);
+registerDestination(azureKind);
+registerDestination(sftpKind);

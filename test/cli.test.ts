@@ -15,6 +15,8 @@ import { promisify } from 'node:util';
 import { bankSummary, createBank } from './helpers/sqlite.js';
 import { describeTree, tempDir } from './helpers/fs.js';
 import { MOTO_CREDENTIALS, startMoto, type Moto } from './helpers/moto.js';
+import { startAzurite, type Azurite } from './helpers/azurite.js';
+import { startSshd, type Sshd } from './helpers/sshd.js';
 import { replaceSidecar, sidecarFor } from './helpers/sidecar.js';
 import { createDatabase, pgUrl, sql, uniqueName, dropDatabasesLike } from './helpers/postgres.js';
 import { COMMANDS } from '../src/cli/run.js';
@@ -548,6 +550,47 @@ describe('backupkit command line', () => {
       } finally {
         moto.thaw();
       }
+    });
+  });
+
+  describe('with Azure Blob (Azurite)', () => {
+    let azurite: Azurite;
+    before(async () => (azurite = await startAzurite()));
+    after(() => azurite.stop());
+
+    it('backs up to and lists azure://container/prefix, the connection string from AZURE_STORAGE_CONNECTION_STRING', async (t) => {
+      const dir = await application(t);
+      const spec = `azure://${await azurite.createContainer()}/nightly`;
+      const env = { AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString() };
+      const backup = await cli(['backup', '--sqlite', 'app=app.db', '--to', spec], { cwd: dir, env });
+      assert.equal(backup.code, 0, backup.stderr);
+      const list = records((await cli(['list', '--from', spec], { cwd: dir, env })).stdout);
+      assert.deepEqual(list.map((r) => [r.type, r['name']]), [['backup', records(backup.stdout).at(-1)?.['name']]]);
+      const restore = await cli(['restore', '--from', spec, '--sqlite', 'app=restored.db'], { cwd: dir, env });
+      assert.equal(restore.code, 0, restore.stderr);
+      assert.equal(bankSummary(join(dir, 'restored.db')).total, 1000);
+      const noConnection = await cli(['list', '--from', spec], { cwd: dir });
+      assert.equal(noConnection.code, 2);
+      assert.match(noConnection.stderr + noConnection.stdout, /AZURE_STORAGE_CONNECTION_STRING/);
+    });
+  });
+
+  describe('with SFTP (sshd)', () => {
+    let sshd: Sshd;
+    before(async () => (sshd = await startSshd()));
+    after(() => sshd.stop());
+
+    it('backs up to and lists sftp://user@host:port/path with a key file and a known_hosts file', async (t) => {
+      const dir = await application(t);
+      await writeFile(join(dir, 'id_backup'), sshd.privateKey, { mode: 0o600 });
+      const spec = `sftp://${sshd.username}@${sshd.host}:${sshd.port}${await sshd.folder()}?key=id_backup&known-hosts=${encodeURIComponent(sshd.knownHosts)}`;
+      const backup = await cli(['backup', '--sqlite', 'app=app.db', '--to', spec], { cwd: dir });
+      assert.equal(backup.code, 0, backup.stderr);
+      const list = records((await cli(['list', '--from', spec], { cwd: dir })).stdout);
+      assert.deepEqual(list.map((r) => [r.type, r['name']]), [['backup', records(backup.stdout).at(-1)?.['name']]]);
+      const restore = await cli(['restore', '--from', spec, '--sqlite', 'app=restored.db'], { cwd: dir });
+      assert.equal(restore.code, 0, restore.stderr);
+      assert.equal(bankSummary(join(dir, 'restored.db')).total, 1000);
     });
   });
 });

@@ -19,7 +19,7 @@ import { BackupError } from '../src/index.js';
 const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, '..', '..');
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-const PEERS = ['@aws-sdk/client-s3', '@aws-sdk/lib-storage', 'openpgp', 'pg', 'pg-connection-string', 'pg-copy-streams'];
+const PEERS = ['@aws-sdk/client-s3', '@aws-sdk/lib-storage', '@azure/storage-blob', 'openpgp', 'pg', 'pg-connection-string', 'pg-copy-streams', 'ssh2'];
 
 const TSCONFIG = {
   compilerOptions: { strict: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', skipLibCheck: false, noEmit: true, types: ['node'] },
@@ -44,14 +44,16 @@ export { failed, name, path, wrong };
 /** An application that has the SDKs passes its own clients and configs, and connects with what a drill gives it. */
 const PASSES_ITS_OWN_CLIENTS = `
 import { S3Client } from '@aws-sdk/client-s3';
+import { BlobServiceClient } from '@azure/storage-blob';
 import pg from 'pg';
-import { memory, postgres, s3, type PostgresConnection } from 'backupkit';
+import { azure, memory, postgres, s3, type PostgresConnection } from 'backupkit';
 import { withRestoredBackup } from 'backupkit/testing';
 
 const config: pg.ClientConfig = { host: 'localhost', database: 'app', ssl: { rejectUnauthorized: false } };
 const connections: PostgresConnection[] = [config, new pg.Pool({ connectionString: 'postgres://localhost/app' }), 'postgres://localhost/app'];
 for (const connection of connections) postgres({ name: 'pg', connection });
 s3({ bucket: 'b', client: new S3Client({ region: 'eu-west-1' }) });
+azure({ container: 'c', client: BlobServiceClient.fromConnectionString('UseDevelopmentStorage=true') });
 s3({ bucket: 'b', credentials: { accessKeyId: 'id', secretAccessKey: 'secret' } });
 s3({ bucket: 'b', credentials: async () => ({ accessKeyId: 'id', secretAccessKey: 'secret' }) });
 await withRestoredBackup({ from: memory() }, async (restored) => {
@@ -63,7 +65,7 @@ await withRestoredBackup({ from: memory() }, async (restored) => {
 /** Tries every optional adapter without its SDK; prints what each did, as JSON. */
 const RUNS_WITHOUT_PEERS = `
 import Sqlite from 'better-sqlite3';
-import { Database, directory, postgres, s3, sqlite } from 'backupkit';
+import { azure, Database, directory, postgres, s3, sftp, sqlite } from 'backupkit';
 
 const outcome = async (attempt) => {
   try {
@@ -82,6 +84,8 @@ console.log(JSON.stringify({
   sqlite: await outcome(() => app.startBackup({ to: backups })),
   encrypted: await outcome(() => app.startBackup({ to: backups, encrypt: { passphrase: 'secret' } })),
   s3: await outcome(() => app.startBackup({ to: s3({ bucket: 'b', endpoint: 'http://127.0.0.1:9' }) })),
+  azure: await outcome(() => app.startBackup({ to: azure({ container: 'c', connectionString: 'UseDevelopmentStorage=true' }) })),
+  sftp: await outcome(() => app.startBackup({ to: sftp({ host: '127.0.0.1', port: 9, username: 'u', password: 'p', path: '/backups', hostKey: 'SHA256:x' }) })),
   postgresUrl: await outcome(async () => postgres({ name: 'pg', connection: 'postgres://127.0.0.1:9/app' })),
   postgresConfig: await outcome(() => new Database({ sources: [postgres({ name: 'pg', connection: { host: '127.0.0.1', port: 9, database: 'app' } })] }).startBackup({ to: backups })),
 }));
@@ -142,6 +146,8 @@ describe('a fresh application', () => {
     const expected: Record<string, [name: string, install: string]> = {
       encrypted: ['openpgp', 'npm install openpgp'],
       s3: ['@aws-sdk/client-s3', 'npm install @aws-sdk/client-s3 @aws-sdk/lib-storage'],
+      azure: ['@azure/storage-blob', 'npm install @azure/storage-blob'],
+      sftp: ['ssh2', 'npm install ssh2'],
       postgresUrl: ['pg-connection-string', 'npm install pg pg-connection-string pg-copy-streams'],
       postgresConfig: ['pg,', 'npm install pg pg-connection-string pg-copy-streams'],
     };

@@ -4,7 +4,7 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { after, before, describe, it } from 'node:test';
-import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { CreateMultipartUploadCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, RestoreObjectCommand } from '@aws-sdk/client-s3';
 import { Database, files, listBackups, memory, prune, s3, sqlite, type RetryInfo } from '../src/index.js';
 import { testDestination } from './conformance/destination.js';
 import { put } from './helpers/put.js';
@@ -148,9 +148,30 @@ describe('s3 destination', () => {
     await raceTwoBackups(dir, destinationOn(bucket), { endpoint: moto.endpoint, bucket });
   });
 
+  it('puts archives in storageClass and sidecars in STANDARD; a frozen archive fails its restore with how to thaw it', async (t) => {
+    const dir = await tempDir(t, 's3-glacier');
+    createBank(join(dir, 'app.db'), 100);
+    const bucket = await moto.createBucket();
+    const destination = destinationOn(bucket, { prefix: 'cold/', storageClass: 'GLACIER' });
+    const { name, sha256 } = await new Database({ sources: [sqlite({ name: 'app', path: join(dir, 'app.db') })] }).startBackup({ to: destination }).done;
+    const storageClass = async (object: string) => (await moto.client.send(new HeadObjectCommand({ Bucket: bucket, Key: `cold/${object}` }))).StorageClass ?? 'STANDARD';
+    assert.equal(await storageClass(name), 'GLACIER');
+    assert.equal(await storageClass(`${name}.json`), 'STANDARD');
+    const [listed] = await listBackups(destination);
+    assert.deepEqual([listed?.name, listed?.sha256, listed?.trust], [name, sha256, 'trusted'], 'listed from its sidecar, without reading the archive');
+
+    const target = { app: { path: join(dir, 'restored.db') } };
+    const frozen = await rejectsWithCode(Database.restore({ from: destination, targets: target }), 'DESTINATION_FAILED', /cold storage class/);
+    assert.match(frozen.hint, new RegExp(`restore-object --bucket ${bucket} --key cold/${name.replaceAll('.', '\\.')}`));
+    await moto.client.send(new RestoreObjectCommand({ Bucket: bucket, Key: `cold/${name}`, RestoreRequest: { Days: 1 } }));
+    await Database.restore({ from: destination, targets: target });
+    assert.deepEqual(dumpRows(join(dir, 'restored.db')), dumpRows(join(dir, 'app.db')));
+  });
+
   it('needs a bucket and a valid part size', () => {
     assert.throws(() => s3({ bucket: '' }), { code: 'INVALID_OPTIONS' });
     assert.throws(() => s3({ bucket: 'b', partSize: 1024 }), { code: 'INVALID_OPTIONS' });
+    assert.throws(() => s3({ bucket: 'b', storageClass: '' as 'GLACIER' }), { code: 'INVALID_OPTIONS' });
   });
 });
 

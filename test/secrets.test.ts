@@ -4,7 +4,7 @@
  * passphrase, through the API and the command line (`--json`), successful and failing. Every
  * result, event payload, error (message, hint, stack, cause chain, JSON), object stored on the
  * destinations (sidecars, claims, the archive and its header) and every line printed is searched
- * for every secret.
+ * for every secret. Azure account keys and SSH keys and passwords too.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -15,9 +15,11 @@ import { after, before, describe, it } from 'node:test';
 import { inspect, promisify } from 'node:util';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import * as openpgp from 'openpgp';
-import { BackupError, Database, directory, postgres, s3, sqlite, verifyBackup, type Destination } from '../src/index.js';
+import { azure, BackupError, Database, directory, listBackups, postgres, prune, s3, sftp, sqlite, verifyBackup, type Destination } from '../src/index.js';
+import { startAzurite } from './helpers/azurite.js';
 import { tempDir } from './helpers/fs.js';
 import { startMoto, type Moto } from './helpers/moto.js';
+import { startSshd } from './helpers/sshd.js';
 import { createDatabase, PG_HOST, PG_PORT, PG_USER, sql, uniqueName, dropDatabasesLike } from './helpers/postgres.js';
 import { createBank } from './helpers/sqlite.js';
 
@@ -216,5 +218,38 @@ describe('secrets are never echoed', () => {
       assertNoSecret(keys, run.stderr, `stderr of command ${i}`);
     }
     assert.match(runs[2]!.stdout, /"type":"result"/);
+  });
+
+  it('for Azure and SFTP: account keys, connection strings, SSH keys and passwords, successful or failing', async (t) => {
+    const dir = await tempDir(t, 'secrets-remote');
+    createBank(join(dir, 'app.db'), 20, 10);
+    const [azurite, sshd] = await Promise.all([startAzurite(), startSshd()]);
+    t.after(() => Promise.all([azurite.stop(), sshd.stop()]));
+    const wrongKey = randomBytes(64).toString('base64');
+    const password = `ssh-pw-${randomBytes(6).toString('hex')}`;
+    const rightKey = new URL(`http://x/?${azurite.connectionString().replaceAll(';', '&')}`).searchParams.get('AccountKey') as string;
+    const names: Record<string, string> = { rightKey, wrongKey, password };
+    for (const [i, line] of sshd.privateKey.split('\n').filter((l) => l.length >= 40).entries()) names[`ssh key line ${i}`] = line;
+    const found: Secrets = { names };
+    const container = await azurite.createContainer();
+    const folder = await sshd.folder();
+    const ssh = { host: sshd.host, port: sshd.port, username: sshd.username, hostKey: sshd.hostKey, path: folder };
+    const destinations = [azure({ container, connectionString: azurite.connectionString() }), sftp({ ...ssh, privateKey: sshd.privateKey })];
+    const seen: string[] = [];
+
+    const backup = new Database({ sources: [sqlite({ name: 'app', path: join(dir, 'app.db') })] }).startBackup({ to: destinations });
+    seen.push(...recordEvents(backup));
+    seen.push(inspect(await backup.done, { depth: 8 }));
+    for (const destination of destinations) seen.push(inspect(await listBackups(destination), { depth: 8 }), inspect(await prune(destination, { keepLast: 5 }), { depth: 8 }), inspect(destination, { depth: 8 }));
+
+    const errors = [
+      await failure(listBackups(azure({ container, connectionString: azurite.connectionString(wrongKey), maxAttempts: 1 }))),
+      await failure(new Database({ sources: [sqlite({ name: 'app', path: join(dir, 'app.db') })] }).startBackup({ to: azure({ container, connectionString: `AccountName=x;AccountKey=${wrongKey}` }) }).done),
+      await failure(listBackups(sftp({ ...ssh, password }))), // the server takes keys only
+      await failure(listBackups(sftp({ ...ssh, privateKey: sshd.privateKey, hostKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ' }))),
+    ];
+    for (const error of errors) seen.push(describeError(error));
+    assertNoSecret(found, seen.join('\n'), 'an event, result or error');
+    assertNoSecret(found, await folderContents(folder), 'the SFTP folder');
   });
 });

@@ -2,8 +2,8 @@
 const REDACTED = '***';
 
 /**
- * Fields that hold a secret wherever they appear: PostgreSQL and `pg` settings, S3 credentials,
- * OpenPGP passphrases and keys. Compared without case, `_` or `-`.
+ * Fields that hold a secret wherever they appear: PostgreSQL and `pg` settings, S3 and Azure
+ * credentials, SSH keys and passwords, OpenPGP passphrases and keys. Compared without case, `_` or `-`.
  */
 const SECRET_FIELDS: ReadonlySet<string> = new Set([
   'password',
@@ -15,14 +15,23 @@ const SECRET_FIELDS: ReadonlySet<string> = new Set([
   'sessiontoken',
   'credentials',
   'sslkey',
+  'accountkey',
+  'connectionstring',
+  'sastoken',
 ]);
 
 /** `scheme://user:password@` in any string: a connection string or an endpoint with credentials. */
 const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^/\s:@]*):[^@\s/]*@/gi;
 
-/** `postgres://user:secret@host/db` becomes `postgres://user:***@host/db`; other text is kept. */
+/** An Azure connection string's key or SAS token, and a SAS signature in a URL's query. */
+const AZURE_SECRET = /((?:AccountKey|SharedAccessSignature)=)[^;\s]*|([?&]sig=)[^&\s]*/gi;
+
+/**
+ * `postgres://user:secret@host/db` becomes `postgres://user:***@host/db`, `AccountKey=secret;`
+ * becomes `AccountKey=***;`, `?sig=secret` becomes `?sig=***`; other text is kept.
+ */
 export function redactText(text: string): string {
-  return text.replace(URL_PASSWORD, `$1:${REDACTED}@`);
+  return text.replace(URL_PASSWORD, `$1:${REDACTED}@`).replace(AZURE_SECRET, (_, key: string | undefined, sig: string | undefined) => `${key ?? sig}${REDACTED}`);
 }
 
 /**

@@ -4,8 +4,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { freePort } from './ports.js';
 
 export interface Moto {
   endpoint: string;
@@ -19,15 +19,6 @@ export interface Moto {
 }
 
 export const MOTO_CREDENTIALS = { accessKeyId: 'backupkit', secretAccessKey: 'backupkit' };
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
-}
 
 let buckets = 0;
 

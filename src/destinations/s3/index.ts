@@ -89,6 +89,14 @@ export interface S3Options {
    */
   abandonedUploadAge?: number;
   /**
+   * The storage class of archives, such as `STANDARD_IA`, `GLACIER_IR`, `GLACIER` or
+   * `DEEP_ARCHIVE`; default the bucket's (`STANDARD`). Sidecars (`.json`) and name claims
+   * (`.claim`) stay in `STANDARD`, so listing and retention read them at once. An archive in
+   * `GLACIER` or `DEEP_ARCHIVE` must be restored (thawed) in S3 before backupkit can read it:
+   * restoring it before then fails with `DESTINATION_FAILED`, whose hint says how.
+   */
+  storageClass?: string;
+  /**
    * Retries of whole operations after a transient failure, on top of the SDK's per-request
    * attempts (see {@link withRetry}): a download that breaks midway resumes from the byte it
    * reached. Default: 3 attempts.
@@ -134,7 +142,10 @@ export function s3(options: S3Options): Destination {
       throw new BackupError('INVALID_OPTIONS', `s3() ${option} must be a positive number of milliseconds, not ${String(value)}`);
     }
   }
-  const { bucket } = options;
+  if (options.storageClass !== undefined && (typeof options.storageClass !== 'string' || (options.storageClass as string) === '')) {
+    throw new BackupError('INVALID_OPTIONS', `s3() storageClass must be an S3 storage class such as GLACIER, not ${String(options.storageClass)}`);
+  }
+  const { bucket, storageClass } = options;
   const prefix = options.prefix ? options.prefix.replace(/^\/+/, '').replace(/\/*$/, '/') : '';
   let connecting: Promise<{ sdk: typeof S3Sdk; client: S3Sdk.S3Client }> | undefined;
   /** The SDK and the client, on first use: a destination made but never used loads nothing. */
@@ -213,7 +224,7 @@ export function s3(options: S3Options): Destination {
       await (swept ??= removeLeftovers().catch(() => []));
       const stream = new PassThrough({ highWaterMark: 1024 * 1024 });
       // If-None-Match reaches both PutObject (small objects) and CompleteMultipartUpload.
-      const params = { Bucket: bucket, Key: key(name), Body: stream, IfNoneMatch: '*' };
+      const params = { Bucket: bucket, Key: key(name), Body: stream, IfNoneMatch: '*', ...(storageClass === undefined || isSmallObject(name) ? {} : { StorageClass: storageClass as S3Sdk.StorageClass }) };
       const upload = new MultipartUpload({ client, params, partSize, queueSize, leavePartsOnError: false });
       const uploadFailed = (cause: unknown) => (isTaken(cause) ? exists(name, cause) : failed(`uploading ${name}`, cause));
       const done = upload.done();
@@ -259,6 +270,12 @@ export function s3(options: S3Options): Destination {
         return body.pipe(out);
       } catch (cause) {
         if (isMissing(cause)) throw new BackupError('NOT_FOUND', `${description} has no ${name}`, { cause });
+        if (isFrozen(cause)) {
+          throw new BackupError('DESTINATION_FAILED', `${description}: ${name} is archived in a cold storage class and must be restored in S3 before it can be read`, {
+            cause,
+            hint: `Restore it first (aws s3api restore-object --bucket ${bucket} --key ${key(name)} --restore-request Days=3), wait until aws s3api head-object shows ongoing-request="false" (minutes to hours for GLACIER, up to 48 hours for DEEP_ARCHIVE), then run this again.`,
+          });
+        }
         if (isBeyondEnd(cause)) return Readable.from([]); // a range past the end: no bytes, as a file read there
         throw failed(`reading ${name}`, cause);
       }
@@ -310,6 +327,16 @@ function status(error: unknown): number | undefined {
 function isTaken(error: unknown): boolean {
   const { name } = (error as SdkError) ?? {};
   return name === 'PreconditionFailed' || name === 'ConditionalRequestConflict' || status(error) === 412;
+}
+
+/** Sidecars and name claims: read by every listing and claim, so they never go to a cold class. */
+function isSmallObject(name: string): boolean {
+  return name.endsWith('.json') || name.endsWith('.claim');
+}
+
+/** GetObject on an object in GLACIER or DEEP_ARCHIVE that is not restored. */
+function isFrozen(error: unknown): boolean {
+  return (error as SdkError)?.name === 'InvalidObjectState';
 }
 
 function isMissing(error: unknown): boolean {

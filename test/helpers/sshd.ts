@@ -1,0 +1,135 @@
+/**
+ * A real OpenSSH server for the SFTP tests: Debian's `openssh-server` (/usr/sbin/sshd), started
+ * by the suite on a free port of 127.0.0.1 with its own host key, client key, authorized_keys and
+ * config file in a temporary folder, serving SFTP to the user running the tests.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { freePort, waitUntilServing } from './ports.js';
+
+const execFileAsync = promisify(execFile);
+const SSHD = '/usr/sbin/sshd';
+
+export interface Sshd {
+  host: string;
+  port: number;
+  username: string;
+  /** The client's private key (OpenSSH format), authorized on the server. */
+  privateKey: string;
+  /** The server's host public key line, `ssh-ed25519 AAAA...`. */
+  hostKey: string;
+  /** A known_hosts file that names this server (`[127.0.0.1]:port ssh-ed25519 ...`). */
+  knownHosts: string;
+  /** A fresh empty folder on the server, as an absolute path. */
+  folder(): Promise<string>;
+  /** Makes another key pair: its private key, not authorized on the server. */
+  otherKey(): Promise<string>;
+  /** Kills the server and every session it serves, as a crash of the host would; its files stay. */
+  kill(): Promise<void>;
+  /** Kills it and removes its files. */
+  stop(): Promise<void>;
+}
+
+async function keyPair(dir: string, name: string): Promise<{ privateKey: string; publicKey: string; path: string }> {
+  const path = join(dir, name);
+  await execFileAsync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', path]);
+  return { path, privateKey: await readFile(path, 'utf8'), publicKey: (await readFile(`${path}.pub`, 'utf8')).trim() };
+}
+
+/** The processes `pid` started, and theirs: sshd serves each connection from a child of its own. */
+async function descendants(pid: number): Promise<number[]> {
+  const parents = new Map<number, number>();
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    const ppid = Number(stat.replace(/^.*\) /s, '').split(' ')[1]);
+    if (ppid) parents.set(Number(entry), ppid);
+  }
+  const found: number[] = [];
+  const visit = (parent: number) => {
+    for (const [child, ppid] of parents) {
+      if (ppid !== parent) continue;
+      found.push(child);
+      visit(child);
+    }
+  };
+  visit(pid);
+  return found;
+}
+
+let folders = 0;
+
+export async function startSshd(): Promise<Sshd> {
+  const dir = await mkdtemp(join(tmpdir(), 'backupkit-sshd-'));
+  const port = await freePort();
+  const host = await keyPair(dir, 'host_ed25519');
+  const client = await keyPair(dir, 'client_ed25519');
+  await writeFile(join(dir, 'authorized_keys'), `${client.publicKey}\n`);
+  const config = [
+    `Port ${port}`,
+    'ListenAddress 127.0.0.1',
+    `HostKey ${host.path}`,
+    `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
+    'PidFile none',
+    'StrictModes no',
+    'PermitRootLogin prohibit-password',
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'UsePAM no',
+    'Subsystem sftp internal-sftp',
+    'LogLevel ERROR',
+  ];
+  await writeFile(join(dir, 'sshd_config'), `${config.join('\n')}\n`);
+  await mkdir('/run/sshd', { recursive: true }); // sshd's privilege separation folder, missing until its service first ran
+  const child: ChildProcess = spawn(SSHD, ['-D', '-e', '-f', join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let errors = '';
+  child.stderr?.on('data', (chunk: Buffer) => (errors += chunk.toString()));
+  const listening = () =>
+    new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      }).on('error', () => resolve(false));
+    });
+  await waitUntilServing(listening, () => child.exitCode !== null, `${SSHD} on port ${port}`).catch(async (error: unknown) => {
+    child.kill();
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`${(error as Error).message}: ${errors} (the SFTP tests need Debian's openssh-server)`);
+  });
+  const kill = async () => {
+    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+    for (const pid of await descendants(child.pid)) process.kill(pid, 'SIGKILL');
+    const exited = once(child, 'exit');
+    child.kill('SIGKILL');
+    await exited;
+  };
+  const [keyType, keyData] = host.publicKey.split(' ') as [string, string];
+  const knownHosts = join(dir, 'known_hosts');
+  await writeFile(knownHosts, `[127.0.0.1]:${port} ${keyType} ${keyData}\n`);
+  return {
+    host: '127.0.0.1',
+    port,
+    username: userInfo().username,
+    privateKey: client.privateKey,
+    hostKey: `${keyType} ${keyData}`,
+    knownHosts,
+    async folder() {
+      const folder = join(dir, 'data', `f${++folders}`);
+      await mkdir(folder, { recursive: true });
+      return folder;
+    },
+    async otherKey() {
+      return (await keyPair(dir, `other_${++folders}`)).privateKey;
+    },
+    kill,
+    async stop() {
+      await kill();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
