@@ -9,6 +9,7 @@ import { azure, Database, files, listBackups, memory, parseAzureUrl, prune, sqli
 import { testDestination } from './conformance/destination.js';
 import { put } from './helpers/put.js';
 import { AZURITE_KEY, startAzurite, type Azurite } from './helpers/azurite.js';
+import { backUpWhileServerGoes } from './helpers/server-gone.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { failingAfter } from './helpers/faulty.js';
 import { tempDir } from './helpers/fs.js';
@@ -123,24 +124,11 @@ describe('azure destination', () => {
   });
 
   it('fails the backup when the server goes away mid-upload, and leaves nothing on the other destination', async (t) => {
-    const dir = await tempDir(t, 'azure-gone');
-    await mkdir(join(dir, 'uploads'));
-    await writeFile(join(dir, 'uploads', 'big.bin'), randomBytes(32 * 1024 * 1024));
     const own = await startAzurite();
     t.after(() => own.stop());
     const container = await own.createContainer();
     const destination = azure({ container, connectionString: own.connectionString(), blockSize: 1024 * 1024, maxAttempts: 2 });
-    const other = memory();
-    const op = new Database({ sources: [files({ name: 'uploads', dir: join(dir, 'uploads') })] }).startBackup({ to: [other, destination] });
-    let stopped = false;
-    op.on('progress', (p) => {
-      if (!stopped && p.bytesDone > 8 * 1024 * 1024) {
-        stopped = true;
-        void own.stop();
-      }
-    });
-    await rejectsWithCode(op.done, 'DESTINATION_FAILED', /azure:\/\//);
-    assert.deepEqual(await listBackups(other), []);
+    await backUpWhileServerGoes(t, destination, () => own.stop(), /azure:\/\//);
   });
 
   it('fails a backup, a restore and a listing on a frozen server (SIGSTOP) with DESTINATION_FAILED, not a hang', async (t) => {

@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { Database, files, listBackups, memory, parseSftpUrl, prune, sftp, sqlite, type SftpOptions } from '../src/index.js';
 import { testDestination } from './conformance/destination.js';
 import { put } from './helpers/put.js';
+import { backUpWhileServerGoes } from './helpers/server-gone.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { failingAfter } from './helpers/faulty.js';
 import { tempDir } from './helpers/fs.js';
@@ -136,24 +137,11 @@ describe('sftp destination', () => {
   });
 
   it('fails the backup when the server dies mid-upload, and lists nothing partial', async (t) => {
-    const dir = await tempDir(t, 'sftp-gone');
-    await mkdir(join(dir, 'uploads'));
-    await writeFile(join(dir, 'uploads', 'big.bin'), randomBytes(32 * 1024 * 1024));
     const own = await startSshd();
     t.after(() => own.stop());
     const folder = await own.folder();
     const destination = sftp({ host: own.host, port: own.port, username: own.username, privateKey: own.privateKey, hostKey: own.hostKey, path: folder });
-    const other = memory();
-    const op = new Database({ sources: [files({ name: 'uploads', dir: join(dir, 'uploads') })] }).startBackup({ to: [other, destination] });
-    let killed = false;
-    op.on('progress', (p) => {
-      if (!killed && p.bytesDone > 8 * 1024 * 1024) {
-        killed = true;
-        void own.kill();
-      }
-    });
-    await rejectsWithCode(op.done, 'DESTINATION_FAILED', /sftp:\/\//);
-    assert.deepEqual(await listBackups(other), []);
+    await backUpWhileServerGoes(t, destination, () => own.kill(), /sftp:\/\//);
     // The name claim stays too (the server is gone): prune removes it a day later, as for any killed backup.
     assert.deepEqual((await readdir(folder)).filter((name) => !name.startsWith('.') && !name.endsWith('.claim')), [], 'no archive under a real name');
     await rm(folder, { recursive: true });
