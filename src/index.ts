@@ -22,7 +22,6 @@ export type { BackupInfo, BackupProblem, BackupProblemCode, BackupTrust } from '
 export { prune } from './retention.js';
 export type { PruneOptions, PruneResult, RetentionPolicy } from './retention.js';
 export type { CompressionAlgorithm } from './archive/compression.js';
-export type { BackupType } from './archive/format.js';
 export type { DecryptOptions, EncryptOptions } from './archive/encryption.js';
 export type { SignOptions, VerifySignatureOptions } from './archive/signature.js';
 export { BackupError } from './errors.js';
@@ -47,19 +46,23 @@ export { sftp, parseSftpUrl } from './destinations/sftp/index.js';
 export type { SftpOptions } from './destinations/sftp/index.js';
 export type {
   ArchivedEntry,
+  BackupType,
   BackupWarning,
   Destination,
   DestinationCapabilities,
   DestinationKind,
   Entry,
+  PreviousState,
   ReadRange,
   EntryType,
   RestoreEntry,
+  RestoreLayer,
   RestoreSink,
   Restorer,
   ScratchSpace,
   ScratchTarget,
   Snapshot,
+  SnapshotChanges,
   SnapshotContext,
   Source,
   SourceKind,

@@ -6,6 +6,12 @@
 import type { Writable, Readable } from 'node:stream';
 
 /**
+ * A full backup restores on its own; an incremental builds on the backups of its chain before it.
+ * @public
+ */
+export type BackupType = 'full' | 'incremental';
+
+/**
  * The kinds of entry an archive holds.
  * @public
  */
@@ -33,6 +39,11 @@ export interface Entry {
    * read), the archive cuts or pads it to `size` and records a warning.
    */
   readonly body?: () => AsyncIterable<Uint8Array>;
+  /**
+   * Archived under `meta/<source>/` instead of `sources/<source>/`: data about the source that is no
+   * part of its tree, such as an incremental's full listing of a folder.
+   */
+  readonly meta?: true;
 }
 
 /**
@@ -65,6 +76,40 @@ export interface SnapshotContext {
   readonly signal: AbortSignal;
   /** Reports a warning; `source` is filled in by the engine. */
   warn(warning: Omit<BackupWarning, 'source'>): void;
+  /** The name of the archive being written: what a later incremental's entries may refer to. */
+  readonly archive: string;
+  /**
+   * Set when this backup is an incremental and the backup before it in its chain saved a state for
+   * this source ({@link Snapshot.state}): the snapshot may then send only what changed since.
+   */
+  readonly previous?: PreviousState;
+}
+
+/**
+ * What a source saved with the previous backup of a chain, read back from the destination (and
+ * checked against the SHA-256 its sidecar records) before the source is opened.
+ * @public
+ */
+export interface PreviousState {
+  /** The previous backup's archive name. */
+  readonly archive: string;
+  /** The bytes its `Snapshot.state()` gave; each call reads them again from the start. */
+  read(): AsyncIterable<Uint8Array>;
+}
+
+/**
+ * What an incremental snapshot holds, decided before its entries are read.
+ * @public
+ */
+export interface SnapshotChanges {
+  /**
+   * `full`: `entries()` yields everything, as in a full backup (also when the previous state cannot
+   * be built on: say why with a warning); `changes`: only what changed since the previous backup,
+   * plus whatever a restore needs to rebuild the whole from the chain (a listing, a page count).
+   */
+  readonly mode: BackupType;
+  /** Nothing changed since the previous backup; when every source says so, no backup is written. */
+  readonly unchanged: boolean;
 }
 
 /**
@@ -78,6 +123,18 @@ export interface Snapshot {
   entries(): AsyncIterable<Entry>;
   /** Releases the snapshot; always called, also after a failure. */
   close(): Promise<void>;
+  /**
+   * Incrementals only, called once after `open` when the context has `previous`: what `entries()`
+   * will yield. Without it, a source is held in full in every archive.
+   */
+  changes?(): Promise<SnapshotChanges>;
+  /**
+   * Called after `entries()` was read to the end, in fulls and incrementals alike: the bytes the
+   * next incremental needs to tell what changed (page hashes, a listing with inodes). The engine
+   * stores them beside the archive, compressed and encrypted as the archive is, and hands them back
+   * as `SnapshotContext.previous`. Without it, the next incremental holds this source in full.
+   */
+  state?(): AsyncIterable<Uint8Array>;
 }
 
 /**
@@ -114,6 +171,21 @@ export interface RestoreEntry {
   readonly linkTarget?: string;
   /** A file's contents; must be consumed fully. */
   readonly body: AsyncIterable<Uint8Array>;
+  /** Set for an entry the source yielded with `meta` (archived under `meta/<source>/`): no part of the target's tree. */
+  readonly meta?: true;
+}
+
+/**
+ * One archive of a chain, as a {@link RestoreSink} is told before reading its entries of it.
+ * @public
+ */
+export interface RestoreLayer {
+  /** The archive's name. */
+  readonly archive: string;
+  /** `full`: the archive holds the source in full, and is the last layer read; `changes`: only what changed. */
+  readonly mode: BackupType;
+  /** 0 for the backup being restored, 1 for the one before it in its chain, and so on. */
+  readonly depth: number;
 }
 
 /**
@@ -121,6 +193,14 @@ export interface RestoreEntry {
  * @public
  */
 export interface RestoreSink {
+  /**
+   * Called before the source's entries of each archive read: the backup being restored first, then,
+   * while the archives read hold the source as `changes`, the ones before it in its chain, newest
+   * first, down to one that holds it in full. Entries of an older layer that a newer one replaced or
+   * deleted must not reach the target. Without it, the restorer restores only archives that hold its
+   * source in full (a restore needing more fails with `RESTORE_FAILED`).
+   */
+  layer?(layer: RestoreLayer): Promise<void>;
   /** Writes one entry into the staging location; entries come in archive order. */
   write(entry: RestoreEntry): Promise<void>;
   /** All entries are written and verified: finish the staging copy and check it. */

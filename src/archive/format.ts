@@ -4,7 +4,7 @@
 import { BackupError } from '../errors.js';
 import { boundedLines } from '../util/lines.js';
 import { readLimited } from '../util/streams.js';
-import type { EntryType } from '../types.js';
+import type { BackupType, EntryType } from '../types.js';
 import type { CompressionAlgorithm } from './compression.js';
 
 export const FORMAT_NAME = 'backupkit';
@@ -40,11 +40,7 @@ export interface ArchiveHeader {
   previous?: string;
 }
 
-/**
- * A full backup restores on its own; an incremental builds on the backups of its chain before it.
- * @public
- */
-export type BackupType = 'full' | 'incremental';
+export type { BackupType } from '../types.js';
 
 /** The first line of the manifest. */
 export interface ManifestSummary {

@@ -157,7 +157,7 @@ class Backup {
       this.#checkAborted();
       this.#progress.enter('snapshot'); // names no source: its source-start comes with its data
       const warn = (warning: Omit<BackupWarning, 'source'>) => this.#warn({ ...warning, source: source.name });
-      const snapshot = await source.open({ signal: this.events.signal, warn }).catch((cause: unknown) => {
+      const snapshot = await source.open({ signal: this.events.signal, warn, archive: this.#nameClaim!.name }).catch((cause: unknown) => {
         throw asBackupError(cause, 'SOURCE_FAILED', `Opening source "${source.name}" failed`);
       });
       this.#snapshots.push({ source, snapshot });

@@ -35,7 +35,7 @@ export interface SourceHarness<Target> {
   cleanup(): Promise<void>;
 }
 
-const noWarnings = { signal: new AbortController().signal, warn: (w: unknown) => assert.fail(`unexpected warning ${JSON.stringify(w)}`) };
+const noWarnings = { signal: new AbortController().signal, archive: '20261201-000000.tar.gz', warn: (w: unknown) => assert.fail(`unexpected warning ${JSON.stringify(w)}`) };
 
 async function collect(snapshot: Snapshot): Promise<Array<{ entry: Entry; body: Buffer | undefined }>> {
   const out = [];
