@@ -8,6 +8,8 @@ export const SIDECAR_EXTENSION = '.json';
 /** `<stem>.claim`: a backup's hold on its name while it runs (see backup/name-claim.ts). */
 export const CLAIM_EXTENSION = '.claim';
 export const ENCRYPTED_EXTENSION = '.gpg';
+/** `<archive>.state`: what the sources saved for the next incremental (see backup/engine.ts). */
+export const STATE_EXTENSION = '.state';
 
 export function timestampOf(date: Date): string {
   const iso = date.toISOString(); // 2026-11-21T12:45:00.000Z
