@@ -5,10 +5,13 @@ import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import { BackupError, asBackupError } from '../../errors.js';
-import type { ArchivedEntry, RestoreEntry, RestoreSink, Restorer, ScratchTarget, Snapshot, SnapshotContext, Source, VerifyCheck } from '../../types.js';
+import type { ArchivedEntry, Entry, RestoreEntry, RestoreSink, Restorer, ScratchTarget, Snapshot, SnapshotChanges, SnapshotContext, Source, VerifyCheck } from '../../types.js';
 import { ensureSpace, fsyncPath, removeCreatedParents, stagingPath } from '../../util/fs.js';
 import { ownerTag, removeAbandoned } from '../../util/leftovers.js';
+import { PAGES_JSON, comparePages, runName, stateHeader, type PageJournal, type PageRun } from './pages.js';
+import { PageRebuild } from './rebuild.js';
 import { runSqliteJob } from './run-job.js';
+import type { CopyFacts } from './run-job.worker.js';
 
 /** The one entry of a SQLite source: `tar -xzf` it and copy it into place by hand if you like. */
 const SQLITE_ENTRY = 'database.sqlite';
@@ -65,28 +68,71 @@ export function sqlite(options: SqliteSourceOptions): Source {
       const spool = join(tempRoot, `${SPOOL_PREFIX}${ownerTag()}`);
       await mkdir(spool, { mode: 0o700 });
       const copy = join(spool, SQLITE_ENTRY);
+      const pageHashes = join(spool, 'page-hashes');
       let mode: number;
+      let facts: CopyFacts | undefined;
       try {
         mode = (await stat(path)).mode & 0o777;
-        await runSqliteJob({ op: 'snapshot', source: path, destination: copy, busyTimeoutMs }, context.signal);
+        ({ copy: facts } = await runSqliteJob({ op: 'snapshot', source: path, destination: copy, pageHashes, busyTimeoutMs }, context.signal));
       } catch (cause) {
         await rm(spool, { recursive: true, force: true });
         throw asBackupError(cause, 'SOURCE_FAILED', `Copying SQLite database ${path} failed`);
       }
+      const { pageSize, pageCount, sha256 } = facts!;
       const info = await stat(copy);
+      /** Set by `changes()` when this archive holds only the pages changed since the previous backup. */
+      let runs: PageRun[] | undefined;
+      const changedBytes = () => (runs ?? []).reduce((sum, [, count]) => sum + count * pageSize, 0);
       return {
         async estimate() {
-          return { bytes: info.size, items: 1 };
+          return runs ? { bytes: changedBytes(), items: runs.length + 1 } : { bytes: info.size, items: 1 };
         },
-        async *entries() {
-          yield {
-            path: SQLITE_ENTRY,
-            type: 'file',
-            mode, // restored as it was: a 0600 database stays private
-            mtime: info.mtime,
-            size: info.size,
-            body: () => createReadStream(copy, { highWaterMark: 1024 * 1024 }),
-          };
+        async changes(): Promise<SnapshotChanges> {
+          const { previous } = context;
+          if (!previous) return { mode: 'full', unchanged: false };
+          const compared = await comparePages(previous.read(), createReadStream(pageHashes), pageSize, pageCount);
+          if ('rejected' in compared) {
+            context.warn({
+              code: 'INCREMENTAL_BASE_REJECTED',
+              message: `SQLite database ${path} is held in full: the previous backup ${previous.archive} cannot be built on, ${compared.rejected}`,
+            });
+            return { mode: 'full', unchanged: false };
+          }
+          if ('scattered' in compared) return { mode: 'full', unchanged: false };
+          runs = compared.runs;
+          return { mode: 'incremental', unchanged: runs.length === 0 };
+        },
+        async *entries(): AsyncGenerator<Entry> {
+          if (!runs) {
+            yield {
+              path: SQLITE_ENTRY,
+              type: 'file',
+              mode, // restored as it was: a 0600 database stays private
+              mtime: info.mtime,
+              size: info.size,
+              body: () => createReadStream(copy, { highWaterMark: 1024 * 1024 }),
+            };
+            return;
+          }
+          const journal: PageJournal = { format: 1, pageSize, pageCount, bytes: pageCount * pageSize, sha256, runs };
+          const json = Buffer.from(`${JSON.stringify(journal)}\n`);
+          // Carries the database's mode, as `database.sqlite` does in a full.
+          yield { path: PAGES_JSON, type: 'file', mode, mtime: info.mtime, size: json.length, body: async function* () { yield json; } };
+          for (const [first, count] of runs) {
+            const start = (first - 1) * pageSize;
+            yield {
+              path: runName(first),
+              type: 'file',
+              mode: 0o600,
+              mtime: info.mtime,
+              size: count * pageSize,
+              body: () => createReadStream(copy, { start, end: start + count * pageSize - 1, highWaterMark: 1024 * 1024 }),
+            };
+          }
+        },
+        async *state() {
+          yield stateHeader(pageSize, pageCount);
+          yield* createReadStream(pageHashes) as AsyncIterable<Buffer>;
         },
         async close() {
           await rm(spool, { recursive: true, force: true });
@@ -135,32 +181,57 @@ export const sqliteRestorer: Restorer<SqliteTarget> = {
     const existedEmpty = (await lstat(path).catch(() => undefined)) !== undefined;
     const placement = placeFile(staging, path, existedEmpty, createdParent);
     let received = false;
+    /** Set by the newest archive's `pages.json`: the database is rebuilt page by page from the chain. */
+    let rebuild: PageRebuild | undefined;
+    /** The database's permission bits, from the newest archive. */
+    let fileMode = 0o600;
 
     return {
+      async layer(layer) {
+        if (layer.depth === 0) return;
+        if (!rebuild) {
+          throw new BackupError('CORRUPT_ARCHIVE', `${layer.archive} was handed to the SQLite restore of ${path} as an older layer, but the newest archive holds the database in full`);
+        }
+        rebuild.layer(layer);
+      },
       async write(entry: RestoreEntry) {
         if (entry.path === '' && entry.type === 'directory') return;
+        if (rebuild) return rebuild.write(entry, SQLITE_ENTRY);
+        if (entry.path === PAGES_JSON && entry.type === 'file' && !received) {
+          rebuild = await PageRebuild.create(staging, entry.body);
+          fileMode = entry.mode;
+          await ensureSpace(dirname(path), rebuild.target.bytes, `Database ${path}`);
+          return;
+        }
         if (entry.path !== SQLITE_ENTRY || entry.type !== 'file' || received) {
           throw new BackupError('CORRUPT_ARCHIVE', `Unexpected entry ${JSON.stringify(entry.path)} in a SQLite source`);
         }
         received = true;
+        fileMode = entry.mode;
         await ensureSpace(dirname(path), entry.size, `Database ${path}`);
         await pipeline(entry.body, createWriteStream(staging, { flags: 'wx', mode: 0o600 }), { signal });
-        // The source's permission bits, never setuid, setgid or sticky (older archives say 0644).
-        await chmod(staging, entry.mode & 0o777);
       },
       async prepare() {
-        if (!received) throw new BackupError('CORRUPT_ARCHIVE', `The archive has no ${SQLITE_ENTRY} for ${path}`);
-        const { problems } = await runSqliteJob({ op: 'integrity-check', path: staging }, signal);
+        if (!received && !rebuild) throw new BackupError('CORRUPT_ARCHIVE', `The archive has no ${SQLITE_ENTRY} for ${path}`);
+        await rebuild?.finish();
+        // The source's permission bits, never setuid, setgid or sticky (older archives say 0644).
+        await chmod(staging, fileMode & 0o777);
+        // A rebuilt file must be, byte for byte, the copy the newest backup took.
+        const sha256 = rebuild?.target.sha256;
+        const { problems } = await runSqliteJob({ op: 'integrity-check', path: staging, ...(sha256 ? { sha256 } : {}) }, signal);
         if (problems.length > 0) {
           throw new BackupError('CORRUPT_ARCHIVE', `The restored database fails PRAGMA integrity_check: ${problems.slice(0, 5).join('; ')}`);
         }
         await fsyncPath(staging);
       },
       commit: placement.commit,
-      abort: placement.abort,
+      async abort() {
+        await rebuild?.close();
+        await placement.abort();
+      },
       staged: (): StagedFile => ({ staging, existedEmpty }),
       async verify(archived) {
-        return verifyDatabase(path, archived, signal);
+        return verifyDatabase(path, archived, rebuild?.target.sha256, signal);
       },
     };
   },
@@ -233,8 +304,9 @@ function placeFile(staging: string, path: string, existedEmpty: boolean, created
 }
 
 /** The restored file must be the archived one, byte for byte, and sound to SQLite. */
-async function verifyDatabase(path: string, archived: AsyncIterable<ArchivedEntry>, signal: AbortSignal): Promise<VerifyCheck[]> {
-  let expected: string | undefined;
+async function verifyDatabase(path: string, archived: AsyncIterable<ArchivedEntry>, rebuilt: string | undefined, signal: AbortSignal): Promise<VerifyCheck[]> {
+  // An incremental holds no whole file: its pages.json says what the rebuilt one hashes to.
+  let expected = rebuilt;
   for await (const entry of archived) if (entry.path === SQLITE_ENTRY) expected = entry.sha256;
   const hash = createHash('sha256');
   let bytes = 0;
@@ -245,7 +317,7 @@ async function verifyDatabase(path: string, archived: AsyncIterable<ArchivedEntr
   const fileCheck: VerifyCheck = {
     name: 'database file read back',
     figures: { bytes },
-    problems: hash.digest('hex') === expected ? [] : [`${path} differs from the backup's ${SQLITE_ENTRY} (SHA-256)`],
+    problems: hash.digest('hex') === expected ? [] : [`${path} differs from the database the backup holds (SHA-256)`],
   };
   const inspected = await runSqliteJob({ op: 'inspect', path }, signal);
   return [fileCheck, { name: 'PRAGMA integrity_check', figures: inspected.figures ?? {}, problems: inspected.problems }];
