@@ -136,7 +136,7 @@ describe('sqlite incrementals, through the adapter', () => {
 
     assert.deepEqual(
       chain.map((taken) => taken.changes),
-      [{ mode: 'full', unchanged: false }, ...Array.from({ length: 5 }, () => ({ mode: 'incremental', unchanged: false }))],
+      [{ mode: 'full', unchanged: false }, ...Array.from({ length: 5 }, () => ({ mode: 'changes', unchanged: false }))],
     );
     assert.deepEqual(chain.flatMap((taken) => taken.warnings), []);
     const full = archivedBytes(chain[0]!);
@@ -162,7 +162,7 @@ describe('sqlite incrementals, through the adapter', () => {
     createApp(path, 100).close();
     const first = await take(path);
     const second = await take(path, first);
-    assert.deepEqual(second.changes, { mode: 'incremental', unchanged: true });
+    assert.deepEqual(second.changes, { mode: 'changes', unchanged: true });
     assert.deepEqual(second.entries.map((entry) => entry.path), ['pages.json']);
     assert.deepEqual(journalOf(second).runs, []);
     assert.deepEqual(second.state, first.state);
@@ -220,7 +220,7 @@ describe('sqlite incrementals, through the adapter', () => {
     assert.deepEqual(resized.changes, { mode: 'full', unchanged: false });
     assert.match(resized.warnings[0]?.message ?? '', /page size was 4096 bytes and is now 8192/);
     const next = await take(path, resized);
-    assert.deepEqual(next.changes, { mode: 'incremental', unchanged: true }, 'the new full is built on again');
+    assert.deepEqual(next.changes, { mode: 'changes', unchanged: true }, 'the new full is built on again');
   });
 
   it('a state that fails to read is a reason for a full, an abort is not', async (t) => {

@@ -100,7 +100,7 @@ export function sqlite(options: SqliteSourceOptions): Source {
           }
           if ('scattered' in compared) return { mode: 'full', unchanged: false };
           runs = compared.runs;
-          return { mode: 'incremental', unchanged: runs.length === 0 };
+          return { mode: 'changes', unchanged: runs.length === 0 };
         },
         async *entries(): AsyncGenerator<Entry> {
           if (!runs) {

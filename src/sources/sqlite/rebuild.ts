@@ -27,7 +27,7 @@ export class PageRebuild {
     this.#file = file;
     this.target = target;
     this.#written = new Uint8Array(Math.ceil(target.pageCount / 8));
-    this.#layer = { depth: 0, mode: 'incremental', journal: target, runsSeen: 0, full: false };
+    this.#layer = { depth: 0, mode: 'changes', journal: target, runsSeen: 0, full: false };
   }
 
   /** Starts the rebuild from the newest archive's `pages.json`, in a new staging file. */
@@ -58,7 +58,7 @@ export class PageRebuild {
       return;
     }
     if (runStart(entry.path) === undefined) {
-      if (layer.journal || layer.mode !== 'incremental') throw unexpected();
+      if (layer.journal || layer.mode !== 'changes') throw unexpected();
       const journal = parseJournal(await readJournal(entry.body));
       if (journal.pageSize !== this.target.pageSize) throw this.#misfit(`its page size is ${journal.pageSize}`);
       layer.journal = journal;
