@@ -1,14 +1,21 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { readFile, readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { execFile, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import Sqlite from 'better-sqlite3';
-import { sqlite, type BackupWarning, type Entry, type SnapshotChanges } from '../src/index.js';
+import { Database, directory, sqlite, type BackupResult, type BackupWarning, type Entry, type SnapshotChanges } from '../src/index.js';
 import { sqliteRestorer } from '../src/sources/sqlite/index.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
-import { dumpRows } from './helpers/sqlite.js';
+import { bankSummary, createBank, dumpRows } from './helpers/sqlite.js';
+
+const run = promisify(execFile);
+const ROOT = join(import.meta.dirname, '..', '..');
 
 /** One source's part of an archive, as the adapter produced it. */
 interface Taken {
@@ -110,7 +117,7 @@ function createApp(path: string, notes: number): Sqlite.Database {
 function addNotes(db: Sqlite.Database, count: number): void {
   const insert = db.prepare('INSERT INTO notes (body) VALUES (?)');
   db.transaction(() => {
-    for (let i = 0; i < count; i++) insert.run(`note ${i} ${'x'.repeat(200)} ${Math.random()}`);
+    for (let i = 0; i < count; i++) insert.run(`note ${i} ${randomBytes(150).toString('base64')}`); // compresses as real text barely does
   })();
 }
 
@@ -276,5 +283,103 @@ describe('sqlite incrementals, through the adapter', () => {
     await restore(chain, 2, target);
     assert.deepEqual(dumpRows(target), chain[2]!.rows);
     assert.equal((await stat(target)).mode & 0o777, (await stat(path)).mode & 0o777, 'the database keeps its permission bits');
+  });
+});
+
+/** The README's by-hand recipe for a SQLite chain, as written there. */
+async function readmeRecipe(): Promise<string> {
+  const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('### A SQLite source in a chain of incrementals'));
+  const block = /```sh\n([\s\S]*?)```/.exec(section)?.[1];
+  assert.ok(block, 'the README has the recipe');
+  return block;
+}
+
+/**
+ * Runs the README's recipe with the system tools in a new folder, over the full `chain[0]` and the
+ * incrementals after it: only the two lines naming the archives are replaced. Returns the file it made.
+ */
+async function restoreByHand(recipe: string, backups: string, chain: readonly BackupResult[], workdir: string): Promise<string> {
+  const [full, ...incrementals] = chain.map((result) => join(backups, result.name));
+  const script = recipe
+    .replace(/^full=.*$/m, `full='${full}'`)
+    .replace(/^incrementals=.*$/m, `incrementals='${incrementals.join(' ')}'`);
+  assert.notEqual(script, recipe);
+  await mkdir(workdir);
+  const { stdout } = await run('sh', ['-euc', script], { cwd: workdir });
+  assert.deepEqual(stdout.trim().split('\n'), ['app.db: OK', 'ok'], 'sha256sum and integrity_check pass');
+  return join(workdir, 'app.db');
+}
+
+describe('sqlite incrementals, through the backup engine', () => {
+  it('a chain of ten: inserts, updates, deletes, a VACUUM; each point restored by hand with the README\'s recipe is the database as it was', async (t) => {
+    const dir = await tempDir(t, 'sqlite-chain');
+    const path = join(dir, 'app.db');
+    const app = createApp(path, 3000);
+    t.after(() => app.close());
+    const backups = join(dir, 'backups');
+    const to = directory({ path: backups });
+    const database = new Database({ sources: [sqlite({ name: 'app', path })] });
+    const points: Array<{ result: BackupResult; rows: Record<string, unknown[]> }> = [];
+    const backup = async () => {
+      const result = await database.startBackup({ to, type: 'incremental' }).done;
+      points.push({ result, rows: dumpRows(path) });
+      return result;
+    };
+    const changes: Array<() => void> = [
+      () => addNotes(app, 30), // an app appending: 1 % new rows
+      () => app.exec("UPDATE notes SET body = 'edited' WHERE id % 300 = 0"),
+      () => app.exec('DELETE FROM notes WHERE id BETWEEN 1000 AND 1500'),
+      () => app.exec('VACUUM'),
+      () => app.exec('CREATE TABLE tags (note INTEGER, tag TEXT); INSERT INTO tags SELECT id, \'t\' || (id % 7) FROM notes WHERE id % 5 = 0'),
+      () => addNotes(app, 1),
+      () => app.exec('DROP TABLE tags'),
+      () => app.exec("UPDATE notes SET body = body || ' again' WHERE id > 2900"),
+      () => addNotes(app, 500),
+    ];
+    const first = await backup();
+    assert.deepEqual([first.type, first.warnings.map((w) => w.code)], ['full', ['INCREMENTAL_BASE_MISSING']]);
+    for (const change of changes) {
+      change();
+      const result = await backup();
+      assert.deepEqual([result.type, result.unchanged, result.warnings], ['incremental', undefined, []]);
+    }
+    const appended = points[1]!.result;
+    assert.ok(appended.size < first.size * 0.05, `30 rows appended to 3000: the incremental is ${appended.size} bytes, the full ${first.size}`);
+
+    const standing = await database.startBackup({ to, type: 'incremental' }).done;
+    assert.deepEqual([standing.unchanged, standing.name], [true, points.at(-1)!.result.name], 'nothing changed: nothing written, the last backup stands');
+
+    const recipe = await readmeRecipe();
+    for (let i = 1; i < points.length; i++) {
+      const byHand = await restoreByHand(recipe, backups, points.slice(0, i + 1).map((point) => point.result), join(dir, `by-hand-${i}`));
+      assert.deepEqual(dumpRows(byHand), points[i]!.rows, `point ${i} restored by hand holds the rows it had`);
+    }
+  });
+
+  it('backups taken while another process commits transfers all restore consistent', async (t) => {
+    const dir = await tempDir(t, 'sqlite-chain-load');
+    const path = join(dir, 'app.db');
+    createBank(path, 100, 1000);
+    const writerScript = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'transfer-writer.js');
+    const writer = spawn(process.execPath, [writerScript, path, '100'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.after(() => writer.kill('SIGTERM'));
+    await once(writer.stdout, 'data');
+
+    const backups = join(dir, 'backups');
+    const database = new Database({ sources: [sqlite({ name: 'app', path })] });
+    const chain: BackupResult[] = [];
+    for (let i = 0; i < 5; i++) chain.push(await database.startBackup({ to: directory({ path: backups }), type: 'incremental' }).done);
+    assert.deepEqual(chain.map((result) => result.type), ['full', 'incremental', 'incremental', 'incremental', 'incremental']);
+    assert.equal(writer.exitCode, null, 'the writer kept running throughout');
+
+    const recipe = await readmeRecipe();
+    const transfers: number[] = [];
+    for (let i = 1; i < chain.length; i++) {
+      const summary = bankSummary(await restoreByHand(recipe, backups, chain.slice(0, i + 1), join(dir, `by-hand-${i}`)));
+      assert.deepEqual([summary.integrity, summary.total, summary.accounts], ['ok', 100 * 1000, 100], 'money is neither created nor destroyed');
+      transfers.push(summary.transfers);
+    }
+    assert.ok(transfers.at(-1)! > transfers[0]!, `the writer committed during the backups: ${transfers.join(', ')}`);
   });
 });
