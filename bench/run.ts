@@ -16,6 +16,9 @@
  *           127.0.0.1: one S3 destination, then a local folder and S3 together
  *   Import  `import('backupkit')` in a fresh process vs bare node: wall time and peak RSS,
  *           median of 9 runs of each (wall time, CPU time, peak RSS)
+ *   Incremental (BENCH_ONLY=sqlite-incremental, needs none of the tools): an app appending to a
+ *           BENCH_SQLITE_MB database, 1 % new or updated rows among the newest: the
+ *           incremental's bytes and time against the full's
  *
  * Sizes: BENCH_SQLITE_MB (1024), BENCH_FILES_MB (1024), BENCH_FILES_COUNT (50000). Work folder:
  * BENCH_DIR (a new temporary folder, removed afterwards; a given one is kept, and the data in it
@@ -26,7 +29,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,8 +42,8 @@ const sqliteMb = Number(process.env.BENCH_SQLITE_MB ?? 1024);
 const filesMb = Number(process.env.BENCH_FILES_MB ?? 1024);
 const fileCount = Number(process.env.BENCH_FILES_COUNT ?? 50_000);
 
-// The import cost needs none of them.
-for (const tool of only === 'import' ? [] : ['sqlite3', 'pigz', 'gzip', 'zstd', 'tar', 'gpg', 'moto_server', 'pgbench', 'pg_dump', 'pg_restore', 'psql']) {
+// The import cost and the incremental case need none of them.
+for (const tool of only === 'import' || only === 'sqlite-incremental' ? [] : ['sqlite3', 'pigz', 'gzip', 'zstd', 'tar', 'gpg', 'moto_server', 'pgbench', 'pg_dump', 'pg_restore', 'psql']) {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
   } catch {
@@ -72,9 +75,15 @@ function timeShell(script: string): Measured {
   return { seconds: (performance.now() - started) / 1000 };
 }
 
-function runChild(encrypted: boolean, mode: string, kind: string, source: string, archives: string, target = '', s3 = '', compression = ''): Measured {
+function runChild(encrypted: boolean, mode: string, kind: string, source: string, archives: string, target = '', s3 = '', compression = '', type = ''): Measured {
   const args = [mode, kind, source, archives, target];
-  const env = { ...process.env, ...(encrypted ? { BENCH_PASSPHRASE: PASSPHRASE } : {}), ...(s3 ? { BENCH_S3: s3 } : {}), ...(compression ? { BENCH_COMPRESSION: compression } : {}) };
+  const env = {
+    ...process.env,
+    ...(encrypted ? { BENCH_PASSPHRASE: PASSPHRASE } : {}),
+    ...(s3 ? { BENCH_S3: s3 } : {}),
+    ...(compression ? { BENCH_COMPRESSION: compression } : {}),
+    ...(type ? { BENCH_TYPE: type } : {}),
+  };
   const out = execFileSync(process.execPath, [join(here, 'child.js'), ...args], { cwd: work, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   return JSON.parse(out.trim().split('\n').at(-1) as string) as Measured;
 }
@@ -249,6 +258,39 @@ async function benchS3(): Promise<void> {
   }
 }
 
+const incrementalRows: Array<{ case: string; full: Measured; incremental: Measured; fullBytes: number; incrementalBytes: number; stateBytes: number }> = [];
+
+/**
+ * Issue 13's case: an app appending to its SQLite database. A full, then 1 % of the rows changed
+ * among the newest (half appended, half updated), then an incremental; both with `type: 'incremental'`.
+ */
+async function benchSqliteIncremental(): Promise<void> {
+  const dbPath = join(work, 'bench-inc.db');
+  const archives = join(work, 'sqlite-inc-archives');
+  await fresh('bench-inc.db', 'bench-inc.db-wal', 'bench-inc.db-shm', 'sqlite-inc-archives');
+  console.error(`preparing a ${sqliteMb} MB SQLite database for the incremental case`);
+  makeDatabase(dbPath, sqliteMb);
+  console.error('sqlite full, then incremental');
+  const full = runChild(false, 'backup', 'sqlite', dbPath, archives, '', '', '', 'incremental');
+  const db = new Sqlite(dbPath);
+  const newest = (db.prepare('SELECT max(id) FROM documents').pluck().get() as number) ?? 0;
+  const changed = Math.max(2, Math.round(newest / 100));
+  const insert = db.prepare('INSERT INTO documents (title, body) VALUES (?, ?)');
+  const update = db.prepare('UPDATE documents SET body = ? WHERE id = ?');
+  db.transaction(() => {
+    for (let i = 0; i < changed / 2; i++) insert.run(`document ${newest + i + 1}`, randomBytes(2048).toString('hex'));
+    for (let i = 0; i < changed / 2; i++) update.run(randomBytes(2048).toString('hex'), newest - i);
+  })();
+  db.close();
+  const incremental = runChild(false, 'backup', 'sqlite', dbPath, archives, '', '', '', 'incremental');
+  // Archive names sort by time: the full's, then the incremental's.
+  const sizes = async (suffix: string) => Promise.all((await readdir(archives)).filter((n) => n.endsWith(suffix)).sort().map(async (n) => (await stat(join(archives, n))).size));
+  const [fullBytes = 0, incrementalBytes = 0] = await sizes('.tar.gz');
+  const [, stateBytes = 0] = await sizes('.tar.gz.state');
+  incrementalRows.push({ case: `SQLite, 1 % new or updated rows among the newest (${changed} of ${newest})`, full, incremental, fullBytes, incrementalBytes, stateBytes });
+  await fresh('bench-inc.db', 'bench-inc.db-wal', 'bench-inc.db-shm', 'sqlite-inc-archives');
+}
+
 const IMPORT_RUNS = 9;
 const importRows: Array<{ case: string; seconds: number; cpuSeconds: number; rssMb: number }> = [];
 
@@ -289,6 +331,7 @@ if (only === undefined || only === 'sqlite') await benchSqlite();
 if (only === undefined || only === 'files') await benchFiles();
 if (only === undefined || only === 'postgres') await benchPostgres();
 if (only === undefined || only === 's3') await benchS3();
+if (only === undefined || only === 'sqlite-incremental') await benchSqliteIncremental();
 
 const line = (cells: string[]) => `| ${cells.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`;
 if (rows.length > 0) {
@@ -316,6 +359,26 @@ if (s3Rows.length > 0) {
   console.log(line(['---', '---:', '---:', '---:', '---:']));
   for (const row of s3Rows) {
     console.log(line([row.case, row.measured.seconds.toFixed(2), row.throughput.toFixed(0), (row.measured.peakRssMb ?? 0).toFixed(0), (row.measured.maxStallMs ?? 0).toFixed(1)]));
+  }
+}
+if (incrementalRows.length > 0) {
+  console.log(`\n${line(['Incremental (issue 13)', 'full MB', 'incremental MB', 'bytes ratio', 'its .state MB', 'full s', 'incremental s', 'time ratio', 'incremental peak RSS MB'])}`);
+  console.log(line(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
+  const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(2);
+  for (const row of incrementalRows) {
+    console.log(
+      line([
+        row.case,
+        mb(row.fullBytes),
+        mb(row.incrementalBytes),
+        `${((100 * row.incrementalBytes) / row.fullBytes).toFixed(2)} %`,
+        mb(row.stateBytes),
+        row.full.seconds.toFixed(2),
+        row.incremental.seconds.toFixed(2),
+        `${((100 * row.incremental.seconds) / row.full.seconds).toFixed(0)} %`,
+        (row.incremental.peakRssMb ?? 0).toFixed(0),
+      ]),
+    );
   }
 }
 if (importRows.length > 0) {
