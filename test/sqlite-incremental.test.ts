@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import Sqlite from 'better-sqlite3';
-import { Database, directory, sqlite, type BackupResult, type BackupWarning, type Entry, type SnapshotChanges } from '../src/index.js';
+import { Database, directory, sqlite, type ArchivedEntry, type BackupResult, type BackupWarning, type Entry, type RestoreSink, type SnapshotChanges } from '../src/index.js';
 import { sqliteRestorer } from '../src/sources/sqlite/index.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
@@ -68,7 +68,7 @@ async function collect(iterable: AsyncIterable<Uint8Array>): Promise<Buffer[]> {
 }
 
 /** Restores `chain` (oldest first) up to and including `upTo` as the restore engine does: newest layer first. */
-async function restore(chain: Taken[], upTo: number, target: string): Promise<void> {
+async function restore(chain: Taken[], upTo: number, target: string): Promise<RestoreSink> {
   const layers: Taken[] = [];
   for (let i = upTo; i >= 0; i--) {
     layers.push(chain[i]!);
@@ -90,6 +90,7 @@ async function restore(chain: Taken[], upTo: number, target: string): Promise<vo
     }
     await sink.prepare();
     await sink.commit();
+    return sink;
   } catch (error) {
     await sink.abort();
     throw error;
@@ -280,8 +281,17 @@ describe('sqlite incrementals, through the adapter', () => {
     // Another database's full under the incrementals: the same.
     await rejectsWithCode(restore([stranger, chain[1]!, chain[2]!], 2, target), 'CORRUPT_ARCHIVE', /SHA-256/);
     assert.deepEqual((await readdir(dir)).filter((name) => name.includes('restored')), [], 'no target, no staging file');
-    await restore(chain, 2, target);
+    const sink = await restore(chain, 2, target);
     assert.deepEqual(dumpRows(target), chain[2]!.rows);
+    // verifyBackup's check of a restored incremental: the archive lists pages, the file is compared with pages.json's SHA-256.
+    const archived = async function* (): AsyncGenerator<ArchivedEntry> {
+      for (const entry of chain[2]!.entries) yield { path: entry.path, type: entry.type, size: entry.size, sha256: sha256(entry.bytes) };
+    };
+    assert.deepEqual((await sink.verify!(archived())).flatMap((check) => check.problems), []);
+    const file = await readFile(target);
+    file.writeUInt8(file.at(-1)! ^ 1, file.length - 1);
+    await writeFile(target, file);
+    assert.match((await sink.verify!(archived()))[0]!.problems.join(), /differs from the database the backup holds/);
     assert.equal((await stat(target)).mode & 0o777, (await stat(path)).mode & 0o777, 'the database keeps its permission bits');
   });
 });
