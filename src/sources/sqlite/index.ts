@@ -73,7 +73,9 @@ export function sqlite(options: SqliteSourceOptions): Source {
       let facts: CopyFacts | undefined;
       try {
         mode = (await stat(path)).mode & 0o777;
-        ({ copy: facts } = await runSqliteJob({ op: 'snapshot', source: path, destination: copy, pageHashes, busyTimeoutMs }, context.signal));
+        // Only an incremental (one with a previous state) may need the SHA-256 of the whole copy.
+        const wholeFile = context.previous !== undefined;
+        ({ copy: facts } = await runSqliteJob({ op: 'snapshot', source: path, destination: copy, pageHashes, wholeFile, busyTimeoutMs }, context.signal));
       } catch (cause) {
         await rm(spool, { recursive: true, force: true });
         throw asBackupError(cause, 'SOURCE_FAILED', `Copying SQLite database ${path} failed`);
@@ -81,15 +83,16 @@ export function sqlite(options: SqliteSourceOptions): Source {
       const { pageSize, pageCount, sha256 } = facts!;
       const info = await stat(copy);
       /** Set by `changes()` when this archive holds only the pages changed since the previous backup. */
-      let runs: PageRun[] | undefined;
-      const changedBytes = () => (runs ?? []).reduce((sum, [, count]) => sum + count * pageSize, 0);
+      let changed: { runs: PageRun[]; sha256: string } | undefined;
       return {
         async estimate() {
-          return runs ? { bytes: changedBytes(), items: runs.length + 1 } : { bytes: info.size, items: 1 };
+          if (!changed) return { bytes: info.size, items: 1 };
+          return { bytes: changed.runs.reduce((sum, [, count]) => sum + count * pageSize, 0), items: changed.runs.length + 1 };
         },
         async changes(): Promise<SnapshotChanges> {
           const { previous } = context;
-          if (!previous) return { mode: 'full', unchanged: false };
+          // The copy's SHA-256 was taken exactly when there is a previous state.
+          if (!previous || sha256 === undefined) return { mode: 'full', unchanged: false };
           const compared = await comparePages(previous.read(), createReadStream(pageHashes), pageSize, pageCount);
           if ('rejected' in compared) {
             context.warn({
@@ -98,12 +101,13 @@ export function sqlite(options: SqliteSourceOptions): Source {
             });
             return { mode: 'full', unchanged: false };
           }
+          // A full holds about as many bytes then, and keeps pages.json small.
           if ('scattered' in compared) return { mode: 'full', unchanged: false };
-          runs = compared.runs;
-          return { mode: 'changes', unchanged: runs.length === 0 };
+          changed = { runs: compared.runs, sha256 };
+          return { mode: 'changes', unchanged: changed.runs.length === 0 };
         },
         async *entries(): AsyncGenerator<Entry> {
-          if (!runs) {
+          if (!changed) {
             yield {
               path: SQLITE_ENTRY,
               type: 'file',
@@ -114,7 +118,8 @@ export function sqlite(options: SqliteSourceOptions): Source {
             };
             return;
           }
-          const journal: PageJournal = { format: 1, pageSize, pageCount, bytes: pageCount * pageSize, sha256, runs };
+          const { runs } = changed;
+          const journal: PageJournal = { format: 1, pageSize, pageCount, bytes: pageCount * pageSize, sha256: changed.sha256, runs };
           const json = Buffer.from(`${JSON.stringify(journal)}\n`);
           // Carries the database's mode, as `database.sqlite` does in a full.
           yield { path: PAGES_JSON, type: 'file', mode, mtime: info.mtime, size: json.length, body: async function* () { yield json; } };

@@ -10,8 +10,11 @@ import { serveWorkerJob } from '../../util/worker-channel.js';
 import { PAGE_HASH_BYTES, pageSizeOf } from './pages.js';
 
 export type SqliteJob =
-  /** Copies `source` to `destination`, then writes the hash of each of its pages to `pageHashes`. */
-  | { op: 'snapshot'; source: string; destination: string; pageHashes: string; busyTimeoutMs: number }
+  /**
+   * Copies `source` to `destination`, then writes the hash of each of its pages to `pageHashes`;
+   * with `wholeFile`, also hashes the whole copy (an incremental's pages.json records it).
+   */
+  | { op: 'snapshot'; source: string; destination: string; pageHashes: string; wholeFile: boolean; busyTimeoutMs: number }
   /** With `sha256`, the file must have that SHA-256 (hex) before its integrity is checked. */
   | { op: 'integrity-check'; path: string; sha256?: string }
   | { op: 'inspect'; path: string };
@@ -20,7 +23,7 @@ export interface SqliteJobResult {
   problems: string[];
   /** `inspect`: tables, rows, and foreign key violations (which a source may hold, and the backup keeps). */
   figures?: { tables: number; rows: number; foreignKeyViolations: number };
-  /** `snapshot`: the copy's page size, page count and SHA-256 (hex). */
+  /** `snapshot`: the copy's page size, page count and, with `wholeFile`, its SHA-256 (hex). */
   copy?: CopyFacts;
 }
 
@@ -28,7 +31,7 @@ export interface SqliteJobResult {
 export interface CopyFacts {
   pageSize: number;
   pageCount: number;
-  sha256: string;
+  sha256?: string;
 }
 
 /** Bytes read at a time while hashing: a multiple of every page size (512 B to 64 KiB). */
@@ -48,7 +51,7 @@ serveWorkerJob<SqliteJob, never, never, SqliteJobResult>(async (job) => {
           ...(notSqlite ? { hint: `${job.source} is not a SQLite database: check that \`path\` names the database file itself.` } : {}),
         });
       });
-      return { problems: [], copy: hashPages(job.destination, job.pageHashes) };
+      return { problems: [], copy: hashPages(job.destination, job.pageHashes, job.wholeFile) };
     case 'integrity-check':
       if (job.sha256 !== undefined) {
         const actual = hashFile(job.path);
@@ -88,9 +91,10 @@ async function snapshot(source: string, destination: string, busyTimeoutMs: numb
 
 /**
  * Reads the copy once: the SHA-256 of each page, cut to PAGE_HASH_BYTES, into `pageHashes`, and
- * the SHA-256 of the whole file. Synchronous reads: this thread has nothing else to do.
+ * with `wholeFile` the SHA-256 of the whole file (a full's manifest records that already: a third
+ * less hashing for it). Synchronous reads: this thread has nothing else to do.
  */
-function hashPages(copy: string, pageHashes: string): CopyFacts {
+function hashPages(copy: string, pageHashes: string, wholeFile: boolean): CopyFacts {
   const input = openSync(copy, 'r');
   const output = openSync(pageHashes, 'wx', 0o600);
   try {
@@ -101,12 +105,12 @@ function hashPages(copy: string, pageHashes: string): CopyFacts {
     if (pageSize === undefined || size % pageSize !== 0) {
       throw new BackupError('SOURCE_FAILED', `The copy of the database is not a whole number of SQLite pages (${size} bytes, header page size ${pageSize ?? 'unreadable'})`);
     }
-    const whole = createHash('sha256');
+    const whole = wholeFile ? createHash('sha256') : undefined;
     const hashes = Buffer.allocUnsafe((READ_BYTES / pageSize) * PAGE_HASH_BYTES);
     for (let offset = 0; offset < size; ) {
       const read = readSync(input, buffer, 0, Math.min(READ_BYTES, size - offset), offset);
       if (read === 0 || read % pageSize !== 0) throw new BackupError('SOURCE_FAILED', `The copy of the database changed while it was hashed`);
-      whole.update(buffer.subarray(0, read));
+      whole?.update(buffer.subarray(0, read));
       const pages = read / pageSize;
       for (let page = 0; page < pages; page++) {
         createHash('sha256')
@@ -117,7 +121,7 @@ function hashPages(copy: string, pageHashes: string): CopyFacts {
       writeAll(output, hashes.subarray(0, pages * PAGE_HASH_BYTES));
       offset += read;
     }
-    return { pageSize, pageCount: size / pageSize, sha256: whole.digest('hex') };
+    return { pageSize, pageCount: size / pageSize, ...(whole ? { sha256: whole.digest('hex') } : {}) };
   } finally {
     closeSync(input);
     closeSync(output);
