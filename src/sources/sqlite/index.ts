@@ -310,9 +310,11 @@ function placeFile(staging: string, path: string, existedEmpty: boolean, created
 
 /** The restored file must be the archived one, byte for byte, and sound to SQLite. */
 async function verifyDatabase(path: string, archived: AsyncIterable<ArchivedEntry>, rebuilt: string | undefined, signal: AbortSignal): Promise<VerifyCheck[]> {
-  // An incremental holds no whole file: its pages.json says what the rebuilt one hashes to.
-  let expected = rebuilt;
-  for await (const entry of archived) if (entry.path === SQLITE_ENTRY) expected = entry.sha256;
+  // A chain lists every layer's entries, newest first: the newest database.sqlite is the target's,
+  // unless the target was rebuilt from pages, whose pages.json says what it hashes to.
+  let newestFile: string | undefined;
+  for await (const entry of archived) if (entry.path === SQLITE_ENTRY) newestFile ??= entry.sha256;
+  const expected = rebuilt ?? newestFile;
   const hash = createHash('sha256');
   let bytes = 0;
   for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024, signal })) {
