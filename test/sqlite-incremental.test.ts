@@ -283,9 +283,12 @@ describe('sqlite incrementals, through the adapter', () => {
     assert.deepEqual((await readdir(dir)).filter((name) => name.includes('restored')), [], 'no target, no staging file');
     const sink = await restore(chain, 2, target);
     assert.deepEqual(dumpRows(target), chain[2]!.rows);
-    // verifyBackup's check of a restored incremental: the archive lists pages, the file is compared with pages.json's SHA-256.
+    // verifyBackup's check of a restored chain: it lists every layer's entries, newest first (the full's
+    // database.sqlite last); the file is compared with the newest pages.json's SHA-256.
     const archived = async function* (): AsyncGenerator<ArchivedEntry> {
-      for (const entry of chain[2]!.entries) yield { path: entry.path, type: entry.type, size: entry.size, sha256: sha256(entry.bytes) };
+      for (const taken of chain.toReversed()) {
+        for (const entry of taken.entries) yield { path: entry.path, type: entry.type, size: entry.size, sha256: sha256(entry.bytes) };
+      }
     };
     assert.deepEqual((await sink.verify!(archived())).flatMap((check) => check.problems), []);
     const file = await readFile(target);
