@@ -4,6 +4,7 @@ import type { Destination, Lease } from '../types.js';
 
 /** The one lease of a destination that backups take: one backup at a time, whichever process. */
 export const BACKUP_LEASE = 'backupkit.lease';
+/** Long enough for several slow requests between two renewals, short enough to replace a dead holder soon. */
 export const DEFAULT_LEASE_TTL_MS = 30_000;
 /** Below this, a renewal every third of it leaves too little room for a slow request. */
 export const MIN_LEASE_TTL_MS = 500;

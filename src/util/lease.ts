@@ -42,6 +42,7 @@ export function renewed(record: LeaseRecord): LeaseRecord {
   return { ...record, expiresAt: new Date(Date.now() + record.ttlMs).toISOString() };
 }
 
+/** A record as stored: one line of JSON. */
 export function encodeRecord(record: LeaseRecord): Buffer {
   return Buffer.from(`${JSON.stringify(record)}\n`);
 }
@@ -78,6 +79,7 @@ export function isLive(record: LeaseRecord): boolean {
   return !record.released && Date.parse(record.expiresAt) > Date.now();
 }
 
+/** `LEASE_HELD`, naming the holder and when its lease expires, in the message and in the hint. */
 export function leaseHeld(where: string, record: LeaseRecord): BackupError {
   const seconds = Math.max(0, Math.ceil((Date.parse(record.expiresAt) - Date.now()) / 1000));
   return new BackupError('LEASE_HELD', `${where} is held by ${record.holder} (token ${record.token}) until ${record.expiresAt}`, {
@@ -85,6 +87,7 @@ export function leaseHeld(where: string, record: LeaseRecord): BackupError {
   });
 }
 
+/** `LEASE_LOST`, saying why. */
 export function leaseLost(where: string, why: string): BackupError {
   return new BackupError('LEASE_LOST', `${where} is no longer this process's lease: ${why}`);
 }
