@@ -22,6 +22,8 @@ import { stoppedItself } from './helpers/process.js';
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'lease-child.js');
 /** Short, so that a dead or paused holder is replaced soon; the tests wait for that outcome. */
 const TTL_MS = 1500;
+/** For holders that nothing should replace: a loaded machine must not make them lose their lease. */
+const STEADY_TTL_MS = 10_000;
 
 let moto: Moto;
 let azurite: Azurite;
@@ -85,7 +87,7 @@ function lastLine(output: string): Record<string, unknown> {
 async function backUpWhenFree(database: Database, to: Destination): Promise<BackupResult> {
   for (;;) {
     try {
-      return await database.startBackup({ to, lease: { ttlMs: TTL_MS } }).done;
+      return await database.startBackup({ to, lease: { ttlMs: STEADY_TTL_MS } }).done;
     } catch (error) {
       if (!(error instanceof BackupError && error.code === 'LEASE_HELD')) throw error;
       await sleep(50);
@@ -106,7 +108,7 @@ for (const [label, make] of places) {
       const { destination, spec } = await make(t);
       const markers = await tempDir(t, 'fleet-markers');
       const data = await folderWithData(t, 'fleet-race', 4 * 1024 * 1024); // long enough for the others to try meanwhile
-      const children = [0, 1, 2].map(() => child(['race', spec, String(TTL_MS), data, markers]));
+      const children = [0, 1, 2].map(() => child(['race', spec, String(STEADY_TTL_MS), data, markers]));
       await Promise.all(children.map(({ output }) => (async () => {
         while (!output().startsWith('ready\n')) await sleep(20);
       })()));
