@@ -171,6 +171,31 @@ describe('startBackup({ lease })', () => {
     assert.equal(lease.token, 1, 'lease: false takes no lease');
   });
 
+  it('renews the lease while the backup runs: a backup outlasting its ttl many times over still commits', async (t) => {
+    const data = await folderWithData(t, 'lease-heartbeat', 10);
+    const to = memory();
+    const inner = files({ name: 'f', dir: data });
+    const expiries = new Set<string>();
+    const slow: Source = {
+      ...inner,
+      async open(context) {
+        // Holds the backup until others have seen its lease renewed three times: never free meanwhile.
+        while (expiries.size < 4) {
+          const taken = await to.lease!('backupkit.lease', { ttlMs: 60_000, holder: 'the test' }).then(
+            () => assert.fail('the lease of a running backup was free'),
+            (error: BackupError) => error,
+          );
+          assert.equal(taken.code, 'LEASE_HELD');
+          expiries.add(/until (\S+)$/.exec(taken.message)?.[1] ?? '');
+          await sleep(50);
+        }
+        return inner.open(context);
+      },
+    };
+    const { name } = await new Database({ sources: [slow] }).startBackup({ to, lease: { ttlMs: 600 } }).done;
+    assert.deepEqual((await listBackups(to)).map((b) => b.name), [name]);
+  });
+
   it('makes one backup at a time hold across Databases: the second gets LEASE_HELD naming this process as the holder', async (t) => {
     const data = await folderWithData(t, 'lease-databases', 10);
     const to = memory();
