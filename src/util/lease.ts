@@ -110,6 +110,16 @@ export interface VersionedObject {
   write(bytes: Buffer, expected: string | undefined): Promise<string | undefined>;
 }
 
+/** An object's ETag, the version `If-Match` compares: a server that gives none cannot keep a lease. */
+export function versionOf(etag: string | undefined, where: string): string {
+  if (etag === undefined || etag === '') {
+    throw new BackupError('DESTINATION_FAILED', `${where}: the server gave no ETag`, {
+      hint: 'This server does not support the conditional writes leases need (If-Match on an ETag): put a destination that does first in `to`, or back up without `lease`.',
+    });
+  }
+  return etag;
+}
+
 /** Rounds of read and conditional write before giving up on a lease others keep changing. */
 const TAKE_ROUNDS = 5;
 

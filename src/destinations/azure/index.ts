@@ -5,7 +5,7 @@ import type * as AzureSdk from '@azure/storage-blob';
 import type { BlobItem, ContainerClient } from '@azure/storage-blob';
 import { BackupError } from '../../errors.js';
 import type { Destination, Lease, LeaseOptions, ReadRange, StoredObject, Upload } from '../../types.js';
-import { takeVersioned, type VersionedObject } from '../../util/lease.js';
+import { takeVersioned, versionOf, type VersionedObject } from '../../util/lease.js';
 import { optionalPeer } from '../../util/peers.js';
 import { checkObjectName } from '../object-name.js';
 import { checkRange } from '../range.js';
@@ -319,14 +319,16 @@ export function azure(options: AzureOptions): Destination {
     async lease(name: string, leaseOptions: LeaseOptions): Promise<Lease> {
       checkObjectName(name);
       const blob = (await container()).getBlockBlobClient(key(name));
+      const where = `${description}${name}`;
       const object: VersionedObject = {
         async read() {
           try {
             const response = await timed((abortSignal) => blob.download(0, undefined, { abortSignal }));
             const bytes = await timed(() => buffer(response.readableStreamBody as Readable));
-            return { bytes, version: response.etag ?? '' };
+            return { bytes, version: versionOf(response.etag, where) };
           } catch (cause) {
             if (isMissingBlob(cause)) return undefined;
+            if (cause instanceof BackupError) throw cause;
             throw failed(`reading the lease ${name}`, cause);
           }
         },
@@ -334,15 +336,16 @@ export function azure(options: AzureOptions): Destination {
           try {
             const conditions = expected === undefined ? { ifNoneMatch: '*' } : { ifMatch: expected };
             const { etag } = await timed((abortSignal) => blob.upload(bytes, bytes.length, { conditions, abortSignal, blobHTTPHeaders: { blobContentType: 'application/json' } }));
-            return etag ?? '';
+            return versionOf(etag, where);
           } catch (cause) {
+            if (cause instanceof BackupError) throw cause;
             // If-Match on a blob deleted meanwhile is refused as missing: the condition failed all the same.
             if (isTaken(cause) || (expected !== undefined && isMissingBlob(cause))) return undefined;
             throw failed(`writing the lease ${name}`, cause);
           }
         },
       };
-      return takeVersioned(object, `${description}${name}`, leaseOptions);
+      return takeVersioned(object, where, leaseOptions);
     },
   };
 }
