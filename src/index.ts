@@ -68,6 +68,7 @@ export type {
   SourceKind,
   SourceKindCli,
   SourceKindCliOptions,
+  SourceMode,
   StoredObject,
   Upload,
   VerifyCheck,

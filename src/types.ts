@@ -12,6 +12,13 @@ import type { Writable, Readable } from 'node:stream';
 export type BackupType = 'full' | 'incremental';
 
 /**
+ * How an archive holds one source: `full`, restorable on its own, or only the `changes` since the
+ * backup before it in its chain (an incremental's sources only).
+ * @public
+ */
+export type SourceMode = 'full' | 'changes';
+
+/**
  * The kinds of entry an archive holds.
  * @public
  */
@@ -107,7 +114,7 @@ export interface SnapshotChanges {
    * be built on: say why with a warning); `changes`: only what changed since the previous backup,
    * plus whatever a restore needs to rebuild the whole from the chain (a listing, a page count).
    */
-  readonly mode: BackupType;
+  readonly mode: SourceMode;
   /** Nothing changed since the previous backup; when every source says so, no backup is written. */
   readonly unchanged: boolean;
 }
@@ -183,7 +190,7 @@ export interface RestoreLayer {
   /** The archive's name. */
   readonly archive: string;
   /** `full`: the archive holds the source in full, and is the last layer read; `changes`: only what changed. */
-  readonly mode: BackupType;
+  readonly mode: SourceMode;
   /** 0 for the backup being restored, 1 for the one before it in its chain, and so on. */
   readonly depth: number;
 }
@@ -218,7 +225,9 @@ export interface RestoreSink {
   /**
    * After `commit`, re-reads the target and compares it with what the archive held: used by
    * `verifyBackup({ level: 'restore' })`. `archived` lists this source's entries as the manifest
-   * does, already checked against their SHA-256.
+   * does, already checked against their SHA-256. For a chain it lists those of every layer read,
+   * newest first, so a path may come several times: the first time is what the target holds, unless
+   * a newer layer deleted it (the sink knows which, having read the layers).
    */
   verify?(archived: AsyncIterable<ArchivedEntry>): Promise<VerifyCheck[]>;
 }

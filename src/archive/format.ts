@@ -1,15 +1,21 @@
 /**
- * Archive format v2, specified in docs/FORMAT.md. Change that document with this file.
+ * Archive format v2 and v3, specified in docs/FORMAT.md. Change that document with this file.
  */
 import { BackupError } from '../errors.js';
 import { boundedLines } from '../util/lines.js';
 import { readLimited } from '../util/streams.js';
-import type { BackupType, EntryType } from '../types.js';
+import type { BackupType, EntryType, SourceMode } from '../types.js';
 import type { CompressionAlgorithm } from './compression.js';
 
 export const FORMAT_NAME = 'backupkit';
 export const FORMAT_VERSION = 2;
-/** From this version on, manifest lines carry every metadata a restore applies: mode, mtime, link target. */
+/**
+ * The version of an archive that holds a source in `changes` mode: restoring it alone would give
+ * part of a tree, so readers older than incremental chains must refuse it.
+ */
+export const CHANGES_FORMAT_VERSION = 3;
+/** The newest version this reader restores. */
+export const READ_FORMAT_VERSION = CHANGES_FORMAT_VERSION;/** From this version on, manifest lines carry every metadata a restore applies: mode, mtime, link target. */
 export const METADATA_IN_MANIFEST = 2;
 export const HEADER_PATH = 'header.json';
 export const MANIFEST_PATH = 'manifest.ndjson';
@@ -31,7 +37,7 @@ export interface ArchiveHeader {
    * Per source; `mode` (incrementals only) says whether this archive holds the source `full` or
    * only what changed since `previous`.
    */
-  sources: Array<{ name: string; kind: string; estimatedBytes: number; estimatedItems: number; mode?: BackupType }>;
+  sources: Array<{ name: string; kind: string; estimatedBytes: number; estimatedItems: number; mode?: SourceMode }>;
   /** Absent in archives made before incremental backups existed: those are fulls. */
   type?: BackupType;
   /** An incremental's full, the first backup of its chain. */
@@ -111,14 +117,29 @@ export function parseHeader(bytes: Buffer): ArchiveHeader {
   if (header.format !== FORMAT_NAME || typeof header.formatVersion !== 'number') {
     throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} does not describe a backupkit archive`);
   }
-  if (header.formatVersion > FORMAT_VERSION) {
+  if (header.formatVersion > READ_FORMAT_VERSION) {
     throw new BackupError(
       'UNSUPPORTED_FORMAT',
-      `The archive has format version ${header.formatVersion}; this backupkit reads up to ${FORMAT_VERSION}`,
+      `The archive has format version ${header.formatVersion}; this backupkit reads up to ${READ_FORMAT_VERSION}`,
     );
   }
   if (!Array.isArray(header.sources) || typeof header.name !== 'string') {
     throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} lacks its sources or name`);
   }
+  for (const source of header.sources as unknown[]) {
+    const { name, kind, mode } = (source ?? {}) as Record<string, unknown>;
+    if (typeof name !== 'string' || typeof kind !== 'string') throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} lists a source without a name or kind`);
+    if (mode !== undefined && mode !== 'full' && mode !== 'changes') {
+      throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} holds source "${name}" in mode ${JSON.stringify(mode)}, neither "full" nor "changes"`);
+    }
+    if (mode === 'changes' && (header.formatVersion < CHANGES_FORMAT_VERSION || header.type !== 'incremental' || typeof header.previous !== 'string')) {
+      throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} holds source "${name}" as changes only, but is not a version ${CHANGES_FORMAT_VERSION} incremental naming its previous backup`);
+    }
+  }
   return header as ArchiveHeader;
+}
+
+/** How an archive holds a source: `full` unless its header says `changes` (older archives say nothing). */
+export function sourceMode(header: ArchiveHeader, sourceName: string): SourceMode {
+  return header.sources.find((s) => s.name === sourceName)?.mode ?? 'full';
 }
