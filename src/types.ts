@@ -12,8 +12,8 @@ import type { Writable, Readable } from 'node:stream';
 export type BackupType = 'full' | 'incremental';
 
 /**
- * How an archive holds one source: `full`, restorable on its own, or only the `changes` since the
- * backup before it in its chain (an incremental's sources only).
+ * How an archive holds one source: `full`, or in an incremental only its `changes` since the
+ * backup before it (plus what a restore needs to rebuild the whole from the chain).
  * @public
  */
 export type SourceMode = 'full' | 'changes';

@@ -1,14 +1,16 @@
 /**
  * Restoring incremental chains: a source kind that really sends only its changes (test/helpers/chain.ts),
- * registered like an application's own kind, backed up into chains of several archives, restored at
- * each point; missing, damaged, foreign and wrongly keyed pieces refused before anything is written.
+ * registered like an application's own kind, backed up with `db.startBackup({ type: 'incremental' })`
+ * into chains of several archives, restored at each point; missing, damaged, foreign and wrongly
+ * keyed pieces refused before anything is written.
  */
 import assert from 'node:assert/strict';
 import { open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Database, directory, listBackups, prune, registerSource, verifyBackup, type Destination, type Source } from '../src/index.js';
-import { prepareEncryption, type Encryption } from '../src/archive/encryption.js';
+import { prepareEncryption } from '../src/archive/encryption.js';
 import { archiveName } from '../src/archive/names.js';
 import { layersSeen, readRecords, recordsKind, writeBackup, writeRecords, type WrittenBackup } from './helpers/chain.js';
 import { rejectsWithCode } from './helpers/errors.js';
@@ -29,7 +31,7 @@ const VERSIONS: ReadonlyArray<Record<string, string>> = [
 ];
 const SETTINGS = { theme: '"dark"' };
 
-/** The hour of backup `i` of a chain: names sort as the times do. */
+/** The hour of a crafted backup: names sort as the times do. */
 const at = (i: number) => new Date(Date.UTC(2026, 10, 21, 12 + i, 0, 0));
 
 interface Chain {
@@ -37,10 +39,19 @@ interface Chain {
   readonly backups: string;
   readonly from: Destination;
   readonly names: string[];
+  /** When each backup was made, to the second its name keeps. */
+  readonly times: Date[];
+  readonly db: Database;
 }
 
-/** Writes one backup per version of `versions`, each an incremental of the one before but the first. */
-async function makeChain(t: TestContext, options: { kind?: typeof RECORDS; versions?: ReadonlyArray<Record<string, string>>; encryption?: (i: number) => Encryption | undefined; settings?: boolean } = {}): Promise<Chain> {
+/**
+ * Backs up the records folder at each of `versions` through `db.startBackup({ type: 'incremental' })`:
+ * a full, then incrementals. `seconds` starts each backup in a second of its own, for `asOf`.
+ */
+async function makeChain(
+  t: TestContext,
+  options: { kind?: typeof RECORDS; versions?: ReadonlyArray<Record<string, string>>; passphrase?: string; settings?: boolean; seconds?: boolean } = {},
+): Promise<Chain> {
   const dir = await tempDir(t, 'chain');
   const backups = join(dir, 'backups');
   const from = directory({ path: backups });
@@ -49,22 +60,25 @@ async function makeChain(t: TestContext, options: { kind?: typeof RECORDS; versi
     sources.push(ALWAYS_FULL.source({ name: 'settings', dir: join(dir, 'settings') }));
     await writeRecords(join(dir, 'settings'), SETTINGS);
   }
+  const db = new Database({ sources });
   const names: string[] = [];
-  let after: WrittenBackup | undefined;
-  for (const [i, version] of (options.versions ?? VERSIONS).entries()) {
+  const times: Date[] = [];
+  for (const version of options.versions ?? VERSIONS) {
+    if (options.seconds && names.length > 0) await sleep(1000 - (Date.now() % 1000)); // the next second
     await writeRecords(join(dir, 'records'), version);
-    const encryption = options.encryption?.(i);
-    after = await writeBackup(from, sources, { at: at(i), ...(after ? { after } : {}), ...(encryption ? { encryption } : {}) });
-    names.push(after.name);
+    const backup = await db.startBackup({ to: from, type: 'incremental', ...(options.passphrase ? { encrypt: { passphrase: options.passphrase } } : {}) }).done;
+    assert.equal(backup.type, names.length === 0 ? 'full' : 'incremental');
+    names.push(backup.name);
+    times.push(backup.createdAt);
   }
-  return { dir, backups, from, names };
+  return { dir, backups, from, names, times, db };
 }
 
 /** `backup` restored newest first: itself, then the pieces before it. */
 const piecesOf = (names: readonly string[], index: number) => names.slice(0, index + 1).reverse();
 
 /** Restoring `index` must fail with `code`, leaving its folder and everything beside it as they were. */
-async function refusedUntouched(chain: Chain, index: number, code: Parameters<typeof rejectsWithCode>[1], message: RegExp, options: { decrypt?: { passphrase: string } } = {}): Promise<void> {
+async function refusedUntouched(chain: Pick<Chain, 'dir' | 'from' | 'names'>, index: number, code: Parameters<typeof rejectsWithCode>[1], message: RegExp, options: { decrypt?: { passphrase: string } } = {}): Promise<void> {
   const target = join(chain.dir, 'restored');
   const before = (await readdir(chain.dir)).sort();
   await rejectsWithCode(Database.restore({ from: chain.from, backup: chain.names[index], targets: { records: { dir: target } }, ...options }).done, code, message);
@@ -73,7 +87,7 @@ async function refusedUntouched(chain: Chain, index: number, code: Parameters<ty
 
 describe('restoring an incremental chain', () => {
   it('restores each point of a chain of five as of its time, reading the layers newest first', async (t) => {
-    const chain = await makeChain(t, { settings: true });
+    const chain = await makeChain(t, { settings: true, seconds: true });
     const listed = (await listBackups(chain.from)).reverse();
     assert.deepEqual(
       listed.map((b) => b.sources.find((s) => s.name === 'records')?.items),
@@ -83,7 +97,7 @@ describe('restoring an incremental chain', () => {
     for (const [i, version] of VERSIONS.entries()) {
       const records = join(chain.dir, `records-${i}`);
       const settings = join(chain.dir, `settings-${i}`);
-      const asOf = new Date(at(i).getTime() + 30 * 60_000);
+      const asOf = new Date(Math.floor(chain.times[i]!.getTime() / 1000) * 1000 + 999);
       const result = await Database.restore({ from: chain.from, asOf, targets: { records: { dir: records }, settings: { dir: settings } } }).done;
       assert.equal(result.name, chain.names[i]);
       assert.deepEqual(result.chain, piecesOf(chain.names, i));
@@ -98,15 +112,24 @@ describe('restoring an incremental chain', () => {
     }
   });
 
-  it('restores an incremental whose sources are all held in full from that archive alone', async (t) => {
-    const chain = await makeChain(t, { kind: ALWAYS_FULL });
-    await rm(join(chain.backups, chain.names[0]!));
-    await rm(join(chain.backups, chain.names[3]!));
-    const target = join(chain.dir, 'restored');
-    const result = await Database.restore({ from: chain.from, backup: chain.names[4], targets: { records: { dir: target } } }).done;
-    assert.deepEqual(result.chain, [chain.names[4]]);
+  it('restores an incremental whose sources are all held in full (each rejected its base) from that archive alone', async (t) => {
+    const dir = await tempDir(t, 'chain-full');
+    const from = directory({ path: join(dir, 'backups') });
+    const source = ALWAYS_FULL.source({ name: 'records', dir: join(dir, 'records') });
+    const names: string[] = [];
+    let after: WrittenBackup | undefined;
+    for (const [i, version] of VERSIONS.entries()) {
+      await writeRecords(join(dir, 'records'), version);
+      after = await writeBackup(from, [source], { at: at(i), ...(after ? { after } : {}) });
+      names.push(after.name);
+    }
+    await rm(join(dir, 'backups', names[0]!));
+    await rm(join(dir, 'backups', names[3]!));
+    const target = join(dir, 'restored');
+    const result = await Database.restore({ from, backup: names[4], targets: { records: { dir: target } } }).done;
+    assert.deepEqual(result.chain, [names[4]]);
     assert.deepEqual(await readRecords(target), VERSIONS[4]);
-    assert.deepEqual(layersSeen.get(target), [{ archive: chain.names[4], depth: 0, mode: 'full' }]);
+    assert.deepEqual(layersSeen.get(target), [{ archive: names[4], depth: 0, mode: 'full' }]);
   });
 
   it('refuses a chain missing a piece with NOT_FOUND naming it, before writing anything', async (t) => {
@@ -135,34 +158,38 @@ describe('restoring an incremental chain', () => {
     await rejectsWithCode(verifyBackup({ from: chain.from, backup: chain.names[4] }).done, 'CORRUPT_ARCHIVE', new RegExp(chain.names[1]!));
   });
 
-  it('refuses a piece that is not the one its successor builds on: another chain, or encrypted otherwise', async (t) => {
+  it('restores an encrypted chain with its key, and refuses a wrong key with WRONG_KEY', async (t) => {
+    const chain = await makeChain(t, { versions: VERSIONS.slice(0, 3), passphrase: 'correct horse' });
+    await refusedUntouched(chain, 2, 'WRONG_KEY', /./, { decrypt: { passphrase: 'battery staple' } });
+    const target = join(chain.dir, 'restored');
+    const restored = await Database.restore({ from: chain.from, targets: { records: { dir: target } }, decrypt: { passphrase: 'correct horse' } }).done;
+    assert.deepEqual(restored.chain, piecesOf(chain.names, 2));
+    assert.deepEqual(await readRecords(target), VERSIONS[2]);
+  });
+
+  // The backup engine never writes these chains: they are crafted, as a hostile or confused storage would hold them.
+  it('refuses a piece that is not the one its successor builds on (another chain, encrypted otherwise, or with another key) naming it', async (t) => {
     const dir = await tempDir(t, 'chain-foreign');
     const from = directory({ path: join(dir, 'backups') });
+    const chain = { dir, backups: join(dir, 'backups'), from, names: [] as string[] };
     const source = RECORDS.source({ name: 'records', dir: join(dir, 'records') });
     await writeRecords(join(dir, 'records'), VERSIONS[0]!);
     const full = await writeBackup(from, [source], { at: at(0) });
-    const second = await writeBackup(from, [source], { at: at(1), after: full });
     await writeRecords(join(dir, 'records'), VERSIONS[1]!);
+    const second = await writeBackup(from, [source], { at: at(1), after: full });
+    await writeRecords(join(dir, 'records'), VERSIONS[2]!);
     const otherBase = archiveName(at(-5), 0);
     const foreign = await writeBackup(from, [source], { at: at(2), after: second, header: (header) => (header.base = otherBase) });
-    const chain = { dir, backups: join(dir, 'backups'), from, names: [full.name, second.name, foreign.name] };
-    await refusedUntouched(chain, 2, 'CORRUPT_ARCHIVE', new RegExp(`${second.name}, which ${foreign.name} builds on, belongs to the chain of ${full.name}, not to that of ${otherBase}`));
+    await refusedUntouched({ ...chain, names: [foreign.name] }, 0, 'CORRUPT_ARCHIVE', new RegExp(`${second.name}, which ${foreign.name} builds on, belongs to the chain of ${full.name}, not to that of ${otherBase}`));
 
-    const encryption = await prepareEncryption({ passphrase: 'correct horse' });
-    const encrypted = await writeBackup(from, [source], { at: at(3), after: second, encryption });
-    await refusedUntouched({ ...chain, names: [encrypted.name] }, 0, 'CORRUPT_ARCHIVE', new RegExp(`${second.name}, which ${encrypted.name} builds on, is encrypted otherwise`), {
-      decrypt: { passphrase: 'correct horse' },
-    });
-  });
-
-  it('restores an encrypted chain with its key, and refuses a wrong key, or a piece encrypted with another key, with WRONG_KEY', async (t) => {
     const [right, other] = await Promise.all([prepareEncryption({ passphrase: 'correct horse' }), prepareEncryption({ passphrase: 'battery staple' })]);
-    const chain = await makeChain(t, { versions: VERSIONS.slice(0, 3), encryption: (i) => (i === 1 ? other : right) });
-    await refusedUntouched(chain, 0, 'WRONG_KEY', /./, { decrypt: { passphrase: 'battery staple' } });
-    await refusedUntouched(chain, 2, 'WRONG_KEY', new RegExp(`^${chain.names[1]}, which ${chain.names[2]} builds on: `), { decrypt: { passphrase: 'correct horse' } });
-    const target = join(chain.dir, 'restored');
-    await Database.restore({ from: chain.from, backup: chain.names[0], targets: { records: { dir: target } }, decrypt: { passphrase: 'correct horse' } }).done;
-    assert.deepEqual(await readRecords(target), VERSIONS[0]);
+    const encrypted = await writeBackup(from, [source], { at: at(3), after: second, encryption: right });
+    const decrypt = { passphrase: 'correct horse' };
+    await refusedUntouched({ ...chain, names: [encrypted.name] }, 0, 'CORRUPT_ARCHIVE', new RegExp(`${second.name}, which ${encrypted.name} builds on, is encrypted otherwise`), { decrypt });
+
+    const otherKey = await writeBackup(from, [source], { at: at(4), encryption: other });
+    const onOtherKey = await writeBackup(from, [source], { at: at(5), after: otherKey, encryption: right });
+    await refusedUntouched({ ...chain, names: [onOtherKey.name] }, 0, 'WRONG_KEY', new RegExp(`^${otherKey.name}, which ${onOtherKey.name} builds on: `), { decrypt });
   });
 
   it('refuses, naming the kind, a restorer without `layer` given a source held as changes; it still restores fulls', async (t) => {
@@ -191,9 +218,10 @@ describe('restoring an incremental chain', () => {
 
   it('prune keeps every piece a kept incremental builds on, and removes each archive with its sidecar and state', async (t) => {
     const chain = await makeChain(t, { versions: VERSIONS.slice(0, 3) });
-    const source = RECORDS.source({ name: 'records', dir: join(chain.dir, 'records') });
-    const full = await writeBackup(chain.from, [source], { at: at(5) });
-    const last = await writeBackup(chain.from, [source], { at: at(6), after: full });
+    const full = await chain.db.startBackup({ to: chain.from }).done;
+    await writeRecords(join(chain.dir, 'records'), VERSIONS[3]!);
+    const last = await chain.db.startBackup({ to: chain.from, type: 'incremental' }).done;
+    assert.deepEqual([full.type, last.type, last.previous], ['full', 'incremental', full.name]);
     const objects = async () => (await readdir(chain.backups)).sort();
     const companions = (name: string) => [name, `${name}.json`, `${name}.state`];
 

@@ -8,18 +8,20 @@ import type { BackupType, EntryType, SourceMode } from '../types.js';
 import type { CompressionAlgorithm } from './compression.js';
 
 export const FORMAT_NAME = 'backupkit';
+/** The version of an archive that holds every source in full. */
 export const FORMAT_VERSION = 2;
 /**
- * The version of an archive that holds a source in `changes` mode: restoring it alone would give
- * part of a tree, so readers older than incremental chains must refuse it.
+ * From this version on, an incremental may hold a source as only its `changes`: older readers
+ * refuse such an archive rather than restore part of a tree. The newest version this code reads.
  */
-export const CHANGES_FORMAT_VERSION = 3;
-/** The newest version this reader restores. */
-export const READ_FORMAT_VERSION = CHANGES_FORMAT_VERSION;/** From this version on, manifest lines carry every metadata a restore applies: mode, mtime, link target. */
+export const PARTIAL_SOURCES = 3;
+/** From this version on, manifest lines carry every metadata a restore applies: mode, mtime, link target. */
 export const METADATA_IN_MANIFEST = 2;
 export const HEADER_PATH = 'header.json';
 export const MANIFEST_PATH = 'manifest.ndjson';
 export const SOURCES_DIR = 'sources';
+/** Where a source's `meta` entries go: data about the source that is no part of its tree. */
+export const META_DIR = 'meta';
 
 /** The first entry of every archive. */
 export interface ArchiveHeader {
@@ -117,10 +119,10 @@ export function parseHeader(bytes: Buffer): ArchiveHeader {
   if (header.format !== FORMAT_NAME || typeof header.formatVersion !== 'number') {
     throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} does not describe a backupkit archive`);
   }
-  if (header.formatVersion > READ_FORMAT_VERSION) {
+  if (header.formatVersion > PARTIAL_SOURCES) {
     throw new BackupError(
       'UNSUPPORTED_FORMAT',
-      `The archive has format version ${header.formatVersion}; this backupkit reads up to ${READ_FORMAT_VERSION}`,
+      `The archive has format version ${header.formatVersion}; this backupkit reads up to ${PARTIAL_SOURCES}`,
     );
   }
   if (!Array.isArray(header.sources) || typeof header.name !== 'string') {
@@ -132,8 +134,8 @@ export function parseHeader(bytes: Buffer): ArchiveHeader {
     if (mode !== undefined && mode !== 'full' && mode !== 'changes') {
       throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} holds source "${name}" in mode ${JSON.stringify(mode)}, neither "full" nor "changes"`);
     }
-    if (mode === 'changes' && (header.formatVersion < CHANGES_FORMAT_VERSION || header.type !== 'incremental' || typeof header.previous !== 'string')) {
-      throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} holds source "${name}" as changes only, but is not a version ${CHANGES_FORMAT_VERSION} incremental naming its previous backup`);
+    if (mode === 'changes' && (header.formatVersion < PARTIAL_SOURCES || header.type !== 'incremental' || typeof header.previous !== 'string')) {
+      throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} holds source "${name}" as changes only, but is not a version ${PARTIAL_SOURCES} incremental naming its previous backup`);
     }
   }
   return header as ArchiveHeader;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Header } from 'tar-stream';
 import { BackupError, abortError } from '../errors.js';
-import { HEADER_PATH, MANIFEST_PATH, SOURCES_DIR, parseHeader, readHeaderBytes, type ArchiveHeader } from '../archive/format.js';
+import { HEADER_PATH, MANIFEST_PATH, META_DIR, SOURCES_DIR, parseHeader, readHeaderBytes, type ArchiveHeader } from '../archive/format.js';
 import type { DecryptOptions } from '../archive/encryption.js';
 import { openArchive, type ArchiveReader } from '../archive/reader.js';
 import { SIGNATURE_PATH, SignatureCheck, type VerifySignatureOptions } from '../archive/signature.js';
@@ -12,8 +12,6 @@ import { ManifestCheck } from './manifest-check.js';
 import { checkEntryPath } from './path-guard.js';
 
 const RESTORABLE_TYPES: ReadonlySet<string> = new Set<EntryType>(['file', 'directory', 'symlink']);
-/** Where entries the source yielded with `meta` are archived: `meta/<source>/...`. */
-export const META_DIR = 'meta';
 
 /** Bytes and entries read of one source, restored or not. */
 export type Counted = { -readonly [K in keyof SourceStats]: SourceStats[K] };

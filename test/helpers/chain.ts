@@ -1,7 +1,7 @@
 /**
- * A source kind that really is incremental, and a hand-written stand-in for the backup engine's
- * incremental side, so that the restore of chains is tested on archives holding sources as
- * `changes` (the engine writes every source in full until the sources learn to send changes).
+ * A source kind that really is incremental (a folder of JSON records), and a writer of archives
+ * crafted as docs/FORMAT.md specifies them, for the chains the backup engine never writes: a piece
+ * of another chain, encrypted otherwise or with another key, an incremental of sources all in full.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -12,7 +12,7 @@ import { BackupError, type Destination, type RestoreLayer, type RestoreSink, typ
 import { ChecksumCounter } from '../../src/archive/checksum.js';
 import { compressor, Rechunk, resolveCompression } from '../../src/archive/compression.js';
 import { encryptor, type Encryption } from '../../src/archive/encryption.js';
-import { CHANGES_FORMAT_VERSION, FORMAT_NAME, FORMAT_VERSION, HEADER_PATH, sourcePrefix, type ArchiveHeader } from '../../src/archive/format.js';
+import { PARTIAL_SOURCES, FORMAT_NAME, FORMAT_VERSION, HEADER_PATH, sourcePrefix, type ArchiveHeader } from '../../src/archive/format.js';
 import { archiveName, SIDECAR_EXTENSION, STATE_EXTENSION } from '../../src/archive/names.js';
 import type { BackupSidecar } from '../../src/archive/sidecar.js';
 import { ArchiveWriter } from '../../src/archive/writer.js';
@@ -183,9 +183,10 @@ export interface WrittenBackup {
 }
 
 /**
- * Writes one backup as the backup engine's incremental side is specified to (docs/FORMAT.md):
- * header, each source's entries (`meta` ones under `meta/<source>/`), manifest; format 3 when a
- * source is held as `changes`; sidecar and `<archive>.state` beside it.
+ * Writes one backup at a chosen time as docs/FORMAT.md specifies it: header (which `header` may
+ * alter), each source's entries (`meta` ones under `meta/<source>/`), manifest; format 3 when a
+ * source is held as `changes`; sidecar and `<archive>.state` beside it. A source with a state from
+ * `after` is asked for its changes; one without is held in full.
  */
 export async function writeBackup(
   to: Destination,
@@ -207,7 +208,7 @@ export async function writeBackup(
   const compression = resolveCompression(undefined);
   const header: ArchiveHeader = {
     format: FORMAT_NAME,
-    formatVersion: opened.some((o) => o.mode === 'changes') ? CHANGES_FORMAT_VERSION : FORMAT_VERSION,
+    formatVersion: opened.some((o) => o.mode === 'changes') ? PARTIAL_SOURCES : FORMAT_VERSION,
     backupkitVersion: 'test',
     name,
     createdAt: at.toISOString(),
