@@ -5,20 +5,23 @@
  * keyed pieces refused before anything is written.
  */
 import assert from 'node:assert/strict';
-import { open, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { Database, directory, listBackups, prune, registerSource, verifyBackup, type Destination, type Source } from '../src/index.js';
 import { prepareEncryption } from '../src/archive/encryption.js';
 import { archiveName } from '../src/archive/names.js';
-import { layersSeen, readRecords, recordsKind, writeBackup, writeRecords, type WrittenBackup } from './helpers/chain.js';
+import { ALWAYS_FULL, LEGACY, RECORDS, layersSeen, readRecords, writeBackup, writeRecords, type WrittenBackup } from './helpers/chain.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
+import { stoppedItself } from './helpers/process.js';
 
-const RECORDS = recordsKind('records', { incremental: true, layers: true });
-const ALWAYS_FULL = recordsKind('records-full', { incremental: false, layers: true });
-const LEGACY = recordsKind('records-legacy', { incremental: true, layers: false });
+const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'chain-restore-child.js');
+
 for (const kind of [RECORDS, ALWAYS_FULL, LEGACY]) registerSource(kind);
 
 /** The records folder at each backup: additions, changes, deletions and a rename between them. */
@@ -50,7 +53,7 @@ interface Chain {
  */
 async function makeChain(
   t: TestContext,
-  options: { kind?: typeof RECORDS; versions?: ReadonlyArray<Record<string, string>>; passphrase?: string; settings?: boolean; seconds?: boolean } = {},
+  options: { kind?: typeof RECORDS; versions?: ReadonlyArray<Record<string, string>>; passphrase?: string; settings?: boolean; seconds?: boolean; compression?: 'none' } = {},
 ): Promise<Chain> {
   const dir = await tempDir(t, 'chain');
   const backups = join(dir, 'backups');
@@ -66,7 +69,12 @@ async function makeChain(
   for (const version of options.versions ?? VERSIONS) {
     if (options.seconds && names.length > 0) await sleep(1000 - (Date.now() % 1000)); // the next second
     await writeRecords(join(dir, 'records'), version);
-    const backup = await db.startBackup({ to: from, type: 'incremental', ...(options.passphrase ? { encrypt: { passphrase: options.passphrase } } : {}) }).done;
+    const backup = await db.startBackup({
+      to: from,
+      type: 'incremental',
+      ...(options.passphrase ? { encrypt: { passphrase: options.passphrase } } : {}),
+      ...(options.compression ? { compression: { algorithm: options.compression } } : {}),
+    }).done;
     assert.equal(backup.type, names.length === 0 ? 'full' : 'incremental');
     names.push(backup.name);
     times.push(backup.createdAt);
@@ -142,20 +150,33 @@ describe('restoring an incremental chain', () => {
   });
 
   it('refuses a chain with a bit flipped in an older piece with CORRUPT_ARCHIVE naming it; the target stays untouched', async (t) => {
-    const chain = await makeChain(t);
+    const chain = await makeChain(t, { compression: 'none' }); // so that the flip lands in a record, not in gzip's framing
     const path = join(chain.backups, chain.names[1]!);
-    const handle = await open(path, 'r+');
-    try {
-      const { size } = await handle.stat();
-      const byte = Buffer.alloc(1);
-      await handle.read(byte, 0, 1, Math.floor(size / 2));
-      byte[0] = (byte[0] as number) ^ 0x10;
-      await handle.write(byte, 0, 1, Math.floor(size / 2));
-    } finally {
-      await handle.close();
-    }
+    const bytes = await readFile(path);
+    const at = bytes.indexOf('{"n":10}'); // alpha, changed in backup 1
+    assert.ok(at > 0);
+    bytes[at + 5] = (bytes[at + 5] as number) ^ 0x01;
+    await writeFile(path, bytes);
     await refusedUntouched(chain, 4, 'CORRUPT_ARCHIVE', new RegExp(`^${chain.names[1]}, which ${chain.names[4]} builds on: `));
     await rejectsWithCode(verifyBackup({ from: chain.from, backup: chain.names[4] }).done, 'CORRUPT_ARCHIVE', new RegExp(chain.names[1]!));
+  });
+
+  it('a chain restore of two sources killed between its two commits is finished by the next restore', async (t) => {
+    const chain = await makeChain(t, { versions: VERSIONS.slice(0, 3), settings: true });
+    const where = join(chain.dir, 'restored');
+    const targets = { records: { dir: join(where, 'records') }, settings: { dir: join(where, 'settings') } };
+    const child = spawn(process.execPath, [CHILD, chain.backups, JSON.stringify(targets)], { stdio: 'inherit' });
+    const exited = once(child, 'exit');
+    await stoppedItself(child);
+    child.kill('SIGKILL');
+    await exited;
+    assert.deepEqual((await readdir(where)).filter((name) => !name.startsWith('.backupkit-restore-')).sort(), ['records', 'settings.staging'], 'one target committed, the other staged');
+
+    const result = await Database.restore({ from: chain.from, targets }).done;
+    assert.deepEqual(result.chain, piecesOf(chain.names, 2));
+    assert.deepEqual((await readdir(where)).sort(), ['records', 'settings'], 'no staging copy or journal left');
+    assert.deepEqual(await readRecords(targets.records.dir), VERSIONS[2]);
+    assert.deepEqual(await readRecords(targets.settings.dir), SETTINGS);
   });
 
   it('restores an encrypted chain with its key, and refuses a wrong key with WRONG_KEY', async (t) => {

@@ -4,8 +4,8 @@
  * of another chain, encrypted otherwise or with another key, an incremental of sources all in full.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupError, type Destination, type RestoreLayer, type RestoreSink, type Restorer, type Source, type SourceKind, type SourceMode } from '../../src/index.js';
@@ -124,6 +124,10 @@ class RecordsSink implements RestoreSink {
     await rm(this.#committed ? this.dir : this.staging, { recursive: true, force: true });
   }
 
+  staged(): unknown {
+    return { staging: this.staging };
+  }
+
   async verify(archived: AsyncIterable<{ path: string; sha256: string }>) {
     const seen = new Set<string>();
     const problems: string[] = [];
@@ -157,6 +161,13 @@ function recordsRestorer(kind: string, layers: boolean): Restorer<{ dir: string 
       // A restorer written before chains: no `layer`.
       return layers ? sink : { write: (e) => sink.write(e), prepare: () => sink.prepare(), commit: () => sink.commit(), abort: () => sink.abort() };
     },
+    stagingFolder: ({ dir }) => dirname(dir),
+    async resume({ dir }, staged) {
+      const { staging } = staged as { staging: string };
+      if (!(await stat(staging).catch(() => undefined))) return undefined; // committed before the kill
+      const sink = new RecordsSink(dir, staging);
+      return { write: () => Promise.reject(new Error('A resumed restore receives no entries')), prepare: async () => {}, commit: () => sink.commit(), abort: () => sink.abort() };
+    },
     async scratch(space, sourceName) {
       const dir = join(space.dir, sourceName);
       return { target: { dir }, remove: () => rm(dir, { recursive: true, force: true }) };
@@ -173,6 +184,13 @@ export function recordsKind(kind: string, options: { incremental: boolean; layer
     describeTarget: ({ dir }) => dir,
   };
 }
+
+/** A folder of records that sends its changes in an incremental. */
+export const RECORDS = recordsKind('records', { incremental: true, layers: true });
+/** One that is always held in full: it has neither `changes` nor `state`. */
+export const ALWAYS_FULL = recordsKind('records-full', { incremental: false, layers: true });
+/** One restored by a restorer written before chains: its sink has no `layer`. */
+export const LEGACY = recordsKind('records-legacy', { incremental: true, layers: false });
 
 /** A backup written by {@link writeBackup}: what the next incremental builds on. */
 export interface WrittenBackup {
