@@ -69,7 +69,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
   const scratch = new Map<string, ScratchTarget>();
   const checks = new Map<string, VerifyCheck[]>();
   const passes: Array<{ piece: ChainPiece; pass: ArchivePass }> = [];
-  /** The archive open and not yet read, closed on failure. */
+  /** The backup restored, open and not yet handed to readChain: closed on failure. */
   let opened: OpenedArchive | undefined;
   /** The journal this restore wrote, while its commits run. */
   let committing: RestoreJournal | undefined;
@@ -78,8 +78,9 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
     const { name, size } = await pickBackup(plan.from, plan.backup, plan.asOf);
     const open = (pieceName: string, onBytes: (bytes: number) => void) =>
       OpenedArchive.open(plan.from, pieceName, { signal, onBytes, decrypt: plan.decrypt, label: pieceName === name ? undefined : `${pieceName}, which ${name} builds on` });
-    opened = await open(name, (n) => progress.addBytes(n));
-    const { header } = opened;
+    const first = await open(name, (n) => progress.addBytes(n));
+    opened = first;
+    const { header } = first;
     run.emit('start', { name, createdAt: new Date(header.createdAt), sources: header.sources.map(({ name: n, kind }) => ({ name: n, kind })) });
     const counted = new Map<string, Counted>(header.sources.map(({ name: n, kind }) => [n, { name: n, kind, bytes: 0, items: 0 }]));
     const statsOf = (sourceName: string): SourceStats => ({ ...counted.get(sourceName)! });
@@ -91,7 +92,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
     const interrupted = await journal?.read();
     if (journal && interrupted) {
       // Killed between two commits earlier: its staging copies are verified and prepared; commit the rest.
-      await opened.close();
+      await first.close();
       if (plan.verifySignature && interrupted.signedBy === undefined) {
         throw new BackupError('SIGNATURE_INVALID', `The interrupted restore of ${name} being finished did not verify a signature; nothing more was committed`, {
           hint: 'Finish it with the options it was started with, or remove its staging copies and the .backupkit-restore-*.journal file beside the targets and restore again.',
@@ -103,7 +104,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
       progress.complete();
       return { result, scratch, checks, archived: interrupted.sources.map(({ stats: s }) => s) };
     }
-    const chain = await planChain(plan.from, { archive: opened, size }, (pieceName) => open(pieceName, () => {}));
+    const chain = await planChain(plan.from, { archive: first, size }, (pieceName) => open(pieceName, () => {}));
     progress.setTotals(
       chain.reduce((sum, piece) => sum + piece.size, 0),
       0,
@@ -116,42 +117,8 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
     }
     requireLayers(chain, restores);
 
-    const started = new Set<string>();
-    /** The deepest piece each source is read from: its source-end comes after that piece's entries of it. */
-    const deepest = new Map(chain.flatMap((piece) => [...piece.layers.keys()].map((sourceName) => [sourceName, piece.depth] as const)));
-    const yieldNow = cooperative();
-    let verifiedEntries = 0;
-    let signedBy: string | undefined;
-    for (const piece of chain) {
-      opened ??= await open(piece.name, (n) => progress.addBytes(n));
-      if (opened.headerDigest !== piece.headerDigest) {
-        throw new BackupError('CORRUPT_ARCHIVE', `${piece.name} changed while ${name} was being restored: its header is not the one read first; nothing was written`);
-      }
-      for (const [sourceName, mode] of piece.layers) await restores.get(sourceName)?.sink.layer?.({ archive: piece.name, mode, depth: piece.depth });
-      let current: string | undefined;
-      const pass = new ArchivePass(opened, {
-        signal,
-        progress,
-        yieldNow,
-        verifySignature: plan.verifySignature,
-        feed: (sourceName) => (piece.layers.has(sourceName) ? { count: counted.get(sourceName)!, sink: restores.get(sourceName)?.sink } : undefined),
-        switchTo: (next) => {
-          if (current !== undefined && deepest.get(current) === piece.depth) run.emit('source-end', statsOf(current));
-          current = next;
-          if (next === undefined) return;
-          if (!started.has(next)) {
-            started.add(next);
-            run.emit('source-start', { name: next, kind: counted.get(next)!.kind });
-          }
-          progress.enter('read', next, { bytes: piece.header.sources.find((s) => s.name === next)?.estimatedBytes ?? 0, items: 0 });
-        },
-      });
-      passes.push({ piece, pass });
-      opened = undefined; // the pass closes it, also when it fails
-      const read = await pass.read();
-      verifiedEntries += read.verified;
-      if (piece.depth === 0) signedBy = read.signedBy;
-    }
+    opened = undefined; // readChain closes it
+    const { verifiedEntries, signedBy } = await readChain(chain, first, { plan, run, progress, restores, counted, passes, open: (pieceName) => open(pieceName, (n) => progress.addBytes(n)) });
 
     progress.enter('verify');
     for (const restore of restores.values()) await restore.sink.prepare();
@@ -197,6 +164,70 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
     progress.stop();
     for (const { pass } of passes) await pass.dispose();
   }
+}
+
+/** What {@link readChain} needs of the restore. */
+interface ChainReading {
+  readonly plan: RestorePlan;
+  readonly run: OperationContext<RestoreEvents>;
+  readonly progress: ProgressReporter;
+  readonly restores: ReadonlyMap<string, SourceRestore>;
+  /** What is read of each source, in the layers it is restored from. */
+  readonly counted: ReadonlyMap<string, Counted>;
+  readonly open: (name: string) => Promise<OpenedArchive>;
+  /** Every pass made, for the caller to dispose: their manifests serve `RestoreSink.verify` after the commit. */
+  readonly passes: Array<{ piece: ChainPiece; pass: ArchivePass }>;
+}
+
+/**
+ * Reads every piece of a chain, newest first (`first`, already open, is the backup restored): tells
+ * each restored source's sink of the layer, then streams it the piece's entries of that source.
+ * `source-start` comes with a source's first entry, `source-end` after its deepest layer's last.
+ * Closes every archive it is given or opens, also on failure.
+ */
+async function readChain(chain: readonly ChainPiece[], first: OpenedArchive, reading: ChainReading): Promise<{ verifiedEntries: number; signedBy: string | undefined }> {
+  const { plan, run, progress, restores, counted, passes } = reading;
+  const started = new Set<string>();
+  const deepest = new Map(chain.flatMap((piece) => [...piece.layers.keys()].map((sourceName) => [sourceName, piece.depth] as const)));
+  const statsOf = (sourceName: string): SourceStats => ({ ...counted.get(sourceName)! });
+  const yieldNow = cooperative();
+  let verifiedEntries = 0;
+  let signedBy: string | undefined;
+  for (const piece of chain) {
+    const archive = piece.depth === 0 ? first : await reading.open(piece.name);
+    try {
+      if (archive.headerDigest !== piece.headerDigest) {
+        throw new BackupError('CORRUPT_ARCHIVE', `${piece.name} changed while ${first.name} was being restored: its header is not the one read first; nothing was written`);
+      }
+      for (const [sourceName, mode] of piece.layers) await restores.get(sourceName)?.sink.layer?.({ archive: piece.name, mode, depth: piece.depth });
+    } catch (error) {
+      await archive.close();
+      throw error;
+    }
+    let current: string | undefined;
+    const pass = new ArchivePass(archive, {
+      signal: run.signal,
+      progress,
+      yieldNow,
+      verifySignature: plan.verifySignature,
+      feed: (sourceName) => (piece.layers.has(sourceName) ? { count: counted.get(sourceName)!, sink: restores.get(sourceName)?.sink } : undefined),
+      switchTo: (next) => {
+        if (current !== undefined && deepest.get(current) === piece.depth) run.emit('source-end', statsOf(current));
+        current = next;
+        if (next === undefined) return;
+        if (!started.has(next)) {
+          started.add(next);
+          run.emit('source-start', { name: next, kind: counted.get(next)!.kind });
+        }
+        progress.enter('read', next, { bytes: piece.header.sources.find((s) => s.name === next)?.estimatedBytes ?? 0, items: 0 });
+      },
+    });
+    passes.push({ piece, pass });
+    const read = await pass.read();
+    verifiedEntries += read.verified;
+    if (piece.depth === 0) signedBy = read.signedBy;
+  }
+  return { verifiedEntries, signedBy };
 }
 
 /** Refuses, before anything is written, a restorer that cannot build its source from the layers of a chain. */
