@@ -17,6 +17,7 @@ import { prepareEncryption } from '../src/archive/encryption.js';
 import { archiveName } from '../src/archive/names.js';
 import { ALWAYS_FULL, LEGACY, RECORDS, layersSeen, readRecords, writeBackup, writeRecords, type WrittenBackup } from './helpers/chain.js';
 import { rejectsWithCode } from './helpers/errors.js';
+import { CRAFTED_NAME, craftArchive, headerEntry, manifestFor, store, type CraftedEntry } from './helpers/craft.js';
 import { tempDir } from './helpers/fs.js';
 import { stoppedItself } from './helpers/process.js';
 
@@ -219,6 +220,22 @@ describe('restoring an incremental chain', () => {
     const target = join(chain.dir, 'full');
     await Database.restore({ from: chain.from, backup: chain.names[0], targets: { records: { dir: target } } }).done;
     assert.deepEqual(await readRecords(target), VERSIONS[0]);
+  });
+
+  it('refuses a header holding a source as changes outside a version 3 incremental, or in another mode, and a meta entry of no source', async (t) => {
+    const dir = await tempDir(t, 'chain-headers');
+    const cases: Array<{ sources: Array<{ name: string; kind: string; mode?: string }>; formatVersion: number; entries?: CraftedEntry[]; code: 'CORRUPT_ARCHIVE' | 'UNSAFE_ARCHIVE'; message: RegExp }> = [
+      { sources: [{ name: 'records', kind: 'records', mode: 'changes' }], formatVersion: 2, code: 'CORRUPT_ARCHIVE', message: /holds source "records" as changes only, but is not a version 3 incremental/ },
+      { sources: [{ name: 'records', kind: 'records', mode: 'changes' }], formatVersion: 3, code: 'CORRUPT_ARCHIVE', message: /not a version 3 incremental naming its previous backup/ },
+      { sources: [{ name: 'records', kind: 'records', mode: 'partial' }], formatVersion: 3, code: 'CORRUPT_ARCHIVE', message: /in mode "partial", neither "full" nor "changes"/ },
+      { sources: [{ name: 'records', kind: 'records' }], formatVersion: 2, entries: [{ header: { name: 'meta/other/keys.json', type: 'file' }, body: Buffer.from('[]') }], code: 'UNSAFE_ARCHIVE', message: /not under sources\/<source>\/ or meta\/<source>\// },
+    ];
+    for (const [i, { sources, formatVersion, entries = [], code, message }] of cases.entries()) {
+      const from = directory({ path: join(dir, `backups-${i}`) });
+      const all = [headerEntry(sources, formatVersion), ...entries];
+      await store(from, await craftArchive([...all, manifestFor(all)]));
+      await refusedUntouched({ dir, from, names: [CRAFTED_NAME] }, 0, code, message);
+    }
   });
 
   it('verifies a whole chain: every piece against its manifest, and restored into a scratch target', async (t) => {
