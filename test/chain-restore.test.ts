@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { Database, directory, listBackups, prune, registerSource, verifyBackup, type Destination, type Source } from '../src/index.js';
 import { prepareEncryption } from '../src/archive/encryption.js';
 import { archiveName } from '../src/archive/names.js';
+import { withRestoredBackup } from '../src/testing.js';
 import { ALWAYS_FULL, LEGACY, RECORDS, layersSeen, readRecords, writeBackup, writeRecords, type WrittenBackup } from './helpers/chain.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { CRAFTED_NAME, craftArchive, headerEntry, manifestFor, store, type CraftedEntry } from './helpers/craft.js';
@@ -238,13 +239,15 @@ describe('restoring an incremental chain', () => {
     }
   });
 
-  it('verifies a whole chain: every piece against its manifest, and restored into a scratch target', async (t) => {
+  it('verifies a whole chain (every piece against its manifest, and restored into a scratch target), and drills it', async (t) => {
     const chain = await makeChain(t);
     const sums = await listBackups(chain.from);
     const entries = sums.reduce((sum, b) => sum + 1 + b.sources.reduce((n, s) => n + s.items, 0), 0); // header.json + each source's entries
     const checked = await verifyBackup({ from: chain.from }).done;
     assert.deepEqual([checked.name, checked.chain], [chain.names[4], piecesOf(chain.names, 4)]);
     assert.equal(checked.verifiedEntries, entries);
+    const drilled = await withRestoredBackup({ from: chain.from, backup: chain.names[2], scratch: { dir: chain.dir } }, async (r) => [r.chain, await readRecords((r.sources[0]?.target as { dir: string }).dir)]);
+    assert.deepEqual(drilled, [piecesOf(chain.names, 2), VERSIONS[2]], 'a restore drill restores the chain');
     const restored = await verifyBackup({ from: chain.from, backup: chain.names[3], level: 'restore', scratch: { dir: chain.dir } }).done;
     assert.deepEqual(restored.chain, piecesOf(chain.names, 3));
     assert.deepEqual(restored.problems, []);
