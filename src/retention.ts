@@ -112,7 +112,8 @@ export async function prune(destination: Destination, policy: RetentionPolicy, o
     for (const { name } of removed) {
       try {
         await destination.remove(name);
-        // What belongs to the archive goes after it: a prune cut short never leaves an archive without them.
+        // The archive first: a prune cut short leaves at worst a sidecar or state without an archive, which
+        // nothing lists, never an archive without its sidecar, which would list as unknown and stay forever.
         for (const companion of [SIDECAR_EXTENSION, STATE_EXTENSION]) {
           await destination.remove(`${name}${companion}`).catch((error: unknown) => {
             if (!(error instanceof BackupError && error.code === 'NOT_FOUND')) throw error;
