@@ -109,9 +109,10 @@ export class ArchivePass {
   async read(): Promise<{ verified: number; signedBy: string | undefined }> {
     const { signal, progress, yieldNow } = this.context;
     const { name, header, headerBytes, headerEntry, reader } = this.archive;
-    const signature = await SignatureCheck.create(this.context.verifySignature);
     const sources = new Set(header.sources.map((s) => s.name));
+    let signature: SignatureCheck | undefined;
     try {
+      signature = await SignatureCheck.create(this.context.verifySignature);
       await this.manifest.record({ path: HEADER_PATH, entryType: 'file', size: headerBytes.length, sha256: sha256(headerBytes), ...appliedMetadata(headerEntry) });
       let current: string | undefined;
       let verified: number | undefined;
@@ -169,7 +170,7 @@ export class ArchivePass {
       throw this.archive.explain(error);
     } finally {
       await this.archive.close();
-      await signature.dispose();
+      await signature?.dispose();
     }
   }
 
