@@ -275,6 +275,10 @@ describe('restoring an incremental chain', () => {
     assert.deepEqual([full.type, last.type, last.previous], ['full', 'incremental', full.name]);
     const objects = async () => (await readdir(chain.backups)).sort();
     const companions = (name: string) => [name, `${name}.json`, `${name}.state`];
+    // What a prune cut short between an archive and its companions leaves: listed as nothing, left alone.
+    const orphans = [`${archiveName(at(-1), 0)}.json`, `${archiveName(at(-1), 0)}.state`];
+    for (const orphan of orphans) await writeFile(join(chain.backups, orphan), '{}');
+    assert.deepEqual((await listBackups(chain.from)).map((b) => b.name), [last.name, full.name, ...[...chain.names].reverse()]);
 
     const kept = await prune(chain.from, { keepLast: 3 });
     assert.deepEqual(
@@ -297,6 +301,6 @@ describe('restoring an incremental chain', () => {
       pruned.removed.map((b) => b.name),
       [...chain.names].reverse(),
     );
-    assert.deepEqual(await objects(), [...companions(full.name), ...companions(last.name)].sort(), 'no .state is left without its archive');
+    assert.deepEqual(await objects(), [...companions(full.name), ...companions(last.name), ...orphans].sort(), 'no .state is left without its archive but the orphans found');
   });
 });
