@@ -44,6 +44,8 @@ export { azure, parseAzureUrl } from './destinations/azure/index.js';
 export type { AzureOptions, AzureServiceClientLike } from './destinations/azure/index.js';
 export { sftp, parseSftpUrl } from './destinations/sftp/index.js';
 export type { SftpOptions } from './destinations/sftp/index.js';
+export { ftp, parseFtpUrl } from './destinations/ftp/index.js';
+export type { FtpOptions } from './destinations/ftp/index.js';
 export type {
   ArchivedEntry,
   BackupType,

@@ -5,6 +5,7 @@
  * `registerDestination`.
  */
 import { azureKind } from './destinations/azure/kind.js';
+import { ftpKind } from './destinations/ftp/kind.js';
 import { directoryKind } from './destinations/directory/kind.js';
 import { memoryKind } from './destinations/memory/kind.js';
 import { s3Kind } from './destinations/s3/kind.js';
@@ -155,3 +156,4 @@ registerDestination(s3Kind);
 registerDestination(memoryKind);
 registerDestination(azureKind);
 registerDestination(sftpKind);
+registerDestination(ftpKind);
