@@ -17,6 +17,7 @@ import { describeTree, tempDir } from './helpers/fs.js';
 import { MOTO_CREDENTIALS, startMoto, type Moto } from './helpers/moto.js';
 import { startAzurite, type Azurite } from './helpers/azurite.js';
 import { startSshd, type Sshd } from './helpers/sshd.js';
+import { startFtpd, type Ftpd } from './helpers/vsftpd.js';
 import { replaceSidecar, sidecarFor } from './helpers/sidecar.js';
 import { createDatabase, pgUrl, sql, uniqueName, dropDatabasesLike } from './helpers/postgres.js';
 import { COMMANDS } from '../src/cli/run.js';
@@ -591,6 +592,30 @@ describe('backupkit command line', () => {
       const restore = await cli(['restore', '--from', spec, '--sqlite', 'app=restored.db'], { cwd: dir });
       assert.equal(restore.code, 0, restore.stderr);
       assert.equal(bankSummary(join(dir, 'restored.db')).total, 1000);
+    });
+  });
+
+  describe('with FTPS (vsftpd)', () => {
+    let ftpd: Ftpd;
+    before(async () => (ftpd = await startFtpd()));
+    after(() => ftpd.stop());
+
+    it('backs up to, lists and restores from ftps://user@host:port/path?ca=file, the password from BACKUPKIT_FTP_PASSWORD', async (t) => {
+      const dir = await application(t);
+      await writeFile(join(dir, 'server.pem'), ftpd.certificate);
+      const spec = `ftps://${ftpd.user}@${ftpd.host}:${ftpd.port}${await ftpd.folder()}?ca=server.pem`;
+      const env = { BACKUPKIT_FTP_PASSWORD: ftpd.password };
+      const refused = await cli(['list', '--from', spec], { cwd: dir });
+      assert.equal(refused.code, 2, 'no password: a usage error');
+      assert.match(refused.stderr, /BACKUPKIT_FTP_PASSWORD/);
+      const backup = await cli(['backup', '--sqlite', 'app=app.db', '--to', spec], { cwd: dir, env });
+      assert.equal(backup.code, 0, backup.stderr);
+      const list = records((await cli(['list', '--from', spec], { cwd: dir, env })).stdout);
+      assert.deepEqual(list.map((r) => [r.type, r['name']]), [['backup', records(backup.stdout).at(-1)?.['name']]]);
+      const restore = await cli(['restore', '--from', spec, '--sqlite', 'app=restored.db'], { cwd: dir, env });
+      assert.equal(restore.code, 0, restore.stderr);
+      assert.equal(bankSummary(join(dir, 'restored.db')).total, 1000);
+      assert.ok(![backup, restore].some((run) => `${run.stdout}${run.stderr}`.includes(ftpd.password)), 'the password is never echoed');
     });
   });
 });
