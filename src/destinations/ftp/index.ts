@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { isIP } from 'node:net';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import type * as BasicFtp from 'basic-ftp';
 import type { Client, FileInfo } from 'basic-ftp';
@@ -111,7 +112,8 @@ export function ftp(options: FtpOptions): Destination {
         user,
         password,
         secure,
-        ...(secure ? { secureOptions: { servername: host, ...(options.ca === undefined ? {} : { ca: options.ca }) } } : {}),
+        // basic-ftp checks the certificate against `host`; SNI names a server by name, never by address.
+        ...(secure ? { secureOptions: { ...(isIP(host) ? {} : { servername: host }), ...(options.ca === undefined ? {} : { ca: options.ca }) } } : {}),
       });
     } catch (cause) {
       client.close();
