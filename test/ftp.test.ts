@@ -139,6 +139,16 @@ describe('ftp destination', () => {
     assert.deepEqual(await readdir(folder), []);
   });
 
+  it('refuses to log in to a server without FTPS when `secure` is set, before sending the password', async (t) => {
+    const plain = await startFtpd({ tls: false });
+    t.after(() => plain.stop());
+    const folder = await plain.folder();
+    const options = { host: plain.host, port: plain.port, user: plain.user, password: plain.password, path: folder };
+    const refused = await rejectsWithCode(listBackups(ftp({ ...options, secure: true })), 'DESTINATION_FAILED', /ftps:\/\//);
+    assert.match(refused.hint, /does not offer explicit FTPS/);
+    assert.deepEqual(await listBackups(ftp(options)), [], 'the same server, without TLS');
+  });
+
   it('fails the backup when the server dies mid-upload, and lists nothing partial', async (t) => {
     // 8 MiB/s: the 32 MiB upload lasts long enough for the server to die under it, not after it.
     const own = await startFtpd({ maxRate: 8 * 1024 * 1024 });

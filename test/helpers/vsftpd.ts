@@ -57,8 +57,11 @@ async function descendants(pid: number): Promise<number[]> {
 let servers = 0;
 let folders = 0;
 
-/** `maxRate`: bytes per second each session may transfer, so that a test can act while an upload is under way. */
-export async function startFtpd({ maxRate }: { maxRate?: number } = {}): Promise<Ftpd> {
+/**
+ * `maxRate`: bytes per second each session may transfer, so that a test can act while an upload
+ * is under way; `tls: false`: a server that offers no FTPS.
+ */
+export async function startFtpd({ maxRate, tls = true }: { maxRate?: number; tls?: boolean } = {}): Promise<Ftpd> {
   if (process.getuid?.() !== 0) throw new Error('the FTP tests start vsftpd, which checks passwords through PAM: run them as root');
   const dir = await mkdtemp(join(tmpdir(), 'backupkit-ftpd-'));
   await chmod(dir, 0o755); // vsftpd's unprivileged helper (nobody) looks into it
@@ -102,7 +105,7 @@ export async function startFtpd({ maxRate }: { maxRate?: number } = {}): Promise
     'xferlog_enable=NO',
     `vsftpd_log_file=${join(dir, 'vsftpd.log')}`,
     // Explicit FTPS offered, not required: the tests use both.
-    'ssl_enable=YES',
+    `ssl_enable=${tls ? 'YES' : 'NO'}`,
     `rsa_cert_file=${join(dir, 'cert.pem')}`,
     `rsa_private_key_file=${join(dir, 'key.pem')}`,
     'force_local_logins_ssl=NO',

@@ -92,7 +92,7 @@ export function ftp(options: FtpOptions): Destination {
   const failed = (action: string, cause: unknown, hint?: string) =>
     new BackupError('DESTINATION_FAILED', `${description}: ${action} failed: ${(cause as Error)?.message ?? String(cause)}`, {
       cause,
-      hint: hint ?? hintFor(cause, secure),
+      hint: hint ?? hintFor(cause),
       transient: isTransient(cause),
     });
   const notFound = (name: string, cause?: unknown) => new BackupError('NOT_FOUND', `${description} has no ${name}`, { cause });
@@ -105,19 +105,25 @@ export function ftp(options: FtpOptions): Destination {
   const connect = async (onMissingFolder: (cause: unknown) => BackupError = missingFolder): Promise<Client> => {
     const { Client } = await loadSdk();
     const client = new Client(timeout);
+    // access()'s steps, one by one, so that a refused AUTH TLS is told from a refused login.
+    let step = 'connecting';
     try {
-      await client.access({
-        host,
-        port,
-        user,
-        password,
-        secure,
+      await client.connect(host, port);
+      if (secure) {
+        step = 'starting TLS';
         // basic-ftp checks the certificate against `host`; SNI names a server by name, never by address.
-        ...(secure ? { secureOptions: { ...(isIP(host) ? {} : { servername: host }), ...(options.ca === undefined ? {} : { ca: options.ca }) } } : {}),
-      });
+        await client.useTLS({ host, ...(isIP(host) ? {} : { servername: host }), ...(options.ca === undefined ? {} : { ca: options.ca }) });
+      }
+      step = 'logging in';
+      await client.sendIgnoringError('OPTS UTF8 ON');
+      await client.login(user, password);
+      await client.useDefaultSettings();
     } catch (cause) {
       client.close();
-      throw failed('connecting', cause);
+      if (step === 'starting TLS' && replyCode(cause) !== undefined) {
+        throw failed(step, cause, 'The server does not offer explicit FTPS (AUTH TLS), and the password was not sent: turn TLS on there, or leave `secure` off on a network you trust.');
+      }
+      throw failed(step, cause);
     }
     try {
       await client.cd(root);
@@ -366,12 +372,9 @@ export function ftp(options: FtpOptions): Destination {
   };
 }
 
-function hintFor(cause: unknown, secure: boolean): string | undefined {
+function hintFor(cause: unknown): string | undefined {
   const code = replyCode(cause);
   if (code === 530) return 'The server refused the login: check the user and the password.';
-  if (code !== undefined && secure && /\bAUTH\b|TLS|SSL/i.test((cause as Error).message)) {
-    return 'The server does not offer explicit FTPS (AUTH TLS): turn it on there, or leave `secure` off if the network is trusted.';
-  }
   const errorCode = (cause as { code?: unknown } | undefined)?.code;
   if (typeof errorCode === 'string' && /CERT|SELF_SIGNED|ALTNAME|UNABLE_TO/.test(errorCode)) {
     return "The server's TLS certificate is not trusted: give its CA (or the certificate itself, when self-signed) as `ca` (`?ca=file` in a URL).";
