@@ -1,14 +1,17 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { createServer, connect as connectTcp } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
-import { after, before, describe, it } from 'node:test';
+import { once } from 'node:events';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { Database, files, ftp, listBackups, parseFtpUrl, prune, sqlite, type BackupError, type FtpOptions } from '../src/index.js';
 import { listedDate } from '../src/destinations/ftp/list-date.js';
 import { testDestination } from './conformance/destination.js';
 import { put } from './helpers/put.js';
+import { sidecarFor } from './helpers/sidecar.js';
 import { backUpWhileServerGoes } from './helpers/server-gone.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
@@ -25,6 +28,23 @@ const destinationIn = (path: string, extra: Partial<FtpOptions> = {}) => ftp({ h
 
 testDestination('ftp', async () => ({ destination: destinationIn(await ftpd.folder()), cleanup: async () => {} }));
 testDestination('ftps', async () => ({ destination: destinationIn(await ftpd.folder(), { secure: true, ca: ftpd.certificate }), cleanup: async () => {} }));
+
+/** A TCP forwarder in front of the server's control port, counting the connections made through it (data connections go around it). */
+async function countingForwarder(t: TestContext, port: number): Promise<{ port: number; count(): number }> {
+  let count = 0;
+  const server = createServer((socket) => {
+    count++;
+    const upstream = connectTcp(port, '127.0.0.1');
+    socket.pipe(upstream).pipe(socket);
+    socket.on('error', () => upstream.destroy());
+    upstream.on('error', () => socket.destroy());
+  }).listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => {
+    server.close();
+  });
+  return { port: (server.address() as { port: number }).port, count: () => count };
+}
 
 describe('ftp destination', () => {
   it('backs up to and restores from vsftpd over FTPS, writing under a hidden temporary name, owner-only', async (t) => {
@@ -96,6 +116,26 @@ describe('ftp destination', () => {
     createBank(join(dir, 'app.db'), 10);
     const { name } = await new Database({ sources: [sqlite({ name: 'app', path: join(dir, 'app.db') })] }).startBackup({ to: destination }).done;
     assert.deepEqual((await readdir(folder)).sort(), ['.unrelated', liveLock, name, `${name}.json`].sort());
+  });
+
+  it('keeps to maxConnections and reuses connections: a backup, then listing 12 backups, on 2 connections', async (t) => {
+    const folder = await ftpd.folder();
+    const direct = destinationIn(folder);
+    const bytes = randomBytes(1000);
+    const names = Array.from({ length: 12 }, (_, i) => `20261121-1000${String(i).padStart(2, '0')}.tar.gz`);
+    for (const name of names) {
+      await put(direct, name, bytes);
+      await put(direct, `${name}.json`, Buffer.from(JSON.stringify(sidecarFor(name, bytes))));
+    }
+    const forwarder = await countingForwarder(t, ftpd.port);
+    const destination = ftp({ host: ftpd.host, port: forwarder.port, user: ftpd.user, password: ftpd.password, path: folder, maxConnections: 2 });
+    const dir = await tempDir(t, 'ftp-connections');
+    createBank(join(dir, 'app.db'), 10);
+    const { name } = await new Database({ sources: [sqlite({ name: 'app', path: join(dir, 'app.db') })] }).startBackup({ to: destination }).done;
+    const listed = await listBackups(destination);
+    assert.deepEqual(listed.map((b) => [b.name, b.trust]).sort(), [...names, name].map((n) => [n, 'trusted']).sort());
+    assert.ok(forwarder.count() <= 2, `logged in ${forwarder.count()} times`);
+    assert.throws(() => destinationIn(folder, { maxConnections: 1 }), { code: 'INVALID_OPTIONS' });
   });
 
   it('refuses to commit a name another writer is committing (its lock is there)', async () => {

@@ -38,6 +38,13 @@ export interface FtpOptions {
    * (time spent waiting for our own side does not count); default 30 000.
    */
   timeout?: number;
+  /**
+   * Connections open to the server at once, idle ones included; default 4, at least 2. FTP carries
+   * one transfer per connection: listing reads several sidecars at once, a backup holds one
+   * connection for its archive throughout. A call beyond it waits for a connection to be free.
+   * Keep it within the server's limit of connections per client address.
+   */
+  maxConnections?: number;
 }
 
 /** `.<name>.<owner tag>.partial`: see util/leftovers.ts. */
@@ -45,6 +52,8 @@ const TEMPORARY = /^\.(.+)\.([^.]+)\.partial$/;
 /** `.<name>.lock`: a folder held while `<name>` is committed (MKD is the one atomic test-and-set FTP has). */
 const LOCK = /^\.(.+)\.lock$/;
 const MIB = 1024 * 1024;
+/** How long a connection a call finished with is kept for the next one. */
+const IDLE_MS = 5_000;
 const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE']);
 
 /** basic-ftp, imported when an FTP destination first connects. */
@@ -68,8 +77,9 @@ function replyCode(error: unknown): number | undefined {
  * remove the temporaries of writers that died (and locks older than a day). FTP has no fsync:
  * an object is as durable as the server makes a file it has closed.
  *
- * Each call opens its own connection (FTP serves one transfer per connection) and closes it when
- * done. With `secure`, the login and every transfer go over TLS (explicit FTPS, `AUTH TLS`).
+ * FTP carries one transfer at a time per connection: each call in progress has a connection of its
+ * own, and one it finished with is kept idle for the next call for a few seconds (two at most).
+ * With `secure`, the login and every transfer go over TLS (explicit FTPS, `AUTH TLS`).
  *
  * `basic-ftp` is an optional peer dependency, loaded on first use: install it beside backupkit.
  * @public
@@ -83,6 +93,8 @@ export function ftp(options: FtpOptions): Destination {
   if (!Number.isInteger(port) || port < 1 || port > 65_535) throw new BackupError('INVALID_OPTIONS', `ftp() port must be from 1 to 65535, not ${String(port)}`);
   const timeout = options.timeout ?? 30_000;
   if (!(Number.isFinite(timeout) && timeout > 0)) throw new BackupError('INVALID_OPTIONS', `ftp() timeout must be a positive number of milliseconds, not ${String(timeout)}`);
+  const maxConnections = options.maxConnections ?? 4;
+  if (!Number.isInteger(maxConnections) || maxConnections < 2) throw new BackupError('INVALID_OPTIONS', `ftp() maxConnections must be a whole number from 2, not ${String(maxConnections)}`);
   if (options.ca !== undefined && !options.secure) throw new BackupError('INVALID_OPTIONS', 'ftp() `ca` needs `secure: true`: without TLS no certificate is checked');
   const { host, user, password } = options;
   const secure = options.secure === true;
@@ -133,15 +145,66 @@ export function ftp(options: FtpOptions): Destination {
     }
     return client;
   };
-  /** Runs `fn` on a connection of its own, closed afterwards; failures other than BackupErrors become `action` failing. */
-  const using = async <T>(action: string, fn: (client: Client) => Promise<T>): Promise<T> => {
-    const client = await connect();
+  // Logging in costs a dozen round trips (more with TLS): a connection a call finished with is
+  // kept a few seconds for the next one, so that listing reads its sidecars on few connections.
+  // Idle, it does not keep the process alive. In use and idle, there are at most `maxConnections`.
+  const idle: Client[] = [];
+  const idleTimers = new Map<Client, NodeJS.Timeout>();
+  let busy = 0;
+  const waiting: (() => void)[] = [];
+  const wakeOne = () => waiting.shift()?.();
+  /** A logged-in connection in `root`: an idle one, a new one, or the next one free. */
+  const acquire = async (onMissingFolder?: (cause: unknown) => BackupError): Promise<Client> => {
+    for (;;) {
+      for (let client = idle.pop(); client !== undefined; client = idle.pop()) {
+        clearTimeout(idleTimers.get(client));
+        idleTimers.delete(client);
+        if (client.closed) continue; // the server closed it meanwhile
+        client.ftp.socket.ref();
+        busy++;
+        return client;
+      }
+      if (busy < maxConnections) break;
+      await new Promise<void>((resolve) => waiting.push(resolve));
+    }
+    busy++;
     try {
-      return await fn(client);
+      return await connect(onMissingFolder);
     } catch (cause) {
-      throw cause instanceof BackupError ? cause : failed(action, cause);
-    } finally {
+      busy--;
+      wakeOne();
+      throw cause;
+    }
+  };
+  /** Hands a connection back: kept idle if `reusable` (its last command succeeded), else closed. */
+  const release = (client: Client, reusable: boolean) => {
+    busy--;
+    if (!reusable || client.closed) {
       client.close();
+    } else {
+      client.ftp.socket.unref();
+      idle.push(client);
+      const timer = setTimeout(() => {
+        idleTimers.delete(client);
+        idle.splice(idle.indexOf(client), 1);
+        client.close();
+      }, IDLE_MS);
+      timer.unref();
+      idleTimers.set(client, timer);
+    }
+    wakeOne();
+  };
+  /** Runs `fn` on a connection; failures other than BackupErrors become `action` failing. */
+  const using = async <T>(action: string, fn: (client: Client) => Promise<T>): Promise<T> => {
+    const client = await acquire();
+    try {
+      const result = await fn(client);
+      release(client, true);
+      return result;
+    } catch (cause) {
+      // A refusal the server answered (550) leaves the connection as good as it was.
+      release(client, replyCode(cause) !== undefined || cause instanceof BackupError);
+      throw cause instanceof BackupError ? cause : failed(action, cause);
     }
   };
   /** Whether a file of that name is in the folder (SIZE answers 550 for a missing one, and for a folder). */
@@ -213,7 +276,7 @@ export function ftp(options: FtpOptions): Destination {
       checkObjectName(name);
       // Best effort: a backup does not fail for want of tidying up; prune reports it.
       await (swept ??= removeLeftovers().catch(() => []));
-      const client = await connect();
+      const client = await acquire();
       const temporary = `.${name}.${ownerTag()}.partial`;
       // basic-ftp pipes `body` into the data connection; `stream` stands in front of it so that a
       // failed transfer reaches the writer as this destination's own error.
@@ -241,7 +304,7 @@ export function ftp(options: FtpOptions): Destination {
       try {
         await Promise.race([once(body, 'resume'), transfer]);
       } catch (cause) {
-        client.close();
+        release(client, false);
         throw failed(`creating ${name}`, cause);
       }
       const done = transfer.then(
@@ -254,12 +317,15 @@ export function ftp(options: FtpOptions): Destination {
       );
       done.catch(() => {}); // awaited by commit, or made moot by abort
       let finished = false;
-      /** Closes the connection, once; removes the temporary, on a connection of its own, unless it became the object. */
-      const finish = async (keepTemporary = false) => {
+      /**
+       * Hands the connection back, once (for reuse after a commit, closed otherwise, as a transfer
+       * may be under way); removes the temporary, on another connection, unless it became the object.
+       */
+      const finish = async (committed = false) => {
         if (finished) return;
         finished = true;
-        client.close();
-        if (keepTemporary) return;
+        release(client, committed);
+        if (committed) return;
         // A server that went away leaves it: the next backup, or prune, removes it.
         await using(`removing ${temporary}`, (other) => other.remove(temporary)).catch(() => {});
       };
@@ -286,21 +352,30 @@ export function ftp(options: FtpOptions): Destination {
     async open(name: string, range?: ReadRange): Promise<Readable> {
       checkObjectName(name);
       const { start, end } = checkRange(range);
-      const client = await connect();
+      const client = await acquire();
       let size: number;
       try {
         size = await client.size(name);
       } catch (cause) {
-        client.close();
+        release(client, replyCode(cause) !== undefined);
         if (replyCode(cause) === 550) throw notFound(name, cause);
         throw failed(`reading ${name}`, cause);
       }
       const stop = Math.min(end ?? size, size);
       if (start >= stop) {
-        client.close();
+        release(client, true);
         return Readable.from([]);
       }
       let left = stop - start;
+      /** A range that ends before the file does: its transfer is closed once read. */
+      const cut = stop < size;
+      let owned = true;
+      /** Hands the connection back once; it is reused only after a transfer the server completed. */
+      const drop = (reusable: boolean) => {
+        if (!owned) return;
+        owned = false;
+        release(client, reusable);
+      };
       const out = new PassThrough({ highWaterMark: MIB });
       // Handed to basic-ftp, which pipes the data connection into it: its callbacks wait for `out`
       // to drain, so a slow restore slows the download instead of filling memory.
@@ -311,9 +386,9 @@ export function ftp(options: FtpOptions): Destination {
           const piece = chunk.length > left ? chunk.subarray(0, left) : chunk;
           left -= piece.length;
           const more = out.write(piece);
-          if (left === 0) {
+          if (left === 0 && cut) {
             out.end();
-            client.close(); // the rest of the file is not wanted: FTP stops a transfer by closing it
+            drop(false); // the rest of the file is not wanted: FTP stops a transfer by closing it
             return callback();
           }
           if (more) return callback();
@@ -328,31 +403,32 @@ export function ftp(options: FtpOptions): Destination {
       });
       client.downloadTo(sink, name, start).then(
         () => {
-          client.close();
-          // The server's 226 arrived: a short file (one that shrank since SIZE) ends here.
+          drop(true);
+          // The server's 226 arrived: the end of the file (also of one that shrank since SIZE).
           if (!out.writableEnded && !out.destroyed) out.end();
         },
         (cause: unknown) => {
+          drop(false);
           if (left > 0 && !out.destroyed) out.destroy(failed(`reading ${name}`, cause));
         },
       );
       // A reader that stops early (a cancelled restore) closes the transfer.
       out.on('close', () => {
-        if (left > 0) client.close();
+        if (left > 0) drop(false);
       });
       return out;
     },
 
     async *list(prefix = ''): AsyncIterable<StoredObject> {
-      const client = await connect((cause) => new BackupError('NOT_FOUND', `${description} does not exist`, { cause, hint: `Create ${root} on ${host}, or check the path.` }));
+      const client = await acquire((cause) => new BackupError('NOT_FOUND', `${description} does not exist`, { cause, hint: `Create ${root} on ${host}, or check the path.` }));
       let listed: FileInfo[];
       try {
         listed = await client.list();
       } catch (cause) {
+        release(client, false);
         throw failed('listing', cause);
-      } finally {
-        client.close();
       }
+      release(client, true);
       for (const info of listed) {
         if (!info.isFile || info.name.startsWith('.') || !info.name.startsWith(prefix)) continue;
         yield { name: info.name, size: info.size, modifiedAt: listedDate(info) };
