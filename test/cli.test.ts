@@ -521,6 +521,24 @@ describe('backupkit command line', () => {
       assert.equal(records(noCredentials.stdout).at(-1)?.['code'], 'DESTINATION_FAILED');
     });
 
+    it('backs up to and restores from gs://bucket/prefix (GCS\'s XML API; moto here), the HMAC key from BACKUPKIT_GCS_HMAC_*', async (t) => {
+      const dir = await application(t);
+      const bucket = await moto.createBucket();
+      const env = { BACKUPKIT_GCS_HMAC_ACCESS_ID: MOTO_CREDENTIALS.accessKeyId, BACKUPKIT_GCS_HMAC_SECRET: MOTO_CREDENTIALS.secretAccessKey };
+      const spec = `gs://${bucket}/nightly?endpoint=${encodeURIComponent(moto.endpoint)}`;
+      const backup = await cli(['backup', '--json', '--sqlite', 'app=app.db', '--to', spec], { cwd: dir, env });
+      assert.equal(backup.code, 0, backup.stderr);
+      assert.deepEqual(records(backup.stdout).at(-1)?.['destinations'], [`gs://${bucket}/nightly/`]);
+      const list = records((await cli(['list', '--from', spec], { cwd: dir, env })).stdout);
+      assert.equal(list.length, 1);
+      const restore = await cli(['restore', '--from', spec, '--sqlite', 'app=restored.db'], { cwd: dir, env });
+      assert.equal(restore.code, 0, restore.stderr);
+      assert.equal(bankSummary(join(dir, 'restored.db')).total, 1000);
+      const noKey = await cli(['list', '--from', spec], { cwd: dir });
+      assert.equal(noKey.code, 2, 'no HMAC key: a usage error');
+      assert.match(noKey.stderr, /BACKUPKIT_GCS_HMAC_ACCESS_ID/);
+    });
+
     it('a second signal does not wait for a frozen server: the command exits 5 s later with one error line saying what may be left', async (t) => {
       const dir = await application(t, 64 * 1024 * 1024);
       const bucket = await moto.createBucket();

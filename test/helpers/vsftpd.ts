@@ -8,12 +8,13 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, waitUntilServing } from './ports.js';
+import { descendants } from './process.js';
 
 const execFileAsync = promisify(execFile);
 const VSFTPD = '/usr/sbin/vsftpd';
@@ -31,27 +32,6 @@ export interface Ftpd {
   kill(): Promise<void>;
   /** Kills it and removes its files and its PAM service. */
   stop(): Promise<void>;
-}
-
-/** The processes `pid` started, and theirs: vsftpd serves each connection from a child of its own. */
-async function descendants(pid: number): Promise<number[]> {
-  const parents = new Map<number, number>();
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    const ppid = Number(stat.replace(/^.*\) /s, '').split(' ')[1]);
-    if (ppid) parents.set(Number(entry), ppid);
-  }
-  const found: number[] = [];
-  const visit = (parent: number) => {
-    for (const [child, ppid] of parents) {
-      if (ppid !== parent) continue;
-      found.push(child);
-      visit(child);
-    }
-  };
-  visit(pid);
-  return found;
 }
 
 let servers = 0;
