@@ -111,7 +111,8 @@ const DEFAULT_ABANDONED_UPLOAD_AGE_MS = 24 * 3_600_000;
 const TIMEOUT_HINT = 'The S3 server did not answer in time: check that it is reachable and healthy, or raise connectionTimeout/socketTimeout.';
 
 /**
- * S3 and S3-compatible object storage (AWS, Cloudflare R2, MinIO, Backblaze B2, GCS's S3 API).
+ * S3 and S3-compatible object storage (AWS, Cloudflare R2, MinIO, Backblaze B2; for Google Cloud
+ * Storage, {@link gcs} sets it up for GCS's XML API).
  * Archives stream up as multipart uploads with bounded memory; a failed or aborted upload aborts
  * its multipart upload, so no parts are left behind. Restores stream straight from the bucket.
  *
