@@ -179,9 +179,11 @@ describe('ftp destination', () => {
     assert.deepEqual(await readdir(folder), []);
   });
 
-  it('refuses to log in to a server without FTPS when `secure` is set, before sending the password', async (t) => {
-    const plain = await startFtpd({ tls: false });
-    t.after(() => plain.stop());
+  it('refuses to log in to a server without FTPS when `secure` is set, before sending the password; and says to set it for a server that requires it', async (t) => {
+    const [plain, tlsOnly] = await Promise.all([startFtpd({ tls: false }), startFtpd({ tlsOnly: true })]);
+    t.after(() => Promise.all([plain.stop(), tlsOnly.stop()]));
+    const insecure = await rejectsWithCode(listBackups(ftp({ host: tlsOnly.host, port: tlsOnly.port, user: tlsOnly.user, password: tlsOnly.password, path: await tlsOnly.folder() })), 'DESTINATION_FAILED');
+    assert.match(insecure.hint, /FTPS only: set `secure: true`/);
     const folder = await plain.folder();
     const options = { host: plain.host, port: plain.port, user: plain.user, password: plain.password, path: folder };
     const refused = await rejectsWithCode(listBackups(ftp({ ...options, secure: true })), 'DESTINATION_FAILED', /ftps:\/\//);

@@ -39,9 +39,10 @@ let folders = 0;
 
 /**
  * `maxRate`: bytes per second each session may transfer, so that a test can act while an upload
- * is under way; `tls: false`: a server that offers no FTPS.
+ * is under way; `tls: false`: a server that offers no FTPS; `tlsOnly`: one that takes no login
+ * without it.
  */
-export async function startFtpd({ maxRate, tls = true }: { maxRate?: number; tls?: boolean } = {}): Promise<Ftpd> {
+export async function startFtpd({ maxRate, tls = true, tlsOnly = false }: { maxRate?: number; tls?: boolean; tlsOnly?: boolean } = {}): Promise<Ftpd> {
   if (process.getuid?.() !== 0) throw new Error('the FTP tests start vsftpd, which checks passwords through PAM: run them as root');
   const dir = await mkdtemp(join(tmpdir(), 'backupkit-ftpd-'));
   await chmod(dir, 0o755); // vsftpd's unprivileged helper (nobody) looks into it
@@ -84,12 +85,12 @@ export async function startFtpd({ maxRate, tls = true }: { maxRate?: number; tls
     'isolate_network=NO',
     'xferlog_enable=NO',
     `vsftpd_log_file=${join(dir, 'vsftpd.log')}`,
-    // Explicit FTPS offered, not required: the tests use both.
+    // Explicit FTPS offered, and by default not required: the tests use both.
     `ssl_enable=${tls ? 'YES' : 'NO'}`,
     `rsa_cert_file=${join(dir, 'cert.pem')}`,
     `rsa_private_key_file=${join(dir, 'key.pem')}`,
-    'force_local_logins_ssl=NO',
-    'force_local_data_ssl=NO',
+    `force_local_logins_ssl=${tlsOnly ? 'YES' : 'NO'}`,
+    `force_local_data_ssl=${tlsOnly ? 'YES' : 'NO'}`,
     ...(maxRate === undefined ? [] : [`local_max_rate=${maxRate}`, `anon_max_rate=${maxRate}`]),
   ];
   await writeFile(join(dir, 'vsftpd.conf'), `${config.join('\n')}\n`);

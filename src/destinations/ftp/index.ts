@@ -450,6 +450,7 @@ export function ftp(options: FtpOptions): Destination {
 
 function hintFor(cause: unknown): string | undefined {
   const code = replyCode(cause);
+  if (code === 530 && /encrypt|TLS|SSL/i.test((cause as Error).message)) return 'The server takes logins over FTPS only: set `secure: true` (an ftps:// URL).';
   if (code === 530) return 'The server refused the login: check the user and the password.';
   const errorCode = (cause as { code?: unknown } | undefined)?.code;
   if (typeof errorCode === 'string' && /CERT|SELF_SIGNED|ALTNAME|UNABLE_TO/.test(errorCode)) {
