@@ -91,7 +91,7 @@ class FilesSnapshot implements Snapshot {
     const spool = await LineSpool.create('files-plan');
     try {
       this.#plan = await comparePrevious(this.root, this.context, previous.read(), previous.archive, spool);
-      return { mode: 'incremental', unchanged: this.#plan.unchanged };
+      return { mode: 'changes', unchanged: this.#plan.unchanged };
     } catch (error) {
       await spool.dispose();
       if (!(error instanceof ListingError)) throw error;
