@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdir, rename, rm, symlink, utimes, writeFile, appendFile, lstat, readdir } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { appendFile, chmod, lstat, mkdir, readdir, readFile, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { files, type BackupWarning, type Entry, type RestoreSink, type SnapshotChanges } from '../src/index.js';
+import { promisify } from 'node:util';
+import { Database, directory, files, type BackupWarning, type Entry, type RestoreSink, type SnapshotChanges } from '../src/index.js';
 import { filesRestorer } from '../src/sources/files/index.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { describeTree, tempDir, type TreeItem } from './helpers/fs.js';
@@ -215,3 +217,87 @@ describe('files source, incremental', () => {
     assert.equal((await lstat(join(dir, 't3', 'kept'))).size, 'from the full'.length);
   });
 });
+
+describe('files source, incremental, through the backup engine', () => {
+  it('restores by hand with tar, find and coreutils, running the README script as it stands', async (t) => {
+    const dir = await tempDir(t, 'files-inc-hand');
+    const root = join(dir, 'uploads');
+    await mkdir(join(root, 'photos', 'old'), { recursive: true });
+    await mkdir(join(root, 'empty'));
+    await writeFile(join(root, 'photos', 'a.jpg'), Buffer.alloc(300_000, 1));
+    await writeFile(join(root, 'photos', 'old', 'b.jpg'), 'b');
+    await writeFile(join(root, '-dash and space\nnewline'), 'an awkward name');
+    await writeFile(join(root, 'becomes-folder'), 'a file first');
+    await mkdir(join(root, 'becomes-file'));
+    await writeFile(join(root, 'becomes-file', 'inside'), 'inside');
+    await writeFile(join(root, 'mode-only'), 'same bytes');
+    await symlink('photos/a.jpg', join(root, 'latest'));
+    const to = directory({ path: join(dir, 'backups') });
+    const db = new Database({ sources: [files({ name: 'uploads', dir: root })] });
+    const archives: string[] = [];
+    const trees: Array<Record<string, TreeItem>> = [];
+    const backup = async (type: 'full' | 'incremental') => {
+      const result = await db.startBackup({ to, type }).done;
+      assert.equal(result.type, type);
+      archives.push(join(dir, 'backups', result.name));
+      trees.push(await describeTree(root));
+    };
+
+    await backup('full');
+    await rename(join(root, 'photos', 'a.jpg'), join(root, 'photos', 'renamed.jpg'));
+    await rm(join(root, 'latest'));
+    await symlink('photos/renamed.jpg', join(root, 'latest'));
+    await rm(join(root, 'photos', 'old'), { recursive: true });
+    await rm(join(root, 'becomes-folder'));
+    await mkdir(join(root, 'becomes-folder'));
+    await rm(join(root, 'becomes-file'), { recursive: true });
+    await writeFile(join(root, 'becomes-file'), 'now a file');
+    await chmod(join(root, 'mode-only'), 0o600);
+    await utimes(join(root, 'empty'), at(5), at(5));
+    await backup('incremental');
+    await writeFile(join(root, 'photos', 'new.jpg'), 'new');
+    await writeFile(join(root, 'mode-only'), 'other bytes');
+    await backup('incremental');
+    const [, inc1, inc2] = archives as [string, string, string];
+    assert.ok((await tarList(inc1)).includes('meta/uploads/tree.nul'));
+    assert.deepEqual(
+      (await tarList(inc2)).filter((path) => /^sources\/uploads\/.+[^/]$/.test(path) && !path.endsWith('empty') && !path.endsWith('photos') && !path.endsWith('becomes-folder')),
+      ['sources/uploads/latest', 'sources/uploads/mode-only', 'sources/uploads/photos/new.jpg'],
+      'the second incremental holds its two changed files and the link',
+    );
+
+    const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
+    const script = /```sh\n(# the chain's archives, oldest first[^]*?)```/.exec(readme)?.[1];
+    assert.ok(script, 'the README holds the script');
+    for (const count of [1, 2, 3]) {
+      const work = join(dir, `by-hand-${count}`);
+      await mkdir(work);
+      const names = archives.slice(0, count).map((archive) => `'${archive}'`).join(' ');
+      const ours = script.replace(/^set -- .*$/m, `set -- ${names}`).replace('/srv/app/uploads', 'restored');
+      assert.notEqual(ours, script);
+      await run('bash', ['-euo', 'pipefail', '-c', ours], { cwd: work });
+      assert.deepEqual(await describeTree(join(work, 'restored')), trees[count - 1], `by hand, as of backup ${count}`);
+    }
+  });
+
+  it('writes nothing when nothing changed', async (t) => {
+    const dir = await tempDir(t, 'files-inc-engine');
+    const root = join(dir, 'uploads');
+    await mkdir(join(root, 'a'), { recursive: true });
+    await writeFile(join(root, 'a', 'file'), 'contents');
+    const to = directory({ path: join(dir, 'backups') });
+    const db = new Database({ sources: [files({ name: 'uploads', dir: root })] });
+    const full = await db.startBackup({ to }).done;
+    const same = await db.startBackup({ to, type: 'incremental' }).done;
+    assert.deepEqual([same.unchanged, same.name], [true, full.name]);
+    await writeFile(join(root, 'a', 'file'), 'CONTENTS'); // same size, within the same second
+    const changed = await db.startBackup({ to, type: 'incremental' }).done;
+    assert.deepEqual([changed.unchanged, changed.type], [undefined, 'incremental']);
+  });
+});
+
+const run = promisify(execFile);
+
+async function tarList(archive: string): Promise<string[]> {
+  return (await run('tar', ['-tzf', archive])).stdout.trim().split('\n');
+}
