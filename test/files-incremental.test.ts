@@ -179,7 +179,12 @@ describe('files source, incremental', () => {
     const root = join(dir, 'source');
     await mkdir(root);
     await writeFile(join(root, 'a'), 'a');
+    await run('mkfifo', [join(root, 'pipe')]); // skipped, and reported once per backup
     const full = await take(root);
+    assert.deepEqual(full.warnings.map((w) => w.code), ['SKIPPED']);
+    await writeFile(join(root, 'b'), 'b');
+    const valid = await take(root, full);
+    assert.deepEqual([valid.changes?.mode, valid.warnings.map((w) => w.code)], ['changes', ['SKIPPED']]);
     const lines = full.state.toString('utf8').split('\n');
     const variants: Record<string, string> = {
       garbage: 'not a listing at all',
@@ -190,8 +195,8 @@ describe('files source, incremental', () => {
     for (const [what, state] of Object.entries(variants)) {
       const next = await take(root, { ...full, state: Buffer.from(state) });
       assert.deepEqual(next.changes, { mode: 'full', unchanged: false }, what);
-      assert.deepEqual(next.warnings.map((w) => w.code), ['INCREMENTAL_BASE_REJECTED'], what);
-      assert.deepEqual(sentFiles(next), ['a'], what);
+      assert.deepEqual(next.warnings.map((w) => w.code), ['INCREMENTAL_BASE_REJECTED', 'SKIPPED'], what);
+      assert.deepEqual(sentFiles(next), ['a', 'b'], what);
     }
     const other = await take(root, { ...full, archive: 'another.tar.gz' });
     assert.match(other.warnings[0]?.message ?? '', /made for/);

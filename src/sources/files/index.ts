@@ -55,10 +55,16 @@ export function files(options: FilesSourceOptions): Source {
 
 /** What `changes()` found: the tree as walked then, to be sent from, and what it will send. */
 interface Plan {
-  /** One listing line per item, in walk order; files to send have no `sha256` nor `archive`. */
+  /** One listing line per item, in walk order (files to send have no `sha256` nor `archive`), or a {@link Skipped}. */
   readonly spool: LineSpool;
   readonly unchanged: boolean;
   readonly estimate: { bytes: number; items: number };
+}
+
+/** A line of the plan for an item the walker could not describe. */
+interface Skipped {
+  readonly skipped: string;
+  readonly message: string;
 }
 
 /** What an entry's body saw while the archive read it. */
@@ -153,7 +159,12 @@ class FilesSnapshot implements Snapshot {
     const tree = (this.#tree = await LineSpool.create('files-tree'));
     const planned = boundedLines(await plan.spool.read(), Number.MAX_SAFE_INTEGER, () => new Error('unreachable'));
     for await (const raw of planned) {
-      const line = JSON.parse(raw) as ListingLine;
+      const planLine = JSON.parse(raw) as ListingLine | Skipped;
+      if ('skipped' in planLine) {
+        this.context.warn({ code: 'SKIPPED', path: planLine.skipped, message: planLine.message });
+        continue;
+      }
+      const line = planLine;
       if (line.path !== '') await tree.append(`${line.type === 'file' ? 'f' : line.type === 'directory' ? 'd' : 'l'} ${line.path}`, '\0');
       if (line.type !== 'file') {
         yield toEntry(line);
@@ -197,7 +208,8 @@ async function comparePrevious(root: string, context: SnapshotContext, state: As
   const estimate = { bytes: 0, items: 2 }; // the listing and the list of paths
   for await (const item of walkTree(root, context.signal, 'stat')) {
     if (item.kind === 'skipped') {
-      context.warn({ code: 'SKIPPED', path: item.path, message: item.message });
+      // Reported as entries() reads the plan: not at all if the previous listing turns out unreadable.
+      await spool.append(JSON.stringify({ skipped: item.path, message: item.message }));
       continue;
     }
     while (previous && comparePaths(previous.path, item.path) < 0) {
