@@ -6,7 +6,7 @@ import type { Entry, Snapshot, SnapshotChanges, SnapshotContext, Source } from '
 import { isNotFound } from '../../util/fs.js';
 import { LineSpool } from '../../util/line-spool.js';
 import { boundedLines } from '../../util/lines.js';
-import { ArchivedHash, LISTING_NAME, ListingError, TREE_NAME, comparePaths, listingHeader, openListing, type ListingHeader, type ListingLine } from './listing.js';
+import { ArchivedHash, LISTING_NAME, ListingError, MAX_LINE, TREE_NAME, comparePaths, listingHeader, openListing, type ListingHeader, type ListingLine } from './listing.js';
 import { estimateTree, walkTree } from './walk.js';
 import type { Stamp, WalkItem } from './walk.worker.js';
 
@@ -157,7 +157,7 @@ class FilesSnapshot implements Snapshot {
    */
   async *#changedEntries(plan: Plan, listing: LineSpool): AsyncGenerator<Entry> {
     const tree = (this.#tree = await LineSpool.create('files-tree'));
-    const planned = boundedLines(await plan.spool.read(), Number.MAX_SAFE_INTEGER, () => new Error('unreachable'));
+    const planned = boundedLines(await plan.spool.read(), MAX_LINE, () => new BackupError('SOURCE_FAILED', 'A line of the plan of an incremental is too long'));
     for await (const raw of planned) {
       const planLine = JSON.parse(raw) as ListingLine | Skipped;
       if ('skipped' in planLine) {

@@ -14,7 +14,7 @@ export const TREE_NAME = 'tree.nul';
 const FORMAT = 'backupkit-files-listing';
 const VERSION = 1;
 /** Lines are a path, a link target (4 KiB each at most) and a few numbers. */
-const MAX_LINE = 1024 * 1024;
+export const MAX_LINE = 1024 * 1024;
 
 /** The first line. */
 export interface ListingHeader {
