@@ -174,6 +174,25 @@ describe('files source, incremental', () => {
     assert.deepEqual(sentFiles(next), ['recent'], 'the file modified when the previous walk ran is hashed and found changed; the settled one is trusted');
   });
 
+  it('widens that window to 2 s for times in whole seconds, as a coarse filesystem keeps them', async (t) => {
+    const dir = await tempDir(t, 'files-inc');
+    const root = join(dir, 'source');
+    await mkdir(root);
+    await writeFile(join(root, 'coarse'), 'same size');
+    await writeFile(join(root, 'fine'), 'same size');
+    await utimes(join(root, 'coarse'), at(100), at(100));
+    await utimes(join(root, 'fine'), new Date(at(100).getTime() + 300), new Date(at(100).getTime() + 300));
+    const full = await take(root);
+    // As if the previous walk had started 1.5 s after both times, and both files had other contents then.
+    const startedNs = (BigInt(at(101).getTime() + 500) * 1_000_000n).toString();
+    const state = full.state
+      .toString('utf8')
+      .replace(/"startedNs":"\d+"/, `"startedNs":"${startedNs}"`)
+      .replaceAll(/"sha256":"[0-9a-f]{64}"/g, `"sha256":"${'0'.repeat(64)}"`);
+    const next = await take(root, { ...full, state: Buffer.from(state) });
+    assert.deepEqual(sentFiles(next), ['coarse'], 'a time in whole seconds within 2 s of the walk is checked by contents; a fine one 1.5 s before is trusted');
+  });
+
   it('holds the folder in full, saying why, when the previous state cannot be read', async (t) => {
     const dir = await tempDir(t, 'files-inc');
     const root = join(dir, 'source');
