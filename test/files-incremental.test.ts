@@ -257,6 +257,11 @@ describe('files source, incremental, through the backup engine', () => {
     await writeFile(join(root, 'becomes-file', 'inside'), 'inside');
     await writeFile(join(root, 'mode-only'), 'same bytes');
     await symlink('photos/a.jpg', join(root, 'latest'));
+    await writeFile(join(root, 'group-writable'), 'kept as 664, whatever the umask of who restores');
+    await chmod(join(root, 'group-writable'), 0o664);
+    await mkdir(join(root, 'locked'));
+    for (const name of ['keep', 'drop', 'edit']) await writeFile(join(root, 'locked', name), name);
+    await chmod(join(root, 'locked'), 0o555); // the script removes and adds files in it all the same
     const to = directory({ path: join(dir, 'backups') });
     const db = new Database({ sources: [files({ name: 'uploads', dir: root })] });
     const archives: string[] = [];
@@ -279,6 +284,8 @@ describe('files source, incremental, through the backup engine', () => {
     await writeFile(join(root, 'becomes-file'), 'now a file');
     await chmod(join(root, 'mode-only'), 0o600);
     await utimes(join(root, 'empty'), at(5), at(5));
+    await rm(join(root, 'locked', 'drop'));
+    await writeFile(join(root, 'locked', 'edit'), 'edited');
     await backup('incremental');
     await writeFile(join(root, 'photos', 'new.jpg'), 'new');
     await writeFile(join(root, 'mode-only'), 'other bytes');
@@ -286,7 +293,7 @@ describe('files source, incremental, through the backup engine', () => {
     const [, inc1, inc2] = archives as [string, string, string];
     assert.ok((await tarList(inc1)).includes('meta/uploads/tree.nul'));
     assert.deepEqual(
-      (await tarList(inc2)).filter((path) => /^sources\/uploads\/.+[^/]$/.test(path) && !path.endsWith('empty') && !path.endsWith('photos') && !path.endsWith('becomes-folder')),
+      (await tarList(inc2)).filter((path) => /^sources\/uploads\/.+[^/]$/.test(path) && !path.endsWith('empty') && !path.endsWith('photos') && !path.endsWith('becomes-folder') && !path.endsWith('locked')),
       ['sources/uploads/latest', 'sources/uploads/mode-only', 'sources/uploads/photos/new.jpg'],
       'the second incremental holds its two changed files and the link',
     );
