@@ -52,7 +52,9 @@ if (mode === 'backup') {
     : algorithm === 'zstd' || algorithm === 'gzip'
       ? { compression: { algorithm: algorithm as 'zstd' | 'gzip', level: Number(level ?? 1) } }
       : {};
-  await new Database({ sources: [source] }).startBackup({ to, ...encrypt, ...compression }).done;
+  // BENCH_TYPE=incremental: only what changed since the previous backup in the folder.
+  const type = process.env.BENCH_TYPE === 'incremental' ? ('incremental' as const) : ('full' as const);
+  await new Database({ sources: [source] }).startBackup({ to, type, ...encrypt, ...compression }).done;
 } else {
   // For PostgreSQL the target is `<server connection string> <database>`.
   const [connection = '', database = ''] = target.split(' ');
