@@ -7,6 +7,8 @@
  *   Files   ~1 GB in 50,000 files:
  *           backupkit backup  vs  tar -cf - | pigz -1
  *           backupkit restore vs  pigz -dc | tar -x
+ *   Files incremental  the same size of folder, 1 % of its files rewritten after a full:
+ *           the incremental's bytes and time vs the full's (BENCH_ONLY=files-incremental)
  *   Both again encrypted with a passphrase, against the same pipelines ending in
  *           gpg --symmetric --compress-algo none (and gpg --decrypt at the start of restores)
  *   PostgreSQL  pgbench -i -s 60 (~1 GB) plus a table of jsonb and bytea, 2 jobs on both sides:
@@ -14,15 +16,18 @@
  *           backupkit restore vs  pg_restore -j2 (from the -Fc dump)
  *   S3      a 1 GB archive (one incompressible file, stored uncompressed) to moto_server on
  *           127.0.0.1: one S3 destination, then a local folder and S3 together
+ *   Destinations  one archive of BENCH_DEST_MB (1024) MB (one incompressible file, stored
+ *           uncompressed) to each destination on a server of this machine, started here: a local
+ *           folder, S3 (moto_server), Azure (Azurite), SFTP (OpenSSH), FTP (vsftpd, as root)
  *   Import  `import('backupkit')` in a fresh process vs bare node: wall time and peak RSS,
  *           median of 9 runs of each (wall time, CPU time, peak RSS)
- *   Incremental (BENCH_ONLY=sqlite-incremental, needs none of the tools): an app appending to a
- *           BENCH_SQLITE_MB database, 1 % new or updated rows among the newest: the
- *           incremental's bytes and time against the full's
+ *   SQLite incremental  an app appending to a BENCH_SQLITE_MB database, 1 % new or updated rows
+ *           among the newest: the incremental's bytes and time vs the full's
+ *           (BENCH_ONLY=sqlite-incremental, needs none of the tools)
  *
  * Sizes: BENCH_SQLITE_MB (1024), BENCH_FILES_MB (1024), BENCH_FILES_COUNT (50000). Work folder:
  * BENCH_DIR (a new temporary folder, removed afterwards; a given one is kept, and the data in it
- * reused). BENCH_ONLY=sqlite, files, postgres, s3 or import runs one part. BENCH_PG_SCALE (60) sizes the
+ * reused). BENCH_ONLY=sqlite, sqlite-incremental, files, files-incremental, postgres, s3, destinations or import runs one part. BENCH_PG_SCALE (60) sizes the
  * PostgreSQL database, on the server at BENCH_PG_URL (postgres://postgres@127.0.0.1:5432). Needs
  * sqlite3, pigz, gzip, tar, gpg, moto_server, pgbench, pg_dump and pg_restore.
  */
@@ -35,15 +40,20 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as zlib from 'node:zlib';
 import Sqlite from 'better-sqlite3';
+import { startAzurite } from '../test/helpers/azurite.js';
+import { startMoto } from '../test/helpers/moto.js';
+import { startSshd } from '../test/helpers/sshd.js';
+import { startFtpd } from '../test/helpers/vsftpd.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const only = process.env.BENCH_ONLY;
 const sqliteMb = Number(process.env.BENCH_SQLITE_MB ?? 1024);
 const filesMb = Number(process.env.BENCH_FILES_MB ?? 1024);
 const fileCount = Number(process.env.BENCH_FILES_COUNT ?? 50_000);
+const destinationMb = Number(process.env.BENCH_DEST_MB ?? 1024);
 
-// The import cost and the incremental case need none of them.
-for (const tool of only === 'import' || only === 'sqlite-incremental' ? [] : ['sqlite3', 'pigz', 'gzip', 'zstd', 'tar', 'gpg', 'moto_server', 'pgbench', 'pg_dump', 'pg_restore', 'psql']) {
+// The import cost and the SQLite incremental need none of them; the destinations bench starts its own servers.
+for (const tool of only === 'import' || only === 'destinations' || only === 'sqlite-incremental' ? [] : only === 'files-incremental' ? ['tar'] : ['sqlite3', 'pigz', 'gzip', 'zstd', 'tar', 'gpg', 'moto_server', 'pgbench', 'pg_dump', 'pg_restore', 'psql']) {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
   } catch {
@@ -75,14 +85,15 @@ function timeShell(script: string): Measured {
   return { seconds: (performance.now() - started) / 1000 };
 }
 
-function runChild(encrypted: boolean, mode: string, kind: string, source: string, archives: string, target = '', s3 = '', compression = '', type = ''): Measured {
+function runChild(encrypted: boolean, mode: string, kind: string, source: string, archives: string, target = '', s3 = '', compression = '', { type = 'full', destination = '' } = {}): Measured {
   const args = [mode, kind, source, archives, target];
   const env = {
     ...process.env,
+    BENCH_TYPE: type,
     ...(encrypted ? { BENCH_PASSPHRASE: PASSPHRASE } : {}),
     ...(s3 ? { BENCH_S3: s3 } : {}),
     ...(compression ? { BENCH_COMPRESSION: compression } : {}),
-    ...(type ? { BENCH_TYPE: type } : {}),
+    ...(destination ? { BENCH_DESTINATION: destination } : {}),
   };
   const out = execFileSync(process.execPath, [join(here, 'child.js'), ...args], { cwd: work, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   return JSON.parse(out.trim().split('\n').at(-1) as string) as Measured;
@@ -230,6 +241,36 @@ async function benchFiles(): Promise<void> {
   await fresh('restored-tree', 'untar-files', 'tree.tar.gz', 'tree.tar.gz.gpg');
 }
 
+/** `stateBytes`: the incremental's `.state` beside it, when the source's state is worth showing (SQLite's page hashes). */
+const incrementalRows: Array<{ case: string; full: Measured; incremental: Measured; fullBytes: number; incrementalBytes: number; stateBytes?: number }> = [];
+
+/** A full of a folder, 1 % of its files rewritten (same sizes, new contents), then an incremental. */
+async function benchFilesIncremental(): Promise<void> {
+  const tree = join(work, 'inc-tree');
+  await fresh('inc-tree', 'inc-archives');
+  console.error(`preparing ${fileCount} files, ${filesMb} MB, for the incremental`);
+  await makeTree(tree, filesMb, fileCount);
+  execFileSync('sync');
+  const archives = join(work, 'inc-archives');
+  const newest = async () => {
+    const names = (await readdir(archives)).filter((name) => name.endsWith('.tar.gz')).sort();
+    return (await stat(join(archives, names.at(-1) as string))).size;
+  };
+  console.error('files full, for the incremental');
+  const full = runChild(false, 'backup', 'files', tree, archives);
+  const fullBytes = await newest();
+  const perFile = Math.floor((filesMb * 1024 * 1024) / fileCount);
+  for (let i = 0; i < fileCount; i += 100) {
+    const path = join(tree, String(Math.floor(i / 500)).padStart(3, '0'), `blob-${i}.bin`);
+    await writeFile(path, Buffer.from(randomBytes(perFile / 2).toString('hex')));
+  }
+  execFileSync('sync');
+  console.error('files incremental, 1 % changed');
+  const incremental = runChild(false, 'backup', 'files', tree, archives, '', '', '', { type: 'incremental' });
+  incrementalRows.push({ case: `Files, 1 % of ${fileCount} files changed`, full, incremental, fullBytes, incrementalBytes: await newest() });
+  await fresh('inc-tree', 'inc-archives');
+}
+
 async function benchS3(): Promise<void> {
   const blob = join(work, 's3-source');
   if (!existsSync(blob)) {
@@ -258,8 +299,6 @@ async function benchS3(): Promise<void> {
   }
 }
 
-const incrementalRows: Array<{ case: string; full: Measured; incremental: Measured; fullBytes: number; incrementalBytes: number; stateBytes: number }> = [];
-
 /**
  * Issue 13's case: an app appending to its SQLite database. A full, then 1 % of the rows changed
  * among the newest (half appended, half updated), then an incremental; both with `type: 'incremental'`.
@@ -271,7 +310,7 @@ async function benchSqliteIncremental(): Promise<void> {
   console.error(`preparing a ${sqliteMb} MB SQLite database for the incremental case`);
   makeDatabase(dbPath, sqliteMb);
   console.error('sqlite full, then incremental');
-  const full = runChild(false, 'backup', 'sqlite', dbPath, archives, '', '', '', 'incremental');
+  const full = runChild(false, 'backup', 'sqlite', dbPath, archives, '', '', '', { type: 'incremental' });
   const db = new Sqlite(dbPath);
   const newest = (db.prepare('SELECT max(id) FROM documents').pluck().get() as number) ?? 0;
   const changed = Math.max(2, Math.round(newest / 100));
@@ -282,13 +321,58 @@ async function benchSqliteIncremental(): Promise<void> {
     for (let i = 0; i < changed / 2; i++) update.run(randomBytes(2048).toString('hex'), newest - i);
   })();
   db.close();
-  const incremental = runChild(false, 'backup', 'sqlite', dbPath, archives, '', '', '', 'incremental');
+  const incremental = runChild(false, 'backup', 'sqlite', dbPath, archives, '', '', '', { type: 'incremental' });
   // Archive names sort by time: the full's, then the incremental's.
   const sizes = async (suffix: string) => Promise.all((await readdir(archives)).filter((n) => n.endsWith(suffix)).sort().map(async (n) => (await stat(join(archives, n))).size));
   const [fullBytes = 0, incrementalBytes = 0] = await sizes('.tar.gz');
   const [, stateBytes = 0] = await sizes('.tar.gz.state');
   incrementalRows.push({ case: `SQLite, 1 % new or updated rows among the newest (${changed} of ${newest})`, full, incremental, fullBytes, incrementalBytes, stateBytes });
   await fresh('bench-inc.db', 'bench-inc.db-wal', 'bench-inc.db-shm', 'sqlite-inc-archives');
+}
+
+const destinationRows: Array<{ case: string; measured: Measured; throughput: number }> = [];
+
+/** One archive of `destinationMb` to each destination kind, its server on this machine; the folder first, as the yardstick. */
+async function benchDestinations(): Promise<void> {
+  const blob = join(work, 'destination-source');
+  await fresh('destination-source', 'destination-archives');
+  await mkdir(blob);
+  execFileSync('sh', ['-c', `head -c ${destinationMb * 1024 * 1024} /dev/urandom > "${join(blob, 'archive-sized.bin')}"`]);
+  const measure = (label: string, destination: object) => {
+    console.error(`destinations: ${label}`);
+    const measured = runChild(false, 'backup', 'files', blob, '-', '', '', '', { destination: JSON.stringify(destination) });
+    destinationRows.push({ case: label, measured, throughput: destinationMb / measured.seconds });
+  };
+  await mkdir(join(work, 'destination-archives'));
+  measure('directory (local folder)', { kind: 'directory', path: join(work, 'destination-archives') });
+  await fresh('destination-archives');
+  const moto = await startMoto();
+  try {
+    measure('s3 (moto_server)', { kind: 's3', bucket: await moto.createBucket(), endpoint: moto.endpoint, forcePathStyle: true, credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } });
+  } finally {
+    await moto.stop();
+  }
+  const azurite = await startAzurite();
+  try {
+    measure('azure (Azurite)', { kind: 'azure', container: await azurite.createContainer(), connectionString: azurite.connectionString() });
+  } finally {
+    await azurite.stop();
+  }
+  const sshd = await startSshd();
+  try {
+    measure('sftp (OpenSSH)', { kind: 'sftp', host: sshd.host, port: sshd.port, username: sshd.username, privateKey: sshd.privateKey, hostKey: sshd.hostKey, path: await sshd.folder() });
+  } finally {
+    await sshd.stop();
+  }
+  const ftpd = await startFtpd();
+  try {
+    const options = { host: ftpd.host, port: ftpd.port, user: ftpd.user, password: ftpd.password };
+    measure('ftp (vsftpd)', { kind: 'ftp', ...options, path: await ftpd.folder() });
+    measure('ftps (vsftpd, explicit TLS)', { kind: 'ftp', ...options, secure: true, ca: ftpd.certificate, path: await ftpd.folder() });
+  } finally {
+    await ftpd.stop();
+  }
+  await fresh('destination-source');
 }
 
 const IMPORT_RUNS = 9;
@@ -329,9 +413,11 @@ async function benchImport(): Promise<void> {
 if (only === undefined || only === 'import') await benchImport();
 if (only === undefined || only === 'sqlite') await benchSqlite();
 if (only === undefined || only === 'files') await benchFiles();
+if (only === undefined || only === 'files-incremental') await benchFilesIncremental();
 if (only === undefined || only === 'postgres') await benchPostgres();
 if (only === undefined || only === 's3') await benchS3();
 if (only === undefined || only === 'sqlite-incremental') await benchSqliteIncremental();
+if (only === undefined || only === 'destinations') await benchDestinations();
 
 const line = (cells: string[]) => `| ${cells.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`;
 if (rows.length > 0) {
@@ -354,6 +440,27 @@ if (rows.length > 0) {
     );
   }
 }
+if (incrementalRows.length > 0) {
+  console.log(`\n${line(['incremental vs full', 'full s', 'incremental s', 'time ratio (target: files ≤ 15 %)', 'full MB', 'incremental MB', 'bytes ratio (target: files ≤ 2 %, SQLite ≤ 5 %)', 'its .state MB', 'peak RSS MB', 'max event-loop stall ms'])}`);
+  console.log(line(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
+  const percent = (part: number, whole: number) => `${((100 * part) / whole).toFixed(1)} %`;
+  for (const row of incrementalRows) {
+    console.log(
+      line([
+        row.case,
+        row.full.seconds.toFixed(2),
+        row.incremental.seconds.toFixed(2),
+        percent(row.incremental.seconds, row.full.seconds),
+        (row.fullBytes / 1e6).toFixed(1),
+        (row.incrementalBytes / 1e6).toFixed(2),
+        percent(row.incrementalBytes, row.fullBytes),
+        row.stateBytes === undefined ? '' : (row.stateBytes / 1e6).toFixed(2),
+        (row.incremental.peakRssMb ?? 0).toFixed(0),
+        (row.incremental.maxStallMs ?? 0).toFixed(1),
+      ]),
+    );
+  }
+}
 if (s3Rows.length > 0) {
   console.log('\n' + line(['S3 (moto_server on 127.0.0.1)', 'seconds', 'MB/s', 'peak RSS MB', 'max event-loop stall ms']));
   console.log(line(['---', '---:', '---:', '---:', '---:']));
@@ -361,24 +468,11 @@ if (s3Rows.length > 0) {
     console.log(line([row.case, row.measured.seconds.toFixed(2), row.throughput.toFixed(0), (row.measured.peakRssMb ?? 0).toFixed(0), (row.measured.maxStallMs ?? 0).toFixed(1)]));
   }
 }
-if (incrementalRows.length > 0) {
-  console.log(`\n${line(['Incremental (issue 13)', 'full MB', 'incremental MB', 'bytes ratio', 'its .state MB', 'full s', 'incremental s', 'time ratio', 'incremental peak RSS MB'])}`);
-  console.log(line(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
-  const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(2);
-  for (const row of incrementalRows) {
-    console.log(
-      line([
-        row.case,
-        mb(row.fullBytes),
-        mb(row.incrementalBytes),
-        `${((100 * row.incrementalBytes) / row.fullBytes).toFixed(2)} %`,
-        mb(row.stateBytes),
-        row.full.seconds.toFixed(2),
-        row.incremental.seconds.toFixed(2),
-        `${((100 * row.incremental.seconds) / row.full.seconds).toFixed(0)} %`,
-        (row.incremental.peakRssMb ?? 0).toFixed(0),
-      ]),
-    );
+if (destinationRows.length > 0) {
+  console.log(`\n${line([`One ${destinationMb} MB archive to each destination (server on 127.0.0.1)`, 'seconds', 'MB/s', 'peak RSS MB', 'max event-loop stall ms'])}`);
+  console.log(line(['---', '---:', '---:', '---:', '---:']));
+  for (const row of destinationRows) {
+    console.log(line([row.case, row.measured.seconds.toFixed(2), row.throughput.toFixed(0), (row.measured.peakRssMb ?? 0).toFixed(0), (row.measured.maxStallMs ?? 0).toFixed(1)]));
   }
 }
 if (importRows.length > 0) {
