@@ -41,7 +41,7 @@ export function postgres(options: PostgresSourceOptions): Source {
     async open(context: SnapshotContext): Promise<Snapshot> {
       // The catalog reader and the COPY threads are imported when a backup starts, not with backupkit.
       const { openSnapshot } = await import('./snapshot.js');
-      return await openSnapshot({ config, jobs, schemas: options.schemas, lockTimeoutMs }, context);
+      return await openSnapshot({ name: options.name, config, jobs, schemas: options.schemas, lockTimeoutMs }, context);
     },
   };
 }

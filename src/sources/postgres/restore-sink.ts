@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,9 +8,10 @@ import type pg from 'pg';
 import { BackupError, asBackupError } from '../../errors.js';
 import { ensureSpace } from '../../util/fs.js';
 import { readLimited } from '../../util/streams.js';
-import type { RestoreEntry, RestoreSink, VerifyCheck } from '../../types.js';
+import type { RestoreEntry, RestoreLayer, RestoreSink, VerifyCheck } from '../../types.js';
 import { SessionPool, clientConfig, connect, loadCopyStreams, quoteIdent, quoteLiteral } from './connection.js';
 import { copyTableOut } from './copy-out.js';
+import { parseRef, type TableRef } from './incremental.js';
 import { Lease, dropServerLeftovers, makeSpoolFolder, newTag, removeAbandonedSpools, restoreRoleName, scramVerifier } from './lease.js';
 import type { ParsedTarget } from './restore.js';
 import { OUTPUT_SETTINGS, RESTORE_SETTINGS, clientEncoding, copyTarget, type DatabaseLocale, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
@@ -145,6 +146,13 @@ export class PostgresRestoreSink implements RestoreSink {
   private created = false;
   private committed = false;
   private previousOwner: string | undefined;
+  /** The archive whose entries are being written; `depth` 0 is the backup restored, which holds the schema. */
+  private current: { archive: string; depth: number } = { archive: '', depth: 0 };
+  /**
+   * The `.ref` entries of the backup restored, by the archive holding the rows and the folder of
+   * the chunks there: each table's rows are taken from that archive when it is read, and checked.
+   */
+  private readonly refs = new Map<string, Map<string, PendingRef>>();
 
   private constructor(
     private readonly target: ParsedTarget,
@@ -169,7 +177,17 @@ export class PostgresRestoreSink implements RestoreSink {
     return new PostgresRestoreSink(target, signal, tag, lease);
   }
 
+  /**
+   * The next archive of the chain, newest first. Only the newest's schema is restored; an older
+   * archive gives only the rows its newer ones refer to.
+   */
+  async layer(layer: RestoreLayer): Promise<void> {
+    this.checkLayerRefs();
+    this.current = { archive: layer.archive, depth: layer.depth };
+  }
+
   async write(entry: RestoreEntry): Promise<void> {
+    if (this.current.depth > 0) return await this.writeOlder(entry);
     if (entry.type === 'directory') return;
     if (entry.type !== 'file') throw new BackupError('CORRUPT_ARCHIVE', `Unexpected ${entry.type} ${JSON.stringify(entry.path)} in a PostgreSQL source`);
     const chunk = /^(data\/[^/]+)\/\d{6}\.copy$/.exec(entry.path);
@@ -182,6 +200,18 @@ export class PostgresRestoreSink implements RestoreSink {
       const files = this.chunkFiles.get(table.entry);
       if (files) files.push(file);
       else this.chunkFiles.set(table.entry, [file]);
+      return;
+    }
+    const ref = /^(data\/[^/]+)\.ref$/.exec(entry.path);
+    if (ref) {
+      this.requireToc(entry.path);
+      const table = this.tables.get(ref[1]!);
+      if (!table) throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} belongs to no table of toc.json`);
+      const held = parseRef(await readAll(entry.body, MAX_METADATA_BYTES), entry.path);
+      if (held.archive === this.current.archive) throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} refers to the archive it is in`);
+      const inArchive = this.refs.get(held.archive) ?? new Map<string, PendingRef>();
+      this.refs.set(held.archive, inArchive);
+      inArchive.set(held.path, { table, ref: held, hash: createHash('sha256'), chunks: 0 });
       return;
     }
     const blob = /^blobs\/(\d+)$/.exec(entry.path);
@@ -210,8 +240,47 @@ export class PostgresRestoreSink implements RestoreSink {
     }
   }
 
+  /** An entry of an older archive of the chain: the chunks of a table the restored backup refers to, or nothing. */
+  private async writeOlder(entry: RestoreEntry): Promise<void> {
+    const chunk = /^(data\/[^/]+)\/(\d{6})\.copy$/.exec(entry.path);
+    const pending = chunk ? this.refs.get(this.current.archive)?.get(chunk[1]!) : undefined;
+    if (!pending || entry.type !== 'file') {
+      for await (const piece of entry.body) void piece;
+      return;
+    }
+    if (Number(chunk![2]) !== pending.chunks + 1) {
+      throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} of archive ${this.current.archive} is out of order: the rows of ${pending.table.qualifiedName} cannot be restored`);
+    }
+    pending.chunks += 1;
+    const file = await this.spoolEntry(entry, pending.hash);
+    const files = this.chunkFiles.get(pending.table.entry);
+    if (files) files.push(file);
+    else this.chunkFiles.set(pending.table.entry, [file]);
+  }
+
+  /** Once an archive was read: every table whose rows it should hold got them, byte for byte. */
+  private checkLayerRefs(): void {
+    const { archive } = this.current;
+    for (const pending of this.refs.get(archive)?.values() ?? []) {
+      const { table, ref } = pending;
+      if (pending.chunks !== ref.chunks || pending.hash.digest('hex') !== ref.sha256) {
+        throw new BackupError('CORRUPT_ARCHIVE', `Archive ${archive} does not hold the rows of ${table.qualifiedName} that the backup restored refers to (${ref.path}: SHA-256 or chunk count differs)`, {
+          hint: 'That archive of the chain was replaced or damaged: restore an earlier point, or a backup made after a new full one.',
+        });
+      }
+    }
+    this.refs.delete(archive);
+  }
+
   async prepare(): Promise<void> {
     try {
+      this.checkLayerRefs();
+      for (const [archive, pending] of this.refs) {
+        const table = [...pending.values()][0]!.table.qualifiedName;
+        throw new BackupError('CORRUPT_ARCHIVE', `The rows of ${table} are in archive ${archive}, which is no part of the chain restored`, {
+          hint: 'Restore from the destination that holds the whole chain, from its full backup on.',
+        });
+      }
       const from = this.requireToc('the end of the archive');
       const summaries = this.summaries;
       if (!summaries) throw new BackupError('CORRUPT_ARCHIVE', 'The PostgreSQL source has no data.json');
@@ -499,11 +568,12 @@ export class PostgresRestoreSink implements RestoreSink {
   }
 
   /** Copies an entry's body into the spool folder, checking free space first. */
-  private async spoolEntry(entry: RestoreEntry): Promise<string> {
+  private async spoolEntry(entry: RestoreEntry, hash?: Hash): Promise<string> {
     this.spool ??= await makeSpoolFolder();
     await ensureSpace(this.spool, entry.size, `${entry.path} of PostgreSQL source`);
     const file = join(this.spool, String(++this.spooled));
-    await pipeline(entry.body, createWriteStream(file, { flags: 'wx', mode: 0o600 }), { signal: this.signal });
+    const body = hash ? hashing(entry.body, hash) : entry.body;
+    await pipeline(body, createWriteStream(file, { flags: 'wx', mode: 0o600 }), { signal: this.signal });
     return file;
   }
 
@@ -515,6 +585,22 @@ export class PostgresRestoreSink implements RestoreSink {
   private requireToc(path: string): Toc {
     if (!this.toc) throw new BackupError('CORRUPT_ARCHIVE', `${path} comes before toc.json in a PostgreSQL source`);
     return this.toc;
+  }
+}
+
+/** A `.ref` entry of the backup restored, waiting for the older archive that holds its table's rows. */
+interface PendingRef {
+  readonly table: TocTable;
+  readonly ref: TableRef;
+  /** Of the chunks received so far, in order. */
+  readonly hash: Hash;
+  chunks: number;
+}
+
+async function* hashing(body: AsyncIterable<Uint8Array>, hash: Hash): AsyncGenerator<Uint8Array> {
+  for await (const piece of body) {
+    hash.update(piece);
+    yield piece;
   }
 }
 
