@@ -1,0 +1,230 @@
+/**
+ * Incremental backups of a PostgreSQL source, through the adapter: snapshots opened with a
+ * hand-made context (the previous state as the last snapshot's state() gave it), their entries held
+ * in memory as an archive would hold them, restored by feeding the sink its layers newest first.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { postgres, type BackupWarning, type SnapshotChanges, type Source } from '../src/index.js';
+import { postgresRestorer } from '../src/sources/postgres/index.js';
+import type { BackupType, EntryType, RestoreSink } from '../src/types.js';
+import { rejectsWithCode } from './helpers/errors.js';
+import { tempDir } from './helpers/fs.js';
+import { createDatabase, databasesLike, dataFingerprint, pgUrl, PG_HOST, PG_PORT, PG_USER, schemaDump, sql } from './helpers/postgres.js';
+
+const run = promisify(execFile);
+const server = pgUrl('postgres');
+
+/** Ten tables; t0 is large enough for several COPY chunks (4 MiB each), t9 is empty. */
+const TEN_TABLES = `
+  CREATE TABLE t0 (id integer PRIMARY KEY, payload text NOT NULL);
+  INSERT INTO t0 SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 70000) g;
+  ${[1, 2, 3, 4, 5, 6, 7, 8]
+    .map((i) => `CREATE TABLE t${i} (id serial PRIMARY KEY, ref integer REFERENCES t0, note text); INSERT INTO t${i} (ref, note) SELECT g, 'row ' || g FROM generate_series(1, ${100 * i}) g;`)
+    .join('\n')}
+  CREATE TABLE t9 (id integer);`;
+
+interface HeldEntry {
+  readonly path: string;
+  readonly type: EntryType;
+  readonly mode: number;
+  readonly mtime: Date;
+  readonly data: Buffer;
+}
+
+interface Backup {
+  readonly archive: string;
+  readonly mode: BackupType;
+  readonly changes: SnapshotChanges | undefined;
+  readonly entries: HeldEntry[];
+  readonly state: Buffer;
+  readonly warnings: Array<Omit<BackupWarning, 'source'>>;
+}
+
+/** One backup of the source, as the engine runs it: open, changes() when there is a previous state, entries, state. */
+async function backUp(source: Source, archive: string, previous?: Backup, previousState?: Buffer): Promise<Backup> {
+  const warnings: Array<Omit<BackupWarning, 'source'>> = [];
+  const state = previousState ?? previous?.state;
+  const snapshot = await source.open({
+    signal: new AbortController().signal,
+    warn: (warning) => void warnings.push(warning),
+    archive,
+    ...(previous && state ? { previous: { archive: previous.archive, read: async function* () { yield state; } } } : {}),
+  });
+  try {
+    const changes = previous ? await snapshot.changes!() : undefined;
+    const entries: HeldEntry[] = [];
+    for await (const entry of snapshot.entries()) {
+      const pieces: Uint8Array[] = [];
+      if (entry.body) for await (const piece of entry.body()) pieces.push(piece);
+      entries.push({ path: entry.path, type: entry.type, mode: entry.mode, mtime: entry.mtime, data: Buffer.concat(pieces) });
+    }
+    const saved: Uint8Array[] = [];
+    for await (const piece of snapshot.state!()) saved.push(piece);
+    return { archive, mode: changes?.mode ?? 'full', changes, entries, state: Buffer.concat(saved), warnings };
+  } finally {
+    await snapshot.close();
+  }
+}
+
+/** Restores a chain into `database`, newest layer first, as the restore engine feeds a sink. */
+async function restoreChain(database: string, layers: readonly Backup[], damage?: (entry: HeldEntry, depth: number) => Buffer | undefined): Promise<RestoreSink> {
+  const target = postgresRestorer.parseTarget({ connection: server, database }, 'pg');
+  await postgresRestorer.check(target);
+  const sink = await postgresRestorer.begin(target, new AbortController().signal);
+  try {
+    for (const [depth, backup] of layers.entries()) {
+      await sink.layer!({ archive: backup.archive, mode: backup.mode, depth });
+      for (const entry of backup.entries) {
+        const data = damage?.(entry, depth) ?? entry.data;
+        await sink.write({ path: entry.path, type: entry.type, mode: entry.mode, mtime: entry.mtime, size: data.length, body: (async function* () { yield data; })() });
+      }
+    }
+    await sink.prepare();
+    await sink.commit();
+    return sink;
+  } catch (error) {
+    await sink.abort();
+    throw error;
+  }
+}
+
+async function describeDatabase(database: string): Promise<unknown> {
+  return { schema: await schemaDump(database), data: await dataFingerprint(database) };
+}
+
+function paths(backup: Backup, pattern: RegExp): string[] {
+  return backup.entries.filter((entry) => pattern.test(entry.path)).map((entry) => entry.path);
+}
+
+function bytesOf(backup: Backup): number {
+  return backup.entries.reduce((sum, entry) => sum + entry.data.length, 0);
+}
+
+describe('postgres incremental', () => {
+  it('sends only the tables whose rows changed, refers to the others, and restores every point of a chain', async (t) => {
+    const database = await createDatabase(t, 'inc');
+    await sql(database, TEN_TABLES);
+    const source = postgres({ name: 'pg', connection: pgUrl(database) });
+    const expected: unknown[] = [];
+
+    const full = await backUp(source, '20261203-080000.tar.gz');
+    expected.push(await describeDatabase(database));
+    const t0Chunks = paths(full, /^data\/[^/]+-public\.t0\/\d+\.copy$/);
+    assert.ok(t0Chunks.length >= 2, 't0 spans several chunks');
+
+    // One table of ten changed.
+    await sql(database, "UPDATE t1 SET note = 'changed' WHERE id <= 10");
+    const one = await backUp(source, '20261203-090000.tar.gz', full);
+    expected.push(await describeDatabase(database));
+    assert.deepEqual(one.changes, { mode: 'incremental', unchanged: false });
+    assert.deepEqual(paths(one, /\.copy$/).map((path) => path.replace(/^data\/\d+-/, '')), ['public.t1/000001.copy']);
+    // Every other table with rows is a ref; the empty one has neither chunks nor a ref, as in a full.
+    assert.deepEqual(paths(one, /\.ref$/).map((path) => path.replace(/^data\/\d+-/, '')).sort(), [0, 2, 3, 4, 5, 6, 7, 8].map((i) => `public.t${i}.ref`));
+    const t0Ref = JSON.parse(one.entries.find((entry) => /-public\.t0\.ref$/.test(entry.path))!.data.toString()) as Record<string, unknown>;
+    assert.equal(t0Ref['archive'], full.archive);
+    assert.equal(t0Ref['chunks'], t0Chunks.length);
+    assert.ok(bytesOf(one) < bytesOf(full) / 10, `the incremental holds ${bytesOf(one)} bytes, the full ${bytesOf(full)}`);
+    assert.ok(one.entries.some((entry) => entry.path === 'schema.sql'), 'the schema is always sent in full');
+
+    // A table dropped, one added, one with a new column (its rows change), an index added (schema only).
+    await sql(database, `DROP TABLE t2; CREATE TABLE t10 (id integer PRIMARY KEY, v text); INSERT INTO t10 SELECT g, 'new ' || g FROM generate_series(1, 50) g;
+      ALTER TABLE t3 ADD COLUMN extra integer DEFAULT 7; CREATE INDEX t4_note ON t4 (note);`);
+    const two = await backUp(source, '20261203-100000.tar.gz', one);
+    expected.push(await describeDatabase(database));
+    assert.deepEqual(two.changes, { mode: 'incremental', unchanged: false });
+    assert.deepEqual(paths(two, /\.copy$/).map((path) => path.replace(/^data\/\d+-/, '').replace(/\/.*/, '')).sort(), ['public.t10', 'public.t3']);
+    const refsOfTwo = two.entries.filter((entry) => entry.path.endsWith('.ref')).map((entry) => JSON.parse(entry.data.toString()) as { archive: string; path: string });
+    assert.deepEqual(refsOfTwo.filter((ref) => ref.path.endsWith('public.t1')).map((ref) => ref.archive), [one.archive], 't1 is held by the first incremental');
+    assert.ok(refsOfTwo.filter((ref) => !ref.path.endsWith('public.t1')).every((ref) => ref.archive === full.archive), 'the others by the full');
+
+    // Nothing changed.
+    const three = await backUp(source, '20261203-110000.tar.gz', two);
+    assert.deepEqual(three.changes, { mode: 'incremental', unchanged: true });
+    // A sequence that moved is a change, though no row did.
+    await sql(database, "SELECT nextval('t5_id_seq')");
+    const four = await backUp(source, '20261203-120000.tar.gz', two);
+    assert.deepEqual(four.changes, { mode: 'incremental', unchanged: false });
+    assert.deepEqual(paths(four, /\.copy$/), []);
+    expected.push(await describeDatabase(database));
+
+    const chain = [full, one, two, four];
+    for (let point = 0; point < chain.length; point++) {
+      const restored = `${database}_r${point}`;
+      const sink = await restoreChain(restored, chain.slice(0, point + 1).reverse());
+      assert.deepEqual(await describeDatabase(restored), expected[point], `point ${point} restores as the database was then`);
+      const checks = await sink.verify!((async function* () {})());
+      assert.deepEqual(checks.flatMap((check) => check.problems), [], `point ${point}: every table reads back as data.json says`);
+    }
+    assert.deepEqual(await databasesLike(`${database}_r3_`), [], 'no staging database is left');
+  });
+
+  it('restore.sql of an incremental restores by hand from the archives extracted side by side', async (t) => {
+    const database = await createDatabase(t, 'inchand');
+    await sql(database, TEN_TABLES);
+    const source = postgres({ name: 'pg', connection: pgUrl(database) });
+    const full = await backUp(source, '20261203-080000.tar.gz');
+    await sql(database, "DELETE FROM t6 WHERE id % 2 = 0; INSERT INTO t7 (ref, note) VALUES (1, 'late')");
+    const one = await backUp(source, '20261203-090000.tar.gz', full);
+    await sql(database, 'DROP TABLE t8');
+    const two = await backUp(source, '20261203-100000.tar.gz', one);
+    const expected = await describeDatabase(database);
+
+    // What `mkdir <archive> && tar -xzf <archive> -C <archive>` leaves, for each archive of the chain.
+    const dir = await tempDir(t, 'pg-inc-hand');
+    for (const backup of [full, one, two]) {
+      for (const entry of backup.entries) {
+        const path = join(dir, backup.archive, 'sources', 'pg', entry.path);
+        if (entry.type === 'directory') await mkdir(path, { recursive: true });
+        else {
+          await mkdir(dirname(path), { recursive: true });
+          await writeFile(path, entry.data);
+        }
+      }
+    }
+    const byHand = `${database}_byhand`;
+    await sql('postgres', `CREATE DATABASE "${byHand}"`);
+    await run('psql', ['-q', '-X', '-h', PG_HOST, '-p', String(PG_PORT), '-U', PG_USER, '-d', byHand, '-f', 'restore.sql'], { cwd: join(dir, two.archive, 'sources', 'pg') });
+    assert.deepEqual(await describeDatabase(byHand), expected);
+  });
+
+  it('a referred table whose rows differ in the older archive, or an older archive missing, fails the restore with nothing left', async (t) => {
+    const database = await createDatabase(t, 'incbad');
+    await sql(database, TEN_TABLES);
+    const source = postgres({ name: 'pg', connection: pgUrl(database) });
+    const full = await backUp(source, '20261203-080000.tar.gz');
+    await sql(database, "UPDATE t1 SET note = 'changed'");
+    const one = await backUp(source, '20261203-090000.tar.gz', full);
+
+    // The full's second chunk of t0, with one row changed: same size, other bytes.
+    const damaged = (entry: HeldEntry, depth: number): Buffer | undefined => {
+      if (depth !== 1 || !/-public\.t0\/000002\.copy$/.test(entry.path)) return undefined;
+      const copy = Buffer.from(entry.data);
+      const last = copy.indexOf(0x0a) - 1;
+      copy[last] = copy[last]! ^ 0x01;
+      return copy;
+    };
+    await rejectsWithCode(restoreChain(`${database}_bad`, [one, full], damaged), 'CORRUPT_ARCHIVE', /20261203-080000\.tar\.gz.*public"?\."?t0/);
+    await rejectsWithCode(restoreChain(`${database}_short`, [one]), 'CORRUPT_ARCHIVE', /20261203-080000\.tar\.gz/);
+    assert.deepEqual(await databasesLike(`${database}_`), [], 'no database is left');
+  });
+
+  it('a previous state it cannot build on makes a full backup, and says why', async (t) => {
+    const database = await createDatabase(t, 'increj');
+    await sql(database, TEN_TABLES);
+    const source = postgres({ name: 'pg', connection: pgUrl(database) });
+    const full = await backUp(source, '20261203-080000.tar.gz');
+    const other = Buffer.from(JSON.stringify({ ...JSON.parse(full.state.toString()), version: 99 }));
+    for (const state of [Buffer.from('not json'), other]) {
+      const again = await backUp(source, '20261203-090000.tar.gz', full, state);
+      assert.deepEqual(again.changes, { mode: 'full', unchanged: false });
+      assert.deepEqual(again.warnings.map((warning) => warning.code), ['INCREMENTAL_BASE_REJECTED']);
+      assert.equal(paths(again, /\.ref$/).length, 0);
+      assert.deepEqual(paths(again, /\.copy$/).sort(), paths(full, /\.copy$/).sort());
+    }
+  });
+});
