@@ -19,14 +19,17 @@ import { createDatabase, databasesLike, dataFingerprint, pgUrl, PG_HOST, PG_PORT
 const run = promisify(execFile);
 const server = pgUrl('postgres');
 
-/** Ten tables; t0 is large enough for several COPY chunks (4 MiB each), t9 is empty. */
+/** Ten tables (t0 large enough for several COPY chunks of 4 MiB, t9 empty) and two large objects. */
 const TEN_TABLES = `
   CREATE TABLE t0 (id integer PRIMARY KEY, payload text NOT NULL);
   INSERT INTO t0 SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 70000) g;
   ${[1, 2, 3, 4, 5, 6, 7, 8]
     .map((i) => `CREATE TABLE t${i} (id serial PRIMARY KEY, ref integer REFERENCES t0, note text); INSERT INTO t${i} (ref, note) SELECT g, 'row ' || g FROM generate_series(1, ${100 * i}) g;`)
     .join('\n')}
-  CREATE TABLE t9 (id integer);`;
+  CREATE TABLE t9 (id integer);
+  SELECT lo_from_bytea(0, decode(repeat('ab', 3000), 'hex')), lo_from_bytea(0, decode(repeat('cd', 5000), 'hex'));`;
+/** Changes the first large object's first byte. */
+const CHANGE_LARGE_OBJECT = "SELECT lo_put((SELECT min(oid) FROM pg_largeobject_metadata), 0, '\\x00')";
 
 interface HeldEntry {
   readonly path: string;
@@ -118,18 +121,20 @@ describe('postgres incremental', () => {
     assert.ok(t0Chunks.length >= 2, 't0 spans several chunks');
 
     // One table of ten changed.
-    await sql(database, "UPDATE t1 SET note = 'changed' WHERE id <= 10");
+    await sql(database, `UPDATE t1 SET note = 'changed' WHERE id <= 10; ${CHANGE_LARGE_OBJECT}`);
     const one = await backUp(source, '20261203-090000.tar.gz', full);
     expected.push(await describeDatabase(database));
     assert.deepEqual(one.changes, { mode: 'incremental', unchanged: false });
     assert.deepEqual(paths(one, /\.copy$/).map((path) => path.replace(/^data\/\d+-/, '')), ['public.t1/000001.copy']);
     // Every other table with rows is a ref; the empty one has neither chunks nor a ref, as in a full.
-    assert.deepEqual(paths(one, /\.ref$/).map((path) => path.replace(/^data\/\d+-/, '')).sort(), [0, 2, 3, 4, 5, 6, 7, 8].map((i) => `public.t${i}.ref`));
+    assert.deepEqual(paths(one, /^data\/.*\.ref$/).map((path) => path.replace(/^data\/\d+-/, '')).sort(), [0, 2, 3, 4, 5, 6, 7, 8].map((i) => `public.t${i}.ref`));
     const t0Ref = JSON.parse(one.entries.find((entry) => /-public\.t0\.ref$/.test(entry.path))!.data.toString()) as Record<string, unknown>;
     assert.equal(t0Ref['archive'], full.archive);
     assert.equal(t0Ref['chunks'], t0Chunks.length);
     assert.ok(bytesOf(one) < bytesOf(full) / 10, `the incremental holds ${bytesOf(one)} bytes, the full ${bytesOf(full)}`);
     assert.ok(one.entries.some((entry) => entry.path === 'schema.sql'), 'the schema is always sent in full');
+    const [first, second] = (await sql<{ oid: string }>(database, 'SELECT oid::text FROM pg_largeobject_metadata ORDER BY oid')).map((row) => row.oid);
+    assert.deepEqual(paths(one, /^blobs\//), [`blobs/${first}`, `blobs/${second}.ref`], 'the large object that changed is sent, the other one referred to');
 
     // A table dropped, one added, one with a new column (its rows change), an index added (schema only).
     await sql(database, `DROP TABLE t2; CREATE TABLE t10 (id integer PRIMARY KEY, v text); INSERT INTO t10 SELECT g, 'new ' || g FROM generate_series(1, 50) g;
@@ -139,8 +144,13 @@ describe('postgres incremental', () => {
     assert.deepEqual(two.changes, { mode: 'incremental', unchanged: false });
     assert.deepEqual(paths(two, /\.copy$/).map((path) => path.replace(/^data\/\d+-/, '').replace(/\/.*/, '')).sort(), ['public.t10', 'public.t3']);
     const refsOfTwo = two.entries.filter((entry) => entry.path.endsWith('.ref')).map((entry) => JSON.parse(entry.data.toString()) as { archive: string; path: string });
+    assert.deepEqual(
+      refsOfTwo.filter((ref) => ref.path.startsWith('blobs/')).map(({ archive, path }) => ({ archive, path })),
+      [{ archive: one.archive, path: `blobs/${first}` }, { archive: full.archive, path: `blobs/${second}` }],
+      'each large object is referred to where its bytes are',
+    );
     assert.deepEqual(refsOfTwo.filter((ref) => ref.path.endsWith('public.t1')).map((ref) => ref.archive), [one.archive], 't1 is held by the first incremental');
-    assert.ok(refsOfTwo.filter((ref) => !ref.path.endsWith('public.t1')).every((ref) => ref.archive === full.archive), 'the others by the full');
+    assert.ok(refsOfTwo.filter((ref) => ref.path.startsWith('data/') && !ref.path.endsWith('public.t1')).every((ref) => ref.archive === full.archive), 'the others by the full');
 
     // Nothing changed.
     const three = await backUp(source, '20261203-110000.tar.gz', two);
@@ -168,7 +178,7 @@ describe('postgres incremental', () => {
     await sql(database, TEN_TABLES);
     const source = postgres({ name: 'pg', connection: pgUrl(database) });
     const full = await backUp(source, '20261203-080000.tar.gz');
-    await sql(database, "DELETE FROM t6 WHERE id % 2 = 0; INSERT INTO t7 (ref, note) VALUES (1, 'late')");
+    await sql(database, `DELETE FROM t6 WHERE id % 2 = 0; INSERT INTO t7 (ref, note) VALUES (1, 'late'); ${CHANGE_LARGE_OBJECT}`);
     const one = await backUp(source, '20261203-090000.tar.gz', full);
     await sql(database, 'DROP TABLE t8');
     const two = await backUp(source, '20261203-100000.tar.gz', one);
@@ -209,6 +219,8 @@ describe('postgres incremental', () => {
       return copy;
     };
     await rejectsWithCode(restoreChain(`${database}_bad`, [one, full], damaged), 'CORRUPT_ARCHIVE', /20261203-080000\.tar\.gz.*public"?\."?t0/);
+    const blob = (entry: HeldEntry, depth: number): Buffer | undefined => (depth === 1 && /^blobs\/\d+$/.test(entry.path) ? Buffer.alloc(entry.data.length) : undefined);
+    await rejectsWithCode(restoreChain(`${database}_badblob`, [one, full], blob), 'CORRUPT_ARCHIVE', /20261203-080000\.tar\.gz.*large object/);
     await rejectsWithCode(restoreChain(`${database}_short`, [one]), 'CORRUPT_ARCHIVE', /20261203-080000\.tar\.gz/);
     assert.deepEqual(await databasesLike(`${database}_`), [], 'no database is left');
   });

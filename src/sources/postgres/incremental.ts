@@ -28,25 +28,44 @@ export interface TableState {
   readonly path: string;
 }
 
+/** One large object's bytes as the chain holds them. */
+export interface LargeObjectState {
+  readonly oid: number;
+  /** SHA-256 of its bytes. */
+  readonly sha256: string;
+  readonly bytes: number;
+  /** The archive whose `sources/<name>/<path>` holds the bytes. */
+  readonly archive: string;
+  /** `blobs/<oid>`. */
+  readonly path: string;
+}
+
 /** `Snapshot.state()` of a PostgreSQL source, as JSON. */
 export interface PostgresState {
   readonly version: typeof STATE_VERSION;
   /** The database encoding: COPY text of another encoding is other bytes. */
   readonly encoding: string;
-  /** SHA-256 of the schema, sequence values and large objects (schemaFingerprint). */
+  /** SHA-256 of the schema, sequence values and large objects' metadata (schemaFingerprint). */
   readonly schema: string;
   readonly tables: readonly TableState[];
+  readonly largeObjects: readonly LargeObjectState[];
 }
 
 /**
- * A `.ref` entry (`data/<entry>-<slug>.ref`), written where an unchanged table's chunk folder would
- * have been: its chunks are `<path>/000001.copy`… under `sources/<source>/` of `archive`.
+ * A `.ref` entry, written where unchanged data would have been: `blobs/<oid>.ref` for a large
+ * object, whose bytes are `<path>` under `sources/<source>/` of `archive`; `data/<entry>-<slug>.ref`
+ * for a table, whose chunks are `<path>/000001.copy`… there (a {@link TableRef}).
  */
-export interface TableRef {
+export interface DataRef {
   readonly archive: string;
   readonly path: string;
+  /** SHA-256 of the bytes referred to: a table's chunks, in order, as one. */
   readonly sha256: string;
   readonly bytes: number;
+}
+
+/** A table's `.ref`: also its row and chunk counts. */
+export interface TableRef extends DataRef {
   readonly rows: number;
   readonly chunks: number;
 }
@@ -70,7 +89,14 @@ export function parseState(data: Buffer): PostgresState | string {
     return 'its saved state is not JSON';
   }
   if (state?.version !== STATE_VERSION) return `its saved state has version ${JSON.stringify(state?.version)}, this backupkit builds on version ${STATE_VERSION}`;
-  if (typeof state.encoding !== 'string' || typeof state.schema !== 'string' || !Array.isArray(state.tables) || !state.tables.every(isTableState)) {
+  const valid =
+    typeof state.encoding === 'string' &&
+    typeof state.schema === 'string' &&
+    Array.isArray(state.tables) &&
+    state.tables.every(isTableState) &&
+    Array.isArray(state.largeObjects) &&
+    state.largeObjects.every(isLargeObjectState);
+  if (!valid) {
     return 'its saved state lacks fields';
   }
   return state as PostgresState;
@@ -87,27 +113,56 @@ function isTableState(value: unknown): value is TableState {
   );
 }
 
-/** A `.ref` entry's JSON. */
-export function renderRef(held: TableState): string {
-  const ref: TableRef = { archive: held.archive, path: held.path, sha256: held.sha256, bytes: held.bytes, rows: held.rows, chunks: held.chunks };
+function isLargeObjectState(value: unknown): value is LargeObjectState {
+  const lo = value as Partial<LargeObjectState> | null;
+  return typeof lo?.sha256 === 'string' && typeof lo.archive === 'string' && typeof lo.path === 'string' && [lo.oid, lo.bytes].every((n) => Number.isSafeInteger(n) && (n as number) >= 0);
+}
+
+/** A `.ref` entry's JSON: a table's with its rows and chunks, a large object's without. */
+export function renderRef(held: TableState | LargeObjectState): string {
+  const ref: DataRef | TableRef =
+    'table' in held
+      ? { archive: held.archive, path: held.path, sha256: held.sha256, bytes: held.bytes, rows: held.rows, chunks: held.chunks }
+      : { archive: held.archive, path: held.path, sha256: held.sha256, bytes: held.bytes };
   return `${JSON.stringify(ref, null, 1)}\n`;
 }
 
-/** Reads a `.ref` entry, refusing anything but the shape renderRef writes. */
-export function parseRef(data: Buffer, path: string): TableRef {
-  let ref: Partial<TableRef> | undefined;
+/** Reads a table's `.ref` entry, refusing anything but the shape renderRef writes. */
+export function parseTableRef(data: Buffer, path: string): TableRef {
+  const ref = parseJson(data, path) as Partial<TableRef> | null;
+  if (!isDataRef(ref, /^data\/[^/]+$/)) throw notRef(path);
+  const { rows, chunks } = ref as Partial<TableRef>;
+  if (![rows, chunks].every((n) => Number.isSafeInteger(n) && (n as number) >= 0)) throw notRef(path);
+  return ref as TableRef;
+}
+
+/** Reads a large object's `.ref` entry. */
+export function parseLargeObjectRef(data: Buffer, path: string): DataRef {
+  const ref = parseJson(data, path) as Partial<DataRef> | null;
+  if (!isDataRef(ref, /^blobs\/\d+$/)) throw notRef(path);
+  return ref;
+}
+
+function isDataRef(ref: Partial<DataRef> | null, path: RegExp): ref is DataRef {
+  return (
+    typeof ref?.archive === 'string' &&
+    typeof ref.path === 'string' &&
+    path.test(ref.path) &&
+    typeof ref.sha256 === 'string' &&
+    /^[0-9a-f]{64}$/.test(ref.sha256) &&
+    Number.isSafeInteger(ref.bytes) &&
+    ref.bytes! >= 0
+  );
+}
+
+function parseJson(data: Buffer, path: string): unknown {
   try {
-    ref = JSON.parse(data.toString()) as Partial<TableRef>;
+    return JSON.parse(data.toString());
   } catch (cause) {
     throw new BackupError('CORRUPT_ARCHIVE', `${path} of a PostgreSQL source is not JSON`, { cause });
   }
-  const ok =
-    typeof ref?.archive === 'string' &&
-    typeof ref.path === 'string' &&
-    /^data\/[^/]+$/.test(ref.path) &&
-    typeof ref.sha256 === 'string' &&
-    /^[0-9a-f]{64}$/.test(ref.sha256) &&
-    [ref.bytes, ref.rows, ref.chunks].every((n) => Number.isSafeInteger(n) && (n as number) >= 0);
-  if (!ok) throw new BackupError('CORRUPT_ARCHIVE', `${path} of a PostgreSQL source is not a reference to a table's data`);
-  return ref as TableRef;
+}
+
+function notRef(path: string): BackupError {
+  return new BackupError('CORRUPT_ARCHIVE', `${path} of a PostgreSQL source is not a reference to data of an earlier archive`);
 }

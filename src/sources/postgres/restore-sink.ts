@@ -11,7 +11,7 @@ import { readLimited } from '../../util/streams.js';
 import type { RestoreEntry, RestoreLayer, RestoreSink, VerifyCheck } from '../../types.js';
 import { SessionPool, clientConfig, connect, loadCopyStreams, quoteIdent, quoteLiteral } from './connection.js';
 import { copyTableOut } from './copy-out.js';
-import { parseRef, type TableRef } from './incremental.js';
+import { parseLargeObjectRef, parseTableRef, type DataRef } from './incremental.js';
 import { Lease, dropServerLeftovers, makeSpoolFolder, newTag, removeAbandonedSpools, restoreRoleName, scramVerifier } from './lease.js';
 import type { ParsedTarget } from './restore.js';
 import { OUTPUT_SETTINGS, RESTORE_SETTINGS, clientEncoding, copyTarget, type DatabaseLocale, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
@@ -149,8 +149,9 @@ export class PostgresRestoreSink implements RestoreSink {
   /** The archive whose entries are being written; `depth` 0 is the backup restored, which holds the schema. */
   private current: { archive: string; depth: number } = { archive: '', depth: 0 };
   /**
-   * The `.ref` entries of the backup restored, by the archive holding the rows and the folder of
-   * the chunks there: each table's rows are taken from that archive when it is read, and checked.
+   * The `.ref` entries of the backup restored, by the archive holding the data and its path there
+   * (a table's folder of chunks, a large object's file): taken from that archive when it is read,
+   * and checked against the ref's SHA-256.
    */
   private readonly refs = new Map<string, Map<string, PendingRef>>();
 
@@ -207,11 +208,20 @@ export class PostgresRestoreSink implements RestoreSink {
       this.requireToc(entry.path);
       const table = this.tables.get(ref[1]!);
       if (!table) throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} belongs to no table of toc.json`);
-      const held = parseRef(await readAll(entry.body, MAX_METADATA_BYTES), entry.path);
-      if (held.archive === this.current.archive) throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} refers to the archive it is in`);
-      const inArchive = this.refs.get(held.archive) ?? new Map<string, PendingRef>();
-      this.refs.set(held.archive, inArchive);
-      inArchive.set(held.path, { table, ref: held, hash: createHash('sha256'), chunks: 0 });
+      const held = parseTableRef(await readAll(entry.body, MAX_METADATA_BYTES), entry.path);
+      this.expect(entry.path, held, `the rows of ${table.qualifiedName}`, held.chunks, (file) => {
+        const files = this.chunkFiles.get(table.entry);
+        if (files) files.push(file);
+        else this.chunkFiles.set(table.entry, [file]);
+      });
+      return;
+    }
+    const blobRef = /^blobs\/(\d+)\.ref$/.exec(entry.path);
+    if (blobRef) {
+      this.requireToc(entry.path);
+      const oid = Number(blobRef[1]);
+      const held = parseLargeObjectRef(await readAll(entry.body, MAX_METADATA_BYTES), entry.path);
+      this.expect(entry.path, held, `large object ${oid}`, 1, (file) => this.blobFiles.push({ oid, file }));
       return;
     }
     const blob = /^blobs\/(\d+)$/.exec(entry.path);
@@ -240,31 +250,35 @@ export class PostgresRestoreSink implements RestoreSink {
     }
   }
 
-  /** An entry of an older archive of the chain: the chunks of a table the restored backup refers to, or nothing. */
+  /** Waits for the data a `.ref` of the backup restored names, in an older archive of the chain. */
+  private expect(path: string, ref: DataRef, what: string, entries: number, keep: (file: string) => void): void {
+    if (ref.archive === this.current.archive) throw new BackupError('CORRUPT_ARCHIVE', `${path} refers to the archive it is in`);
+    const inArchive = this.refs.get(ref.archive) ?? new Map<string, PendingRef>();
+    this.refs.set(ref.archive, inArchive);
+    inArchive.set(ref.path, { what, ref, entries, keep, hash: createHash('sha256'), received: 0 });
+  }
+
+  /** An entry of an older archive of the chain: data the restored backup refers to (kept), or anything else (skipped). */
   private async writeOlder(entry: RestoreEntry): Promise<void> {
     const chunk = /^(data\/[^/]+)\/(\d{6})\.copy$/.exec(entry.path);
-    const pending = chunk ? this.refs.get(this.current.archive)?.get(chunk[1]!) : undefined;
-    if (!pending || entry.type !== 'file') {
+    const pending = entry.type === 'file' ? this.refs.get(this.current.archive)?.get(chunk ? chunk[1]! : entry.path) : undefined;
+    if (!pending) {
       for await (const piece of entry.body) void piece;
       return;
     }
-    if (Number(chunk![2]) !== pending.chunks + 1) {
-      throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} of archive ${this.current.archive} is out of order: the rows of ${pending.table.qualifiedName} cannot be restored`);
+    if ((chunk ? Number(chunk[2]) : 1) !== pending.received + 1) {
+      throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} of archive ${this.current.archive} is out of order: ${pending.what} cannot be restored`);
     }
-    pending.chunks += 1;
-    const file = await this.spoolEntry(entry, pending.hash);
-    const files = this.chunkFiles.get(pending.table.entry);
-    if (files) files.push(file);
-    else this.chunkFiles.set(pending.table.entry, [file]);
+    pending.received += 1;
+    pending.keep(await this.spoolEntry(entry, pending.hash));
   }
 
-  /** Once an archive was read: every table whose rows it should hold got them, byte for byte. */
+  /** Once an archive was read: everything the restored backup refers to in it was there, byte for byte. */
   private checkLayerRefs(): void {
     const { archive } = this.current;
     for (const pending of this.refs.get(archive)?.values() ?? []) {
-      const { table, ref } = pending;
-      if (pending.chunks !== ref.chunks || pending.hash.digest('hex') !== ref.sha256) {
-        throw new BackupError('CORRUPT_ARCHIVE', `Archive ${archive} does not hold the rows of ${table.qualifiedName} that the backup restored refers to (${ref.path}: SHA-256 or chunk count differs)`, {
+      if (pending.received !== pending.entries || pending.hash.digest('hex') !== pending.ref.sha256) {
+        throw new BackupError('CORRUPT_ARCHIVE', `Archive ${archive} does not hold ${pending.what} that the backup restored refers to (${pending.ref.path}: SHA-256 or chunk count differs)`, {
           hint: 'That archive of the chain was replaced or damaged: restore an earlier point, or a backup made after a new full one.',
         });
       }
@@ -276,8 +290,8 @@ export class PostgresRestoreSink implements RestoreSink {
     try {
       this.checkLayerRefs();
       for (const [archive, pending] of this.refs) {
-        const table = [...pending.values()][0]!.table.qualifiedName;
-        throw new BackupError('CORRUPT_ARCHIVE', `The rows of ${table} are in archive ${archive}, which is no part of the chain restored`, {
+        const what = [...pending.values()][0]!.what;
+        throw new BackupError('CORRUPT_ARCHIVE', `Archive ${archive}, which holds ${what}, is no part of the chain restored`, {
           hint: 'Restore from the destination that holds the whole chain, from its full backup on.',
         });
       }
@@ -590,11 +604,16 @@ export class PostgresRestoreSink implements RestoreSink {
 
 /** A `.ref` entry of the backup restored, waiting for the older archive that holds its table's rows. */
 interface PendingRef {
-  readonly table: TocTable;
-  readonly ref: TableRef;
-  /** Of the chunks received so far, in order. */
+  /** For messages: `the rows of public.t0`, `large object 16400`. */
+  readonly what: string;
+  readonly ref: DataRef;
+  /** How many entries hold it: a table's chunks, or a large object's one file. */
+  readonly entries: number;
+  /** Takes the next entry's spooled file. */
+  readonly keep: (file: string) => void;
+  /** Of the entries received so far, in order. */
   readonly hash: Hash;
-  chunks: number;
+  received: number;
 }
 
 async function* hashing(body: AsyncIterable<Uint8Array>, hash: Hash): AsyncGenerator<Uint8Array> {

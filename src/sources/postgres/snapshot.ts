@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pLimit from 'p-limit';
 import type pg from 'pg';
 import { BackupError, asBackupError } from '../../errors.js';
@@ -8,7 +9,7 @@ import { readCatalog } from './catalog/index.js';
 import { connect } from './connection.js';
 import { chunkPath } from './copy-out.js';
 import { CopyThread } from './copy-thread.js';
-import { MAX_STATE_BYTES, STATE_VERSION, parseState, renderRef, schemaFingerprint, type PostgresState, type TableState } from './incremental.js';
+import { MAX_STATE_BYTES, STATE_VERSION, parseState, renderRef, schemaFingerprint, type LargeObjectState, type PostgresState, type TableState } from './incremental.js';
 import { renderRestoreSql } from './restore-script.js';
 import { OUTPUT_SETTINGS, clientEncoding, renderSchemaSql, type TableDataSummary, type Toc, type TocTable } from './toc.js';
 
@@ -64,12 +65,15 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs 
   const idle: CopyThread[] = [];
   /** In `changes` mode, the tables whose rows the previous backup's chain already holds, by name. */
   let held: Map<string, TableState> | undefined;
-  /** Each table's data as the chain holds it after this backup: what state() saves. */
-  let saved: TableState[] | undefined;
+  /** In `changes` mode, the large objects whose bytes the chain already holds, by OID. */
+  let heldBlobs: Map<number, LargeObjectState> | undefined;
+  /** Each table's and large object's data as the chain holds it after this backup: what state() saves. */
+  let saved: { tables: TableState[]; largeObjects: LargeObjectState[] } | undefined;
   return {
     async estimate() {
       const sent = toc.tables.filter((table) => !held?.has(table.qualifiedName));
-      const bytes = sent.reduce((sum, t) => sum + t.estimatedBytes, 0) + toc.largeObjects.reduce((sum, lo) => sum + lo.size, 0);
+      const blobs = toc.largeObjects.filter((lo) => !heldBlobs?.has(lo.oid));
+      const bytes = sent.reduce((sum, t) => sum + t.estimatedBytes, 0) + blobs.reduce((sum, lo) => sum + lo.size, 0);
       return { bytes, items: 6 + 2 * toc.tables.length + toc.largeObjects.length };
     },
     async changes() {
@@ -82,8 +86,8 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs 
         return { mode: 'full', unchanged: false };
       }
       held = await unchangedTables(previous);
-      // Large objects are not compared: they are always sent, so a database that holds any always has changes.
-      const unchanged = previous.schema === schemaFingerprint(toc) && held.size === toc.tables.length && toc.largeObjects.length === 0;
+      heldBlobs = await unchangedLargeObjects(previous);
+      const unchanged = previous.schema === schemaFingerprint(toc) && held.size === toc.tables.length && heldBlobs.size === toc.largeObjects.length;
       return { mode: 'incremental', unchanged };
     },
     async *entries(): AsyncGenerator<Entry> {
@@ -105,20 +109,31 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs 
       }
       const sent = yield* copyTables(toc.tables.filter((table) => !refs.has(table.entry)), snapshotId, context.signal, startedAt);
       if (toc.largeObjects.length > 0) yield folder('blobs', startedAt);
-      for (const lo of toc.largeObjects) yield largeObjectEntry(main, lo.oid, lo.size, startedAt);
+      const blobs: LargeObjectState[] = [];
+      for (const lo of toc.largeObjects) {
+        const state = heldBlobs?.get(lo.oid);
+        if (state) {
+          blobs.push(state);
+          yield file(`blobs/${lo.oid}.ref`, renderRef(state));
+          continue;
+        }
+        const path = `blobs/${lo.oid}`;
+        yield largeObjectEntry(main, path, lo.oid, lo.size, startedAt, (sha256) => blobs.push({ oid: lo.oid, sha256, bytes: lo.size, archive: context.archive, path }));
+      }
 
       const summaries = [...sent, ...[...refs].map(([entry, state]) => ({ entry, rows: state.rows, bytes: state.bytes, chunks: state.chunks, sha256: state.sha256 }))].sort((a, b) => a.entry - b.entry);
       const byEntry = new Map(toc.tables.map((table) => [table.entry, table]));
-      saved = summaries.map((summary) => {
+      const tables = summaries.map((summary) => {
         const table = byEntry.get(summary.entry)!;
         return refs.get(summary.entry) ?? { table: table.qualifiedName, sha256: summary.sha256, bytes: summary.bytes, rows: summary.rows, chunks: summary.chunks, archive: context.archive, path: table.dataPath };
       });
+      saved = { tables, largeObjects: blobs };
       yield file('data.json', `${JSON.stringify({ tables: summaries }, null, 1)}\n`);
-      yield file('restore.sql', renderRestoreSql(toc, summaries, { source: name, refs }));
+      yield file('restore.sql', renderRestoreSql(toc, summaries, { source: name, refs, largeObjects: heldBlobs ?? new Map() }));
     },
     async *state() {
       if (saved === undefined) throw new BackupError('SOURCE_FAILED', 'The state of a PostgreSQL source was asked for before its entries were read');
-      const state: PostgresState = { version: STATE_VERSION, encoding: toc.database.encoding, schema: schemaFingerprint(toc), tables: saved };
+      const state: PostgresState = { version: STATE_VERSION, encoding: toc.database.encoding, schema: schemaFingerprint(toc), ...saved };
       yield Buffer.from(`${JSON.stringify(state)}\n`);
     },
     async close() {
@@ -154,6 +169,30 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs 
         }),
       ),
     );
+    return same;
+  }
+
+  /**
+   * The large objects of the previous state whose bytes in this snapshot hash the same, read in the
+   * snapshot transaction (one that changed size is not read).
+   */
+  async function unchangedLargeObjects(previous: PostgresState): Promise<Map<number, LargeObjectState>> {
+    const before = new Map(previous.largeObjects.map((state) => [state.oid, state]));
+    const same = new Map<number, LargeObjectState>();
+    for (const lo of toc.largeObjects) {
+      const state = before.get(lo.oid);
+      if (state?.bytes !== lo.size) continue;
+      const hash = createHash('sha256');
+      try {
+        for await (const piece of readLargeObject(main, lo.oid, lo.size)) {
+          context.signal.throwIfAborted();
+          hash.update(piece);
+        }
+      } catch (error) {
+        throw asBackupError(error, 'SOURCE_FAILED', `Reading large object ${lo.oid} failed`);
+      }
+      if (hash.digest('hex') === state.sha256) same.set(lo.oid, state);
+    }
     return same;
   }
 
@@ -201,19 +240,28 @@ function folder(path: string, mtime: Date): Entry {
   return { path, type: 'directory', mode: 0o755, mtime, size: 0 };
 }
 
-/** A large object, read in pieces inside the snapshot transaction. */
-function largeObjectEntry(client: pg.Client, oid: number, size: number, mtime: Date): Entry {
+/** A large object, read in pieces inside the snapshot transaction; `hashed` gets the SHA-256 of its bytes once they are read. */
+function largeObjectEntry(client: pg.Client, path: string, oid: number, size: number, mtime: Date, hashed: (sha256: string) => void): Entry {
   return {
-    path: `blobs/${oid}`,
+    path,
     type: 'file',
     mode: 0o644,
     mtime,
     size,
     body: async function* () {
-      for (let offset = 0; offset < size; offset += LARGE_OBJECT_PIECE) {
-        const { rows } = await client.query<{ data: Buffer }>('SELECT lo_get($1, $2, $3) AS data', [oid, offset, Math.min(LARGE_OBJECT_PIECE, size - offset)]);
-        yield rows[0]!.data;
+      const hash = createHash('sha256');
+      for await (const piece of readLargeObject(client, oid, size)) {
+        hash.update(piece);
+        yield piece;
       }
+      hashed(hash.digest('hex'));
     },
   };
+}
+
+async function* readLargeObject(client: pg.Client, oid: number, size: number): AsyncGenerator<Buffer> {
+  for (let offset = 0; offset < size; offset += LARGE_OBJECT_PIECE) {
+    const { rows } = await client.query<{ data: Buffer }>('SELECT lo_get($1, $2, $3) AS data', [oid, offset, Math.min(LARGE_OBJECT_PIECE, size - offset)]);
+    yield rows[0]!.data;
+  }
 }
