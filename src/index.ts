@@ -65,6 +65,7 @@ export type {
   SnapshotChanges,
   SnapshotContext,
   Source,
+  SourceMode,
   SourceKind,
   SourceKindCli,
   SourceKindCliOptions,
