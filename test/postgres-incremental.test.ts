@@ -11,7 +11,7 @@ import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { postgres, type BackupWarning, type SnapshotChanges, type Source } from '../src/index.js';
 import { postgresRestorer } from '../src/sources/postgres/index.js';
-import type { BackupType, EntryType, RestoreSink } from '../src/types.js';
+import type { EntryType, RestoreSink, SourceMode } from '../src/types.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
 import { createDatabase, databasesLike, dataFingerprint, pgUrl, PG_HOST, PG_PORT, PG_USER, schemaDump, sql } from './helpers/postgres.js';
@@ -41,7 +41,7 @@ interface HeldEntry {
 
 interface Backup {
   readonly archive: string;
-  readonly mode: BackupType;
+  readonly mode: SourceMode;
   readonly changes: SnapshotChanges | undefined;
   readonly entries: HeldEntry[];
   readonly state: Buffer;
@@ -124,7 +124,7 @@ describe('postgres incremental', () => {
     await sql(database, `UPDATE t1 SET note = 'changed' WHERE id <= 10; ${CHANGE_LARGE_OBJECT}`);
     const one = await backUp(source, '20261203-090000.tar.gz', full);
     expected.push(await describeDatabase(database));
-    assert.deepEqual(one.changes, { mode: 'incremental', unchanged: false });
+    assert.deepEqual(one.changes, { mode: 'changes', unchanged: false });
     assert.deepEqual(paths(one, /\.copy$/).map((path) => path.replace(/^data\/\d+-/, '')), ['public.t1/000001.copy']);
     // Every other table with rows is a ref; the empty one has neither chunks nor a ref, as in a full.
     assert.deepEqual(paths(one, /^data\/.*\.ref$/).map((path) => path.replace(/^data\/\d+-/, '')).sort(), [0, 2, 3, 4, 5, 6, 7, 8].map((i) => `public.t${i}.ref`));
@@ -141,7 +141,7 @@ describe('postgres incremental', () => {
       ALTER TABLE t3 ADD COLUMN extra integer DEFAULT 7; CREATE INDEX t4_note ON t4 (note);`);
     const two = await backUp(source, '20261203-100000.tar.gz', one);
     expected.push(await describeDatabase(database));
-    assert.deepEqual(two.changes, { mode: 'incremental', unchanged: false });
+    assert.deepEqual(two.changes, { mode: 'changes', unchanged: false });
     assert.deepEqual(paths(two, /\.copy$/).map((path) => path.replace(/^data\/\d+-/, '').replace(/\/.*/, '')).sort(), ['public.t10', 'public.t3']);
     const refsOfTwo = two.entries.filter((entry) => entry.path.endsWith('.ref')).map((entry) => JSON.parse(entry.data.toString()) as { archive: string; path: string });
     assert.deepEqual(
@@ -154,11 +154,11 @@ describe('postgres incremental', () => {
 
     // Nothing changed.
     const three = await backUp(source, '20261203-110000.tar.gz', two);
-    assert.deepEqual(three.changes, { mode: 'incremental', unchanged: true });
+    assert.deepEqual(three.changes, { mode: 'changes', unchanged: true });
     // A sequence that moved is a change, though no row did.
     await sql(database, "SELECT nextval('t5_id_seq')");
     const four = await backUp(source, '20261203-120000.tar.gz', two);
-    assert.deepEqual(four.changes, { mode: 'incremental', unchanged: false });
+    assert.deepEqual(four.changes, { mode: 'changes', unchanged: false });
     assert.deepEqual(paths(four, /\.copy$/), []);
     expected.push(await describeDatabase(database));
 

@@ -88,7 +88,7 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs 
       held = await unchangedTables(previous);
       heldBlobs = await unchangedLargeObjects(previous);
       const unchanged = previous.schema === schemaFingerprint(toc) && held.size === toc.tables.length && heldBlobs.size === toc.largeObjects.length;
-      return { mode: 'incremental', unchanged };
+      return { mode: 'changes', unchanged };
     },
     async *entries(): AsyncGenerator<Entry> {
       const file = (path: string, text: string): Entry => {
