@@ -27,6 +27,8 @@ const turns = setInterval(() => {
 }, 5);
 const started = performance.now();
 
+/** What a backup wrote: the archive's size, and whether it was an incremental or wrote nothing at all. */
+let backup: { bytes: number; type: string; unchanged: boolean } | undefined;
 if (mode === 'backup') {
   // For PostgreSQL the source is a connection string.
   const source: Source =
@@ -43,7 +45,10 @@ if (mode === 'backup') {
     : algorithm === 'zstd' || algorithm === 'gzip'
       ? { compression: { algorithm: algorithm as 'zstd' | 'gzip', level: Number(level ?? 1) } }
       : {};
-  await new Database({ sources: [source] }).startBackup({ to, ...encrypt, ...compression }).done;
+  // BENCH_BACKUP_TYPE=incremental builds on the newest backup in archiveDir.
+  const type = process.env.BENCH_BACKUP_TYPE === 'incremental' ? ('incremental' as const) : ('full' as const);
+  const result = await new Database({ sources: [source] }).startBackup({ to, type, ...encrypt, ...compression }).done;
+  backup = { bytes: result.size, type: result.type, unchanged: result.unchanged === true };
 } else {
   // For PostgreSQL the target is `<server connection string> <database>`.
   const [connection = '', database = ''] = target.split(' ');
@@ -59,5 +64,6 @@ process.stdout.write(
     peakRssMb: process.resourceUsage().maxRSS / 1024,
     maxStallMs: stalls.max / 1e6,
     maxBusyMs,
+    ...backup,
   })}\n`,
 );

@@ -12,6 +12,9 @@
  *   PostgreSQL  pgbench -i -s 60 (~1 GB) plus a table of jsonb and bytea, 2 jobs on both sides:
  *           backupkit backup  vs  pg_dump -Fc -Z1  and  pg_dump -Fd -j2 -Z1
  *           backupkit restore vs  pg_restore -j2 (from the -Fc dump)
+ *   PostgreSQL incremental  ten tables of the same size, one of them changed (1 % of its rows):
+ *           the incremental's archive bytes and time vs the full's, and an incremental with
+ *           nothing changed (hashing every table, writing nothing)
  *   S3      a 1 GB archive (one incompressible file, stored uncompressed) to moto_server on
  *           127.0.0.1: one S3 destination, then a local folder and S3 together
  *   Import  `import('backupkit')` in a fresh process vs bare node: wall time and peak RSS,
@@ -19,8 +22,10 @@
  *
  * Sizes: BENCH_SQLITE_MB (1024), BENCH_FILES_MB (1024), BENCH_FILES_COUNT (50000). Work folder:
  * BENCH_DIR (a new temporary folder, removed afterwards; a given one is kept, and the data in it
- * reused). BENCH_ONLY=sqlite, files, postgres, s3 or import runs one part. BENCH_PG_SCALE (60) sizes the
- * PostgreSQL database, on the server at BENCH_PG_URL (postgres://postgres@127.0.0.1:5432). Needs
+ * reused). BENCH_ONLY=sqlite, files, postgres, postgres-incremental, s3 or import runs one part.
+ * BENCH_PG_SCALE (60) sizes the PostgreSQL database, BENCH_PG_INCREMENTAL_MB (500) the one of ten
+ * tables whose incremental is compared with its full, on the server at BENCH_PG_URL
+ * (postgres://postgres@127.0.0.1:5432). Needs
  * sqlite3, pigz, gzip, tar, gpg, moto_server, pgbench, pg_dump and pg_restore.
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -39,8 +44,9 @@ const sqliteMb = Number(process.env.BENCH_SQLITE_MB ?? 1024);
 const filesMb = Number(process.env.BENCH_FILES_MB ?? 1024);
 const fileCount = Number(process.env.BENCH_FILES_COUNT ?? 50_000);
 
-// The import cost needs none of them.
-for (const tool of only === 'import' ? [] : ['sqlite3', 'pigz', 'gzip', 'zstd', 'tar', 'gpg', 'moto_server', 'pgbench', 'pg_dump', 'pg_restore', 'psql']) {
+// The import cost needs none of them, the PostgreSQL incremental psql only.
+const PART_TOOLS: Record<string, string[]> = { import: [], 'postgres-incremental': ['psql'] };
+for (const tool of PART_TOOLS[only ?? ''] ?? ['sqlite3', 'pigz', 'gzip', 'zstd', 'tar', 'gpg', 'moto_server', 'pgbench', 'pg_dump', 'pg_restore', 'psql']) {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
   } catch {
@@ -60,6 +66,9 @@ await writeFile(join(work, 'passphrase'), PASSPHRASE);
 
 interface Measured {
   seconds: number;
+  /** A backup's archive size in bytes, and whether it wrote nothing (an incremental with nothing changed). */
+  bytes?: number;
+  unchanged?: boolean;
   peakRssMb?: number;
   maxStallMs?: number;
   /** The longest the main thread ran without a turn of its event loop, in CPU time: the stall without the machine's load. */
@@ -72,9 +81,15 @@ function timeShell(script: string): Measured {
   return { seconds: (performance.now() - started) / 1000 };
 }
 
-function runChild(encrypted: boolean, mode: string, kind: string, source: string, archives: string, target = '', s3 = '', compression = ''): Measured {
+function runChild(encrypted: boolean, mode: string, kind: string, source: string, archives: string, target = '', s3 = '', compression = '', backupType = ''): Measured {
   const args = [mode, kind, source, archives, target];
-  const env = { ...process.env, ...(encrypted ? { BENCH_PASSPHRASE: PASSPHRASE } : {}), ...(s3 ? { BENCH_S3: s3 } : {}), ...(compression ? { BENCH_COMPRESSION: compression } : {}) };
+  const env = {
+    ...process.env,
+    ...(encrypted ? { BENCH_PASSPHRASE: PASSPHRASE } : {}),
+    ...(s3 ? { BENCH_S3: s3 } : {}),
+    ...(compression ? { BENCH_COMPRESSION: compression } : {}),
+    ...(backupType ? { BENCH_BACKUP_TYPE: backupType } : {}),
+  };
   const out = execFileSync(process.execPath, [join(here, 'child.js'), ...args], { cwd: work, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   return JSON.parse(out.trim().split('\n').at(-1) as string) as Measured;
 }
@@ -187,6 +202,40 @@ async function benchPostgres(): Promise<void> {
   await fresh('pg-archives', 'dump.fc', 'dump.dir');
 }
 
+const pgIncrementalMb = Number(process.env.BENCH_PG_INCREMENTAL_MB ?? 500);
+const incrementalRows: Array<{ case: string; full: Measured; incremental: Measured; unchanged: Measured }> = [];
+
+/**
+ * Ten tables of the same size; a full backup, then 1 % of one table's rows updated and an
+ * incremental, then an incremental with nothing changed (the cost of hashing every table in the
+ * snapshot, with nothing written).
+ */
+async function benchPostgresIncremental(): Promise<void> {
+  const database = `backupkit_bench_inc_${pgIncrementalMb}mb`;
+  const psql = (db: string, command: string) => execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', `${pgServer}/${db}`, '-c', command], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+  const rowsPerTable = Math.ceil((pgIncrementalMb * 1024 * 1024) / 10 / 180);
+  psql('postgres', `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+  console.error(`preparing PostgreSQL database ${database} (10 tables of ${rowsPerTable} rows)`);
+  psql('postgres', `CREATE DATABASE ${database}`);
+  for (let i = 0; i < 10; i++) {
+    psql(database, `CREATE TABLE t${i} (id bigint PRIMARY KEY, name text NOT NULL, body text NOT NULL);
+      INSERT INTO t${i} SELECT g, md5((g * ${i + 1})::text), md5(g::text) || md5((g + ${i})::text) || md5((g * 3)::text) || md5((g * 7)::text) FROM generate_series(1, ${rowsPerTable}) g`);
+  }
+  psql(database, 'VACUUM ANALYZE');
+  const source = `${pgServer}/${database}`;
+  await fresh('pg-inc-archives');
+  const archives = join(work, 'pg-inc-archives');
+  console.error('postgres incremental: full, one table changed, nothing changed');
+  const full = runChild(false, 'backup', 'postgres', source, archives);
+  psql(database, `UPDATE t3 SET name = 'changed' WHERE id % 100 = 0`);
+  const incremental = runChild(false, 'backup', 'postgres', source, archives, '', '', '', 'incremental');
+  const unchanged = runChild(false, 'backup', 'postgres', source, archives, '', '', '', 'incremental');
+  if (!unchanged.unchanged) throw new Error('an incremental with nothing changed wrote a backup');
+  incrementalRows.push({ case: `PostgreSQL, one of ten tables changed (${pgIncrementalMb} MB)`, full, incremental, unchanged });
+  psql('postgres', `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+  await fresh('pg-inc-archives');
+}
+
 async function benchFiles(): Promise<void> {
   const tree = join(work, 'tree');
   if (!existsSync(tree)) {
@@ -288,6 +337,7 @@ if (only === undefined || only === 'import') await benchImport();
 if (only === undefined || only === 'sqlite') await benchSqlite();
 if (only === undefined || only === 'files') await benchFiles();
 if (only === undefined || only === 'postgres') await benchPostgres();
+if (only === undefined || only === 'postgres-incremental') await benchPostgresIncremental();
 if (only === undefined || only === 's3') await benchS3();
 
 const line = (cells: string[]) => `| ${cells.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`;
@@ -307,6 +357,26 @@ if (rows.length > 0) {
         (row.backupkit.peakRssMb ?? 0).toFixed(0),
         (row.backupkit.maxStallMs ?? 0).toFixed(1),
         (row.backupkit.maxBusyMs ?? 0).toFixed(1),
+      ]),
+    );
+  }
+}
+if (incrementalRows.length > 0) {
+  console.log('\n' + line(['incremental vs full', 'full MB', 'full s', 'incremental MB', 'incremental s', 'bytes ratio', 'time ratio', 'nothing changed s', 'peak RSS MB']));
+  console.log(line(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
+  const mb = (bytes = 0) => (bytes / 1024 / 1024).toFixed(1);
+  for (const row of incrementalRows) {
+    console.log(
+      line([
+        row.case,
+        mb(row.full.bytes),
+        row.full.seconds.toFixed(2),
+        mb(row.incremental.bytes),
+        row.incremental.seconds.toFixed(2),
+        `${((100 * (row.incremental.bytes ?? 0)) / (row.full.bytes ?? 1)).toFixed(1)} %`,
+        `${((100 * row.incremental.seconds) / row.full.seconds).toFixed(0)} %`,
+        row.unchanged.seconds.toFixed(2),
+        Math.max(row.full.peakRssMb ?? 0, row.incremental.peakRssMb ?? 0).toFixed(0),
       ]),
     );
   }
