@@ -5,11 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { postgres, type BackupWarning, type SnapshotChanges, type Source } from '../src/index.js';
+import { Database, directory, postgres, type BackupWarning, type SnapshotChanges, type Source } from '../src/index.js';
 import { postgresRestorer } from '../src/sources/postgres/index.js';
 import type { EntryType, RestoreSink, SourceMode } from '../src/types.js';
 import { rejectsWithCode } from './helpers/errors.js';
@@ -238,5 +238,47 @@ describe('postgres incremental', () => {
       assert.equal(paths(again, /\.ref$/).length, 0);
       assert.deepEqual(paths(again, /\.copy$/).sort(), paths(full, /\.copy$/).sort());
     }
+  });
+});
+
+describe('postgres incremental, through the engine', () => {
+  it('a chain of a full and incrementals: .ref entries in the archives, state beside them, nothing written when nothing changed, restored by hand with tar and psql', async (t) => {
+    const database = await createDatabase(t, 'inceng');
+    await sql(database, TEN_TABLES);
+    const dir = await tempDir(t, 'pg-inc-engine');
+    const to = directory({ path: dir });
+    const db = new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(database) })] });
+
+    const full = await db.startBackup({ to, type: 'incremental' }).done;
+    assert.equal(full.type, 'full', 'the first backup of a chain is a full');
+    await sql(database, `UPDATE t1 SET note = 'changed' WHERE id <= 10; DROP TABLE t2; CREATE TABLE t10 (id integer PRIMARY KEY, v text);
+      INSERT INTO t10 SELECT g, 'new ' || g FROM generate_series(1, 50) g; ALTER TABLE t3 ADD COLUMN extra integer DEFAULT 7; ${CHANGE_LARGE_OBJECT}`);
+    const one = await db.startBackup({ to, type: 'incremental' }).done;
+    assert.deepEqual([one.type, one.previous, one.base], ['incremental', full.name, full.name]);
+    assert.ok(one.size < full.size / 5, `the incremental is ${one.size} bytes, the full ${full.size}`);
+    const listed = (await run('tar', ['-tzf', join(dir, one.name)])).stdout.trim().split('\n');
+    assert.deepEqual(listed.filter((path) => path.endsWith('.copy')).map((path) => path.replace(/^sources\/pg\/data\/\d+-/, '').replace(/\/.*/, '')).sort(), ['public.t1', 'public.t10', 'public.t3']);
+    assert.equal(listed.filter((path) => /^sources\/pg\/data\/.*\.ref$/.test(path)).length, 6, 't0 and t4 to t8 are referred to (t9 is empty)');
+    const header = JSON.parse((await run('tar', ['-xzOf', join(dir, one.name), 'header.json'])).stdout) as { formatVersion: number; sources: Array<{ mode: string }> };
+    assert.deepEqual([header.formatVersion, header.sources[0]?.mode], [3, 'changes']);
+    const state = JSON.parse((await run('tar', ['-xzOf', join(dir, `${one.name}.state`), 'pg'])).stdout) as { tables: Array<{ table: string; archive: string }> };
+    assert.deepEqual(state.tables.filter((table) => table.archive === one.name).map((table) => table.table).sort(), ['public.t1', 'public.t10', 'public.t3']);
+    const expected = await describeDatabase(database);
+
+    const files = (await readdir(dir)).sort();
+    const same = await db.startBackup({ to, type: 'incremental' }).done;
+    assert.deepEqual([same.unchanged, same.name], [true, one.name], 'nothing changed: the standing backup is named');
+    assert.deepEqual((await readdir(dir)).sort(), files, 'and nothing was written');
+
+    // By hand, as docs/POSTGRES.md says: each archive into a folder named as it, side by side; the newest's restore.sql.
+    const chain = join(dir, 'chain');
+    for (const name of [full.name, one.name]) {
+      await mkdir(join(chain, name), { recursive: true });
+      await run('tar', ['-xzf', join(dir, name), '-C', join(chain, name)]);
+    }
+    const byHand = `${database}_byhand`;
+    await sql('postgres', `CREATE DATABASE "${byHand}"`);
+    await run('psql', ['-q', '-X', '-h', PG_HOST, '-p', String(PG_PORT), '-U', PG_USER, '-d', byHand, '-f', 'restore.sql'], { cwd: join(chain, one.name, 'sources', 'pg') });
+    assert.deepEqual(await describeDatabase(byHand), expected);
   });
 });
