@@ -6,6 +6,8 @@
  */
 import { createHash } from 'node:crypto';
 import { BackupError } from '../../errors.js';
+import type { PreviousState } from '../../types.js';
+import { readLimited } from '../../util/streams.js';
 import type { Toc } from './toc.js';
 
 /** The version of the state this backupkit writes and builds on. */
@@ -80,8 +82,15 @@ export function schemaFingerprint(toc: Toc): string {
   return createHash('sha256').update(JSON.stringify({ ...toc, tables })).digest('hex');
 }
 
-/** Parses a previous state, or says in a sentence why it cannot be built on. */
-export function parseState(data: Buffer): PostgresState | string {
+/** Reads the previous backup's state, or says in a few words why it cannot be built on. */
+export async function readState(previous: PreviousState, encoding: string): Promise<PostgresState | string> {
+  const tooLarge = new Error('too large');
+  // A failure to read is the backup's failure; a state of another shape only makes this source a full.
+  const data = await readLimited(previous.read(), MAX_STATE_BYTES, () => tooLarge).catch((error: unknown) => {
+    if (error === tooLarge) return undefined;
+    throw error;
+  });
+  if (data === undefined) return `its saved state is larger than ${MAX_STATE_BYTES / 1024 / 1024} MiB`;
   let state: Partial<PostgresState> | undefined;
   try {
     state = JSON.parse(data.toString()) as Partial<PostgresState>;
@@ -96,9 +105,9 @@ export function parseState(data: Buffer): PostgresState | string {
     state.tables.every(isTableState) &&
     Array.isArray(state.largeObjects) &&
     state.largeObjects.every(isLargeObjectState);
-  if (!valid) {
-    return 'its saved state lacks fields';
-  }
+  if (!valid) return 'its saved state lacks fields';
+  // COPY text in another encoding is other bytes: every table would differ.
+  if (state.encoding !== encoding) return `its database encoding was ${state.encoding}, this one's is ${encoding}`;
   return state as PostgresState;
 }
 

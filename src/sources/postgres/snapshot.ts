@@ -4,12 +4,11 @@ import type pg from 'pg';
 import { BackupError, asBackupError } from '../../errors.js';
 import type { Entry, Snapshot, SnapshotContext } from '../../types.js';
 import { BoundedQueue } from '../../util/bounded-queue.js';
-import { readLimited } from '../../util/streams.js';
 import { readCatalog } from './catalog/index.js';
 import { connect } from './connection.js';
 import { chunkPath } from './copy-out.js';
 import { CopyThread } from './copy-thread.js';
-import { MAX_STATE_BYTES, STATE_VERSION, parseState, renderRef, schemaFingerprint, type LargeObjectState, type PostgresState, type TableState } from './incremental.js';
+import { STATE_VERSION, readState, renderRef, schemaFingerprint, type LargeObjectState, type PostgresState, type TableState } from './incremental.js';
 import { renderRestoreSql } from './restore-script.js';
 import { OUTPUT_SETTINGS, clientEncoding, renderSchemaSql, type TableDataSummary, type Toc, type TocTable } from './toc.js';
 
@@ -78,11 +77,9 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs 
     },
     async changes() {
       if (!context.previous) return { mode: 'full', unchanged: false };
-      const data = await readLimited(context.previous.read(), MAX_STATE_BYTES, () => new BackupError('CORRUPT_ARCHIVE', 'The saved state of a PostgreSQL source is too large'));
-      const previous = parseState(data);
-      const rejected = typeof previous === 'string' ? previous : previous.encoding !== toc.database.encoding ? `its database encoding was ${previous.encoding}` : undefined;
-      if (rejected !== undefined || typeof previous === 'string') {
-        context.warn({ code: 'INCREMENTAL_BASE_REJECTED', message: `The previous backup cannot be built on (${rejected}): this PostgreSQL source is backed up in full` });
+      const previous = await readState(context.previous, toc.database.encoding);
+      if (typeof previous === 'string') {
+        context.warn({ code: 'INCREMENTAL_BASE_REJECTED', message: `The previous backup cannot be built on (${previous}): this PostgreSQL source is backed up in full` });
         return { mode: 'full', unchanged: false };
       }
       held = await unchangedTables(previous);
