@@ -230,8 +230,10 @@ describe('postgres incremental', () => {
     await sql(database, TEN_TABLES);
     const source = postgres({ name: 'pg', connection: pgUrl(database) });
     const full = await backUp(source, '20261203-080000.tar.gz');
-    const other = Buffer.from(JSON.stringify({ ...JSON.parse(full.state.toString()), version: 99 }));
-    for (const state of [Buffer.from('not json'), other]) {
+    const saved = JSON.parse(full.state.toString()) as Record<string, unknown>;
+    const otherVersion = Buffer.from(JSON.stringify({ ...saved, version: 99 }));
+    const otherEncoding = Buffer.from(JSON.stringify({ ...saved, encoding: 'LATIN1' }));
+    for (const state of [Buffer.from('not json'), otherVersion, otherEncoding]) {
       const again = await backUp(source, '20261203-090000.tar.gz', full, state);
       assert.deepEqual(again.changes, { mode: 'full', unchanged: false });
       assert.deepEqual(again.warnings.map((warning) => warning.code), ['INCREMENTAL_BASE_REJECTED']);
