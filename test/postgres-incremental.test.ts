@@ -136,9 +136,10 @@ describe('postgres incremental', () => {
     const [first, second] = (await sql<{ oid: string }>(database, 'SELECT oid::text FROM pg_largeobject_metadata ORDER BY oid')).map((row) => row.oid);
     assert.deepEqual(paths(one, /^blobs\//), [`blobs/${first}`, `blobs/${second}.ref`], 'the large object that changed is sent, the other one referred to');
 
-    // A table dropped, one added, one with a new column (its rows change), an index added (schema only).
+    // A table dropped, one added, one with a new column (its rows change), an index added (schema only),
+    // a column's type changed without a change in its text (t5's rows are still referred to).
     await sql(database, `DROP TABLE t2; CREATE TABLE t10 (id integer PRIMARY KEY, v text); INSERT INTO t10 SELECT g, 'new ' || g FROM generate_series(1, 50) g;
-      ALTER TABLE t3 ADD COLUMN extra integer DEFAULT 7; CREATE INDEX t4_note ON t4 (note);`);
+      ALTER TABLE t3 ADD COLUMN extra integer DEFAULT 7; CREATE INDEX t4_note ON t4 (note); ALTER TABLE t5 ALTER COLUMN note TYPE varchar(100);`);
     const two = await backUp(source, '20261203-100000.tar.gz', one);
     expected.push(await describeDatabase(database));
     assert.deepEqual(two.changes, { mode: 'changes', unchanged: false });
