@@ -289,9 +289,10 @@ export class PostgresRestoreSink implements RestoreSink {
   async prepare(): Promise<void> {
     try {
       this.checkLayerRefs();
-      for (const [archive, pending] of this.refs) {
-        const what = [...pending.values()][0]!.what;
-        throw new BackupError('CORRUPT_ARCHIVE', `Archive ${archive}, which holds ${what}, is no part of the chain restored`, {
+      const [unread] = this.refs;
+      if (unread) {
+        const [archive, pending] = unread;
+        throw new BackupError('CORRUPT_ARCHIVE', `Archive ${archive}, which holds ${[...pending.values()][0]!.what}, is no part of the chain restored`, {
           hint: 'Restore from the destination that holds the whole chain, from its full backup on.',
         });
       }
