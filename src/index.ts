@@ -52,6 +52,8 @@ export type {
   DestinationCapabilities,
   DestinationKind,
   Entry,
+  Lease,
+  LeaseOptions,
   PreviousState,
   ReadRange,
   EntryType,

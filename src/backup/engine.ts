@@ -33,6 +33,8 @@ export interface BackupPlan {
   readonly retention: RetentionPolicy | undefined;
   /** What was asked for; an incremental with nothing to build on is a full. */
   readonly type: BackupType;
+  /** Throws unless the backup may still commit (its lease is still its own): awaited right before anything becomes visible. */
+  readonly fence?: (() => Promise<void>) | undefined;
 }
 
 interface OpenSnapshot {
@@ -163,7 +165,7 @@ class Backup {
     }
     if (states.empty) return undefined;
     await this.#createUploads(stateName(name), this.#stateUploads);
-    return states.write(this.#stateUploads, this.plan.compression, this.plan.encryption, this.events.signal);
+    return states.write(this.#stateUploads, this.plan.compression, this.plan.encryption, this.events.signal, this.plan.fence);
   }
 
   /** A failed prune does not fail the backup, which is safely stored by then: it is a warning. */
@@ -284,7 +286,7 @@ class Backup {
     const checksum = new ChecksumCounter();
     const { compression, encryption } = this.plan;
     const encrypting = encryption ? [new Rechunk(), encryptor(encryption)] : [];
-    const stages = [writer.tar as unknown as Readable, compressor(compression), ...encrypting, checksum, new FanOut(this.#uploads, this.events.signal)];
+    const stages = [writer.tar as unknown as Readable, compressor(compression), ...encrypting, checksum, new FanOut(this.#uploads, this.events.signal, this.plan.fence)];
     const piping = pipeline(stages, { signal: this.events.signal });
     piping.catch(() => {}); // settled below
     const producing = this.#produce(writer, header);
@@ -349,6 +351,7 @@ class Backup {
    * the deferred ones are aborted before their copy ever appeared.
    */
   async #commit(name: string, sidecar: BackupSidecar): Promise<void> {
+    await this.plan.fence?.();
     for (const { destination, upload } of visibleFirst(this.#uploads)) {
       this.#checkAborted();
       await upload.commit();

@@ -74,11 +74,11 @@ export class StateWriter {
   }
 
   /** Streams the state object to every upload; returns what the sidecar records of it. */
-  async write(uploads: readonly UploadTarget[], compression: Compression, encryption: Encryption | undefined, signal: AbortSignal): Promise<StoredState> {
+  async write(uploads: readonly UploadTarget[], compression: Compression, encryption: Encryption | undefined, signal: AbortSignal, beforeEnd?: () => Promise<void>): Promise<StoredState> {
     const pack = tar.pack();
     const checksum = new ChecksumCounter();
     const encrypting = encryption ? [new Rechunk(), encryptor(encryption)] : [];
-    const piping = pipeline([pack as unknown as Readable, compressor(compression), ...encrypting, checksum, new FanOut(uploads, signal)], { signal });
+    const piping = pipeline([pack as unknown as Readable, compressor(compression), ...encrypting, checksum, new FanOut(uploads, signal, beforeEnd)], { signal });
     const packing = (async () => {
       for (const { source, file } of this.#spooled) {
         const { size } = await stat(file);
