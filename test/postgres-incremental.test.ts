@@ -9,7 +9,7 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { Database, directory, postgres, type BackupWarning, type SnapshotChanges, type Source } from '../src/index.js';
+import { Database, directory, postgres, verifyBackup, type BackupWarning, type SnapshotChanges, type Source } from '../src/index.js';
 import { postgresRestorer } from '../src/sources/postgres/index.js';
 import type { EntryType, RestoreSink, SourceMode } from '../src/types.js';
 import { rejectsWithCode } from './helpers/errors.js';
@@ -283,5 +283,39 @@ describe('postgres incremental, through the engine', () => {
     await sql('postgres', `CREATE DATABASE "${byHand}"`);
     await run('psql', ['-q', '-X', '-h', PG_HOST, '-p', String(PG_PORT), '-U', PG_USER, '-d', byHand, '-f', 'restore.sql'], { cwd: join(chain, one.name, 'sources', 'pg') });
     assert.deepEqual(await describeDatabase(byHand), expected);
+  });
+  it('every point of a chain restores as the database was then: Database.restore of a backup or asOf, verifyBackup at level restore', async (t) => {
+    const database = await createDatabase(t, 'incchain');
+    await sql(database, TEN_TABLES);
+    const dir = await tempDir(t, 'pg-inc-chain');
+    const to = directory({ path: dir });
+    const db = new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(database) })] });
+    const steps = [
+      '',
+      "UPDATE t1 SET note = 'changed' WHERE id <= 10",
+      'DROP TABLE t2; CREATE TABLE t10 (id integer PRIMARY KEY, v text); INSERT INTO t10 SELECT g, g::text FROM generate_series(1, 50) g',
+      `ALTER TABLE t3 ADD COLUMN extra integer DEFAULT 7; CREATE INDEX t4_note ON t4 (note); ${CHANGE_LARGE_OBJECT}`,
+      "SELECT nextval('t5_id_seq'); DELETE FROM t0 WHERE id > 60000",
+    ];
+    const points: Array<{ name: string; expected: unknown }> = [];
+    for (const step of steps) {
+      if (step) await sql(database, step);
+      const result = await db.startBackup({ to, type: 'incremental' }).done;
+      assert.equal(result.type, points.length === 0 ? 'full' : 'incremental');
+      points.push({ name: result.name, expected: await describeDatabase(database) });
+    }
+    for (const [i, point] of points.entries()) {
+      const restored = `${database}_p${i}`;
+      const result = await Database.restore({ from: to, backup: point.name, targets: { pg: { connection: server, database: restored } } });
+      assert.equal(result.chain.length, i + 1, `point ${i} reads its chain back to the full`);
+      assert.deepEqual(await describeDatabase(restored), point.expected, `point ${i} restores as the database was then`);
+    }
+    const newest = `${database}_asof`;
+    await Database.restore({ from: to, asOf: new Date(), targets: { pg: { connection: server, database: newest } } });
+    assert.deepEqual(await describeDatabase(newest), points.at(-1)!.expected);
+    const verified = await verifyBackup({ from: to, level: 'restore', scratch: { postgres: server, dir } });
+    assert.deepEqual(verified.chain, points.map((point) => point.name).reverse());
+    assert.deepEqual(verified.sources.flatMap((source) => source.checks.flatMap((check) => check.problems)), []);
+    assert.ok(verified.sources[0]!.checks.some((check) => check.figures['tables'] === 10), 'every table was read back');
   });
 });
