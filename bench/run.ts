@@ -13,8 +13,9 @@
  *           backupkit backup  vs  pg_dump -Fc -Z1  and  pg_dump -Fd -j2 -Z1
  *           backupkit restore vs  pg_restore -j2 (from the -Fc dump)
  *   PostgreSQL incremental  ten tables of the same size, one of them changed (1 % of its rows):
- *           the incremental's archive bytes and time vs the full's, and an incremental with
- *           nothing changed (hashing every table, writing nothing)
+ *           the incremental's archive bytes and time vs the full's, an incremental with nothing
+ *           changed (hashing every table, writing nothing), and the restore of the chain (the full
+ *           and the incremental) vs the restore of the full
  *   S3      a 1 GB archive (one incompressible file, stored uncompressed) to moto_server on
  *           127.0.0.1: one S3 destination, then a local folder and S3 together
  *   Import  `import('backupkit')` in a fresh process vs bare node: wall time and peak RSS,
@@ -31,7 +32,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -203,7 +204,7 @@ async function benchPostgres(): Promise<void> {
 }
 
 const pgIncrementalMb = Number(process.env.BENCH_PG_INCREMENTAL_MB ?? 500);
-const incrementalRows: Array<{ case: string; full: Measured; incremental: Measured; unchanged: Measured }> = [];
+const incrementalRows: Array<{ case: string; full: Measured; incremental: Measured; unchanged: Measured; restoreFull: Measured; restoreChain: Measured }> = [];
 
 /**
  * Ten tables of the same size; a full backup, then 1 % of one table's rows updated and an
@@ -227,13 +228,23 @@ async function benchPostgresIncremental(): Promise<void> {
   const archives = join(work, 'pg-inc-archives');
   console.error('postgres incremental: full, one table changed, nothing changed');
   const full = runChild(false, 'backup', 'postgres', source, archives);
+  // The full alone, for a restore of it to compare the chain's restore with.
+  const fullOnly = join(work, 'pg-inc-full');
+  await cp(archives, fullOnly, { recursive: true });
   psql(database, `UPDATE t3 SET name = 'changed' WHERE id % 100 = 0`);
   const incremental = runChild(false, 'backup', 'postgres', source, archives, '', '', '', 'incremental');
   const unchanged = runChild(false, 'backup', 'postgres', source, archives, '', '', '', 'incremental');
   if (!unchanged.unchanged) throw new Error('an incremental with nothing changed wrote a backup');
-  incrementalRows.push({ case: `PostgreSQL, one of ten tables changed (${pgIncrementalMb} MB)`, full, incremental, unchanged });
+  console.error('postgres incremental: restore of the full, restore of the chain');
+  const restored = [`${database}_full`, `${database}_chain`];
+  const dropRestored = () => restored.forEach((db) => psql('postgres', `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`));
+  dropRestored();
+  const restoreFull = runChild(false, 'restore', 'postgres', '', fullOnly, `${pgServer}/postgres ${restored[0]}`);
+  const restoreChain = runChild(false, 'restore', 'postgres', '', archives, `${pgServer}/postgres ${restored[1]}`);
+  dropRestored();
+  incrementalRows.push({ case: `PostgreSQL, one of ten tables changed (${pgIncrementalMb} MB)`, full, incremental, unchanged, restoreFull, restoreChain });
   psql('postgres', `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-  await fresh('pg-inc-archives');
+  await fresh('pg-inc-archives', 'pg-inc-full');
 }
 
 async function benchFiles(): Promise<void> {
@@ -362,8 +373,11 @@ if (rows.length > 0) {
   }
 }
 if (incrementalRows.length > 0) {
-  console.log('\n' + line(['incremental vs full', 'full MB', 'full s', 'incremental MB', 'incremental s', 'bytes ratio', 'time ratio', 'nothing changed s', 'peak RSS MB']));
-  console.log(line(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
+  console.log(
+    '\n' +
+      line(['incremental vs full', 'full MB', 'full s', 'incremental MB', 'incremental s', 'bytes ratio', 'time ratio', 'nothing changed s', 'restore full s', 'restore chain s', 'peak RSS MB']),
+  );
+  console.log(line(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
   const mb = (bytes = 0) => (bytes / 1024 / 1024).toFixed(1);
   for (const row of incrementalRows) {
     console.log(
@@ -376,7 +390,9 @@ if (incrementalRows.length > 0) {
         `${((100 * (row.incremental.bytes ?? 0)) / (row.full.bytes ?? 1)).toFixed(1)} %`,
         `${((100 * row.incremental.seconds) / row.full.seconds).toFixed(0)} %`,
         row.unchanged.seconds.toFixed(2),
-        Math.max(row.full.peakRssMb ?? 0, row.incremental.peakRssMb ?? 0).toFixed(0),
+        row.restoreFull.seconds.toFixed(2),
+        row.restoreChain.seconds.toFixed(2),
+        Math.max(...[row.full, row.incremental, row.restoreFull, row.restoreChain].map((m) => m.peakRssMb ?? 0)).toFixed(0),
       ]),
     );
   }
