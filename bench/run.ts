@@ -32,7 +32,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { cp, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -67,9 +67,6 @@ await writeFile(join(work, 'passphrase'), PASSPHRASE);
 
 interface Measured {
   seconds: number;
-  /** A backup's archive size in bytes, and whether it wrote nothing (an incremental with nothing changed). */
-  bytes?: number;
-  unchanged?: boolean;
   peakRssMb?: number;
   maxStallMs?: number;
   /** The longest the main thread ran without a turn of its event loop, in CPU time: the stall without the machine's load. */
@@ -82,14 +79,14 @@ function timeShell(script: string): Measured {
   return { seconds: (performance.now() - started) / 1000 };
 }
 
-function runChild(encrypted: boolean, mode: string, kind: string, source: string, archives: string, target = '', s3 = '', compression = '', backupType = ''): Measured {
+function runChild(encrypted: boolean, mode: string, kind: string, source: string, archives: string, target = '', s3 = '', compression = '', type = 'full'): Measured {
   const args = [mode, kind, source, archives, target];
   const env = {
     ...process.env,
+    BENCH_TYPE: type,
     ...(encrypted ? { BENCH_PASSPHRASE: PASSPHRASE } : {}),
     ...(s3 ? { BENCH_S3: s3 } : {}),
     ...(compression ? { BENCH_COMPRESSION: compression } : {}),
-    ...(backupType ? { BENCH_BACKUP_TYPE: backupType } : {}),
   };
   const out = execFileSync(process.execPath, [join(here, 'child.js'), ...args], { cwd: work, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   return JSON.parse(out.trim().split('\n').at(-1) as string) as Measured;
@@ -204,7 +201,7 @@ async function benchPostgres(): Promise<void> {
 }
 
 const pgIncrementalMb = Number(process.env.BENCH_PG_INCREMENTAL_MB ?? 500);
-const incrementalRows: Array<{ case: string; full: Measured; incremental: Measured; unchanged: Measured; restoreFull: Measured; restoreChain: Measured }> = [];
+const pgIncrementalRows: Array<{ case: string; full: Measured; incremental: Measured; unchanged: Measured; restoreFull: Measured; restoreChain: Measured; fullBytes: number; incrementalBytes: number }> = [];
 
 /**
  * Ten tables of the same size; a full backup, then 1 % of one table's rows updated and an
@@ -227,14 +224,18 @@ async function benchPostgresIncremental(): Promise<void> {
   await fresh('pg-inc-archives');
   const archives = join(work, 'pg-inc-archives');
   console.error('postgres incremental: full, one table changed, nothing changed');
+  const archivesIn = async () => (await readdir(archives)).filter((name) => name.endsWith('.tar.gz')).sort();
+  const newestBytes = async () => (await stat(join(archives, (await archivesIn()).at(-1)!))).size;
   const full = runChild(false, 'backup', 'postgres', source, archives);
+  const fullBytes = await newestBytes();
   // The full alone, for a restore of it to compare the chain's restore with.
   const fullOnly = join(work, 'pg-inc-full');
   await cp(archives, fullOnly, { recursive: true });
   psql(database, `UPDATE t3 SET name = 'changed' WHERE id % 100 = 0`);
   const incremental = runChild(false, 'backup', 'postgres', source, archives, '', '', '', 'incremental');
+  const incrementalBytes = await newestBytes();
   const unchanged = runChild(false, 'backup', 'postgres', source, archives, '', '', '', 'incremental');
-  if (!unchanged.unchanged) throw new Error('an incremental with nothing changed wrote a backup');
+  if ((await archivesIn()).length !== 2) throw new Error('an incremental with nothing changed wrote a backup');
   console.error('postgres incremental: restore of the full, restore of the chain');
   const restored = [`${database}_full`, `${database}_chain`];
   const dropRestored = () => restored.forEach((db) => psql('postgres', `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`));
@@ -242,7 +243,7 @@ async function benchPostgresIncremental(): Promise<void> {
   const restoreFull = runChild(false, 'restore', 'postgres', '', fullOnly, `${pgServer}/postgres ${restored[0]}`);
   const restoreChain = runChild(false, 'restore', 'postgres', '', archives, `${pgServer}/postgres ${restored[1]}`);
   dropRestored();
-  incrementalRows.push({ case: `PostgreSQL, one of ten tables changed (${pgIncrementalMb} MB)`, full, incremental, unchanged, restoreFull, restoreChain });
+  pgIncrementalRows.push({ case: `PostgreSQL, one of ten tables changed (${pgIncrementalMb} MB)`, full, incremental, unchanged, restoreFull, restoreChain, fullBytes, incrementalBytes });
   psql('postgres', `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
   await fresh('pg-inc-archives', 'pg-inc-full');
 }
@@ -372,22 +373,22 @@ if (rows.length > 0) {
     );
   }
 }
-if (incrementalRows.length > 0) {
+if (pgIncrementalRows.length > 0) {
   console.log(
     '\n' +
-      line(['incremental vs full', 'full MB', 'full s', 'incremental MB', 'incremental s', 'bytes ratio', 'time ratio', 'nothing changed s', 'restore full s', 'restore chain s', 'peak RSS MB']),
+      line(['PostgreSQL incremental vs full', 'full MB', 'full s', 'incremental MB', 'incremental s', 'bytes ratio', 'time ratio', 'nothing changed s', 'restore full s', 'restore chain s', 'peak RSS MB']),
   );
   console.log(line(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
-  const mb = (bytes = 0) => (bytes / 1024 / 1024).toFixed(1);
-  for (const row of incrementalRows) {
+  const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);
+  for (const row of pgIncrementalRows) {
     console.log(
       line([
         row.case,
-        mb(row.full.bytes),
+        mb(row.fullBytes),
         row.full.seconds.toFixed(2),
-        mb(row.incremental.bytes),
+        mb(row.incrementalBytes),
         row.incremental.seconds.toFixed(2),
-        `${((100 * (row.incremental.bytes ?? 0)) / (row.full.bytes ?? 1)).toFixed(1)} %`,
+        `${((100 * row.incrementalBytes) / row.fullBytes).toFixed(1)} %`,
         `${((100 * row.incremental.seconds) / row.full.seconds).toFixed(0)} %`,
         row.unchanged.seconds.toFixed(2),
         row.restoreFull.seconds.toFixed(2),
