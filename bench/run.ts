@@ -18,14 +18,17 @@
  *           and the incremental) vs the restore of the full
  *   S3      a 1 GB archive (one incompressible file, stored uncompressed) to moto_server on
  *           127.0.0.1: one S3 destination, then a local folder and S3 together
+ *   Destinations  one archive of BENCH_DEST_MB (1024) MB (one incompressible file, stored
+ *           uncompressed) to each destination on a server of this machine, started here: a local
+ *           folder, S3 (moto_server), Azure (Azurite), SFTP (OpenSSH), FTP (vsftpd, as root)
  *   Import  `import('backupkit')` in a fresh process vs bare node: wall time and peak RSS,
  *           median of 9 runs of each (wall time, CPU time, peak RSS)
  *
  * Sizes: BENCH_SQLITE_MB (1024), BENCH_FILES_MB (1024), BENCH_FILES_COUNT (50000). Work folder:
  * BENCH_DIR (a new temporary folder, removed afterwards; a given one is kept, and the data in it
- * reused). BENCH_ONLY=sqlite, files, postgres, postgres-incremental, s3 or import runs one part.
- * BENCH_PG_SCALE (60) sizes the PostgreSQL database, BENCH_PG_INCREMENTAL_MB (500) the one of ten
- * tables whose incremental is compared with its full, on the server at BENCH_PG_URL
+ * reused). BENCH_ONLY=sqlite, files, postgres, postgres-incremental, s3, destinations or import runs
+ * one part. BENCH_PG_SCALE (60) sizes the PostgreSQL database, BENCH_PG_INCREMENTAL_MB (500) the one
+ * of ten tables whose incremental is compared with its full, on the server at BENCH_PG_URL
  * (postgres://postgres@127.0.0.1:5432). Needs
  * sqlite3, pigz, gzip, tar, gpg, moto_server, pgbench, pg_dump and pg_restore.
  */
@@ -38,15 +41,20 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as zlib from 'node:zlib';
 import Sqlite from 'better-sqlite3';
+import { startAzurite } from '../test/helpers/azurite.js';
+import { startMoto } from '../test/helpers/moto.js';
+import { startSshd } from '../test/helpers/sshd.js';
+import { startFtpd } from '../test/helpers/vsftpd.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const only = process.env.BENCH_ONLY;
 const sqliteMb = Number(process.env.BENCH_SQLITE_MB ?? 1024);
 const filesMb = Number(process.env.BENCH_FILES_MB ?? 1024);
 const fileCount = Number(process.env.BENCH_FILES_COUNT ?? 50_000);
+const destinationMb = Number(process.env.BENCH_DEST_MB ?? 1024);
 
-// The import cost needs none of them, the PostgreSQL incremental psql only.
-const PART_TOOLS: Record<string, string[]> = { import: [], 'postgres-incremental': ['psql'] };
+// The import cost needs none of them, the destinations bench starts its own servers, the PostgreSQL incremental needs psql only.
+const PART_TOOLS: Record<string, string[]> = { import: [], destinations: [], 'postgres-incremental': ['psql'] };
 for (const tool of PART_TOOLS[only ?? ''] ?? ['sqlite3', 'pigz', 'gzip', 'zstd', 'tar', 'gpg', 'moto_server', 'pgbench', 'pg_dump', 'pg_restore', 'psql']) {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
@@ -79,7 +87,7 @@ function timeShell(script: string): Measured {
   return { seconds: (performance.now() - started) / 1000 };
 }
 
-function runChild(encrypted: boolean, mode: string, kind: string, source: string, archives: string, target = '', s3 = '', compression = '', type = 'full'): Measured {
+function runChild(encrypted: boolean, mode: string, kind: string, source: string, archives: string, target = '', s3 = '', compression = '', destination = '', type = 'full'): Measured {
   const args = [mode, kind, source, archives, target];
   const env = {
     ...process.env,
@@ -87,6 +95,7 @@ function runChild(encrypted: boolean, mode: string, kind: string, source: string
     ...(encrypted ? { BENCH_PASSPHRASE: PASSPHRASE } : {}),
     ...(s3 ? { BENCH_S3: s3 } : {}),
     ...(compression ? { BENCH_COMPRESSION: compression } : {}),
+    ...(destination ? { BENCH_DESTINATION: destination } : {}),
   };
   const out = execFileSync(process.execPath, [join(here, 'child.js'), ...args], { cwd: work, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   return JSON.parse(out.trim().split('\n').at(-1) as string) as Measured;
@@ -232,9 +241,9 @@ async function benchPostgresIncremental(): Promise<void> {
   const fullOnly = join(work, 'pg-inc-full');
   await cp(archives, fullOnly, { recursive: true });
   psql(database, `UPDATE t3 SET name = 'changed' WHERE id % 100 = 0`);
-  const incremental = runChild(false, 'backup', 'postgres', source, archives, '', '', '', 'incremental');
+  const incremental = runChild(false, 'backup', 'postgres', source, archives, '', '', '', '', 'incremental');
   const incrementalBytes = await newestBytes();
-  const unchanged = runChild(false, 'backup', 'postgres', source, archives, '', '', '', 'incremental');
+  const unchanged = runChild(false, 'backup', 'postgres', source, archives, '', '', '', '', 'incremental');
   if ((await archivesIn()).length !== 2) throw new Error('an incremental with nothing changed wrote a backup');
   console.error('postgres incremental: restore of the full, restore of the chain');
   const restored = [`${database}_full`, `${database}_chain`];
@@ -310,6 +319,51 @@ async function benchS3(): Promise<void> {
   }
 }
 
+const destinationRows: Array<{ case: string; measured: Measured; throughput: number }> = [];
+
+/** One archive of `destinationMb` to each destination kind, its server on this machine; the folder first, as the yardstick. */
+async function benchDestinations(): Promise<void> {
+  const blob = join(work, 'destination-source');
+  await fresh('destination-source', 'destination-archives');
+  await mkdir(blob);
+  execFileSync('sh', ['-c', `head -c ${destinationMb * 1024 * 1024} /dev/urandom > "${join(blob, 'archive-sized.bin')}"`]);
+  const measure = (label: string, destination: object) => {
+    console.error(`destinations: ${label}`);
+    const measured = runChild(false, 'backup', 'files', blob, '-', '', '', '', JSON.stringify(destination));
+    destinationRows.push({ case: label, measured, throughput: destinationMb / measured.seconds });
+  };
+  await mkdir(join(work, 'destination-archives'));
+  measure('directory (local folder)', { kind: 'directory', path: join(work, 'destination-archives') });
+  await fresh('destination-archives');
+  const moto = await startMoto();
+  try {
+    measure('s3 (moto_server)', { kind: 's3', bucket: await moto.createBucket(), endpoint: moto.endpoint, forcePathStyle: true, credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } });
+  } finally {
+    await moto.stop();
+  }
+  const azurite = await startAzurite();
+  try {
+    measure('azure (Azurite)', { kind: 'azure', container: await azurite.createContainer(), connectionString: azurite.connectionString() });
+  } finally {
+    await azurite.stop();
+  }
+  const sshd = await startSshd();
+  try {
+    measure('sftp (OpenSSH)', { kind: 'sftp', host: sshd.host, port: sshd.port, username: sshd.username, privateKey: sshd.privateKey, hostKey: sshd.hostKey, path: await sshd.folder() });
+  } finally {
+    await sshd.stop();
+  }
+  const ftpd = await startFtpd();
+  try {
+    const options = { host: ftpd.host, port: ftpd.port, user: ftpd.user, password: ftpd.password };
+    measure('ftp (vsftpd)', { kind: 'ftp', ...options, path: await ftpd.folder() });
+    measure('ftps (vsftpd, explicit TLS)', { kind: 'ftp', ...options, secure: true, ca: ftpd.certificate, path: await ftpd.folder() });
+  } finally {
+    await ftpd.stop();
+  }
+  await fresh('destination-source');
+}
+
 const IMPORT_RUNS = 9;
 const importRows: Array<{ case: string; seconds: number; cpuSeconds: number; rssMb: number }> = [];
 
@@ -351,6 +405,7 @@ if (only === undefined || only === 'files') await benchFiles();
 if (only === undefined || only === 'postgres') await benchPostgres();
 if (only === undefined || only === 'postgres-incremental') await benchPostgresIncremental();
 if (only === undefined || only === 's3') await benchS3();
+if (only === undefined || only === 'destinations') await benchDestinations();
 
 const line = (cells: string[]) => `| ${cells.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`;
 if (rows.length > 0) {
@@ -402,6 +457,13 @@ if (s3Rows.length > 0) {
   console.log('\n' + line(['S3 (moto_server on 127.0.0.1)', 'seconds', 'MB/s', 'peak RSS MB', 'max event-loop stall ms']));
   console.log(line(['---', '---:', '---:', '---:', '---:']));
   for (const row of s3Rows) {
+    console.log(line([row.case, row.measured.seconds.toFixed(2), row.throughput.toFixed(0), (row.measured.peakRssMb ?? 0).toFixed(0), (row.measured.maxStallMs ?? 0).toFixed(1)]));
+  }
+}
+if (destinationRows.length > 0) {
+  console.log(`\n${line([`One ${destinationMb} MB archive to each destination (server on 127.0.0.1)`, 'seconds', 'MB/s', 'peak RSS MB', 'max event-loop stall ms'])}`);
+  console.log(line(['---', '---:', '---:', '---:', '---:']));
+  for (const row of destinationRows) {
     console.log(line([row.case, row.measured.seconds.toFixed(2), row.throughput.toFixed(0), (row.measured.peakRssMb ?? 0).toFixed(0), (row.measured.maxStallMs ?? 0).toFixed(1)]));
   }
 }
