@@ -12,7 +12,7 @@ import type { Toc } from './toc.js';
 
 /** The version of the state this backupkit writes and builds on. */
 export const STATE_VERSION = 1;
-/** A state or a ref larger than this is not one backupkit wrote. */
+/** A saved state larger than this is not one backupkit wrote. */
 export const MAX_STATE_BYTES = 256 * 1024 * 1024;
 
 /** One table's data as the chain holds it: its content and the archive entry that holds it. */

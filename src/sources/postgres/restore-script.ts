@@ -33,7 +33,7 @@ export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[
       ? [
           '-- This is an incremental backup: the rows of unchanged tables are in earlier archives of its chain.',
           '-- Extract this archive and each one named below into a folder named as the archive, side by side,',
-          '-- and run this script from this archive\'s folder sources/<name>/ as above:',
+          `-- and run this script from this archive's folder sources/${incremental?.source ?? ''}/ as above:`,
           ...[...new Set([...held.values(), ...heldBlobs.values()].map((ref) => ref.archive))].map((archive) => `--   ${archive}`),
         ]
       : []),
