@@ -7,6 +7,8 @@
  *   Files   ~1 GB in 50,000 files:
  *           backupkit backup  vs  tar -cf - | pigz -1
  *           backupkit restore vs  pigz -dc | tar -x
+ *   Files incremental  the same size of folder, 1 % of its files rewritten after a full:
+ *           the incremental's bytes and time vs the full's (BENCH_ONLY=files-incremental)
  *   Both again encrypted with a passphrase, against the same pipelines ending in
  *           gpg --symmetric --compress-algo none (and gpg --decrypt at the start of restores)
  *   PostgreSQL  pgbench -i -s 60 (~1 GB) plus a table of jsonb and bytea, 2 jobs on both sides:
@@ -26,10 +28,10 @@
  *
  * Sizes: BENCH_SQLITE_MB (1024), BENCH_FILES_MB (1024), BENCH_FILES_COUNT (50000). Work folder:
  * BENCH_DIR (a new temporary folder, removed afterwards; a given one is kept, and the data in it
- * reused). BENCH_ONLY=sqlite, files, postgres, postgres-incremental, s3, destinations or import runs
- * one part. BENCH_PG_SCALE (60) sizes the PostgreSQL database, BENCH_PG_INCREMENTAL_MB (500) the one
- * of ten tables whose incremental is compared with its full, on the server at BENCH_PG_URL
- * (postgres://postgres@127.0.0.1:5432). Needs
+ * reused). BENCH_ONLY=sqlite, files, files-incremental, postgres, postgres-incremental, s3, destinations
+ * or import runs one part. BENCH_PG_SCALE (60) sizes the PostgreSQL database, BENCH_PG_INCREMENTAL_MB
+ * (500) the one of ten tables whose incremental is compared with its full, on the server at
+ * BENCH_PG_URL (postgres://postgres@127.0.0.1:5432). Needs
  * sqlite3, pigz, gzip, tar, gpg, moto_server, pgbench, pg_dump and pg_restore.
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -53,8 +55,8 @@ const filesMb = Number(process.env.BENCH_FILES_MB ?? 1024);
 const fileCount = Number(process.env.BENCH_FILES_COUNT ?? 50_000);
 const destinationMb = Number(process.env.BENCH_DEST_MB ?? 1024);
 
-// The import cost needs none of them, the destinations bench starts its own servers, the PostgreSQL incremental needs psql only.
-const PART_TOOLS: Record<string, string[]> = { import: [], destinations: [], 'postgres-incremental': ['psql'] };
+// The import cost needs none of them, the destinations bench starts its own servers; the incrementals need few.
+const PART_TOOLS: Record<string, string[]> = { import: [], destinations: [], 'files-incremental': ['tar'], 'postgres-incremental': ['psql'] };
 for (const tool of PART_TOOLS[only ?? ''] ?? ['sqlite3', 'pigz', 'gzip', 'zstd', 'tar', 'gpg', 'moto_server', 'pgbench', 'pg_dump', 'pg_restore', 'psql']) {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
@@ -87,7 +89,7 @@ function timeShell(script: string): Measured {
   return { seconds: (performance.now() - started) / 1000 };
 }
 
-function runChild(encrypted: boolean, mode: string, kind: string, source: string, archives: string, target = '', s3 = '', compression = '', destination = '', type = 'full'): Measured {
+function runChild(encrypted: boolean, mode: string, kind: string, source: string, archives: string, target = '', s3 = '', compression = '', { type = 'full', destination = '' } = {}): Measured {
   const args = [mode, kind, source, archives, target];
   const env = {
     ...process.env,
@@ -241,9 +243,9 @@ async function benchPostgresIncremental(): Promise<void> {
   const fullOnly = join(work, 'pg-inc-full');
   await cp(archives, fullOnly, { recursive: true });
   psql(database, `UPDATE t3 SET name = 'changed' WHERE id % 100 = 0`);
-  const incremental = runChild(false, 'backup', 'postgres', source, archives, '', '', '', '', 'incremental');
+  const incremental = runChild(false, 'backup', 'postgres', source, archives, '', '', '', { type: 'incremental' });
   const incrementalBytes = await newestBytes();
-  const unchanged = runChild(false, 'backup', 'postgres', source, archives, '', '', '', '', 'incremental');
+  const unchanged = runChild(false, 'backup', 'postgres', source, archives, '', '', '', { type: 'incremental' });
   if ((await archivesIn()).length !== 2) throw new Error('an incremental with nothing changed wrote a backup');
   console.error('postgres incremental: restore of the full, restore of the chain');
   const restored = [`${database}_full`, `${database}_chain`];
@@ -291,6 +293,35 @@ async function benchFiles(): Promise<void> {
   await fresh('restored-tree', 'untar-files', 'tree.tar.gz', 'tree.tar.gz.gpg');
 }
 
+const incrementalRows: Array<{ case: string; full: Measured; incremental: Measured; fullBytes: number; incrementalBytes: number }> = [];
+
+/** A full of a folder, 1 % of its files rewritten (same sizes, new contents), then an incremental. */
+async function benchFilesIncremental(): Promise<void> {
+  const tree = join(work, 'inc-tree');
+  await fresh('inc-tree', 'inc-archives');
+  console.error(`preparing ${fileCount} files, ${filesMb} MB, for the incremental`);
+  await makeTree(tree, filesMb, fileCount);
+  execFileSync('sync');
+  const archives = join(work, 'inc-archives');
+  const newest = async () => {
+    const names = (await readdir(archives)).filter((name) => name.endsWith('.tar.gz')).sort();
+    return (await stat(join(archives, names.at(-1) as string))).size;
+  };
+  console.error('files full, for the incremental');
+  const full = runChild(false, 'backup', 'files', tree, archives);
+  const fullBytes = await newest();
+  const perFile = Math.floor((filesMb * 1024 * 1024) / fileCount);
+  for (let i = 0; i < fileCount; i += 100) {
+    const path = join(tree, String(Math.floor(i / 500)).padStart(3, '0'), `blob-${i}.bin`);
+    await writeFile(path, Buffer.from(randomBytes(perFile / 2).toString('hex')));
+  }
+  execFileSync('sync');
+  console.error('files incremental, 1 % changed');
+  const incremental = runChild(false, 'backup', 'files', tree, archives, '', '', '', { type: 'incremental' });
+  incrementalRows.push({ case: `Files, 1 % of ${fileCount} files changed`, full, incremental, fullBytes, incrementalBytes: await newest() });
+  await fresh('inc-tree', 'inc-archives');
+}
+
 async function benchS3(): Promise<void> {
   const blob = join(work, 's3-source');
   if (!existsSync(blob)) {
@@ -329,7 +360,7 @@ async function benchDestinations(): Promise<void> {
   execFileSync('sh', ['-c', `head -c ${destinationMb * 1024 * 1024} /dev/urandom > "${join(blob, 'archive-sized.bin')}"`]);
   const measure = (label: string, destination: object) => {
     console.error(`destinations: ${label}`);
-    const measured = runChild(false, 'backup', 'files', blob, '-', '', '', '', JSON.stringify(destination));
+    const measured = runChild(false, 'backup', 'files', blob, '-', '', '', '', { destination: JSON.stringify(destination) });
     destinationRows.push({ case: label, measured, throughput: destinationMb / measured.seconds });
   };
   await mkdir(join(work, 'destination-archives'));
@@ -402,6 +433,7 @@ async function benchImport(): Promise<void> {
 if (only === undefined || only === 'import') await benchImport();
 if (only === undefined || only === 'sqlite') await benchSqlite();
 if (only === undefined || only === 'files') await benchFiles();
+if (only === undefined || only === 'files-incremental') await benchFilesIncremental();
 if (only === undefined || only === 'postgres') await benchPostgres();
 if (only === undefined || only === 'postgres-incremental') await benchPostgresIncremental();
 if (only === undefined || only === 's3') await benchS3();
@@ -424,6 +456,26 @@ if (rows.length > 0) {
         (row.backupkit.peakRssMb ?? 0).toFixed(0),
         (row.backupkit.maxStallMs ?? 0).toFixed(1),
         (row.backupkit.maxBusyMs ?? 0).toFixed(1),
+      ]),
+    );
+  }
+}
+if (incrementalRows.length > 0) {
+  console.log(`\n${line(['incremental vs full', 'full s', 'incremental s', 'time ratio (target ≤ 15 %)', 'full MB', 'incremental MB', 'bytes ratio (target ≤ 2 %)', 'peak RSS MB', 'max event-loop stall ms'])}`);
+  console.log(line(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
+  const percent = (part: number, whole: number) => `${((100 * part) / whole).toFixed(1)} %`;
+  for (const row of incrementalRows) {
+    console.log(
+      line([
+        row.case,
+        row.full.seconds.toFixed(2),
+        row.incremental.seconds.toFixed(2),
+        percent(row.incremental.seconds, row.full.seconds),
+        (row.fullBytes / 1e6).toFixed(1),
+        (row.incrementalBytes / 1e6).toFixed(2),
+        percent(row.incrementalBytes, row.fullBytes),
+        (row.incremental.peakRssMb ?? 0).toFixed(0),
+        (row.incremental.maxStallMs ?? 0).toFixed(1),
       ]),
     );
   }
