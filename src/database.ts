@@ -43,9 +43,11 @@ export interface BackupOptions {
   /**
    * `'full'` (the default) or `'incremental'`: a backup that builds on the newest backup of these
    * sources on the first destination in `to` (its `base` and `previous`); with no such backup it is
-   * a full, and says so. A source that cannot send only its changes is captured in full inside an
-   * incremental (its header entry says `mode: 'full'`); in this version every built-in source still
-   * does so, so an incremental restores on its own and is as large as a full.
+   * a full, and says so. An incremental holds only what changed since the backup before it: new
+   * and changed files with a listing of the whole tree, changed SQLite pages, changed PostgreSQL
+   * tables (the schema in full). When nothing changed, nothing is written and the result says
+   * `unchanged: true`. A restore applies the chain's full and every incremental up to the one
+   * restored. A source kind without {@link Snapshot.changes} is held in full inside an incremental.
    */
   type?: BackupType;
   /** Default: gzip, level 1. */

@@ -79,8 +79,8 @@ ${kindOptions((cli) => cli.sourceHelp)}
 Destinations (repeatable; or \`to\` in the config file):
   --to <dest>                  ${DESTINATION}
 Archive:
-  --incremental                builds on the newest backup of these sources on the first --to (a
-                               full when there is none); sources are still captured in full in it
+  --incremental                only what changed since the newest backup of these sources on the
+                               first --to (a full when there is none; nothing when nothing changed)
   --compression <algorithm>    gzip (default), zstd (Node.js 22.15 or later) or none
   --compression-level <n>      gzip 1-9 (default 1), zstd 1-19 (default 3)
   --encrypt                    encrypt with the passphrase from BACKUPKIT_PASSPHRASE or --passphrase-file
