@@ -294,6 +294,7 @@ async function benchFiles(): Promise<void> {
 }
 
 const incrementalRows: Array<{ case: string; full: Measured; incremental: Measured; fullBytes: number; incrementalBytes: number }> = [];
+const chainRestoreRows: Array<{ case: string; chain: Measured; full: Measured }> = [];
 
 /** A full of a folder, 1 % of its files rewritten (same sizes, new contents), then an incremental. */
 async function benchFilesIncremental(): Promise<void> {
@@ -311,15 +312,32 @@ async function benchFilesIncremental(): Promise<void> {
   const full = runChild(false, 'backup', 'files', tree, archives);
   const fullBytes = await newest();
   const perFile = Math.floor((filesMb * 1024 * 1024) / fileCount);
-  for (let i = 0; i < fileCount; i += 100) {
-    const path = join(tree, String(Math.floor(i / 500)).padStart(3, '0'), `blob-${i}.bin`);
-    await writeFile(path, Buffer.from(randomBytes(perFile / 2).toString('hex')));
-  }
-  execFileSync('sync');
+  /** Rewrites 1 % of the files, a different 1 % each round. */
+  const churn = async (round: number) => {
+    for (let i = round; i < fileCount; i += 100) {
+      const path = join(tree, String(Math.floor(i / 500)).padStart(3, '0'), `blob-${i}.bin`);
+      await writeFile(path, Buffer.from(randomBytes(perFile / 2).toString('hex')));
+    }
+    execFileSync('sync');
+  };
+  await churn(0);
   console.error('files incremental, 1 % changed');
   const incremental = runChild(false, 'backup', 'files', tree, archives, '', '', '', { type: 'incremental' });
   incrementalRows.push({ case: `Files, 1 % of ${fileCount} files changed`, full, incremental, fullBytes, incrementalBytes: await newest() });
-  await fresh('inc-tree', 'inc-archives');
+
+  for (let round = 1; round < 10; round++) {
+    await churn(round);
+    console.error(`files incremental ${round + 1} of 10`);
+    runChild(false, 'backup', 'files', tree, archives, '', '', '', { type: 'incremental' });
+  }
+  await fresh('inc-full-archives', 'inc-restored');
+  console.error('files full of the same tree, and the restores');
+  runChild(false, 'backup', 'files', tree, join(work, 'inc-full-archives'));
+  const chain = runChild(false, 'restore', 'files', '', archives, join(work, 'inc-restored'));
+  await fresh('inc-restored');
+  const one = runChild(false, 'restore', 'files', '', join(work, 'inc-full-archives'), join(work, 'inc-restored'));
+  chainRestoreRows.push({ case: `Files, ${filesMb} MB in ${fileCount} files`, chain, full: one });
+  await fresh('inc-tree', 'inc-archives', 'inc-full-archives', 'inc-restored');
 }
 
 async function benchS3(): Promise<void> {
@@ -458,6 +476,13 @@ if (rows.length > 0) {
         (row.backupkit.maxBusyMs ?? 0).toFixed(1),
       ]),
     );
+  }
+}
+if (chainRestoreRows.length > 0) {
+  console.log(`\n${line(['restore of a full and ten incrementals', 'chain s', 'one full s', 'ratio (target ≤ 1.3x)', 'peak RSS MB', 'max event-loop stall ms'])}`);
+  console.log(line(['---', '---:', '---:', '---:', '---:', '---:']));
+  for (const { case: name, chain, full } of chainRestoreRows) {
+    console.log(line([name, chain.seconds.toFixed(2), full.seconds.toFixed(2), `${(chain.seconds / full.seconds).toFixed(2)}x`, (chain.peakRssMb ?? 0).toFixed(0), (chain.maxStallMs ?? 0).toFixed(1)]));
   }
 }
 if (incrementalRows.length > 0) {
