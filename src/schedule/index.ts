@@ -9,6 +9,7 @@ import { checkRetentionPolicy, type RetentionPolicy } from '../retention.js';
 import { verifyBackup, type VerifyOperation, type VerifyOptions, type VerifyResult } from '../restore/verify.js';
 import type { Destination, Source } from '../types.js';
 import { ScheduleMetrics, type MetricsRegistry } from './metrics.js';
+import { isOverdue } from './catch-up.js';
 import { checkTimeZone, parseTiming, type Timing } from './timing.js';
 
 /**
@@ -335,18 +336,13 @@ export class Schedule extends EventEmitter<ScheduleEvents> {
     this.#arm();
   }
 
-  /** Whether the newest backup of the primary type (full, else incremental) is older than its last slot; if so, runs one. */
+  /** Runs one catch-up backup when the primary type (full, else incremental) is overdue; see {@link isOverdue}. */
   async #catchUp(now: number): Promise<void> {
     const type = this.#timings.full ? 'full' : 'incremental';
-    const slot = this.#timings[type]?.previous(now);
-    if (slot === undefined) return;
-    const wanted = sourceKey(this.#host.sources);
-    const newest = await listBackups(this.#destinations[0] as Destination).then(
-      (backups) => backups.find((b) => b.trust === 'trusted' && sourceKey(b.sources) === wanted && (type === 'incremental' || b.type === 'full')),
-      () => undefined,
-    );
-    if (this.#stopped || (newest && newest.createdAt.getTime() >= slot)) return;
-    void this.#start(type, 'catch-up');
+    const timing = this.#timings[type] as Timing;
+    // A destination that cannot be listed makes the backup overdue: its run reports the failure.
+    const backups = await listBackups(this.#destinations[0] as Destination).catch(() => []);
+    if (!this.#stopped && isOverdue(type, timing, backups, this.#host.sources, now)) void this.#start(type, 'catch-up');
   }
 
   /** Starts a run in its lane, or reports it skipped when the lane is busy. */
@@ -453,12 +449,4 @@ function toArray(to: ScheduleOptions['to'] | undefined): readonly Destination[] 
 /** `options` without its undefined fields, for options that must be absent rather than undefined. */
 function defined<T extends object>(options: T): Partial<T> {
   return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<T>;
-}
-
-/** Sources compared by name and kind, whatever their order (as backup/chain.ts links chains). */
-function sourceKey(sources: ReadonlyArray<{ name: string; kind: string }>): string {
-  return sources
-    .map(({ name, kind }) => `${name}:${kind}`)
-    .sort()
-    .join(', ');
 }
