@@ -4,6 +4,7 @@ import { prepareEncryption, type DecryptOptions, type EncryptOptions } from './a
 import { prepareSigner, type SignOptions, type VerifySignatureOptions } from './archive/signature.js';
 import type { BackupType } from './archive/format.js';
 import { BackupError } from './errors.js';
+import { holdLease, leaseTtl, type HeldLease } from './backup/lease.js';
 import { checkRetentionPolicy, type RetentionPolicy } from './retention.js';
 import { RestoreOperation } from './restore/operation.js';
 import { restorersWith, type RestoreTarget } from './kinds.js';
@@ -58,6 +59,17 @@ export interface BackupOptions {
   retention?: RetentionPolicy;
   /** Aborts the backup, like `op.cancel()`. */
   signal?: AbortSignal;
+  /**
+   * One backup at a time across processes and machines: before anything is written, take a lease
+   * in the first destination of `to`, valid for `ttlMs` (default 30 000) and renewed every third
+   * of it while the backup runs. When another process holds an unexpired lease, the backup fails
+   * with `LEASE_HELD` and writes nothing. Right before the archive is committed, the lease is
+   * checked to be still this backup's; a backup whose lease expired (the process was paused, or
+   * cut off from the destination) fails with `LEASE_LOST` and commits nothing. The lease is
+   * released at the end. The first destination must support leases (`s3`, `directory`,
+   * `memory`); see docs/guides/fleet.md for what is guaranteed.
+   */
+  lease?: boolean | { ttlMs?: number };
 }
 
 /**
@@ -138,16 +150,22 @@ export class Database {
       if (type !== 'full' && type !== 'incremental') throw new BackupError('INVALID_OPTIONS', `\`type\` must be 'full' or 'incremental', not ${JSON.stringify(type)}`);
       const compression = resolveCompression(options.compression);
       if (options.retention) checkRetentionPolicy(options.retention);
+      const ttlMs = leaseTtl(options.lease);
       // Keys are checked before a byte is written: a bad key fails here, never as plaintext later.
       const encryption = options.encrypt ? await prepareEncryption(options.encrypt) : undefined;
       const signer = options.sign ? await prepareSigner(options.sign) : undefined;
       if (this.#running) throw new BackupError('BACKUP_IN_PROGRESS', 'A backup of this Database is already running');
       this.#running = true;
+      let lease: HeldLease | undefined;
       try {
         // The engines are imported when first used: importing backupkit stays cheap.
         const { runBackup } = await import('./backup/engine.js');
-        return await runBackup({ sources: this.sources, destinations, compression, encryption, signer, retention: options.retention, type }, context);
+        if (ttlMs !== undefined) lease = await holdLease(destinations[0] as Destination, ttlMs);
+        // A lease found taken by another while the backup runs stops it as a cancel would.
+        const run = lease ? { ...context, signal: AbortSignal.any([context.signal, lease.lost]) } : context;
+        return await runBackup({ sources: this.sources, destinations, compression, encryption, signer, retention: options.retention, type, fence: lease?.fence }, run);
       } finally {
+        await lease?.release();
         this.#running = false;
       }
     }, options?.signal);

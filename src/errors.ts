@@ -20,7 +20,9 @@ export type BackupErrorCode =
   | 'NOT_FOUND'
   | 'ALREADY_EXISTS'
   | 'VERIFY_FAILED'
-  | 'MISSING_DEPENDENCY';
+  | 'MISSING_DEPENDENCY'
+  | 'LEASE_HELD'
+  | 'LEASE_LOST';
 
 const DEFAULT_HINTS: Record<BackupErrorCode, string> = {
   INVALID_OPTIONS: 'Check the options passed to backupkit against the documentation.',
@@ -39,6 +41,8 @@ const DEFAULT_HINTS: Record<BackupErrorCode, string> = {
   ALREADY_EXISTS: 'Another writer committed an object of that name first; it was kept, and nothing was replaced.',
   VERIFY_FAILED: 'Do not rely on this backup: restore from another copy, and report the problems listed to backupkit.',
   MISSING_DEPENDENCY: 'Install the optional package the message names next to backupkit.',
+  LEASE_HELD: 'Another process is backing up to this destination: let it finish, or wait until its lease expires.',
+  LEASE_LOST: 'Nothing was committed: this process kept its lease too late (paused, or cut off from the destination) and another may have taken it. Run the backup again.',
 };
 
 /** The hint a code gets when its error names none: lets a front end (the CLI) reword it. */

@@ -65,6 +65,8 @@ export type {
   DestinationCapabilities,
   DestinationKind,
   Entry,
+  Lease,
+  LeaseOptions,
   PreviousState,
   ReadRange,
   EntryType,

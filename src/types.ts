@@ -394,6 +394,45 @@ export interface Destination {
    * destination with `removeLeftovers` should have it, or a dry run reports no leftovers.
    */
   listLeftovers?(): Promise<string[]>;
+  /**
+   * Takes the lease `name` (one per destination and name), so that one process of a fleet backs up
+   * at a time: throws `LEASE_HELD` when another holder's lease has not expired, writing nothing.
+   * Taking an expired or released lease gives a larger {@link Lease.token} than any before it.
+   * Destinations without it cannot coordinate a fleet; `startBackup({ lease })` refuses them.
+   */
+  lease?(name: string, options: LeaseOptions): Promise<Lease>;
+}
+
+/**
+ * What {@link Destination.lease} is asked for.
+ * @public
+ */
+export interface LeaseOptions {
+  /** How long the lease lasts from each take or renewal, in milliseconds. */
+  readonly ttlMs: number;
+  /** Who asks, for people reading a `LEASE_HELD` message, such as `host db-1, pid 4242`. */
+  readonly holder: string;
+}
+
+/**
+ * A lease a destination gave: a fencing token, not a mutex. It is kept by renewing it before it
+ * expires, and a holder must `check()` that it is still its own right before doing what the lease
+ * guards. Its methods are never called concurrently.
+ * @public
+ */
+export interface Lease {
+  /** The fencing token: larger than that of every earlier holder of this lease. */
+  readonly token: number;
+  /** Extends the lease by its ttl from now; throws `LEASE_LOST` if it is no longer this holder's. */
+  renew(): Promise<void>;
+  /**
+   * Throws `LEASE_LOST` if the lease is no longer this holder's: another took it, or its ttl ran
+   * out since it was last taken or renewed (measured on this process's monotonic clock), whether
+   * or not another took it yet.
+   */
+  check(): Promise<void>;
+  /** Gives the lease up at once if it is still this holder's; never touches another holder's. */
+  release(): Promise<void>;
 }
 
 /**

@@ -20,7 +20,7 @@ const execFileAsync = promisify(execFile);
 testDestination('directory', async () => {
   const path = await mkdtemp(join(tmpdir(), 'backupkit-dest-'));
   return { destination: directory({ path: join(path, 'created-on-demand') }), cleanup: () => rm(path, { recursive: true, force: true }) };
-});
+}, { lease: true });
 
 describe('directory destination', () => {
   it('writes under a hidden temporary name and renames on commit', async (t) => {

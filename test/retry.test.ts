@@ -42,7 +42,7 @@ function failingFirst(inner: Destination, method: 'open' | 'list' | 'remove' | '
 
 const quick = (retries: RetryInfo[] = []) => ({ attempts: 3, initialDelay: 0, onRetry: (info: RetryInfo) => void retries.push(info) });
 
-testDestination('memory behind withRetry', async () => ({ destination: withRetry(memory(), quick()), cleanup: async () => {} }));
+testDestination('memory behind withRetry', async () => ({ destination: withRetry(memory(), quick()), cleanup: async () => {} }), { lease: true });
 
 describe('withRetry', () => {
   it('makes a call failing transiently again, up to `attempts`, then rejects with the last failure', async () => {

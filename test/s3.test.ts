@@ -25,7 +25,7 @@ after(() => moto?.stop());
 const destinationOn = (bucket: string, extra: Partial<Parameters<typeof s3>[0]> = {}) =>
   s3({ bucket, endpoint: moto.endpoint, forcePathStyle: true, credentials: MOTO_CREDENTIALS, partSize: 5 * 1024 * 1024, ...extra });
 
-testDestination('s3', async () => ({ destination: destinationOn(await moto.createBucket(), { prefix: 'backups/app' }), cleanup: async () => {} }), { fakeUploadStartTimes: true });
+testDestination('s3', async () => ({ destination: destinationOn(await moto.createBucket(), { prefix: 'backups/app' }), cleanup: async () => {} }), { fakeUploadStartTimes: true, lease: true });
 
 async function leftovers(bucket: string): Promise<{ objects: string[]; uploads: string[] }> {
   const objects = await moto.client.send(new ListObjectsV2Command({ Bucket: bucket }));

@@ -31,6 +31,8 @@ export interface BackupPlan {
   readonly retention: RetentionPolicy | undefined;
   /** What was asked for; an incremental with nothing to build on is a full. */
   readonly type: BackupType;
+  /** Throws unless the backup may still commit (its lease is still its own): awaited right before anything becomes visible. */
+  readonly fence?: (() => Promise<void>) | undefined;
 }
 
 interface OpenSnapshot {
@@ -216,7 +218,7 @@ class Backup {
     const checksum = new ChecksumCounter();
     const { compression, encryption } = this.plan;
     const encrypting = encryption ? [new Rechunk(), encryptor(encryption)] : [];
-    const stages = [writer.tar as unknown as Readable, compressor(compression), ...encrypting, checksum, new FanOut(this.#uploads, this.events.signal)];
+    const stages = [writer.tar as unknown as Readable, compressor(compression), ...encrypting, checksum, new FanOut(this.#uploads, this.events.signal, this.plan.fence)];
     const piping = pipeline(stages, { signal: this.events.signal });
     piping.catch(() => {}); // settled below
     const producing = this.#produce(writer, header);
@@ -281,6 +283,7 @@ class Backup {
    */
   async #commit(name: string, sidecar: BackupSidecar): Promise<void> {
     const visibleFirst = this.#uploads.toSorted((a, b) => Number(a.destination.capabilities.deferredCommit) - Number(b.destination.capabilities.deferredCommit));
+    await this.plan.fence?.();
     for (const { destination, upload } of visibleFirst) {
       this.#checkAborted();
       await upload.commit();

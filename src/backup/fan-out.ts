@@ -19,6 +19,8 @@ export class FanOut extends Writable {
   constructor(
     private readonly targets: readonly UploadTarget[],
     private readonly signal: AbortSignal,
+    /** Awaited before the uploads are ended: an upload without deferred commit becomes visible when it ends. */
+    private readonly beforeEnd?: () => Promise<void>,
   ) {
     super({ highWaterMark: 1024 * 1024 });
     // An upload can fail between two writes (a disk fills, a connection drops). The failure is
@@ -38,12 +40,16 @@ export class FanOut extends Writable {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    this.#each(async ({ upload: { stream } }) => {
-      // 'finish', not finished(): a stream kept open for fsync emits no 'close' until commit.
-      const flushed = waitFor(stream, 'finish', { signal: this.signal });
-      stream.end();
-      await flushed;
-    }).then(() => callback(), callback);
+    const end = async () => {
+      await this.beforeEnd?.();
+      await this.#each(async ({ upload: { stream } }) => {
+        // 'finish', not finished(): a stream kept open for fsync emits no 'close' until commit.
+        const flushed = waitFor(stream, 'finish', { signal: this.signal });
+        stream.end();
+        await flushed;
+      });
+    };
+    end().then(() => callback(), callback);
   }
 
   async #each(action: (target: UploadTarget) => Promise<void>): Promise<void> {

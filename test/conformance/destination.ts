@@ -16,6 +16,7 @@ import { rejectsWithCode } from '../helpers/errors.js';
 import { failingAfter } from '../helpers/faulty.js';
 import { put } from '../helpers/put.js';
 import { sidecarFor } from '../helpers/sidecar.js';
+import { testLease } from './lease.js';
 
 export interface DestinationHarness {
   destination: Destination;
@@ -34,6 +35,8 @@ export interface ConformanceOptions {
    * that every one of them looks abandoned: age-based leftover rules cannot be checked against it.
    */
   fakeUploadStartTimes?: boolean;
+  /** It keeps leases (`Destination.lease`): the lease cases run; without, `startBackup({ lease })` must refuse it. */
+  lease?: boolean;
 }
 
 export function testDestination(label: string, make: () => Promise<DestinationHarness>, options: ConformanceOptions = {}): void {
@@ -183,5 +186,7 @@ export function testDestination(label: string, make: () => Promise<DestinationHa
     it('refuses names that could escape its namespace', withDestination(async (d) => {
       for (const bad of ['../x', 'a/b', '.hidden', '', 'a\\b']) await rejectsWithCode(d.create(bad), 'INVALID_OPTIONS');
     }));
+
+    testLease(withDestination, options.lease ?? false);
   });
 }

@@ -2,11 +2,12 @@ import { createReadStream } from 'node:fs';
 import { link, mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { BackupError } from '../../errors.js';
-import type { Destination, ReadRange, StoredObject, Upload } from '../../types.js';
+import type { Destination, Lease, LeaseOptions, ReadRange, StoredObject, Upload } from '../../types.js';
 import { fsyncPath } from '../../util/fs.js';
 import { isAbandoned, ownerTag } from '../../util/leftovers.js';
 import { checkObjectName } from '../object-name.js';
 import { checkRange } from '../range.js';
+import { takeDirectoryLease } from './lease.js';
 
 /**
  * Options of {@link directory}.
@@ -29,6 +30,10 @@ const TEMPORARY = /^\.(.+)\.([^.]+)\.partial$/;
  *
  * The first `create()`, and `prune`, remove the temporaries of writers that died (see
  * {@link Destination.removeLeftovers}).
+ *
+ * Its leases (`startBackup({ lease })`) are hidden files `.<name>.<token>`, each taken with an
+ * exclusive link and renewed by replacing it; several hosts may share the folder (NFS included),
+ * if their clocks agree.
  * @public
  */
 export function directory(options: DirectoryOptions): Destination {
@@ -157,5 +162,10 @@ export function directory(options: DirectoryOptions): Destination {
 
     removeLeftovers,
     listLeftovers,
+
+    async lease(name: string, leaseOptions: LeaseOptions): Promise<Lease> {
+      checkObjectName(name);
+      return takeDirectoryLease(root, name, leaseOptions, failed);
+    },
   };
 }

@@ -1,6 +1,7 @@
 import { Readable, Writable } from 'node:stream';
 import { BackupError } from '../../errors.js';
-import type { Destination, ReadRange, StoredObject, Upload } from '../../types.js';
+import type { Destination, Lease, LeaseOptions, ReadRange, StoredObject, Upload } from '../../types.js';
+import { takeVersioned } from '../../util/lease.js';
 import { checkObjectName } from '../object-name.js';
 import { checkRange } from '../range.js';
 
@@ -10,11 +11,14 @@ let created = 0;
 
 /**
  * Keeps archives in this process's memory: for tests, yours and ours. Objects appear only when
- * committed, as with every other destination.
+ * committed, as with every other destination. Its leases coordinate backups within this process.
  * @public
  */
 export function memory(): Destination {
   const objects = new Map<string, { bytes: Buffer; modifiedAt: Date }>();
+  /** Leases live beside the objects, never listed: they are no archive. */
+  const leases = new Map<string, { bytes: Buffer; version: string }>();
+  let versions = 0;
   const description = `memory #${++created}`;
   const notFound = (name: string) => new BackupError('NOT_FOUND', `${description} has no ${name}`);
 
@@ -67,6 +71,23 @@ export function memory(): Destination {
     async remove(name: string) {
       checkObjectName(name);
       if (!objects.delete(name)) throw notFound(name);
+    },
+
+    async lease(name: string, options: LeaseOptions): Promise<Lease> {
+      checkObjectName(name);
+      return takeVersioned(
+        {
+          read: async () => leases.get(name),
+          async write(bytes, expected) {
+            if (leases.get(name)?.version !== expected) return undefined;
+            const version = String(++versions);
+            leases.set(name, { bytes, version });
+            return version;
+          },
+        },
+        `${description} lease ${name}`,
+        options,
+      );
     },
   };
 }

@@ -2,7 +2,8 @@ import { PassThrough, Readable } from 'node:stream';
 import type * as S3Sdk from '@aws-sdk/client-s3';
 import type * as S3Storage from '@aws-sdk/lib-storage';
 import { BackupError } from '../../errors.js';
-import type { Destination, ReadRange, StoredObject, Upload } from '../../types.js';
+import type { Destination, Lease, LeaseOptions, ReadRange, StoredObject, Upload } from '../../types.js';
+import { takeVersioned, type VersionedObject } from '../../util/lease.js';
 import { optionalPeer, type Peer } from '../../util/peers.js';
 import { checkObjectName } from '../object-name.js';
 import { checkRange } from '../range.js';
@@ -119,6 +120,9 @@ const TIMEOUT_HINT = 'The S3 server did not answer in time: check that it is rea
  * `commit()`: S3 cannot hold a finished upload back. A backup that fails after that point deletes
  * it again. Writes are conditional (`If-None-Match: *`), so an existing object is never replaced
  * (`ALREADY_EXISTS`); the server must support conditional writes (AWS S3 does since 2024).
+ *
+ * Its leases (`startBackup({ lease })`) are one small object, written with `If-None-Match: *` to
+ * take a free lease and `If-Match: <etag>` to renew it or take over an expired one.
  *
  * Every request has a connection and an idle timeout, so a frozen server fails the operation
  * with `DESTINATION_FAILED` instead of hanging it; timeouts, dropped connections and server errors
@@ -311,6 +315,35 @@ export function s3(options: S3Options): Destination {
 
     removeLeftovers,
     listLeftovers,
+
+    async lease(name: string, leaseOptions: LeaseOptions): Promise<Lease> {
+      checkObjectName(name);
+      const { sdk, client } = await connect();
+      const Key = key(name);
+      const object: VersionedObject = {
+        async read() {
+          try {
+            const { Body, ETag } = await client.send(new sdk.GetObjectCommand({ Bucket: bucket, Key }));
+            return { bytes: Buffer.from(await (Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray()), version: ETag ?? '' };
+          } catch (cause) {
+            if (isMissing(cause)) return undefined;
+            throw failed(`reading the lease ${name}`, cause);
+          }
+        },
+        async write(bytes, expected) {
+          try {
+            const condition = expected === undefined ? { IfNoneMatch: '*' } : { IfMatch: expected };
+            const { ETag } = await client.send(new sdk.PutObjectCommand({ Bucket: bucket, Key, Body: bytes, ContentType: 'application/json', ...condition }));
+            return ETag ?? '';
+          } catch (cause) {
+            // If-Match on a key deleted meanwhile answers 404: the condition failed all the same.
+            if (isTaken(cause) || (expected !== undefined && isMissing(cause))) return undefined;
+            throw failed(`writing the lease ${name}`, cause);
+          }
+        },
+      };
+      return takeVersioned(object, `${description}${name}`, leaseOptions);
+    },
   };
   return withRetry(destination, options.retry);
 }
