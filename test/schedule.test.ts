@@ -280,6 +280,38 @@ describe('schedule: runNow, verify and stop', () => {
   });
 });
 
+describe('schedule: one runner across a fleet (lease)', () => {
+  it("skips, with reason 'lease', a slot whose backup another process made, and one whose lease another holds", async (t) => {
+    const db = await database(t);
+    // Another process of the fleet made the backup of the slot at `second`: its name keeps that second.
+    const { destination, createdAt } = await withFull(db);
+    const second = Math.floor(createdAt / 1000) * 1000;
+    const clock = new FakeClock(second - 500);
+    const schedule = await started(t, db, { to: destination, full: '1s', lease: { ttlMs: 60_000 }, clock });
+    const log = record(schedule);
+    let settled = next(schedule, 'settled');
+    clock.advanceTo(second);
+    let [run] = await settled;
+    assert.deepEqual([run.outcome, run.reason], ['skipped', 'lease'], 'its backup is listed');
+
+    for (const name of ['backupkit.lease', 'backupkit.schedule']) {
+      const held = await destination.lease!(name, { ttlMs: 60_000, holder: 'another process' });
+      settled = next(schedule, 'settled');
+      clock.advance(1_000);
+      [run] = await settled;
+      assert.deepEqual([run.outcome, run.reason], ['skipped', 'lease'], `${name} is held`);
+      await held.release();
+    }
+    settled = next(schedule, 'settled');
+    clock.advance(1_000);
+    [run] = await settled;
+    assert.equal(run.outcome, 'succeeded', 'the lease is free and the slot not made yet');
+    assert.equal(log.settled.length, 3, 'three skips, no failure');
+    assert.equal(schedule.status().consecutiveFailures, 0);
+    assert.equal((await listBackups(destination)).length, 2);
+  });
+});
+
 describe('schedule: failures and metrics', () => {
   it('reports a failed run, counts failures in a row, goes on, and publishes prom-client metrics', async (t) => {
     const db = await database(t);

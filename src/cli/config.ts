@@ -50,7 +50,7 @@ export interface CliConfig {
  * sources, `to`, `retention`, `compression`, `encrypt` and `sign` are the config file's own.
  * @public
  */
-export type CliScheduleConfig = Pick<ScheduleOptions, 'full' | 'incremental' | 'verify' | 'timeZone' | 'name' | 'verification'>;
+export type CliScheduleConfig = Pick<ScheduleOptions, 'full' | 'incremental' | 'verify' | 'timeZone' | 'name' | 'verification' | 'lease'>;
 
 /** The names looked for in the working folder when no `--config` is given. */
 const DEFAULT_NAMES = ['backupkit.config.js', 'backupkit.config.mjs', 'backupkit.config.json'];

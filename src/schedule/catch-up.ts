@@ -9,10 +9,18 @@ import type { Timing } from './timing.js';
  */
 export function isOverdue(type: 'full' | 'incremental', timing: Timing, backups: readonly BackupInfo[], sources: ReadonlyArray<{ name: string; kind: string }>, now: number): boolean {
   const slot = timing.previous(now);
-  if (slot === undefined) return false;
+  return slot !== undefined && !madeSince(type, backups, sources, slot);
+}
+
+/**
+ * Whether `backups` (newest first) hold a backup of these sources, vouched for by its sidecar,
+ * started at or after `since`: for a full, a full one; for an incremental, either. Names keep
+ * the second a backup started, so one started in the slot's second counts.
+ */
+export function madeSince(type: 'full' | 'incremental', backups: readonly BackupInfo[], sources: ReadonlyArray<{ name: string; kind: string }>, since: number): boolean {
   const wanted = sourceKey(sources);
   const newest = backups.find((b) => b.trust === 'trusted' && sourceKey(b.sources) === wanted && (type === 'incremental' || b.type === 'full'));
-  return newest === undefined || newest.createdAt.getTime() < slot;
+  return newest !== undefined && newest.createdAt.getTime() >= Math.floor(since / 1000) * 1000;
 }
 
 /** Sources compared by name and kind, whatever their order (as backup/chain.ts links chains). */

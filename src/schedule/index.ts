@@ -6,10 +6,12 @@ import type { SignOptions } from '../archive/signature.js';
 import { BackupError, type BackupErrorCode } from '../errors.js';
 import { listBackups } from '../listing.js';
 import { checkRetentionPolicy, type RetentionPolicy } from '../retention.js';
-import { verifyBackup, type VerifyOperation, type VerifyOptions, type VerifyResult } from '../restore/verify.js';
+import { verifyBackup, type VerifyOptions, type VerifyResult } from '../restore/verify.js';
 import type { Destination, Source } from '../types.js';
 import { ScheduleMetrics, type MetricsRegistry } from './metrics.js';
-import { isOverdue } from './catch-up.js';
+import { leaseTtl } from '../backup/lease.js';
+import { isOverdue, madeSince } from './catch-up.js';
+import { holdScheduleLease } from './lease.js';
 import { checkTimeZone, parseTiming, type Timing } from './timing.js';
 
 /**
@@ -23,7 +25,8 @@ export type ScheduleRunType = 'full' | 'incremental' | 'verify';
  * - `running`: it fell due while a run of the same lane was still going (backups share one lane,
  *   verifications have their own); it is not queued, the next slot runs as usual;
  * - `unchanged`: an incremental found nothing changed since the backup before it;
- * - `lease`: another process holding the destination's lease is the one making backups now.
+ * - `lease`: another process of the fleet holds the destination's lease, or has already made
+ *   this slot's backup (see {@link ScheduleOptions.lease}).
  * @public
  */
 export type ScheduleSkipReason = 'running' | 'unchanged' | 'lease';
@@ -82,6 +85,15 @@ export interface ScheduleOptions {
   sign?: SignOptions;
   /** How scheduled verifications verify: level, keys, scratch space (`from`, `backup` and `signal` are the schedule's). */
   verification?: Omit<VerifyOptions, 'from' | 'backup' | 'asOf' | 'signal'>;
+  /**
+   * One runner across a fleet: processes with the same schedule and the same first destination make
+   * each scheduled backup once. Every backup takes the destination's lease (as `startBackup({ lease })`),
+   * and each scheduled or catch-up backup is made under a second lease, by the first process to
+   * take it, and only when the first destination does not list that slot's backup yet; the others
+   * report it `skipped` with reason `lease`. Slots are the same in every process (intervals count
+   * from the epoch), so the fleet's clocks must agree to well within one interval.
+   */
+  lease?: BackupOptions['lease'];
   /** Names the schedule in metrics and status; default `'default'`. */
   name?: string;
   /** Prometheus metrics, registered in this prom-client `Registry` (prom-client is an optional peer dependency). */
@@ -182,9 +194,12 @@ interface Running {
   readonly type: ScheduleRunType;
   readonly trigger: ScheduleTrigger;
   readonly startedAt: Date;
-  readonly operation: BackupOperation | VerifyOperation;
+  readonly cancel: AbortController;
   readonly settled: Promise<ScheduleRun>;
 }
+
+/** How a run ended, before it is recorded. */
+type Outcome = { result: BackupResult | VerifyResult; error?: undefined; skip?: undefined } | { error: BackupError; result?: undefined; skip?: undefined } | { skip: ScheduleSkipReason; result?: undefined; error?: undefined };
 
 /**
  * Backups that run themselves, returned by `Database.schedule()`: full and incremental backups and
@@ -223,6 +238,7 @@ export class Schedule extends EventEmitter<ScheduleEvents> {
   readonly #clock: ScheduleClock;
   readonly #metrics: ScheduleMetrics | undefined;
   readonly #name: string;
+  readonly #leaseTtl: number | undefined;
   #timer: ScheduleTimer | undefined;
   #stopped = false;
   #failures = 0;
@@ -244,6 +260,7 @@ export class Schedule extends EventEmitter<ScheduleEvents> {
     if (options.retention) checkRetentionPolicy(options.retention);
     this.#name = options.name ?? 'default';
     if (typeof this.#name !== 'string' || this.#name === '') throw new BackupError('INVALID_OPTIONS', '`name` must be a non-empty string');
+    this.#leaseTtl = leaseTtl(options.lease);
     this.#clock = options.clock ?? SYSTEM_CLOCK;
     this.#metrics = options.metrics ? new ScheduleMetrics(options.metrics.registry, this.#name) : undefined;
     const now = this.#clock.now();
@@ -291,7 +308,7 @@ export class Schedule extends EventEmitter<ScheduleEvents> {
     for (const type of Object.keys(this.#next) as ScheduleRunType[]) delete this.#next[type];
     const { signal } = options;
     const cancel = () => {
-      for (const running of Object.values(this.#running)) running.operation.cancel('The schedule was stopped');
+      for (const running of Object.values(this.#running)) running.cancel.abort(new BackupError('ABORTED', 'The schedule was stopped'));
     };
     if (signal?.aborted) cancel();
     else signal?.addEventListener('abort', cancel, { once: true });
@@ -328,11 +345,14 @@ export class Schedule extends EventEmitter<ScheduleEvents> {
     this.#timer = undefined;
     if (this.#stopped) return;
     const now = this.#clock.now();
-    const due = (Object.entries(this.#next) as Array<[ScheduleRunType, number]>).filter(([, at]) => at <= now).map(([type]) => type);
-    // However many slots went by (a process asleep, a clock set forward), each type runs once.
-    for (const type of due) this.#plan(type, now);
+    const due = new Map((Object.entries(this.#next) as Array<[ScheduleRunType, number]>).filter(([, at]) => at <= now));
+    // However many slots went by (a process asleep, a clock set forward), each type runs once, for its latest slot.
+    for (const type of due.keys()) {
+      due.set(type, this.#timings[type]?.previous(now) ?? (due.get(type) as number));
+      this.#plan(type, now);
+    }
     // A full includes everything an incremental of the same moment would have.
-    for (const type of due) if (!(type === 'incremental' && due.includes('full'))) void this.#start(type, 'schedule');
+    for (const [type, slot] of due) if (!(type === 'incremental' && due.has('full'))) void this.#start(type, 'schedule', slot);
     this.#arm();
   }
 
@@ -342,53 +362,68 @@ export class Schedule extends EventEmitter<ScheduleEvents> {
     const timing = this.#timings[type] as Timing;
     // A destination that cannot be listed makes the backup overdue: its run reports the failure.
     const backups = await listBackups(this.#destinations[0] as Destination).catch(() => []);
-    if (!this.#stopped && isOverdue(type, timing, backups, this.#host.sources, now)) void this.#start(type, 'catch-up');
+    if (!this.#stopped && isOverdue(type, timing, backups, this.#host.sources, now)) void this.#start(type, 'catch-up', timing.previous(now));
   }
 
-  /** Starts a run in its lane, or reports it skipped when the lane is busy. */
-  #start(type: ScheduleRunType, trigger: ScheduleTrigger): Promise<ScheduleRun> {
+  /**
+   * Starts a run in its lane, or reports it skipped when the lane is busy. `slot` is the time a
+   * scheduled or catch-up run is for: with `lease`, a fleet makes one backup per slot.
+   */
+  #start(type: ScheduleRunType, trigger: ScheduleTrigger, slot?: number): Promise<ScheduleRun> {
     const lane: Lane = type === 'verify' ? 'verify' : 'backup';
-    const startedAt = new Date(this.#clock.now());
+    const base = { type, trigger, startedAt: new Date(this.#clock.now()) };
     if (this.#running[lane]) {
-      const run = this.#skip({ type, trigger, startedAt }, 'running', undefined);
+      const run = this.#skip(base, 'running', undefined);
       this.emit('settled', run);
       return Promise.resolve(run);
     }
-    const operation = type === 'verify' ? this.#verify() : this.#backup(type);
+    const cancel = new AbortController();
+    const attempt = type === 'verify' ? this.#verify(cancel.signal) : this.#backup(type, slot, cancel.signal);
+    const outcome: Promise<Outcome> = attempt.catch((error: unknown) => ({ error: error as BackupError }));
     // The lane is free before anything is reported: a listener may start the next run at once.
-    const outcome = operation.done.then(
-      (result) => ({ result, error: undefined }),
-      (error: unknown) => ({ result: undefined, error: error as BackupError }),
-    );
-    const free = outcome.finally(() => delete this.#running[lane]);
-    const base = { type, trigger, startedAt };
-    const settled = free.then(({ result, error }) => {
-      const run = error ? this.#failed(base, error) : type === 'verify' ? this.#verified(base, result as VerifyResult) : this.#backedUp(base, result as BackupResult);
+    const settled = outcome.then((ended) => {
+      delete this.#running[lane];
+      let run: ScheduleRun;
+      if (ended.skip) run = this.#skip(base, ended.skip, undefined);
+      else if (ended.error) run = this.#failed(base, ended.error);
+      else run = type === 'verify' ? this.#verified(base, ended.result as VerifyResult) : this.#backedUp(base, ended.result as BackupResult);
       this.emit('settled', run);
       return run;
     });
-    this.#running[lane] = { type, trigger, startedAt, operation, settled };
+    this.#running[lane] = { ...base, cancel, settled };
     this.emit('run', { type, trigger });
     return settled;
   }
 
-  #backup(type: 'full' | 'incremental'): BackupOperation {
-    const { retention, compression, encrypt, sign } = this.#options;
-    const operation = this.#host.startBackup({ to: this.#destinations, type, ...defined({ retention, compression, encrypt, sign }) });
-    const emitter = this as EventEmitter;
-    for (const event of BACKUP_EVENTS) operation.on(event, (...args: unknown[]) => void emitter.emit(event, ...args));
-    return operation;
+  /**
+   * Makes one backup. With `lease` and a slot, the schedule's lease of the first destination is
+   * held around it: the process that gets it first makes the slot's backup, and one that gets it
+   * after finds that backup listed and makes none, so a fleet makes each scheduled backup once.
+   */
+  async #backup(type: 'full' | 'incremental', slot: number | undefined, signal: AbortSignal): Promise<Outcome> {
+    const ttlMs = this.#leaseTtl;
+    const slotLease = ttlMs !== undefined && slot !== undefined ? await holdScheduleLease(this.#destinations[0] as Destination, ttlMs) : undefined;
+    try {
+      if (slotLease && slot !== undefined && madeSince(type, await listBackups(this.#destinations[0] as Destination), this.#host.sources, slot)) return { skip: 'lease' };
+      const { retention, compression, encrypt, sign, lease } = this.#options;
+      const operation = this.#host.startBackup({ to: this.#destinations, type, signal, ...defined({ retention, compression, encrypt, sign, lease }) });
+      const emitter = this as EventEmitter;
+      for (const event of BACKUP_EVENTS) operation.on(event, (...args: unknown[]) => void emitter.emit(event, ...args));
+      return { result: await operation.done };
+    } finally {
+      await slotLease?.release();
+    }
   }
 
-  #verify(): VerifyOperation {
+  async #verify(signal: AbortSignal): Promise<Outcome> {
     const passphrase = this.#options.encrypt?.passphrase;
-    return verifyBackup({ ...(passphrase === undefined ? {} : { decrypt: { passphrase } }), ...this.#options.verification, from: this.#destinations[0] as Destination });
+    const operation = verifyBackup({ ...(passphrase === undefined ? {} : { decrypt: { passphrase } }), ...this.#options.verification, from: this.#destinations[0] as Destination, signal });
+    return { result: await operation.done };
   }
 
   #failed(base: RunBase, error: BackupError): ScheduleRun {
     if (base.type !== 'verify') {
-      // The lease's code is compared as a string: it belongs to the lease, which types its own errors.
-      if ((error.code as string) === 'LEASE_HELD') return this.#skip(base, 'lease', undefined);
+      if (error.code === 'LEASE_HELD') return this.#skip(base, 'lease', undefined);
       // A backup the application started itself holds the Database: this run is skipped like any other overlap.
       if (error.code === 'BACKUP_IN_PROGRESS') return this.#skip(base, 'running', undefined);
       this.#failures += 1;
