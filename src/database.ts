@@ -66,8 +66,8 @@ export interface BackupOptions {
    * with `LEASE_HELD` and writes nothing. Right before the archive is committed, the lease is
    * checked to be still this backup's; a backup whose lease expired (the process was paused, or
    * cut off from the destination) fails with `LEASE_LOST` and commits nothing. The lease is
-   * released at the end. The first destination must support leases (`s3`, `directory`,
-   * `memory`); see docs/guides/fleet.md for what is guaranteed.
+   * released at the end. The first destination must keep leases (`s3`, `azure`, `directory` and
+   * `memory` do); see docs/guides/fleet.md for what is guaranteed.
    */
   lease?: boolean | { ttlMs?: number };
 }

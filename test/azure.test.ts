@@ -24,7 +24,7 @@ after(() => azurite?.stop());
 const destinationOn = (container: string, extra: Partial<AzureOptions> = {}) =>
   azure({ container, connectionString: azurite.connectionString(), blockSize: 1024 * 1024, maxAttempts: 2, ...extra });
 
-testDestination('azure', async () => ({ destination: destinationOn(await azurite.createContainer(), { prefix: 'backups/app' }), cleanup: async () => {} }));
+testDestination('azure', async () => ({ destination: destinationOn(await azurite.createContainer(), { prefix: 'backups/app' }), cleanup: async () => {} }), { lease: true });
 
 /** Every blob in the container, committed or only staged. */
 async function blobs(container: string): Promise<{ committed: string[]; staged: string[] }> {

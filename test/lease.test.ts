@@ -12,7 +12,9 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { BackupError, Database, directory, files, listBackups, s3, type BackupResult, type Destination } from '../src/index.js';
+import { azure, BackupError, Database, directory, files, listBackups, memory, s3, type BackupResult, type Destination, type Source } from '../src/index.js';
+import { rejectsWithCode } from './helpers/errors.js';
+import { startAzurite, type Azurite } from './helpers/azurite.js';
 import { tempDir } from './helpers/fs.js';
 import { MOTO_CREDENTIALS, startMoto, type Moto } from './helpers/moto.js';
 import { stoppedItself } from './helpers/process.js';
@@ -20,12 +22,15 @@ import { stoppedItself } from './helpers/process.js';
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'lease-child.js');
 /** Short, so that a dead or paused holder is replaced soon; the tests wait for that outcome. */
 const TTL_MS = 1500;
+/** For holders that nothing should replace: a loaded machine must not make them lose their lease. */
+const STEADY_TTL_MS = 10_000;
 
 let moto: Moto;
+let azurite: Azurite;
 before(async () => {
-  moto = await startMoto();
+  [moto, azurite] = await Promise.all([startMoto(), startAzurite()]);
 });
-after(() => moto?.stop());
+after(() => Promise.all([moto?.stop(), azurite?.stop()]));
 
 /** Where the fleet backs up: a destination of this process and the JSON the children rebuild it from. */
 interface Shared {
@@ -39,6 +44,14 @@ const places: Array<[string, (t: TestContext) => Promise<Shared>]> = [
     async () => {
       const bucket = await moto.createBucket();
       return { destination: s3({ bucket, endpoint: moto.endpoint, forcePathStyle: true, credentials: MOTO_CREDENTIALS }), spec: JSON.stringify({ endpoint: moto.endpoint, bucket }) };
+    },
+  ],
+  [
+    'one Azurite container',
+    async () => {
+      const container = await azurite.createContainer();
+      const connectionString = azurite.connectionString();
+      return { destination: azure({ container, connectionString }), spec: JSON.stringify({ connectionString, container }) };
     },
   ],
   [
@@ -74,7 +87,7 @@ function lastLine(output: string): Record<string, unknown> {
 async function backUpWhenFree(database: Database, to: Destination): Promise<BackupResult> {
   for (;;) {
     try {
-      return await database.startBackup({ to, lease: { ttlMs: TTL_MS } }).done;
+      return await database.startBackup({ to, lease: { ttlMs: STEADY_TTL_MS } }).done;
     } catch (error) {
       if (!(error instanceof BackupError && error.code === 'LEASE_HELD')) throw error;
       await sleep(50);
@@ -95,7 +108,7 @@ for (const [label, make] of places) {
       const { destination, spec } = await make(t);
       const markers = await tempDir(t, 'fleet-markers');
       const data = await folderWithData(t, 'fleet-race', 4 * 1024 * 1024); // long enough for the others to try meanwhile
-      const children = [0, 1, 2].map(() => child(['race', spec, String(TTL_MS), data, markers]));
+      const children = [0, 1, 2].map(() => child(['race', spec, String(STEADY_TTL_MS), data, markers]));
       await Promise.all(children.map(({ output }) => (async () => {
         while (!output().startsWith('ready\n')) await sleep(20);
       })()));
@@ -143,3 +156,69 @@ for (const [label, make] of places) {
     });
   });
 }
+
+describe('startBackup({ lease })', () => {
+  it('refuses a lease option that is not true or { ttlMs } with a whole ttl of at least 500 ms, before writing anything', async (t) => {
+    const data = await folderWithData(t, 'lease-options', 10);
+    const to = memory();
+    const database = new Database({ sources: [files({ name: 'f', dir: data })] });
+    for (const lease of [{ ttlMs: 10 }, { ttlMs: 1000.5 }, { ttlMs: '30s' }, 'yes', 1]) {
+      await rejectsWithCode(database.startBackup({ to, lease: lease as never }).done, 'INVALID_OPTIONS', /`lease` must be/);
+    }
+    assert.deepEqual(await listBackups(to), []);
+    await database.startBackup({ to, lease: false }).done;
+    const lease = await to.lease!('backupkit.lease', { ttlMs: 60_000, holder: 'the test' });
+    assert.equal(lease.token, 1, 'lease: false takes no lease');
+  });
+
+  it('renews the lease while the backup runs: a backup outlasting its ttl many times over still commits', async (t) => {
+    const data = await folderWithData(t, 'lease-heartbeat', 10);
+    const to = memory();
+    const inner = files({ name: 'f', dir: data });
+    const expiries = new Set<string>();
+    const slow: Source = {
+      ...inner,
+      async open(context) {
+        // Holds the backup until others have seen its lease renewed three times: never free meanwhile.
+        while (expiries.size < 4) {
+          const taken = await to.lease!('backupkit.lease', { ttlMs: 60_000, holder: 'the test' }).then(
+            () => assert.fail('the lease of a running backup was free'),
+            (error: BackupError) => error,
+          );
+          assert.equal(taken.code, 'LEASE_HELD');
+          expiries.add(/until (\S+)$/.exec(taken.message)?.[1] ?? '');
+          await sleep(50);
+        }
+        return inner.open(context);
+      },
+    };
+    const { name } = await new Database({ sources: [slow] }).startBackup({ to, lease: { ttlMs: 600 } }).done;
+    assert.deepEqual((await listBackups(to)).map((b) => b.name), [name]);
+  });
+
+  it('makes one backup at a time hold across Databases: the second gets LEASE_HELD naming this process as the holder', async (t) => {
+    const data = await folderWithData(t, 'lease-databases', 10);
+    const to = memory();
+    let opened!: () => void;
+    const isOpen = new Promise<void>((resolve) => (opened = resolve));
+    let proceed!: () => void;
+    const gate = new Promise<void>((resolve) => (proceed = resolve));
+    const inner = files({ name: 'f', dir: data });
+    const waiting: Source = {
+      ...inner,
+      async open(context) {
+        const snapshot = await inner.open(context);
+        opened();
+        await gate;
+        return snapshot;
+      },
+    };
+    const first = new Database({ sources: [waiting] }).startBackup({ to, lease: true });
+    await isOpen;
+    const held = await rejectsWithCode(new Database({ sources: [inner] }).startBackup({ to, lease: true }).done, 'LEASE_HELD');
+    assert.match(held.message, new RegExp(`pid ${process.pid}\\b`));
+    proceed();
+    const { name } = await first.done;
+    assert.deepEqual((await listBackups(to)).map((b) => b.name), [name]);
+  });
+});

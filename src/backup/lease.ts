@@ -4,6 +4,7 @@ import type { Destination, Lease } from '../types.js';
 
 /** The one lease of a destination that backups take: one backup at a time, whichever process. */
 export const BACKUP_LEASE = 'backupkit.lease';
+/** Long enough for several slow requests between two renewals, short enough to replace a dead holder soon. */
 export const DEFAULT_LEASE_TTL_MS = 30_000;
 /** Below this, a renewal every third of it leaves too little room for a slow request. */
 export const MIN_LEASE_TTL_MS = 500;
@@ -31,14 +32,14 @@ export interface HeldLease {
 
 /**
  * Takes the backup lease of `destination` and renews it every third of its ttl, so that a renewal
- * or two may fail (a slow request, a dropped connection) before it expires. A renewal that fails
- * for another reason is tried again at the next beat: whether the lease still holds is decided by
- * `fence()` before the commit, never by the heartbeat alone.
+ * or two may fail (a slow request, a dropped connection) before it expires. The heartbeat stops
+ * the backup early once the lease is lost; whether it may commit is decided by `fence()`, never
+ * by the heartbeat alone.
  */
 export async function holdLease(destination: Destination, ttlMs: number): Promise<HeldLease> {
   if (typeof destination.lease !== 'function') {
     throw new BackupError('INVALID_OPTIONS', `${destination.description} cannot hold a lease, so \`lease\` cannot be used with it first in \`to\``, {
-      hint: 'Put a destination that supports leases (s3, directory, memory) first in `to`; the lease is kept in the first destination.',
+      hint: 'Put a destination that keeps leases first in `to` (docs/guides/fleet.md lists them): the lease is kept in the first destination.',
     });
   }
   const lease = await destination.lease(BACKUP_LEASE, { ttlMs, holder: `host ${hostname()}, pid ${process.pid}` });
@@ -55,8 +56,11 @@ export async function holdLease(destination: Destination, ttlMs: number): Promis
   const beat = () => {
     if (stopped) return; // a renewal that was under way when the lease was released
     timer = setTimeout(() => {
-      serially((l) => l.renew()).then(beat, (error: unknown) => {
-        if (error instanceof BackupError && error.code === 'LEASE_LOST') lost.abort(error);
+      // A renewal that failed otherwise (the destination unreachable) stops the backup only once
+      // the lease's ttl ran out, which the check tells before it asks the destination anything.
+      const renewOrCheck = (l: Lease) => l.renew().catch((error: unknown) => (isLost(error) ? Promise.reject(error) : l.check()));
+      serially(renewOrCheck).then(beat, (error: unknown) => {
+        if (isLost(error)) lost.abort(error);
         else beat();
       });
     }, ttlMs / 3);
@@ -72,4 +76,8 @@ export async function holdLease(destination: Destination, ttlMs: number): Promis
       await serially((l) => l.release()).catch(() => {});
     },
   };
+}
+
+function isLost(error: unknown): error is BackupError {
+  return error instanceof BackupError && error.code === 'LEASE_LOST';
 }

@@ -51,7 +51,8 @@ export interface RetryInfo {
  * connections, a server briefly failing) are made again: `open` (a download that breaks midway
  * resumes from the byte it reached), `list` (until it yields a first object), `remove`, `create`
  * (the call, not the upload), and the leftover sweeps. Upload streams and `commit()` are never
- * retried. Any other error passes through at once.
+ * retried, nor is `lease`: a conditional write replayed blindly could fail against itself, so a
+ * lease recognises its own retried writes instead. Any other error passes through at once.
  * @public
  */
 export function withRetry(destination: Destination, options: RetryOptions = {}): Destination {

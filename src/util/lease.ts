@@ -42,6 +42,7 @@ export function renewed(record: LeaseRecord): LeaseRecord {
   return { ...record, expiresAt: new Date(Date.now() + record.ttlMs).toISOString() };
 }
 
+/** A record as stored: one line of JSON. */
 export function encodeRecord(record: LeaseRecord): Buffer {
   return Buffer.from(`${JSON.stringify(record)}\n`);
 }
@@ -78,6 +79,7 @@ export function isLive(record: LeaseRecord): boolean {
   return !record.released && Date.parse(record.expiresAt) > Date.now();
 }
 
+/** `LEASE_HELD`, naming the holder and when its lease expires, in the message and in the hint. */
 export function leaseHeld(where: string, record: LeaseRecord): BackupError {
   const seconds = Math.max(0, Math.ceil((Date.parse(record.expiresAt) - Date.now()) / 1000));
   return new BackupError('LEASE_HELD', `${where} is held by ${record.holder} (token ${record.token}) until ${record.expiresAt}`, {
@@ -85,6 +87,7 @@ export function leaseHeld(where: string, record: LeaseRecord): BackupError {
   });
 }
 
+/** `LEASE_LOST`, saying why. */
 export function leaseLost(where: string, why: string): BackupError {
   return new BackupError('LEASE_LOST', `${where} is no longer this process's lease: ${why}`);
 }
@@ -105,6 +108,16 @@ export interface VersionedObject {
    * returns the new version, or `undefined` when that condition did not hold.
    */
   write(bytes: Buffer, expected: string | undefined): Promise<string | undefined>;
+}
+
+/** An object's ETag, the version `If-Match` compares: a server that gives none cannot keep a lease. */
+export function versionOf(etag: string | undefined, where: string): string {
+  if (etag === undefined || etag === '') {
+    throw new BackupError('DESTINATION_FAILED', `${where}: the server gave no ETag`, {
+      hint: 'This server does not support the conditional writes leases need (If-Match on an ETag): put a destination that does first in `to`, or back up without `lease`.',
+    });
+  }
+  return etag;
 }
 
 /** Rounds of read and conditional write before giving up on a lease others keep changing. */

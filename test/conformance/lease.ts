@@ -121,6 +121,19 @@ export function testLease(withDestination: WithDestination, keepsLeases: boolean
     await rejectsWithCode(d.lease!('one.lease', SHORT), 'LEASE_HELD', /next holder/);
   }));
 
+  it('lease: of takers racing for an expired lease, exactly one gets it, with a larger token', withDestination(async (d) => {
+    const old = await d.lease!('raced.lease', SHORT);
+    while (await old.check().then(() => true, () => false)) await sleep(50); // until its ttl ran out
+    const outcomes = await Promise.allSettled(Array.from({ length: 4 }, (_, i) => d.lease!('raced.lease', { ttlMs: 600_000, holder: `racer ${i}` })));
+    const winners = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+    assert.equal(winners.length, 1, 'one holder');
+    for (const outcome of outcomes) {
+      if (outcome.status === 'rejected') assert.equal((outcome.reason as BackupError).code, 'LEASE_HELD', String(outcome.reason));
+    }
+    assert.ok((winners[0] as Lease).token > old.token);
+    await (winners[0] as Lease).check();
+  }));
+
   it('lease: a holder whose ttl ran out fails its check even before anyone takes the lease', withDestination(async (d) => {
     const lease = await d.lease!('one.lease', SHORT);
     await lease.check();

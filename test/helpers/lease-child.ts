@@ -1,6 +1,6 @@
 /**
  * A process of a "fleet" backing up one folder to a shared destination with a lease.
- * Usage: lease-child.js <mode> <destination as JSON: { path } or { endpoint, bucket }> <ttl ms> <folder> [<marker folder>]
+ * Usage: lease-child.js <mode> <destination as JSON: { path }, { endpoint, bucket } or { connectionString, container }> <ttl ms> <folder> [<marker folder>]
  *
  * - `race`: once told "go" on stdin, backs up until it has made one backup, trying again while
  *   another process holds the lease. While its backup runs (from opening its source to closing it,
@@ -14,15 +14,17 @@ import { once } from 'node:events';
 import { open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BackupError, Database, directory, files, s3, type Source } from '../../src/index.js';
+import { azure, BackupError, Database, directory, files, s3, type Destination, type Source } from '../../src/index.js';
 import { MOTO_CREDENTIALS } from './moto.js';
 
 const [mode = '', spec = '{}', ttl = '', dir = '', markers = ''] = process.argv.slice(2);
-const target = JSON.parse(spec) as { path?: string; endpoint?: string; bucket?: string };
-const to =
-  target.path !== undefined
-    ? directory({ path: target.path })
-    : s3({ bucket: target.bucket ?? '', endpoint: target.endpoint ?? '', forcePathStyle: true, credentials: MOTO_CREDENTIALS });
+const target = JSON.parse(spec) as { path?: string; endpoint?: string; bucket?: string; connectionString?: string; container?: string };
+function destination(): Destination {
+  if (target.path !== undefined) return directory({ path: target.path });
+  if (target.container !== undefined) return azure({ container: target.container, connectionString: target.connectionString ?? '' });
+  return s3({ bucket: target.bucket ?? '', endpoint: target.endpoint ?? '', forcePathStyle: true, credentials: MOTO_CREDENTIALS });
+}
+const to = destination();
 const lease = { ttlMs: Number(ttl) };
 const inner = files({ name: 'f', dir });
 

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
 import type * as AzureSdk from '@azure/storage-blob';
 import type { BlobItem, ContainerClient } from '@azure/storage-blob';
 import { BackupError } from '../../errors.js';
-import type { Destination, ReadRange, StoredObject, Upload } from '../../types.js';
+import type { Destination, Lease, LeaseOptions, ReadRange, StoredObject, Upload } from '../../types.js';
+import { takeVersioned, versionOf, type VersionedObject } from '../../util/lease.js';
 import { optionalPeer } from '../../util/peers.js';
 import { checkObjectName } from '../object-name.js';
 import { checkRange } from '../range.js';
@@ -87,6 +89,10 @@ const loadSdk = optionalPeer(
  * and deleting that empty blob at once, the only way Azure offers). Blocks left by a writer that
  * died are never listed; the first `create()`, and `prune`, discard them once older than
  * `abandonedUploadAge` (Azure itself drops uncommitted blocks after a week).
+ *
+ * Its leases (`startBackup({ lease })`) are one small blob, written with `If-None-Match: *` to
+ * take a free lease and `If-Match: <etag>` to renew it or take over an expired one (not Azure's
+ * own blob leases, whose longest finite term is 60 s and which carry no fencing token).
  *
  * `@azure/storage-blob` is an optional peer dependency, loaded on first use: install it beside
  * backupkit.
@@ -309,6 +315,38 @@ export function azure(options: AzureOptions): Destination {
 
     removeLeftovers,
     listLeftovers,
+
+    async lease(name: string, leaseOptions: LeaseOptions): Promise<Lease> {
+      checkObjectName(name);
+      const blob = (await container()).getBlockBlobClient(key(name));
+      const where = `${description}${name}`;
+      const object: VersionedObject = {
+        async read() {
+          try {
+            const response = await timed((abortSignal) => blob.download(0, undefined, { abortSignal }));
+            const bytes = await timed(() => buffer(response.readableStreamBody as Readable));
+            return { bytes, version: versionOf(response.etag, where) };
+          } catch (cause) {
+            if (isMissingBlob(cause)) return undefined;
+            if (cause instanceof BackupError) throw cause;
+            throw failed(`reading the lease ${name}`, cause);
+          }
+        },
+        async write(bytes, expected) {
+          try {
+            const conditions = expected === undefined ? { ifNoneMatch: '*' } : { ifMatch: expected };
+            const { etag } = await timed((abortSignal) => blob.upload(bytes, bytes.length, { conditions, abortSignal, blobHTTPHeaders: { blobContentType: 'application/json' } }));
+            return versionOf(etag, where);
+          } catch (cause) {
+            if (cause instanceof BackupError) throw cause;
+            // If-Match on a blob deleted meanwhile is refused as missing: the condition failed all the same.
+            if (isTaken(cause) || (expected !== undefined && isMissingBlob(cause))) return undefined;
+            throw failed(`writing the lease ${name}`, cause);
+          }
+        },
+      };
+      return takeVersioned(object, where, leaseOptions);
+    },
   };
 }
 

@@ -3,7 +3,7 @@ import type * as S3Sdk from '@aws-sdk/client-s3';
 import type * as S3Storage from '@aws-sdk/lib-storage';
 import { BackupError } from '../../errors.js';
 import type { Destination, Lease, LeaseOptions, ReadRange, StoredObject, Upload } from '../../types.js';
-import { takeVersioned, type VersionedObject } from '../../util/lease.js';
+import { takeVersioned, versionOf, type VersionedObject } from '../../util/lease.js';
 import { optionalPeer, type Peer } from '../../util/peers.js';
 import { checkObjectName } from '../object-name.js';
 import { checkRange } from '../range.js';
@@ -320,13 +320,15 @@ export function s3(options: S3Options): Destination {
       checkObjectName(name);
       const { sdk, client } = await connect();
       const Key = key(name);
+      const where = `${description}${name}`;
       const object: VersionedObject = {
         async read() {
           try {
             const { Body, ETag } = await client.send(new sdk.GetObjectCommand({ Bucket: bucket, Key }));
-            return { bytes: Buffer.from(await (Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray()), version: ETag ?? '' };
+            return { bytes: Buffer.from(await (Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray()), version: versionOf(ETag, where) };
           } catch (cause) {
             if (isMissing(cause)) return undefined;
+            if (cause instanceof BackupError) throw cause;
             throw failed(`reading the lease ${name}`, cause);
           }
         },
@@ -334,15 +336,16 @@ export function s3(options: S3Options): Destination {
           try {
             const condition = expected === undefined ? { IfNoneMatch: '*' } : { IfMatch: expected };
             const { ETag } = await client.send(new sdk.PutObjectCommand({ Bucket: bucket, Key, Body: bytes, ContentType: 'application/json', ...condition }));
-            return ETag ?? '';
+            return versionOf(ETag, where);
           } catch (cause) {
+            if (cause instanceof BackupError) throw cause;
             // If-Match on a key deleted meanwhile answers 404: the condition failed all the same.
             if (isTaken(cause) || (expected !== undefined && isMissing(cause))) return undefined;
             throw failed(`writing the lease ${name}`, cause);
           }
         },
       };
-      return takeVersioned(object, `${description}${name}`, leaseOptions);
+      return takeVersioned(object, where, leaseOptions);
     },
   };
   return withRetry(destination, options.retry);
