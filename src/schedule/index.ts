@@ -170,9 +170,14 @@ export interface ScheduleEvents extends BackupEvents {
   verified: [result: VerifyResult];
 }
 
-/** The part of a Database a schedule uses. */
+/**
+ * The part of a `Database` a schedule uses: its sources, and starting a backup of them.
+ * @public
+ */
 export interface ScheduleHost {
+  /** The sources backed up, as `Database.sources`. */
   readonly sources: readonly Source[];
+  /** As `Database.startBackup`. */
   startBackup(options: BackupOptions): BackupOperation;
 }
 
