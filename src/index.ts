@@ -81,6 +81,7 @@ export type {
   SnapshotChanges,
   SnapshotContext,
   Source,
+  SourceMode,
   SourceKind,
   SourceKindCli,
   SourceKindCliOptions,

@@ -116,7 +116,7 @@ export async function listArchives(destination: Destination): Promise<{ archives
   return { archives, sidecars };
 }
 
-type SidecarRead = { sidecar: ListedSidecar; problem?: undefined } | { problem: BackupProblem };
+export type SidecarRead = { sidecar: ListedSidecar; problem?: undefined } | { problem: BackupProblem };
 
 function describeBackup(archive: StoredObject, read: SidecarRead): BackupInfo {
   const { name, size } = archive;
@@ -150,7 +150,7 @@ function missing(sidecarName: string): SidecarRead {
  * Reads and checks a sidecar. Only a destination that cannot be read fails; whatever the sidecar
  * holds becomes the backup's problem.
  */
-async function readSidecar(destination: Destination, sidecarName: string, archive: StoredObject): Promise<SidecarRead> {
+export async function readSidecar(destination: Destination, sidecarName: string, archive: StoredObject): Promise<SidecarRead> {
   let bytes: Buffer;
   try {
     bytes = await readLimited(await destination.open(sidecarName), MAX_SIDECAR_BYTES, () => new SidecarTooLarge());

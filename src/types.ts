@@ -12,6 +12,13 @@ import type { Writable, Readable } from 'node:stream';
 export type BackupType = 'full' | 'incremental';
 
 /**
+ * How an archive holds one source: `full`, or in an incremental only its `changes` since the
+ * backup before it (plus what a restore needs to rebuild the whole from the chain).
+ * @public
+ */
+export type SourceMode = 'full' | 'changes';
+
+/**
  * The kinds of entry an archive holds.
  * @public
  */
@@ -107,7 +114,7 @@ export interface SnapshotChanges {
    * be built on: say why with a warning); `changes`: only what changed since the previous backup,
    * plus whatever a restore needs to rebuild the whole from the chain (a listing, a page count).
    */
-  readonly mode: BackupType;
+  readonly mode: SourceMode;
   /** Nothing changed since the previous backup; when every source says so, no backup is written. */
   readonly unchanged: boolean;
 }
@@ -183,7 +190,7 @@ export interface RestoreLayer {
   /** The archive's name. */
   readonly archive: string;
   /** `full`: the archive holds the source in full, and is the last layer read; `changes`: only what changed. */
-  readonly mode: BackupType;
+  readonly mode: SourceMode;
   /** 0 for the backup being restored, 1 for the one before it in its chain, and so on. */
   readonly depth: number;
 }

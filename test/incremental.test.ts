@@ -8,28 +8,32 @@ import { withRestoredBackup } from '../src/testing.js';
 import { cli, records } from './helpers/cli.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
+import { kvSource } from './helpers/kv-source.js';
 
 describe('incremental backups: chain metadata', () => {
-  it('starts a chain with a full when nothing stands before it, then links each incremental to its full and its predecessor', async (t) => {
-    const dir = await tempDir(t, 'inc');
-    await writeFile(join(dir, 'a.txt'), 'a');
+  it('starts a chain with a full when nothing stands before it, then links each incremental to its full and its predecessor', async () => {
+    const data = new Map([['a', 'a']]);
     const to = memory();
-    const db = new Database({ sources: [files({ name: 'uploads', dir })] });
-    const first = await db.startBackup({ to, type: 'incremental' }).done;
+    const db = new Database({ sources: [kvSource('kv', data)] });
+    const backup = async (type: 'full' | 'incremental') => {
+      data.set('a', `${data.get('a')}+`); // something to send every time
+      return db.startBackup({ to, type }).done;
+    };
+    const first = await backup('incremental');
     assert.deepEqual(chainOf(first), ['full', undefined, undefined]);
     assert.deepEqual(
       first.warnings.map((w) => w.code),
       ['INCREMENTAL_BASE_MISSING'],
       'the first run says it is a full',
     );
-    const second = await db.startBackup({ to, type: 'incremental' }).done;
-    const third = await db.startBackup({ to, type: 'incremental' }).done;
+    const second = await backup('incremental');
+    const third = await backup('incremental');
     assert.deepEqual(chainOf(second), ['incremental', first.name, first.name]);
     assert.deepEqual(chainOf(third), ['incremental', first.name, second.name]);
     assert.deepEqual([second.warnings, third.warnings], [[], []]);
-    const full = await db.startBackup({ to }).done;
+    const full = await backup('full');
     assert.deepEqual(chainOf(full), ['full', undefined, undefined], 'the default is a full');
-    const after = await db.startBackup({ to, type: 'incremental' }).done;
+    const after = await backup('incremental');
     assert.deepEqual(chainOf(after), ['incremental', full.name, full.name], 'a new full starts a new chain');
 
     const listed = await listBackups(to);
@@ -39,22 +43,22 @@ describe('incremental backups: chain metadata', () => {
     );
   });
 
-  it('never builds on a backup of other sources, nor on one encrypted differently', async (t) => {
-    const dir = await tempDir(t, 'inc');
-    await writeFile(join(dir, 'a.txt'), 'a');
+  it('never builds on a backup of other sources, nor on one encrypted differently', async () => {
+    const data = new Map([['a', 'a']]);
     const to = memory();
-    const uploads = files({ name: 'uploads', dir });
-    await new Database({ sources: [uploads, files({ name: 'more', dir })] }).startBackup({ to }).done;
-    await new Database({ sources: [files({ name: 'other', dir })] }).startBackup({ to }).done;
-    const db = new Database({ sources: [uploads] });
+    const kv = kvSource('kv', data);
+    await new Database({ sources: [kv, kvSource('more', data)] }).startBackup({ to }).done;
+    await new Database({ sources: [kvSource('other', data)] }).startBackup({ to }).done;
+    const db = new Database({ sources: [kv] });
     const alone = await db.startBackup({ to, type: 'incremental' }).done;
     assert.deepEqual(chainOf(alone), ['full', undefined, undefined]);
-    assert.match(alone.warnings[0]?.message ?? '', /no earlier backup of these sources \(uploads:files\)/);
+    assert.match(alone.warnings[0]?.message ?? '', /no earlier backup of these sources \(kv:kv-test\)/);
 
     const encrypted = await db.startBackup({ to, type: 'incremental', encrypt: { passphrase: 'correct horse' } }).done;
     assert.deepEqual(chainOf(encrypted), ['full', undefined, undefined]);
     assert.deepEqual(encrypted.warnings.map((w) => w.code), ['INCREMENTAL_BASE_REJECTED']);
     assert.match(encrypted.warnings[0]?.message ?? '', new RegExp(`${alone.name.replaceAll('.', '\\.')} is not encrypted`));
+    data.set('a', 'b');
     const next = await db.startBackup({ to, type: 'incremental', encrypt: { passphrase: 'correct horse' } }).done;
     assert.deepEqual(chainOf(next), ['incremental', encrypted.name, encrypted.name]);
   });

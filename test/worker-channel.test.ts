@@ -106,9 +106,10 @@ describe('the worker channel', () => {
     ['exit', /exited \(code 3\) before it finished/],
   ] as const) {
     it(`a worker that ${mode === 'crash' ? 'throws outside its job' : 'calls process.exit'} fails the job, and a waiting receive and send too`, async () => {
-      const { job } = start(mode, { window: 1 });
+      const { job, openGate } = start(mode, { window: 1 });
       assert.ok(await job.receive());
       const waiting = job.receive();
+      openGate();
       await rejectsWithCode(waiting, 'SOURCE_FAILED', message);
       await rejectsWithCode(job.result, 'SOURCE_FAILED', message);
       await rejectsWithCode(job.send(new Uint8Array(1)), 'SOURCE_FAILED', message);

@@ -4,16 +4,24 @@
 import { BackupError } from '../errors.js';
 import { boundedLines } from '../util/lines.js';
 import { readLimited } from '../util/streams.js';
-import type { BackupType, EntryType } from '../types.js';
+import type { BackupType, EntryType, SourceMode } from '../types.js';
 import type { CompressionAlgorithm } from './compression.js';
 
 export const FORMAT_NAME = 'backupkit';
+/** The version of an archive that holds every source in full. */
 export const FORMAT_VERSION = 2;
+/**
+ * From this version on, an incremental may hold a source as only its `changes`: older readers
+ * refuse such an archive rather than restore part of a tree. The newest version this code reads.
+ */
+export const PARTIAL_SOURCES = 3;
 /** From this version on, manifest lines carry every metadata a restore applies: mode, mtime, link target. */
 export const METADATA_IN_MANIFEST = 2;
 export const HEADER_PATH = 'header.json';
 export const MANIFEST_PATH = 'manifest.ndjson';
 export const SOURCES_DIR = 'sources';
+/** Where a source's `meta` entries go: data about the source that is no part of its tree. */
+export const META_DIR = 'meta';
 
 /** The first entry of every archive. */
 export interface ArchiveHeader {
@@ -31,7 +39,7 @@ export interface ArchiveHeader {
    * Per source; `mode` (incrementals only) says whether this archive holds the source `full` or
    * only what changed since `previous`.
    */
-  sources: Array<{ name: string; kind: string; estimatedBytes: number; estimatedItems: number; mode?: BackupType }>;
+  sources: Array<{ name: string; kind: string; estimatedBytes: number; estimatedItems: number; mode?: SourceMode }>;
   /** Absent in archives made before incremental backups existed: those are fulls. */
   type?: BackupType;
   /** An incremental's full, the first backup of its chain. */
@@ -111,10 +119,10 @@ export function parseHeader(bytes: Buffer): ArchiveHeader {
   if (header.format !== FORMAT_NAME || typeof header.formatVersion !== 'number') {
     throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} does not describe a backupkit archive`);
   }
-  if (header.formatVersion > FORMAT_VERSION) {
+  if (header.formatVersion > PARTIAL_SOURCES) {
     throw new BackupError(
       'UNSUPPORTED_FORMAT',
-      `The archive has format version ${header.formatVersion}; this backupkit reads up to ${FORMAT_VERSION}`,
+      `The archive has format version ${header.formatVersion}; this backupkit reads up to ${PARTIAL_SOURCES}`,
     );
   }
   if (!Array.isArray(header.sources) || typeof header.name !== 'string') {

@@ -12,13 +12,21 @@ export interface BackupSidecar extends ArchiveHeader {
   encrypted: boolean;
   sourceStats: ManifestSummary['sources'];
   warnings: number;
+  /** The `<archive>.state` object stored with it, for the next incremental to check before use. */
+  state?: StoredState;
+}
+
+/** Size and SHA-256 of a stored `<archive>.state` object. */
+export interface StoredState {
+  size: number;
+  sha256: string;
 }
 
 /** A sidecar is a few hundred bytes per source; anything huge is not ours. */
 export const MAX_SIDECAR_BYTES = 1024 * 1024;
 
 /** The fields of a sidecar that listing and retention use. */
-export type ListedSidecar = Pick<BackupSidecar, 'name' | 'createdAt' | 'size' | 'sha256' | 'encrypted' | 'signature' | 'sourceStats' | 'base' | 'previous'> & {
+export type ListedSidecar = Pick<BackupSidecar, 'name' | 'createdAt' | 'size' | 'sha256' | 'encrypted' | 'signature' | 'sourceStats' | 'base' | 'previous' | 'state' | 'encryption'> & {
   /** Always set: a sidecar without one is older than incremental backups, a full. */
   type: BackupType;
 };
@@ -42,7 +50,7 @@ export function checkSidecar(value: unknown, archive: StoredObject): SidecarChec
   const invalid = (what: string): SidecarCheck => ({ problem: { code: 'SIDECAR_INVALID', message: `its sidecar's ${what}` } });
   const mismatch = (what: string): SidecarCheck => ({ problem: { code: 'SIDECAR_MISMATCH', message: `its sidecar ${what}` } });
   if (!isRecord(value)) return invalid('content is not a JSON object');
-  const { name, createdAt, size, sha256, encrypted, signature, sourceStats, type = 'full', base, previous } = value;
+  const { name, createdAt, size, sha256, encrypted, signature, sourceStats, type = 'full', base, previous, state, encryption } = value;
   if (typeof name !== 'string') return invalid('name is not a string');
   if (typeof createdAt !== 'string' || !ISO_TIME.test(createdAt) || !isRoundTrip(createdAt)) return invalid(`createdAt ${describe(createdAt)} is not an ISO 8601 UTC time`);
   if (!isCount(size)) return invalid(`size ${describe(size)} is not a whole number of bytes`);
@@ -54,6 +62,12 @@ export function checkSidecar(value: unknown, archive: StoredObject): SidecarChec
   if (!Array.isArray(sourceStats)) return invalid('sourceStats is not a list');
   const badSource = sourceStats.findIndex((s) => !(isRecord(s) && typeof s['name'] === 'string' && typeof s['kind'] === 'string' && isCount(s['bytes']) && isCount(s['items'])));
   if (badSource !== -1) return invalid(`sourceStats[${badSource}] is not { name, kind, bytes, items }`);
+  if (state !== undefined && !(isRecord(state) && isCount(state['size']) && typeof state['sha256'] === 'string' && SHA256.test(state['sha256']))) {
+    return invalid('state is not { size, sha256 }');
+  }
+  if (encryption !== undefined && !(isRecord(encryption) && Array.isArray(encryption['recipients']) && encryption['recipients'].every((r) => typeof r === 'string' && FINGERPRINT.test(r)))) {
+    return invalid('encryption names no recipients list');
+  }
   const chainProblem = checkChain(type, base, previous);
   if (chainProblem) return invalid(chainProblem);
 
@@ -78,6 +92,8 @@ export function checkSidecar(value: unknown, archive: StoredObject): SidecarChec
       sourceStats: sourceStats as ListedSidecar['sourceStats'],
       type: type as BackupType,
       ...(type === 'incremental' ? { base: base as string, previous: previous as string } : {}),
+      ...(encryption === undefined ? {} : { encryption: encryption as ListedSidecar['encryption'] }),
+      ...(state === undefined ? {} : { state: { size: (state as unknown as StoredState).size, sha256: (state as unknown as StoredState).sha256 } }),
     },
   };
 }

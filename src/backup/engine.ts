@@ -2,23 +2,25 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupError, abortError, asBackupError } from '../errors.js';
 import { ChecksumCounter } from '../archive/checksum.js';
-import { FORMAT_NAME, FORMAT_VERSION, HEADER_PATH, sourcePrefix, type ArchiveHeader } from '../archive/format.js';
+import { FORMAT_NAME, FORMAT_VERSION, HEADER_PATH, META_DIR, PARTIAL_SOURCES, sourcePrefix, type ArchiveHeader } from '../archive/format.js';
 import { compressionExtension, compressor, Rechunk, type Compression } from '../archive/compression.js';
 import { encryptor, type Encryption } from '../archive/encryption.js';
 import { ENCRYPTED_EXTENSION, SIDECAR_EXTENSION } from '../archive/names.js';
 import type { Signer } from '../archive/signature.js';
-import type { BackupSidecar } from '../archive/sidecar.js';
+import type { BackupSidecar, StoredState } from '../archive/sidecar.js';
 import { ArchiveWriter } from '../archive/writer.js';
 import { ProgressReporter } from '../progress.js';
 import { prune, type RetentionPolicy } from '../retention.js';
 import type { BackupType } from '../archive/format.js';
-import type { BackupWarning, Destination, Snapshot, Source } from '../types.js';
+import type { BackupInfo } from '../listing.js';
+import type { BackupWarning, Destination, Snapshot, SnapshotChanges, Source } from '../types.js';
 import { redactText } from '../util/redact.js';
 import { waitFor } from '../util/streams.js';
 import { BACKUPKIT_VERSION } from '../version.js';
-import { linkToChain, type ChainLink } from './chain.js';
+import { startChain, type ChainLink, type ChainStart } from './chain.js';
 import { FanOut, type UploadTarget } from './fan-out.js';
 import { claimName, type NameClaim } from './name-claim.js';
+import { stateName, StateWriter } from './state.js';
 import type { OperationContext, SourceStats } from '../operation.js';
 import type { BackupEvents, BackupResult } from './operation.js';
 
@@ -38,7 +40,11 @@ export interface BackupPlan {
 interface OpenSnapshot {
   readonly source: Source;
   readonly snapshot: Snapshot;
+  /** What the archive holds of it: always `full` outside an incremental. */
+  changes: SnapshotChanges;
 }
+
+const HELD_IN_FULL: SnapshotChanges = { mode: 'full', unchanged: false };
 
 /**
  * One backup from start to finish: snapshots first (databases before file trees), then one
@@ -69,9 +75,12 @@ class Backup {
   readonly #warnings: BackupWarning[] = [];
   readonly #snapshots: OpenSnapshot[] = [];
   readonly #uploads: UploadTarget[] = [];
+  readonly #stateUploads: UploadTarget[] = [];
   readonly #committed: Array<{ destination: Destination; name: string }> = [];
   #writer: ArchiveWriter | undefined;
   #nameClaim: NameClaim | undefined;
+  #chain: ChainStart | undefined;
+  #states: StateWriter | undefined;
   /** The path of the last warning, so an entry's own warning is not repeated as SIZE_MISMATCH. */
   #warnedPath: string | undefined;
 
@@ -89,12 +98,16 @@ class Backup {
     const { name } = this.#nameClaim;
     const { sources } = this.plan;
     this.events.emit('start', { name, createdAt: this.#createdAt, sources: sources.map((s) => ({ name: s.name, kind: s.kind })) });
-    const link = await linkToChain(this.plan.type, this.plan.destinations[0] as Destination, sources, this.plan.encryption !== undefined, (w) => this.#warn(w));
-    await this.#openSnapshots();
+    const chain = (this.#chain = await startChain(this.plan.type, this.plan.destinations[0] as Destination, sources, this.plan.encryption, (w) => this.#warn(w), this.events.signal));
+    const { link } = chain;
+    await this.#openSnapshots(chain);
+    if (chain.previous && this.#snapshots.every(({ changes }) => changes.unchanged)) return this.#unchanged(chain.previous);
     const header = await this.#header(name, link);
-    await this.#createUploads(name);
+    await this.#createUploads(name, this.#uploads);
     const { stats, size, sha256 } = await this.#writeArchive(header);
-    await this.#commit(name, { ...header, size, sha256, encrypted: this.plan.encryption !== undefined, sourceStats: stats, warnings: this.#warnings.length });
+    const state = await this.#writeState(name);
+    const encrypted = this.plan.encryption !== undefined;
+    await this.#commit(name, { ...header, size, sha256, encrypted, sourceStats: stats, warnings: this.#warnings.length, ...(state ? { state } : {}) });
     const pruned = await this.#applyRetention();
     this.#progress.complete();
     return {
@@ -112,6 +125,47 @@ class Backup {
       warnings: this.#warnings,
       signedBy: this.plan.signer?.fingerprint,
     };
+  }
+
+  /**
+   * An incremental where no source changed writes nothing: the backup it would have built on still
+   * stands, and the result names it.
+   */
+  #unchanged(standing: BackupInfo): BackupResult {
+    this.#progress.complete();
+    return {
+      name: standing.name,
+      size: standing.size,
+      sha256: standing.sha256 ?? '',
+      type: standing.type ?? 'full',
+      base: standing.base,
+      previous: standing.previous,
+      unchanged: true,
+      createdAt: standing.createdAt,
+      durationMs: Date.now() - this.#startedAt,
+      sources: this.#snapshots.map(({ source }) => ({ name: source.name, kind: source.kind, bytes: 0, items: 0 })),
+      destinations: this.plan.destinations.map((d) => d.description),
+      pruned: [],
+      warnings: this.#warnings,
+      signedBy: standing.signedBy,
+    };
+  }
+
+  /**
+   * Stores what the sources saved for the next incremental as `<name>.state` beside the archive,
+   * on every destination; nothing when no source saves a state.
+   */
+  async #writeState(name: string): Promise<StoredState | undefined> {
+    const states = (this.#states = await StateWriter.create());
+    for (const { source, snapshot } of this.#snapshots) {
+      this.#checkAborted();
+      await states.add(source.name, snapshot, this.events.signal).catch((cause: unknown) => {
+        throw asBackupError(cause, 'SOURCE_FAILED', `Saving the state of source "${source.name}" failed`);
+      });
+    }
+    if (states.empty) return undefined;
+    await this.#createUploads(stateName(name), this.#stateUploads);
+    return states.write(this.#stateUploads, this.plan.compression, this.plan.encryption, this.events.signal, this.plan.fence);
   }
 
   /** A failed prune does not fail the backup, which is safely stored by then: it is a warning. */
@@ -135,7 +189,8 @@ class Backup {
     const outcomes = await Promise.all(
       this.#uploads.map(async ({ destination, upload }) => {
         const copies = this.#committed.filter((c) => c.destination === destination);
-        const results = await Promise.allSettled([upload.abort(), ...copies.map(({ name }) => destination.remove(name))]);
+        const stateUploads = this.#stateUploads.filter((u) => u.destination === destination).map((u) => u.upload.abort());
+        const results = await Promise.allSettled([upload.abort(), ...stateUploads, ...copies.map(({ name }) => destination.remove(name))]);
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         return failed
           ? `${destination.description}: cleaning up failed, remove ${copies.map((c) => c.name).join(', ') || 'the partial upload'} by hand: ${(failed.reason as Error).message}`
@@ -149,20 +204,33 @@ class Backup {
     this.#progress.stop();
     await this.#writer?.dispose();
     await Promise.allSettled(this.#snapshots.map(({ snapshot }) => snapshot.close()));
+    await Promise.allSettled([this.#states?.dispose(), this.#chain?.states?.dispose()]);
     await this.#nameClaim?.release(); // after the commit or the roll-back, never before
   }
 
-  async #openSnapshots(): Promise<void> {
+  /**
+   * Opens every source; in an incremental, each one given what it saved last time says right
+   * away what its part of the archive will hold.
+   */
+  async #openSnapshots({ states }: ChainStart): Promise<void> {
     const { sources } = this.plan;
+    const archive = this.#nameClaim!.name;
     const ordered = [...sources.filter((s) => s.role === 'database'), ...sources.filter((s) => s.role !== 'database')];
     for (const source of ordered) {
       this.#checkAborted();
       this.#progress.enter('snapshot'); // names no source: its source-start comes with its data
       const warn = (warning: Omit<BackupWarning, 'source'>) => this.#warn({ ...warning, source: source.name });
-      const snapshot = await source.open({ signal: this.events.signal, warn, archive: this.#nameClaim!.name }).catch((cause: unknown) => {
+      const previous = states?.bySource.get(source.name);
+      const snapshot = await source.open({ signal: this.events.signal, warn, archive, ...(previous ? { previous } : {}) }).catch((cause: unknown) => {
         throw asBackupError(cause, 'SOURCE_FAILED', `Opening source "${source.name}" failed`);
       });
-      this.#snapshots.push({ source, snapshot });
+      const opened: OpenSnapshot = { source, snapshot, changes: HELD_IN_FULL };
+      this.#snapshots.push(opened); // closed on failure from here on
+      if (previous && snapshot.changes) {
+        opened.changes = await snapshot.changes().catch((cause: unknown) => {
+          throw asBackupError(cause, 'SOURCE_FAILED', `Comparing source "${source.name}" with ${previous.archive} failed`);
+        });
+      }
     }
   }
 
@@ -179,9 +247,10 @@ class Backup {
       estimates.reduce((sum, e) => sum + e.bytes, 0),
       estimates.reduce((sum, e) => sum + e.items, 0),
     );
+    const partial = this.#snapshots.some(({ changes }) => changes.mode === 'changes');
     return {
       format: FORMAT_NAME,
-      formatVersion: FORMAT_VERSION,
+      formatVersion: partial ? PARTIAL_SOURCES : FORMAT_VERSION,
       backupkitVersion: BACKUPKIT_VERSION,
       name,
       createdAt: this.#createdAt.toISOString(),
@@ -190,25 +259,24 @@ class Backup {
         ? { encryption: { method: 'openpgp', passphrase: this.plan.encryption.passwords.length > 0, recipients: this.plan.encryption.fingerprints } }
         : {}),
       ...(this.plan.signer ? { signature: { method: 'openpgp', fingerprint: this.plan.signer.fingerprint } } : {}),
-      sources: this.#snapshots.map(({ source }, i) => ({
+      sources: this.#snapshots.map(({ source, changes }, i) => ({
         name: source.name,
         kind: source.kind,
         estimatedBytes: estimates[i]?.bytes ?? 0,
         estimatedItems: estimates[i]?.items ?? 0,
-        // No source sends only its changes yet: an incremental holds each of them in full.
-        ...(link.type === 'incremental' ? { mode: 'full' as const } : {}),
+        ...(link.type === 'incremental' ? { mode: changes.mode } : {}),
       })),
       ...link,
     };
   }
 
-  async #createUploads(name: string): Promise<void> {
+  async #createUploads(name: string, into: UploadTarget[]): Promise<void> {
     for (const destination of this.plan.destinations) {
       this.#checkAborted();
       const upload = await destination.create(name).catch((cause: unknown) => {
         throw asBackupError(cause, 'DESTINATION_FAILED', `Creating ${name} on ${destination.description} failed`);
       });
-      this.#uploads.push({ destination, upload });
+      into.push({ destination, upload });
     }
   }
 
@@ -248,6 +316,7 @@ class Backup {
 
   async #archiveSource(writer: ArchiveWriter, source: Source, snapshot: Snapshot): Promise<SourceStats> {
     const prefix = sourcePrefix(source.name);
+    const metaPrefix = `${META_DIR}/${source.name}`;
     let bytes = 0;
     let items = 0;
     try {
@@ -255,7 +324,7 @@ class Backup {
         this.#checkAborted();
         this.#warnedPath = undefined;
         const { sizeMismatch } = await writer.add(
-          { ...entry, path: entry.path === '' ? prefix : `${prefix}/${entry.path}`, body: entry.body?.(), changed: () => this.#warnedPath === entry.path },
+          { ...entry, path: archivePath(entry.meta ? metaPrefix : prefix, entry.path), body: entry.body?.(), changed: () => this.#warnedPath === entry.path },
           (n) => {
             bytes += n;
             this.#progress.addSourceBytes(n);
@@ -282,12 +351,17 @@ class Backup {
    * the deferred ones are aborted before their copy ever appeared.
    */
   async #commit(name: string, sidecar: BackupSidecar): Promise<void> {
-    const visibleFirst = this.#uploads.toSorted((a, b) => Number(a.destination.capabilities.deferredCommit) - Number(b.destination.capabilities.deferredCommit));
     await this.plan.fence?.();
-    for (const { destination, upload } of visibleFirst) {
+    for (const { destination, upload } of visibleFirst(this.#uploads)) {
       this.#checkAborted();
       await upload.commit();
       this.#committed.push({ destination, name });
+    }
+    // The state before the sidecar, which vouches for both.
+    for (const { destination, upload } of visibleFirst(this.#stateUploads)) {
+      this.#checkAborted();
+      await upload.commit();
+      this.#committed.push({ destination, name: stateName(name) });
     }
     for (const { destination } of this.#uploads) {
       this.#checkAborted();
@@ -322,6 +396,15 @@ class Backup {
     const meaningful = reasons.find((reason) => reason instanceof BackupError) ?? reasons[0];
     return asBackupError(meaningful, 'DESTINATION_FAILED', 'Writing the archive failed');
   }
+}
+
+/** Uploads whose objects are visible already (no `deferredCommit`) confirm first. */
+function visibleFirst(uploads: readonly UploadTarget[]): UploadTarget[] {
+  return uploads.toSorted((a, b) => Number(a.destination.capabilities.deferredCommit) - Number(b.destination.capabilities.deferredCommit));
+}
+
+function archivePath(prefix: string, path: string): string {
+  return path === '' ? prefix : `${prefix}/${path}`;
 }
 
 async function writeSidecar(destination: Destination, name: string, sidecar: BackupSidecar, signal: AbortSignal): Promise<void> {

@@ -22,6 +22,11 @@ export interface BackupResult {
   readonly base: string | undefined;
   /** An incremental's predecessor: the backup right before it in its chain. */
   readonly previous: string | undefined;
+  /**
+   * Set when an incremental found nothing changed since the backup it would have built on: nothing
+   * was written, and the other fields describe that backup, which still stands.
+   */
+  readonly unchanged?: true;
   /** When the backup started; the name encodes it too, to the second. */
   readonly createdAt: Date;
   /** Wall time from start to the last commit. */

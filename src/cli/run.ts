@@ -169,7 +169,9 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
     output.follow(op);
     const result = await op.done;
     output.emit({ ...line('result', result), command: 'backup' }, [
-      `backed up ${result.name}${chainText(result)}: ${formatBytes(result.size)} in ${formatDuration(result.durationMs)} to ${result.destinations.join(', ')}`,
+      result.unchanged
+        ? `nothing changed since ${result.name}${chainText(result)}: nothing written`
+        : `backed up ${result.name}${chainText(result)}: ${formatBytes(result.size)} in ${formatDuration(result.durationMs)} to ${result.destinations.join(', ')}`,
       ...result.sources.map((s) => `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${counted(s.items, 'item')}`),
       `  sha256 ${result.sha256}`,
       ...(result.signedBy ? [`  signed by ${result.signedBy}`] : []),

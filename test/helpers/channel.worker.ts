@@ -55,12 +55,14 @@ serveWorkerJob<ChannelTestData, Uint8Array, Uint8Array, ChannelTestResult>(async
       throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
     case 'crash':
       await produce(1);
+      Atomics.wait(shared, 1, 0); // until the test holds the message: ending sooner may drop it
       setTimeout(() => {
         throw new Error('an uncaught failure');
       });
       return new Promise<never>(() => {});
     case 'exit':
       await produce(1);
+      Atomics.wait(shared, 1, 0);
       process.exit(3);
       break;
     case 'oom': {
