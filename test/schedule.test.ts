@@ -1,26 +1,47 @@
 /**
  * Schedules against a fake clock: cron expressions and intervals, catch-up after downtime,
- * overlapping runs, runNow, stop, failures and metrics. Backups are real (a files source into
- * memory destinations); only time is fake, so nothing here waits on the wall clock.
+ * overlapping runs, runNow, stop, failures and metrics. Backups are real (a small key-value source
+ * that keeps a state, test/helpers/kv-source.ts, into memory destinations); only time is fake, so
+ * nothing here waits on the wall clock.
  */
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { Registry } from 'prom-client';
-import { BackupError, Database, files, listBackups, memory, type Destination, type Schedule, type ScheduleEvents, type ScheduleOptions, type ScheduleRun } from '../src/index.js';
+import { BackupError, Database, files, listBackups, memory, type Destination, type Schedule, type Source, type ScheduleEvents, type ScheduleOptions, type ScheduleRun } from '../src/index.js';
 import { FakeClock } from './helpers/fake-clock.js';
 import { failingAfter } from './helpers/faulty.js';
 import { tempDir } from './helpers/fs.js';
+import { kvSource } from './helpers/kv-source.js';
 
 const HOUR = 3_600_000;
 /** A Thursday, on the hour (UTC). */
 const T0 = Date.parse('2026-12-03T10:00:00Z');
 
-async function database(t: TestContext): Promise<Database> {
-  const dir = await tempDir(t, 'schedule');
-  await writeFile(join(dir, 'a.txt'), 'some data\n');
-  return new Database({ sources: [files({ name: 'uploads', dir })] });
+/**
+ * A Database of a source that stores its state, so that incrementals are incrementals, and of a
+ * busy application: something changed before every backup, so that none is `unchanged`.
+ */
+function database(): Database {
+  const data = new Map<string, string>();
+  const inner = kvSource('kv', data);
+  let writes = 0;
+  const busy: Source = {
+    ...inner,
+    open(context) {
+      data.set(`key-${++writes}`, 'value');
+      return inner.open(context);
+    },
+  };
+  return new Database({ sources: [busy] });
+}
+
+/** Every object a destination holds, by name. */
+async function objects(destination: Destination): Promise<string[]> {
+  const names: string[] = [];
+  for await (const object of destination.list()) names.push(object.name);
+  return names.sort();
 }
 
 /** Resolves with the arguments of the next `event` of `schedule`. */
@@ -70,8 +91,8 @@ async function withFull(db: Database): Promise<{ destination: Destination; creat
 }
 
 describe('schedule: options', () => {
-  it('refuses what it cannot run, with INVALID_OPTIONS', async (t) => {
-    const db = await database(t);
+  it('refuses what it cannot run, with INVALID_OPTIONS', async () => {
+    const db = database();
     const to = memory();
     const refused: Array<[Partial<ScheduleOptions>, RegExp]> = [
       [{}, /needs `full`, `incremental` or both/],
@@ -96,7 +117,7 @@ describe('schedule: options', () => {
 
 describe('schedule: timing against a fake clock', () => {
   it('sets each type on its cron expression, read in the time zone given, with or without seconds', async (t) => {
-    const db = await database(t);
+    const db = database();
     const { destination } = await withFull(db);
     const clock = new FakeClock(Date.parse('2026-12-03T02:59:00Z'));
     const schedule = await started(t, db, { to: destination, full: '0 4 * * *', incremental: '*/20 * * * * *', verify: '30 5 * * 0', timeZone: 'Europe/Paris', clock });
@@ -107,7 +128,7 @@ describe('schedule: timing against a fake clock', () => {
   });
 
   it('runs an interval on its slots, counted from the epoch: a full on the hour, an incremental every quarter, never both at once', async (t) => {
-    const db = await database(t);
+    const db = database();
     const { destination, createdAt } = await withFull(db);
     // Just before the next hour after the full that exists: no full is overdue, nothing runs at start.
     const hour = Math.ceil((createdAt + 1) / HOUR) * HOUR;
@@ -131,7 +152,7 @@ describe('schedule: timing against a fake clock', () => {
   });
 
   it('runs once, not once per slot, when the process wakes after slots went by', async (t) => {
-    const db = await database(t);
+    const db = database();
     const { destination, createdAt } = await withFull(db);
     const clock = new FakeClock(createdAt); // the backup is as new as the last slot can be: nothing to catch up
     const schedule = await started(t, db, { to: destination, incremental: '1m', clock });
@@ -146,9 +167,60 @@ describe('schedule: timing against a fake clock', () => {
   });
 });
 
+describe('schedule: what each run made', () => {
+  it("reports an incremental that found nothing changed as skipped, reason 'unchanged', naming the backup that still stands", async () => {
+    const data = new Map([['a', 'one']]);
+    const db = new Database({ sources: [kvSource('kv', data)] });
+    const { destination, createdAt } = await withFull(db);
+    const clock = new FakeClock(createdAt);
+    const schedule = db.schedule({ to: destination, incremental: '1m', clock });
+    await schedule.started;
+    try {
+      let settled = next(schedule, 'settled');
+      clock.advance(60_000);
+      const [unchanged] = await settled;
+      const [full] = await listBackups(destination);
+      assert.deepEqual([unchanged.outcome, unchanged.reason, unchanged.name], ['skipped', 'unchanged', full?.name]);
+      assert.equal(schedule.status().consecutiveFailures, 0);
+
+      data.set('b', 'two');
+      settled = next(schedule, 'settled');
+      clock.advance(60_000);
+      const [changed] = await settled;
+      assert.deepEqual([changed.outcome, changed.backupType], ['succeeded', 'incremental']);
+      assert.equal((await listBackups(destination)).length, 2);
+    } finally {
+      await schedule.stop();
+    }
+  });
+});
+
+describe('schedule: long waits', () => {
+  it('waits for a slot days away in steps of at most an hour, and runs it on time', async (t) => {
+    const db = database();
+    const { destination, createdAt } = await withFull(db);
+    const clock = new FakeClock(createdAt);
+    const schedule = await started(t, db, { to: destination, full: '0 0 1 * *', timeZone: 'UTC', clock }); // monthly
+    const log = record(schedule);
+    const due = schedule.status().next.full?.getTime() ?? assert.fail('no next full');
+    assert.ok(due - createdAt > 24 * HOUR, 'days away');
+    let steps = 0;
+    while (clock.now() + HOUR < due) {
+      clock.advance(HOUR);
+      steps += 1;
+      assert.equal(clock.pending, 1, 'woke up, found nothing due, and waits again');
+    }
+    assert.deepEqual(log.runs, [], `nothing ran in ${steps} hours`);
+    const settled = next(schedule, 'settled');
+    clock.advanceTo(due);
+    assert.equal((await settled)[0].outcome, 'succeeded');
+    assert.deepEqual(log.runs, ['full:schedule']);
+  });
+});
+
 describe('schedule: catch-up at start', () => {
   it('makes one full at start when none was made since the full schedule\'s last slot', async (t) => {
-    const db = await database(t);
+    const db = database();
     const { destination, createdAt } = await withFull(db);
     // Three slots of '1h' later: the full is overdue; one catch-up, not three.
     const clock = new FakeClock(Math.ceil((createdAt + 1) / HOUR) * HOUR + 2 * HOUR + 60_000);
@@ -163,8 +235,8 @@ describe('schedule: catch-up at start', () => {
     assert.equal(schedule.status().last.full?.trigger, 'catch-up');
   });
 
-  it('makes none when the newest full is younger than the last slot', async (t) => {
-    const db = await database(t);
+  it('makes none when the newest full is younger than the last slot', async () => {
+    const db = database();
     const { destination, createdAt } = await withFull(db);
     const clock = new FakeClock(Math.ceil((createdAt + 1) / HOUR) * HOUR - 1_000);
     const schedule = db.schedule({ to: destination, full: '1h', incremental: '15m', clock });
@@ -175,7 +247,7 @@ describe('schedule: catch-up at start', () => {
   });
 
   it('with only an incremental schedule and an empty destination, the first run is a full one', async (t) => {
-    const db = await database(t);
+    const db = database();
     const destination = memory();
     const schedule = db.schedule({ to: destination, incremental: '15m', clock: new FakeClock(T0) });
     t.after(() => schedule.stop());
@@ -191,7 +263,7 @@ describe('schedule: catch-up at start', () => {
 
 describe('schedule: runs never overlap', () => {
   it('skips, and reports, a run that falls due while a backup runs; queues nothing', async (t) => {
-    const db = await database(t);
+    const db = database();
     const { destination: existing, createdAt } = await withFull(db);
     const { destination, open, reached } = gated(existing);
     const hour = Math.ceil((createdAt + 1) / HOUR) * HOUR;
@@ -218,15 +290,21 @@ describe('schedule: runs never overlap', () => {
 
 describe('schedule: runNow, verify and stop', () => {
   it('runNow makes a backup or a verification outside the slots; verify runs on its own schedule', async (t) => {
-    const db = await database(t);
+    // Full backups of a folder: what every version of verifyBackup reads.
+    const dir = await tempDir(t, 'schedule-verify');
+    await writeFile(join(dir, 'a.txt'), 'some data\n');
+    const db = new Database({ sources: [files({ name: 'uploads', dir })] });
     const { destination, createdAt } = await withFull(db);
     const hour = Math.ceil((createdAt + 1) / HOUR) * HOUR;
     const clock = new FakeClock(hour - 1_000);
     const schedule = await started(t, db, { to: destination, full: '1d', verify: '1h', clock });
-    const run = await schedule.runNow({ type: 'incremental' });
-    assert.deepEqual([run.outcome, run.backupType, run.trigger], ['succeeded', 'incremental', 'manual']);
+    const run = await schedule.runNow();
+    assert.deepEqual([run.outcome, run.backupType, run.trigger], ['succeeded', 'full', 'manual']);
     const verified = next(schedule, 'verified');
+    const settled = next(schedule, 'settled');
     clock.advanceTo(hour);
+    const [verification] = await settled;
+    assert.deepEqual([verification.type, verification.outcome, verification.error], ['verify', 'succeeded', undefined]);
     const [result] = await verified;
     assert.equal(result.name, run.name, 'the newest backup');
     assert.equal(schedule.status().last.verify?.outcome, 'succeeded');
@@ -234,7 +312,7 @@ describe('schedule: runNow, verify and stop', () => {
   });
 
   it('stop() waits for the running backup, which commits; no run starts after it', async (t) => {
-    const db = await database(t);
+    const db = database();
     const { destination: existing, createdAt } = await withFull(db);
     const { destination, open, reached } = gated(existing);
     const hour = Math.ceil((createdAt + 1) / HOUR) * HOUR;
@@ -259,7 +337,7 @@ describe('schedule: runNow, verify and stop', () => {
   });
 
   it('stop({ signal }) cancels the running backup when the signal aborts: nothing is left behind', async (t) => {
-    const db = await database(t);
+    const db = database();
     const { destination: existing, createdAt } = await withFull(db);
     const { destination, open, reached } = gated(existing);
     const hour = Math.ceil((createdAt + 1) / HOUR) * HOUR;
@@ -267,6 +345,7 @@ describe('schedule: runNow, verify and stop', () => {
     const schedule = await started(t, db, { to: destination, full: '1h', clock });
     clock.advanceTo(hour);
     await reached;
+    const before = await objects(existing);
     const cancel = new AbortController();
     const stopping = schedule.stop({ signal: cancel.signal });
     cancel.abort();
@@ -274,15 +353,13 @@ describe('schedule: runNow, verify and stop', () => {
     await stopping;
     assert.equal(schedule.status().last.full?.errorCode, 'ABORTED');
     assert.equal((await listBackups(destination)).length, 1, 'only the backup made before');
-    const names: string[] = [];
-    for await (const object of existing.list()) names.push(object.name);
-    assert.equal(names.length, 2, 'one archive and its sidecar: no claim, no partial upload');
+    assert.deepEqual(await objects(existing), before, 'no archive, sidecar, state, claim or partial upload of the cancelled one');
   });
 });
 
 describe('schedule: one runner across a fleet (lease)', () => {
   it("skips, with reason 'lease', a slot whose backup another process made, and one whose lease another holds", async (t) => {
-    const db = await database(t);
+    const db = database();
     // Another process of the fleet made the backup of the slot at `second`: its name keeps that second.
     const { destination, createdAt } = await withFull(db);
     const second = Math.floor(createdAt / 1000) * 1000;
@@ -314,7 +391,7 @@ describe('schedule: one runner across a fleet (lease)', () => {
 
 describe('schedule: failures and metrics', () => {
   it('reports a failed run, counts failures in a row, goes on, and publishes prom-client metrics', async (t) => {
-    const db = await database(t);
+    const db = database();
     const { destination: good, createdAt } = await withFull(db);
     let failing = true;
     const broken = failingAfter(good, 0, 'broken');
@@ -352,7 +429,7 @@ describe('schedule: failures and metrics', () => {
   });
 
   it('two schedules share one registry, told apart by their name', async (t) => {
-    const db = await database(t);
+    const db = database();
     const registry = new Registry();
     const { destination, createdAt } = await withFull(db);
     const clock = new FakeClock(createdAt);

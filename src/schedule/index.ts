@@ -442,8 +442,7 @@ export class Schedule extends EventEmitter<ScheduleEvents> {
   #backedUp(base: RunBase, result: BackupResult): ScheduleRun {
     this.#failures = 0;
     const made = { name: result.name, backupType: result.type, size: result.size };
-    // `unchanged` is read without its type until BackupResult declares it.
-    if ((result as { unchanged?: boolean }).unchanged === true) return this.#skip(base, 'unchanged', made);
+    if (result.unchanged === true) return this.#skip(base, 'unchanged', made);
     const run = this.#record({ ...base, outcome: 'succeeded', ...made });
     this.#metrics?.succeeded(base.type, run.finishedAt, result.durationMs, result.size);
     return run;
