@@ -173,7 +173,8 @@ describe('schedule: what each run made', () => {
     const db = new Database({ sources: [kvSource('kv', data)] });
     const { destination, createdAt } = await withFull(db);
     const clock = new FakeClock(createdAt);
-    const schedule = db.schedule({ to: destination, incremental: '1m', clock });
+    const registry = new Registry();
+    const schedule = db.schedule({ to: destination, incremental: '1m', clock, metrics: { registry } });
     await schedule.started;
     try {
       let settled = next(schedule, 'settled');
@@ -182,6 +183,11 @@ describe('schedule: what each run made', () => {
       const [full] = await listBackups(destination);
       assert.deepEqual([unchanged.outcome, unchanged.reason, unchanged.name], ['skipped', 'unchanged', full?.name]);
       assert.equal(schedule.status().consecutiveFailures, 0);
+      const metrics = await registry.getMetricsAsJSON();
+      const value = (name: string) => metrics.find((m) => m.name === name)?.values.find((v) => v.labels['type'] === 'incremental')?.value;
+      assert.equal(value('backupkit_schedule_last_success_timestamp_seconds'), clock.now() / 1000, 'the backups are current');
+      assert.equal(value('backupkit_schedule_skipped_total'), 1);
+      assert.equal(value('backupkit_schedule_last_size_bytes'), undefined, 'nothing was written');
 
       data.set('b', 'two');
       settled = next(schedule, 'settled');

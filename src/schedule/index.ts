@@ -442,7 +442,12 @@ export class Schedule extends EventEmitter<ScheduleEvents> {
   #backedUp(base: RunBase, result: BackupResult): ScheduleRun {
     this.#failures = 0;
     const made = { name: result.name, backupType: result.type, size: result.size };
-    if (result.unchanged === true) return this.#skip(base, 'unchanged', made);
+    if (result.unchanged === true) {
+      const run = this.#skip(base, 'unchanged', made);
+      // The backups are as current as a new one would have made them: a success to monitoring, no new size.
+      this.#metrics?.succeeded(base.type, run.finishedAt, result.durationMs, undefined);
+      return run;
+    }
     const run = this.#record({ ...base, outcome: 'succeeded', ...made });
     this.#metrics?.succeeded(base.type, run.finishedAt, result.durationMs, result.size);
     return run;

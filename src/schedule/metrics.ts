@@ -40,7 +40,7 @@ export class ScheduleMetrics {
     const gauge = (name: string, help: string) => (registry.getSingleMetric(name) as PromClient.Gauge<'schedule' | 'type'> | undefined) ?? new prom.Gauge({ name, help, labelNames: LABELS, registers });
     const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
       (registry.getSingleMetric(name) as PromClient.Counter<L> | undefined) ?? new prom.Counter({ name, help, labelNames, registers });
-    this.#lastSuccess = gauge('backupkit_schedule_last_success_timestamp_seconds', 'When the last successful run of this type finished, in seconds since the Unix epoch.');
+    this.#lastSuccess = gauge('backupkit_schedule_last_success_timestamp_seconds', 'When the last successful run of this type (or incremental that found nothing changed) finished, in seconds since the Unix epoch.');
     this.#lastDuration = gauge('backupkit_schedule_last_duration_seconds', 'How long the last successful run of this type took.');
     this.#lastSize = gauge('backupkit_schedule_last_size_bytes', 'The size of the archive the last successful backup of this type wrote.');
     this.#failures = counter('backupkit_schedule_failures_total', 'Runs of this type that failed.', LABELS);
@@ -49,7 +49,7 @@ export class ScheduleMetrics {
     for (const type of ['full', 'incremental', 'verify']) this.#failures.inc({ schedule, type }, 0);
   }
 
-  /** A run succeeded: `size` is the archive's for a backup, undefined for a verification. */
+  /** A run succeeded, or found nothing changed: `size` is the archive's for a backup made, else undefined. */
   succeeded(type: string, finishedAt: Date, durationMs: number, size: number | undefined): void {
     const labels = { schedule: this.schedule, type };
     this.#lastSuccess.set(labels, finishedAt.getTime() / 1000);
