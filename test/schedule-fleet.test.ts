@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { directory, listBackups, s3, type BackupInfo, type Destination, type ScheduleRun } from '../src/index.js';
 import { tempDir } from './helpers/fs.js';
 import { MOTO_CREDENTIALS, startMoto, type Moto } from './helpers/moto.js';
+import { stoppedItself } from './helpers/process.js';
 
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'schedule-fleet-child.js');
 const SLOT_MS = 2_000;
@@ -75,14 +76,19 @@ function member(args: string[]): Member {
   return { process: spawned, exited: once(spawned, 'exit'), lines };
 }
 
-async function fleet(t: TestContext, size: number, spec: string, ttlMs: number, mode = ''): Promise<{ members: Member[]; markers: string }> {
+/** A folder of data and a folder for markers, shared by the members of a fleet. */
+async function shared(t: TestContext): Promise<{ data: string; markers: string }> {
   const data = join(await tempDir(t, 'schedule-fleet-data'), 'data');
   await mkdir(data);
   await writeFile(join(data, 'data.bin'), randomBytes(256 * 1024));
-  const markers = await tempDir(t, 'schedule-fleet-markers');
-  const members = Array.from({ length: size }, () => member([spec, String(ttlMs), data, markers, mode]));
+  return { data, markers: await tempDir(t, 'schedule-fleet-markers') };
+}
+
+/** Starts `count` members with a lease of `ttlMs`; killed when the test ends, if still running. */
+function fleet(t: TestContext, count: number, spec: string, folders: { data: string; markers: string }, ttlMs: number, mode = ''): Member[] {
+  const members = Array.from({ length: count }, () => member([spec, String(ttlMs), folders.data, folders.markers, mode]));
   t.after(() => Promise.all(members.map(async (m) => (m.process.exitCode === null && m.process.signalCode === null ? (m.process.kill('SIGKILL'), m.exited) : undefined))));
-  return { members, markers };
+  return members;
 }
 
 /** Polls the destination until `done` says its listing is what the test waits for. */
@@ -113,7 +119,7 @@ for (const [label, size, make] of places) {
   describe(`a fleet of ${size} processes with one two-second schedule, sharing ${label}`, () => {
     it('makes one backup per slot, never two at the same time', async (t) => {
       const { destination, spec } = await make(t);
-      const { members } = await fleet(t, size, spec, LONG_TTL_MS);
+      const members = fleet(t, size, spec, await shared(t), LONG_TTL_MS);
       await until(destination, (backups) => backups.length >= BACKUPS);
       const overlaps = await stop(members);
       assert.deepEqual(overlaps, members.map(() => false), 'no backup ran while another did');
@@ -125,18 +131,22 @@ for (const [label, size, make] of places) {
       const runs = members.flatMap((m) => m.lines().flatMap((line) => (line.run ? [line.run] : [])));
       const made = runs.filter((r) => r.outcome === 'succeeded').map((r) => r.name);
       assert.deepEqual([...made].sort(), backups.map((b) => b.name).sort(), 'every listed backup was made by one member, once');
+      t.diagnostic(`${backups.length} backups in ${new Set(slots).size} slots; runs skipped: ${runs.filter((r) => r.outcome === 'skipped').map((r) => r.reason).join(', ')}`);
       assert.deepEqual(runs.filter((r) => r.outcome === 'failed'), [], 'the others skipped, none failed');
       assert.ok(runs.some((r) => r.outcome === 'skipped' && r.reason === 'lease'), 'the others found the slot taken');
     });
 
     it('kill -9 of the holder mid-backup: a later slot goes to another process once the lease expires, and nothing partial is listed', async (t) => {
       const { destination, spec } = await make(t);
-      const { members, markers } = await fleet(t, size, spec, SHORT_TTL_MS, 'pause');
-      const holder = await stoppedMember(members);
+      // The holder alone first, with a short lease: it stops itself holding it, and is killed. Then
+      // the others, with a long one, so that a loaded machine cannot make them lose theirs.
+      const folders = await shared(t);
+      const [holder] = fleet(t, 1, spec, folders, SHORT_TTL_MS, 'pause') as [Member];
+      await stoppedItself(holder.process);
       holder.process.kill('SIGKILL');
       await holder.exited;
-      await rm(join(markers, 'inside')); // the killed holder's: it never got to remove it
-      const survivors = members.filter((m) => m !== holder);
+      await rm(join(folders.markers, 'inside')); // the killed holder's: it never got to remove it
+      const survivors = fleet(t, size - 1, spec, folders, LONG_TTL_MS);
       const backups = await until(destination, (listed) => listed.length >= 2);
       const overlaps = await stop(survivors);
       assert.deepEqual(overlaps, survivors.map(() => false));
@@ -145,15 +155,4 @@ for (const [label, size, make] of places) {
       assert.ok(backups.every((b) => b.trust === 'trusted'));
     });
   });
-}
-
-/** The member that stopped itself (state T in /proc) holding the leases, midway through a backup. */
-async function stoppedMember(members: readonly Member[]): Promise<Member> {
-  for (;;) {
-    for (const m of members) {
-      const state = (await readFile(`/proc/${m.process.pid}/stat`, 'utf8').catch(() => '')).replace(/^.*\) /s, '')[0];
-      if (state === 'T') return m;
-    }
-    await sleep(20);
-  }
 }
