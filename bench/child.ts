@@ -3,7 +3,7 @@
  * time, peak RSS and the longest event-loop stall, as the host application would feel them.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Database, directory, files, postgres, s3, sqlite, type Destination, type Source } from 'backupkit';
+import { azure, Database, directory, files, ftp, postgres, s3, sftp, sqlite, type Destination, type Source } from 'backupkit';
 
 const [mode = '', kind = '', sourcePath = '', archiveDir = '', target = ''] = process.argv.slice(2);
 // The passphrase comes from the environment, as it should in production: never from argv.
@@ -36,14 +36,25 @@ if (mode === 'backup') {
   const to: Destination[] = archiveDir === '-' ? [] : [directory({ path: archiveDir })];
   const [endpoint, bucket] = (process.env.BENCH_S3 ?? '').split('|');
   if (endpoint && bucket) to.push(s3({ bucket, endpoint, forcePathStyle: true, credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } }));
-  // BENCH_COMPRESSION=algorithm:level, e.g. zstd:1; S3 runs store the archive uncompressed.
+  // BENCH_DESTINATION={"kind":"sftp",...options}: a remote destination of the destinations bench, stored uncompressed.
+  const remote = process.env.BENCH_DESTINATION ? (JSON.parse(process.env.BENCH_DESTINATION) as { kind: string } & Record<string, unknown>) : undefined;
+  if (remote) {
+    const factories: Record<string, (options: never) => Destination> = { directory, s3, azure, sftp, ftp };
+    const factory = factories[remote.kind];
+    if (!factory) throw new Error(`BENCH_DESTINATION: no destination kind ${remote.kind}`);
+    const { kind: _kind, ...options } = remote;
+    to.push(factory(options as never));
+  }
+  // BENCH_COMPRESSION=algorithm:level, e.g. zstd:1; S3 and destination runs store the archive uncompressed.
   const [algorithm, level] = (process.env.BENCH_COMPRESSION ?? '').split(':');
-  const compression = endpoint
+  const compression = endpoint || remote
     ? { compression: { algorithm: 'none' as const } }
     : algorithm === 'zstd' || algorithm === 'gzip'
       ? { compression: { algorithm: algorithm as 'zstd' | 'gzip', level: Number(level ?? 1) } }
       : {};
-  await new Database({ sources: [source] }).startBackup({ to, ...encrypt, ...compression }).done;
+  // BENCH_TYPE=incremental: only what changed since the previous backup in the folder.
+  const type = process.env.BENCH_TYPE === 'incremental' ? ('incremental' as const) : ('full' as const);
+  await new Database({ sources: [source] }).startBackup({ to, type, ...encrypt, ...compression }).done;
 } else {
   // For PostgreSQL the target is `<server connection string> <database>`.
   const [connection = '', database = ''] = target.split(' ');

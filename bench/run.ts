@@ -7,6 +7,8 @@
  *   Files   ~1 GB in 50,000 files:
  *           backupkit backup  vs  tar -cf - | pigz -1
  *           backupkit restore vs  pigz -dc | tar -x
+ *   Files incremental  the same size of folder, 1 % of its files rewritten after a full:
+ *           the incremental's bytes and time vs the full's (BENCH_ONLY=files-incremental)
  *   Both again encrypted with a passphrase, against the same pipelines ending in
  *           gpg --symmetric --compress-algo none (and gpg --decrypt at the start of restores)
  *   PostgreSQL  pgbench -i -s 60 (~1 GB) plus a table of jsonb and bytea, 2 jobs on both sides:
@@ -14,33 +16,41 @@
  *           backupkit restore vs  pg_restore -j2 (from the -Fc dump)
  *   S3      a 1 GB archive (one incompressible file, stored uncompressed) to moto_server on
  *           127.0.0.1: one S3 destination, then a local folder and S3 together
+ *   Destinations  one archive of BENCH_DEST_MB (1024) MB (one incompressible file, stored
+ *           uncompressed) to each destination on a server of this machine, started here: a local
+ *           folder, S3 (moto_server), Azure (Azurite), SFTP (OpenSSH), FTP (vsftpd, as root)
  *   Import  `import('backupkit')` in a fresh process vs bare node: wall time and peak RSS,
  *           median of 9 runs of each (wall time, CPU time, peak RSS)
  *
  * Sizes: BENCH_SQLITE_MB (1024), BENCH_FILES_MB (1024), BENCH_FILES_COUNT (50000). Work folder:
  * BENCH_DIR (a new temporary folder, removed afterwards; a given one is kept, and the data in it
- * reused). BENCH_ONLY=sqlite, files, postgres, s3 or import runs one part. BENCH_PG_SCALE (60) sizes the
+ * reused). BENCH_ONLY=sqlite, files, files-incremental, postgres, s3, destinations or import runs one part. BENCH_PG_SCALE (60) sizes the
  * PostgreSQL database, on the server at BENCH_PG_URL (postgres://postgres@127.0.0.1:5432). Needs
  * sqlite3, pigz, gzip, tar, gpg, moto_server, pgbench, pg_dump and pg_restore.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as zlib from 'node:zlib';
 import Sqlite from 'better-sqlite3';
+import { startAzurite } from '../test/helpers/azurite.js';
+import { startMoto } from '../test/helpers/moto.js';
+import { startSshd } from '../test/helpers/sshd.js';
+import { startFtpd } from '../test/helpers/vsftpd.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const only = process.env.BENCH_ONLY;
 const sqliteMb = Number(process.env.BENCH_SQLITE_MB ?? 1024);
 const filesMb = Number(process.env.BENCH_FILES_MB ?? 1024);
 const fileCount = Number(process.env.BENCH_FILES_COUNT ?? 50_000);
+const destinationMb = Number(process.env.BENCH_DEST_MB ?? 1024);
 
-// The import cost needs none of them.
-for (const tool of only === 'import' ? [] : ['sqlite3', 'pigz', 'gzip', 'zstd', 'tar', 'gpg', 'moto_server', 'pgbench', 'pg_dump', 'pg_restore', 'psql']) {
+// The import cost needs none of them; the destinations bench starts its own servers.
+for (const tool of only === 'import' || only === 'destinations' ? [] : only === 'files-incremental' ? ['tar'] : ['sqlite3', 'pigz', 'gzip', 'zstd', 'tar', 'gpg', 'moto_server', 'pgbench', 'pg_dump', 'pg_restore', 'psql']) {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
   } catch {
@@ -72,9 +82,16 @@ function timeShell(script: string): Measured {
   return { seconds: (performance.now() - started) / 1000 };
 }
 
-function runChild(encrypted: boolean, mode: string, kind: string, source: string, archives: string, target = '', s3 = '', compression = ''): Measured {
+function runChild(encrypted: boolean, mode: string, kind: string, source: string, archives: string, target = '', s3 = '', compression = '', { type = 'full', destination = '' } = {}): Measured {
   const args = [mode, kind, source, archives, target];
-  const env = { ...process.env, ...(encrypted ? { BENCH_PASSPHRASE: PASSPHRASE } : {}), ...(s3 ? { BENCH_S3: s3 } : {}), ...(compression ? { BENCH_COMPRESSION: compression } : {}) };
+  const env = {
+    ...process.env,
+    BENCH_TYPE: type,
+    ...(encrypted ? { BENCH_PASSPHRASE: PASSPHRASE } : {}),
+    ...(s3 ? { BENCH_S3: s3 } : {}),
+    ...(compression ? { BENCH_COMPRESSION: compression } : {}),
+    ...(destination ? { BENCH_DESTINATION: destination } : {}),
+  };
   const out = execFileSync(process.execPath, [join(here, 'child.js'), ...args], { cwd: work, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   return JSON.parse(out.trim().split('\n').at(-1) as string) as Measured;
 }
@@ -221,6 +238,35 @@ async function benchFiles(): Promise<void> {
   await fresh('restored-tree', 'untar-files', 'tree.tar.gz', 'tree.tar.gz.gpg');
 }
 
+const incrementalRows: Array<{ case: string; full: Measured; incremental: Measured; fullBytes: number; incrementalBytes: number }> = [];
+
+/** A full of a folder, 1 % of its files rewritten (same sizes, new contents), then an incremental. */
+async function benchFilesIncremental(): Promise<void> {
+  const tree = join(work, 'inc-tree');
+  await fresh('inc-tree', 'inc-archives');
+  console.error(`preparing ${fileCount} files, ${filesMb} MB, for the incremental`);
+  await makeTree(tree, filesMb, fileCount);
+  execFileSync('sync');
+  const archives = join(work, 'inc-archives');
+  const newest = async () => {
+    const names = (await readdir(archives)).filter((name) => name.endsWith('.tar.gz')).sort();
+    return (await stat(join(archives, names.at(-1) as string))).size;
+  };
+  console.error('files full, for the incremental');
+  const full = runChild(false, 'backup', 'files', tree, archives);
+  const fullBytes = await newest();
+  const perFile = Math.floor((filesMb * 1024 * 1024) / fileCount);
+  for (let i = 0; i < fileCount; i += 100) {
+    const path = join(tree, String(Math.floor(i / 500)).padStart(3, '0'), `blob-${i}.bin`);
+    await writeFile(path, Buffer.from(randomBytes(perFile / 2).toString('hex')));
+  }
+  execFileSync('sync');
+  console.error('files incremental, 1 % changed');
+  const incremental = runChild(false, 'backup', 'files', tree, archives, '', '', '', { type: 'incremental' });
+  incrementalRows.push({ case: `Files, 1 % of ${fileCount} files changed`, full, incremental, fullBytes, incrementalBytes: await newest() });
+  await fresh('inc-tree', 'inc-archives');
+}
+
 async function benchS3(): Promise<void> {
   const blob = join(work, 's3-source');
   if (!existsSync(blob)) {
@@ -247,6 +293,51 @@ async function benchS3(): Promise<void> {
     moto.kill();
     await fresh('s3-archives');
   }
+}
+
+const destinationRows: Array<{ case: string; measured: Measured; throughput: number }> = [];
+
+/** One archive of `destinationMb` to each destination kind, its server on this machine; the folder first, as the yardstick. */
+async function benchDestinations(): Promise<void> {
+  const blob = join(work, 'destination-source');
+  await fresh('destination-source', 'destination-archives');
+  await mkdir(blob);
+  execFileSync('sh', ['-c', `head -c ${destinationMb * 1024 * 1024} /dev/urandom > "${join(blob, 'archive-sized.bin')}"`]);
+  const measure = (label: string, destination: object) => {
+    console.error(`destinations: ${label}`);
+    const measured = runChild(false, 'backup', 'files', blob, '-', '', '', '', { destination: JSON.stringify(destination) });
+    destinationRows.push({ case: label, measured, throughput: destinationMb / measured.seconds });
+  };
+  await mkdir(join(work, 'destination-archives'));
+  measure('directory (local folder)', { kind: 'directory', path: join(work, 'destination-archives') });
+  await fresh('destination-archives');
+  const moto = await startMoto();
+  try {
+    measure('s3 (moto_server)', { kind: 's3', bucket: await moto.createBucket(), endpoint: moto.endpoint, forcePathStyle: true, credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } });
+  } finally {
+    await moto.stop();
+  }
+  const azurite = await startAzurite();
+  try {
+    measure('azure (Azurite)', { kind: 'azure', container: await azurite.createContainer(), connectionString: azurite.connectionString() });
+  } finally {
+    await azurite.stop();
+  }
+  const sshd = await startSshd();
+  try {
+    measure('sftp (OpenSSH)', { kind: 'sftp', host: sshd.host, port: sshd.port, username: sshd.username, privateKey: sshd.privateKey, hostKey: sshd.hostKey, path: await sshd.folder() });
+  } finally {
+    await sshd.stop();
+  }
+  const ftpd = await startFtpd();
+  try {
+    const options = { host: ftpd.host, port: ftpd.port, user: ftpd.user, password: ftpd.password };
+    measure('ftp (vsftpd)', { kind: 'ftp', ...options, path: await ftpd.folder() });
+    measure('ftps (vsftpd, explicit TLS)', { kind: 'ftp', ...options, secure: true, ca: ftpd.certificate, path: await ftpd.folder() });
+  } finally {
+    await ftpd.stop();
+  }
+  await fresh('destination-source');
 }
 
 const IMPORT_RUNS = 9;
@@ -287,8 +378,10 @@ async function benchImport(): Promise<void> {
 if (only === undefined || only === 'import') await benchImport();
 if (only === undefined || only === 'sqlite') await benchSqlite();
 if (only === undefined || only === 'files') await benchFiles();
+if (only === undefined || only === 'files-incremental') await benchFilesIncremental();
 if (only === undefined || only === 'postgres') await benchPostgres();
 if (only === undefined || only === 's3') await benchS3();
+if (only === undefined || only === 'destinations') await benchDestinations();
 
 const line = (cells: string[]) => `| ${cells.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`;
 if (rows.length > 0) {
@@ -311,10 +404,37 @@ if (rows.length > 0) {
     );
   }
 }
+if (incrementalRows.length > 0) {
+  console.log(`\n${line(['incremental vs full', 'full s', 'incremental s', 'time ratio (target ≤ 15 %)', 'full MB', 'incremental MB', 'bytes ratio (target ≤ 2 %)', 'peak RSS MB', 'max event-loop stall ms'])}`);
+  console.log(line(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
+  const percent = (part: number, whole: number) => `${((100 * part) / whole).toFixed(1)} %`;
+  for (const row of incrementalRows) {
+    console.log(
+      line([
+        row.case,
+        row.full.seconds.toFixed(2),
+        row.incremental.seconds.toFixed(2),
+        percent(row.incremental.seconds, row.full.seconds),
+        (row.fullBytes / 1e6).toFixed(1),
+        (row.incrementalBytes / 1e6).toFixed(2),
+        percent(row.incrementalBytes, row.fullBytes),
+        (row.incremental.peakRssMb ?? 0).toFixed(0),
+        (row.incremental.maxStallMs ?? 0).toFixed(1),
+      ]),
+    );
+  }
+}
 if (s3Rows.length > 0) {
   console.log('\n' + line(['S3 (moto_server on 127.0.0.1)', 'seconds', 'MB/s', 'peak RSS MB', 'max event-loop stall ms']));
   console.log(line(['---', '---:', '---:', '---:', '---:']));
   for (const row of s3Rows) {
+    console.log(line([row.case, row.measured.seconds.toFixed(2), row.throughput.toFixed(0), (row.measured.peakRssMb ?? 0).toFixed(0), (row.measured.maxStallMs ?? 0).toFixed(1)]));
+  }
+}
+if (destinationRows.length > 0) {
+  console.log(`\n${line([`One ${destinationMb} MB archive to each destination (server on 127.0.0.1)`, 'seconds', 'MB/s', 'peak RSS MB', 'max event-loop stall ms'])}`);
+  console.log(line(['---', '---:', '---:', '---:', '---:']));
+  for (const row of destinationRows) {
     console.log(line([row.case, row.measured.seconds.toFixed(2), row.throughput.toFixed(0), (row.measured.peakRssMb ?? 0).toFixed(0), (row.measured.maxStallMs ?? 0).toFixed(1)]));
   }
 }

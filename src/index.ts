@@ -54,10 +54,14 @@ export { s3 } from './destinations/s3/index.js';
 export { withRetry } from './destinations/retry.js';
 export type { RetryInfo, RetryOptions } from './destinations/retry.js';
 export type { S3AccessKey, S3ClientLike, S3Credentials, S3Options } from './destinations/s3/index.js';
+export { gcs } from './destinations/s3/gcs.js';
+export type { GcsOptions } from './destinations/s3/gcs.js';
 export { azure, parseAzureUrl } from './destinations/azure/index.js';
 export type { AzureOptions, AzureServiceClientLike } from './destinations/azure/index.js';
 export { sftp, parseSftpUrl } from './destinations/sftp/index.js';
 export type { SftpOptions } from './destinations/sftp/index.js';
+export { ftp, parseFtpUrl } from './destinations/ftp/index.js';
+export type { FtpOptions } from './destinations/ftp/index.js';
 export type {
   ArchivedEntry,
   BackupType,

@@ -5,9 +5,10 @@
  * `registerDestination`.
  */
 import { azureKind } from './destinations/azure/kind.js';
+import { ftpKind } from './destinations/ftp/kind.js';
 import { directoryKind } from './destinations/directory/kind.js';
 import { memoryKind } from './destinations/memory/kind.js';
-import { s3Kind } from './destinations/s3/kind.js';
+import { gcsKind, s3Kind } from './destinations/s3/kind.js';
 import { sftpKind } from './destinations/sftp/kind.js';
 import { BackupError } from './errors.js';
 import { filesKind } from './sources/files/kind.js';
@@ -155,3 +156,5 @@ registerDestination(s3Kind);
 registerDestination(memoryKind);
 registerDestination(azureKind);
 registerDestination(sftpKind);
+registerDestination(ftpKind);
+registerDestination(gcsKind);

@@ -99,7 +99,10 @@ export async function listBackups(destination: Destination): Promise<BackupInfo[
   );
 }
 
-/** The archives on a destination, newest first, and the names of the sidecars beside them. */
+/**
+ * The archives on a destination, newest first, and the names of the sidecars beside them. What else
+ * belongs to an archive (its `.state`) or to a running backup (a `.claim`) is no archive: not listed.
+ */
 export async function listArchives(destination: Destination): Promise<{ archives: StoredObject[]; sidecars: Set<string> }> {
   const archives: StoredObject[] = [];
   const sidecars = new Set<string>();

@@ -1,4 +1,4 @@
-import { CLAIM_EXTENSION, SIDECAR_EXTENSION, dateFromArchiveName } from './archive/names.js';
+import { CLAIM_EXTENSION, SIDECAR_EXTENSION, STATE_EXTENSION, dateFromArchiveName } from './archive/names.js';
 import { listBackups, type BackupInfo } from './listing.js';
 import { BackupError, asBackupError } from './errors.js';
 import type { Destination } from './types.js';
@@ -90,9 +90,10 @@ export function checkRetentionPolicy(policy: RetentionPolicy): void {
 }
 
 /**
- * Deletes the backups on a destination that the policy does not keep, archive and sidecar, and
- * what interrupted backups left behind; says what it kept and deleted. The newest backup is never
- * deleted, nor is a backup whose sidecar does not vouch for it (kept with the reason `unknown`).
+ * Deletes the backups on a destination that the policy does not keep (the archive, then its sidecar
+ * and the `.state` saved for the next incremental), and what interrupted backups left behind; says
+ * what it kept and deleted. The newest backup is never deleted, nor is a backup whose sidecar does
+ * not vouch for it (kept with the reason `unknown`).
  * @public
  */
 export async function prune(destination: Destination, policy: RetentionPolicy, options: PruneOptions = {}): Promise<PruneResult> {
@@ -111,9 +112,13 @@ export async function prune(destination: Destination, policy: RetentionPolicy, o
     for (const { name } of removed) {
       try {
         await destination.remove(name);
-        await destination.remove(`${name}${SIDECAR_EXTENSION}`).catch((error: unknown) => {
-          if (!(error instanceof BackupError && error.code === 'NOT_FOUND')) throw error;
-        });
+        // The archive first: a prune cut short leaves at worst a sidecar or state without an archive, which
+        // nothing lists, never an archive without its sidecar, which would list as unknown and stay forever.
+        for (const companion of [SIDECAR_EXTENSION, STATE_EXTENSION]) {
+          await destination.remove(`${name}${companion}`).catch((error: unknown) => {
+            if (!(error instanceof BackupError && error.code === 'NOT_FOUND')) throw error;
+          });
+        }
       } catch (cause) {
         throw asBackupError(cause, 'DESTINATION_FAILED', `Deleting ${name} from ${destination.description} failed`);
       }

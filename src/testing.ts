@@ -53,6 +53,8 @@ export interface RestoreDrillOptions {
 export interface RestoredBackup {
   /** The archive restored. */
   readonly name: string;
+  /** The archives read, newest first: `[name]` for a full; an incremental's chain back to what holds every source in full. */
+  readonly chain: readonly string[];
   /** When the backup was taken. */
   readonly createdAt: Date;
   /** Every source of the backup, with the target it was restored into. */
@@ -101,6 +103,7 @@ export async function withRestoredBackup<T>(options: RestoreDrillOptions, use: (
     // The shorthands of the built-in kinds, kept for the drills written with them.
     return await use({
       name: run.result.name,
+      chain: run.result.chain,
       createdAt,
       sources,
       target,

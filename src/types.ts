@@ -225,7 +225,9 @@ export interface RestoreSink {
   /**
    * After `commit`, re-reads the target and compares it with what the archive held: used by
    * `verifyBackup({ level: 'restore' })`. `archived` lists this source's entries as the manifest
-   * does, already checked against their SHA-256.
+   * does, already checked against their SHA-256. For a chain it lists those of every layer read,
+   * newest first, so a path may come several times: the first time is what the target holds, unless
+   * a newer layer deleted it (the sink knows which, having read the layers).
    */
   verify?(archived: AsyncIterable<ArchivedEntry>): Promise<VerifyCheck[]>;
 }

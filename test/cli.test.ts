@@ -17,6 +17,7 @@ import { describeTree, tempDir } from './helpers/fs.js';
 import { MOTO_CREDENTIALS, startMoto, type Moto } from './helpers/moto.js';
 import { startAzurite, type Azurite } from './helpers/azurite.js';
 import { startSshd, type Sshd } from './helpers/sshd.js';
+import { startFtpd, type Ftpd } from './helpers/vsftpd.js';
 import { replaceSidecar, sidecarFor } from './helpers/sidecar.js';
 import { createDatabase, pgUrl, sql, uniqueName, dropDatabasesLike } from './helpers/postgres.js';
 import { COMMANDS } from '../src/cli/run.js';
@@ -520,6 +521,24 @@ describe('backupkit command line', () => {
       assert.equal(records(noCredentials.stdout).at(-1)?.['code'], 'DESTINATION_FAILED');
     });
 
+    it('backs up to and restores from gs://bucket/prefix (GCS\'s XML API; moto here), the HMAC key from BACKUPKIT_GCS_HMAC_*', async (t) => {
+      const dir = await application(t);
+      const bucket = await moto.createBucket();
+      const env = { BACKUPKIT_GCS_HMAC_ACCESS_ID: MOTO_CREDENTIALS.accessKeyId, BACKUPKIT_GCS_HMAC_SECRET: MOTO_CREDENTIALS.secretAccessKey };
+      const spec = `gs://${bucket}/nightly?endpoint=${encodeURIComponent(moto.endpoint)}`;
+      const backup = await cli(['backup', '--json', '--sqlite', 'app=app.db', '--to', spec], { cwd: dir, env });
+      assert.equal(backup.code, 0, backup.stderr);
+      assert.deepEqual(records(backup.stdout).at(-1)?.['destinations'], [`gs://${bucket}/nightly/`]);
+      const list = records((await cli(['list', '--from', spec], { cwd: dir, env })).stdout);
+      assert.equal(list.length, 1);
+      const restore = await cli(['restore', '--from', spec, '--sqlite', 'app=restored.db'], { cwd: dir, env });
+      assert.equal(restore.code, 0, restore.stderr);
+      assert.equal(bankSummary(join(dir, 'restored.db')).total, 1000);
+      const noKey = await cli(['list', '--from', spec], { cwd: dir });
+      assert.equal(noKey.code, 2, 'no HMAC key: a usage error');
+      assert.match(noKey.stderr, /BACKUPKIT_GCS_HMAC_ACCESS_ID/);
+    });
+
     it('a second signal does not wait for a frozen server: the command exits 5 s later with one error line saying what may be left', async (t) => {
       const dir = await application(t, 64 * 1024 * 1024);
       const bucket = await moto.createBucket();
@@ -591,6 +610,30 @@ describe('backupkit command line', () => {
       const restore = await cli(['restore', '--from', spec, '--sqlite', 'app=restored.db'], { cwd: dir });
       assert.equal(restore.code, 0, restore.stderr);
       assert.equal(bankSummary(join(dir, 'restored.db')).total, 1000);
+    });
+  });
+
+  describe('with FTPS (vsftpd)', () => {
+    let ftpd: Ftpd;
+    before(async () => (ftpd = await startFtpd()));
+    after(() => ftpd.stop());
+
+    it('backs up to, lists and restores from ftps://user@host:port/path?ca=file, the password from BACKUPKIT_FTP_PASSWORD', async (t) => {
+      const dir = await application(t);
+      await writeFile(join(dir, 'server.pem'), ftpd.certificate);
+      const spec = `ftps://${ftpd.user}@${ftpd.host}:${ftpd.port}${await ftpd.folder()}?ca=server.pem`;
+      const env = { BACKUPKIT_FTP_PASSWORD: ftpd.password };
+      const refused = await cli(['list', '--from', spec], { cwd: dir });
+      assert.equal(refused.code, 2, 'no password: a usage error');
+      assert.match(refused.stderr, /BACKUPKIT_FTP_PASSWORD/);
+      const backup = await cli(['backup', '--sqlite', 'app=app.db', '--to', spec], { cwd: dir, env });
+      assert.equal(backup.code, 0, backup.stderr);
+      const list = records((await cli(['list', '--from', spec], { cwd: dir, env })).stdout);
+      assert.deepEqual(list.map((r) => [r.type, r['name']]), [['backup', records(backup.stdout).at(-1)?.['name']]]);
+      const restore = await cli(['restore', '--from', spec, '--sqlite', 'app=restored.db'], { cwd: dir, env });
+      assert.equal(restore.code, 0, restore.stderr);
+      assert.equal(bankSummary(join(dir, 'restored.db')).total, 1000);
+      assert.ok(![backup, restore].some((run) => `${run.stdout}${run.stderr}`.includes(ftpd.password)), 'the password is never echoed');
     });
   });
 });

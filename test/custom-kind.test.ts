@@ -128,7 +128,7 @@ describe('a source kind registered by the application', () => {
     await rm(join(dir, 'backupkit.config.mjs'));
     const unknown = await cli(['list', '--from', 'shelf://north'], { cwd: dir });
     assert.equal(unknown.code, 2);
-    assert.match(unknown.stderr, /shelf:\/\/north: a destination is a folder, file:\/\/\/path, s3:\/\/bucket.*, azure:\/\/container\/prefix or sftp:\/\/user@host/);
+    assert.match(unknown.stderr, /shelf:\/\/north: a destination is a folder, file:\/\/\/path, s3:\/\/bucket.*, azure:\/\/container\/prefix, sftp:\/\/user@host.*, ftp\[s\]:\/\/user@host.* or gs:\/\/bucket/);
   });
 
   it('runs from a JavaScript CLI config file that registers it: backup, list, restore and verify', async (t) => {

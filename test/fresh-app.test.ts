@@ -19,7 +19,7 @@ import { BackupError } from '../src/index.js';
 const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, '..', '..');
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-const PEERS = ['@aws-sdk/client-s3', '@aws-sdk/lib-storage', '@azure/storage-blob', 'openpgp', 'pg', 'pg-connection-string', 'pg-copy-streams', 'prom-client', 'ssh2'];
+const PEERS = ['@aws-sdk/client-s3', '@aws-sdk/lib-storage', '@azure/storage-blob', 'openpgp', 'pg', 'pg-connection-string', 'pg-copy-streams', 'prom-client', 'ssh2', 'basic-ftp'];
 
 const TSCONFIG = {
   compilerOptions: { strict: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', skipLibCheck: false, noEmit: true, types: ['node'] },
@@ -65,7 +65,7 @@ await withRestoredBackup({ from: memory() }, async (restored) => {
 /** Tries every optional adapter without its SDK; prints what each did, as JSON. */
 const RUNS_WITHOUT_PEERS = `
 import Sqlite from 'better-sqlite3';
-import { azure, Database, directory, postgres, s3, sftp, sqlite } from 'backupkit';
+import { azure, Database, directory, ftp, postgres, s3, sftp, sqlite } from 'backupkit';
 
 const outcome = async (attempt) => {
   try {
@@ -86,6 +86,7 @@ console.log(JSON.stringify({
   s3: await outcome(() => app.startBackup({ to: s3({ bucket: 'b', endpoint: 'http://127.0.0.1:9' }) })),
   azure: await outcome(() => app.startBackup({ to: azure({ container: 'c', connectionString: 'UseDevelopmentStorage=true' }) })),
   sftp: await outcome(() => app.startBackup({ to: sftp({ host: '127.0.0.1', port: 9, username: 'u', password: 'p', path: '/backups', hostKey: 'SHA256:x' }) })),
+  ftp: await outcome(() => app.startBackup({ to: ftp({ host: '127.0.0.1', port: 9, user: 'u', password: 'p', path: '/backups' }) })),
   postgresUrl: await outcome(async () => postgres({ name: 'pg', connection: 'postgres://127.0.0.1:9/app' })),
   postgresConfig: await outcome(() => new Database({ sources: [postgres({ name: 'pg', connection: { host: '127.0.0.1', port: 9, database: 'app' } })] }).startBackup({ to: backups })),
   metrics: await outcome(async () => app.schedule({ to: backups, full: '1d', metrics: { registry: { getSingleMetric: () => undefined } } })),
@@ -149,6 +150,7 @@ describe('a fresh application', () => {
       s3: ['@aws-sdk/client-s3', 'npm install @aws-sdk/client-s3 @aws-sdk/lib-storage'],
       azure: ['@azure/storage-blob', 'npm install @azure/storage-blob'],
       sftp: ['ssh2', 'npm install ssh2'],
+      ftp: ['basic-ftp', 'npm install basic-ftp'],
       postgresUrl: ['pg-connection-string', 'npm install pg pg-connection-string pg-copy-streams'],
       postgresConfig: ['pg,', 'npm install pg pg-connection-string pg-copy-streams'],
       metrics: ['prom-client', 'npm install prom-client'],

@@ -75,6 +75,7 @@ describe('incremental backups: chain metadata', () => {
       return result;
     };
     const first = await backup();
+    await writeFile(join(dir, 'data', 'b.txt'), 'b'); // with nothing changed, no backup would be written
     const second = await backup();
     assert.deepEqual([first['backupType'], first['previous']], ['full', undefined]);
     assert.deepEqual([second['backupType'], second['base'], second['previous']], ['incremental', first['name'], first['name']]);

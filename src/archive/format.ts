@@ -1,5 +1,5 @@
 /**
- * Archive format v2, specified in docs/FORMAT.md. Change that document with this file.
+ * Archive format v2 and v3, specified in docs/FORMAT.md. Change that document with this file.
  */
 import { BackupError } from '../errors.js';
 import { boundedLines } from '../util/lines.js';
@@ -128,5 +128,20 @@ export function parseHeader(bytes: Buffer): ArchiveHeader {
   if (!Array.isArray(header.sources) || typeof header.name !== 'string') {
     throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} lacks its sources or name`);
   }
+  for (const source of header.sources as unknown[]) {
+    const { name, kind, mode } = (source ?? {}) as Record<string, unknown>;
+    if (typeof name !== 'string' || typeof kind !== 'string') throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} lists a source without a name or kind`);
+    if (mode !== undefined && mode !== 'full' && mode !== 'changes') {
+      throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} holds source "${name}" in mode ${JSON.stringify(mode)}, neither "full" nor "changes"`);
+    }
+    if (mode === 'changes' && (header.formatVersion < PARTIAL_SOURCES || header.type !== 'incremental' || typeof header.previous !== 'string')) {
+      throw new BackupError('CORRUPT_ARCHIVE', `${HEADER_PATH} holds source "${name}" as changes only, but is not a version ${PARTIAL_SOURCES} incremental naming its previous backup`);
+    }
+  }
   return header as ArchiveHeader;
+}
+
+/** How an archive holds a source: `full` unless its header says `changes` (older archives say nothing). */
+export function sourceMode(header: ArchiveHeader, sourceName: string): SourceMode {
+  return header.sources.find((s) => s.name === sourceName)?.mode ?? 'full';
 }

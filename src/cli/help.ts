@@ -63,7 +63,8 @@ Commands:
 A destination is ${DESTINATION}.
 Options also come from backupkit.config.js or .json (--config file); flags win.
 Secrets never go on the command line: BACKUPKIT_PASSPHRASE or --passphrase-file, --private-key-file
-(its passphrase in BACKUPKIT_KEY_PASSPHRASE), --sign-key-file (BACKUPKIT_SIGN_KEY_PASSPHRASE), PGPASSWORD, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+(its passphrase in BACKUPKIT_KEY_PASSPHRASE), --sign-key-file (BACKUPKIT_SIGN_KEY_PASSPHRASE), PGPASSWORD, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
+AZURE_STORAGE_CONNECTION_STRING, BACKUPKIT_SSH_KEY_FILE, BACKUPKIT_FTP_PASSWORD, BACKUPKIT_GCS_HMAC_ACCESS_ID / BACKUPKIT_GCS_HMAC_SECRET.
 ${COMMON.replace('this help', 'the help of a command')}
 Exit codes: 0 done, 1 failed, 2 bad usage, 3 the backup is damaged or failed verification, 130 interrupted (143 by SIGTERM).
 Documentation: ${CLI_DOCS}`;

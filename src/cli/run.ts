@@ -189,6 +189,7 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
     const result = await op.done;
     output.emit({ type: 'result', command: 'restore', ...result }, [
       `restored ${result.name} in ${formatDuration(result.durationMs)}; ${counted(result.verifiedEntries, 'entry', 'entries')} matched their SHA-256`,
+      ...piecesLine(result.chain),
       ...signedLine(result.signedBy),
       ...result.sources.map((s) => `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${counted(s.items, 'item')} -> ${describeTarget(s.kind, s.target)}`),
       ...(result.skipped.length > 0 ? [`  not restored (verified only): ${result.skipped.join(', ')}`] : []),
@@ -222,6 +223,7 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
     const result = await op.done;
     output.emit({ type: 'result', command: 'verify', ...result }, [
       `verified ${result.name} (level ${result.level}) in ${formatDuration(result.durationMs)}: ${counted(result.verifiedEntries, 'entry', 'entries')} matched their SHA-256`,
+      ...piecesLine(result.chain),
       ...signedLine(result.signedBy),
       ...result.sources.flatMap((s) => [
         `  ${s.name} (${s.kind}): ${formatBytes(s.bytes)}, ${counted(s.items, 'entry', 'entries')}`,
@@ -482,6 +484,11 @@ async function verificationOf(values: Values, config: CliConfig, io: CliIo): Pro
 /** Under a backup whose sidecar does not vouch for it: why, and that retention keeps it. */
 function problemLine(problem: BackupProblem | undefined): string[] {
   return problem === undefined ? [] : [`  unknown (${problem.code}): ${problem.message}; never deleted by prune`];
+}
+
+/** For an incremental restored from its chain: the backups read besides the one named, newest first. */
+function piecesLine(chain: readonly string[]): string[] {
+  return chain.length > 1 ? [`  with the ${counted(chain.length - 1, 'backup')} it builds on: ${chain.slice(1).join(', ')}`] : [];
 }
 
 function signedLine(signedBy: string | undefined): string[] {

@@ -1,26 +1,21 @@
-import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { BackupError, abortError, asBackupError } from '../errors.js';
-import { HEADER_PATH, MANIFEST_PATH, SOURCES_DIR, parseHeader, readHeaderBytes, sourcePrefix, type ArchiveHeader } from '../archive/format.js';
+import { sourcePrefix, type ArchiveHeader } from '../archive/format.js';
 import type { DecryptOptions } from '../archive/encryption.js';
-import { openArchive, type ArchiveReader } from '../archive/reader.js';
-import { SIGNATURE_PATH, SignatureCheck, type VerifySignatureOptions } from '../archive/signature.js';
-import type { Header } from 'tar-stream';
+import type { VerifySignatureOptions } from '../archive/signature.js';
 import { dateFromArchiveName } from '../archive/names.js';
 import { listArchives } from '../listing.js';
 import type { OperationContext, SourceStats } from '../operation.js';
 import { ProgressReporter } from '../progress.js';
-import type { Destination, EntryType, RestoreSink, Restorer, ScratchSpace, ScratchTarget, VerifyCheck } from '../types.js';
+import type { Destination, RestoreSink, Restorer, ScratchSpace, ScratchTarget, VerifyCheck } from '../types.js';
 import { ensureSpace, isNotFound } from '../util/fs.js';
 import { redact } from '../util/redact.js';
 import { cooperative } from '../util/yield.js';
+import { ArchivePass, OpenedArchive, type Counted } from './archive-pass.js';
+import { planChain, type ChainPiece } from './chain-plan.js';
 import { RestoreJournal } from './journal.js';
-import { ManifestCheck } from './manifest-check.js';
 import type { RestoreEvents, RestoreResult } from './operation.js';
-import { checkEntryPath } from './path-guard.js';
-
-const RESTORABLE_TYPES: ReadonlySet<string> = new Set<EntryType>(['file', 'directory', 'symlink']);
 
 export interface RestorePlan {
   readonly from: Destination;
@@ -59,43 +54,33 @@ interface SourceRestore {
   readonly sink: RestoreSink;
 }
 
-/** Bytes and entries read of one source of the archive, restored or not. */
-type Counted = { -readonly [K in keyof SourceStats]: SourceStats[K] };
-
 /**
- * Reads one archive, checks every target before writing anything, streams each source's entries
- * into its restorer's staging copy while hashing them, verifies the manifest, and only then
- * commits. Any failure aborts every restorer: targets are left exactly as they were.
+ * Reads one backup, and for an incremental the backups its chain builds on, newest first. Checks
+ * every target and every piece of the chain before writing anything, streams each source's entries
+ * into its restorer's staging copy (layer by layer) while hashing them, verifies every archive's
+ * manifest, and only then commits. Any failure aborts every restorer: targets are left exactly as
+ * they were.
  */
 export async function runRestore(plan: RestorePlan, run: OperationContext<RestoreEvents>): Promise<RestoreRun> {
   const startedAt = Date.now();
   const { signal } = run;
   const progress = new ProgressReporter(plan.operation ?? 'restore', 'read', (event) => run.emit('progress', event));
-  const manifest = new ManifestCheck();
   const restores = new Map<string, SourceRestore>();
   const scratch = new Map<string, ScratchTarget>();
   const checks = new Map<string, VerifyCheck[]>();
-  let reader: ArchiveReader | undefined;
-  let signature: SignatureCheck | undefined;
+  const passes: Array<{ piece: ChainPiece; pass: ArchivePass }> = [];
+  /** The backup restored, open and not yet handed to readChain: closed on failure. */
+  let opened: OpenedArchive | undefined;
   /** The journal this restore wrote, while its commits run. */
   let committing: RestoreJournal | undefined;
-  const yieldNow = cooperative();
 
   try {
-    signature = await SignatureCheck.create(plan.verifySignature);
     const { name, size } = await pickBackup(plan.from, plan.backup, plan.asOf);
-    progress.setTotals(size, 0);
-    const input = await plan.from.open(name);
-    reader = await openArchive(input, plan.from.description, signal, (n) => progress.addBytes(n), plan.decrypt);
-    const { entries } = reader;
-
-    const first = await entries.next();
-    if (first.done || first.value.header.name !== HEADER_PATH) {
-      throw new BackupError('CORRUPT_ARCHIVE', `${name} does not start with ${HEADER_PATH}; it is not a backupkit archive`);
-    }
-    const headerBytes = await readHeaderBytes(first.value.body);
-    const header = parseHeader(headerBytes);
-    await manifest.record({ path: HEADER_PATH, entryType: 'file', size: headerBytes.length, sha256: sha256(headerBytes), ...appliedMetadata(first.value.header) });
+    const open = (pieceName: string, onBytes: (bytes: number) => void) =>
+      OpenedArchive.open(plan.from, pieceName, { signal, onBytes, decrypt: plan.decrypt, label: pieceName === name ? undefined : `${pieceName}, which ${name} builds on` });
+    const first = await open(name, (n) => progress.addBytes(n));
+    opened = first;
+    const { header } = first;
     run.emit('start', { name, createdAt: new Date(header.createdAt), sources: header.sources.map(({ name: n, kind }) => ({ name: n, kind })) });
     const counted = new Map<string, Counted>(header.sources.map(({ name: n, kind }) => [n, { name: n, kind, bytes: 0, items: 0 }]));
     const statsOf = (sourceName: string): SourceStats => ({ ...counted.get(sourceName)! });
@@ -107,7 +92,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
     const interrupted = await journal?.read();
     if (journal && interrupted) {
       // Killed between two commits earlier: its staging copies are verified and prepared; commit the rest.
-      await reader.entries.return(undefined);
+      await first.close();
       if (plan.verifySignature && interrupted.signedBy === undefined) {
         throw new BackupError('SIGNATURE_INVALID', `The interrupted restore of ${name} being finished did not verify a signature; nothing more was committed`, {
           hint: 'Finish it with the options it was started with, or remove its staging copies and the .backupkit-restore-*.journal file beside the targets and restore again.',
@@ -115,79 +100,32 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
       }
       await journal.finish(interrupted, signal);
       const stats = interrupted.sources.map(({ name: sourceName, stats: s }) => ({ ...s, target: redact(chosen.find(({ source }) => source.name === sourceName)?.target) }));
-      const result: RestoreResult = { name, durationMs: Date.now() - startedAt, sources: stats, skipped, verifiedEntries: interrupted.verifiedEntries, signedBy: interrupted.signedBy };
+      const result: RestoreResult = { name, chain: interrupted.chain ?? [name], durationMs: Date.now() - startedAt, sources: stats, skipped, verifiedEntries: interrupted.verifiedEntries, signedBy: interrupted.signedBy };
       progress.complete();
       return { result, scratch, checks, archived: interrupted.sources.map(({ stats: s }) => s) };
     }
+    const chain = await planChain(plan.from, { archive: first, size }, (pieceName) => open(pieceName, () => {}));
+    progress.setTotals(
+      chain.reduce((sum, piece) => sum + piece.size, 0),
+      0,
+    );
     for (const { restorer, target } of chosen) await restorer.check(target);
-    await ensureSpaceAnnounced(chosen);
+    await ensureSpaceAnnounced(chosen, chain);
     for (const { source, restorer, target } of chosen) {
       const sink = await restorer.begin(target, signal);
       restores.set(source.name, { name: source.name, kind: source.kind, target, sink });
     }
+    requireLayers(chain, restores);
 
-    let current: SourceRestore | undefined;
-    let verified: number | undefined;
-    for await (const { header: tarHeader, body } of entries) {
-      if (signal.aborted) throw abortError(signal);
-      if (verified !== undefined && tarHeader.name === SIGNATURE_PATH && tarHeader.type === 'file' && !signature.signatureRead) {
-        await signature.readSignature(body);
-        continue;
-      }
-      if (verified !== undefined) throw new BackupError('CORRUPT_ARCHIVE', `Entry ${JSON.stringify(tarHeader.name)} follows the manifest`);
-      const parts = checkEntryPath(tarHeader.name);
-      const type = tarHeader.type ?? 'file';
-      if (!RESTORABLE_TYPES.has(type)) {
-        throw new BackupError('UNSAFE_ARCHIVE', `Refusing archive entry ${JSON.stringify(tarHeader.name)}: it is a ${type}, which backupkit never writes`);
-      }
-      if (parts.length === 1 && parts[0] === MANIFEST_PATH) {
-        progress.enter('verify');
-        verified = (await manifest.verify(signature.manifest(body), header.formatVersion)).entries;
-        continue;
-      }
-      const [top, sourceName = '', ...rest] = parts;
-      const relative = rest.join('/');
-      const count = counted.get(sourceName);
-      if (top !== SOURCES_DIR || !count) {
-        throw new BackupError('UNSAFE_ARCHIVE', `Refusing archive entry ${JSON.stringify(tarHeader.name)}: it is not under ${SOURCES_DIR}/<source>/`);
-      }
-      const restore = restores.get(sourceName);
-      if (restore && restore !== current) {
-        if (current) run.emit('source-end', statsOf(current.name));
-        current = restore;
-        run.emit('source-start', { name: restore.name, kind: restore.kind });
-        const estimated = header.sources.find((s) => s.name === restore.name);
-        progress.enter('read', restore.name, { bytes: estimated?.estimatedBytes ?? 0, items: 0 });
-      }
-      const hashed = new HashingBody(body, yieldNow);
-      const metadata = appliedMetadata(tarHeader);
-      if (restore) {
-        await restore.sink.write({
-          path: relative,
-          type: type as EntryType,
-          mode: metadata.mode,
-          mtime: new Date(metadata.mtime * 1000),
-          size: tarHeader.size ?? 0,
-          ...(type === 'symlink' ? { linkTarget: metadata.linkTarget ?? '' } : {}),
-          body: hashed,
-        });
-      }
-      await hashed.drain();
-      if (restore) progress.addSourceBytes(hashed.size);
-      progress.addItem();
-      count.bytes += hashed.size;
-      count.items += 1;
-      await manifest.record({ path: tarHeader.name.replace(/\/$/, ''), entryType: type as EntryType, size: hashed.size, sha256: hashed.digest(), ...metadata });
-    }
-    if (current) run.emit('source-end', statsOf(current.name));
-    if (verified === undefined) throw new BackupError('CORRUPT_ARCHIVE', `${name} ends before its manifest: it is truncated`);
-    const signedBy = await signature.check(header, name);
+    opened = undefined; // readChain closes it
+    const { verifiedEntries, signedBy } = await readChain(chain, first, { plan, run, progress, restores, counted, passes, open: (pieceName) => open(pieceName, (n) => progress.addBytes(n)) });
 
     progress.enter('verify');
     for (const restore of restores.values()) await restore.sink.prepare();
     const all = [...restores.values()];
+    const pieces = chain.map((piece) => piece.name);
     if (journal && all.every(({ sink }) => sink.staged)) {
-      await journal.write({ archive: name, sources: all.map((r) => ({ name: r.name, staged: r.sink.staged!(), stats: statsOf(r.name) })), skipped, verifiedEntries: verified, signedBy });
+      await journal.write({ archive: name, chain: pieces, sources: all.map((r) => ({ name: r.name, staged: r.sink.staged!(), stats: statsOf(r.name) })), skipped, verifiedEntries, signedBy });
       committing = journal;
     }
     progress.enter('commit');
@@ -198,34 +136,114 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
       for (const { name: sourceName, sink } of restores.values()) {
         if (signal.aborted) throw abortError(signal);
         progress.enter('verify', sourceName);
-        checks.set(sourceName, sink.verify ? await sink.verify(manifest.entriesUnder(sourcePrefix(sourceName))) : []);
+        const layers = passes.filter(({ piece }) => piece.layers.has(sourceName)).map(({ pass }) => pass.manifest.entriesUnder(sourcePrefix(sourceName)));
+        checks.set(sourceName, sink.verify ? await sink.verify(concat(layers)) : []);
       }
     }
     progress.complete();
     const result: RestoreResult = {
       name,
+      chain: pieces,
       durationMs: Date.now() - startedAt,
       // A target may hold a connection string with its password: the result is printed and logged.
       sources: [...restores.values()].map((r) => ({ ...statsOf(r.name), target: redact(r.target) })),
       skipped,
-      verifiedEntries: verified,
+      verifiedEntries,
       signedBy,
     };
     return { result, scratch, checks, archived: header.sources.map((s) => statsOf(s.name)) };
   } catch (error) {
-    const explained = reader ? reader.explain(error) : error;
-    await reader?.entries.return(undefined).catch(() => {}); // closes the archive stream
+    await opened?.close();
     let undone = true;
     for (const restore of [...restores.values()].reverse()) await restore.sink.abort().catch(() => (undone = false));
     if (undone) await committing?.remove().catch(() => {}); // every commit undone: nothing left to finish
     for (const target of scratch.values()) await target.remove().catch(() => {});
     if (signal.aborted) throw abortError(signal);
-    throw asBackupError(explained, 'RESTORE_FAILED', 'The restore failed');
+    throw asBackupError(error, 'RESTORE_FAILED', 'The restore failed');
   } finally {
     progress.stop();
-    await manifest.dispose();
-    await signature?.dispose();
+    for (const { pass } of passes) await pass.dispose();
   }
+}
+
+/** What {@link readChain} needs of the restore. */
+interface ChainReading {
+  readonly plan: RestorePlan;
+  readonly run: OperationContext<RestoreEvents>;
+  readonly progress: ProgressReporter;
+  readonly restores: ReadonlyMap<string, SourceRestore>;
+  /** What is read of each source, in the layers it is restored from. */
+  readonly counted: ReadonlyMap<string, Counted>;
+  readonly open: (name: string) => Promise<OpenedArchive>;
+  /** Every pass made, for the caller to dispose: their manifests serve `RestoreSink.verify` after the commit. */
+  readonly passes: Array<{ piece: ChainPiece; pass: ArchivePass }>;
+}
+
+/**
+ * Reads every piece of a chain, newest first (`first`, already open, is the backup restored): tells
+ * each restored source's sink of the layer, then streams it the piece's entries of that source.
+ * `source-start` comes with a source's first entry, `source-end` after its deepest layer's last.
+ * Closes every archive it is given or opens, also on failure.
+ */
+async function readChain(chain: readonly ChainPiece[], first: OpenedArchive, reading: ChainReading): Promise<{ verifiedEntries: number; signedBy: string | undefined }> {
+  const { plan, run, progress, restores, counted, passes } = reading;
+  const started = new Set<string>();
+  const deepest = new Map(chain.flatMap((piece) => [...piece.layers.keys()].map((sourceName) => [sourceName, piece.depth] as const)));
+  const statsOf = (sourceName: string): SourceStats => ({ ...counted.get(sourceName)! });
+  const yieldNow = cooperative();
+  let verifiedEntries = 0;
+  let signedBy: string | undefined;
+  for (const piece of chain) {
+    const archive = piece.depth === 0 ? first : await reading.open(piece.name);
+    try {
+      if (archive.headerDigest !== piece.headerDigest) {
+        throw new BackupError('CORRUPT_ARCHIVE', `${piece.name} changed while ${first.name} was being restored: its header is not the one read first; nothing was written`);
+      }
+      for (const [sourceName, mode] of piece.layers) await restores.get(sourceName)?.sink.layer?.({ archive: piece.name, mode, depth: piece.depth });
+    } catch (error) {
+      await archive.close();
+      throw error;
+    }
+    let current: string | undefined;
+    const pass = new ArchivePass(archive, {
+      signal: run.signal,
+      progress,
+      yieldNow,
+      verifySignature: plan.verifySignature,
+      feed: (sourceName) => (piece.layers.has(sourceName) ? { count: counted.get(sourceName)!, sink: restores.get(sourceName)?.sink } : undefined),
+      switchTo: (next) => {
+        if (current !== undefined && deepest.get(current) === piece.depth) run.emit('source-end', statsOf(current));
+        current = next;
+        if (next === undefined) return;
+        if (!started.has(next)) {
+          started.add(next);
+          run.emit('source-start', { name: next, kind: counted.get(next)!.kind });
+        }
+        progress.enter('read', next, { bytes: piece.header.sources.find((s) => s.name === next)?.estimatedBytes ?? 0, items: 0 });
+      },
+    });
+    passes.push({ piece, pass });
+    const read = await pass.read();
+    verifiedEntries += read.verified;
+    if (piece.depth === 0) signedBy = read.signedBy;
+  }
+  return { verifiedEntries, signedBy };
+}
+
+/** Refuses, before anything is written, a restorer that cannot build its source from the layers of a chain. */
+function requireLayers(chain: readonly ChainPiece[], restores: ReadonlyMap<string, SourceRestore>): void {
+  for (const { name, kind, sink } of restores.values()) {
+    const changes = chain.find((piece) => piece.layers.get(name) === 'changes');
+    if (changes && !sink.layer) {
+      throw new BackupError('RESTORE_FAILED', `${changes.name} holds only the changes of source "${name}", and the restorer of kind "${kind}" cannot apply the layers of a chain; nothing was written`, {
+        hint: `Upgrade the package that provides the "${kind}" kind, or restore a full backup of it.`,
+      });
+    }
+  }
+}
+
+async function* concat<T>(iterables: ReadonlyArray<AsyncIterable<T>>): AsyncGenerator<T> {
+  for (const iterable of iterables) yield* iterable;
 }
 
 async function pickBackup(from: Destination, backup: string | undefined, asOf: Date | undefined): Promise<{ name: string; size: number }> {
@@ -281,10 +299,11 @@ function restorerOf(plan: RestorePlan, source: { name: string; kind: string }): 
  * system add up). The header is a claim only, and an estimate: restorers check each entry's size
  * again as it comes, which is what bounds an archive that announces too little.
  */
-async function ensureSpaceAnnounced(chosen: ReturnType<typeof resolveTargets>): Promise<void> {
+async function ensureSpaceAnnounced(chosen: ReturnType<typeof resolveTargets>, chain: readonly ChainPiece[]): Promise<void> {
   const byDevice = new Map<number, { folder: string; bytes: number; names: string[] }>();
   for (const { source, restorer, target } of chosen) {
-    const announced = source.estimatedBytes;
+    // A chain's layers of a source add up: the newest replace parts of the older, but may not.
+    const announced = chain.filter((piece) => piece.layers.has(source.name)).reduce((sum, piece) => sum + (piece.header.sources.find((s) => s.name === source.name)?.estimatedBytes ?? 0), 0);
     if (!restorer.stagingFolder || !Number.isSafeInteger(announced) || announced <= 0) continue;
     const folder = await nearestExisting(restorer.stagingFolder(target));
     const { dev } = await stat(folder);
@@ -328,49 +347,4 @@ async function makeScratchTargets(
     targets[source.name] = target.target;
   }
   return targets;
-}
-
-/** What a restore applies from a tar header besides the body: the manifest must agree with it. */
-function appliedMetadata(header: Header): { mode: number; mtime: number; linkTarget?: string } {
-  const mtime = header.mtime ? Math.trunc(header.mtime.getTime() / 1000) : 0;
-  return { mode: header.mode ?? 0o644, mtime, ...(header.type === 'symlink' ? { linkTarget: header.linkname ?? '' } : {}) };
-}
-
-function sha256(bytes: Buffer): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
-/** An entry's body that hashes what passes through; `drain()` reads what the restorer left. */
-class HashingBody implements AsyncIterable<Uint8Array> {
-  readonly #hash = createHash('sha256');
-  readonly #source: AsyncIterator<Uint8Array>;
-  readonly #yieldNow: () => Promise<void>;
-  size = 0;
-
-  constructor(body: AsyncIterable<Uint8Array>, yieldNow: () => Promise<void>) {
-    this.#source = body[Symbol.asyncIterator]();
-    this.#yieldNow = yieldNow;
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    return { next: () => this.#next() };
-  }
-
-  async drain(): Promise<void> {
-    while (!(await this.#next()).done);
-  }
-
-  digest(): string {
-    return this.#hash.digest('hex');
-  }
-
-  async #next(): Promise<IteratorResult<Uint8Array>> {
-    await this.#yieldNow();
-    const result = await this.#source.next();
-    if (!result.done) {
-      this.#hash.update(result.value);
-      this.size += result.value.length;
-    }
-    return result;
-  }
 }

@@ -18,6 +18,8 @@ export interface ChosenTarget {
 export interface JournalRecord {
   readonly format: typeof JOURNAL_FORMAT;
   readonly archive: string;
+  /** The archives read, newest first (see `RestoreResult.chain`); absent in journals written before chains. */
+  readonly chain?: readonly string[];
   /** The process that committed: while it lives, its journal is not an interrupted restore. */
   readonly pid: number;
   readonly host: string;

@@ -7,13 +7,19 @@ import { Operation, type OperationEvents, type SourceStats } from '../operation.
 export interface RestoreResult {
   /** The archive restored. */
   readonly name: string;
+  /**
+   * The archives read to restore it, newest first: `[name]` for a full backup; for an incremental,
+   * `name` and then the backups of its chain it builds on, down to the one holding every source in
+   * full. Each was verified against its manifest before anything was committed.
+   */
+  readonly chain: readonly string[];
   /** Wall time from start to the last commit. */
   readonly durationMs: number;
   /** The sources restored, with where each went. */
   readonly sources: ReadonlyArray<SourceStats & { target: unknown }>;
   /** Sources in the archive that had no target and were only verified. */
   readonly skipped: readonly string[];
-  /** Archive entries whose SHA-256 matched the manifest. */
+  /** Archive entries whose SHA-256 matched the manifest, in every archive of `chain`. */
   readonly verifiedEntries: number;
   /** The fingerprint of the key whose signature was verified (`verifySignature`); undefined when none was checked. */
   readonly signedBy: string | undefined;

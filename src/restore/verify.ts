@@ -68,11 +68,16 @@ export interface VerifiedSource extends SourceStats {
 export interface VerifyResult {
   /** The archive verified. */
   readonly name: string;
+  /**
+   * The archives verified, newest first: `[name]` for a full backup; for an incremental, `name` and
+   * every backup of its chain it builds on (see `RestoreResult.chain`).
+   */
+  readonly chain: readonly string[];
   /** How deep it went. */
   readonly level: VerifyLevel;
   /** Wall time. */
   readonly durationMs: number;
-  /** Archive entries whose SHA-256 matched the manifest. */
+  /** Archive entries whose SHA-256 matched the manifest, in every archive of `chain`. */
   readonly verifiedEntries: number;
   /** The fingerprint of the key whose signature was verified (`verifySignature`); undefined when none was checked. */
   readonly signedBy: string | undefined;
@@ -116,7 +121,8 @@ export class VerificationError extends BackupError {
 
 /**
  * Answers "is this backup restorable?". At level `checksums` it reads the whole archive and checks
- * every entry against the manifest; at level `restore` it also restores every source into a
+ * every entry against the manifest (for an incremental, every archive of its chain it builds on,
+ * each against its own manifest); at level `restore` it also restores every source into a
  * throwaway target (temporary folders, a temporary PostgreSQL database), reads each back (SQLite
  * `integrity_check`, every file's hash, every table's rows and contents) and removes them, also on
  * failure. A damaged archive rejects with `CORRUPT_ARCHIVE`; restored data that differs rejects with
@@ -177,5 +183,5 @@ export async function restoreIntoScratch<T>(
 function report(run: RestoreRun, level: VerifyLevel, startedAt: number): VerifyResult {
   const sources = run.archived.map((source) => ({ ...source, checks: run.checks.get(source.name) ?? [] }));
   const problems = sources.flatMap(({ name, checks }) => checks.flatMap((check) => check.problems.map((problem) => `${name}: ${check.name}: ${problem}`)));
-  return { name: run.result.name, level, durationMs: Date.now() - startedAt, verifiedEntries: run.result.verifiedEntries, signedBy: run.result.signedBy, sources, problems };
+  return { name: run.result.name, chain: run.result.chain, level, durationMs: Date.now() - startedAt, verifiedEntries: run.result.verifiedEntries, signedBy: run.result.signedBy, sources, problems };
 }

@@ -41,9 +41,10 @@ export class LineSpool {
     return this.#size;
   }
 
-  async append(line: string): Promise<void> {
+  /** Appends `line` and its terminator: a newline, or for records that may hold one, a NUL. */
+  async append(line: string, end: '\n' | '\0' = '\n'): Promise<void> {
     const bytes = Buffer.byteLength(line) + 1;
-    this.#pending.push(line, '\n');
+    this.#pending.push(line, end);
     this.#pendingBytes += bytes;
     this.#size += bytes;
     if (this.#pendingBytes >= FLUSH_BYTES) await this.#flush();

@@ -5,12 +5,13 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, waitUntilServing } from './ports.js';
+import { descendants } from './process.js';
 
 const execFileAsync = promisify(execFile);
 const SSHD = '/usr/sbin/sshd';
@@ -39,27 +40,6 @@ async function keyPair(dir: string, name: string): Promise<{ privateKey: string;
   const path = join(dir, name);
   await execFileAsync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', path]);
   return { path, privateKey: await readFile(path, 'utf8'), publicKey: (await readFile(`${path}.pub`, 'utf8')).trim() };
-}
-
-/** The processes `pid` started, and theirs: sshd serves each connection from a child of its own. */
-async function descendants(pid: number): Promise<number[]> {
-  const parents = new Map<number, number>();
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    const ppid = Number(stat.replace(/^.*\) /s, '').split(' ')[1]);
-    if (ppid) parents.set(Number(entry), ppid);
-  }
-  const found: number[] = [];
-  const visit = (parent: number) => {
-    for (const [child, ppid] of parents) {
-      if (ppid !== parent) continue;
-      found.push(child);
-      visit(child);
-    }
-  };
-  visit(pid);
-  return found;
 }
 
 let folders = 0;

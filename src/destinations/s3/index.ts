@@ -112,7 +112,8 @@ const DEFAULT_ABANDONED_UPLOAD_AGE_MS = 24 * 3_600_000;
 const TIMEOUT_HINT = 'The S3 server did not answer in time: check that it is reachable and healthy, or raise connectionTimeout/socketTimeout.';
 
 /**
- * S3 and S3-compatible object storage (AWS, Cloudflare R2, MinIO, Backblaze B2, GCS's S3 API).
+ * S3 and S3-compatible object storage (AWS, Cloudflare R2, MinIO, Backblaze B2; for Google Cloud
+ * Storage, {@link gcs} sets it up for GCS's XML API).
  * Archives stream up as multipart uploads with bounded memory; a failed or aborted upload aborts
  * its multipart upload, so no parts are left behind. Restores stream straight from the bucket.
  *
@@ -131,23 +132,48 @@ const TIMEOUT_HINT = 'The S3 server did not answer in time: check that it is rea
  * @public
  */
 export function s3(options: S3Options): Destination {
+  return s3Compatible(options, AWS);
+}
+
+/**
+ * What sets a service that speaks S3's API apart from S3 itself: its name, and the client
+ * settings and request changes its quirks call for.
+ */
+export interface S3Dialect {
+  /** `Destination.kind`. */
+  readonly kind: string;
+  /** The URL scheme of its description: `s3` gives `s3://bucket/prefix`. */
+  readonly scheme: string;
+  /** The factory that messages about bad options name, such as `s3()`. */
+  readonly factory: string;
+  /** Settings of the `S3Client` made from the options, on top of theirs. */
+  readonly clientConfig?: Partial<S3Sdk.S3ClientConfig>;
+  /** Adds the client's middleware, on a client made from the options (never on an application's own). */
+  adapt?(client: S3Sdk.S3Client): void;
+}
+
+const AWS: S3Dialect = { kind: 's3', scheme: 's3', factory: 's3()' };
+
+/** {@link s3}, or a service of that dialect of S3's API. */
+export function s3Compatible(options: S3Options, dialect: S3Dialect): Destination {
+  const { factory } = dialect;
   if (typeof options?.bucket !== 'string' || options.bucket === '') {
-    throw new BackupError('INVALID_OPTIONS', 's3() needs a `bucket`');
+    throw new BackupError('INVALID_OPTIONS', `${factory} needs a \`bucket\``);
   }
   const partSize = options.partSize ?? 16 * 1024 * 1024;
   if (!Number.isInteger(partSize) || partSize < MIN_PART_SIZE) {
-    throw new BackupError('INVALID_OPTIONS', `s3() partSize must be at least ${MIN_PART_SIZE} bytes (an S3 limit)`);
+    throw new BackupError('INVALID_OPTIONS', `${factory} partSize must be at least ${MIN_PART_SIZE} bytes (an S3 limit)`);
   }
   const queueSize = options.queueSize ?? 4;
   const abandonedUploadAge = options.abandonedUploadAge ?? DEFAULT_ABANDONED_UPLOAD_AGE_MS;
   for (const option of ['connectionTimeout', 'socketTimeout', 'abandonedUploadAge'] as const) {
     const value = options[option];
     if (value !== undefined && !(Number.isFinite(value) && value > 0)) {
-      throw new BackupError('INVALID_OPTIONS', `s3() ${option} must be a positive number of milliseconds, not ${String(value)}`);
+      throw new BackupError('INVALID_OPTIONS', `${factory} ${option} must be a positive number of milliseconds, not ${String(value)}`);
     }
   }
   if (options.storageClass !== undefined && (typeof options.storageClass !== 'string' || (options.storageClass as string) === '')) {
-    throw new BackupError('INVALID_OPTIONS', `s3() storageClass must be an S3 storage class such as GLACIER, not ${String(options.storageClass)}`);
+    throw new BackupError('INVALID_OPTIONS', `${factory} storageClass must be an S3 storage class such as GLACIER, not ${String(options.storageClass)}`);
   }
   const { bucket, storageClass } = options;
   const prefix = options.prefix ? options.prefix.replace(/^\/+/, '').replace(/\/*$/, '/') : '';
@@ -167,13 +193,15 @@ export function s3(options: S3Options): Destination {
           ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
           ...(options.forcePathStyle === undefined ? {} : { forcePathStyle: options.forcePathStyle }),
           ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+          ...dialect.clientConfig,
         });
+      if (options.client === undefined) dialect.adapt?.(client);
       return { sdk, client };
     }).catch((cause: unknown) => {
       connecting = undefined; // installed meanwhile: the next call tries again
       throw cause;
     }));
-  const description = `s3://${bucket}/${prefix}`;
+  const description = `${dialect.scheme}://${bucket}/${prefix}`;
   const key = (name: string) => `${prefix}${name}`;
   const failed = (action: string, cause: unknown) =>
     new BackupError('DESTINATION_FAILED', `${description}: ${action} failed: ${(cause as Error).message}`, {
@@ -217,7 +245,7 @@ export function s3(options: S3Options): Destination {
   };
 
   const destination: Destination = {
-    kind: 's3',
+    kind: dialect.kind,
     description,
     capabilities: { deferredCommit: false },
 

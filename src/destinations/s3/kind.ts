@@ -1,6 +1,7 @@
 import { BackupError } from '../../errors.js';
 import type { DestinationKind } from '../../types.js';
 import { parseUrl } from '../../util/url.js';
+import { gcs, type GcsOptions } from './gcs.js';
 import { s3, type S3Options } from './index.js';
 
 /**
@@ -27,4 +28,34 @@ export const s3Kind: DestinationKind<S3Options> = {
     });
   },
   create: s3,
+};
+
+/**
+ * Google Cloud Storage through its S3-compatible XML API: `gs://bucket/prefix[?endpoint=url]`,
+ * `{ "kind": "gcs", "bucket": ..., "credentials": { ... } }`. The HMAC key comes from
+ * `BACKUPKIT_GCS_HMAC_ACCESS_ID` and `BACKUPKIT_GCS_HMAC_SECRET`, never from the URL.
+ */
+export const gcsKind: DestinationKind<GcsOptions> = {
+  kind: 'gcs',
+  schemes: ['gs:'],
+  urlForm: 'gs://bucket/prefix[?endpoint=url]',
+  fromSpec(spec) {
+    const url = parseUrl(spec, 'a Google Cloud Storage destination');
+    if (url.hostname === '') throw new BackupError('INVALID_OPTIONS', `${spec}: a Google Cloud Storage destination names its bucket: gs://bucket/prefix`);
+    const accessKeyId = process.env['BACKUPKIT_GCS_HMAC_ACCESS_ID'];
+    const secretAccessKey = process.env['BACKUPKIT_GCS_HMAC_SECRET'];
+    if (!accessKeyId || !secretAccessKey) {
+      throw new BackupError('INVALID_OPTIONS', `${spec}: a Google Cloud Storage destination needs an HMAC key`, {
+        hint: 'Set BACKUPKIT_GCS_HMAC_ACCESS_ID and BACKUPKIT_GCS_HMAC_SECRET to a service account\'s HMAC key (gcloud storage hmac create).',
+      });
+    }
+    const endpoint = url.searchParams.get('endpoint') ?? undefined;
+    return gcs({
+      bucket: url.hostname,
+      prefix: decodeURIComponent(url.pathname.replace(/^\//, '')),
+      credentials: { accessKeyId, secretAccessKey },
+      ...(endpoint === undefined ? {} : { endpoint }),
+    });
+  },
+  create: gcs,
 };

@@ -1,14 +1,19 @@
+import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { BackupError, asBackupError } from '../../errors.js';
-import type { Entry, Snapshot, SnapshotContext, Source } from '../../types.js';
+import type { Entry, Snapshot, SnapshotChanges, SnapshotContext, Source } from '../../types.js';
 import { isNotFound } from '../../util/fs.js';
+import { LineSpool } from '../../util/line-spool.js';
+import { boundedLines } from '../../util/lines.js';
+import { ArchivedHash, LISTING_NAME, ListingError, MAX_LINE, TREE_NAME, comparePaths, listingHeader, openListing, type ListingHeader, type ListingLine } from './listing.js';
 import { estimateTree, walkTree } from './walk.js';
-import type { WalkItem } from './walk.worker.js';
+import type { Stamp, WalkItem } from './walk.worker.js';
 
 export { filesRestorer, type FilesTarget } from './restore.js';
 
 const READ_CHUNK = 256 * 1024;
+const NS_PER_SECOND = 1_000_000_000n;
 
 /**
  * Options of {@link files}.
@@ -25,6 +30,8 @@ export interface FilesSourceOptions {
  * A folder tree: files, folders (empty ones too), symbolic links (stored, never followed),
  * permission bits and modification times. Captured after the databases: blobs are write-once, so a
  * blob newer than the database copy is harmless and a blob the database references is present.
+ * In an incremental, only new and changed files travel, with every folder and link and a listing
+ * of the whole tree (docs/FORMAT.md).
  * @public
  */
 export function files(options: FilesSourceOptions): Source {
@@ -41,54 +48,273 @@ export function files(options: FilesSourceOptions): Source {
         throw asBackupError(cause, 'SOURCE_FAILED', `Reading folder ${root} failed`);
       });
       if (!info.isDirectory()) throw new BackupError('SOURCE_FAILED', `${root} is not a folder`);
-      return {
-        estimate: () => estimateTree(root, context.signal),
-        async *entries() {
-          for await (const item of walkTree(root, context.signal)) {
-            const entry = toEntry(root, item, context);
-            if (entry) yield entry;
-          }
-        },
-        async close() {},
-      };
+      return new FilesSnapshot(root, context, BigInt(Date.now()) * 1_000_000n);
     },
   };
 }
 
-function toEntry(root: string, item: WalkItem, context: SnapshotContext): Entry | undefined {
-  if (item.kind === 'skipped') {
-    context.warn({ code: 'SKIPPED', path: item.path, message: item.message });
-    return undefined;
+/** What `changes()` found: the tree as walked then, to be sent from, and what it will send. */
+interface Plan {
+  /** One listing line per item, in walk order (files to send have no `sha256` nor `archive`), or a {@link Skipped}. */
+  readonly spool: LineSpool;
+  readonly unchanged: boolean;
+  readonly estimate: { bytes: number; items: number };
+}
+
+/** A line of the plan for an item the walker could not describe. */
+interface Skipped {
+  readonly skipped: string;
+  readonly message: string;
+}
+
+/** What an entry's body saw while the archive read it. */
+interface BodyRead {
+  /** Absent when the walker hashed the file already. */
+  readonly hash?: ArchivedHash;
+  changed: boolean;
+}
+
+class FilesSnapshot implements Snapshot {
+  #plan: Plan | undefined;
+  /** The listing of this backup, written while `entries()` is read: the state, and an incremental's meta entry. */
+  #listing: LineSpool | undefined;
+  #tree: LineSpool | undefined;
+
+  constructor(
+    private readonly root: string,
+    private readonly context: SnapshotContext,
+    /** When the snapshot was opened: files modified since may have changed unseen by the next incremental's metadata check. */
+    private readonly startedNs: bigint,
+  ) {}
+
+  async estimate(): Promise<{ bytes: number; items: number }> {
+    return this.#plan?.estimate ?? (await estimateTree(this.root, this.context.signal));
   }
-  const common = { path: item.path, mode: item.mode, mtime: new Date(item.mtimeMs) };
-  switch (item.kind) {
-    case 'directory':
-      return { ...common, type: 'directory', size: 0 };
-    case 'symlink':
-      return { ...common, type: 'symlink', size: 0, linkTarget: item.target };
-    case 'file': {
-      const { data, change } = item;
-      const body = data
-        ? () => replay(data, change, item.path, context)
-        : () => streamFile(join(root, item.path), item.path, item.size, item.mtimeMs, context);
-      return { ...common, type: 'file', size: item.size, body };
+
+  async changes(): Promise<SnapshotChanges> {
+    const { previous } = this.context;
+    if (!previous) return { mode: 'full', unchanged: false };
+    const spool = await LineSpool.create('files-plan');
+    try {
+      this.#plan = await comparePrevious(this.root, this.context, previous.read(), previous.archive, spool);
+      return { mode: 'changes', unchanged: this.#plan.unchanged };
+    } catch (error) {
+      await spool.dispose();
+      if (!(error instanceof ListingError)) throw error;
+      this.context.warn({
+        code: 'INCREMENTAL_BASE_REJECTED',
+        message: `The state of files saved with ${previous.archive} cannot be read (${error.message}); this backup holds the folder in full`,
+      });
+      return { mode: 'full', unchanged: false };
     }
   }
+
+  async *entries(): AsyncGenerator<Entry> {
+    this.#listing = await LineSpool.create('files-listing');
+    await this.#listing.append(listingHeader(this.context.archive, this.startedNs));
+    if (this.#plan) yield* this.#changedEntries(this.#plan, this.#listing);
+    else yield* this.#allEntries(this.#listing);
+  }
+
+  async *state(): AsyncGenerator<Uint8Array> {
+    if (!this.#listing) throw new BackupError('SOURCE_FAILED', 'The state of a files source was asked for before its entries were read');
+    yield* readSpool(this.#listing);
+  }
+
+  async close(): Promise<void> {
+    await this.#plan?.spool.dispose();
+    await this.#listing?.dispose();
+    await this.#tree?.dispose();
+  }
+
+  /** A full backup: every item, as the walker reads them. */
+  async *#allEntries(listing: LineSpool): AsyncGenerator<Entry> {
+    for await (const item of walkTree(this.root, this.context.signal)) {
+      if (item.kind === 'skipped') {
+        this.context.warn({ code: 'SKIPPED', path: item.path, message: item.message });
+        continue;
+      }
+      const line = lineOf(item);
+      if (item.kind !== 'file') {
+        yield toEntry(line);
+        await listing.append(JSON.stringify(line));
+        continue;
+      }
+      const { data, change, sha256 } = item;
+      const read: BodyRead = { ...(sha256 === undefined ? { hash: new ArchivedHash(item.size) } : {}), changed: false };
+      const body = data
+        ? () => replay(data, change, item.path, this.context, read)
+        : () => streamFile(join(this.root, item.path), line, this.context, read);
+      yield { ...toEntry(line), body };
+      await listing.append(JSON.stringify(this.#sent(line, read, sha256)));
+    }
+  }
+
+  /**
+   * An incremental: the items `changes()` walked, with the bodies of new and changed files only,
+   * every folder and link (cheap, and what lets `tar -x` of the chain set their modes and times),
+   * then the listing and the list of paths.
+   */
+  async *#changedEntries(plan: Plan, listing: LineSpool): AsyncGenerator<Entry> {
+    const tree = (this.#tree = await LineSpool.create('files-tree'));
+    const planned = boundedLines(await plan.spool.read(), MAX_LINE, () => new BackupError('SOURCE_FAILED', 'A line of the plan of an incremental is too long'));
+    for await (const raw of planned) {
+      const planLine = JSON.parse(raw) as ListingLine | Skipped;
+      if ('skipped' in planLine) {
+        this.context.warn({ code: 'SKIPPED', path: planLine.skipped, message: planLine.message });
+        continue;
+      }
+      const line = planLine;
+      if (line.path !== '') await tree.append(`${line.type === 'file' ? 'f' : line.type === 'directory' ? 'd' : 'l'} ${line.path}`, '\0');
+      if (line.type !== 'file') {
+        yield toEntry(line);
+        await listing.append(raw);
+      } else if (line.archive !== undefined) {
+        await listing.append(raw);
+      } else {
+        const read: BodyRead = { hash: new ArchivedHash(line.size), changed: false };
+        yield { ...toEntry(line), body: () => streamFile(join(this.root, line.path), line, this.context, read) };
+        await listing.append(JSON.stringify(this.#sent(line, read, undefined)));
+      }
+    }
+    const mtime = new Date(Number(this.startedNs / 1_000_000n));
+    for (const [path, spool] of [[LISTING_NAME, listing], [TREE_NAME, tree]] as const) {
+      yield { path, type: 'file', mode: 0o644, mtime, size: spool.size, meta: true, body: () => readSpool(spool) };
+    }
+  }
+
+  /** A file's listing line once the archive has read its body. */
+  #sent(line: ListingLine, read: BodyRead, sha256: string | undefined): ListingLine {
+    return {
+      ...line,
+      sha256: read.hash?.digest() ?? (sha256 as string),
+      archive: this.context.archive,
+      ...(read.changed ? { dirty: true } : {}),
+    };
+  }
+}
+
+/**
+ * Walks the tree without reading it and compares it with the previous listing, both in walk
+ * order: a file whose size, mode, mtime, inode and ctime all match is unchanged, unless its mtime
+ * lies so close to the previous walk's start that a write right after that walk could have left
+ * them all as they were: then its contents decide. Writes the plan to `spool`.
+ */
+async function comparePrevious(root: string, context: SnapshotContext, state: AsyncIterable<Uint8Array>, archive: string, spool: LineSpool): Promise<Plan> {
+  const { header, lines } = await openListing(state);
+  if (header.archive !== archive) throw new ListingError(`it was made for ${header.archive}`);
+  let previous = await next(lines);
+  let unchanged = true;
+  const estimate = { bytes: 0, items: 2 }; // the listing and the list of paths
+  for await (const item of walkTree(root, context.signal, 'stat')) {
+    if (item.kind === 'skipped') {
+      // Reported as entries() reads the plan: not at all if the previous listing turns out unreadable.
+      await spool.append(JSON.stringify({ skipped: item.path, message: item.message }));
+      continue;
+    }
+    while (previous && comparePaths(previous.path, item.path) < 0) {
+      unchanged = false; // deleted
+      previous = await next(lines);
+    }
+    const before = previous?.path === item.path ? previous : undefined;
+    if (before) previous = await next(lines);
+    let line = lineOf(item);
+    if (!before || !sameItem(before, line)) unchanged = false;
+    if (line.type === 'file') {
+      if (before && (await sameFile(root, header, before, line))) line = { ...line, sha256: before.sha256 as string, archive: before.archive as string };
+      else {
+        unchanged = false;
+        estimate.bytes += line.size;
+        estimate.items += 1;
+      }
+    } else estimate.items += 1;
+    await spool.append(JSON.stringify(line));
+  }
+  if (previous) unchanged = false;
+  await drain(lines); // a damaged end rejects the base too
+  return { spool, unchanged, estimate };
+}
+
+async function* readSpool(spool: LineSpool): AsyncGenerator<Uint8Array> {
+  yield* await spool.read();
+}
+
+async function next(lines: AsyncGenerator<ListingLine>): Promise<ListingLine | undefined> {
+  const { done, value } = await lines.next();
+  return done ? undefined : value;
+}
+
+async function drain(lines: AsyncGenerator<ListingLine>): Promise<void> {
+  while (await next(lines));
+}
+
+function sameItem(before: ListingLine, now: ListingLine): boolean {
+  return before.type === now.type && before.mode === now.mode && before.mtimeNs === now.mtimeNs && before.linkTarget === now.linkTarget && before.dirty === undefined;
+}
+
+async function sameFile(root: string, header: ListingHeader, before: ListingLine, now: ListingLine): Promise<boolean> {
+  if (!sameItem(before, now) || before.size !== now.size || before.ino !== now.ino || before.ctimeNs !== now.ctimeNs) return false;
+  const mtime = BigInt(now.mtimeNs);
+  // Whole-second times come from a coarse filesystem (FAT keeps 2 s): widen the window to match.
+  const margin = mtime % NS_PER_SECOND === 0n ? 2n * NS_PER_SECOND : 0n;
+  const started = (BigInt(header.startedNs) / NS_PER_SECOND) * NS_PER_SECOND;
+  if (mtime < started - margin) return true;
+  return (await hashFile(join(root, now.path), now.size)) === before.sha256;
+}
+
+/** The SHA-256 of a file's contents, or `undefined` when it is gone or no longer `size` bytes long. */
+async function hashFile(absolute: string, size: number): Promise<string | undefined> {
+  const hash = new ArchivedHash(size);
+  let length = 0;
+  try {
+    for await (const chunk of createReadStream(absolute, { highWaterMark: READ_CHUNK })) {
+      hash.update(chunk as Buffer);
+      length += (chunk as Buffer).length;
+    }
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw asBackupError(error, 'SOURCE_FAILED', `Reading ${absolute} failed`);
+  }
+  return length === size ? hash.digest() : undefined;
+}
+
+function lineOf(item: Exclude<WalkItem, { kind: 'skipped' }>): ListingLine {
+  const stamp: Omit<Stamp, 'mtimeMs'> = { mtimeNs: item.mtimeNs, ctimeNs: item.ctimeNs, ino: item.ino };
+  const common = { path: item.path, mode: item.mode, mtime: Math.floor(item.mtimeMs / 1000) };
+  switch (item.kind) {
+    case 'directory':
+      return { ...common, type: 'directory', size: 0, ...stamp };
+    case 'symlink':
+      return { ...common, type: 'symlink', size: 0, linkTarget: item.target, ...stamp };
+    case 'file':
+      return { ...common, type: 'file', size: item.size, ...stamp };
+  }
+}
+
+function toEntry(line: ListingLine): Entry {
+  const common = { path: line.path, type: line.type, mode: line.mode, mtime: new Date(line.mtime * 1000), size: line.size };
+  return line.linkTarget === undefined ? common : { ...common, linkTarget: line.linkTarget };
 }
 
 /** Hands over a file the walker read; a change is reported as the archive takes the entry. */
-async function* replay(data: Uint8Array, change: string | undefined, path: string, context: SnapshotContext): AsyncGenerator<Uint8Array> {
+async function* replay(data: Uint8Array, change: string | undefined, path: string, context: SnapshotContext, read: BodyRead): AsyncGenerator<Uint8Array> {
+  read.hash?.update(data);
   if (data.length > 0) yield data;
-  if (change) context.warn({ code: 'FILE_CHANGED', path, message: change });
+  if (change) {
+    read.changed = true;
+    context.warn({ code: 'FILE_CHANGED', path, message: change });
+  }
 }
 
-/** Streams a large file, then reports it if it changed while it was read. */
-async function* streamFile(absolute: string, path: string, size: number, mtimeMs: number, context: SnapshotContext): AsyncGenerator<Uint8Array> {
+/** Streams a file, then reports it if it changed while it was read (or since it was walked). */
+async function* streamFile(absolute: string, line: ListingLine, context: SnapshotContext, read: BodyRead): AsyncGenerator<Uint8Array> {
+  const { path } = line;
   let handle;
   try {
     handle = await open(absolute, 'r');
   } catch (cause) {
     if (!isNotFound(cause)) throw asBackupError(cause, 'SOURCE_FAILED', `Opening ${absolute} failed`);
+    read.changed = true;
     context.warn({ code: 'FILE_CHANGED', path, message: `${path} was deleted before it could be read` });
     return;
   }
@@ -96,10 +322,13 @@ async function* streamFile(absolute: string, path: string, size: number, mtimeMs
     for (;;) {
       const { bytesRead, buffer } = await handle.read(Buffer.allocUnsafe(READ_CHUNK), 0, READ_CHUNK, null);
       if (bytesRead === 0) break;
-      yield buffer.subarray(0, bytesRead);
+      const chunk = buffer.subarray(0, bytesRead);
+      read.hash?.update(chunk);
+      yield chunk;
     }
-    const after = await handle.stat();
-    if (after.size !== size || after.mtimeMs !== mtimeMs) {
+    const after = await handle.stat({ bigint: true });
+    if (after.size !== BigInt(line.size) || after.mtimeNs.toString() !== line.mtimeNs) {
+      read.changed = true;
       context.warn({ code: 'FILE_CHANGED', path, message: `${path} changed while it was read` });
     }
   } finally {

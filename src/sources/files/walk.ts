@@ -15,10 +15,10 @@ export async function estimateTree(root: string, signal: AbortSignal): Promise<T
 /**
  * Every item of a tree, the root first, each folder before its contents, names sorted. A batch's
  * credit goes back to the walker only when the next batch is asked for, that is once the batch
- * is archived.
+ * is archived. `stat` reads no file: only what an incremental compares.
  */
-export async function* walkTree(root: string, signal: AbortSignal): AsyncGenerator<WalkItem> {
-  const job = startWalker(root, 'entries', signal);
+export async function* walkTree(root: string, signal: AbortSignal, op: 'entries' | 'stat' = 'entries'): AsyncGenerator<WalkItem> {
+  const job = startWalker(root, op, signal);
   try {
     for await (const items of job) yield* items;
     await job.result;

@@ -5,15 +5,19 @@
  * `tar`). Results go back in batches through the worker channel, whose credits keep at most a few
  * batches, and so a bounded amount of memory, in flight.
  */
-import { closeSync, fstatSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, fstatSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { BackupError } from '../../errors.js';
 import { serveWorkerJob } from '../../util/worker-channel.js';
 
 export interface WalkerJob {
   root: string;
-  /** 'estimate' sums sizes only; 'entries' also reads every file up to `smallFile` bytes. */
-  op: 'estimate' | 'entries';
+  /**
+   * 'estimate' sums sizes only; 'entries' also reads (and hashes) every file up to `smallFile`
+   * bytes; 'stat' describes every item and reads nothing, for an incremental's comparison.
+   */
+  op: 'estimate' | 'entries' | 'stat';
   smallFile: number;
 }
 
@@ -22,27 +26,38 @@ export interface TreeSize {
   items: number;
 }
 
+/**
+ * What an incremental compares an item by, besides its size and mode: nanosecond times and the
+ * inode, as decimal strings (they exceed 2^53).
+ */
+export interface Stamp {
+  mtimeMs: number;
+  mtimeNs: string;
+  ctimeNs: string;
+  ino: string;
+}
+
 export type WalkItem =
-  | { kind: 'directory'; path: string; mode: number; mtimeMs: number }
-  | { kind: 'symlink'; path: string; mode: number; mtimeMs: number; target: string }
-  | { kind: 'file'; path: string; mode: number; mtimeMs: number; size: number; data?: Uint8Array; change?: string }
+  | ({ kind: 'directory'; path: string; mode: number } & Stamp)
+  | ({ kind: 'symlink'; path: string; mode: number; target: string } & Stamp)
+  | ({ kind: 'file'; path: string; mode: number; size: number; data?: Uint8Array; sha256?: string; change?: string } & Stamp)
   | { kind: 'skipped'; path: string; message: string };
 
 const BATCH_ITEMS = 512;
 const BATCH_BYTES = 8 * 1024 * 1024;
 
 /** An item found in the tree, or a name skipped before it could be looked at. */
-type Found = { path: string; absolute: string; stats: Stats } | { skipped: WalkItem };
+type Found = { path: string; absolute: string; stats: BigIntStats } | { skipped: WalkItem };
 
 serveWorkerJob<WalkerJob, WalkItem[], never, TreeSize | undefined>(async (job, channel) => {
   try {
-    const found = visit(job.root, '', lstatSync(job.root));
+    const found = visit(job.root, '', lstatSync(job.root, { bigint: true }));
     if (job.op === 'estimate') {
       const size: TreeSize = { bytes: 0, items: 0 };
       for (const item of found) {
         if ('skipped' in item) continue;
         size.items += 1;
-        if (item.stats.isFile()) size.bytes += item.stats.size;
+        if (item.stats.isFile()) size.bytes += Number(item.stats.size);
       }
       return size;
     }
@@ -50,7 +65,7 @@ serveWorkerJob<WalkerJob, WalkItem[], never, TreeSize | undefined>(async (job, c
     let batchBytes = 0;
     let transfer: ArrayBuffer[] = [];
     for (const next of found) {
-      const item = 'skipped' in next ? next.skipped : describe(next.path, next.absolute, next.stats, job.smallFile);
+      const item = 'skipped' in next ? next.skipped : describe(next.path, next.absolute, next.stats, job.op === 'stat' ? -1 : job.smallFile);
       batch.push(item);
       if (item.kind === 'file' && item.data) {
         batchBytes += item.data.length;
@@ -69,7 +84,7 @@ serveWorkerJob<WalkerJob, WalkItem[], never, TreeSize | undefined>(async (job, c
 });
 
 /** The item at `path` and, for a folder, everything beneath it, names sorted. */
-function* visit(root: string, path: string, stats: Stats): Generator<Found> {
+function* visit(root: string, path: string, stats: BigIntStats): Generator<Found> {
   const absolute = path === '' ? root : join(root, path);
   yield { path, absolute, stats };
   if (!stats.isDirectory()) return;
@@ -81,18 +96,27 @@ function* visit(root: string, path: string, stats: Stats): Generator<Found> {
   }
   names.sort();
   for (const name of names) {
-    const child = readOrMissing(() => lstatSync(join(absolute, name)));
+    const child = readOrMissing(() => lstatSync(join(absolute, name), { bigint: true }));
     if (child) yield* visit(root, path === '' ? name : `${path}/${name}`, child);
   }
 }
 
-function describe(path: string, absolute: string, stats: Stats, smallFile: number): WalkItem {
-  const common = { path, mode: stats.mode & 0o7777, mtimeMs: stats.mtimeMs };
+/** Reads no file when `smallFile` is negative. */
+function describe(path: string, absolute: string, stats: BigIntStats, smallFile: number): WalkItem {
+  const common = {
+    path,
+    mode: Number(stats.mode & 0o7777n),
+    mtimeMs: Number(stats.mtimeMs),
+    mtimeNs: stats.mtimeNs.toString(),
+    ctimeNs: stats.ctimeNs.toString(),
+    ino: stats.ino.toString(),
+  };
   if (stats.isDirectory()) return { kind: 'directory', ...common };
   if (stats.isSymbolicLink()) return { kind: 'symlink', ...common, target: readlinkSync(absolute) };
   if (!stats.isFile()) return { kind: 'skipped', path, message: `${path} is not a regular file, folder or link; skipped` };
-  if (stats.size > smallFile) return { kind: 'file', ...common, size: stats.size };
-  return { kind: 'file', ...common, size: stats.size, ...readSmall(path, absolute, stats) };
+  const size = Number(stats.size);
+  if (size > smallFile) return { kind: 'file', ...common, size };
+  return { kind: 'file', ...common, size, ...readSmall(path, absolute, stats) };
 }
 
 /**
@@ -105,8 +129,12 @@ function notUtf8(parent: string, raw: Buffer): WalkItem {
   return { kind: 'skipped', path, message: `${path}: the name is not valid UTF-8, which the archive cannot hold; skipped with all it contains` };
 }
 
-/** Reads a whole small file, noting whether it changed while read. */
-function readSmall(path: string, absolute: string, before: Stats): { data: Uint8Array; change?: string } {
+/**
+ * Reads a whole small file, noting whether it changed while read. Its SHA-256, for the state an
+ * incremental compares with, is computed here, off the main thread, when it did not change (a
+ * changed one is cut or padded by the archive, and hashed as archived on the main thread).
+ */
+function readSmall(path: string, absolute: string, before: BigIntStats): { data: Uint8Array; sha256?: string; change?: string } {
   let fd: number;
   try {
     fd = openSync(absolute, 'r');
@@ -116,17 +144,17 @@ function readSmall(path: string, absolute: string, before: Stats): { data: Uint8
   }
   try {
     // One byte more than announced, to notice a file that grew.
-    const buffer = new Uint8Array(new ArrayBuffer(before.size + 1));
+    const buffer = new Uint8Array(new ArrayBuffer(Number(before.size) + 1));
     let length = 0;
     while (length < buffer.length) {
       const read = readSync(fd, buffer, length, buffer.length - length, length);
       if (read === 0) break;
       length += read;
     }
-    const after = fstatSync(fd);
+    const after = fstatSync(fd, { bigint: true });
     const data = buffer.subarray(0, length);
-    const changed = length !== before.size || after.size !== before.size || after.mtimeMs !== before.mtimeMs;
-    return changed ? { data, change: `${path} changed while it was read` } : { data };
+    const changed = BigInt(length) !== before.size || after.size !== before.size || after.mtimeNs !== before.mtimeNs;
+    return changed ? { data, change: `${path} changed while it was read` } : { data, sha256: createHash('sha256').update(data).digest('hex') };
   } finally {
     closeSync(fd);
   }
