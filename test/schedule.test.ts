@@ -358,6 +358,7 @@ describe('schedule: runNow, verify and stop', () => {
     open();
     await stopping;
     assert.equal(schedule.status().last.full?.errorCode, 'ABORTED');
+    assert.equal(schedule.status().consecutiveFailures, 0, 'a shutdown is not a failure');
     assert.equal((await listBackups(destination)).length, 1, 'only the backup made before');
     assert.deepEqual(await objects(existing), before, 'no archive, sidecar, state, claim or partial upload of the cancelled one');
   });

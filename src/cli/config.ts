@@ -47,7 +47,8 @@ export interface CliConfig {
 
 /**
  * The `schedule` section of a config file: when each type runs, as in `db.schedule()`. The
- * sources, `to`, `retention`, `compression`, `encrypt` and `sign` are the config file's own.
+ * sources, `to`, `retention`, `compression`, `encrypt` and `sign` are the config file's own, and
+ * its `verifySignature` and `scratch` apply to the scheduled verifications.
  * @public
  */
 export type CliScheduleConfig = Pick<ScheduleOptions, 'full' | 'incremental' | 'verify' | 'timeZone' | 'name' | 'verification' | 'lease'>;

@@ -347,8 +347,10 @@ function scheduleOf(config: CliConfig): { db: Database; options: ScheduleOptions
   const schedule = config.schedule;
   if (schedule?.full === undefined && schedule?.incremental === undefined) throw usage('No schedule: add `schedule: { full, incremental, verify }` (cron expressions or intervals such as \'15m\') to the config file');
   checkTimeZone(schedule.timeZone);
-  const { retention, compression, encrypt, sign } = config;
-  const options: ScheduleOptions = { ...schedule, to, ...(retention ? { retention } : {}), ...(compression ? { compression } : {}), ...(encrypt ? { encrypt } : {}), ...(sign ? { sign } : {}) };
+  const { retention, compression, encrypt, sign, verifySignature, scratch } = config;
+  // Scheduled verifications check signatures and use scratch space as `backupkit verify` does.
+  const verification = { ...(verifySignature ? { verifySignature } : {}), ...(scratch ? { scratch } : {}), ...schedule.verification };
+  const options: ScheduleOptions = { ...schedule, to, verification, ...(retention ? { retention } : {}), ...(compression ? { compression } : {}), ...(encrypt ? { encrypt } : {}), ...(sign ? { sign } : {}) };
   return { db: new Database({ sources: config.sources }), options };
 }
 

@@ -146,7 +146,7 @@ export interface ScheduleStatus {
   readonly last: Readonly<Partial<Record<ScheduleRunType, ScheduleRun>>>;
   /** When each configured type runs next; absent once stopped, or when its cron never fires again. */
   readonly next: Readonly<Partial<Record<ScheduleRunType, Date>>>;
-  /** Backups (full or incremental) that failed in a row since the last one that succeeded. */
+  /** Backups (full or incremental) that failed in a row since the last one that succeeded; one cancelled by `stop()` does not count. */
   readonly consecutiveFailures: number;
 }
 
@@ -431,10 +431,12 @@ export class Schedule extends EventEmitter<ScheduleEvents> {
       if (error.code === 'LEASE_HELD') return this.#skip(base, 'lease', undefined);
       // A backup the application started itself holds the Database: this run is skipped like any other overlap.
       if (error.code === 'BACKUP_IN_PROGRESS') return this.#skip(base, 'running', undefined);
-      this.#failures += 1;
     }
+    // A run cancelled by stop({ signal }) is a shutdown (a deploy, a restart), not a failure to alert on.
+    const shutdown = this.#stopped && error.code === 'ABORTED';
+    if (!shutdown && base.type !== 'verify') this.#failures += 1;
     const run = this.#record({ ...base, outcome: 'failed', errorCode: error.code, error: error.message });
-    this.#metrics?.failed(base.type);
+    if (!shutdown) this.#metrics?.failed(base.type);
     this.emit('failed', run, error);
     return run;
   }
