@@ -8,6 +8,7 @@ import { holdLease, leaseTtl, type HeldLease } from './backup/lease.js';
 import { checkRetentionPolicy, type RetentionPolicy } from './retention.js';
 import { RestoreOperation } from './restore/operation.js';
 import { restorersWith, type RestoreTarget } from './kinds.js';
+import { Schedule, type ScheduleOptions } from './schedule/index.js';
 import type { Destination, Restorer, Source } from './types.js';
 
 /** Letters, digits, `_`, `-` and `.`: a name that is also a safe archive folder. */
@@ -170,6 +171,20 @@ export class Database {
         this.#running = false;
       }
     }, options?.signal);
+  }
+
+  /**
+   * Makes backups run themselves: full and incremental backups, and verifications, each on a cron
+   * expression or an interval, with retention applied after each backup. The schedule starts at
+   * once; see {@link Schedule} for what it guarantees, and `stop()` it to end it.
+   *
+   * @example
+   * ```ts
+   * const schedule = db.schedule({ to: directory({ path: '/backups' }), full: '0 3 * * *', incremental: '15m', retention: { keepDaily: 14 } });
+   * ```
+   */
+  schedule(options: ScheduleOptions): Schedule {
+    return new Schedule(this, options);
   }
 
   /**
