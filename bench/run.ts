@@ -14,6 +14,10 @@
  *   PostgreSQL  pgbench -i -s 60 (~1 GB) plus a table of jsonb and bytea, 2 jobs on both sides:
  *           backupkit backup  vs  pg_dump -Fc -Z1  and  pg_dump -Fd -j2 -Z1
  *           backupkit restore vs  pg_restore -j2 (from the -Fc dump)
+ *   PostgreSQL incremental  ten tables of the same size, one of them changed (1 % of its rows):
+ *           the incremental's archive bytes and time vs the full's, an incremental with nothing
+ *           changed (hashing every table, writing nothing), and the restore of the chain (the full
+ *           and the incremental) vs the restore of the full
  *   S3      a 1 GB archive (one incompressible file, stored uncompressed) to moto_server on
  *           127.0.0.1: one S3 destination, then a local folder and S3 together
  *   Destinations  one archive of BENCH_DEST_MB (1024) MB (one incompressible file, stored
@@ -27,14 +31,16 @@
  *
  * Sizes: BENCH_SQLITE_MB (1024), BENCH_FILES_MB (1024), BENCH_FILES_COUNT (50000). Work folder:
  * BENCH_DIR (a new temporary folder, removed afterwards; a given one is kept, and the data in it
- * reused). BENCH_ONLY=sqlite, sqlite-incremental, files, files-incremental, postgres, s3, destinations or import runs one part. BENCH_PG_SCALE (60) sizes the
- * PostgreSQL database, on the server at BENCH_PG_URL (postgres://postgres@127.0.0.1:5432). Needs
+ * reused). BENCH_ONLY=sqlite, sqlite-incremental, files, files-incremental, postgres, postgres-incremental, s3, destinations
+ * or import runs one part. BENCH_PG_SCALE (60) sizes the PostgreSQL database, BENCH_PG_INCREMENTAL_MB
+ * (500) the one of ten tables whose incremental is compared with its full, on the server at
+ * BENCH_PG_URL (postgres://postgres@127.0.0.1:5432). Needs
  * sqlite3, pigz, gzip, tar, gpg, moto_server, pgbench, pg_dump and pg_restore.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,8 +58,9 @@ const filesMb = Number(process.env.BENCH_FILES_MB ?? 1024);
 const fileCount = Number(process.env.BENCH_FILES_COUNT ?? 50_000);
 const destinationMb = Number(process.env.BENCH_DEST_MB ?? 1024);
 
-// The import cost and the SQLite incremental need none of them; the destinations bench starts its own servers.
-for (const tool of only === 'import' || only === 'destinations' || only === 'sqlite-incremental' ? [] : only === 'files-incremental' ? ['tar'] : ['sqlite3', 'pigz', 'gzip', 'zstd', 'tar', 'gpg', 'moto_server', 'pgbench', 'pg_dump', 'pg_restore', 'psql']) {
+// The import cost needs none of them, the destinations bench starts its own servers; the incrementals need few.
+const PART_TOOLS: Record<string, string[]> = { import: [], destinations: [], 'files-incremental': ['tar'], 'postgres-incremental': ['psql'], 'sqlite-incremental': [] };
+for (const tool of PART_TOOLS[only ?? ''] ?? ['sqlite3', 'pigz', 'gzip', 'zstd', 'tar', 'gpg', 'moto_server', 'pgbench', 'pg_dump', 'pg_restore', 'psql']) {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
   } catch {
@@ -207,6 +214,54 @@ async function benchPostgres(): Promise<void> {
   await fresh('pg-archives', 'dump.fc', 'dump.dir');
 }
 
+const pgIncrementalMb = Number(process.env.BENCH_PG_INCREMENTAL_MB ?? 500);
+const pgIncrementalRows: Array<{ case: string; full: Measured; incremental: Measured; unchanged: Measured; restoreFull: Measured; restoreChain: Measured; fullBytes: number; incrementalBytes: number }> = [];
+
+/**
+ * Ten tables of the same size; a full backup, then 1 % of one table's rows updated and an
+ * incremental, then an incremental with nothing changed (the cost of hashing every table in the
+ * snapshot, with nothing written).
+ */
+async function benchPostgresIncremental(): Promise<void> {
+  const database = `backupkit_bench_inc_${pgIncrementalMb}mb`;
+  const psql = (db: string, command: string) => execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', `${pgServer}/${db}`, '-c', command], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+  const rowsPerTable = Math.ceil((pgIncrementalMb * 1024 * 1024) / 10 / 180);
+  psql('postgres', `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+  console.error(`preparing PostgreSQL database ${database} (10 tables of ${rowsPerTable} rows)`);
+  psql('postgres', `CREATE DATABASE ${database}`);
+  for (let i = 0; i < 10; i++) {
+    psql(database, `CREATE TABLE t${i} (id bigint PRIMARY KEY, name text NOT NULL, body text NOT NULL);
+      INSERT INTO t${i} SELECT g, md5((g * ${i + 1})::text), md5(g::text) || md5((g + ${i})::text) || md5((g * 3)::text) || md5((g * 7)::text) FROM generate_series(1, ${rowsPerTable}) g`);
+  }
+  psql(database, 'VACUUM ANALYZE');
+  const source = `${pgServer}/${database}`;
+  await fresh('pg-inc-archives');
+  const archives = join(work, 'pg-inc-archives');
+  console.error('postgres incremental: full, one table changed, nothing changed');
+  const archivesIn = async () => (await readdir(archives)).filter((name) => name.endsWith('.tar.gz')).sort();
+  const newestBytes = async () => (await stat(join(archives, (await archivesIn()).at(-1)!))).size;
+  const full = runChild(false, 'backup', 'postgres', source, archives);
+  const fullBytes = await newestBytes();
+  // The full alone, for a restore of it to compare the chain's restore with.
+  const fullOnly = join(work, 'pg-inc-full');
+  await cp(archives, fullOnly, { recursive: true });
+  psql(database, `UPDATE t3 SET name = 'changed' WHERE id % 100 = 0`);
+  const incremental = runChild(false, 'backup', 'postgres', source, archives, '', '', '', { type: 'incremental' });
+  const incrementalBytes = await newestBytes();
+  const unchanged = runChild(false, 'backup', 'postgres', source, archives, '', '', '', { type: 'incremental' });
+  if ((await archivesIn()).length !== 2) throw new Error('an incremental with nothing changed wrote a backup');
+  console.error('postgres incremental: restore of the full, restore of the chain');
+  const restored = [`${database}_full`, `${database}_chain`];
+  const dropRestored = () => restored.forEach((db) => psql('postgres', `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`));
+  dropRestored();
+  const restoreFull = runChild(false, 'restore', 'postgres', '', fullOnly, `${pgServer}/postgres ${restored[0]}`);
+  const restoreChain = runChild(false, 'restore', 'postgres', '', archives, `${pgServer}/postgres ${restored[1]}`);
+  dropRestored();
+  pgIncrementalRows.push({ case: `PostgreSQL, one of ten tables changed (${pgIncrementalMb} MB)`, full, incremental, unchanged, restoreFull, restoreChain, fullBytes, incrementalBytes });
+  psql('postgres', `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+  await fresh('pg-inc-archives', 'pg-inc-full');
+}
+
 async function benchFiles(): Promise<void> {
   const tree = join(work, 'tree');
   if (!existsSync(tree)) {
@@ -243,6 +298,7 @@ async function benchFiles(): Promise<void> {
 
 /** `stateBytes`: the incremental's `.state` beside it, when the source's state is worth showing (SQLite's page hashes). */
 const incrementalRows: Array<{ case: string; full: Measured; incremental: Measured; fullBytes: number; incrementalBytes: number; stateBytes?: number }> = [];
+const chainRestoreRows: Array<{ case: string; chain: Measured; full: Measured }> = [];
 
 /** A full of a folder, 1 % of its files rewritten (same sizes, new contents), then an incremental. */
 async function benchFilesIncremental(): Promise<void> {
@@ -260,15 +316,32 @@ async function benchFilesIncremental(): Promise<void> {
   const full = runChild(false, 'backup', 'files', tree, archives);
   const fullBytes = await newest();
   const perFile = Math.floor((filesMb * 1024 * 1024) / fileCount);
-  for (let i = 0; i < fileCount; i += 100) {
-    const path = join(tree, String(Math.floor(i / 500)).padStart(3, '0'), `blob-${i}.bin`);
-    await writeFile(path, Buffer.from(randomBytes(perFile / 2).toString('hex')));
-  }
-  execFileSync('sync');
+  /** Rewrites 1 % of the files, a different 1 % each round. */
+  const churn = async (round: number) => {
+    for (let i = round; i < fileCount; i += 100) {
+      const path = join(tree, String(Math.floor(i / 500)).padStart(3, '0'), `blob-${i}.bin`);
+      await writeFile(path, Buffer.from(randomBytes(perFile / 2).toString('hex')));
+    }
+    execFileSync('sync');
+  };
+  await churn(0);
   console.error('files incremental, 1 % changed');
   const incremental = runChild(false, 'backup', 'files', tree, archives, '', '', '', { type: 'incremental' });
   incrementalRows.push({ case: `Files, 1 % of ${fileCount} files changed`, full, incremental, fullBytes, incrementalBytes: await newest() });
-  await fresh('inc-tree', 'inc-archives');
+
+  for (let round = 1; round < 10; round++) {
+    await churn(round);
+    console.error(`files incremental ${round + 1} of 10`);
+    runChild(false, 'backup', 'files', tree, archives, '', '', '', { type: 'incremental' });
+  }
+  await fresh('inc-full-archives', 'inc-restored');
+  console.error('files full of the same tree, and the restores');
+  runChild(false, 'backup', 'files', tree, join(work, 'inc-full-archives'));
+  const chain = runChild(false, 'restore', 'files', '', archives, join(work, 'inc-restored'));
+  await fresh('inc-restored');
+  const one = runChild(false, 'restore', 'files', '', join(work, 'inc-full-archives'), join(work, 'inc-restored'));
+  chainRestoreRows.push({ case: `Files, ${filesMb} MB in ${fileCount} files`, chain, full: one });
+  await fresh('inc-tree', 'inc-archives', 'inc-full-archives', 'inc-restored');
 }
 
 async function benchS3(): Promise<void> {
@@ -415,6 +488,7 @@ if (only === undefined || only === 'sqlite') await benchSqlite();
 if (only === undefined || only === 'files') await benchFiles();
 if (only === undefined || only === 'files-incremental') await benchFilesIncremental();
 if (only === undefined || only === 'postgres') await benchPostgres();
+if (only === undefined || only === 'postgres-incremental') await benchPostgresIncremental();
 if (only === undefined || only === 's3') await benchS3();
 if (only === undefined || only === 'sqlite-incremental') await benchSqliteIncremental();
 if (only === undefined || only === 'destinations') await benchDestinations();
@@ -440,6 +514,13 @@ if (rows.length > 0) {
     );
   }
 }
+if (chainRestoreRows.length > 0) {
+  console.log(`\n${line(['restore of a full and ten incrementals', 'chain s', 'one full s', 'ratio (target ≤ 1.3x)', 'peak RSS MB', 'max event-loop stall ms'])}`);
+  console.log(line(['---', '---:', '---:', '---:', '---:', '---:']));
+  for (const { case: name, chain, full } of chainRestoreRows) {
+    console.log(line([name, chain.seconds.toFixed(2), full.seconds.toFixed(2), `${(chain.seconds / full.seconds).toFixed(2)}x`, (chain.peakRssMb ?? 0).toFixed(0), (chain.maxStallMs ?? 0).toFixed(1)]));
+  }
+}
 if (incrementalRows.length > 0) {
   console.log(`\n${line(['incremental vs full', 'full s', 'incremental s', 'time ratio (target: files ≤ 15 %)', 'full MB', 'incremental MB', 'bytes ratio (target: files ≤ 2 %, SQLite ≤ 5 %)', 'its .state MB', 'peak RSS MB', 'max event-loop stall ms'])}`);
   console.log(line(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
@@ -457,6 +538,31 @@ if (incrementalRows.length > 0) {
         row.stateBytes === undefined ? '' : (row.stateBytes / 1e6).toFixed(2),
         (row.incremental.peakRssMb ?? 0).toFixed(0),
         (row.incremental.maxStallMs ?? 0).toFixed(1),
+      ]),
+    );
+  }
+}
+if (pgIncrementalRows.length > 0) {
+  console.log(
+    '\n' +
+      line(['PostgreSQL incremental vs full', 'full MB', 'full s', 'incremental MB', 'incremental s', 'bytes ratio', 'time ratio', 'nothing changed s', 'restore full s', 'restore chain s', 'peak RSS MB']),
+  );
+  console.log(line(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
+  const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);
+  for (const row of pgIncrementalRows) {
+    console.log(
+      line([
+        row.case,
+        mb(row.fullBytes),
+        row.full.seconds.toFixed(2),
+        mb(row.incrementalBytes),
+        row.incremental.seconds.toFixed(2),
+        `${((100 * row.incrementalBytes) / row.fullBytes).toFixed(1)} %`,
+        `${((100 * row.incremental.seconds) / row.full.seconds).toFixed(0)} %`,
+        row.unchanged.seconds.toFixed(2),
+        row.restoreFull.seconds.toFixed(2),
+        row.restoreChain.seconds.toFixed(2),
+        Math.max(...[row.full, row.incremental, row.restoreFull, row.restoreChain].map((m) => m.peakRssMb ?? 0)).toFixed(0),
       ]),
     );
   }

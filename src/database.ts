@@ -8,6 +8,7 @@ import { holdLease, leaseTtl, type HeldLease } from './backup/lease.js';
 import { checkRetentionPolicy, type RetentionPolicy } from './retention.js';
 import { RestoreOperation } from './restore/operation.js';
 import { restorersWith, type RestoreTarget } from './kinds.js';
+import { Schedule, type ScheduleOptions } from './schedule/index.js';
 import type { Destination, Restorer, Source } from './types.js';
 
 /** Letters, digits, `_`, `-` and `.`: a name that is also a safe archive folder. */
@@ -43,9 +44,11 @@ export interface BackupOptions {
   /**
    * `'full'` (the default) or `'incremental'`: a backup that builds on the newest backup of these
    * sources on the first destination in `to` (its `base` and `previous`); with no such backup it is
-   * a full, and says so. A source that cannot send only its changes is captured in full inside an
-   * incremental (its header entry says `mode: 'full'`); in this version every built-in source still
-   * does so, so an incremental restores on its own and is as large as a full.
+   * a full, and says so. An incremental holds only what changed since the backup before it: new
+   * and changed files with a listing of the whole tree, changed SQLite pages, changed PostgreSQL
+   * tables (the schema in full). When nothing changed, nothing is written and the result says
+   * `unchanged: true`. A restore applies the chain's full and every incremental up to the one
+   * restored. A source kind without {@link Snapshot.changes} is held in full inside an incremental.
    */
   type?: BackupType;
   /** Default: gzip, level 1. */
@@ -168,6 +171,20 @@ export class Database {
         this.#running = false;
       }
     }, options?.signal);
+  }
+
+  /**
+   * Makes backups run themselves: full and incremental backups, and verifications, each on a cron
+   * expression or an interval, with retention applied after each backup. The schedule starts at
+   * once; see {@link Schedule} for what it guarantees, and `stop()` it to end it.
+   *
+   * @example
+   * ```ts
+   * const schedule = db.schedule({ to: directory({ path: '/backups' }), full: '0 3 * * *', incremental: '15m', retention: { keepDaily: 14 } });
+   * ```
+   */
+  schedule(options: ScheduleOptions): Schedule {
+    return new Schedule(this, options);
   }
 
   /**

@@ -15,8 +15,22 @@ export { Operation } from './operation.js';
 export type { OperationEvents, SourceStats } from './operation.js';
 export type { ProgressEvent, ProgressPhase } from './progress.js';
 export { verifyBackup, VerifyOperation, VerificationError } from './restore/verify.js';
-export type { CliConfig } from './cli/config.js';
+export type { CliConfig, CliScheduleConfig } from './cli/config.js';
 export type { ScratchOptions, VerifiedSource, VerifyEvents, VerifyLevel, VerifyOptions, VerifyResult } from './restore/verify.js';
+export { Schedule } from './schedule/index.js';
+export type {
+  ScheduleClock,
+  ScheduleEvents,
+  ScheduleHost,
+  ScheduleOptions,
+  ScheduleRun,
+  ScheduleRunType,
+  ScheduleSkipReason,
+  ScheduleStatus,
+  ScheduleTimer,
+  ScheduleTrigger,
+} from './schedule/index.js';
+export type { MetricsRegistry } from './schedule/metrics.js';
 export { listBackups } from './listing.js';
 export type { BackupInfo, BackupProblem, BackupProblemCode, BackupTrust } from './listing.js';
 export { prune } from './retention.js';

@@ -28,6 +28,13 @@ describe('examples/', () => {
     assert.match(stdout, /app: PRAGMA integrity_check: \{"tables":1,"rows":2,"foreignKeyViolations":0\}/);
   });
 
+  it('schedule.ts: a catch-up full at start, an incremental slot, metrics, a clean stop', async () => {
+    const stdout = await node('schedule.js');
+    assert.match(stdout, /^catch-up full: succeeded \d{8}-\d{6}\.tar\.gz$/m);
+    assert.match(stdout, /^schedule incremental: (succeeded \S+|skipped \S* ?\((running|unchanged)\))$/m);
+    assert.match(stdout, /^backupkit_schedule_last_success_timestamp_seconds\{schedule="example",type="full"\} \d+(\.\d+)?$/m);
+  });
+
   it('encryption.ts: an OpenPGP archive restored with its passphrase', async () => {
     assert.match(await node('encryption.js'), /restored: signed/);
   });

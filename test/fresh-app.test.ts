@@ -19,7 +19,7 @@ import { BackupError } from '../src/index.js';
 const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, '..', '..');
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-const PEERS = ['@aws-sdk/client-s3', '@aws-sdk/lib-storage', '@azure/storage-blob', 'openpgp', 'pg', 'pg-connection-string', 'pg-copy-streams', 'ssh2', 'basic-ftp'];
+const PEERS = ['@aws-sdk/client-s3', '@aws-sdk/lib-storage', '@azure/storage-blob', 'openpgp', 'pg', 'pg-connection-string', 'pg-copy-streams', 'prom-client', 'ssh2', 'basic-ftp'];
 
 const TSCONFIG = {
   compilerOptions: { strict: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', skipLibCheck: false, noEmit: true, types: ['node'] },
@@ -89,6 +89,7 @@ console.log(JSON.stringify({
   ftp: await outcome(() => app.startBackup({ to: ftp({ host: '127.0.0.1', port: 9, user: 'u', password: 'p', path: '/backups' }) })),
   postgresUrl: await outcome(async () => postgres({ name: 'pg', connection: 'postgres://127.0.0.1:9/app' })),
   postgresConfig: await outcome(() => new Database({ sources: [postgres({ name: 'pg', connection: { host: '127.0.0.1', port: 9, database: 'app' } })] }).startBackup({ to: backups })),
+  metrics: await outcome(async () => app.schedule({ to: backups, full: '1d', metrics: { registry: { getSingleMetric: () => undefined } } })),
 }));
 `;
 
@@ -152,6 +153,7 @@ describe('a fresh application', () => {
       ftp: ['basic-ftp', 'npm install basic-ftp'],
       postgresUrl: ['pg-connection-string', 'npm install pg pg-connection-string pg-copy-streams'],
       postgresConfig: ['pg,', 'npm install pg pg-connection-string pg-copy-streams'],
+      metrics: ['prom-client', 'npm install prom-client'],
     };
     for (const [attempt, [name, install]] of Object.entries(expected)) {
       const outcome = outcomes[attempt]!;

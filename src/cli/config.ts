@@ -8,6 +8,7 @@ import { BackupError } from '../errors.js';
 import { destinationKinds, sourceKind, sourceKinds, type RestoreTarget } from '../kinds.js';
 import type { RetentionPolicy } from '../retention.js';
 import type { ScratchOptions } from '../restore/verify.js';
+import type { ScheduleOptions } from '../schedule/index.js';
 import type { Destination, Source } from '../types.js';
 import { alternatives } from './output.js';
 
@@ -40,7 +41,17 @@ export interface CliConfig {
   targets?: Readonly<Record<string, RestoreTarget>>;
   /** Where `backupkit verify --level restore` makes its throwaway targets. */
   scratch?: ScratchOptions;
+  /** What `backupkit run` runs and `backupkit status` reports on. */
+  schedule?: CliScheduleConfig;
 }
+
+/**
+ * The `schedule` section of a config file: when each type runs, as in `db.schedule()`. The
+ * sources, `to`, `retention`, `compression`, `encrypt` and `sign` are the config file's own, and
+ * its `verifySignature` and `scratch` apply to the scheduled verifications.
+ * @public
+ */
+export type CliScheduleConfig = Pick<ScheduleOptions, 'full' | 'incremental' | 'verify' | 'timeZone' | 'name' | 'verification' | 'lease'>;
 
 /** The names looked for in the working folder when no `--config` is given. */
 const DEFAULT_NAMES = ['backupkit.config.js', 'backupkit.config.mjs', 'backupkit.config.json'];

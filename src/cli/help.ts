@@ -56,6 +56,8 @@ Commands:
   verify    check that a backup is restorable          --from dest [--backup name] [--level checksums|restore]
   inspect   show an archive file's header and manifest <archive-file> [--entries]
   prune     delete backups a retention policy drops    --from dest --keep-last n --keep-daily n ... [--dry-run]
+  run       run the config file's schedule until SIGTERM --config backupkit.config.js
+  status    show the schedule and the newest backups    --config backupkit.config.js
 
 \`backupkit <command> --help\` lists every option of a command, with an example.
 A destination is ${DESTINATION}.
@@ -79,8 +81,8 @@ ${kindOptions((cli) => cli.sourceHelp)}
 Destinations (repeatable; or \`to\` in the config file):
   --to <dest>                  ${DESTINATION}
 Archive:
-  --incremental                builds on the newest backup of these sources on the first --to (a
-                               full when there is none); sources are still captured in full in it
+  --incremental                only what changed since the newest backup of these sources on the
+                               first --to (a full when there is none; nothing when nothing changed)
   --compression <algorithm>    gzip (default), zstd (Node.js 22.15 or later) or none
   --compression-level <n>      gzip 1-9 (default 1), zstd 1-19 (default 3)
   --encrypt                    encrypt with the passphrase from BACKUPKIT_PASSPHRASE or --passphrase-file
@@ -168,6 +170,40 @@ ${COMMON}
 
 Example:
   backupkit prune --from /backups --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run`,
+
+  run: `Usage: backupkit run [--config <file>]
+
+Runs the config file's \`schedule\` in the foreground: full and incremental backups of its
+\`sources\` to its \`to\`, with its \`retention\` applied after each, and verifications, each on a
+cron expression or an interval. Backups never overlap: one due while another runs is skipped, not
+queued. At start, one backup is made at once if a full is overdue (none on the first destination
+since the last slot). SIGTERM or SIGINT stops it: a running backup finishes first, and a second
+signal cancels it, leaving nothing behind. Exit code 0 once stopped, 143 (SIGTERM) or 130 (SIGINT)
+when a backup was cancelled.
+
+A config file with a schedule (backupkit.config.js):
+  export default {
+    sources: [sqlite({ name: 'app', path: 'data/app.db' })],
+    to: directory({ path: '/backups' }),
+    retention: { keepDaily: 14 },
+    schedule: { full: '0 3 * * *', incremental: '15m', verify: '0 4 * * 0', timeZone: 'Europe/Paris' },
+  };
+
+${COMMON}
+
+Example:
+  backupkit run --config backupkit.config.js`,
+
+  status: `Usage: backupkit status [--config <file>]
+
+Shows the config file's schedule (when each type runs next, and whether a full is overdue) and the
+newest backups of each destination in \`to\`. It reads the destinations: it does not ask a running
+\`backupkit run\`.
+
+${COMMON}
+
+Example:
+  backupkit status --config backupkit.config.js`,
 } as const;
 
 /** The help of one command, or the overview of all of them. */

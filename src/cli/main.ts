@@ -12,13 +12,15 @@ import { EXIT, runCli } from './run.js';
 const CLEANUP_GRACE_MS = 5_000;
 
 const interrupted = new AbortController();
+const cancelled = new AbortController();
 const stopWaiting = new AbortController();
 let received: 'SIGINT' | 'SIGTERM' | undefined;
 let finished = false;
 let deadline: NodeJS.Timeout | undefined;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  // The first signal cancels, and the command exits once nothing half-written is left. Exiting at
-  // a second one would leave the hidden temporaries the cancel is removing: it bounds the wait instead.
+  // The first signal cancels (`run` stops its schedule, letting a running backup finish, and the
+  // second cancels that), and the command exits once nothing half-written is left. Exiting at a
+  // second one would leave the hidden temporaries the cancel is removing: it bounds the wait instead.
   process.on(signal, () => {
     if (finished) return;
     if (received === undefined) {
@@ -26,6 +28,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       interrupted.abort(new BackupError('ABORTED', `Interrupted by ${signal}`));
       return;
     }
+    cancelled.abort(new BackupError('ABORTED', `Interrupted by ${received} and ${signal}`));
     deadline ??= setTimeout(() => {
       const message = `Interrupted by ${received}; the clean-up did not finish within ${CLEANUP_GRACE_MS / 1000} s of the second signal`;
       const hint =
@@ -45,6 +48,7 @@ const code = await runCli(process.argv.slice(2), {
   env: process.env,
   cwd: process.cwd(),
   signal: interrupted.signal,
+  cancel: cancelled.signal,
   stopWaiting: stopWaiting.signal,
 });
 finished = true;

@@ -11,6 +11,9 @@ import { Database } from '../database.js';
 import { BackupError } from '../errors.js';
 import { prune, type RetentionPolicy } from '../retention.js';
 import { sourceKind, type RestoreTarget } from '../kinds.js';
+import { isOverdue } from '../schedule/catch-up.js';
+import type { ScheduleOptions, ScheduleRun, ScheduleRunType } from '../schedule/index.js';
+import { checkTimeZone, parseTiming } from '../schedule/timing.js';
 import { verifyBackup, type VerifyLevel } from '../restore/verify.js';
 import type { Destination, SourceKindCliOptions } from '../types.js';
 import { BACKUPKIT_VERSION } from '../version.js';
@@ -29,6 +32,8 @@ export interface CliIo {
   readonly cwd: string;
   /** Aborted on SIGINT or SIGTERM: the running operation is cancelled and cleans up. */
   readonly signal: AbortSignal;
+  /** Aborted at a second SIGINT or SIGTERM: `run`, which the first one stops, cancels its running backup. */
+  readonly cancel?: AbortSignal;
   /** Aborted when the command must stop waiting for that clean-up: it then fails at once with the reason. */
   readonly stopWaiting?: AbortSignal;
 }
@@ -63,6 +68,8 @@ export const COMMANDS = {
   verify: { ...COMMON, ...FROM_FLAGS, ...DECRYPT_FLAGS, level: { type: 'string' }, 'scratch-dir': { type: 'string' }, ...SCRATCH_FLAGS },
   inspect: { ...COMMON, ...DECRYPT_FLAGS, entries: { type: 'boolean' } },
   prune: { ...COMMON, from: { type: 'string' }, ...RETENTION_FLAGS, 'dry-run': { type: 'boolean' } },
+  run: { ...COMMON },
+  status: { ...COMMON },
 } as const satisfies Record<string, ParseArgsConfig['options']>;
 type Command = keyof typeof COMMANDS;
 
@@ -269,7 +276,92 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
     const summary = `${verb} ${counted(result.removed.length, 'backup')} and ${counted(result.leftovers.length, 'leftover')}, kept ${result.kept.length}`;
     output.emit({ type: 'result', command: 'prune', ...result }, [...lines, summary]);
   },
+
+  async run({ values, config, io, output }) {
+    const { db, options } = scheduleOf(config);
+    const schedule = db.schedule(options);
+    // Progress bars are drawn for one operation: a person at a terminal gets a line per run instead.
+    if (values['json'] === true || !io.stdout.isTTY) output.follow(schedule);
+    schedule.on('scheduled', ({ type, at }) => output.emit({ type: 'scheduled', runType: type, at }, [`next ${type} at ${at.toISOString()}`]));
+    schedule.on('run', ({ type, trigger }) => output.emit({ type: 'run', runType: type, trigger }, [`${type} starts (${trigger})`]));
+    schedule.on('settled', (run) => output.emit({ ...run, type: 'settled', runType: run.type }, [runText(run)]));
+    await new Promise<void>((resolve) => {
+      if (io.signal.aborted) resolve();
+      io.signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    const running = schedule.status().running;
+    output.emit({ type: 'stopping', running: running.map((r) => r.type) }, [running.length > 0 ? `stopping: waiting for the running ${running.map((r) => r.type).join(' and ')} (a second signal cancels it)` : 'stopping']);
+    await schedule.stop(io.cancel ? { signal: io.cancel } : {});
+    // Cancelled at a second signal: the command was interrupted, and says so with its exit code.
+    if (io.cancel?.aborted && running.length > 0) throw io.cancel.reason;
+    output.emit({ type: 'stopped' }, ['stopped']);
+  },
+
+  async status({ config, output }) {
+    const { db, options } = scheduleOf(config);
+    const now = Date.now();
+    const destinations = [options.to].flat() as Destination[];
+    // A destination that cannot be listed (a folder no backup has made yet, a bucket out of reach) is reported, not fatal: status is a report.
+    const listed = await Promise.all(
+      destinations.map((destination) =>
+        listBackups(destination).then(
+          (backups) => ({ destination, backups, error: undefined }),
+          (error: unknown) => ({ destination, backups: [], error: error as BackupError }),
+        ),
+      ),
+    );
+    const first = listed[0]?.backups ?? [];
+    for (const type of ['full', 'incremental', 'verify'] as const) {
+      const spec = options[type];
+      if (spec === undefined) continue;
+      const timing = parseTiming(type, spec, options.timeZone);
+      const at = timing.next(now);
+      const primary = type === 'full' || (type === 'incremental' && options.full === undefined);
+      const overdue = primary && isOverdue(type as 'full' | 'incremental', timing, first, db.sources, now);
+      output.emit({ type: 'schedule', runType: type, spec, timeZone: options.timeZone, next: at === undefined ? undefined : new Date(at), overdue }, [
+        `${type.padEnd(11)} ${JSON.stringify(spec)}${options.timeZone ? ` (${options.timeZone})` : ''}: next ${at === undefined ? 'never' : new Date(at).toISOString()}${overdue ? '; overdue: `backupkit run` makes one at start' : ''}`,
+      ]);
+    }
+    for (const { destination, backups, error } of listed) {
+      if (error) {
+        output.emit({ type: 'destination', destination: destination.description, error: { code: error.code, message: error.message } }, [`${destination.description}: cannot be listed: ${error.code}: ${error.message}`]);
+        continue;
+      }
+      const newest = backups.slice(0, STATUS_BACKUPS);
+      output.emit({ type: 'destination', destination: destination.description, backups: backups.length, newest: newest.map((b) => line('backup', b)) }, [
+        `${destination.description}: ${counted(backups.length, 'backup')}${backups.length > 0 ? ', newest first:' : ''}`,
+        ...newest.map((b) => `  ${b.name}  ${b.createdAt.toISOString()}  ${formatBytes(b.size).padStart(10)}  ${b.type ?? 'unknown'}${chainText(b)}`),
+      ]);
+    }
+  },
 };
+
+/** How many of each destination's backups `status` shows. */
+const STATUS_BACKUPS = 5;
+
+/** The Database and schedule options a config file's `sources`, `to` and `schedule` make. */
+function scheduleOf(config: CliConfig): { db: Database; options: ScheduleOptions } {
+  if (!config.sources?.length) throw usage('No sources: `backupkit run` and `status` take `sources` from a config file');
+  const to = config.to;
+  if (to === undefined || (Array.isArray(to) && to.length === 0)) throw usage('No destination: `backupkit run` and `status` take `to` from a config file');
+  const schedule = config.schedule;
+  if (schedule?.full === undefined && schedule?.incremental === undefined) throw usage('No schedule: add `schedule: { full, incremental, verify }` (cron expressions or intervals such as \'15m\') to the config file');
+  checkTimeZone(schedule.timeZone);
+  const { retention, compression, encrypt, sign, verifySignature, scratch } = config;
+  // Scheduled verifications check signatures and use scratch space as `backupkit verify` does.
+  const verification = { ...(verifySignature ? { verifySignature } : {}), ...(scratch ? { scratch } : {}), ...schedule.verification };
+  const options: ScheduleOptions = { ...schedule, to, verification, ...(retention ? { retention } : {}), ...(compression ? { compression } : {}), ...(encrypt ? { encrypt } : {}), ...(sign ? { sign } : {}) };
+  return { db: new Database({ sources: config.sources }), options };
+}
+
+/** One line per settled run, for a person. */
+function runText(run: ScheduleRun): string {
+  const what: Record<ScheduleRunType, string> = { full: 'full backup', incremental: 'incremental backup', verify: 'verification' };
+  if (run.outcome === 'failed') return `${what[run.type]} failed: ${run.errorCode}: ${run.error}`;
+  if (run.outcome === 'skipped') return `${what[run.type]} skipped (${run.reason})${run.name ? `: ${run.name}` : ''}`;
+  const made = run.type === 'verify' ? `${run.name} is sound` : `${run.name}${run.backupType === run.type ? '' : ` (made as a ${run.backupType})`}, ${formatBytes(run.size ?? 0)}`;
+  return `${what[run.type]} done: ${made} in ${formatDuration(run.finishedAt.getTime() - run.startedAt.getTime())}`;
+}
 
 /** A usage error; its hint, worded by `forCommandLine`, names the command's help. */
 function usage(message: string): BackupError {

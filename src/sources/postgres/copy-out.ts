@@ -49,6 +49,6 @@ export async function copyTableOut(
 }
 
 /** The archive path of a table's n-th chunk (1-based). */
-export function chunkPath(table: TocTable, index: number): string {
+export function chunkPath(table: Pick<TocTable, 'dataPath'>, index: number): string {
   return `${table.dataPath}/${String(index).padStart(6, '0')}.copy`;
 }

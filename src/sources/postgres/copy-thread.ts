@@ -1,12 +1,12 @@
 import type pg from 'pg';
 import { BackupError } from '../../errors.js';
 import { WorkerJob } from '../../util/worker-channel.js';
-import type { CopyWorkerData, FromCopyWorker } from './copy-thread.worker.js';
+import type { CopyRequest, CopyWorkerData, FromCopyWorker } from './copy-thread.worker.js';
 import type { TableDataSummary, TocTable } from './toc.js';
 
 /** The main thread's handle on one COPY worker thread: one table at a time. */
 export class CopyThread {
-  private constructor(private readonly job: WorkerJob<TocTable, FromCopyWorker, void>) {}
+  private constructor(private readonly job: WorkerJob<CopyRequest, FromCopyWorker, void>) {}
 
   /**
    * Starts a thread whose connection sees exactly the exported snapshot; `credits` chunks may be
@@ -17,7 +17,7 @@ export class CopyThread {
     const config = Object.fromEntries(Object.entries(data.config).filter(([, value]) => typeof value !== 'function')) as pg.ClientConfig;
     const { credits, ...job } = data;
     return new CopyThread(
-      WorkerJob.start<TocTable, FromCopyWorker, void, CopyWorkerData>(new URL('./copy-thread.worker.js', import.meta.url), {
+      WorkerJob.start<CopyRequest, FromCopyWorker, void, CopyWorkerData>(new URL('./copy-thread.worker.js', import.meta.url), {
         data: { ...job, config },
         name: 'The COPY worker thread',
         failCode: 'SOURCE_FAILED',
@@ -30,7 +30,17 @@ export class CopyThread {
 
   /** Copies one table's rows; `onChunk` may wait, and the thread waits with it. */
   async copy(table: TocTable, onChunk: (chunk: Buffer, index: number) => Promise<void>): Promise<TableDataSummary> {
-    await this.job.send(table);
+    return await this.run({ table, send: true }, onChunk);
+  }
+
+  /** Reads one table's rows and only hashes them: what an incremental compares with the previous backup. */
+  async hash(table: TocTable): Promise<TableDataSummary> {
+    return await this.run({ table, send: false }, async () => {});
+  }
+
+  private async run(request: CopyRequest, onChunk: (chunk: Buffer, index: number) => Promise<void>): Promise<TableDataSummary> {
+    const { table } = request;
+    await this.job.send(request);
     for (let message = await this.job.receive(); message !== undefined; message = await this.job.receive()) {
       if (message.type === 'done') return message.summary;
       await onChunk(Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength), message.index);

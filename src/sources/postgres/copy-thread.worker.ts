@@ -17,17 +17,24 @@ export interface CopyWorkerData {
   readonly chunkBytes: number;
 }
 
-/** For each table received: its chunks, in order, then its summary. */
+/** A table to copy; with `send: false` its COPY text is only hashed, and no chunk crosses to the main thread. */
+export interface CopyRequest {
+  readonly table: TocTable;
+  readonly send: boolean;
+}
+
+/** For each table received: its chunks, in order (none when not sent), then its summary. */
 export type FromCopyWorker = { type: 'chunk'; index: number; data: Uint8Array } | { type: 'done'; summary: TableDataSummary };
 
-serveWorkerJob<CopyWorkerData, FromCopyWorker, TocTable, void>(async (job, channel) => {
+serveWorkerJob<CopyWorkerData, FromCopyWorker, CopyRequest, void>(async (job, channel) => {
   const client = await connect(job.config, 'SOURCE_FAILED');
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await client.query(`SET TRANSACTION SNAPSHOT '${job.snapshotId.replaceAll("'", "''")}'`);
     for (const setting of job.settings) await client.query(setting);
-    for await (const table of channel) {
+    for await (const { table, send } of channel) {
       const summary = await copyTableOut(client, table, job.chunkBytes, async (chunk, index) => {
+        if (!send) return;
         // Full chunks start their own allocation (Buffer.concat of >= 4 KiB is never pooled) and are
         // transferred, not copied; a small last one may sit in Node's shared pool and is copied.
         const data = chunk.byteOffset === 0 && chunk.byteLength >= 64 * 1024 ? new Uint8Array(chunk.buffer, 0, chunk.byteLength) : new Uint8Array(chunk);

@@ -26,7 +26,9 @@ export interface PostgresSourceOptions {
 /**
  * A PostgreSQL database, backed up hot over the wire protocol with `pg` (no pg_dump binary): one
  * REPEATABLE READ snapshot, exported to `jobs` connections that COPY tables in parallel, largest
- * first; the schema is read from the catalogs in the same snapshot.
+ * first; the schema is read from the catalogs in the same snapshot. An incremental holds the schema
+ * in full and the rows of the tables (and the large objects) whose SHA-256 in the snapshot differs
+ * from the previous backup's; the others are `.ref` entries naming the archive that holds them.
  * @public
  */
 export function postgres(options: PostgresSourceOptions): Source {
@@ -41,7 +43,7 @@ export function postgres(options: PostgresSourceOptions): Source {
     async open(context: SnapshotContext): Promise<Snapshot> {
       // The catalog reader and the COPY threads are imported when a backup starts, not with backupkit.
       const { openSnapshot } = await import('./snapshot.js');
-      return await openSnapshot({ config, jobs, schemas: options.schemas, lockTimeoutMs }, context);
+      return await openSnapshot({ name: options.name, config, jobs, schemas: options.schemas, lockTimeoutMs }, context);
     },
   };
 }

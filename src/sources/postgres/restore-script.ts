@@ -2,17 +2,41 @@ import { quoteLiteral } from './connection.js';
 import { chunkPath } from './copy-out.js';
 import { RESTORE_SETTINGS, clientEncoding, copyTarget, renderEntry, type DatabaseLocale, type TableDataSummary, type Toc } from './toc.js';
 
+/** What restore.sql of an incremental needs: the tables whose rows an earlier archive of the chain holds. */
+export interface ScriptRefs {
+  /** The source's name: its folder in every archive, `sources/<name>/`. */
+  readonly source: string;
+  /** By table entry, where the chain holds the rows of a table this archive does not. */
+  readonly refs: ReadonlyMap<number, { readonly archive: string; readonly path: string }>;
+  /** By OID, where the chain holds the bytes of a large object this archive does not. */
+  readonly largeObjects: ReadonlyMap<number, { readonly archive: string; readonly path: string }>;
+}
+
 /**
  * `restore.sql`: the whole source as a psql script, for restoring by hand without backupkit. Run it
  * from the source's folder of the extracted archive: `psql -v ON_ERROR_STOP=1 -d NEW_DB -f restore.sql`.
- * Large objects are written with `lo_from_bytea` from hex made by `od`, so they keep their OIDs.
+ * Large objects are written with `lo_from_bytea` from hex made by `od`, so they keep their OIDs. In an
+ * incremental, the rows of an unchanged table are read from the archive that holds them, extracted
+ * beside this one into a folder named as that archive.
  */
-export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[]): string {
+export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[], incremental?: ScriptRefs): string {
   const chunks = new Map(summaries.map((summary) => [summary.entry, summary.chunks]));
+  const held = incremental?.refs ?? new Map<number, { archive: string; path: string }>();
+  const heldBlobs = incremental?.largeObjects ?? new Map<number, { archive: string; path: string }>();
+  // From <archive>/sources/<name>/ of this archive, up to the folder the archives are extracted in.
+  const elsewhere = (ref: { archive: string; path: string } | undefined, path: string): string => (ref && incremental ? `../../../${ref.archive}/sources/${incremental.source}/${path}` : path);
   const lines = [
     '-- Restores this PostgreSQL source by hand. From this folder of the extracted archive, into a new',
     "-- database with the source's encoding and locale (as pg_dump --create makes it):",
     `--   createdb ${createdbOptions(toc.database)} NEW_DB && psql -v ON_ERROR_STOP=1 -d NEW_DB -f restore.sql`,
+    ...(held.size + heldBlobs.size > 0
+      ? [
+          '-- This is an incremental backup: the rows of unchanged tables are in earlier archives of its chain.',
+          '-- Extract this archive and each one named below into a folder named as the archive, side by side,',
+          `-- and run this script from this archive's folder sources/${incremental?.source ?? ''}/ as above:`,
+          ...[...new Set([...held.values(), ...heldBlobs.values()].map((ref) => ref.archive))].map((archive) => `--   ${archive}`),
+        ]
+      : []),
     '\\set ON_ERROR_STOP on',
     ...RESTORE_SETTINGS,
     ...clientEncoding(toc),
@@ -25,13 +49,14 @@ export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[
   section('pre-data', () => true);
   lines.push('-- data');
   for (const table of toc.tables) {
+    const ref = held.get(table.entry);
     for (let index = 1; index <= (chunks.get(table.entry) ?? 0); index++) {
-      lines.push(`\\copy ${copyTarget(table)} FROM '${chunkPath(table, index)}'`);
+      lines.push(`\\copy ${copyTarget(table)} FROM '${elsewhere(ref, chunkPath(ref ? { dataPath: ref.path } : table, index))}'`);
     }
   }
   section('data', () => true);
   for (const lo of toc.largeObjects) {
-    lines.push(`\\set blob \`od -An -v -tx1 blobs/${lo.oid} | tr -d ' \\n'\``, `SELECT pg_catalog.lo_from_bytea(${lo.oid}, decode(:'blob', 'hex'));`);
+    lines.push(`\\set blob \`od -An -v -tx1 ${elsewhere(heldBlobs.get(lo.oid), `blobs/${lo.oid}`)} | tr -d ' \\n'\``, `SELECT pg_catalog.lo_from_bytea(${lo.oid}, decode(:'blob', 'hex'));`);
     lines.push(`ALTER LARGE OBJECT ${lo.oid} OWNER TO ${lo.owner};`);
     if (lo.comment !== null) lines.push(`COMMENT ON LARGE OBJECT ${lo.oid} IS ${quoteLiteral(lo.comment)};`);
     if (lo.acl !== null) lines.push(lo.acl);

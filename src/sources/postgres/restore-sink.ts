@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,9 +8,10 @@ import type pg from 'pg';
 import { BackupError, asBackupError } from '../../errors.js';
 import { ensureSpace } from '../../util/fs.js';
 import { readLimited } from '../../util/streams.js';
-import type { RestoreEntry, RestoreSink, VerifyCheck } from '../../types.js';
+import type { RestoreEntry, RestoreLayer, RestoreSink, VerifyCheck } from '../../types.js';
 import { SessionPool, clientConfig, connect, loadCopyStreams, quoteIdent, quoteLiteral } from './connection.js';
 import { copyTableOut } from './copy-out.js';
+import { parseLargeObjectRef, parseTableRef, type DataRef } from './incremental.js';
 import { Lease, dropServerLeftovers, makeSpoolFolder, newTag, removeAbandonedSpools, restoreRoleName, scramVerifier } from './lease.js';
 import type { ParsedTarget } from './restore.js';
 import { OUTPUT_SETTINGS, RESTORE_SETTINGS, clientEncoding, copyTarget, type DatabaseLocale, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
@@ -145,6 +146,14 @@ export class PostgresRestoreSink implements RestoreSink {
   private created = false;
   private committed = false;
   private previousOwner: string | undefined;
+  /** The archive whose entries are being written; `depth` 0 is the backup restored, which holds the schema. */
+  private current: { archive: string; depth: number } = { archive: '', depth: 0 };
+  /**
+   * The `.ref` entries of the backup restored, by the archive holding the data and its path there
+   * (a table's folder of chunks, a large object's file): taken from that archive when it is read,
+   * and checked against the ref's SHA-256.
+   */
+  private readonly refs = new Map<string, Map<string, PendingRef>>();
 
   private constructor(
     private readonly target: ParsedTarget,
@@ -169,7 +178,17 @@ export class PostgresRestoreSink implements RestoreSink {
     return new PostgresRestoreSink(target, signal, tag, lease);
   }
 
+  /**
+   * The next archive of the chain, newest first. Only the newest's schema is restored; an older
+   * archive gives only the rows its newer ones refer to.
+   */
+  async layer(layer: RestoreLayer): Promise<void> {
+    this.checkLayerRefs();
+    this.current = { archive: layer.archive, depth: layer.depth };
+  }
+
   async write(entry: RestoreEntry): Promise<void> {
+    if (this.current.depth > 0) return await this.writeOlder(entry);
     if (entry.type === 'directory') return;
     if (entry.type !== 'file') throw new BackupError('CORRUPT_ARCHIVE', `Unexpected ${entry.type} ${JSON.stringify(entry.path)} in a PostgreSQL source`);
     const chunk = /^(data\/[^/]+)\/\d{6}\.copy$/.exec(entry.path);
@@ -182,6 +201,27 @@ export class PostgresRestoreSink implements RestoreSink {
       const files = this.chunkFiles.get(table.entry);
       if (files) files.push(file);
       else this.chunkFiles.set(table.entry, [file]);
+      return;
+    }
+    const ref = /^(data\/[^/]+)\.ref$/.exec(entry.path);
+    if (ref) {
+      this.requireToc(entry.path);
+      const table = this.tables.get(ref[1]!);
+      if (!table) throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} belongs to no table of toc.json`);
+      const held = parseTableRef(await readAll(entry.body, MAX_METADATA_BYTES), entry.path);
+      this.expect(entry.path, held, `the rows of ${table.qualifiedName}`, held.chunks, (file) => {
+        const files = this.chunkFiles.get(table.entry);
+        if (files) files.push(file);
+        else this.chunkFiles.set(table.entry, [file]);
+      });
+      return;
+    }
+    const blobRef = /^blobs\/(\d+)\.ref$/.exec(entry.path);
+    if (blobRef) {
+      this.requireToc(entry.path);
+      const oid = Number(blobRef[1]);
+      const held = parseLargeObjectRef(await readAll(entry.body, MAX_METADATA_BYTES), entry.path);
+      this.expect(entry.path, held, `large object ${oid}`, 1, (file) => this.blobFiles.push({ oid, file }));
       return;
     }
     const blob = /^blobs\/(\d+)$/.exec(entry.path);
@@ -210,8 +250,52 @@ export class PostgresRestoreSink implements RestoreSink {
     }
   }
 
+  /** Waits for the data a `.ref` of the backup restored names, in an older archive of the chain. */
+  private expect(path: string, ref: DataRef, what: string, entries: number, keep: (file: string) => void): void {
+    if (ref.archive === this.current.archive) throw new BackupError('CORRUPT_ARCHIVE', `${path} refers to the archive it is in`);
+    const inArchive = this.refs.get(ref.archive) ?? new Map<string, PendingRef>();
+    this.refs.set(ref.archive, inArchive);
+    inArchive.set(ref.path, { what, ref, entries, keep, hash: createHash('sha256'), received: 0 });
+  }
+
+  /** An entry of an older archive of the chain: data the restored backup refers to (kept), or anything else (skipped). */
+  private async writeOlder(entry: RestoreEntry): Promise<void> {
+    const chunk = /^(data\/[^/]+)\/(\d{6})\.copy$/.exec(entry.path);
+    const pending = entry.type === 'file' ? this.refs.get(this.current.archive)?.get(chunk ? chunk[1]! : entry.path) : undefined;
+    if (!pending) {
+      for await (const piece of entry.body) void piece;
+      return;
+    }
+    if ((chunk ? Number(chunk[2]) : 1) !== pending.received + 1) {
+      throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} of archive ${this.current.archive} is out of order: ${pending.what} cannot be restored`);
+    }
+    pending.received += 1;
+    pending.keep(await this.spoolEntry(entry, pending.hash));
+  }
+
+  /** Once an archive was read: everything the restored backup refers to in it was there, byte for byte. */
+  private checkLayerRefs(): void {
+    const { archive } = this.current;
+    for (const pending of this.refs.get(archive)?.values() ?? []) {
+      if (pending.received !== pending.entries || pending.hash.digest('hex') !== pending.ref.sha256) {
+        throw new BackupError('CORRUPT_ARCHIVE', `Archive ${archive} does not hold ${pending.what} that the backup restored refers to (${pending.ref.path}: SHA-256 or chunk count differs)`, {
+          hint: 'That archive of the chain was replaced or damaged: restore an earlier point, or a backup made after a new full one.',
+        });
+      }
+    }
+    this.refs.delete(archive);
+  }
+
   async prepare(): Promise<void> {
     try {
+      this.checkLayerRefs();
+      const [unread] = this.refs;
+      if (unread) {
+        const [archive, pending] = unread;
+        throw new BackupError('CORRUPT_ARCHIVE', `Archive ${archive}, which holds ${[...pending.values()][0]!.what}, is no part of the chain restored`, {
+          hint: 'Restore from the destination that holds the whole chain, from its full backup on.',
+        });
+      }
       const from = this.requireToc('the end of the archive');
       const summaries = this.summaries;
       if (!summaries) throw new BackupError('CORRUPT_ARCHIVE', 'The PostgreSQL source has no data.json');
@@ -499,11 +583,12 @@ export class PostgresRestoreSink implements RestoreSink {
   }
 
   /** Copies an entry's body into the spool folder, checking free space first. */
-  private async spoolEntry(entry: RestoreEntry): Promise<string> {
+  private async spoolEntry(entry: RestoreEntry, hash?: Hash): Promise<string> {
     this.spool ??= await makeSpoolFolder();
     await ensureSpace(this.spool, entry.size, `${entry.path} of PostgreSQL source`);
     const file = join(this.spool, String(++this.spooled));
-    await pipeline(entry.body, createWriteStream(file, { flags: 'wx', mode: 0o600 }), { signal: this.signal });
+    const body = hash ? hashing(entry.body, hash) : entry.body;
+    await pipeline(body, createWriteStream(file, { flags: 'wx', mode: 0o600 }), { signal: this.signal });
     return file;
   }
 
@@ -515,6 +600,27 @@ export class PostgresRestoreSink implements RestoreSink {
   private requireToc(path: string): Toc {
     if (!this.toc) throw new BackupError('CORRUPT_ARCHIVE', `${path} comes before toc.json in a PostgreSQL source`);
     return this.toc;
+  }
+}
+
+/** A `.ref` entry of the backup restored, waiting for the older archive that holds its table's rows. */
+interface PendingRef {
+  /** For messages: `the rows of public.t0`, `large object 16400`. */
+  readonly what: string;
+  readonly ref: DataRef;
+  /** How many entries hold it: a table's chunks, or a large object's one file. */
+  readonly entries: number;
+  /** Takes the next entry's spooled file. */
+  readonly keep: (file: string) => void;
+  /** Of the entries received so far, in order. */
+  readonly hash: Hash;
+  received: number;
+}
+
+async function* hashing(body: AsyncIterable<Uint8Array>, hash: Hash): AsyncGenerator<Uint8Array> {
+  for await (const piece of body) {
+    hash.update(piece);
+    yield piece;
   }
 }
 

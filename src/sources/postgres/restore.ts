@@ -91,6 +91,7 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
     const sink = await PostgresRestoreSink.begin(target, signal);
     // A plain object, as every sink is: a wrapper may spread it (`{ ...sink, commit }`), which drops a class's methods.
     return {
+      layer: (layer) => sink.layer(layer),
       write: (entry) => sink.write(entry),
       prepare: () => sink.prepare(),
       verify: () => sink.verify(),

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pLimit from 'p-limit';
 import type pg from 'pg';
 import { BackupError, asBackupError } from '../../errors.js';
@@ -7,8 +8,9 @@ import { readCatalog } from './catalog/index.js';
 import { connect } from './connection.js';
 import { chunkPath } from './copy-out.js';
 import { CopyThread } from './copy-thread.js';
+import { STATE_VERSION, readState, renderRef, schemaFingerprint, type LargeObjectState, type PostgresState, type TableState } from './incremental.js';
 import { renderRestoreSql } from './restore-script.js';
-import { OUTPUT_SETTINGS, clientEncoding, renderSchemaSql, type TableDataSummary, type Toc } from './toc.js';
+import { OUTPUT_SETTINGS, clientEncoding, renderSchemaSql, type TableDataSummary, type Toc, type TocTable } from './toc.js';
 
 /** Table data is cut into entries of about this size: a tar entry needs its size up front. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
@@ -19,9 +21,16 @@ const LARGE_OBJECT_PIECE = 1024 * 1024;
 
 /** Scoped to the snapshot's transaction, on the application's connection settings. */
 const SNAPSHOT_SETTINGS = OUTPUT_SETTINGS.map((setting) => setting.replace(/^SET /, 'SET LOCAL '));
+/**
+ * A synchronized scan may start mid-table, and then the same rows come out in another order: an
+ * unchanged table would hash differently from one backup to the next (pg_dump turns it off too).
+ */
+const COPY_SETTINGS = [...SNAPSHOT_SETTINGS, 'SET LOCAL synchronize_seqscans = off'];
 
 /** What openSnapshot needs of a source's options, checked and completed by postgres(). */
 export interface SnapshotOptions {
+  /** The source's name: restore.sql of an incremental names the folders of the archives it refers to. */
+  readonly name: string;
   readonly config: pg.ClientConfig;
   readonly jobs: number;
   readonly schemas: readonly string[] | undefined;
@@ -32,7 +41,7 @@ export interface SnapshotOptions {
  * Opens the snapshot of a backup: one REPEATABLE READ transaction whose catalogs are read, exported
  * to `jobs` COPY threads that copy tables in parallel, largest first.
  */
-export async function openSnapshot({ config, jobs, schemas, lockTimeoutMs }: SnapshotOptions, context: SnapshotContext): Promise<Snapshot> {
+export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs }: SnapshotOptions, context: SnapshotContext): Promise<Snapshot> {
   const main = await connect(config, 'SOURCE_FAILED');
   let toc: Toc;
   let snapshotId: string;
@@ -52,10 +61,31 @@ export async function openSnapshot({ config, jobs, schemas, lockTimeoutMs }: Sna
   }
   const startedAt = new Date();
   const threads: CopyThread[] = [];
+  const idle: CopyThread[] = [];
+  /** In `changes` mode, the tables whose rows the previous backup's chain already holds, by name. */
+  let held: Map<string, TableState> | undefined;
+  /** In `changes` mode, the large objects whose bytes the chain already holds, by OID. */
+  let heldBlobs: Map<number, LargeObjectState> | undefined;
+  /** Each table's and large object's data as the chain holds it after this backup: what state() saves. */
+  let saved: { tables: TableState[]; largeObjects: LargeObjectState[] } | undefined;
   return {
     async estimate() {
-      const bytes = toc.tables.reduce((sum, t) => sum + t.estimatedBytes, 0) + toc.largeObjects.reduce((sum, lo) => sum + lo.size, 0);
+      const sent = toc.tables.filter((table) => !held?.has(table.qualifiedName));
+      const blobs = toc.largeObjects.filter((lo) => !heldBlobs?.has(lo.oid));
+      const bytes = sent.reduce((sum, t) => sum + t.estimatedBytes, 0) + blobs.reduce((sum, lo) => sum + lo.size, 0);
       return { bytes, items: 6 + 2 * toc.tables.length + toc.largeObjects.length };
+    },
+    async changes() {
+      if (!context.previous) return { mode: 'full', unchanged: false };
+      const previous = await readState(context.previous, toc.database.encoding);
+      if (typeof previous === 'string') {
+        context.warn({ code: 'INCREMENTAL_BASE_REJECTED', message: `The previous backup cannot be built on (${previous}): this PostgreSQL source is backed up in full` });
+        return { mode: 'full', unchanged: false };
+      }
+      held = await unchangedTables(previous);
+      heldBlobs = await unchangedLargeObjects(previous);
+      const unchanged = previous.schema === schemaFingerprint(toc) && held.size === toc.tables.length && heldBlobs.size === toc.largeObjects.length;
+      return { mode: 'changes', unchanged };
     },
     async *entries(): AsyncGenerator<Entry> {
       const file = (path: string, text: string): Entry => {
@@ -66,30 +96,114 @@ export async function openSnapshot({ config, jobs, schemas, lockTimeoutMs }: Sna
       yield file('schema.sql', renderSchemaSql(toc));
 
       yield folder('data', startedAt);
-      const summaries = yield* copyTables(toc, snapshotId, threads, context.signal, startedAt);
+      // An unchanged table's rows stay where the chain holds them: a small .ref instead of its chunks.
+      const refs = new Map<number, TableState>();
+      for (const table of toc.tables) {
+        const state = held?.get(table.qualifiedName);
+        if (state === undefined) continue;
+        refs.set(table.entry, state);
+        if (state.chunks > 0) yield file(`${table.dataPath}.ref`, renderRef(state));
+      }
+      const sent = yield* copyTables(toc.tables.filter((table) => !refs.has(table.entry)), snapshotId, context.signal, startedAt);
       if (toc.largeObjects.length > 0) yield folder('blobs', startedAt);
-      for (const lo of toc.largeObjects) yield largeObjectEntry(main, lo.oid, lo.size, startedAt);
+      const blobs: LargeObjectState[] = [];
+      for (const lo of toc.largeObjects) {
+        const state = heldBlobs?.get(lo.oid);
+        if (state) {
+          blobs.push(state);
+          yield file(`blobs/${lo.oid}.ref`, renderRef(state));
+          continue;
+        }
+        const path = `blobs/${lo.oid}`;
+        yield largeObjectEntry(main, path, lo.oid, lo.size, startedAt, (sha256) => blobs.push({ oid: lo.oid, sha256, bytes: lo.size, archive: context.archive, path }));
+      }
 
+      const summaries = [...sent, ...[...refs].map(([entry, state]) => ({ entry, rows: state.rows, bytes: state.bytes, chunks: state.chunks, sha256: state.sha256 }))].sort((a, b) => a.entry - b.entry);
+      const byEntry = new Map(toc.tables.map((table) => [table.entry, table]));
+      const tables = summaries.map((summary) => {
+        const table = byEntry.get(summary.entry)!;
+        return refs.get(summary.entry) ?? { table: table.qualifiedName, sha256: summary.sha256, bytes: summary.bytes, rows: summary.rows, chunks: summary.chunks, archive: context.archive, path: table.dataPath };
+      });
+      saved = { tables, largeObjects: blobs };
       yield file('data.json', `${JSON.stringify({ tables: summaries }, null, 1)}\n`);
-      yield file('restore.sql', renderRestoreSql(toc, summaries));
+      yield file('restore.sql', renderRestoreSql(toc, summaries, { source: name, refs, largeObjects: heldBlobs ?? new Map() }));
+    },
+    async *state() {
+      if (saved === undefined) throw new BackupError('SOURCE_FAILED', 'The state of a PostgreSQL source was asked for before its entries were read');
+      const state: PostgresState = { version: STATE_VERSION, encoding: toc.database.encoding, schema: schemaFingerprint(toc), ...saved };
+      yield Buffer.from(`${JSON.stringify(state)}\n`);
     },
     async close() {
       await Promise.all([main.end().catch(() => {}), ...threads.map((thread) => thread.stop())]);
     },
   };
 
-  async function* copyTables(toc: Toc, snapshot: string, threads: CopyThread[], signal: AbortSignal, mtime: Date): AsyncGenerator<Entry, TableDataSummary[]> {
+  /**
+   * The tables of the previous state whose COPY text in this snapshot hashes the same, found by
+   * reading each once on the COPY threads (changed ones are read again when sent: cheaper than
+   * spooling every table to local disk to send a few).
+   */
+  async function unchangedTables(previous: PostgresState): Promise<Map<string, TableState>> {
+    const before = new Map(previous.tables.map((state) => [state.table, state]));
+    const same = new Map<string, TableState>();
+    const limit = pLimit(jobs);
+    const stop = new AbortController();
+    const largestFirst = toc.tables.filter((table) => before.has(table.qualifiedName)).sort((a, b) => b.estimatedBytes - a.estimatedBytes);
+    await Promise.all(
+      largestFirst.map((table) =>
+        limit(async () => {
+          // After a failure, the tables still waiting are not read.
+          if (stop.signal.aborted) return;
+          context.signal.throwIfAborted();
+          const thread = idle.pop() ?? openThread(snapshotId, clientEncoding(toc));
+          const summary = await thread.hash(table).catch((error: unknown) => {
+            stop.abort(error);
+            throw asBackupError(error, 'SOURCE_FAILED', `Reading the rows of ${table.qualifiedName} failed`);
+          });
+          idle.push(thread);
+          const state = before.get(table.qualifiedName)!;
+          if (summary.sha256 === state.sha256 && summary.bytes === state.bytes && summary.rows === state.rows) same.set(table.qualifiedName, state);
+        }),
+      ),
+    );
+    return same;
+  }
+
+  /**
+   * The large objects of the previous state whose bytes in this snapshot hash the same, read in the
+   * snapshot transaction (one that changed size is not read).
+   */
+  async function unchangedLargeObjects(previous: PostgresState): Promise<Map<number, LargeObjectState>> {
+    const before = new Map(previous.largeObjects.map((state) => [state.oid, state]));
+    const same = new Map<number, LargeObjectState>();
+    for (const lo of toc.largeObjects) {
+      const state = before.get(lo.oid);
+      if (state?.bytes !== lo.size) continue;
+      const hash = createHash('sha256');
+      try {
+        for await (const piece of readLargeObject(main, lo.oid, lo.size)) {
+          context.signal.throwIfAborted();
+          hash.update(piece);
+        }
+      } catch (error) {
+        throw asBackupError(error, 'SOURCE_FAILED', `Reading large object ${lo.oid} failed`);
+      }
+      if (hash.digest('hex') === state.sha256) same.set(lo.oid, state);
+    }
+    return same;
+  }
+
+  async function* copyTables(tables: readonly TocTable[], snapshot: string, signal: AbortSignal, mtime: Date): AsyncGenerator<Entry, TableDataSummary[]> {
     const queue = new BoundedQueue<Entry>(jobs);
-    const idle: CopyThread[] = [];
     const summaries: TableDataSummary[] = [];
     const stop = new AbortController();
     const workerSignal = AbortSignal.any([signal, stop.signal]);
     const limit = pLimit(jobs);
-    const largestFirst = [...toc.tables].sort((a, b) => b.estimatedBytes - a.estimatedBytes);
+    const largestFirst = [...tables].sort((a, b) => b.estimatedBytes - a.estimatedBytes);
     const tasks = largestFirst.map((table) =>
       limit(async () => {
         if (workerSignal.aborted) return;
-        const thread = idle.pop() ?? openThread(snapshot, threads, clientEncoding(toc));
+        const thread = idle.pop() ?? openThread(snapshot, clientEncoding(toc));
         const summary = await thread.copy(table, async (chunk, index) => {
           if (index === 1) await queue.push(folder(table.dataPath, mtime));
           await queue.push({ path: chunkPath(table, index), type: 'file', mode: 0o644, mtime, size: chunk.length, body: async function* () { yield chunk; } });
@@ -108,12 +222,12 @@ export async function openSnapshot({ config, jobs, schemas, lockTimeoutMs }: Sna
       stop.abort(new BackupError('ABORTED', 'The backup stopped'));
       await work;
     }
-    return summaries.sort((a, b) => a.entry - b.entry);
+    return summaries;
   }
 
   /** A COPY thread whose connection sees exactly the exported snapshot, nothing committed after it. */
-  function openThread(snapshotId: string, threads: CopyThread[], encoding: string[]): CopyThread {
-    const thread = CopyThread.start({ config, snapshotId, settings: [...SNAPSHOT_SETTINGS, ...encoding], chunkBytes: CHUNK_BYTES, credits: 2 });
+  function openThread(snapshotId: string, encoding: string[]): CopyThread {
+    const thread = CopyThread.start({ config, snapshotId, settings: [...COPY_SETTINGS, ...encoding], chunkBytes: CHUNK_BYTES, credits: 2 });
     threads.push(thread);
     return thread;
   }
@@ -123,19 +237,28 @@ function folder(path: string, mtime: Date): Entry {
   return { path, type: 'directory', mode: 0o755, mtime, size: 0 };
 }
 
-/** A large object, read in pieces inside the snapshot transaction. */
-function largeObjectEntry(client: pg.Client, oid: number, size: number, mtime: Date): Entry {
+/** A large object, read in pieces inside the snapshot transaction; `hashed` gets the SHA-256 of its bytes once they are read. */
+function largeObjectEntry(client: pg.Client, path: string, oid: number, size: number, mtime: Date, hashed: (sha256: string) => void): Entry {
   return {
-    path: `blobs/${oid}`,
+    path,
     type: 'file',
     mode: 0o644,
     mtime,
     size,
     body: async function* () {
-      for (let offset = 0; offset < size; offset += LARGE_OBJECT_PIECE) {
-        const { rows } = await client.query<{ data: Buffer }>('SELECT lo_get($1, $2, $3) AS data', [oid, offset, Math.min(LARGE_OBJECT_PIECE, size - offset)]);
-        yield rows[0]!.data;
+      const hash = createHash('sha256');
+      for await (const piece of readLargeObject(client, oid, size)) {
+        hash.update(piece);
+        yield piece;
       }
+      hashed(hash.digest('hex'));
     },
   };
+}
+
+async function* readLargeObject(client: pg.Client, oid: number, size: number): AsyncGenerator<Buffer> {
+  for (let offset = 0; offset < size; offset += LARGE_OBJECT_PIECE) {
+    const { rows } = await client.query<{ data: Buffer }>('SELECT lo_get($1, $2, $3) AS data', [oid, offset, Math.min(LARGE_OBJECT_PIECE, size - offset)]);
+    yield rows[0]!.data;
+  }
 }
