@@ -5,10 +5,11 @@ import { once } from 'node:events';
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import Sqlite from 'better-sqlite3';
-import { Database, directory, sqlite, type ArchivedEntry, type BackupResult, type BackupWarning, type Entry, type RestoreSink, type SnapshotChanges } from '../src/index.js';
+import { Database, directory, sqlite, verifyBackup, type ArchivedEntry, type BackupResult, type BackupWarning, type Entry, type RestoreSink, type SnapshotChanges } from '../src/index.js';
 import { sqliteRestorer } from '../src/sources/sqlite/index.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
@@ -325,7 +326,7 @@ async function restoreByHand(recipe: string, backups: string, chain: readonly Ba
 }
 
 describe('sqlite incrementals, through the backup engine', () => {
-  it('a chain of ten: inserts, updates, deletes, a VACUUM; each point restored by hand with the README\'s recipe is the database as it was', async (t) => {
+  it('a chain of ten: inserts, updates, deletes, a VACUUM; each point restored as of its time, and by hand with the README\'s recipe, is the database as it was', async (t) => {
     const dir = await tempDir(t, 'sqlite-chain');
     const path = join(dir, 'app.db');
     const app = createApp(path, 3000);
@@ -335,6 +336,8 @@ describe('sqlite incrementals, through the backup engine', () => {
     const database = new Database({ sources: [sqlite({ name: 'app', path })] });
     const points: Array<{ result: BackupResult; rows: Record<string, unknown[]> }> = [];
     const backup = async () => {
+      // Each backup in a second of its own: names, and so `asOf`, keep the second.
+      if (points.length > 0) await sleep(1000 - (Date.now() % 1000));
       const result = await database.startBackup({ to, type: 'incremental' }).done;
       points.push({ result, rows: dumpRows(path) });
       return result;
@@ -364,10 +367,18 @@ describe('sqlite incrementals, through the backup engine', () => {
     assert.deepEqual([standing.unchanged, standing.name], [true, points.at(-1)!.result.name], 'nothing changed: nothing written, the last backup stands');
 
     const recipe = await readmeRecipe();
-    for (let i = 1; i < points.length; i++) {
+    for (const [i, { result, rows }] of points.entries()) {
+      const restored = join(dir, `restored-${i}.db`);
+      const asOf = new Date(Math.floor(result.createdAt.getTime() / 1000) * 1000 + 999);
+      const done = await Database.restore({ from: to, asOf, targets: { app: { path: restored } } }).done;
+      assert.deepEqual(done.chain, points.slice(0, i + 1).map((point) => point.result.name).reverse(), `point ${i} reads its chain`);
+      assert.deepEqual(dumpRows(restored), rows, `point ${i} restored as of its time holds the rows it had`);
+      if (i === 0) continue;
       const byHand = await restoreByHand(recipe, backups, points.slice(0, i + 1).map((point) => point.result), join(dir, `by-hand-${i}`));
-      assert.deepEqual(dumpRows(byHand), points[i]!.rows, `point ${i} restored by hand holds the rows it had`);
+      assert.ok((await readFile(byHand)).equals(await readFile(restored)), `point ${i}: the recipe and backupkit restore the same bytes`);
     }
+    const verified = await verifyBackup({ from: to, level: 'restore', scratch: { dir } }).done;
+    assert.deepEqual([verified.chain?.length, verified.problems], [points.length, []], 'verifyBackup restores the whole chain and finds it sound');
   });
 
   it('backups taken while another process commits transfers all restore consistent', async (t) => {
@@ -389,7 +400,11 @@ describe('sqlite incrementals, through the backup engine', () => {
     const recipe = await readmeRecipe();
     const transfers: number[] = [];
     for (let i = 1; i < chain.length; i++) {
-      const summary = bankSummary(await restoreByHand(recipe, backups, chain.slice(0, i + 1), join(dir, `by-hand-${i}`)));
+      const byHand = await restoreByHand(recipe, backups, chain.slice(0, i + 1), join(dir, `by-hand-${i}`));
+      const restored = join(dir, `restored-${i}.db`);
+      await Database.restore({ from: directory({ path: backups }), backup: chain[i]!.name, targets: { app: { path: restored } } }).done;
+      assert.ok((await readFile(byHand)).equals(await readFile(restored)), `point ${i}: the recipe and backupkit restore the same bytes`);
+      const summary = bankSummary(restored);
       assert.deepEqual([summary.integrity, summary.total, summary.accounts], ['ok', 100 * 1000, 100], 'money is neither created nor destroyed');
       transfers.push(summary.transfers);
     }
