@@ -384,23 +384,41 @@ async function benchSqliteIncremental(): Promise<void> {
   makeDatabase(dbPath, sqliteMb);
   console.error('sqlite full, then incremental');
   const full = runChild(false, 'backup', 'sqlite', dbPath, archives, '', '', '', { type: 'incremental' });
-  const db = new Sqlite(dbPath);
-  const newest = (db.prepare('SELECT max(id) FROM documents').pluck().get() as number) ?? 0;
-  const changed = Math.max(2, Math.round(newest / 100));
-  const insert = db.prepare('INSERT INTO documents (title, body) VALUES (?, ?)');
-  const update = db.prepare('UPDATE documents SET body = ? WHERE id = ?');
-  db.transaction(() => {
-    for (let i = 0; i < changed / 2; i++) insert.run(`document ${newest + i + 1}`, randomBytes(2048).toString('hex'));
-    for (let i = 0; i < changed / 2; i++) update.run(randomBytes(2048).toString('hex'), newest - i);
-  })();
-  db.close();
+  /** 1 % of the rows, among the newest: half appended, half of the newest rewritten. */
+  const churn = () => {
+    const db = new Sqlite(dbPath);
+    const newest = (db.prepare('SELECT max(id) FROM documents').pluck().get() as number) ?? 0;
+    const changed = Math.max(2, Math.round(newest / 100));
+    const insert = db.prepare('INSERT INTO documents (title, body) VALUES (?, ?)');
+    const update = db.prepare('UPDATE documents SET body = ? WHERE id = ?');
+    db.transaction(() => {
+      for (let i = 0; i < changed / 2; i++) insert.run(`document ${newest + i + 1}`, randomBytes(2048).toString('hex'));
+      for (let i = 0; i < changed / 2; i++) update.run(randomBytes(2048).toString('hex'), newest - i);
+    })();
+    db.close();
+    return `${changed} of ${newest}`;
+  };
+  const changed = churn();
   const incremental = runChild(false, 'backup', 'sqlite', dbPath, archives, '', '', '', { type: 'incremental' });
   // Archive names sort by time: the full's, then the incremental's.
   const sizes = async (suffix: string) => Promise.all((await readdir(archives)).filter((n) => n.endsWith(suffix)).sort().map(async (n) => (await stat(join(archives, n))).size));
   const [fullBytes = 0, incrementalBytes = 0] = await sizes('.tar.gz');
   const [, stateBytes = 0] = await sizes('.tar.gz.state');
-  incrementalRows.push({ case: `SQLite, 1 % new or updated rows among the newest (${changed} of ${newest})`, full, incremental, fullBytes, incrementalBytes, stateBytes });
-  await fresh('bench-inc.db', 'bench-inc.db-wal', 'bench-inc.db-shm', 'sqlite-inc-archives');
+  incrementalRows.push({ case: `SQLite, 1 % new or updated rows among the newest (${changed})`, full, incremental, fullBytes, incrementalBytes, stateBytes });
+
+  for (let round = 1; round < 10; round++) {
+    churn();
+    console.error(`sqlite incremental ${round + 1} of 10`);
+    runChild(false, 'backup', 'sqlite', dbPath, archives, '', '', '', { type: 'incremental' });
+  }
+  await fresh('sqlite-inc-full-archives', 'sqlite-inc-restored.db');
+  console.error('sqlite full of the same database, and the restores');
+  runChild(false, 'backup', 'sqlite', dbPath, join(work, 'sqlite-inc-full-archives'));
+  const chain = runChild(false, 'restore', 'sqlite', '', archives, join(work, 'sqlite-inc-restored.db'));
+  await fresh('sqlite-inc-restored.db');
+  const one = runChild(false, 'restore', 'sqlite', '', join(work, 'sqlite-inc-full-archives'), join(work, 'sqlite-inc-restored.db'));
+  chainRestoreRows.push({ case: `SQLite, ${sqliteMb} MB`, chain, full: one });
+  await fresh('bench-inc.db', 'bench-inc.db-wal', 'bench-inc.db-shm', 'sqlite-inc-archives', 'sqlite-inc-full-archives', 'sqlite-inc-restored.db');
 }
 
 const destinationRows: Array<{ case: string; measured: Measured; throughput: number }> = [];

@@ -20,6 +20,10 @@ export class PageRebuild {
   readonly target: PageJournal;
   readonly #written: Uint8Array;
   #writtenCount = 0;
+  /** Pages written soon, consecutive from page `#pendingFirst`: 1 MiB, a whole number of pages of any size. */
+  readonly #pending = Buffer.allocUnsafe(1024 * 1024);
+  #pendingFirst = 0;
+  #pendingBytes = 0;
   /** The layer being read: its `pages.json` once read, and how many of its runs arrived. */
   #layer: { depth: number; mode: RestoreLayer['mode']; journal?: PageJournal; runsSeen: number; full: boolean };
 
@@ -122,6 +126,7 @@ export class PageRebuild {
       if (bytes.length > whole * pageSize) carry = Buffer.from(bytes.subarray(whole * pageSize));
     }
     if (carry || page !== first + count) throw new BackupError('CORRUPT_ARCHIVE', `A run of SQLite pages from page ${first} is not ${count} pages long`);
+    await this.#flush();
   }
 
   /** Writes whole pages from `first`, each stretch of not-yet-written pages in one call. */
@@ -136,9 +141,32 @@ export class PageRebuild {
       }
       let end = i;
       while (end < pages && !this.#isWritten(first + end)) this.#markWritten(first + end++);
-      await this.#writeAll(bytes.subarray(i * pageSize, end * pageSize), (first + i - 1) * pageSize);
+      await this.#queue(first + i, bytes.subarray(i * pageSize, end * pageSize));
       i = end;
     }
+  }
+
+  /**
+   * Gathers consecutive pages into one buffer and writes it when full or when the next pages are
+   * not the following ones: one write call per chunk read would cost a thread-pool round trip each
+   * (measured: a chain restored 1.55x slower than a full before, with 16 KiB chunks).
+   */
+  async #queue(first: number, bytes: Buffer): Promise<void> {
+    const { pageSize } = this.target;
+    if (this.#pendingBytes > 0 && this.#pendingFirst + this.#pendingBytes / pageSize !== first) await this.#flush();
+    for (let offset = 0; offset < bytes.length; ) {
+      if (this.#pendingBytes === 0) this.#pendingFirst = first + offset / pageSize;
+      const copied = bytes.copy(this.#pending, this.#pendingBytes, offset);
+      this.#pendingBytes += copied;
+      offset += copied;
+      if (this.#pendingBytes === this.#pending.length) await this.#flush();
+    }
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#pendingBytes === 0) return;
+    await this.#writeAll(this.#pending.subarray(0, this.#pendingBytes), (this.#pendingFirst - 1) * this.target.pageSize);
+    this.#pendingBytes = 0;
   }
 
   async #writeAll(bytes: Buffer, position: number): Promise<void> {
