@@ -33,8 +33,9 @@ const ROLE_LOGIN_HINT =
 const IDENT = String.raw`(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")`;
 const QUALIFIED = String.raw`${IDENT}(?:\.${IDENT})?`;
 const ARGUMENTS = String.raw`\((?:[A-Za-z0-9_$ ,.*\[\]]|"(?:[^"]|"")*")*\)`;
+const OPERATOR = String.raw`${IDENT}\.[-+*/<>=~!@#%^&|\`?]+ ${ARGUMENTS}`;
 const OWNER_STATEMENT = new RegExp(
-  String.raw`^ALTER (?:(?:TABLE|SEQUENCE|VIEW|MATERIALIZED VIEW|SCHEMA|COLLATION|TYPE|DOMAIN|STATISTICS) ${QUALIFIED}|(?:FUNCTION|PROCEDURE|AGGREGATE) ${QUALIFIED}${ARGUMENTS}) OWNER TO ${IDENT};$`,
+  String.raw`^ALTER (?:(?:TABLE|SEQUENCE|VIEW|MATERIALIZED VIEW|SCHEMA|COLLATION|TYPE|DOMAIN|STATISTICS|TEXT SEARCH (?:DICTIONARY|CONFIGURATION)) ${QUALIFIED}|(?:FUNCTION|PROCEDURE|AGGREGATE) ${QUALIFIED}${ARGUMENTS}|OPERATOR ${OPERATOR}|PUBLICATION ${IDENT}) OWNER TO ${IDENT};$`,
 );
 const ROLE_NAME = new RegExp(`^${IDENT}$`);
 /**
@@ -46,6 +47,17 @@ const PRIVILEGES = String.raw`[A-Z]+(?:,[A-Z]+)*|[A-Z]+\(${IDENT}\)`;
 const GRANT_STATEMENT = new RegExp(
   String.raw`^(?:REVOKE ALL ON ${GRANT_TARGET} FROM ${IDENT}|GRANT (?:${PRIVILEGES}) ON ${GRANT_TARGET} TO ${IDENT}(?: WITH GRANT OPTION)?|SET ROLE ${IDENT}|RESET ROLE);$`,
 );
+/** Default privileges as backupkit writes them (catalog/database-wide.ts), which the superuser runs: they act for another role. */
+const DEFAULT_PRIVILEGES_STATEMENT = new RegExp(
+  String.raw`^ALTER DEFAULT PRIVILEGES FOR ROLE ${IDENT}(?: IN SCHEMA (${IDENT}))? (?:REVOKE ALL ON (?:TABLES|SEQUENCES|FUNCTIONS|TYPES|SCHEMAS) FROM ${IDENT}|GRANT [A-Z]+(?:,[A-Z]+)* ON (?:TABLES|SEQUENCES|FUNCTIONS|TYPES|SCHEMAS) TO ${IDENT}(?: WITH GRANT OPTION)?);$`,
+);
+/**
+ * Entries only a superuser can restore: an event trigger runs its function for whoever changes the
+ * schema later, superusers too, so the temporary role must not make one for the archive.
+ */
+function needsSuperuser(entry: TocEntry): boolean {
+  return entry.kind === 'EVENT TRIGGER' || entry.kind === 'PUBLICATION TABLES IN SCHEMA' || (entry.kind === 'PUBLICATION' && / FOR ALL TABLES /.test(entry.sql));
+}
 /**
  * The schema of a grant's object, and whether it belongs to an extension: the superuser grants only
  * on objects of the archive or of its extensions, never on the system's (pg_read_file and the like).
@@ -61,9 +73,9 @@ const GRANT_OBJECT_SQL = `
 /** The server's warnings that a GRANT or REVOKE changed nothing: the role running it lacks the rights. */
 const PRIVILEGE_NOT_CHANGED = new Set(['01006', '01007']);
 /** Grant entries: restored after everything else but materialized view data, and only with `ownership`. */
-const GRANT_KINDS = new Set(['ACL', 'EXTENSION ACL', 'DELEGATED ACL']);
+const GRANT_KINDS = new Set(['ACL', 'EXTENSION ACL', 'DELEGATED ACL', 'DEFAULT ACL']);
 /** Grant entries the superuser runs when the archive's SQL runs as a temporary role (see handOver). */
-const SUPERUSER_GRANT_KINDS = new Set(['EXTENSION ACL', 'DELEGATED ACL']);
+const SUPERUSER_GRANT_KINDS = new Set(['EXTENSION ACL', 'DELEGATED ACL', 'DEFAULT ACL']);
 /** A string literal as quoteLiteral() writes it: no backslash in a plain one, only doubled ones in an E'' one. */
 const LITERAL = String.raw`(?:'(?:[^'\\]|'')*'|E'(?:[^'\\]|''|\\\\)*')`;
 const EXTENSION_COMMENT = new RegExp(String.raw`^COMMENT ON EXTENSION ${IDENT} IS ${LITERAL};$`);
@@ -284,6 +296,14 @@ export class PostgresRestoreSink implements RestoreSink {
     let owner = '';
     try {
       const { rows } = await client.query<{ superuser: boolean }>('SELECT rolsuper AS superuser FROM pg_catalog.pg_roles WHERE rolname = current_user');
+      const superuserOnly = from.entries.filter(needsSuperuser);
+      if (superuserOnly.length > 0 && !(rows[0]?.superuser && target.trustArchiveSql)) {
+        throw new BackupError('RESTORE_FAILED', `The archive holds what only a superuser can create (${superuserOnly.slice(0, 5).map((entry) => `${entry.kind} ${entry.name}`).join(', ')}); nothing was restored`, {
+          hint: rows[0]?.superuser
+            ? "Connected as a superuser, a restore runs the archive's SQL as a temporary role without superuser rights, which cannot create these. If you made this archive and can vouch for it (signed, restored with verifySignature), restore it with `trustArchiveSql: true`."
+            : 'Restore as a superuser with `trustArchiveSql: true`, if you can vouch for the archive (signed, restored with verifySignature).',
+        });
+      }
       if (rows[0]?.superuser && !target.trustArchiveSql) {
         this.restricted = { role: restoreRoleName(this.tag), password: randomBytes(24).toString('base64url') };
         await client.query(
@@ -652,6 +672,12 @@ async function checkedGrants(client: pg.Client, entry: TocEntry): Promise<string
       hint: 'Grants on extension members and by other grantors are run as the superuser, so only `GRANT|REVOKE … ON <kind> <name> …;` and `SET|RESET ROLE` on objects of the archive are accepted. Restore with `ownership: false`, or find out who crafted this archive.',
     });
   for (const statement of entry.sql.split('\n')) {
+    if (entry.kind === 'DEFAULT ACL') {
+      const defaults = DEFAULT_PRIVILEGES_STATEMENT.exec(statement);
+      if (!defaults) throw unsafe(statement, 'backupkit does not write');
+      if (/^"?(pg_|information_schema"?$)/.test(defaults[1] ?? '')) throw unsafe(statement, 'on a schema of the system');
+      continue;
+    }
     const match = GRANT_STATEMENT.exec(statement);
     if (!match) throw unsafe(statement, 'backupkit does not write');
     const target = match[1] ?? match[2];

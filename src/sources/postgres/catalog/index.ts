@@ -9,7 +9,9 @@ import { BackupError } from '../../../errors.js';
 import type { Toc } from '../toc.js';
 import { CatalogBuilder, notExtensionMember } from './builder.js';
 import { sortedEntries } from './dependencies.js';
+import { readDefaultPrivileges, readEventTriggers, readPublications } from './database-wide.js';
 import { readLargeObjects } from './large-objects.js';
+import { readOperators, readTextSearch } from './operators.js';
 import { readPostData } from './post-data.js';
 import { lockTables, refuseOldServer, refuseUncovered } from './preflight.js';
 import { aclSql } from './privileges.js';
@@ -39,7 +41,8 @@ export async function readCatalog(
     (await q<{ name: string; oid: number }>(`
       SELECT relname AS name, oid::int AS oid FROM pg_class
        WHERE relnamespace = 'pg_catalog'::regnamespace AND relname = ANY($1)`, [
-      ['pg_class', 'pg_type', 'pg_proc', 'pg_namespace', 'pg_constraint', 'pg_attrdef', 'pg_rewrite', 'pg_trigger', 'pg_policy', 'pg_extension', 'pg_collation', 'pg_statistic_ext'],
+      ['pg_class', 'pg_type', 'pg_proc', 'pg_namespace', 'pg_constraint', 'pg_attrdef', 'pg_rewrite', 'pg_trigger', 'pg_policy', 'pg_extension', 'pg_collation', 'pg_statistic_ext',
+       'pg_operator', 'pg_ts_dict', 'pg_ts_config', 'pg_event_trigger', 'pg_publication', 'pg_publication_rel', 'pg_publication_namespace', 'pg_default_acl'],
     ])).map((row) => [row.name, row.oid]),
   ) as Record<string, number>;
   const namespaceRows = await q<NamespaceRow>(`
@@ -57,7 +60,7 @@ export async function readCatalog(
   }
 
   refuseOldServer(server!.version, server!.num);
-  const b = new CatalogBuilder(client, namespaces, classIds, server!.num, options.warn);
+  const b = new CatalogBuilder(client, namespaces, classIds, server!.num, schemas === undefined, options.warn);
   await refuseUncovered(b);
   await lockTables(client, namespaces, options.lockTimeoutMs);
 
@@ -66,8 +69,13 @@ export async function readCatalog(
   await readCollations(b);
   await readTypes(b);
   await readRoutines(b);
+  await readOperators(b);
+  await readTextSearch(b);
   const { tables, sequenceValues } = await readRelations(b);
   await readPostData(b);
+  await readPublications(b);
+  await readDefaultPrivileges(b);
+  await readEventTriggers(b);
   const entries = await sortedEntries(b, schemas, sequenceValues);
   const largeObjects = await readLargeObjects(b);
   return {

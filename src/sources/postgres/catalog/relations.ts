@@ -26,7 +26,7 @@ interface ColumnRow {
 type RelationRow = {
   oid: number; schema: string; name: string; qname: string; relkind: string; persistence: string; ispartition: boolean; rowtype: number; rowarray: number | null;
   owner: string; acl: string | null; comment: string | null; options: string[] | null; partkey: string | null; bound: string | null;
-  parent: string | null; inherits: string[] | null; rls: boolean; forcerls: boolean; replident: string; am: string | null;
+  parent: string | null; inherits: string[] | null; oftype: string | null; rls: boolean; forcerls: boolean; replident: string; am: string | null;
   viewdef: string | null; populated: boolean; seq: string | null; ownedby: { qualified: string; table: number } | null; identityseq: boolean; bytes: string;
   checks: Array<{ oid: number; name: string; def: string; comment: string | null }> | null; columns: ColumnRow[] | null; rules: number[] | null;
 };
@@ -73,6 +73,7 @@ export async function readRelations(b: CatalogBuilder): Promise<{ tables: TocTab
              WHERE i.inhrelid = c.oid AND c.relispartition) AS parent,
            (SELECT array_agg(format('%I.%I', pn.nspname, p.relname) ORDER BY i.inhseqno) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
               JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid AND NOT c.relispartition) AS inherits,
+           CASE WHEN c.reloftype <> 0 THEN format_type(c.reloftype, NULL) END AS oftype,
            c.relrowsecurity AS rls, c.relforcerowsecurity AS forcerls, c.relreplident::text AS replident,
            (SELECT quote_ident(amname) FROM pg_am WHERE oid = c.relam AND amname <> 'heap') AS am,
            CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END AS viewdef, c.relispopulated AS populated,
@@ -207,8 +208,9 @@ function addTable({ builder: b, byQname, attaches, attrdefs, sequenceReads, tabl
   const defaults = attrdefs.get(rel.oid) ?? [];
   const apart = defaults.filter((attrdef) => attrdef.callsRoutine && columns.some((column) => column.num === attrdef.num && column.generated === ''));
   const inline = (column: ColumnRow): boolean => column.def !== null && column.generated === '' && !apart.some((attrdef) => attrdef.num === column.num);
-  const lines = printed.map((column) => {
-    let line = `${column.name} ${column.type}`;
+  // A typed table's columns are its type's: only their options are written (`WITH OPTIONS`).
+  const lines = (rel.oftype ? printed.filter((column) => column.notnull || inline(column)) : printed).map((column) => {
+    let line = rel.oftype ? `${column.name} WITH OPTIONS` : `${column.name} ${column.type}`;
     if (column.collation) line += ` COLLATE ${column.collation}`;
     if (column.generated === 's') line += ` GENERATED ALWAYS AS (${column.def}) STORED`;
     else if (inline(column)) line += ` DEFAULT ${column.def}`;
@@ -221,7 +223,8 @@ function addTable({ builder: b, byQname, attaches, attrdefs, sequenceReads, tabl
   }
   for (const attrdef of defaults) if (!apart.includes(attrdef)) creates.push(b.key('pg_attrdef', attrdef.oid));
   const statements = [
-    `CREATE${rel.persistence === 'u' ? ' UNLOGGED' : ''} TABLE ${rel.qname} (${lines.length > 0 ? `\n    ${lines.join(',\n    ')}\n` : ''})` +
+    `CREATE${rel.persistence === 'u' ? ' UNLOGGED' : ''} TABLE ${rel.qname}${rel.oftype ? ` OF ${rel.oftype}` : ''}` +
+      `${lines.length > 0 || !rel.oftype ? ` (${lines.length > 0 ? `\n    ${lines.join(',\n    ')}\n` : ''})` : ''}` +
       `${rel.inherits ? `\nINHERITS (${rel.inherits.join(', ')})` : ''}${rel.partkey ? `\nPARTITION BY ${rel.partkey}` : ''}` +
       `${rel.am ? `\nUSING ${rel.am}` : ''}${withOptions(rel)};`,
   ];

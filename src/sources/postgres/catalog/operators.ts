@@ -1,0 +1,93 @@
+/** Operators, text search dictionaries and configurations: what a role without superuser rights may define beside its functions. */
+import { notExtensionMember, type CatalogBuilder } from './builder.js';
+
+/** A function's name as `schema.name`, for options that take a name and find the function by its arguments. */
+function functionName(oid: string): string {
+  return `(SELECT format('%I.%I', fn.nspname, f.proname) FROM pg_proc f JOIN pg_namespace fn ON fn.oid = f.pronamespace WHERE f.oid = ${oid})`;
+}
+
+/** An operator as `OPERATOR(schema.name)`, for COMMUTATOR and NEGATOR (its argument types follow from the operator's). */
+function operatorName(oid: string): string {
+  return `(SELECT format('OPERATOR(%I.%s)', rn.nspname, r.oprname) FROM pg_operator r JOIN pg_namespace rn ON rn.oid = r.oprnamespace WHERE r.oid = ${oid})`;
+}
+
+/**
+ * Operators. A shell operator (no function: what a COMMUTATOR naming an operator not yet defined
+ * leaves) is skipped, as pg_dump skips it: the operator that names it makes it again.
+ */
+export async function readOperators(b: CatalogBuilder): Promise<void> {
+  for (const op of await b.query<{
+    oid: number; schema: string; name: string; target: string; owner: string; comment: string | null; options: string[];
+  }>(`
+    SELECT o.oid::int AS oid, n.nspname AS schema, o.oprname AS name, quote_ident(pg_get_userbyid(o.oprowner)) AS owner,
+           format('%I.%s (%s, %s)', n.nspname, o.oprname, CASE WHEN o.oprleft = 0 THEN 'NONE' ELSE format_type(o.oprleft, NULL) END,
+                  CASE WHEN o.oprright = 0 THEN 'NONE' ELSE format_type(o.oprright, NULL) END) AS target,
+           obj_description(o.oid, 'pg_operator') AS comment,
+           array_remove(ARRAY[
+             'FUNCTION = ' || ${functionName('o.oprcode')},
+             CASE WHEN o.oprleft <> 0 THEN 'LEFTARG = ' || format_type(o.oprleft, NULL) END,
+             CASE WHEN o.oprright <> 0 THEN 'RIGHTARG = ' || format_type(o.oprright, NULL) END,
+             CASE WHEN o.oprcom <> 0 THEN 'COMMUTATOR = ' || ${operatorName('o.oprcom')} END,
+             CASE WHEN o.oprnegate <> 0 THEN 'NEGATOR = ' || ${operatorName('o.oprnegate')} END,
+             CASE WHEN o.oprcanmerge THEN 'MERGES' END,
+             CASE WHEN o.oprcanhash THEN 'HASHES' END,
+             CASE WHEN o.oprrest <> 0 THEN 'RESTRICT = ' || ${functionName('o.oprrest')} END,
+             CASE WHEN o.oprjoin <> 0 THEN 'JOIN = ' || ${functionName('o.oprjoin')} END
+           ], NULL) AS options
+      FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
+     WHERE o.oprnamespace = ANY($1) AND o.oprcode <> 0 AND ${notExtensionMember('pg_operator', 'o.oid')}
+     ORDER BY n.nspname, o.oprname, o.oid`, [b.namespaces])) {
+    const entry = b.add({
+      kind: 'OPERATOR', schema: op.schema, name: op.target.slice(op.target.indexOf('.') + 1), section: 'pre-data',
+      sql: `CREATE OPERATOR ${op.target.slice(0, op.target.indexOf(' ('))} (\n    ${op.options.join(',\n    ')}\n);`,
+      owner: `ALTER OPERATOR ${op.target} OWNER TO ${op.owner};`, creates: [b.key('pg_operator', op.oid)],
+    });
+    b.comment(`OPERATOR ${op.target}`, op.comment, entry, op.schema);
+  }
+}
+
+/**
+ * Text search dictionaries (on any template, with their options as written) and configurations
+ * (on any parser), with their token mappings. Templates and parsers of one's own need a superuser
+ * and C functions: those are refused (preflight.ts).
+ */
+export async function readTextSearch(b: CatalogBuilder): Promise<void> {
+  for (const dict of await b.query<{ oid: number; schema: string; name: string; qname: string; owner: string; template: string; options: string | null; comment: string | null }>(`
+    SELECT d.oid::int AS oid, n.nspname AS schema, d.dictname AS name, format('%I.%I', n.nspname, d.dictname) AS qname,
+           quote_ident(pg_get_userbyid(d.dictowner)) AS owner, format('%I.%I', tn.nspname, t.tmplname) AS template, d.dictinitoption AS options,
+           obj_description(d.oid, 'pg_ts_dict') AS comment
+      FROM pg_ts_dict d JOIN pg_namespace n ON n.oid = d.dictnamespace JOIN pg_ts_template t ON t.oid = d.dicttemplate JOIN pg_namespace tn ON tn.oid = t.tmplnamespace
+     WHERE d.dictnamespace = ANY($1) AND ${notExtensionMember('pg_ts_dict', 'd.oid')}
+     ORDER BY n.nspname, d.dictname`, [b.namespaces])) {
+    const entry = b.add({
+      kind: 'TEXT SEARCH DICTIONARY', schema: dict.schema, name: dict.name, section: 'pre-data',
+      sql: `CREATE TEXT SEARCH DICTIONARY ${dict.qname} (\n    TEMPLATE = ${dict.template}${dict.options === null ? '' : `,\n    ${dict.options}`}\n);`,
+      owner: `ALTER TEXT SEARCH DICTIONARY ${dict.qname} OWNER TO ${dict.owner};`, creates: [b.key('pg_ts_dict', dict.oid)],
+    });
+    b.comment(`TEXT SEARCH DICTIONARY ${dict.qname}`, dict.comment, entry, dict.schema);
+  }
+  for (const config of await b.query<{
+    oid: number; schema: string; name: string; qname: string; owner: string; parser: string; maps: Array<{ token: string; dict: string }> | null; comment: string | null;
+  }>(`
+    SELECT c.oid::int AS oid, n.nspname AS schema, c.cfgname AS name, format('%I.%I', n.nspname, c.cfgname) AS qname,
+           quote_ident(pg_get_userbyid(c.cfgowner)) AS owner, format('%I.%I', pn.nspname, p.prsname) AS parser,
+           (SELECT json_agg(json_build_object('token', quote_ident(t.alias), 'dict', format('%I.%I', dn.nspname, d.dictname)) ORDER BY m.maptokentype, m.mapseqno)
+              FROM pg_ts_config_map m JOIN ts_token_type(c.cfgparser) t ON t.tokid = m.maptokentype
+              JOIN pg_ts_dict d ON d.oid = m.mapdict JOIN pg_namespace dn ON dn.oid = d.dictnamespace
+             WHERE m.mapcfg = c.oid) AS maps,
+           obj_description(c.oid, 'pg_ts_config') AS comment
+      FROM pg_ts_config c JOIN pg_namespace n ON n.oid = c.cfgnamespace JOIN pg_ts_parser p ON p.oid = c.cfgparser JOIN pg_namespace pn ON pn.oid = p.prsnamespace
+     WHERE c.cfgnamespace = ANY($1) AND ${notExtensionMember('pg_ts_config', 'c.oid')}
+     ORDER BY n.nspname, c.cfgname`, [b.namespaces])) {
+    // One ADD MAPPING per token type, its dictionaries in the order they are consulted.
+    const mappings = new Map<string, string[]>();
+    for (const map of config.maps ?? []) mappings.set(map.token, [...(mappings.get(map.token) ?? []), map.dict]);
+    const statements = [`CREATE TEXT SEARCH CONFIGURATION ${config.qname} (\n    PARSER = ${config.parser}\n);`];
+    for (const [token, dicts] of mappings) statements.push(`ALTER TEXT SEARCH CONFIGURATION ${config.qname}\n    ADD MAPPING FOR ${token} WITH ${dicts.join(', ')};`);
+    const entry = b.add({
+      kind: 'TEXT SEARCH CONFIGURATION', schema: config.schema, name: config.name, section: 'pre-data', sql: statements.join('\n'),
+      owner: `ALTER TEXT SEARCH CONFIGURATION ${config.qname} OWNER TO ${config.owner};`, creates: [b.key('pg_ts_config', config.oid)],
+    });
+    b.comment(`TEXT SEARCH CONFIGURATION ${config.qname}`, config.comment, entry, config.schema);
+  }
+}

@@ -1,0 +1,240 @@
+/**
+ * Issue 17: the kinds of objects backupkit refused until now (default privileges, event triggers,
+ * publications, text search, typed tables, operators) round-trip exactly. Each fixture is compared
+ * with its restored copy by `pg_dump --schema-only` and row hashes, and with a `pg_dump | pg_restore`
+ * copy of it (the control), so a difference pg_dump shares would be told apart.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Database, memory, postgres } from '../src/index.js';
+import { rejectsWithCode } from './helpers/errors.js';
+import { createDatabase, databasesLike, dataFingerprint, pgDumpCopy, pgUrl, schemaDump, sql, uniqueName } from './helpers/postgres.js';
+
+const server = pgUrl('postgres');
+
+/** A backup of `source`, in memory. */
+async function backUp(source: string): Promise<ReturnType<typeof memory>> {
+  const destination = memory();
+  await new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(source) })] }).startBackup({ to: destination }).done;
+  return destination;
+}
+
+/** Restores a backup beside its source (as `<source>_restored`, `_trusted` with `trustArchiveSql`). */
+async function restore(destination: ReturnType<typeof memory>, source: string, target: { trustArchiveSql?: boolean } = {}): Promise<string> {
+  const restored = `${source}_restored${target.trustArchiveSql ? '_trusted' : ''}`;
+  await Database.restore({ from: destination, targets: { pg: { connection: server, database: restored, ...target } } });
+  return restored;
+}
+
+/**
+ * The source's schema dump, checked to hold `expected` (so the comparison cannot pass on a fixture
+ * that lost its point) and to survive pg_dump | pg_restore (the control).
+ */
+async function sourceDump(source: string, expected: RegExp[]): Promise<string> {
+  const dump = await schemaDump(source);
+  for (const pattern of expected) assert.match(dump, pattern);
+  assert.equal(await schemaDump(await pgDumpCopy(source)), dump, 'pg_dump | pg_restore keeps the fixture');
+  return dump;
+}
+
+async function assertSame(source: string, restored: string, dump: string): Promise<void> {
+  assert.equal(await schemaDump(restored), dump);
+  assert.deepEqual(await dataFingerprint(restored), await dataFingerprint(source));
+}
+
+/** A role of its own for one test, dropped when the test ends, after the databases created before it (hooks run in order). */
+async function createRole(t: { after(fn: () => Promise<void>): void }, label: string): Promise<string> {
+  const role = uniqueName(label);
+  await sql('postgres', `CREATE ROLE ${role}`);
+  t.after(() => sql('postgres', `DROP ROLE ${role}`).then(() => {}));
+  return role;
+}
+
+describe('postgres kinds', () => {
+  it('keeps default privileges (ALTER DEFAULT PRIVILEGES), for every schema and for one, and applies none to the restored objects', async (t) => {
+    const source = await createDatabase(t, 'defaultacl');
+    const [owner, reader] = [await createRole(t, 'defaultacl_owner'), await createRole(t, 'defaultacl_reader')];
+    await sql(source, `
+      CREATE SCHEMA app AUTHORIZATION ${owner};
+      CREATE TABLE app.before_defaults (id integer PRIMARY KEY);
+      ALTER TABLE app.before_defaults OWNER TO ${owner};
+      INSERT INTO app.before_defaults SELECT generate_series(1, 10);
+      ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA app GRANT SELECT ON TABLES TO ${reader};
+      ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA app GRANT USAGE ON SEQUENCES TO ${reader} WITH GRANT OPTION;
+      ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} GRANT INSERT, SELECT ON TABLES TO ${reader};
+      ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+      ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} REVOKE USAGE ON TYPES FROM PUBLIC;
+      ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} GRANT USAGE ON SCHEMAS TO ${reader};
+      -- The restoring superuser's own defaults: a restore that set them before creating its objects would grant on them.
+      ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO ${reader};
+      ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+      CREATE TABLE public.plain (id integer);
+      CREATE FUNCTION public.answer() RETURNS integer LANGUAGE sql AS 'SELECT 42';
+      REVOKE SELECT ON public.plain FROM ${reader};
+      GRANT EXECUTE ON FUNCTION public.answer() TO PUBLIC;`);
+    const defaults = `SELECT pg_get_userbyid(defaclrole) AS role, defaclnamespace::regnamespace::text AS schema, defaclobjtype::text AS type, defaclacl::text AS acl
+                        FROM pg_default_acl ORDER BY 1, 2, 3`;
+    const dump = await sourceDump(source, [/ALTER DEFAULT PRIVILEGES FOR ROLE \S+ IN SCHEMA app GRANT SELECT ON TABLES/, /ALTER DEFAULT PRIVILEGES FOR ROLE postgres REVOKE ALL ON FUNCTIONS\s+FROM PUBLIC/]);
+    const backup = await backUp(source);
+    // Run by the superuser after the temporary role's SQL (it acts for other roles), and as the superuser throughout.
+    for (const trustArchiveSql of [false, true]) {
+      const restored = await restore(backup, source, { trustArchiveSql });
+      await assertSame(source, restored, dump);
+      assert.deepEqual(await sql(restored, defaults), await sql(source, defaults));
+      assert.deepEqual(await sql(restored, `SELECT has_table_privilege('${reader}', 'public.plain', 'SELECT') AS plain`), [{ plain: false }]);
+      // And they act as in the source on what is created afterwards.
+      await sql(restored, `SET ROLE ${owner}; CREATE TABLE app.after_restore (id integer)`);
+      assert.deepEqual(await sql(restored, `SELECT has_table_privilege('${reader}', 'app.after_restore', 'SELECT') AS granted`), [{ granted: true }]);
+    }
+  });
+
+  it('skips default privileges with ownership: false, as it skips grants', async (t) => {
+    const source = await createDatabase(t, 'defaultaclnoown');
+    const reader = await createRole(t, 'defaultaclnoown_reader');
+    await sql(source, `ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO ${reader}; CREATE TABLE t (id integer)`);
+    const restored = `${source}_restored`;
+    await Database.restore({ from: await backUp(source), targets: { pg: { connection: server, database: restored, ownership: false } } });
+    assert.deepEqual(await sql(restored, 'SELECT count(*)::int AS n FROM pg_default_acl'), [{ n: 0 }]);
+  });
+
+  it('keeps event triggers (enable mode, tags, comment) when restored as a superuser trusting the archive; refuses, before anything, otherwise', async (t) => {
+    const source = await createDatabase(t, 'eventtriggers');
+    await sql(source, `
+      CREATE TABLE audit (id serial PRIMARY KEY, tag text NOT NULL);
+      INSERT INTO audit (tag) VALUES ('before');
+      CREATE FUNCTION log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO public.audit (tag) VALUES (tg_tag); END$$;
+      CREATE FUNCTION noop() RETURNS event_trigger LANGUAGE plpgsql AS $$BEGIN END$$;
+      CREATE EVENT TRIGGER a_log ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'CREATE VIEW') EXECUTE FUNCTION log_ddl();
+      CREATE EVENT TRIGGER b_off ON sql_drop EXECUTE FUNCTION noop();
+      ALTER EVENT TRIGGER b_off DISABLE;
+      CREATE EVENT TRIGGER c_always ON table_rewrite EXECUTE FUNCTION noop();
+      ALTER EVENT TRIGGER c_always ENABLE ALWAYS;
+      COMMENT ON EVENT TRIGGER c_always IS 'rewrites';`);
+    const triggers = `SELECT evtname, evtevent, evtenabled::text, evttags, evtfoid::regproc::text AS func, obj_description(oid, 'pg_event_trigger') AS comment
+                        FROM pg_event_trigger ORDER BY 1`;
+    const dump = await sourceDump(source, [/CREATE EVENT TRIGGER a_log ON ddl_command_end/, /ALTER EVENT TRIGGER b_off DISABLE/]);
+    const backup = await backUp(source);
+    // As the temporary role (the default) and as a role without superuser rights, nothing can make them: refused before any database exists.
+    await rejectsWithCode(restore(backup, source), 'RESTORE_FAILED', /only a superuser can create \(EVENT TRIGGER a_log, EVENT TRIGGER b_off, EVENT TRIGGER c_always\)/);
+    assert.deepEqual(await databasesLike(`${source}_restored`), []);
+    const restored = await restore(backup, source, { trustArchiveSql: true });
+    await assertSame(source, restored, dump);
+    assert.deepEqual(await sql(restored, triggers), await sql(source, triggers));
+    // Created last: they fired on none of the restore's statements.
+    assert.deepEqual(await sql(restored, 'SELECT tag FROM audit ORDER BY id'), [{ tag: 'before' }]);
+    await sql(restored, 'CREATE TABLE later (id integer)');
+    assert.deepEqual(await sql(restored, 'SELECT tag FROM audit ORDER BY id'), [{ tag: 'before' }, { tag: 'CREATE TABLE' }]);
+  });
+
+  it('keeps publications of tables (column lists, row filters, publish options) as the temporary role, and FOR ALL TABLES and schema publications as a trusting superuser', async (t) => {
+    const source = await createDatabase(t, 'publications');
+    await sql(source, `
+      CREATE SCHEMA sales;
+      CREATE TABLE public.customers (id integer PRIMARY KEY, name text NOT NULL, secret text);
+      CREATE TABLE public.events (id integer NOT NULL, at integer NOT NULL) PARTITION BY RANGE (at);
+      CREATE TABLE public.events_a PARTITION OF public.events FOR VALUES FROM (0) TO (10);
+      CREATE TABLE sales.orders (id integer PRIMARY KEY, total integer);
+      INSERT INTO public.customers SELECT i, 'n' || i, 's' || i FROM generate_series(1, 20) i;
+      INSERT INTO sales.orders SELECT i, i * 3 FROM generate_series(1, 20) i;
+      CREATE PUBLICATION names FOR TABLE public.customers (id, name) WHERE (id > 10) WITH (publish = 'insert, update');
+      CREATE PUBLICATION partitions FOR TABLE public.events WITH (publish_via_partition_root = true, publish = '');
+      COMMENT ON PUBLICATION names IS 'for the directory';`);
+    const publications = `SELECT p.pubname, p.puballtables, p.pubinsert, p.pubupdate, p.pubdelete, p.pubtruncate, p.pubviaroot, pg_get_userbyid(p.pubowner) AS owner,
+                                 (SELECT string_agg(format('%s %s %s', r.prrelid::regclass, r.prattrs, pg_get_expr(r.prqual, r.prrelid)), '; ' ORDER BY r.prrelid::regclass::text)
+                                    FROM pg_publication_rel r WHERE r.prpubid = p.oid) AS tables,
+                                 (SELECT string_agg(pn.pnnspid::regnamespace::text, ', ') FROM pg_publication_namespace pn WHERE pn.pnpubid = p.oid) AS schemas
+                            FROM pg_publication p ORDER BY 1`;
+    let dump = await sourceDump(source, [/ALTER PUBLICATION names ADD TABLE ONLY public\.customers \(id, name\) WHERE \(\(id > 10\)\)/]);
+    let restored = await restore(await backUp(source), source);
+    await assertSame(source, restored, dump);
+    assert.deepEqual(await sql(restored, publications), await sql(source, publications));
+    await sql('postgres', `DROP DATABASE "${restored}" WITH (FORCE)`);
+
+    await sql(source, `
+      CREATE PUBLICATION everything FOR ALL TABLES;
+      CREATE PUBLICATION sales_only FOR TABLES IN SCHEMA sales WITH (publish = 'insert');`);
+    dump = await sourceDump(source, [/CREATE PUBLICATION everything FOR ALL TABLES/, /ALTER PUBLICATION sales_only ADD TABLES IN SCHEMA sales/]);
+    const backup = await backUp(source);
+    await rejectsWithCode(restore(backup, source), 'RESTORE_FAILED', /only a superuser can create \(PUBLICATION everything, PUBLICATION TABLES IN SCHEMA sales_only sales\)/);
+    assert.deepEqual(await databasesLike(`${source}_restored`), []);
+    restored = await restore(backup, source, { trustArchiveSql: true });
+    await assertSame(source, restored, dump);
+    assert.deepEqual(await sql(restored, publications), await sql(source, publications));
+  });
+
+  it('keeps text search dictionaries and configurations, with their mappings, and what uses them', async (t) => {
+    const source = await createDatabase(t, 'textsearch');
+    const owner = await createRole(t, 'textsearch_owner');
+    await sql(source, `
+      CREATE SCHEMA search;
+      CREATE TEXT SEARCH DICTIONARY search.short_words (TEMPLATE = pg_catalog.simple, stopwords = english, accept = false);
+      CREATE TEXT SEARCH DICTIONARY search."Stems" (TEMPLATE = snowball, language = english);
+      CREATE TEXT SEARCH CONFIGURATION search.docs (COPY = pg_catalog.english);
+      ALTER TEXT SEARCH CONFIGURATION search.docs ALTER MAPPING FOR asciiword, word WITH search.short_words, search."Stems";
+      ALTER TEXT SEARCH CONFIGURATION search.docs DROP MAPPING FOR url, email;
+      CREATE TEXT SEARCH CONFIGURATION search.bare (PARSER = pg_catalog."default");
+      COMMENT ON TEXT SEARCH CONFIGURATION search.docs IS 'for documents';
+      COMMENT ON TEXT SEARCH DICTIONARY search.short_words IS 'no stop words';
+      ALTER TEXT SEARCH CONFIGURATION search.bare OWNER TO ${owner};
+      CREATE TABLE documents (id integer PRIMARY KEY, body text NOT NULL,
+                              words tsvector GENERATED ALWAYS AS (to_tsvector('search.docs'::regconfig, body)) STORED);
+      CREATE INDEX documents_search ON documents USING gin (to_tsvector('search.docs'::regconfig, body));
+      INSERT INTO documents (id, body) SELECT i, 'the running foxes number ' || i FROM generate_series(1, 30) i;`);
+    const mappings = `SELECT c.cfgname, t.alias, m.mapseqno, m.mapdict::regdictionary::text AS dict
+                        FROM pg_ts_config c JOIN pg_ts_config_map m ON m.mapcfg = c.oid JOIN ts_token_type(c.cfgparser) t ON t.tokid = m.maptokentype
+                       WHERE c.cfgnamespace = 'search'::regnamespace ORDER BY 1, 2, 3`;
+    const dump = await sourceDump(source, [/ADD MAPPING FOR asciiword WITH search\.short_words, search\."Stems"/, /CREATE TEXT SEARCH CONFIGURATION search\.bare/]);
+    const restored = await restore(await backUp(source), source);
+    await assertSame(source, restored, dump);
+    assert.deepEqual(await sql(restored, mappings), await sql(source, mappings));
+    const query = `SELECT id FROM documents WHERE to_tsvector('search.docs'::regconfig, body) @@ to_tsquery('search.docs', 'run & fox') ORDER BY id LIMIT 3`;
+    assert.deepEqual(await sql(restored, query), await sql(source, query));
+    assert.equal((await sql(restored, query)).length, 3);
+  });
+
+  it('keeps typed tables (CREATE TABLE ... OF type) with their column options, constraints and rows', async (t) => {
+    const source = await createDatabase(t, 'typedtables');
+    await sql(source, `
+      CREATE TYPE person AS (id integer, name text, born date);
+      CREATE TABLE people OF person (id WITH OPTIONS PRIMARY KEY, name WITH OPTIONS NOT NULL DEFAULT 'anonymous', CONSTRAINT born_past CHECK (born < '2100-01-01'));
+      CREATE TABLE people_bare OF person;
+      COMMENT ON COLUMN people.name IS 'as written';
+      INSERT INTO people SELECT i, 'p' || i, date '2000-01-01' + i FROM generate_series(1, 25) i;
+      INSERT INTO people_bare VALUES (1, NULL, NULL);
+      ALTER TYPE person ADD ATTRIBUTE email text CASCADE;`);
+    const typed = `SELECT relname, reloftype::regtype::text AS type FROM pg_class WHERE reloftype <> 0 ORDER BY 1`;
+    const dump = await sourceDump(source, [/CREATE TABLE public\.people OF public\.person/]);
+    const restored = await restore(await backUp(source), source);
+    await assertSame(source, restored, dump);
+    assert.deepEqual(await sql(restored, typed), [{ relname: 'people', type: 'person' }, { relname: 'people_bare', type: 'person' }]);
+    // Still bound to the type: a new attribute reaches them.
+    await sql(restored, 'ALTER TYPE person ADD ATTRIBUTE phone text CASCADE');
+    assert.deepEqual(await sql(restored, `SELECT count(*)::int AS n FROM pg_attribute WHERE attname = 'phone' AND attrelid IN ('people'::regclass, 'people_bare'::regclass)`), [{ n: 2 }]);
+  });
+
+  it('keeps operators (commutator, negator, estimators, HASHES, MERGES) and the views and indexes that use them', async (t) => {
+    const source = await createDatabase(t, 'operators');
+    await sql(source, `
+      CREATE SCHEMA ops;
+      CREATE FUNCTION ops.ci_eq(text, text) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT lower($1) = lower($2)';
+      CREATE FUNCTION ops.ci_ne(text, text) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT lower($1) <> lower($2)';
+      CREATE FUNCTION ops.neg(integer) RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT -$1';
+      CREATE OPERATOR ops.=~= (FUNCTION = ops.ci_eq, LEFTARG = text, RIGHTARG = text, COMMUTATOR = OPERATOR(ops.=~=), NEGATOR = OPERATOR(ops.<~>),
+                               RESTRICT = eqsel, JOIN = eqjoinsel);
+      CREATE OPERATOR ops.<~> (FUNCTION = ops.ci_ne, LEFTARG = text, RIGHTARG = text, COMMUTATOR = OPERATOR(ops.<~>), RESTRICT = neqsel, JOIN = neqjoinsel);
+      CREATE OPERATOR ops.~- (FUNCTION = ops.neg, RIGHTARG = integer);
+      CREATE OPERATOR public.=== (FUNCTION = int4eq, LEFTARG = integer, RIGHTARG = integer, COMMUTATOR = ===, HASHES, MERGES, RESTRICT = eqsel, JOIN = eqjoinsel);
+      COMMENT ON OPERATOR ops.=~= (text, text) IS 'equal but for case';
+      CREATE TABLE tags (id integer PRIMARY KEY, name text NOT NULL);
+      INSERT INTO tags SELECT i, CASE WHEN i % 2 = 0 THEN 'Red' ELSE 'RED' END FROM generate_series(1, 20) i;
+      CREATE VIEW red_tags AS SELECT id, OPERATOR(ops.~-) id AS negated FROM tags WHERE name OPERATOR(ops.=~=) 'red' AND id OPERATOR(public.===) id;
+      CREATE INDEX tags_red ON tags (id) WHERE name OPERATOR(ops.=~=) 'red';`);
+    const operators = `SELECT oprname, oprkind, oprleft::regtype::text, oprright::regtype::text, oprcode::text, oprcom::regoper::text, oprnegate::regoper::text,
+                              oprrest::text, oprjoin::text, oprcanhash, oprcanmerge FROM pg_operator WHERE oid >= 16384 ORDER BY 1, 3, 4`;
+    const dump = await sourceDump(source, [/CREATE OPERATOR ops\.=~= \(/, /NEGATOR = OPERATOR\(ops\.<~>\)/]);
+    const restored = await restore(await backUp(source), source);
+    await assertSame(source, restored, dump);
+    assert.deepEqual(await sql(restored, operators), await sql(source, operators));
+    assert.deepEqual(await sql(restored, 'SELECT count(*)::int AS n FROM red_tags'), [{ n: 20 }]);
+  });
+});
