@@ -13,7 +13,7 @@ import { SessionPool, clientConfig, connect, loadCopyStreams, quoteIdent, quoteL
 import { copyTableOut } from './copy-out.js';
 import { Lease, dropServerLeftovers, makeSpoolFolder, newTag, removeAbandonedSpools, restoreRoleName, scramVerifier } from './lease.js';
 import type { ParsedTarget } from './restore.js';
-import { OUTPUT_SETTINGS, RESTORE_SETTINGS, clientEncoding, copyTarget, type DatabaseLocale, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
+import { ANALYZED_TABLES_SQL, OUTPUT_SETTINGS, RESTORE_SETTINGS, clientEncoding, copyTarget, type DatabaseLocale, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
 
 const MAX_METADATA_BYTES = 256 * 1024 * 1024;
 const LARGE_OBJECT_PIECE = 1024 * 1024;
@@ -53,10 +53,13 @@ const DEFAULT_PRIVILEGES_STATEMENT = new RegExp(
 );
 /**
  * Entries only a superuser can restore: an event trigger runs its function for whoever changes the
- * schema later, superusers too, so the temporary role must not make one for the archive.
+ * schema later, superusers too, so the temporary role must not make one for the archive. Foreign
+ * data needs a wrapper, which only a superuser creates (postgres_fdw and file_fdw are not trusted
+ * extensions), and user mappings may lend the remote server's credentials to anyone.
  */
+const SUPERUSER_KINDS = new Set(['EVENT TRIGGER', 'PUBLICATION TABLES IN SCHEMA', 'FOREIGN DATA WRAPPER', 'SERVER', 'USER MAPPING', 'FOREIGN TABLE']);
 function needsSuperuser(entry: TocEntry): boolean {
-  return entry.kind === 'EVENT TRIGGER' || entry.kind === 'PUBLICATION TABLES IN SCHEMA' || (entry.kind === 'PUBLICATION' && / FOR ALL TABLES /.test(entry.sql));
+  return SUPERUSER_KINDS.has(entry.kind) || (entry.kind === 'PUBLICATION' && / FOR ALL TABLES /.test(entry.sql));
 }
 /**
  * The schema of a grant's object, and whether it belongs to an extension: the superuser grants only
@@ -421,7 +424,10 @@ export class PostgresRestoreSink implements RestoreSink {
       for (const lo of from.largeObjects) if (lo.acl !== null) await this.run(main, lo.acl, `the grants of large object ${lo.oid}`);
     }
     for (const entry of postData) if (entry.kind === 'MATERIALIZED VIEW DATA') await this.runEntry(main, entry);
-    await this.run(main, 'ANALYZE', 'statistics (ANALYZE)');
+    const { rows } = await main.query<{ name: string }>(ANALYZED_TABLES_SQL);
+    for (let i = 0; i < rows.length; i += 1000) {
+      await this.run(main, `ANALYZE ${rows.slice(i, i + 1000).map((row) => row.name).join(', ')}`, 'statistics (ANALYZE)');
+    }
   }
 
   /**

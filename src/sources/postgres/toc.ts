@@ -96,7 +96,11 @@ const KIND_PRIORITY: Record<string, number> = {
   'TEXT SEARCH DICTIONARY': 6,
   'TEXT SEARCH CONFIGURATION': 6,
   SEQUENCE: 7,
+  'FOREIGN DATA WRAPPER': 7,
+  SERVER: 7,
+  'USER MAPPING': 7,
   TABLE: 8,
+  'FOREIGN TABLE': 8,
   'TABLE ATTACH': 9,
   VIEW: 10,
   'MATERIALIZED VIEW': 10,
@@ -230,6 +234,22 @@ export const OUTPUT_SETTINGS = [
   'SET lock_timeout = 0',
   'SET idle_in_transaction_session_timeout = 0',
 ];
+
+/**
+ * The tables ANALYZE reads: not foreign tables nor their inheritance or partition parents, whose
+ * statistics would be read from the remote server (which the restoring host may not reach) or from
+ * a wrapper without a handler, failing the restore for statistics pg_restore does not gather at all.
+ */
+export const ANALYZED_TABLES_SQL = `
+  WITH RECURSIVE remote AS (
+    SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind = 'f'
+    UNION SELECT i.inhparent FROM pg_catalog.pg_inherits i JOIN remote r ON r.oid = i.inhrelid)
+  SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS name
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+   WHERE (c.relkind IN ('r', 'p') OR (c.relkind = 'm' AND c.relispopulated))
+     AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname !~ '^pg_(toast_)?temp_'
+     AND c.oid NOT IN (SELECT oid FROM remote)
+   ORDER BY 1`;
 
 /** The settings a restore (and `schema.sql`) runs with, as pg_dump's scripts start. */
 export const RESTORE_SETTINGS = [

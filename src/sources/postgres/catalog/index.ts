@@ -10,6 +10,7 @@ import type { Toc } from '../toc.js';
 import { CatalogBuilder, notExtensionMember } from './builder.js';
 import { sortedEntries } from './dependencies.js';
 import { readDefaultPrivileges, readEventTriggers, readPublications } from './database-wide.js';
+import { readForeignData } from './foreign-data.js';
 import { readLargeObjects } from './large-objects.js';
 import { readOperators, readTextSearch } from './operators.js';
 import { readPostData } from './post-data.js';
@@ -42,7 +43,8 @@ export async function readCatalog(
       SELECT relname AS name, oid::int AS oid FROM pg_class
        WHERE relnamespace = 'pg_catalog'::regnamespace AND relname = ANY($1)`, [
       ['pg_class', 'pg_type', 'pg_proc', 'pg_namespace', 'pg_constraint', 'pg_attrdef', 'pg_rewrite', 'pg_trigger', 'pg_policy', 'pg_extension', 'pg_collation', 'pg_statistic_ext',
-       'pg_operator', 'pg_ts_dict', 'pg_ts_config', 'pg_event_trigger', 'pg_publication', 'pg_publication_rel', 'pg_publication_namespace', 'pg_default_acl'],
+       'pg_operator', 'pg_ts_dict', 'pg_ts_config', 'pg_event_trigger', 'pg_publication', 'pg_publication_rel', 'pg_publication_namespace', 'pg_default_acl',
+       'pg_foreign_data_wrapper', 'pg_foreign_server', 'pg_user_mapping'],
     ])).map((row) => [row.name, row.oid]),
   ) as Record<string, number>;
   const namespaceRows = await q<NamespaceRow>(`
@@ -67,6 +69,7 @@ export async function readCatalog(
   addSchemas(b, namespaceRows);
   await readExtensions(b);
   await readCollations(b);
+  await readForeignData(b);
   await readTypes(b);
   await readRoutines(b);
   await readOperators(b);

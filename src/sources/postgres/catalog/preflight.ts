@@ -21,9 +21,6 @@ export function refuseOldServer(version: string, versionNum: number): void {
 export async function refuseUncovered(b: CatalogBuilder): Promise<void> {
   const [row] = await b.query<{ found: string[] | null }>(`
     SELECT array_remove(ARRAY[
-      (SELECT 'foreign tables (' || string_agg(oid::regclass::text, ', ') || ')' FROM pg_class WHERE relkind = 'f' AND relnamespace = ANY($1)),
-      (SELECT 'foreign servers' FROM pg_foreign_server WHERE ${notExtensionMember('pg_foreign_server', 'oid')} LIMIT 1),
-      (SELECT 'foreign-data wrappers' FROM pg_foreign_data_wrapper WHERE ${notExtensionMember('pg_foreign_data_wrapper', 'oid')} LIMIT 1),
       -- pg_subscription is shared by the cluster: only this database's. Its subname column is readable by every role.
       (SELECT 'subscriptions (' || string_agg(quote_ident(subname), ', ' ORDER BY subname) || ')' FROM pg_subscription
         WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())),
