@@ -282,12 +282,14 @@ describe('postgres kinds', () => {
       GRANT SELECT ON remote_items TO ${role};
       CREATE TABLE archived (id integer, note text);
       CREATE FOREIGN TABLE archived_old () INHERITS (archived) SERVER archive;
-      ALTER FOREIGN TABLE archived_old ALTER COLUMN note OPTIONS (format 'text');`);
+      ALTER FOREIGN TABLE archived_old ALTER COLUMN note OPTIONS (format 'text');
+      ALTER FOREIGN TABLE remote_items ADD CONSTRAINT positive CHECK (id > 0), ADD CONSTRAINT named CHECK (name <> '') NOT VALID;
+      COMMENT ON CONSTRAINT named ON remote_items IS 'not checked against the remote rows';`);
     const catalog = `SELECT 'wrapper ' || fdwname || ' ' || coalesce(fdwoptions::text, '') || ' ' || coalesce(fdwacl::text, '') AS what FROM pg_foreign_data_wrapper
                      UNION ALL SELECT 'server ' || srvname || ' ' || coalesce(srvtype, '') || ' ' || coalesce(srvversion, '') || ' ' || coalesce(srvoptions::text, '') || ' ' || coalesce(srvacl::text, '') FROM pg_foreign_server
                      UNION ALL SELECT 'mapping ' || srvname || ' ' || usename || ' ' || coalesce(umoptions::text, '') FROM pg_user_mappings
                      UNION ALL SELECT 'table ' || ftrelid::regclass::text || ' ' || coalesce(ftoptions::text, '') FROM pg_foreign_table ORDER BY 1`;
-    const dump = await sourceDump(source, [/CREATE SERVER loopback FOREIGN DATA WRAPPER postgres_fdw/, /CREATE USER MAPPING FOR \S+ SERVER loopback/, /CREATE FOREIGN TABLE public\.remote_items/]);
+    const dump = await sourceDump(source, [/CREATE SERVER loopback FOREIGN DATA WRAPPER postgres_fdw/, /CREATE USER MAPPING FOR \S+ SERVER loopback/, /CREATE FOREIGN TABLE public\.remote_items/, /ADD CONSTRAINT named CHECK .* NOT VALID/]);
     const backup = await backUp(source);
     await rejectsWithCode(restore(backup, source), 'RESTORE_FAILED', /only a superuser can create \(SERVER loopback, USER MAPPING PUBLIC SERVER loopback, .*FOREIGN DATA WRAPPER quiet/);
     assert.deepEqual(await databasesLike(`${source}_restored`), []);
