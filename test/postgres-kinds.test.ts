@@ -139,6 +139,11 @@ describe('postgres kinds', () => {
     const backup = await backUp(source);
     // As the temporary role (the default) and as a role without superuser rights, nothing can make them: refused before any database exists.
     await rejectsWithCode(restore(backup, source), 'RESTORE_FAILED', /only a superuser can create \(EVENT TRIGGER a_log, EVENT TRIGGER b_off, EVENT TRIGGER c_always\)/);
+    const creator = uniqueName('eventtriggers_creator');
+    await sql('postgres', `CREATE ROLE ${creator} LOGIN CREATEDB`);
+    t.after(() => sql('postgres', `DROP ROLE ${creator}`).then(() => {}));
+    const asCreator = `postgres://${creator}@${PG_HOST}:${PG_PORT}/postgres`;
+    await rejectsWithCode(Database.restore({ from: backup, targets: { pg: { connection: asCreator, database: `${source}_restored` } } }), 'RESTORE_FAILED', /only a superuser can create/);
     assert.deepEqual(await databasesLike(`${source}_restored`), []);
     const restored = await restore(backup, source, { trustArchiveSql: true });
     await assertSame(source, restored, dump);
