@@ -308,4 +308,45 @@ describe('postgres kinds', () => {
     const byHand = await restoreByHand(t, source);
     await assertSame(source, byHand, dump);
   });
+
+  it('keeps operator classes and families (with members of their own) and the indexes on them, restored as a superuser trusting the archive; refuses, before anything, otherwise', async (t) => {
+    const source = await createDatabase(t, 'opclasses');
+    await sql(source, `
+      CREATE SCHEMA ci;
+      CREATE FUNCTION ci.cmp(text, text) RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT CASE WHEN lower($1) < lower($2) THEN -1 WHEN lower($1) > lower($2) THEN 1 ELSE 0 END';
+      CREATE FUNCTION ci.lt(text, text) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT lower($1) < lower($2)';
+      CREATE FUNCTION ci.le(text, text) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT lower($1) <= lower($2)';
+      CREATE FUNCTION ci.eq(text, text) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT lower($1) = lower($2)';
+      CREATE FUNCTION ci.ge(text, text) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT lower($1) >= lower($2)';
+      CREATE FUNCTION ci.gt(text, text) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT lower($1) > lower($2)';
+      CREATE OPERATOR ci.< (FUNCTION = ci.lt, LEFTARG = text, RIGHTARG = text);
+      CREATE OPERATOR ci.<= (FUNCTION = ci.le, LEFTARG = text, RIGHTARG = text);
+      CREATE OPERATOR ci.= (FUNCTION = ci.eq, LEFTARG = text, RIGHTARG = text);
+      CREATE OPERATOR ci.>= (FUNCTION = ci.ge, LEFTARG = text, RIGHTARG = text);
+      CREATE OPERATOR ci.> (FUNCTION = ci.gt, LEFTARG = text, RIGHTARG = text);
+      CREATE OPERATOR CLASS ci.text_ops FOR TYPE text USING btree AS
+        OPERATOR 1 ci.<, OPERATOR 2 ci.<=, OPERATOR 3 ci.=, OPERATOR 4 ci.>=, OPERATOR 5 ci.>, FUNCTION 1 ci.cmp(text, text);
+      COMMENT ON OPERATOR CLASS ci.text_ops USING btree IS 'case-insensitive';
+      CREATE OPERATOR FAMILY ci.loose USING btree;
+      ALTER OPERATOR FAMILY ci.loose USING btree ADD OPERATOR 1 ci.< (text, text), FUNCTION 1 (text, text) ci.cmp(text, text);
+      CREATE OPERATOR FAMILY ci.empty USING hash;
+      CREATE TABLE words (id integer PRIMARY KEY, word text NOT NULL);
+      INSERT INTO words VALUES (1, 'b'), (2, 'A'), (3, 'a'), (4, 'B'), (5, 'c');
+      CREATE INDEX words_ci ON words (word ci.text_ops);`);
+    const members = `SELECT f.opfname, a.amname, o.amopstrategy::text || ' ' || o.amopopr::regoperator::text AS member FROM pg_amop o JOIN pg_opfamily f ON f.oid = o.amopfamily JOIN pg_am a ON a.oid = f.opfmethod
+                      WHERE f.opfnamespace = 'ci'::regnamespace
+                     UNION ALL SELECT f.opfname, a.amname, p.amprocnum::text || ' ' || p.amproc::regprocedure::text FROM pg_amproc p JOIN pg_opfamily f ON f.oid = p.amprocfamily JOIN pg_am a ON a.oid = f.opfmethod
+                      WHERE f.opfnamespace = 'ci'::regnamespace ORDER BY 1, 2, 3`;
+    const dump = await sourceDump(source, [/CREATE OPERATOR CLASS ci\.text_ops/, /ALTER OPERATOR FAMILY ci\.loose USING btree ADD/, /CREATE INDEX words_ci ON public\.words USING btree \(word ci\.text_ops\)/]);
+    const backup = await backUp(source);
+    await rejectsWithCode(restore(backup, source), 'RESTORE_FAILED', /only a superuser can create \(.*OPERATOR CLASS text_ops USING btree/);
+    assert.deepEqual(await databasesLike(`${source}_restored`), []);
+    const restored = await restore(backup, source, { trustArchiveSql: true });
+    await assertSame(source, restored, dump);
+    assert.deepEqual(await sql(restored, members), await sql(source, members));
+    // The restored operators compare as the source's did.
+    const found = `SELECT string_agg(id::text, ' ' ORDER BY id) AS ids FROM words WHERE word OPERATOR(ci.=) 'a' OR word OPERATOR(ci.>) 'b'`;
+    assert.deepEqual(await sql(restored, found), await sql(source, found));
+    assert.deepEqual(await sql(restored, found), [{ ids: '2 3 5' }]);
+  });
 });

@@ -55,9 +55,12 @@ const DEFAULT_PRIVILEGES_STATEMENT = new RegExp(
  * Entries only a superuser can restore: an event trigger runs its function for whoever changes the
  * schema later, superusers too, so the temporary role must not make one for the archive. Foreign
  * data needs a wrapper, which only a superuser creates (postgres_fdw and file_fdw are not trusted
- * extensions), and user mappings may lend the remote server's credentials to anyone.
+ * extensions), and user mappings may lend the remote server's credentials to anyone. Operator
+ * classes and families: a wrong one corrupts indexes, so PostgreSQL keeps them to superusers.
  */
-const SUPERUSER_KINDS = new Set(['EVENT TRIGGER', 'PUBLICATION TABLES IN SCHEMA', 'FOREIGN DATA WRAPPER', 'SERVER', 'USER MAPPING', 'FOREIGN TABLE']);
+const SUPERUSER_KINDS = new Set([
+  'EVENT TRIGGER', 'PUBLICATION TABLES IN SCHEMA', 'FOREIGN DATA WRAPPER', 'SERVER', 'USER MAPPING', 'FOREIGN TABLE', 'OPERATOR CLASS', 'OPERATOR FAMILY',
+]);
 function needsSuperuser(entry: TocEntry): boolean {
   return SUPERUSER_KINDS.has(entry.kind) || (entry.kind === 'PUBLICATION' && / FOR ALL TABLES /.test(entry.sql));
 }

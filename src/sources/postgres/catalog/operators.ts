@@ -91,3 +91,76 @@ export async function readTextSearch(b: CatalogBuilder): Promise<void> {
     b.comment(`TEXT SEARCH CONFIGURATION ${config.qname}`, config.comment, entry, config.schema);
   }
 }
+
+/** The members of an operator family or class, as the items of CREATE OPERATOR CLASS or ALTER OPERATOR FAMILY … ADD. */
+function membersSql(where: (member: string, classid: string) => string): string {
+  return `(SELECT json_agg(m.item ORDER BY m.kind, m.num, m.item) FROM (
+      SELECT 1 AS kind, o.amopstrategy AS num, o.oid::int AS oid, 'pg_amop' AS catalog,
+             format('OPERATOR %s %s', o.amopstrategy, o.amopopr::regoperator) ||
+               CASE WHEN o.amoppurpose = 'o' THEN (SELECT format(' FOR ORDER BY %I.%I', sn.nspname, sf.opfname) FROM pg_opfamily sf
+                                                     JOIN pg_namespace sn ON sn.oid = sf.opfnamespace WHERE sf.oid = o.amopsortfamily) ELSE '' END AS item
+        FROM pg_amop o WHERE ${where('o', 'pg_amop')}
+      UNION ALL
+      SELECT 2, p.amprocnum, p.oid::int, 'pg_amproc',
+             format('FUNCTION %s (%s, %s) %s', p.amprocnum, format_type(p.amproclefttype, NULL), format_type(p.amprocrighttype, NULL), p.amproc::regprocedure)
+        FROM pg_amproc p WHERE ${where('p', 'pg_amproc')}) m)`;
+}
+
+/** The members' OIDs, by catalog, that an entry creates (so that what uses them is ordered after it). */
+function memberOidsSql(where: (member: string, classid: string) => string): string {
+  return `(SELECT json_agg(json_build_object('catalog', m.catalog, 'oid', m.oid)) FROM (
+      SELECT 'pg_amop' AS catalog, o.oid::int AS oid FROM pg_amop o WHERE ${where('o', 'pg_amop')}
+      UNION ALL SELECT 'pg_amproc', p.oid::int FROM pg_amproc p WHERE ${where('p', 'pg_amproc')}) m)`;
+}
+
+/**
+ * Operator families, with the members added to them apart from any class (`ALTER OPERATOR FAMILY …
+ * ADD`), then operator classes with theirs, as pg_dump writes them. Both need a superuser.
+ */
+export async function readOperatorClasses(b: CatalogBuilder): Promise<void> {
+  // A member belongs to a class when it depends on it internally, else (auto) to its family only.
+  const loose = (family: string) => (member: string, classid: string) =>
+    `${member}.${classid === 'pg_amop' ? 'amopfamily' : 'amprocfamily'} = ${family}
+     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '${classid}'::regclass AND d.objid = ${member}.oid AND d.refclassid = 'pg_opclass'::regclass AND d.deptype = 'i')`;
+  const ofClass = (opclass: string) => (member: string, classid: string) =>
+    `EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '${classid}'::regclass AND d.objid = ${member}.oid AND d.refclassid = 'pg_opclass'::regclass
+                AND d.refobjid = ${opclass} AND d.deptype = 'i')`;
+  type Row = { oid: number; schema: string; name: string; qname: string; am: string; owner: string; comment: string | null; items: string[] | null; members: Array<{ catalog: string; oid: number }> | null };
+  for (const family of await b.query<Row>(`
+    SELECT f.oid::int AS oid, n.nspname AS schema, f.opfname AS name, format('%I.%I', n.nspname, f.opfname) AS qname, quote_ident(a.amname) AS am,
+           quote_ident(pg_get_userbyid(f.opfowner)) AS owner, obj_description(f.oid, 'pg_opfamily') AS comment,
+           ${membersSql(loose('f.oid'))} AS items, ${memberOidsSql(loose('f.oid'))} AS members
+      FROM pg_opfamily f JOIN pg_namespace n ON n.oid = f.opfnamespace JOIN pg_am a ON a.oid = f.opfmethod
+     WHERE f.opfnamespace = ANY($1) AND ${notExtensionMember('pg_opfamily', 'f.oid')}
+     ORDER BY n.nspname, f.opfname, a.amname`, [b.namespaces])) {
+    const target = `${family.qname} USING ${family.am}`;
+    const statements = [`CREATE OPERATOR FAMILY ${target};`, ...(family.items ? [`ALTER OPERATOR FAMILY ${target} ADD\n    ${family.items.join(',\n    ')};`] : [])];
+    const entry = b.add({
+      kind: 'OPERATOR FAMILY', schema: family.schema, name: `${family.name} USING ${family.am}`, section: 'pre-data', sql: statements.join('\n'),
+      owner: `ALTER OPERATOR FAMILY ${target} OWNER TO ${family.owner};`,
+      creates: [b.key('pg_opfamily', family.oid), ...(family.members ?? []).map((member) => b.key(member.catalog, member.oid))],
+    });
+    b.comment(`OPERATOR FAMILY ${target}`, family.comment, entry, family.schema);
+  }
+  for (const opclass of await b.query<Row & { type: string; storage: string | null; isdefault: boolean; family: string }>(`
+    SELECT c.oid::int AS oid, n.nspname AS schema, c.opcname AS name, format('%I.%I', n.nspname, c.opcname) AS qname, quote_ident(a.amname) AS am,
+           quote_ident(pg_get_userbyid(c.opcowner)) AS owner, obj_description(c.oid, 'pg_opclass') AS comment,
+           format_type(c.opcintype, NULL) AS type, CASE WHEN c.opckeytype <> 0 THEN format_type(c.opckeytype, NULL) END AS storage, c.opcdefault AS isdefault,
+           (SELECT format('%I.%I', fn.nspname, f.opfname) FROM pg_opfamily f JOIN pg_namespace fn ON fn.oid = f.opfnamespace WHERE f.oid = c.opcfamily) AS family,
+           ${membersSql(ofClass('c.oid'))} AS items, ${memberOidsSql(ofClass('c.oid'))} AS members
+      FROM pg_opclass c JOIN pg_namespace n ON n.oid = c.opcnamespace JOIN pg_am a ON a.oid = c.opcmethod
+     WHERE c.opcnamespace = ANY($1) AND ${notExtensionMember('pg_opclass', 'c.oid')}
+     ORDER BY n.nspname, c.opcname, a.amname`, [b.namespaces])) {
+    const target = `${opclass.qname} USING ${opclass.am}`;
+    // AS needs one item at least: the storage type says nothing more than the class's input type when there is none.
+    const items = [...(opclass.storage ? [`STORAGE ${opclass.storage}`] : []), ...(opclass.items ?? [])];
+    const entry = b.add({
+      kind: 'OPERATOR CLASS', schema: opclass.schema, name: `${opclass.name} USING ${opclass.am}`, section: 'pre-data',
+      sql: `CREATE OPERATOR CLASS ${opclass.qname}${opclass.isdefault ? ' DEFAULT' : ''}\n    FOR TYPE ${opclass.type} USING ${opclass.am} FAMILY ${opclass.family} AS\n    ` +
+        `${(items.length > 0 ? items : [`STORAGE ${opclass.type}`]).join(',\n    ')};`,
+      owner: `ALTER OPERATOR CLASS ${target} OWNER TO ${opclass.owner};`,
+      creates: [b.key('pg_opclass', opclass.oid), ...(opclass.members ?? []).map((member) => b.key(member.catalog, member.oid))],
+    });
+    b.comment(`OPERATOR CLASS ${target}`, opclass.comment, entry, opclass.schema);
+  }
+}

@@ -26,8 +26,6 @@ export async function refuseUncovered(b: CatalogBuilder): Promise<void> {
         WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())),
       (SELECT 'casts' FROM pg_cast c WHERE c.oid >= ${FIRST_NORMAL_OID} AND ${notExtensionMember('pg_cast', 'c.oid')}
           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_cast'::regclass AND d.objid = c.oid AND d.deptype = 'i') LIMIT 1),
-      (SELECT 'operator classes' FROM pg_opclass WHERE opcnamespace = ANY($1) AND ${notExtensionMember('pg_opclass', 'oid')} LIMIT 1),
-      (SELECT 'operator families' FROM pg_opfamily WHERE opfnamespace = ANY($1) AND ${notExtensionMember('pg_opfamily', 'oid')} LIMIT 1),
       -- Parsers and templates are made of C functions, by a superuser; dictionaries and configurations on them are covered.
       (SELECT 'text search parsers or templates' FROM pg_ts_parser WHERE prsnamespace = ANY($1) AND ${notExtensionMember('pg_ts_parser', 'oid')}
         UNION ALL SELECT 'text search parsers or templates' FROM pg_ts_template WHERE tmplnamespace = ANY($1) AND ${notExtensionMember('pg_ts_template', 'oid')} LIMIT 1),
