@@ -109,6 +109,13 @@ describe('postgres kinds', () => {
     // By hand too: restore.sql sets them with the grants, at the end.
     const byHand = await restoreByHand(t, source);
     await assertSame(source, byHand, dump);
+
+    // With schemas, as pg_dump --schema: the defaults of those schemas only, not those for every schema.
+    const limited = memory();
+    await new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(source), schemas: ['app'] })] }).startBackup({ to: limited }).done;
+    await Database.restore({ from: limited, targets: { pg: { connection: server, database: `${source}_limited` } } });
+    assert.deepEqual(await sql(`${source}_limited`, defaults), (await sql<{ schema: string }>(source, defaults)).filter((row) => row.schema === 'app'));
+    assert.equal((await sql(`${source}_limited`, defaults)).length, 2);
   });
 
   it('skips default privileges with ownership: false, as it skips grants', async (t) => {
@@ -295,6 +302,13 @@ describe('postgres kinds', () => {
                      UNION ALL SELECT 'mapping ' || srvname || ' ' || usename || ' ' || coalesce(umoptions::text, '') FROM pg_user_mappings
                      UNION ALL SELECT 'table ' || ftrelid::regclass::text || ' ' || coalesce(ftoptions::text, '') FROM pg_foreign_table ORDER BY 1`;
     const dump = await sourceDump(source, [/CREATE SERVER loopback FOREIGN DATA WRAPPER postgres_fdw/, /CREATE USER MAPPING FOR \S+ SERVER loopback/, /CREATE FOREIGN TABLE public\.remote_items/, /ADD CONSTRAINT named CHECK .* NOT VALID/]);
+    // A role that reads every table but does not own the server sees no mapping's options: a backup without them would restore mappings that cannot connect.
+    const reader = uniqueName('foreigndata_reader');
+    await sql('postgres', `CREATE ROLE ${reader} LOGIN IN ROLE pg_read_all_data`);
+    t.after(() => sql('postgres', `DROP ROLE ${reader}`).then(() => {}));
+    const asReader = new Database({ sources: [postgres({ name: 'pg', connection: `postgres://${reader}@${PG_HOST}:${PG_PORT}/${source}` })] });
+    await rejectsWithCode(asReader.startBackup({ to: memory() }).done, 'SOURCE_FAILED', /options of user mappings are hidden from this role: \S+ on server loopback, PUBLIC on server loopback/);
+
     const backup = await backUp(source);
     await rejectsWithCode(restore(backup, source), 'RESTORE_FAILED', /only a superuser can create \(SERVER loopback, USER MAPPING PUBLIC SERVER loopback, .*FOREIGN DATA WRAPPER quiet/);
     assert.deepEqual(await databasesLike(`${source}_restored`), []);

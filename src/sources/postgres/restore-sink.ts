@@ -131,6 +131,15 @@ const USER_OBJECTS_SQL = `
     UNION ALL SELECT 'schema ' || quote_ident(nspname) FROM ns WHERE nspname <> 'public'
     UNION ALL SELECT 'extension ' || quote_ident(extname) FROM pg_extension WHERE extname <> 'plpgsql'
     UNION ALL SELECT 'large object ' || oid::text FROM pg_largeobject_metadata
+    UNION ALL SELECT 'operator ' || o.oid::regoperator::text FROM pg_operator o JOIN ns ON ns.oid = o.oprnamespace
+    UNION ALL SELECT 'text search configuration ' || c.oid::regconfig::text FROM pg_ts_config c JOIN ns ON ns.oid = c.cfgnamespace
+    UNION ALL SELECT 'text search dictionary ' || d.oid::regdictionary::text FROM pg_ts_dict d JOIN ns ON ns.oid = d.dictnamespace
+    UNION ALL SELECT 'operator family ' || quote_ident(f.opfname) FROM pg_opfamily f JOIN ns ON ns.oid = f.opfnamespace
+    UNION ALL SELECT 'foreign-data wrapper ' || quote_ident(fdwname) FROM pg_foreign_data_wrapper
+    UNION ALL SELECT 'foreign server ' || quote_ident(srvname) FROM pg_foreign_server
+    UNION ALL SELECT 'publication ' || quote_ident(pubname) FROM pg_publication
+    UNION ALL SELECT 'event trigger ' || quote_ident(evtname) FROM pg_event_trigger
+    UNION ALL SELECT 'default privileges of ' || quote_ident(pg_get_userbyid(defaclrole)) FROM pg_default_acl
   ) objects LIMIT 5`;
 
 

@@ -14,6 +14,7 @@ function functionName(oid: string): string {
   return `(SELECT format('%I.%I', fn.nspname, f.proname) FROM pg_proc f JOIN pg_namespace fn ON fn.oid = f.pronamespace WHERE f.oid = ${oid})`;
 }
 
+/** Wrappers of no extension, grants on an extension's wrapper, servers and user mappings, with their options, owners, grants and comments. */
 export async function readForeignData(b: CatalogBuilder): Promise<void> {
   for (const fdw of await b.query<{
     oid: number; name: string; ident: string; owner: string; handler: string | null; validator: string | null; options: string | null; acl: string | null; comment: string | null;
