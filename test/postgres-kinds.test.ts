@@ -363,4 +363,25 @@ describe('postgres kinds', () => {
     assert.deepEqual(await sql(restored, found), await sql(source, found));
     assert.deepEqual(await sql(restored, found), [{ ids: '2 3 5' }]);
   });
+
+  it('counts a publication, a foreign server or default privileges as user objects: such a target is not empty, and is left as it was', async (t) => {
+    const source = await createDatabase(t, 'notempty');
+    const reader = await createRole(t, 'notempty_reader');
+    await sql(source, 'CREATE TABLE items (id integer PRIMARY KEY); INSERT INTO items VALUES (1)');
+    const backup = await backUp(source);
+    const target = `${source}_restored`;
+    await sql('postgres', `CREATE DATABASE "${target}" TEMPLATE template0`);
+    for (const [object, pattern, drop] of [
+      ['CREATE PUBLICATION kept', /publication kept/, 'DROP PUBLICATION kept'],
+      ['CREATE FOREIGN DATA WRAPPER bare; CREATE SERVER kept FOREIGN DATA WRAPPER bare', /foreign-data wrapper bare, foreign server kept/, 'DROP SERVER kept; DROP FOREIGN DATA WRAPPER bare'],
+      [`ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO ${reader}`, /default privileges of postgres/, `ALTER DEFAULT PRIVILEGES REVOKE SELECT ON TABLES FROM ${reader}`],
+    ] as const) {
+      await sql(target, object);
+      await rejectsWithCode(restore(backup, source), 'TARGET_NOT_EMPTY', pattern);
+      await sql(target, drop);
+    }
+    // Empty again: restored into it.
+    await restore(backup, source);
+    assert.deepEqual(await sql(target, 'SELECT id FROM items'), [{ id: 1 }]);
+  });
 });
