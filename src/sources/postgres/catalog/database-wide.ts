@@ -52,8 +52,9 @@ export async function readPublications(b: CatalogBuilder): Promise<void> {
   for (const pub of await b.query<{
     oid: number; name: string; ident: string; owner: string; alltables: boolean; publish: string; viaroot: boolean; comment: string | null;
   }>(`
+    -- pubviaroot is a column of PostgreSQL 13 and newer, read by name.
     SELECT p.oid::int AS oid, p.pubname AS name, quote_ident(p.pubname) AS ident, quote_ident(pg_get_userbyid(p.pubowner)) AS owner,
-           p.puballtables AS alltables, p.pubviaroot AS viaroot, obj_description(p.oid, 'pg_publication') AS comment,
+           p.puballtables AS alltables, coalesce((to_jsonb(p)->>'pubviaroot')::boolean, false) AS viaroot, obj_description(p.oid, 'pg_publication') AS comment,
            concat_ws(', ', CASE WHEN p.pubinsert THEN 'insert' END, CASE WHEN p.pubupdate THEN 'update' END,
                      CASE WHEN p.pubdelete THEN 'delete' END, CASE WHEN p.pubtruncate THEN 'truncate' END) AS publish
       FROM pg_publication p ORDER BY p.pubname`)) {
