@@ -11,9 +11,10 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Database, directory, memory, postgres } from '../src/index.js';
+import { consistentArchive, store } from './helpers/craft.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
-import { createDatabase, databasesLike, dataFingerprint, pgDumpCopy, pgUrl, PG_HOST, PG_PORT, PG_USER, schemaDump, sql, uniqueName } from './helpers/postgres.js';
+import { createDatabase, databasesLike, dataFingerprint, dropDatabasesLike, pgDumpCopy, pgUrl, PG_HOST, PG_PORT, PG_USER, schemaDump, sql, uniqueName } from './helpers/postgres.js';
 
 const run = promisify(execFile);
 
@@ -161,7 +162,7 @@ describe('postgres kinds', () => {
     assert.deepEqual(await sql(restored, 'SELECT tag FROM audit ORDER BY id'), [{ tag: 'before' }, { tag: 'CREATE TABLE' }]);
   });
 
-  it('keeps publications of tables (column lists, row filters, publish options) as the temporary role, and FOR ALL TABLES and schema publications as a trusting superuser', async (t) => {
+  it('keeps publications: of tables (column lists, row filters, publish options), FOR ALL TABLES and of a schema (which the superuser creates)', async (t) => {
     const source = await createDatabase(t, 'publications');
     await sql(source, `
       CREATE SCHEMA sales;
@@ -189,12 +190,23 @@ describe('postgres kinds', () => {
       CREATE PUBLICATION everything FOR ALL TABLES;
       CREATE PUBLICATION sales_only FOR TABLES IN SCHEMA sales WITH (publish = 'insert');`);
     dump = await sourceDump(source, [/CREATE PUBLICATION everything FOR ALL TABLES/, /ALTER PUBLICATION sales_only ADD TABLES IN SCHEMA sales/]);
+    await sql(source, `COMMENT ON PUBLICATION everything IS 'for the replica'`);
+    dump = await sourceDump(source, [/COMMENT ON PUBLICATION everything/]);
     const backup = await backUp(source);
-    await rejectsWithCode(restore(backup, source), 'RESTORE_FAILED', /only a superuser can create \(PUBLICATION everything, PUBLICATION TABLES IN SCHEMA sales_only sales\)/);
-    assert.deepEqual(await databasesLike(`${source}_restored`), []);
-    restored = await restore(backup, source, { trustArchiveSql: true });
-    await assertSame(source, restored, dump);
-    assert.deepEqual(await sql(restored, publications), await sql(source, publications));
+    // They need a superuser: created by the superuser once the temporary role is done, or by the superuser throughout.
+    for (const trustArchiveSql of [false, true]) {
+      restored = await restore(backup, source, { trustArchiveSql });
+      await assertSame(source, restored, dump);
+      assert.deepEqual(await sql(restored, publications), await sql(source, publications));
+    }
+    // A role without superuser rights cannot create them: refused before anything.
+    const creator = uniqueName('publications_creator');
+    await sql('postgres', `CREATE ROLE ${creator} LOGIN CREATEDB`);
+    t.after(() => sql('postgres', `DROP ROLE ${creator}`).then(() => {}));
+    const asCreator = `postgres://${creator}@${PG_HOST}:${PG_PORT}/postgres`;
+    await rejectsWithCode(Database.restore({ from: backup, targets: { pg: { connection: asCreator, database: `${source}_creator`, ownership: false } } }),
+      'RESTORE_FAILED', /only a superuser can create \(PUBLICATION everything, PUBLICATION TABLES IN SCHEMA sales_only sales\)/);
+    assert.deepEqual(await databasesLike(`${source}_creator`), []);
   });
 
   it('keeps text search dictionaries and configurations, with their mappings, and what uses them', async (t) => {
@@ -383,5 +395,25 @@ describe('postgres kinds', () => {
     // Empty again: restored into it.
     await restore(backup, source);
     assert.deepEqual(await sql(target, 'SELECT id FROM items'), [{ id: 1 }]);
+  });
+
+  it('runs default privileges and publications of every table or of a schema as the superuser only in the shapes backupkit writes', async (t) => {
+    const target = uniqueName('craftedkinds');
+    t.after(() => dropDatabasesLike(target));
+    const role = await createRole(t, 'craftedkinds_user');
+    const attempts = [
+      { kind: 'DEFAULT ACL', sql: `ALTER DEFAULT PRIVILEGES FOR ROLE postgres GRANT SELECT ON TABLES TO ${role}; ALTER ROLE ${role} SUPERUSER;`, refused: /grant statement backupkit does not write/ },
+      { kind: 'DEFAULT ACL', sql: `GRANT SELECT ON TABLE public.t TO ${role};`, refused: /grant statement backupkit does not write/ },
+      { kind: 'DEFAULT ACL', sql: `ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA pg_catalog GRANT SELECT ON TABLES TO ${role};`, refused: /on a schema of the system/ },
+      { kind: 'PUBLICATION', sql: `CREATE PUBLICATION everything FOR ALL TABLES WITH (publish = 'insert'); ALTER ROLE ${role} SUPERUSER;`, refused: /publication statement backupkit does not write/ },
+      { kind: 'PUBLICATION TABLES IN SCHEMA', sql: 'ALTER PUBLICATION everything ADD TABLES IN SCHEMA pg_catalog;', refused: /publication statement backupkit does not write/ },
+    ];
+    for (const { kind, sql: text, refused } of attempts) {
+      const destination = memory();
+      await store(destination, await consistentArchive([{ kind, section: 'post-data', sql: text }]));
+      await rejectsWithCode(Database.restore({ from: destination, targets: { pg: { connection: server, database: target } } }), 'UNSAFE_ARCHIVE', refused);
+      assert.deepEqual(await databasesLike(target), []);
+    }
+    assert.deepEqual(await sql('postgres', 'SELECT rolsuper FROM pg_roles WHERE rolname = $1', [role]), [{ rolsuper: false }]);
   });
 });

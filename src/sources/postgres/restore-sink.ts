@@ -58,12 +58,7 @@ const DEFAULT_PRIVILEGES_STATEMENT = new RegExp(
  * extensions), and user mappings may lend the remote server's credentials to anyone. Operator
  * classes and families: a wrong one corrupts indexes, so PostgreSQL keeps them to superusers.
  */
-const SUPERUSER_KINDS = new Set([
-  'EVENT TRIGGER', 'PUBLICATION TABLES IN SCHEMA', 'FOREIGN DATA WRAPPER', 'SERVER', 'USER MAPPING', 'FOREIGN TABLE', 'OPERATOR CLASS', 'OPERATOR FAMILY',
-]);
-function needsSuperuser(entry: TocEntry): boolean {
-  return SUPERUSER_KINDS.has(entry.kind) || (entry.kind === 'PUBLICATION' && / FOR ALL TABLES /.test(entry.sql));
-}
+const SUPERUSER_KINDS = new Set(['EVENT TRIGGER', 'FOREIGN DATA WRAPPER', 'SERVER', 'USER MAPPING', 'FOREIGN TABLE', 'OPERATOR CLASS', 'OPERATOR FAMILY']);
 /**
  * The schema of a grant's object, and whether it belongs to an extension: the superuser grants only
  * on objects of the archive or of its extensions, never on the system's (pg_read_file and the like).
@@ -85,6 +80,18 @@ const SUPERUSER_GRANT_KINDS = new Set(['EXTENSION ACL', 'DELEGATED ACL', 'DEFAUL
 /** A string literal as quoteLiteral() writes it: no backslash in a plain one, only doubled ones in an E'' one. */
 const LITERAL = String.raw`(?:'(?:[^'\\]|'')*'|E'(?:[^'\\]|''|\\\\)*')`;
 const EXTENSION_COMMENT = new RegExp(String.raw`^COMMENT ON EXTENSION ${IDENT} IS ${LITERAL};$`);
+/**
+ * Publications of every table or of a schema's need a superuser too, but say only which tables a
+ * subscriber may copy: the superuser creates them (and comments on publications, which may not exist
+ * before), once the temporary role is done, in these shapes only.
+ */
+const PUBLISH = String.raw`'(?:(?:insert|update|delete|truncate)(?:, (?:insert|update|delete|truncate))*)?'`;
+const SUPERUSER_PUBLICATION = new RegExp(
+  String.raw`^(?:CREATE PUBLICATION ${IDENT} FOR ALL TABLES WITH \(publish = ${PUBLISH}(?:, publish_via_partition_root = true)?\)|ALTER PUBLICATION ${IDENT} ADD TABLES IN SCHEMA (${IDENT})|COMMENT ON PUBLICATION ${IDENT} IS ${LITERAL});$`,
+);
+function bySuperuser(entry: TocEntry): boolean {
+  return (entry.kind === 'PUBLICATION' && / FOR ALL TABLES /.test(entry.sql)) || entry.kind === 'PUBLICATION TABLES IN SCHEMA' || (entry.kind === 'COMMENT' && entry.sql.startsWith('COMMENT ON PUBLICATION '));
+}
 
 /** CREATE DATABASE's errors for a locale or encoding the server cannot have (invalid locale name, encoding and locale that do not match). */
 const LOCALE_REFUSED = new Set(['42809', '22023']);
@@ -311,7 +318,7 @@ export class PostgresRestoreSink implements RestoreSink {
     let owner = '';
     try {
       const { rows } = await client.query<{ superuser: boolean }>('SELECT rolsuper AS superuser FROM pg_catalog.pg_roles WHERE rolname = current_user');
-      const superuserOnly = from.entries.filter(needsSuperuser);
+      const superuserOnly = from.entries.filter((entry) => SUPERUSER_KINDS.has(entry.kind) || (!rows[0]?.superuser && bySuperuser(entry) && entry.kind !== 'COMMENT'));
       if (superuserOnly.length > 0 && !(rows[0]?.superuser && target.trustArchiveSql)) {
         throw new BackupError('RESTORE_FAILED', `The archive holds what only a superuser can create (${superuserOnly.slice(0, 5).map((entry) => `${entry.kind} ${entry.name}`).join(', ')}); nothing was restored`, {
           hint: rows[0]?.superuser
@@ -454,6 +461,8 @@ export class PostgresRestoreSink implements RestoreSink {
       for (const setting of RESTORE_SETTINGS) await client.query(setting);
       // Extensions that come with the template (plpgsql) belong to the bootstrap superuser.
       for (const entry of from.entries) if (isExtensionComment(entry)) await this.run(client, entry.sql, `${entry.kind} ${entry.name}`);
+      // Before the owners: a publication FOR ALL TABLES gets its owner (a superuser, as it must be) there.
+      for (const entry of from.entries) if (bySuperuser(entry)) await this.run(client, checkedPublication(entry), `${entry.kind} ${entry.name}`);
       if (target.ownership) {
         for (const entry of from.entries) {
           if (!entry.owner) continue;
@@ -530,7 +539,7 @@ export class PostgresRestoreSink implements RestoreSink {
 
   private async runEntry(client: pg.Client, entry: TocEntry): Promise<void> {
     const what = `${entry.kind} ${entry.schema === null ? '' : `${entry.schema}.`}${entry.name}`;
-    if (this.restricted && isExtensionComment(entry)) return; // by the superuser, in handOver()
+    if (this.restricted && (isExtensionComment(entry) || bySuperuser(entry))) return; // by the superuser, in handOver()
     await this.run(client, entry.sql, what);
     // A temporary role cannot give objects away: the superuser does, once the archive's SQL is done.
     if (entry.owner && this.target.ownership && !this.restricted) await this.run(client, entry.owner, `the owner of ${what}`);
@@ -673,6 +682,16 @@ function parseJsonEntry(data: Buffer, name: string): unknown {
 /** A comment on an extension, in the one shape backupkit writes: safe to run as the superuser. */
 function isExtensionComment(entry: TocEntry): boolean {
   return entry.kind === 'COMMENT' && EXTENSION_COMMENT.test(entry.sql);
+}
+
+function checkedPublication(entry: TocEntry): string {
+  const match = SUPERUSER_PUBLICATION.exec(entry.sql);
+  if (!match || /^"?(pg_|information_schema"?$)/.test(match[1] ?? '')) {
+    throw new BackupError('UNSAFE_ARCHIVE', `toc.json of a PostgreSQL source holds a publication statement backupkit does not write: ${JSON.stringify(entry.sql.slice(0, 200))}; nothing was restored`, {
+      hint: 'Publications of every table or of a schema are created by the superuser, so only the statements backupkit writes are accepted. Find out who crafted this archive.',
+    });
+  }
+  return entry.sql;
 }
 
 function checkedOwnerStatement(statement: string): string {
