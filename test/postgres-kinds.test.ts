@@ -416,4 +416,29 @@ describe('postgres kinds', () => {
     }
     assert.deepEqual(await sql('postgres', 'SELECT rolsuper FROM pg_roles WHERE rolname = $1', [role]), [{ rolsuper: false }]);
   });
+
+  it('keeps user-defined casts (with a function, with INOUT; explicit, assignment, implicit) and what uses them', async (t) => {
+    const source = await createDatabase(t, 'casts');
+    await sql(source, `
+      CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+      CREATE TYPE pair AS (a integer, b integer);
+      CREATE FUNCTION mood_score(mood) RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT array_position(enum_range(NULL::mood), $1) - 2';
+      CREATE FUNCTION pair_sum(pair) RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT ($1).a + ($1).b';
+      CREATE CAST (mood AS integer) WITH FUNCTION mood_score(mood) AS ASSIGNMENT;
+      CREATE CAST (pair AS bigint) WITH FUNCTION pair_sum(pair) AS IMPLICIT;
+      CREATE CAST (text AS pair) WITH INOUT;
+      COMMENT ON CAST (mood AS integer) IS 'sad is -1';
+      CREATE TABLE feelings (id integer PRIMARY KEY, mood mood NOT NULL, score integer, pair pair);
+      INSERT INTO feelings VALUES (1, 'happy', NULL, '(1,2)'), (2, 'sad', NULL, '(3,4)');
+      UPDATE feelings SET score = mood;
+      CREATE VIEW scores AS SELECT id, mood::integer AS score, pair::bigint AS total, '(5,6)'::text::pair AS fixed FROM feelings;`);
+    const casts = `SELECT castsource::regtype::text, casttarget::regtype::text, castfunc::regprocedure::text, castcontext::text, castmethod::text
+                     FROM pg_cast WHERE oid >= 16384 ORDER BY 1, 2`;
+    const dump = await sourceDump(source, [/CREATE CAST \(public\.mood AS integer\) WITH FUNCTION public\.mood_score\(public\.mood\) AS ASSIGNMENT/, /WITH INOUT/]);
+    const restored = await restore(await backUp(source), source);
+    await assertSame(source, restored, dump);
+    assert.deepEqual(await sql(restored, casts), await sql(source, casts));
+    assert.equal((await sql(restored, casts)).length, 3);
+    assert.deepEqual(await sql(restored, 'SELECT * FROM scores ORDER BY id'), await sql(source, 'SELECT * FROM scores ORDER BY id'));
+  });
 });

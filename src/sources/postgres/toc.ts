@@ -92,6 +92,7 @@ const KIND_PRIORITY: Record<string, number> = {
   FUNCTION: 5,
   PROCEDURE: 5,
   AGGREGATE: 6,
+  CAST: 6,
   OPERATOR: 6,
   'OPERATOR FAMILY': 6,
   'OPERATOR CLASS': 6,

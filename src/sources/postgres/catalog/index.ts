@@ -17,7 +17,7 @@ import { readPostData } from './post-data.js';
 import { lockTables, refuseOldServer, refuseUncovered } from './preflight.js';
 import { aclSql } from './privileges.js';
 import { readRelations } from './relations.js';
-import { readRoutines } from './routines.js';
+import { readCasts, readRoutines } from './routines.js';
 import { addSchemas, readCollations, readExtensions, type NamespaceRow } from './schemas.js';
 import { readTypes } from './types.js';
 
@@ -44,7 +44,7 @@ export async function readCatalog(
        WHERE relnamespace = 'pg_catalog'::regnamespace AND relname = ANY($1)`, [
       ['pg_class', 'pg_type', 'pg_proc', 'pg_namespace', 'pg_constraint', 'pg_attrdef', 'pg_rewrite', 'pg_trigger', 'pg_policy', 'pg_extension', 'pg_collation', 'pg_statistic_ext',
        'pg_operator', 'pg_ts_dict', 'pg_ts_config', 'pg_event_trigger', 'pg_publication', 'pg_publication_rel', 'pg_publication_namespace', 'pg_default_acl',
-       'pg_foreign_data_wrapper', 'pg_foreign_server', 'pg_user_mapping', 'pg_opclass', 'pg_opfamily', 'pg_amop', 'pg_amproc'],
+       'pg_foreign_data_wrapper', 'pg_foreign_server', 'pg_user_mapping', 'pg_opclass', 'pg_opfamily', 'pg_amop', 'pg_amproc', 'pg_cast'],
     ])).map((row) => [row.name, row.oid]),
   ) as Record<string, number>;
   const namespaceRows = await q<NamespaceRow>(`
@@ -72,6 +72,7 @@ export async function readCatalog(
   await readForeignData(b);
   await readTypes(b);
   await readRoutines(b);
+  await readCasts(b);
   await readOperators(b);
   await readOperatorClasses(b);
   await readTextSearch(b);

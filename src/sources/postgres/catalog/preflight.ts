@@ -24,8 +24,6 @@ export async function refuseUncovered(b: CatalogBuilder): Promise<void> {
       -- pg_subscription is shared by the cluster: only this database's. Its subname column is readable by every role.
       (SELECT 'subscriptions (' || string_agg(quote_ident(subname), ', ' ORDER BY subname) || ')' FROM pg_subscription
         WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())),
-      (SELECT 'casts' FROM pg_cast c WHERE c.oid >= ${FIRST_NORMAL_OID} AND ${notExtensionMember('pg_cast', 'c.oid')}
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_cast'::regclass AND d.objid = c.oid AND d.deptype = 'i') LIMIT 1),
       -- Parsers and templates are made of C functions, by a superuser; dictionaries and configurations on them are covered.
       (SELECT 'text search parsers or templates' FROM pg_ts_parser WHERE prsnamespace = ANY($1) AND ${notExtensionMember('pg_ts_parser', 'oid')}
         UNION ALL SELECT 'text search parsers or templates' FROM pg_ts_template WHERE tmplnamespace = ANY($1) AND ${notExtensionMember('pg_ts_template', 'oid')} LIMIT 1),

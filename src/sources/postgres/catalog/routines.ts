@@ -1,6 +1,6 @@
 /** Functions, procedures and aggregates. */
 import { quoteLiteral } from '../connection.js';
-import { notExtensionMember, type CatalogBuilder } from './builder.js';
+import { FIRST_NORMAL_OID, notExtensionMember, type CatalogBuilder } from './builder.js';
 import { aclSql } from './privileges.js';
 
 /** Functions, procedures and aggregates, written by pg_get_functiondef (aggregates by hand). */
@@ -58,4 +58,31 @@ function aggregateSql(signature: string, agg: Record<string, string | boolean | 
   const parallel = { s: 'SAFE', r: 'RESTRICTED' }[String(agg['parallel'])];
   if (parallel) options.push(`PARALLEL = ${parallel}`);
   return `CREATE AGGREGATE ${signature} (\n    ${options.join(',\n    ')}\n);`;
+}
+
+/**
+ * User-defined casts, as pg_dump finds them: created after initdb, by no extension, and not the
+ * ones PostgreSQL makes itself (internally dependent). Restoring one needs to own its source or
+ * target type, or a superuser for a cast between system types or a binary-coercible one.
+ */
+export async function readCasts(b: CatalogBuilder): Promise<void> {
+  // Of no schema: with `schemas`, left out as pg_dump --schema leaves them out.
+  if (!b.wholeDatabase) return;
+  for (const cast of await b.query<{ oid: number; source: string; target: string; func: string | null; context: string; method: string; comment: string | null }>(`
+    SELECT c.oid::int AS oid, format_type(c.castsource, NULL) AS source, format_type(c.casttarget, NULL) AS target,
+           CASE WHEN c.castfunc <> 0 THEN c.castfunc::regprocedure::text END AS func, c.castcontext::text AS context, c.castmethod::text AS method,
+           obj_description(c.oid, 'pg_cast') AS comment
+      FROM pg_cast c
+     WHERE c.oid >= ${FIRST_NORMAL_OID} AND ${notExtensionMember('pg_cast', 'c.oid')}
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_cast'::regclass AND d.objid = c.oid AND d.deptype = 'i')
+     ORDER BY 2, 3`)) {
+    const how = cast.method === 'f' ? `WITH FUNCTION ${cast.func}` : cast.method === 'i' ? 'WITH INOUT' : 'WITHOUT FUNCTION';
+    const context = { a: ' AS ASSIGNMENT', i: ' AS IMPLICIT' }[cast.context] ?? '';
+    const target = `CAST (${cast.source} AS ${cast.target})`;
+    const entry = b.add({
+      kind: 'CAST', schema: null, name: `${cast.source} AS ${cast.target}`, section: 'pre-data', sql: `CREATE ${target} ${how}${context};`,
+      creates: [b.key('pg_cast', cast.oid)],
+    });
+    b.comment(target, cast.comment, entry, null);
+  }
 }
