@@ -252,6 +252,8 @@ export const ANALYZED_TABLES_SQL = `
    WHERE (c.relkind IN ('r', 'p') OR (c.relkind = 'm' AND c.relispopulated))
      AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname !~ '^pg_(toast_)?temp_'
      AND c.oid NOT IN (SELECT oid FROM remote)
+     -- ANALYZE of a partitioned table samples its partitions and analyzes each: a partition is named only when its parent is not.
+     AND NOT (c.relispartition AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid AND i.inhparent NOT IN (SELECT oid FROM remote)))
    ORDER BY 1`;
 
 /** The settings a restore (and `schema.sql`) runs with, as pg_dump's scripts start. */
