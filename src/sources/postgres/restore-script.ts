@@ -37,9 +37,10 @@ export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[
     if (lo.acl !== null) lines.push(lo.acl);
   }
   const grants = (kind: string): boolean => kind === 'ACL' || kind === 'EXTENSION ACL' || kind === 'DELEGATED ACL' || kind === 'DEFAULT ACL';
-  section('post-data', (kind) => !grants(kind) && kind !== 'MATERIALIZED VIEW DATA');
+  section('post-data', (kind) => !grants(kind) && kind !== 'MATERIALIZED VIEW DATA' && kind !== 'EVENT TRIGGER');
   for (const entry of toc.entries) if (grants(entry.kind)) lines.push(...renderEntry(entry));
   for (const entry of toc.entries) if (entry.kind === 'MATERIALIZED VIEW DATA') lines.push(...renderEntry(entry));
+  for (const entry of toc.entries) if (entry.kind === 'EVENT TRIGGER') lines.push(...renderEntry(entry));
   lines.push(`SELECT 'ANALYZE ' || string_agg(name, ', ') FROM (${ANALYZED_TABLES_SQL}) AS t HAVING count(*) > 0`, '\\gexec', '');
   return lines.join('\n');
 }

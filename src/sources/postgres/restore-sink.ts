@@ -427,13 +427,13 @@ export class PostgresRestoreSink implements RestoreSink {
     const postData = from.entries.filter((entry) => entry.section === 'post-data');
     const parallel = postData.filter((entry) => PARALLEL_POST_DATA.has(entry.kind));
     await Promise.all(parallel.map((entry) => limit(() => sessions.use((client) => this.runEntry(client, entry)))));
-    const last = new Set([...GRANT_KINDS, 'MATERIALIZED VIEW DATA']);
+    const last = new Set([...GRANT_KINDS, 'MATERIALIZED VIEW DATA', 'EVENT TRIGGER']);
     await sessions.use(async (main) => {
       for (const entry of postData) if (!PARALLEL_POST_DATA.has(entry.kind) && !last.has(entry.kind)) await this.runEntry(main, entry);
     });
   }
 
-  /** Grants, materialized view refreshes (which may depend on them), ANALYZE. */
+  /** Grants, materialized view refreshes (which may depend on them), event triggers, ANALYZE. */
   private async finish(main: pg.Client, from: Toc): Promise<void> {
     const postData = from.entries.filter((entry) => entry.section === 'post-data');
     if (this.target.ownership) {
@@ -443,6 +443,8 @@ export class PostgresRestoreSink implements RestoreSink {
       for (const lo of from.largeObjects) if (lo.acl !== null) await this.run(main, lo.acl, `the grants of large object ${lo.oid}`);
     }
     for (const entry of postData) if (entry.kind === 'MATERIALIZED VIEW DATA') await this.runEntry(main, entry);
+    // Last of the archive's SQL: an event trigger that blocks schema changes (GRANT, REFRESH…) must not block the restore.
+    for (const entry of postData) if (entry.kind === 'EVENT TRIGGER') await this.runEntry(main, entry);
     const { rows } = await main.query<{ name: string }>(ANALYZED_TABLES_SQL);
     for (let i = 0; i < rows.length; i += 1000) {
       await this.run(main, `ANALYZE ${rows.slice(i, i + 1000).map((row) => row.name).join(', ')}`, 'statistics (ANALYZE)');

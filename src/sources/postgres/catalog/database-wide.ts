@@ -103,11 +103,15 @@ export async function readEventTriggers(b: CatalogBuilder): Promise<void> {
      ORDER BY et.evtname`)) {
     const tags = trigger.tags ? `\n    WHEN TAG IN (${trigger.tags.map(quoteLiteral).join(', ')})` : '';
     const mode = EVENT_TRIGGER_MODES[trigger.enabled];
-    const entry = b.add({
-      kind: 'EVENT TRIGGER', schema: null, name: trigger.name, section: 'post-data',
-      sql: `CREATE EVENT TRIGGER ${trigger.ident} ON ${trigger.event}${tags}\n    EXECUTE FUNCTION ${trigger.func}();${mode ? `\nALTER EVENT TRIGGER ${trigger.ident} ${mode};` : ''}`,
+    // Its comment in the same entry: a restore creates event triggers after everything else (restore-sink.ts).
+    const statements = [
+      `CREATE EVENT TRIGGER ${trigger.ident} ON ${trigger.event}${tags}\n    EXECUTE FUNCTION ${trigger.func}();`,
+      ...(mode ? [`ALTER EVENT TRIGGER ${trigger.ident} ${mode};`] : []),
+      ...(trigger.comment === null ? [] : [`COMMENT ON EVENT TRIGGER ${trigger.ident} IS ${quoteLiteral(trigger.comment)};`]),
+    ];
+    b.add({
+      kind: 'EVENT TRIGGER', schema: null, name: trigger.name, section: 'post-data', sql: statements.join('\n'),
       owner: `ALTER EVENT TRIGGER ${trigger.ident} OWNER TO ${trigger.owner};`, creates: [b.key('pg_event_trigger', trigger.oid)],
     });
-    b.comment(`EVENT TRIGGER ${trigger.ident}`, trigger.comment, entry, null);
   }
 }
