@@ -460,4 +460,37 @@ describe('postgres kinds', () => {
     assert.equal((await sql(restored, casts)).length, 3);
     assert.deepEqual(await sql(restored, 'SELECT * FROM scores ORDER BY id'), await sql(source, 'SELECT * FROM scores ORDER BY id'));
   });
+
+  it('keeps subscriptions as pg_dump does (connect = false: disabled, no connection, no copy) when restored as a superuser trusting the archive; refuses, before anything, otherwise', async (t) => {
+    const source = await createDatabase(t, 'subscriptions');
+    await sql(source, `
+      CREATE TABLE items (id integer PRIMARY KEY);
+      INSERT INTO items VALUES (1), (2);
+      CREATE SUBSCRIPTION bk_sub_orders CONNECTION 'host=127.0.0.1 dbname=nowhere password=s3cret' PUBLICATION nothing, "Other"
+        WITH (connect = false, slot_name = NONE, enabled = false, binary = true, streaming = on, disable_on_error = true, synchronous_commit = 'local');
+      CREATE SUBSCRIPTION bk_sub_slot CONNECTION 'host=127.0.0.1 dbname=nowhere' PUBLICATION everything WITH (connect = false, slot_name = 'bk_slot');
+      COMMENT ON SUBSCRIPTION bk_sub_slot IS 'linked to its slot by hand';`);
+    // A database cannot be dropped while it holds a subscription, nor a subscription with a slot without reaching its publisher.
+    const dropSubscriptions = async (database: string): Promise<void> => {
+      for (const { subname } of await sql<{ subname: string }>(database, 'SELECT subname FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())')) {
+        await sql(database, `ALTER SUBSCRIPTION ${subname} DISABLE; ALTER SUBSCRIPTION ${subname} SET (slot_name = NONE); DROP SUBSCRIPTION ${subname}`);
+      }
+    };
+    const subscriptions = `SELECT subname, subenabled, subbinary, substream::text, subdisableonerr, subsynccommit, subslotname, subpublications, subconninfo, pg_get_userbyid(subowner) AS owner
+                             FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY 1`;
+    // Here, not in t.after: hooks run in order, and the database's is first.
+    try {
+      const dump = await sourceDump(source, [/CREATE SUBSCRIPTION bk_sub_orders CONNECTION .* PUBLICATION nothing, "Other" WITH \(connect = false/]);
+      const backup = await backUp(source);
+      await rejectsWithCode(restore(backup, source), 'RESTORE_FAILED', /only a superuser can create \(SUBSCRIPTION bk_sub_orders, SUBSCRIPTION bk_sub_slot\)/);
+      const restored = await restore(backup, source, { trustArchiveSql: true });
+      await assertSame(source, restored, dump);
+      assert.deepEqual(await sql(restored, subscriptions), await sql(source, subscriptions));
+      assert.deepEqual((await sql<{ subslotname: string | null; subconninfo: string }>(restored, subscriptions)).map((row) => [row.subslotname, row.subconninfo]), [
+        [null, 'host=127.0.0.1 dbname=nowhere password=s3cret'], ['bk_slot', 'host=127.0.0.1 dbname=nowhere'],
+      ]);
+    } finally {
+      for (const database of await databasesLike(source)) await dropSubscriptions(database);
+    }
+  });
 });

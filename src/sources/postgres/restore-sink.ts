@@ -56,9 +56,10 @@ const DEFAULT_PRIVILEGES_STATEMENT = new RegExp(
  * schema later, superusers too, so the temporary role must not make one for the archive. Foreign
  * data needs a wrapper, which only a superuser creates (postgres_fdw and file_fdw are not trusted
  * extensions), and user mappings may lend the remote server's credentials to anyone. Operator
- * classes and families: a wrong one corrupts indexes, so PostgreSQL keeps them to superusers.
+ * classes and families: a wrong one corrupts indexes, so PostgreSQL keeps them to superusers. A
+ * subscription holds the publisher's credentials, and connects to it once enabled.
  */
-const SUPERUSER_KINDS = new Set(['EVENT TRIGGER', 'FOREIGN DATA WRAPPER', 'SERVER', 'USER MAPPING', 'FOREIGN TABLE', 'OPERATOR CLASS', 'OPERATOR FAMILY']);
+const SUPERUSER_KINDS = new Set(['EVENT TRIGGER', 'FOREIGN DATA WRAPPER', 'SERVER', 'USER MAPPING', 'FOREIGN TABLE', 'OPERATOR CLASS', 'OPERATOR FAMILY', 'SUBSCRIPTION']);
 /**
  * The schema of a grant's object, and whether it belongs to an extension: the superuser grants only
  * on objects of the archive or of its extensions, never on the system's (pg_read_file and the like).

@@ -3,6 +3,7 @@
  * pg_dump, they come after everything else, so that none applies to (or fires on) the objects a
  * restore creates, and only without `schemas` (but for default privileges of a schema backed up).
  */
+import { BackupError } from '../../../errors.js';
 import { quoteLiteral } from '../connection.js';
 import { notExtensionMember, type CatalogBuilder } from './builder.js';
 import { aclSql } from './privileges.js';
@@ -113,5 +114,52 @@ export async function readEventTriggers(b: CatalogBuilder): Promise<void> {
       kind: 'EVENT TRIGGER', schema: null, name: trigger.name, section: 'post-data', sql: statements.join('\n'),
       owner: `ALTER EVENT TRIGGER ${trigger.ident} OWNER TO ${trigger.owner};`, creates: [b.key('pg_event_trigger', trigger.oid)],
     });
+  }
+}
+
+/**
+ * Subscriptions, as pg_dump writes them: `connect = false`, so that a restore neither connects to the
+ * publisher nor creates a slot, nor copies anything; a restored subscription is disabled, and is
+ * enabled by whoever decides that the copy should replicate (an enabled copy would take its slot
+ * from the subscriber it was made from). Their connection strings hold credentials, readable by a
+ * superuser only.
+ */
+export async function readSubscriptions(b: CatalogBuilder): Promise<void> {
+  if (!b.wholeDatabase) return;
+  const [access] = await b.query<{ count: number; readable: boolean }>(`
+    SELECT count(*)::int AS count, has_column_privilege('pg_catalog.pg_subscription', 'subconninfo', 'SELECT') AS readable
+      FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`);
+  if (!access || access.count === 0) return;
+  if (!access.readable) {
+    throw new BackupError('SOURCE_FAILED', `The database has ${access.count} subscription(s), whose connection strings only a superuser can read`, {
+      hint: 'Back up as a superuser, or back up only some schemas with `schemas` (subscriptions are then left out, as pg_dump --schema leaves them out).',
+    });
+  }
+  for (const sub of await b.query<{ oid: number; name: string; ident: string; owner: string; conninfo: string; slot: string | null; publications: string[]; info: Record<string, unknown>; comment: string | null }>(`
+    SELECT s.oid::int AS oid, s.subname AS name, quote_ident(s.subname) AS ident, quote_ident(pg_get_userbyid(s.subowner)) AS owner, s.subconninfo AS conninfo,
+           s.subslotname AS slot, (SELECT array_agg(quote_ident(p) ORDER BY o) FROM unnest(s.subpublications) WITH ORDINALITY AS x(p, o)) AS publications,
+           -- Options differ between versions (two_phase and disable_on_error 15, origin 16, failover 17): read by name.
+           to_jsonb(s) - 'subconninfo' AS info, obj_description(s.oid, 'pg_subscription') AS comment
+      FROM pg_subscription s WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+     ORDER BY s.subname`)) {
+    const info = sub.info;
+    const on = (value: unknown): boolean => value === true || value === 't';
+    const options = ['connect = false', `slot_name = ${sub.slot === null ? 'NONE' : quoteLiteral(sub.slot)}`];
+    if (on(info['subbinary'])) options.push('binary = true');
+    if (on(info['substream'])) options.push('streaming = on');
+    if (info['substream'] === 'p') options.push('streaming = parallel');
+    if (typeof info['subtwophasestate'] === 'string' && info['subtwophasestate'] !== 'd') options.push('two_phase = on');
+    if (on(info['subdisableonerr'])) options.push('disable_on_error = true');
+    if (typeof info['subsynccommit'] === 'string' && info['subsynccommit'] !== 'off') options.push(`synchronous_commit = ${quoteLiteral(info['subsynccommit'])}`);
+    if (typeof info['suborigin'] === 'string' && info['suborigin'] !== 'any') options.push(`origin = ${quoteLiteral(info['suborigin'])}`);
+    if (info['subpasswordrequired'] === false) options.push('password_required = false');
+    if (on(info['subrunasowner'])) options.push('run_as_owner = true');
+    if (on(info['subfailover'])) options.push('failover = true');
+    const entry = b.add({
+      kind: 'SUBSCRIPTION', schema: null, name: sub.name, section: 'post-data',
+      sql: `CREATE SUBSCRIPTION ${sub.ident} CONNECTION ${quoteLiteral(sub.conninfo)} PUBLICATION ${sub.publications.join(', ')} WITH (${options.join(', ')});`,
+      owner: `ALTER SUBSCRIPTION ${sub.ident} OWNER TO ${sub.owner};`, creates: [b.key('pg_subscription', sub.oid)],
+    });
+    b.comment(`SUBSCRIPTION ${sub.ident}`, sub.comment, entry, null);
   }
 }

@@ -9,7 +9,7 @@ import { BackupError } from '../../../errors.js';
 import type { Toc } from '../toc.js';
 import { CatalogBuilder, notExtensionMember } from './builder.js';
 import { sortedEntries } from './dependencies.js';
-import { readDefaultPrivileges, readEventTriggers, readPublications } from './database-wide.js';
+import { readDefaultPrivileges, readEventTriggers, readPublications, readSubscriptions } from './database-wide.js';
 import { readForeignData } from './foreign-data.js';
 import { readLargeObjects } from './large-objects.js';
 import { readOperatorClasses, readOperators, readTextSearch } from './operators.js';
@@ -44,7 +44,7 @@ export async function readCatalog(
        WHERE relnamespace = 'pg_catalog'::regnamespace AND relname = ANY($1)`, [
       ['pg_class', 'pg_type', 'pg_proc', 'pg_namespace', 'pg_constraint', 'pg_attrdef', 'pg_rewrite', 'pg_trigger', 'pg_policy', 'pg_extension', 'pg_collation', 'pg_statistic_ext',
        'pg_operator', 'pg_ts_dict', 'pg_ts_config', 'pg_event_trigger', 'pg_publication', 'pg_publication_rel', 'pg_publication_namespace', 'pg_default_acl',
-       'pg_foreign_data_wrapper', 'pg_foreign_server', 'pg_user_mapping', 'pg_opclass', 'pg_opfamily', 'pg_amop', 'pg_amproc', 'pg_cast'],
+       'pg_foreign_data_wrapper', 'pg_foreign_server', 'pg_user_mapping', 'pg_opclass', 'pg_opfamily', 'pg_amop', 'pg_amproc', 'pg_cast', 'pg_subscription'],
     ])).map((row) => [row.name, row.oid]),
   ) as Record<string, number>;
   const namespaceRows = await q<NamespaceRow>(`
@@ -79,6 +79,7 @@ export async function readCatalog(
   const { tables, sequenceValues } = await readRelations(b);
   await readPostData(b);
   await readPublications(b);
+  await readSubscriptions(b);
   await readDefaultPrivileges(b);
   await readEventTriggers(b);
   const entries = await sortedEntries(b, schemas, sequenceValues);

@@ -21,9 +21,6 @@ export function refuseOldServer(version: string, versionNum: number): void {
 export async function refuseUncovered(b: CatalogBuilder): Promise<void> {
   const [row] = await b.query<{ found: string[] | null }>(`
     SELECT array_remove(ARRAY[
-      -- pg_subscription is shared by the cluster: only this database's. Its subname column is readable by every role.
-      (SELECT 'subscriptions (' || string_agg(quote_ident(subname), ', ' ORDER BY subname) || ')' FROM pg_subscription
-        WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())),
       -- Parsers and templates are made of C functions, by a superuser; dictionaries and configurations on them are covered.
       (SELECT 'text search parsers or templates' FROM pg_ts_parser WHERE prsnamespace = ANY($1) AND ${notExtensionMember('pg_ts_parser', 'oid')}
         UNION ALL SELECT 'text search parsers or templates' FROM pg_ts_template WHERE tmplnamespace = ANY($1) AND ${notExtensionMember('pg_ts_template', 'oid')} LIMIT 1),
