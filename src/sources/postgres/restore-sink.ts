@@ -147,6 +147,7 @@ const USER_OBJECTS_SQL = `
     UNION ALL SELECT 'foreign server ' || quote_ident(srvname) FROM pg_foreign_server
     UNION ALL SELECT 'publication ' || quote_ident(pubname) FROM pg_publication
     UNION ALL SELECT 'event trigger ' || quote_ident(evtname) FROM pg_event_trigger
+    UNION ALL SELECT 'subscription ' || quote_ident(subname) FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
     UNION ALL SELECT 'default privileges of ' || quote_ident(pg_get_userbyid(defaclrole)) FROM pg_default_acl
   ) objects LIMIT 5`;
 
