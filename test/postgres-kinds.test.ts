@@ -493,4 +493,47 @@ describe('postgres kinds', () => {
       for (const database of await databasesLike(source)) await dropSubscriptions(database);
     }
   });
+
+  it('keeps ordered-set, hypothetical-set and moving aggregates, and grants on them', async (t) => {
+    const source = await createDatabase(t, 'aggregates');
+    const role = await createRole(t, 'aggregates_user');
+    await sql(source, `
+      CREATE FUNCTION arr_add(anyarray, anyelement) RETURNS anyarray LANGUAGE sql IMMUTABLE AS 'SELECT $1 || $2';
+      CREATE FUNCTION nth_final(anyarray, integer, anyelement) RETURNS anyelement LANGUAGE sql IMMUTABLE AS 'SELECT $1[$2]';
+      CREATE AGGREGATE nth(integer ORDER BY anyelement) (SFUNC = arr_add, STYPE = anyarray, FINALFUNC = nth_final, FINALFUNC_EXTRA, INITCOND = '{}');
+      CREATE AGGREGATE nth_shared(integer ORDER BY anyelement) (SFUNC = arr_add, STYPE = anyarray, FINALFUNC = nth_final, FINALFUNC_EXTRA, FINALFUNC_MODIFY = READ_ONLY, INITCOND = '{}');
+      CREATE FUNCTION int_add(bigint, integer) RETURNS bigint LANGUAGE sql IMMUTABLE STRICT AS 'SELECT $1 + $2';
+      CREATE FUNCTION int_sub(bigint, integer) RETURNS bigint LANGUAGE sql IMMUTABLE STRICT AS 'SELECT $1 - $2';
+      CREATE AGGREGATE msum(integer) (SFUNC = int_add, STYPE = bigint, INITCOND = '0', MSFUNC = int_add, MINVFUNC = int_sub, MSTYPE = bigint, MINITCOND = '0');
+      REVOKE ALL ON FUNCTION nth(integer, anyelement) FROM PUBLIC;
+      GRANT EXECUTE ON FUNCTION nth(integer, anyelement) TO ${role};
+      COMMENT ON AGGREGATE nth(integer ORDER BY anyelement) IS 'the nth smallest';
+      CREATE TABLE readings (id integer PRIMARY KEY, value integer NOT NULL);
+      INSERT INTO readings SELECT i, (i * 7) % 11 FROM generate_series(1, 20) i;
+      CREATE VIEW summary AS SELECT nth(3) WITHIN GROUP (ORDER BY value) AS third FROM readings;
+      CREATE VIEW moving AS SELECT id, msum(value) OVER (ORDER BY id ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS last3 FROM readings;`);
+    const aggregates = `SELECT aggfnoid::regprocedure::text, aggkind, aggnumdirectargs, aggfinalmodify, aggmtransfn::text, aggminvtransfn::text, aggmtranstype::regtype::text, aggminitval
+                          FROM pg_aggregate WHERE aggfnoid >= 16384 ORDER BY 1`;
+    const check = async (restored: string, dump: string): Promise<void> => {
+      await assertSame(source, restored, dump);
+      assert.deepEqual(await sql(restored, aggregates), await sql(source, aggregates));
+      for (const query of ['SELECT * FROM summary', 'SELECT * FROM moving ORDER BY id']) assert.deepEqual(await sql(restored, query), await sql(source, query));
+      assert.deepEqual(await sql(restored, `SELECT has_function_privilege('${role}', 'nth(integer, anyelement)', 'EXECUTE') AS role, has_function_privilege('public', 'nth(integer, anyelement)', 'EXECUTE') AS public`),
+        [{ role: true, public: false }]);
+    };
+    let dump = await sourceDump(source, [/CREATE AGGREGATE public\.nth\(integer ORDER BY anyelement\)/, /MINVFUNC = public\.int_sub/]);
+    await check(await restore(await backUp(source), source), dump);
+    await sql('postgres', `DROP DATABASE "${source}_restored" WITH (FORCE)`);
+
+    // A state of type internal needs a superuser: the temporary role cannot, a superuser trusting the archive can.
+    await sql(source, `
+      CREATE AGGREGATE my_rank(VARIADIC "any" ORDER BY VARIADIC "any") (SFUNC = ordered_set_transition_multi, STYPE = internal, FINALFUNC = rank_final, FINALFUNC_EXTRA, HYPOTHETICAL);
+      CREATE VIEW ranks AS SELECT my_rank(5) WITHIN GROUP (ORDER BY value) AS rank_of_5 FROM readings;`);
+    dump = await sourceDump(source, [/HYPOTHETICAL/]);
+    const backup = await backUp(source);
+    await rejectsWithCode(restore(backup, source), 'RESTORE_FAILED', /only a superuser can create \(AGGREGATE my_rank\(VARIADIC "any" ORDER BY VARIADIC "any"\)\)/);
+    const restored = await restore(backup, source, { trustArchiveSql: true });
+    await check(restored, dump);
+    assert.deepEqual(await sql(restored, 'SELECT * FROM ranks'), await sql(source, 'SELECT * FROM ranks'));
+  });
 });

@@ -60,6 +60,10 @@ const DEFAULT_PRIVILEGES_STATEMENT = new RegExp(
  * subscription holds the publisher's credentials, and connects to it once enabled.
  */
 const SUPERUSER_KINDS = new Set(['EVENT TRIGGER', 'FOREIGN DATA WRAPPER', 'SERVER', 'USER MAPPING', 'FOREIGN TABLE', 'OPERATOR CLASS', 'OPERATOR FAMILY', 'SUBSCRIPTION']);
+/** …and an aggregate whose state is `internal` (a C structure its functions trust blindly). */
+function needsSuperuser(entry: TocEntry): boolean {
+  return SUPERUSER_KINDS.has(entry.kind) || (entry.kind === 'AGGREGATE' && /\n {4}M?STYPE = internal,?\n/.test(entry.sql));
+}
 /**
  * The schema of a grant's object, and whether it belongs to an extension: the superuser grants only
  * on objects of the archive or of its extensions, never on the system's (pg_read_file and the like).
@@ -320,7 +324,7 @@ export class PostgresRestoreSink implements RestoreSink {
     let owner = '';
     try {
       const { rows } = await client.query<{ superuser: boolean }>('SELECT rolsuper AS superuser FROM pg_catalog.pg_roles WHERE rolname = current_user');
-      const superuserOnly = from.entries.filter((entry) => SUPERUSER_KINDS.has(entry.kind) || (!rows[0]?.superuser && bySuperuser(entry) && entry.kind !== 'COMMENT'));
+      const superuserOnly = from.entries.filter((entry) => needsSuperuser(entry) || (!rows[0]?.superuser && bySuperuser(entry) && entry.kind !== 'COMMENT'));
       if (superuserOnly.length > 0 && !(rows[0]?.superuser && target.trustArchiveSql)) {
         throw new BackupError('RESTORE_FAILED', `The archive holds what only a superuser can create (${superuserOnly.slice(0, 5).map((entry) => `${entry.kind} ${entry.name}`).join(', ')}); nothing was restored`, {
           hint: rows[0]?.superuser
