@@ -1,7 +1,8 @@
 /**
- * Objects of no schema or of every table: default privileges, publications and event triggers. Like
- * pg_dump, they come after everything else, so that none applies to (or fires on) the objects a
- * restore creates, and only without `schemas` (but for default privileges of a schema backed up).
+ * Objects of no schema or of every table: default privileges, publications, subscriptions and event
+ * triggers. Like pg_dump, they come after everything else, so that none applies to (or fires on) the
+ * objects a restore creates, and only without `schemas` (but for default privileges of a schema
+ * backed up).
  */
 import { BackupError } from '../../../errors.js';
 import { quoteLiteral } from '../connection.js';
