@@ -233,6 +233,10 @@ describe('postgres kinds', () => {
       ALTER TEXT SEARCH CONFIGURATION search.docs ALTER MAPPING FOR asciiword, word WITH search.short_words, search."Stems";
       ALTER TEXT SEARCH CONFIGURATION search.docs DROP MAPPING FOR url, email;
       CREATE TEXT SEARCH CONFIGURATION search.bare (PARSER = pg_catalog."default");
+      -- The common French setup: an extension's dictionary first (unaccent, trusted), then the stemmer.
+      CREATE EXTENSION unaccent;
+      CREATE TEXT SEARCH CONFIGURATION search.fr (COPY = pg_catalog.french);
+      ALTER TEXT SEARCH CONFIGURATION search.fr ALTER MAPPING FOR hword, hword_part, word WITH public.unaccent, french_stem;
       COMMENT ON TEXT SEARCH CONFIGURATION search.docs IS 'for documents';
       COMMENT ON TEXT SEARCH DICTIONARY search.short_words IS 'no stop words';
       ALTER TEXT SEARCH CONFIGURATION search.bare OWNER TO ${owner};
@@ -243,13 +247,15 @@ describe('postgres kinds', () => {
     const mappings = `SELECT c.cfgname, t.alias, m.mapseqno, m.mapdict::regdictionary::text AS dict
                         FROM pg_ts_config c JOIN pg_ts_config_map m ON m.mapcfg = c.oid JOIN ts_token_type(c.cfgparser) t ON t.tokid = m.maptokentype
                        WHERE c.cfgnamespace = 'search'::regnamespace ORDER BY 1, 2, 3`;
-    const dump = await sourceDump(source, [/ADD MAPPING FOR asciiword WITH search\.short_words, search\."Stems"/, /CREATE TEXT SEARCH CONFIGURATION search\.bare/]);
+    const dump = await sourceDump(source, [/ADD MAPPING FOR asciiword WITH search\.short_words, search\."Stems"/, /CREATE TEXT SEARCH CONFIGURATION search\.bare/, /ADD MAPPING FOR word WITH public\.unaccent, french_stem/]);
     const restored = await restore(await backUp(source), source);
     await assertSame(source, restored, dump);
     assert.deepEqual(await sql(restored, mappings), await sql(source, mappings));
     const query = `SELECT id FROM documents WHERE to_tsvector('search.docs'::regconfig, body) @@ to_tsquery('search.docs', 'run & fox') ORDER BY id LIMIT 3`;
     assert.deepEqual(await sql(restored, query), await sql(source, query));
     assert.equal((await sql(restored, query)).length, 3);
+    const french = `SELECT to_tsvector('search.fr', 'Élève à l''école') AS v`;
+    assert.deepEqual(await sql(restored, french), await sql(source, french));
   });
 
   it('keeps typed tables (CREATE TABLE ... OF type) with their column options, constraints and rows', async (t) => {
