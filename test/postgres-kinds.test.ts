@@ -465,6 +465,12 @@ describe('postgres kinds', () => {
     assert.deepEqual(await sql(restored, casts), await sql(source, casts));
     assert.equal((await sql(restored, casts)).length, 3);
     assert.deepEqual(await sql(restored, 'SELECT * FROM scores ORDER BY id'), await sql(source, 'SELECT * FROM scores ORDER BY id'));
+
+    // With schemas, the casts of their types come along: the view needs them.
+    const limited = memory();
+    await new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(source), schemas: ['public'] })] }).startBackup({ to: limited }).done;
+    await Database.restore({ from: limited, targets: { pg: { connection: server, database: `${source}_limited` } } });
+    assert.deepEqual(await sql(`${source}_limited`, casts), await sql(source, casts));
   });
 
   it('keeps subscriptions as pg_dump does (connect = false: disabled, no connection, no copy) when restored as a superuser trusting the archive; refuses, before anything, otherwise', async (t) => {

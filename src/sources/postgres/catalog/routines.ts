@@ -91,8 +91,6 @@ function aggregateSql(signature: string, agg: Record<string, string | boolean | 
  * target type, or a superuser for a cast between system types or a binary-coercible one.
  */
 export async function readCasts(b: CatalogBuilder): Promise<void> {
-  // Of no schema: with `schemas`, left out as pg_dump --schema leaves them out.
-  if (!b.wholeDatabase) return;
   for (const cast of await b.query<{ oid: number; source: string; target: string; func: string | null; context: string; method: string; comment: string | null }>(`
     SELECT c.oid::int AS oid, format_type(c.castsource, NULL) AS source, format_type(c.casttarget, NULL) AS target,
            CASE WHEN c.castfunc <> 0 THEN c.castfunc::regprocedure::text END AS func, c.castcontext::text AS context, c.castmethod::text AS method,
@@ -100,7 +98,10 @@ export async function readCasts(b: CatalogBuilder): Promise<void> {
       FROM pg_cast c
      WHERE c.oid >= ${FIRST_NORMAL_OID} AND ${notExtensionMember('pg_cast', 'c.oid')}
        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_cast'::regclass AND d.objid = c.oid AND d.deptype = 'i')
-     ORDER BY 2, 3`)) {
+       -- Of no schema: with a schemas limit, those of their types or functions, which the objects backed up may use (a view casting).
+       AND ($2 OR EXISTS (SELECT 1 FROM pg_type t WHERE t.oid IN (c.castsource, c.casttarget) AND t.typnamespace = ANY($1))
+               OR EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = c.castfunc AND p.pronamespace = ANY($1)))
+     ORDER BY 2, 3`, [b.namespaces, b.wholeDatabase])) {
     const how = cast.method === 'f' ? `WITH FUNCTION ${cast.func}` : cast.method === 'i' ? 'WITH INOUT' : 'WITHOUT FUNCTION';
     const context = { a: ' AS ASSIGNMENT', i: ' AS IMPLICIT' }[cast.context] ?? '';
     const target = `CAST (${cast.source} AS ${cast.target})`;
