@@ -1,6 +1,7 @@
 /**
  * Issue 17: the kinds of objects backupkit refused until now (default privileges, event triggers,
- * publications, text search, typed tables, operators) round-trip exactly. Each fixture is compared
+ * publications, subscriptions, text search, typed tables, operators and their classes, casts,
+ * ordered-set and moving aggregates, foreign data) round-trip exactly. Each fixture is compared
  * with its restored copy by `pg_dump --schema-only` and row hashes, and with a `pg_dump | pg_restore`
  * copy of it (the control), so a difference pg_dump shares would be told apart.
  */
