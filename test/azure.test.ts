@@ -52,7 +52,7 @@ describe('azure destination', () => {
     const destination = destinationOn(container, { prefix: 'nightly/' });
     const db = new Database({ sources: [sqlite({ name: 'app', path: join(dir, 'app.db') }), files({ name: 'uploads', dir: join(dir, 'uploads') })] });
     const result = await db.startBackup({ to: destination }).done;
-    assert.deepEqual(await blobs(container), { committed: [`nightly/${result.name}`, `nightly/${result.name}.json`], staged: [] });
+    assert.deepEqual(await blobs(container), { committed: [`nightly/${result.name}`, `nightly/${result.name}.json`, `nightly/${result.name}.state`], staged: [] });
     const [listed] = await listBackups(destination);
     assert.equal(listed?.sha256, result.sha256);
     await Database.restore({ from: destination, targets: { app: { path: join(dir, 'restored.db') } } });

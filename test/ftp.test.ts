@@ -57,7 +57,7 @@ describe('ftp destination', () => {
     assert.equal(destination.description, `ftps://${ftpd.user}@${ftpd.host}:${ftpd.port}${folder}`);
     const db = new Database({ sources: [sqlite({ name: 'app', path: join(dir, 'app.db') }), files({ name: 'uploads', dir: join(dir, 'uploads') })] });
     const result = await db.startBackup({ to: destination }).done;
-    assert.deepEqual((await readdir(folder)).sort(), [result.name, `${result.name}.json`]);
+    assert.deepEqual((await readdir(folder)).sort(), [result.name, `${result.name}.json`, `${result.name}.state`]);
     assert.equal((await stat(join(folder, result.name))).mode & 0o777, 0o600);
     const [listed] = await listBackups(destination);
     assert.equal(listed?.sha256, result.sha256);

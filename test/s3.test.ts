@@ -43,7 +43,7 @@ describe('s3 destination', () => {
     const destination = destinationOn(bucket, { prefix: 'nightly/' });
     const db = new Database({ sources: [sqlite({ name: 'app', path: join(dir, 'app.db') }), files({ name: 'uploads', dir: join(dir, 'uploads') })] });
     const result = await db.startBackup({ to: destination }).done;
-    assert.deepEqual((await leftovers(bucket)).objects.sort(), [`nightly/${result.name}`, `nightly/${result.name}.json`]);
+    assert.deepEqual((await leftovers(bucket)).objects.sort(), [`nightly/${result.name}`, `nightly/${result.name}.json`, `nightly/${result.name}.state`]);
     const [listed] = await listBackups(destination);
     assert.equal(listed?.sha256, result.sha256);
     await Database.restore({ from: destination, targets: { app: { path: join(dir, 'restored.db') } } });

@@ -176,7 +176,7 @@ export function testDestination(label: string, make: () => Promise<DestinationHa
         await rejectsWithCode(database.startBackup({ to: failing }).done, 'DESTINATION_FAILED', /injected failure/);
         assert.deepEqual(await names(d), [], 'neither a partial archive nor a sidecar nor a claim');
         const { name } = await database.startBackup({ to: d }).done;
-        assert.deepEqual(await names(d), [name, `${name}.json`]);
+        assert.deepEqual(await names(d), [name, `${name}.json`, `${name}.state`]);
         assert.deepEqual((await d.listLeftovers?.()) ?? [], [], 'the broken upload left nothing for prune to find');
       } finally {
         await rm(dir, { recursive: true, force: true });

@@ -1,7 +1,8 @@
 /** A real PostgreSQL server for the tests: unique databases per test, dropped afterwards. */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -58,6 +59,26 @@ export async function schemaDump(database: string): Promise<string> {
   const { stdout } = await run('pg_dump', ['--schema-only', '-h', PG_HOST, '-p', String(PG_PORT), '-U', PG_USER, database], { maxBuffer: 64 * 1024 * 1024 });
   // \restrict and \unrestrict carry a random key per run (pg_dump's guard against psql meta-commands in names).
   return stdout.replace(/^-- Dumped (from|by) .*$/gm, '').replace(/^\\(un)?restrict .*$/gm, '');
+}
+
+/**
+ * The control: `pg_dump -Fc` of `source` restored by `pg_restore` into `<source>_control`, whose
+ * schema dump is compared with the source's, so that a difference pg_dump shares is told apart.
+ */
+export async function pgDumpCopy(source: string): Promise<string> {
+  const control = `${source}_control`;
+  const connection = ['-h', PG_HOST, '-p', String(PG_PORT), '-U', PG_USER];
+  const dir = await mkdtemp(join(tmpdir(), 'backupkit-control-'));
+  try {
+    const file = join(dir, 'dump');
+    await run('pg_dump', ['-Fc', '-f', file, ...connection, source]);
+    await sql('postgres', `DROP DATABASE IF EXISTS "${control}" WITH (FORCE)`);
+    await sql('postgres', `CREATE DATABASE "${control}" TEMPLATE template0`);
+    await run('pg_restore', ['--exit-on-error', '-d', control, ...connection, file]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return control;
 }
 
 /** Every table's row count and a hash of its sorted rows, sequence values and large objects. */

@@ -175,8 +175,8 @@ describe('retention over chains of incremental backups', () => {
       for (const backup of result.kept) {
         if (backup.previous !== undefined) assert.ok(result.kept.some((b) => b.name === backup.previous), `${letterOf(backup.name)} keeps what it builds on`);
       }
-      // Newest first, archive then sidecar: a prune cut short never strands an incremental.
-      assert.deepEqual(removals, result.removed.flatMap((b) => [b.name, `${b.name}.json`]));
+      // Newest first, archive then sidecar and state: a prune cut short never strands an incremental.
+      assert.deepEqual(removals, result.removed.flatMap((b) => [b.name, `${b.name}.json`, `${b.name}.state`]));
       assert.equal((await listBackups(destination)).map((b) => letterOf(b.name)).join(' '), kept);
     });
   }

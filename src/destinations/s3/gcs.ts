@@ -95,5 +95,8 @@ export function gcs(options: GcsOptions): Destination {
     });
   }
   const { endpoint = 'https://storage.googleapis.com', ...rest } = options;
-  return s3Compatible({ ...rest, endpoint }, GCS);
+  // Leases rely on If-None-Match/If-Match writes, which GCS's XML API spells with its own
+  // generation preconditions: untested against real GCS, so a gcs() destination keeps none.
+  const { lease: _noLease, ...destination } = s3Compatible({ ...rest, endpoint }, GCS);
+  return destination;
 }

@@ -1,6 +1,6 @@
 import { quoteLiteral } from './connection.js';
 import { chunkPath } from './copy-out.js';
-import { RESTORE_SETTINGS, clientEncoding, copyTarget, renderEntry, type DatabaseLocale, type TableDataSummary, type Toc } from './toc.js';
+import { ANALYZED_TABLES_SQL, RESTORE_SETTINGS, clientEncoding, copyTarget, renderEntry, type DatabaseLocale, type TableDataSummary, type Toc } from './toc.js';
 
 /** What restore.sql of an incremental needs: the tables whose rows an earlier archive of the chain holds. */
 export interface ScriptRefs {
@@ -61,11 +61,12 @@ export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[
     if (lo.comment !== null) lines.push(`COMMENT ON LARGE OBJECT ${lo.oid} IS ${quoteLiteral(lo.comment)};`);
     if (lo.acl !== null) lines.push(lo.acl);
   }
-  const grants = (kind: string): boolean => kind === 'ACL' || kind === 'EXTENSION ACL' || kind === 'DELEGATED ACL';
-  section('post-data', (kind) => !grants(kind) && kind !== 'MATERIALIZED VIEW DATA');
+  const grants = (kind: string): boolean => kind === 'ACL' || kind === 'EXTENSION ACL' || kind === 'DELEGATED ACL' || kind === 'DEFAULT ACL';
+  section('post-data', (kind) => !grants(kind) && kind !== 'MATERIALIZED VIEW DATA' && kind !== 'EVENT TRIGGER');
   for (const entry of toc.entries) if (grants(entry.kind)) lines.push(...renderEntry(entry));
   for (const entry of toc.entries) if (entry.kind === 'MATERIALIZED VIEW DATA') lines.push(...renderEntry(entry));
-  lines.push('ANALYZE;', '');
+  for (const entry of toc.entries) if (entry.kind === 'EVENT TRIGGER') lines.push(...renderEntry(entry));
+  lines.push(`SELECT 'ANALYZE ' || string_agg(name, ', ') FROM (${ANALYZED_TABLES_SQL}) AS t HAVING count(*) > 0`, '\\gexec', '');
   return lines.join('\n');
 }
 

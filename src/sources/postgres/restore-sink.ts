@@ -14,7 +14,7 @@ import { copyTableOut } from './copy-out.js';
 import { parseLargeObjectRef, parseTableRef, type DataRef } from './incremental.js';
 import { Lease, dropServerLeftovers, makeSpoolFolder, newTag, removeAbandonedSpools, restoreRoleName, scramVerifier } from './lease.js';
 import type { ParsedTarget } from './restore.js';
-import { OUTPUT_SETTINGS, RESTORE_SETTINGS, clientEncoding, copyTarget, type DatabaseLocale, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
+import { ANALYZED_TABLES_SQL, OUTPUT_SETTINGS, RESTORE_SETTINGS, clientEncoding, copyTarget, type DatabaseLocale, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
 
 const MAX_METADATA_BYTES = 256 * 1024 * 1024;
 const LARGE_OBJECT_PIECE = 1024 * 1024;
@@ -34,8 +34,9 @@ const ROLE_LOGIN_HINT =
 const IDENT = String.raw`(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")`;
 const QUALIFIED = String.raw`${IDENT}(?:\.${IDENT})?`;
 const ARGUMENTS = String.raw`\((?:[A-Za-z0-9_$ ,.*\[\]]|"(?:[^"]|"")*")*\)`;
+const OPERATOR = String.raw`${IDENT}\.[-+*/<>=~!@#%^&|\`?]+ ${ARGUMENTS}`;
 const OWNER_STATEMENT = new RegExp(
-  String.raw`^ALTER (?:(?:TABLE|SEQUENCE|VIEW|MATERIALIZED VIEW|SCHEMA|COLLATION|TYPE|DOMAIN|STATISTICS) ${QUALIFIED}|(?:FUNCTION|PROCEDURE|AGGREGATE) ${QUALIFIED}${ARGUMENTS}) OWNER TO ${IDENT};$`,
+  String.raw`^ALTER (?:(?:TABLE|SEQUENCE|VIEW|MATERIALIZED VIEW|SCHEMA|COLLATION|TYPE|DOMAIN|STATISTICS|TEXT SEARCH (?:DICTIONARY|CONFIGURATION)) ${QUALIFIED}|(?:FUNCTION|PROCEDURE|AGGREGATE) ${QUALIFIED}${ARGUMENTS}|OPERATOR ${OPERATOR}|PUBLICATION ${IDENT}) OWNER TO ${IDENT};$`,
 );
 const ROLE_NAME = new RegExp(`^${IDENT}$`);
 /**
@@ -47,6 +48,23 @@ const PRIVILEGES = String.raw`[A-Z]+(?:,[A-Z]+)*|[A-Z]+\(${IDENT}\)`;
 const GRANT_STATEMENT = new RegExp(
   String.raw`^(?:REVOKE ALL ON ${GRANT_TARGET} FROM ${IDENT}|GRANT (?:${PRIVILEGES}) ON ${GRANT_TARGET} TO ${IDENT}(?: WITH GRANT OPTION)?|SET ROLE ${IDENT}|RESET ROLE);$`,
 );
+/** Default privileges as backupkit writes them (catalog/database-wide.ts), which the superuser runs: they act for another role. */
+const DEFAULT_PRIVILEGES_STATEMENT = new RegExp(
+  String.raw`^ALTER DEFAULT PRIVILEGES FOR ROLE ${IDENT}(?: IN SCHEMA (${IDENT}))? (?:REVOKE ALL ON (?:TABLES|SEQUENCES|FUNCTIONS|TYPES|SCHEMAS) FROM ${IDENT}|GRANT [A-Z]+(?:,[A-Z]+)* ON (?:TABLES|SEQUENCES|FUNCTIONS|TYPES|SCHEMAS) TO ${IDENT}(?: WITH GRANT OPTION)?);$`,
+);
+/**
+ * Entries only a superuser can restore: an event trigger runs its function for whoever changes the
+ * schema later, superusers too, so the temporary role must not make one for the archive. Foreign
+ * data needs a wrapper, which only a superuser creates (postgres_fdw and file_fdw are not trusted
+ * extensions), and user mappings may lend the remote server's credentials to anyone. Operator
+ * classes and families: a wrong one corrupts indexes, so PostgreSQL keeps them to superusers. A
+ * subscription holds the publisher's credentials, and connects to it once enabled.
+ */
+const SUPERUSER_KINDS = new Set(['EVENT TRIGGER', 'FOREIGN DATA WRAPPER', 'SERVER', 'USER MAPPING', 'FOREIGN TABLE', 'OPERATOR CLASS', 'OPERATOR FAMILY', 'SUBSCRIPTION']);
+/** …and an aggregate whose state is `internal` (a C structure its functions trust blindly). */
+function needsSuperuser(entry: TocEntry): boolean {
+  return SUPERUSER_KINDS.has(entry.kind) || (entry.kind === 'AGGREGATE' && /\n {4}M?STYPE = internal,?\n/.test(entry.sql));
+}
 /**
  * The schema of a grant's object, and whether it belongs to an extension: the superuser grants only
  * on objects of the archive or of its extensions, never on the system's (pg_read_file and the like).
@@ -62,12 +80,24 @@ const GRANT_OBJECT_SQL = `
 /** The server's warnings that a GRANT or REVOKE changed nothing: the role running it lacks the rights. */
 const PRIVILEGE_NOT_CHANGED = new Set(['01006', '01007']);
 /** Grant entries: restored after everything else but materialized view data, and only with `ownership`. */
-const GRANT_KINDS = new Set(['ACL', 'EXTENSION ACL', 'DELEGATED ACL']);
+const GRANT_KINDS = new Set(['ACL', 'EXTENSION ACL', 'DELEGATED ACL', 'DEFAULT ACL']);
 /** Grant entries the superuser runs when the archive's SQL runs as a temporary role (see handOver). */
-const SUPERUSER_GRANT_KINDS = new Set(['EXTENSION ACL', 'DELEGATED ACL']);
+const SUPERUSER_GRANT_KINDS = new Set(['EXTENSION ACL', 'DELEGATED ACL', 'DEFAULT ACL']);
 /** A string literal as quoteLiteral() writes it: no backslash in a plain one, only doubled ones in an E'' one. */
 const LITERAL = String.raw`(?:'(?:[^'\\]|'')*'|E'(?:[^'\\]|''|\\\\)*')`;
 const EXTENSION_COMMENT = new RegExp(String.raw`^COMMENT ON EXTENSION ${IDENT} IS ${LITERAL};$`);
+/**
+ * Publications of every table or of a schema's need a superuser too, but say only which tables a
+ * subscriber may copy: the superuser creates them (and comments on publications, which may not exist
+ * before), once the temporary role is done, in these shapes only.
+ */
+const PUBLISH = String.raw`'(?:(?:insert|update|delete|truncate)(?:, (?:insert|update|delete|truncate))*)?'`;
+const SUPERUSER_PUBLICATION = new RegExp(
+  String.raw`^(?:CREATE PUBLICATION ${IDENT} FOR ALL TABLES WITH \(publish = ${PUBLISH}(?:, publish_via_partition_root = true)?\)|ALTER PUBLICATION ${IDENT} ADD TABLES IN SCHEMA (${IDENT})|COMMENT ON PUBLICATION ${IDENT} IS ${LITERAL});$`,
+);
+function bySuperuser(entry: TocEntry): boolean {
+  return (entry.kind === 'PUBLICATION' && / FOR ALL TABLES /.test(entry.sql)) || entry.kind === 'PUBLICATION TABLES IN SCHEMA' || (entry.kind === 'COMMENT' && entry.sql.startsWith('COMMENT ON PUBLICATION '));
+}
 
 /** CREATE DATABASE's errors for a locale or encoding the server cannot have (invalid locale name, encoding and locale that do not match). */
 const LOCALE_REFUSED = new Set(['42809', '22023']);
@@ -114,6 +144,16 @@ const USER_OBJECTS_SQL = `
     UNION ALL SELECT 'schema ' || quote_ident(nspname) FROM ns WHERE nspname <> 'public'
     UNION ALL SELECT 'extension ' || quote_ident(extname) FROM pg_extension WHERE extname <> 'plpgsql'
     UNION ALL SELECT 'large object ' || oid::text FROM pg_largeobject_metadata
+    UNION ALL SELECT 'operator ' || o.oid::regoperator::text FROM pg_operator o JOIN ns ON ns.oid = o.oprnamespace
+    UNION ALL SELECT 'text search configuration ' || c.oid::regconfig::text FROM pg_ts_config c JOIN ns ON ns.oid = c.cfgnamespace
+    UNION ALL SELECT 'text search dictionary ' || d.oid::regdictionary::text FROM pg_ts_dict d JOIN ns ON ns.oid = d.dictnamespace
+    UNION ALL SELECT 'operator family ' || quote_ident(f.opfname) FROM pg_opfamily f JOIN ns ON ns.oid = f.opfnamespace
+    UNION ALL SELECT 'foreign-data wrapper ' || quote_ident(fdwname) FROM pg_foreign_data_wrapper
+    UNION ALL SELECT 'foreign server ' || quote_ident(srvname) FROM pg_foreign_server
+    UNION ALL SELECT 'publication ' || quote_ident(pubname) FROM pg_publication
+    UNION ALL SELECT 'event trigger ' || quote_ident(evtname) FROM pg_event_trigger
+    UNION ALL SELECT 'subscription ' || quote_ident(subname) FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+    UNION ALL SELECT 'default privileges of ' || quote_ident(pg_get_userbyid(defaclrole)) FROM pg_default_acl
   ) objects LIMIT 5`;
 
 
@@ -368,6 +408,14 @@ export class PostgresRestoreSink implements RestoreSink {
     let owner = '';
     try {
       const { rows } = await client.query<{ superuser: boolean }>('SELECT rolsuper AS superuser FROM pg_catalog.pg_roles WHERE rolname = current_user');
+      const superuserOnly = from.entries.filter((entry) => needsSuperuser(entry) || (!rows[0]?.superuser && bySuperuser(entry) && entry.kind !== 'COMMENT'));
+      if (superuserOnly.length > 0 && !(rows[0]?.superuser && target.trustArchiveSql)) {
+        throw new BackupError('RESTORE_FAILED', `The archive holds what only a superuser can create (${superuserOnly.slice(0, 5).map((entry) => `${entry.kind} ${entry.name}`).join(', ')}); nothing was restored`, {
+          hint: rows[0]?.superuser
+            ? "Connected as a superuser, a restore runs the archive's SQL as a temporary role without superuser rights, which cannot create these. If you made this archive and can vouch for it (signed, restored with verifySignature), restore it with `trustArchiveSql: true`."
+            : 'Restore as a superuser with `trustArchiveSql: true`, if you can vouch for the archive (signed, restored with verifySignature).',
+        });
+      }
       if (rows[0]?.superuser && !target.trustArchiveSql) {
         this.restricted = { role: restoreRoleName(this.tag), password: randomBytes(24).toString('base64url') };
         await client.query(
@@ -469,13 +517,13 @@ export class PostgresRestoreSink implements RestoreSink {
     const postData = from.entries.filter((entry) => entry.section === 'post-data');
     const parallel = postData.filter((entry) => PARALLEL_POST_DATA.has(entry.kind));
     await Promise.all(parallel.map((entry) => limit(() => sessions.use((client) => this.runEntry(client, entry)))));
-    const last = new Set([...GRANT_KINDS, 'MATERIALIZED VIEW DATA']);
+    const last = new Set([...GRANT_KINDS, 'MATERIALIZED VIEW DATA', 'EVENT TRIGGER']);
     await sessions.use(async (main) => {
       for (const entry of postData) if (!PARALLEL_POST_DATA.has(entry.kind) && !last.has(entry.kind)) await this.runEntry(main, entry);
     });
   }
 
-  /** Grants, materialized view refreshes (which may depend on them), ANALYZE. */
+  /** Grants, materialized view refreshes (which may depend on them), event triggers, ANALYZE. */
   private async finish(main: pg.Client, from: Toc): Promise<void> {
     const postData = from.entries.filter((entry) => entry.section === 'post-data');
     if (this.target.ownership) {
@@ -485,7 +533,12 @@ export class PostgresRestoreSink implements RestoreSink {
       for (const lo of from.largeObjects) if (lo.acl !== null) await this.run(main, lo.acl, `the grants of large object ${lo.oid}`);
     }
     for (const entry of postData) if (entry.kind === 'MATERIALIZED VIEW DATA') await this.runEntry(main, entry);
-    await this.run(main, 'ANALYZE', 'statistics (ANALYZE)');
+    // Last of the archive's SQL: an event trigger that blocks schema changes (GRANT, REFRESH…) must not block the restore.
+    for (const entry of postData) if (entry.kind === 'EVENT TRIGGER') await this.runEntry(main, entry);
+    const { rows } = await main.query<{ name: string }>(ANALYZED_TABLES_SQL);
+    for (let i = 0; i < rows.length; i += 1000) {
+      await this.run(main, `ANALYZE ${rows.slice(i, i + 1000).map((row) => row.name).join(', ')}`, 'statistics (ANALYZE)');
+    }
   }
 
   /**
@@ -500,6 +553,8 @@ export class PostgresRestoreSink implements RestoreSink {
       for (const setting of RESTORE_SETTINGS) await client.query(setting);
       // Extensions that come with the template (plpgsql) belong to the bootstrap superuser.
       for (const entry of from.entries) if (isExtensionComment(entry)) await this.run(client, entry.sql, `${entry.kind} ${entry.name}`);
+      // Before the owners: a publication FOR ALL TABLES gets its owner (a superuser, as it must be) there.
+      for (const entry of from.entries) if (bySuperuser(entry)) await this.run(client, checkedPublication(entry), `${entry.kind} ${entry.name}`);
       if (target.ownership) {
         for (const entry of from.entries) {
           if (!entry.owner) continue;
@@ -576,7 +631,7 @@ export class PostgresRestoreSink implements RestoreSink {
 
   private async runEntry(client: pg.Client, entry: TocEntry): Promise<void> {
     const what = `${entry.kind} ${entry.schema === null ? '' : `${entry.schema}.`}${entry.name}`;
-    if (this.restricted && isExtensionComment(entry)) return; // by the superuser, in handOver()
+    if (this.restricted && (isExtensionComment(entry) || bySuperuser(entry))) return; // by the superuser, in handOver()
     await this.run(client, entry.sql, what);
     // A temporary role cannot give objects away: the superuser does, once the archive's SQL is done.
     if (entry.owner && this.target.ownership && !this.restricted) await this.run(client, entry.owner, `the owner of ${what}`);
@@ -743,6 +798,16 @@ function isExtensionComment(entry: TocEntry): boolean {
   return entry.kind === 'COMMENT' && EXTENSION_COMMENT.test(entry.sql);
 }
 
+function checkedPublication(entry: TocEntry): string {
+  const match = SUPERUSER_PUBLICATION.exec(entry.sql);
+  if (!match || /^"?(pg_|information_schema"?$)/.test(match[1] ?? '')) {
+    throw new BackupError('UNSAFE_ARCHIVE', `toc.json of a PostgreSQL source holds a publication statement backupkit does not write: ${JSON.stringify(entry.sql.slice(0, 200))}; nothing was restored`, {
+      hint: 'Publications of every table or of a schema are created by the superuser, so only the statements backupkit writes are accepted. Find out who crafted this archive.',
+    });
+  }
+  return entry.sql;
+}
+
 function checkedOwnerStatement(statement: string): string {
   if (!OWNER_STATEMENT.test(statement)) throw unsafeOwner(statement);
   return statement;
@@ -758,6 +823,12 @@ async function checkedGrants(client: pg.Client, entry: TocEntry): Promise<string
       hint: 'Grants on extension members and by other grantors are run as the superuser, so only `GRANT|REVOKE … ON <kind> <name> …;` and `SET|RESET ROLE` on objects of the archive are accepted. Restore with `ownership: false`, or find out who crafted this archive.',
     });
   for (const statement of entry.sql.split('\n')) {
+    if (entry.kind === 'DEFAULT ACL') {
+      const defaults = DEFAULT_PRIVILEGES_STATEMENT.exec(statement);
+      if (!defaults) throw unsafe(statement, 'backupkit does not write');
+      if (/^"?(pg_|information_schema"?$)/.test(defaults[1] ?? '')) throw unsafe(statement, 'on a schema of the system');
+      continue;
+    }
     const match = GRANT_STATEMENT.exec(statement);
     if (!match) throw unsafe(statement, 'backupkit does not write');
     const target = match[1] ?? match[2];

@@ -92,8 +92,18 @@ const KIND_PRIORITY: Record<string, number> = {
   FUNCTION: 5,
   PROCEDURE: 5,
   AGGREGATE: 6,
+  CAST: 6,
+  OPERATOR: 6,
+  'OPERATOR FAMILY': 6,
+  'OPERATOR CLASS': 6,
+  'TEXT SEARCH DICTIONARY': 6,
+  'TEXT SEARCH CONFIGURATION': 6,
   SEQUENCE: 7,
+  'FOREIGN DATA WRAPPER': 7,
+  SERVER: 7,
+  'USER MAPPING': 7,
   TABLE: 8,
+  'FOREIGN TABLE': 8,
   'TABLE ATTACH': 9,
   VIEW: 10,
   'MATERIALIZED VIEW': 10,
@@ -112,9 +122,15 @@ const KIND_PRIORITY: Record<string, number> = {
   'REPLICA IDENTITY': 29,
   'CLUSTER ON': 29,
   COMMENT: 30,
+  PUBLICATION: 31,
+  'PUBLICATION TABLE': 32,
+  'PUBLICATION TABLES IN SCHEMA': 32,
+  SUBSCRIPTION: 33,
   ACL: 40,
   'EXTENSION ACL': 40,
   'DELEGATED ACL': 41,
+  'DEFAULT ACL': 42,
+  'EVENT TRIGGER': 45,
   'MATERIALIZED VIEW DATA': 50,
 };
 
@@ -222,6 +238,24 @@ export const OUTPUT_SETTINGS = [
   'SET lock_timeout = 0',
   'SET idle_in_transaction_session_timeout = 0',
 ];
+
+/**
+ * The tables ANALYZE reads: not foreign tables nor their inheritance or partition parents, whose
+ * statistics would be read from the remote server (which the restoring host may not reach) or from
+ * a wrapper without a handler, failing the restore for statistics pg_restore does not gather at all.
+ */
+export const ANALYZED_TABLES_SQL = `
+  WITH RECURSIVE remote AS (
+    SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind = 'f'
+    UNION SELECT i.inhparent FROM pg_catalog.pg_inherits i JOIN remote r ON r.oid = i.inhrelid)
+  SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS name
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+   WHERE (c.relkind IN ('r', 'p') OR (c.relkind = 'm' AND c.relispopulated))
+     AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname !~ '^pg_(toast_)?temp_'
+     AND c.oid NOT IN (SELECT oid FROM remote)
+     -- ANALYZE of a partitioned table samples its partitions and analyzes each: a partition is named only when its parent is not.
+     AND NOT (c.relispartition AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid AND i.inhparent NOT IN (SELECT oid FROM remote)))
+   ORDER BY 1`;
 
 /** The settings a restore (and `schema.sql`) runs with, as pg_dump's scripts start. */
 export const RESTORE_SETTINGS = [

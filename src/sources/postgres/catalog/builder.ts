@@ -43,6 +43,11 @@ export class CatalogBuilder {
     private readonly classIds: Readonly<Record<string, number>>,
     /** server_version_num, for the catalog columns that differ between versions. */
     readonly serverVersion: number,
+    /**
+     * No `schemas` limit: objects of no schema (event triggers, publications, default privileges for
+     * every schema) are backed up too, as pg_dump dumps them only without `--schema`.
+     */
+    readonly wholeDatabase: boolean,
     readonly warn: (warning: { code: 'SKIPPED'; message: string }) => void,
   ) {}
 

@@ -9,12 +9,15 @@ import { BackupError } from '../../../errors.js';
 import type { Toc } from '../toc.js';
 import { CatalogBuilder, notExtensionMember } from './builder.js';
 import { sortedEntries } from './dependencies.js';
+import { readDefaultPrivileges, readEventTriggers, readPublications, readSubscriptions } from './database-wide.js';
+import { readForeignData } from './foreign-data.js';
 import { readLargeObjects } from './large-objects.js';
+import { readOperatorClasses, readOperators, readTextSearch } from './operators.js';
 import { readPostData } from './post-data.js';
 import { lockTables, refuseOldServer, refuseUncovered } from './preflight.js';
 import { aclSql } from './privileges.js';
 import { readRelations } from './relations.js';
-import { readRoutines } from './routines.js';
+import { readCasts, readRoutines } from './routines.js';
 import { addSchemas, readCollations, readExtensions, type NamespaceRow } from './schemas.js';
 import { readTypes } from './types.js';
 
@@ -39,7 +42,9 @@ export async function readCatalog(
     (await q<{ name: string; oid: number }>(`
       SELECT relname AS name, oid::int AS oid FROM pg_class
        WHERE relnamespace = 'pg_catalog'::regnamespace AND relname = ANY($1)`, [
-      ['pg_class', 'pg_type', 'pg_proc', 'pg_namespace', 'pg_constraint', 'pg_attrdef', 'pg_rewrite', 'pg_trigger', 'pg_policy', 'pg_extension', 'pg_collation', 'pg_statistic_ext'],
+      ['pg_class', 'pg_type', 'pg_proc', 'pg_namespace', 'pg_constraint', 'pg_attrdef', 'pg_rewrite', 'pg_trigger', 'pg_policy', 'pg_extension', 'pg_collation', 'pg_statistic_ext',
+       'pg_operator', 'pg_ts_dict', 'pg_ts_config', 'pg_event_trigger', 'pg_publication', 'pg_publication_rel', 'pg_publication_namespace', 'pg_default_acl',
+       'pg_foreign_data_wrapper', 'pg_foreign_server', 'pg_user_mapping', 'pg_opclass', 'pg_opfamily', 'pg_amop', 'pg_amproc', 'pg_cast', 'pg_subscription'],
     ])).map((row) => [row.name, row.oid]),
   ) as Record<string, number>;
   const namespaceRows = await q<NamespaceRow>(`
@@ -57,17 +62,26 @@ export async function readCatalog(
   }
 
   refuseOldServer(server!.version, server!.num);
-  const b = new CatalogBuilder(client, namespaces, classIds, server!.num, options.warn);
+  const b = new CatalogBuilder(client, namespaces, classIds, server!.num, schemas === undefined, options.warn);
   await refuseUncovered(b);
   await lockTables(client, namespaces, options.lockTimeoutMs);
 
   addSchemas(b, namespaceRows);
   await readExtensions(b);
   await readCollations(b);
+  await readForeignData(b);
   await readTypes(b);
   await readRoutines(b);
+  await readCasts(b);
+  await readOperators(b);
+  await readOperatorClasses(b);
+  await readTextSearch(b);
   const { tables, sequenceValues } = await readRelations(b);
   await readPostData(b);
+  await readPublications(b);
+  await readSubscriptions(b);
+  await readDefaultPrivileges(b);
+  await readEventTriggers(b);
   const entries = await sortedEntries(b, schemas, sequenceValues);
   const largeObjects = await readLargeObjects(b);
   return {

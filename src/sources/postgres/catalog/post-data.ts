@@ -36,7 +36,7 @@ async function readConstraintsAndIndexes(b: CatalogBuilder): Promise<void> {
            (SELECT ic.reloptions FROM pg_class ic WHERE ic.oid = co.conindid AND co.contype IN ('p', 'u')) AS "indexOptions",
            CASE WHEN co.conindid <> 0 THEN obj_description(co.conindid, 'pg_class') END AS "indexComment"
       FROM pg_constraint co ${onTable('co.conrelid')}
-     WHERE c.relnamespace = ANY($1) AND c.relkind IN ('r', 'p')
+     WHERE c.relnamespace = ANY($1) AND c.relkind IN ('r', 'p', 'f')
        AND (co.contype IN ('p', 'u', 'x') OR (co.contype = 'f' AND co.conparentid = 0) OR (co.contype = 'c' AND co.conislocal AND NOT co.convalidated))
        AND ${notExtensionMember('pg_class', 'c.oid')}`, [b.namespaces]);
   const constraintIndexes = new Set(constraintRows.filter((row) => row.contype !== 'f').map((row) => row.index));

@@ -21,22 +21,9 @@ export function refuseOldServer(version: string, versionNum: number): void {
 export async function refuseUncovered(b: CatalogBuilder): Promise<void> {
   const [row] = await b.query<{ found: string[] | null }>(`
     SELECT array_remove(ARRAY[
-      (SELECT 'foreign tables (' || string_agg(oid::regclass::text, ', ') || ')' FROM pg_class WHERE relkind = 'f' AND relnamespace = ANY($1)),
-      (SELECT 'foreign servers' FROM pg_foreign_server WHERE ${notExtensionMember('pg_foreign_server', 'oid')} LIMIT 1),
-      (SELECT 'foreign-data wrappers' FROM pg_foreign_data_wrapper WHERE ${notExtensionMember('pg_foreign_data_wrapper', 'oid')} LIMIT 1),
-      (SELECT 'event triggers' FROM pg_event_trigger WHERE ${notExtensionMember('pg_event_trigger', 'oid')} LIMIT 1),
-      (SELECT 'publications' FROM pg_publication LIMIT 1),
-      -- pg_subscription is shared by the cluster: only this database's. Its subname column is readable by every role.
-      (SELECT 'subscriptions (' || string_agg(quote_ident(subname), ', ' ORDER BY subname) || ')' FROM pg_subscription
-        WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())),
-      (SELECT 'default privileges (ALTER DEFAULT PRIVILEGES)' FROM pg_default_acl LIMIT 1),
-      (SELECT 'casts' FROM pg_cast c WHERE c.oid >= ${FIRST_NORMAL_OID} AND ${notExtensionMember('pg_cast', 'c.oid')}
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_cast'::regclass AND d.objid = c.oid AND d.deptype = 'i') LIMIT 1),
-      (SELECT 'operators' FROM pg_operator WHERE oprnamespace = ANY($1) AND ${notExtensionMember('pg_operator', 'oid')} LIMIT 1),
-      (SELECT 'operator classes' FROM pg_opclass WHERE opcnamespace = ANY($1) AND ${notExtensionMember('pg_opclass', 'oid')} LIMIT 1),
-      (SELECT 'operator families' FROM pg_opfamily WHERE opfnamespace = ANY($1) AND ${notExtensionMember('pg_opfamily', 'oid')} LIMIT 1),
-      (SELECT 'text search configurations or dictionaries' FROM pg_ts_config WHERE cfgnamespace = ANY($1) AND ${notExtensionMember('pg_ts_config', 'oid')}
-        UNION ALL SELECT 'text search configurations or dictionaries' FROM pg_ts_dict WHERE dictnamespace = ANY($1) AND ${notExtensionMember('pg_ts_dict', 'oid')} LIMIT 1),
+      -- Parsers and templates are made of C functions, by a superuser; dictionaries and configurations on them are covered.
+      (SELECT 'text search parsers or templates' FROM pg_ts_parser WHERE prsnamespace = ANY($1) AND ${notExtensionMember('pg_ts_parser', 'oid')}
+        UNION ALL SELECT 'text search parsers or templates' FROM pg_ts_template WHERE tmplnamespace = ANY($1) AND ${notExtensionMember('pg_ts_template', 'oid')} LIMIT 1),
       (SELECT 'conversions' FROM pg_conversion WHERE connamespace = ANY($1) AND ${notExtensionMember('pg_conversion', 'oid')} LIMIT 1),
       (SELECT 'procedural languages' FROM pg_language WHERE oid >= ${FIRST_NORMAL_OID} AND ${notExtensionMember('pg_language', 'oid')} LIMIT 1),
       (SELECT 'access methods' FROM pg_am WHERE oid >= ${FIRST_NORMAL_OID} AND ${notExtensionMember('pg_am', 'oid')} LIMIT 1),
@@ -45,9 +32,6 @@ export async function refuseUncovered(b: CatalogBuilder): Promise<void> {
         WHERE typnamespace = ANY($1) AND typtype IN ('b', 'p') AND NOT (typelem <> 0 AND typlen = -1) AND ${notExtensionMember('pg_type', 'oid')}),
       (SELECT 'range types with a canonical function' FROM pg_range r JOIN pg_type t ON t.oid = r.rngtypid
         WHERE t.typnamespace = ANY($1) AND r.rngcanonical <> 0 AND ${notExtensionMember('pg_type', 't.oid')} LIMIT 1),
-      (SELECT 'ordered-set or moving aggregates' FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid
-        WHERE p.pronamespace = ANY($1) AND (a.aggkind <> 'n' OR a.aggmtransfn <> 0) AND ${notExtensionMember('pg_proc', 'p.oid')} LIMIT 1),
-      (SELECT 'typed tables (CREATE TABLE ... OF type)' FROM pg_class WHERE reloftype <> 0 AND relnamespace = ANY($1) LIMIT 1),
       (SELECT 'objects in non-default tablespaces' FROM pg_class WHERE reltablespace <> 0 AND relnamespace = ANY($1) LIMIT 1),
       (SELECT 'security labels' FROM pg_seclabel LIMIT 1),
       (SELECT 'view column defaults' FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid WHERE c.relkind = 'v' AND c.relnamespace = ANY($1) LIMIT 1),

@@ -18,6 +18,8 @@ interface ColumnRow {
   compression: string | null;
   stattarget: number | null;
   options: string[] | null;
+  /** A foreign table's column options, as `name 'value', …`. */
+  fdwoptions: string | null;
   acl: string | null;
   comment: string | null;
   identitySeq: { oid: number; qname: string; options: string } | null;
@@ -26,7 +28,7 @@ interface ColumnRow {
 type RelationRow = {
   oid: number; schema: string; name: string; qname: string; relkind: string; persistence: string; ispartition: boolean; rowtype: number; rowarray: number | null;
   owner: string; acl: string | null; comment: string | null; options: string[] | null; partkey: string | null; bound: string | null;
-  parent: string | null; inherits: string[] | null; rls: boolean; forcerls: boolean; replident: string; am: string | null;
+  parent: string | null; inherits: string[] | null; oftype: string | null; server: string | null; ftoptions: string | null; rls: boolean; forcerls: boolean; replident: string; am: string | null;
   viewdef: string | null; populated: boolean; seq: string | null; ownedby: { qualified: string; table: number } | null; identityseq: boolean; bytes: string;
   checks: Array<{ oid: number; name: string; def: string; comment: string | null }> | null; columns: ColumnRow[] | null; rules: number[] | null;
 };
@@ -48,6 +50,11 @@ interface Relations {
   readonly byQname: Map<string, Draft>;
   readonly attaches: Array<{ child: Draft; parent: string; sql: string; schema: string; name: string }>;
   readonly attrdefs: Map<number, AttrDef[]>;
+}
+
+/** Options of a foreign-data object (`{name=value}`) as `name 'value', …`, or null for none. */
+export function optionsSql(column: string): string {
+  return `(SELECT string_agg(quote_ident(o.option_name) || ' ' || quote_literal(o.option_value), ', ') FROM pg_options_to_table(${column}) AS o)`;
 }
 
 /** A sequence's options as `AS … START WITH … CYCLE`, from the pg_sequence row aliased `s`. */
@@ -73,6 +80,9 @@ export async function readRelations(b: CatalogBuilder): Promise<{ tables: TocTab
              WHERE i.inhrelid = c.oid AND c.relispartition) AS parent,
            (SELECT array_agg(format('%I.%I', pn.nspname, p.relname) ORDER BY i.inhseqno) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
               JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid AND NOT c.relispartition) AS inherits,
+           CASE WHEN c.reloftype <> 0 THEN format_type(c.reloftype, NULL) END AS oftype,
+           (SELECT quote_ident(s.srvname) FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver WHERE ft.ftrelid = c.oid) AS server,
+           (SELECT ${optionsSql('ft.ftoptions')} FROM pg_foreign_table ft WHERE ft.ftrelid = c.oid) AS ftoptions,
            c.relrowsecurity AS rls, c.relforcerowsecurity AS forcerls, c.relreplident::text AS replident,
            (SELECT quote_ident(amname) FROM pg_am WHERE oid = c.relam AND amname <> 'heap') AS am,
            CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END AS viewdef, c.relispopulated AS populated,
@@ -97,6 +107,7 @@ export async function readRelations(b: CatalogBuilder): Promise<{ tables: TocTab
                      'stattarget', CASE WHEN (to_jsonb(a)->>'attstattarget')::int >= 0 THEN (to_jsonb(a)->>'attstattarget')::int END,
                      -- pg_attver is bookkeeping some server builds add to every column, not a user's setting.
                      'options', (SELECT array_agg(o) FROM unnest(a.attoptions) AS o WHERE o NOT LIKE 'pg\\_attver=%'), 'acl', ${aclSql('a.attacl')},
+                     'fdwoptions', ${optionsSql('a.attfdwoptions')},
                      'comment', col_description(c.oid, a.attnum),
                      'identitySeq', (SELECT json_build_object('oid', s.seqrelid::int, 'qname', format('%I.%I', sn.nspname, sc.relname), 'options', ${sequenceOptions('s')})
                                        FROM pg_depend d JOIN pg_sequence s ON s.seqrelid = d.objid JOIN pg_class sc ON sc.oid = s.seqrelid
@@ -108,7 +119,7 @@ export async function readRelations(b: CatalogBuilder): Promise<{ tables: TocTab
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
            (SELECT array_agg(r.oid::int) FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename = '_RETURN') AS rules
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relnamespace = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND ${notExtensionMember('pg_class', 'c.oid')}
+     WHERE c.relnamespace = ANY($1) AND c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') AND ${notExtensionMember('pg_class', 'c.oid')}
      ORDER BY n.nspname, c.relname`, [b.namespaces]);
   const state: Relations = { builder: b, tables: [], sequenceReads: [], byQname: new Map(), attaches: [], attrdefs: await readDefaults(b) };
   for (const rel of relations) {
@@ -202,13 +213,16 @@ function addView({ builder: b, byQname }: Relations, rel: RelationRow): void {
 /** A table: columns, inline CHECK constraints, then per-column settings CREATE TABLE cannot say. */
 function addTable({ builder: b, byQname, attaches, attrdefs, sequenceReads, tables }: Relations, rel: RelationRow): void {
   const creates = relationCreates(b, rel);
+  // A foreign table's rows are the remote server's: its definition only, as pg_dump writes it.
+  const keyword = rel.relkind === 'f' ? 'FOREIGN TABLE' : 'TABLE';
     const columns = rel.columns ?? [];
   const printed = columns.filter((column) => column.local || rel.ispartition);
   const defaults = attrdefs.get(rel.oid) ?? [];
   const apart = defaults.filter((attrdef) => attrdef.callsRoutine && columns.some((column) => column.num === attrdef.num && column.generated === ''));
   const inline = (column: ColumnRow): boolean => column.def !== null && column.generated === '' && !apart.some((attrdef) => attrdef.num === column.num);
-  const lines = printed.map((column) => {
-    let line = `${column.name} ${column.type}`;
+  // A typed table's columns are its type's: only their options are written (`WITH OPTIONS`).
+  const lines = (rel.oftype ? printed.filter((column) => column.notnull || inline(column)) : printed).map((column) => {
+    let line = rel.oftype ? `${column.name} WITH OPTIONS` : `${column.name} ${column.type}`;
     if (column.collation) line += ` COLLATE ${column.collation}`;
     if (column.generated === 's') line += ` GENERATED ALWAYS AS (${column.def}) STORED`;
     else if (inline(column)) line += ` DEFAULT ${column.def}`;
@@ -221,12 +235,14 @@ function addTable({ builder: b, byQname, attaches, attrdefs, sequenceReads, tabl
   }
   for (const attrdef of defaults) if (!apart.includes(attrdef)) creates.push(b.key('pg_attrdef', attrdef.oid));
   const statements = [
-    `CREATE${rel.persistence === 'u' ? ' UNLOGGED' : ''} TABLE ${rel.qname} (${lines.length > 0 ? `\n    ${lines.join(',\n    ')}\n` : ''})` +
+    `CREATE${rel.persistence === 'u' ? ' UNLOGGED' : ''} ${keyword} ${rel.qname}${rel.oftype ? ` OF ${rel.oftype}` : ''}` +
+      `${lines.length > 0 || !rel.oftype ? ` (${lines.length > 0 ? `\n    ${lines.join(',\n    ')}\n` : ''})` : ''}` +
       `${rel.inherits ? `\nINHERITS (${rel.inherits.join(', ')})` : ''}${rel.partkey ? `\nPARTITION BY ${rel.partkey}` : ''}` +
+      `${rel.server ? `\nSERVER ${rel.server}${rel.ftoptions ? `\nOPTIONS (${rel.ftoptions})` : ''}` : ''}` +
       `${rel.am ? `\nUSING ${rel.am}` : ''}${withOptions(rel)};`,
   ];
   for (const column of columns) {
-    const alter = `ALTER TABLE ONLY ${rel.qname} ALTER COLUMN ${column.name}`;
+    const alter = `ALTER ${keyword} ONLY ${rel.qname} ALTER COLUMN ${column.name}`;
     if (!printed.includes(column)) {
       if (column.notnull) statements.push(`${alter} SET NOT NULL;`);
       if (inline(column)) statements.push(`${alter} SET DEFAULT ${column.def};`);
@@ -246,18 +262,19 @@ function addTable({ builder: b, byQname, attaches, attrdefs, sequenceReads, tabl
     if (column.compression) statements.push(`${alter} SET COMPRESSION ${{ p: 'pglz', l: 'lz4' }[column.compression] ?? column.compression};`);
     if (column.stattarget !== null) statements.push(`${alter} SET STATISTICS ${column.stattarget};`);
     if (column.options) statements.push(`${alter} SET (${column.options.join(', ')});`);
+    if (column.fdwoptions) statements.push(`${alter} OPTIONS (${column.fdwoptions});`);
   }
-  if (rel.replident === 'n' || rel.replident === 'f') statements.push(`ALTER TABLE ONLY ${rel.qname} REPLICA IDENTITY ${rel.replident === 'n' ? 'NOTHING' : 'FULL'};`);
+  if (rel.relkind !== 'f' && (rel.replident === 'n' || rel.replident === 'f')) statements.push(`ALTER TABLE ONLY ${rel.qname} REPLICA IDENTITY ${rel.replident === 'n' ? 'NOTHING' : 'FULL'};`);
   const entry = b.add({
-    kind: 'TABLE', schema: rel.schema, name: rel.name, section: 'pre-data', sql: statements.join('\n'),
-    owner: `ALTER TABLE ${rel.qname} OWNER TO ${rel.owner};`, creates,
+    kind: keyword, schema: rel.schema, name: rel.name, section: 'pre-data', sql: statements.join('\n'),
+    owner: `ALTER ${keyword} ${rel.qname} OWNER TO ${rel.owner};`, creates,
   });
   byQname.set(rel.qname, entry);
   for (const attrdef of apart) {
     const column = columns.find((c) => c.num === attrdef.num)!;
     b.add({
       kind: 'DEFAULT', schema: rel.schema, name: `${rel.name} ${column.name}`, section: 'pre-data',
-      sql: `ALTER TABLE ONLY ${rel.qname} ALTER COLUMN ${column.name} SET DEFAULT ${column.def};`, creates: [b.key('pg_attrdef', attrdef.oid)], after: [entry.id],
+      sql: `ALTER ${keyword} ONLY ${rel.qname} ALTER COLUMN ${column.name} SET DEFAULT ${column.def};`, creates: [b.key('pg_attrdef', attrdef.oid)], after: [entry.id],
     });
   }
   for (const column of columns) {
@@ -268,10 +285,10 @@ function addTable({ builder: b, byQname, attaches, attrdefs, sequenceReads, tabl
     const rls = [`ALTER TABLE ${rel.qname} ENABLE ROW LEVEL SECURITY;`, ...(rel.forcerls ? [`ALTER TABLE ${rel.qname} FORCE ROW LEVEL SECURITY;`] : [])];
     b.add({ kind: 'ROW SECURITY', schema: rel.schema, name: rel.name, section: 'post-data', sql: rls.join('\n'), after: [entry.id] });
   }
-  b.comment(`TABLE ${rel.qname}`, rel.comment, entry, rel.schema);
+  b.comment(`${keyword} ${rel.qname}`, rel.comment, entry, rel.schema);
   for (const check of rel.checks ?? []) b.comment(`CONSTRAINT ${check.name} ON ${rel.qname}`, check.comment, entry, rel.schema);
   for (const column of columns) b.comment(`COLUMN ${rel.qname}.${column.name}`, column.comment, entry, rel.schema);
-  relationGrants(b, rel, 'TABLE', entry);
+  relationGrants(b, rel, keyword, entry);
   if (rel.relkind === 'r') {
     tables.push({
       entry: entry.id, qualifiedName: rel.qname, columns: columns.filter((column) => column.generated === '').map((column) => column.name),
