@@ -106,7 +106,7 @@ describe('azure destination', () => {
     const dir = await tempDir(t, 'azure-orphan');
     createBank(join(dir, 'app.db'), 10);
     const { name } = await new Database({ sources: [sqlite({ name: 'app', path: join(dir, 'app.db') })] }).startBackup({ to: destination }).done;
-    assert.deepEqual(await blobs(container), { committed: [`nightly/${name}`, `nightly/${name}.json`], staged: ['elsewhere/20261121-110000.tar.gz'] });
+    assert.deepEqual(await blobs(container), { committed: [`nightly/${name}`, `nightly/${name}.json`, `nightly/${name}.state`], staged: ['elsewhere/20261121-110000.tar.gz'] });
   });
 
   it('fails with DESTINATION_FAILED and a hint for a wrong key, an unknown container and an unreachable host', async () => {

@@ -115,7 +115,7 @@ describe('ftp destination', () => {
     const dir = await tempDir(t, 'ftp-orphan');
     createBank(join(dir, 'app.db'), 10);
     const { name } = await new Database({ sources: [sqlite({ name: 'app', path: join(dir, 'app.db') })] }).startBackup({ to: destination }).done;
-    assert.deepEqual((await readdir(folder)).sort(), ['.unrelated', liveLock, name, `${name}.json`].sort());
+    assert.deepEqual((await readdir(folder)).sort(), ['.unrelated', liveLock, name, `${name}.json`, `${name}.state`].sort());
   });
 
   it('keeps to maxConnections and reuses connections: a backup, then listing 12 backups, on 2 connections', async (t) => {

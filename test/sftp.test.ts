@@ -102,7 +102,7 @@ describe('sftp destination', () => {
     const dir = await tempDir(t, 'sftp-orphan');
     createBank(join(dir, 'app.db'), 10);
     const { name } = await new Database({ sources: [sqlite({ name: 'app', path: join(dir, 'app.db') })] }).startBackup({ to: destination }).done;
-    assert.deepEqual((await readdir(folder)).sort(), ['.unrelated', name, `${name}.json`].sort());
+    assert.deepEqual((await readdir(folder)).sort(), ['.unrelated', name, `${name}.json`, `${name}.state`].sort());
   });
 
   it('refuses a changed or unknown host key with DESTINATION_FAILED, sending nothing', async (t) => {
