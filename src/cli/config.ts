@@ -1,7 +1,7 @@
 import { access, readFile } from 'node:fs/promises';
 import { dirname, extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { CompressionOptions } from '../database.js';
+import type { BackupOptions, CompressionOptions } from '../database.js';
 import type { EncryptOptions } from '../archive/encryption.js';
 import type { SignOptions, VerifySignatureOptions } from '../archive/signature.js';
 import { BackupError } from '../errors.js';
@@ -33,6 +33,11 @@ export interface CliConfig {
   sign?: SignOptions;
   /** As in `Database.restore` and `verifyBackup`: `restore` and `verify` refuse archives not signed by one of these keys. */
   verifySignature?: VerifySignatureOptions;
+  /**
+   * As in `startBackup`: `backupkit backup` takes the first destination's lease (exit code 4 when
+   * another process holds it), and `backupkit run` too unless its `schedule` has its own `lease`.
+   */
+  lease?: BackupOptions['lease'];
   /** Applied after each backup, and by `backupkit prune`. */
   retention?: RetentionPolicy;
   /** Where `restore`, `list`, `verify` and `prune` look; default: the first of `to`. */

@@ -66,7 +66,8 @@ Secrets never go on the command line: BACKUPKIT_PASSPHRASE or --passphrase-file,
 (its passphrase in BACKUPKIT_KEY_PASSPHRASE), --sign-key-file (BACKUPKIT_SIGN_KEY_PASSPHRASE), PGPASSWORD, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
 AZURE_STORAGE_CONNECTION_STRING, BACKUPKIT_SSH_KEY_FILE, BACKUPKIT_FTP_PASSWORD, BACKUPKIT_GCS_HMAC_ACCESS_ID / BACKUPKIT_GCS_HMAC_SECRET.
 ${COMMON.replace('this help', 'the help of a command')}
-Exit codes: 0 done, 1 failed, 2 bad usage, 3 the backup is damaged or failed verification, 130 interrupted (143 by SIGTERM).
+Exit codes: 0 done, 1 failed, 2 bad usage, 3 the backup is damaged or failed verification,
+4 another process holds the lease (backup --lease), 130 interrupted (143 by SIGTERM).
 Documentation: ${CLI_DOCS}`;
 
 /** Each command's help: every flag it takes, and an example. */
@@ -90,6 +91,11 @@ Archive:
   --recipient <file>           encrypt to this armoured OpenPGP public key (repeatable; implies --encrypt)
   --sign-key-file <file>       sign with this armoured OpenPGP private key; its passphrase in
                                BACKUPKIT_SIGN_KEY_PASSPHRASE
+Across a fleet (or \`lease\` in the config file):
+  --lease                      first take the lease kept in the first --to: when another process
+                               holds it, write nothing and exit with code 4
+  --lease-ttl <duration>       how long the lease lasts unless renewed, as 30s or 2m (default 30s;
+                               implies --lease)
 ${COMMON}
 
 Example:

@@ -23,7 +23,7 @@ import { forCommandLine } from './hints.js';
 import { alternatives, counted, createOutput, formatBytes, formatDuration, type Output } from './output.js';
 
 /** What a command's exit code says; docs/CLI.md lists them. */
-export const EXIT = { ok: 0, failed: 1, usage: 2, damaged: 3, interrupted: 130 } as const;
+export const EXIT = { ok: 0, failed: 1, usage: 2, damaged: 3, leaseHeld: 4, interrupted: 130 } as const;
 
 export interface CliIo {
   readonly stdout: Writable & { isTTY?: boolean; columns?: number };
@@ -62,7 +62,7 @@ const RETENTION_FLAGS = {
 
 /** Every command and the flags it takes (its help, in help.ts, lists every one). */
 export const COMMANDS = {
-  backup: { ...COMMON, ...SOURCE_FLAGS, to: { type: 'string', multiple: true }, compression: { type: 'string' }, 'compression-level': { type: 'string' }, encrypt: { type: 'boolean' }, recipient: { type: 'string', multiple: true }, 'passphrase-file': { type: 'string' }, 'sign-key-file': { type: 'string' }, incremental: { type: 'boolean' } },
+  backup: { ...COMMON, ...SOURCE_FLAGS, to: { type: 'string', multiple: true }, compression: { type: 'string' }, 'compression-level': { type: 'string' }, encrypt: { type: 'boolean' }, recipient: { type: 'string', multiple: true }, 'passphrase-file': { type: 'string' }, 'sign-key-file': { type: 'string' }, incremental: { type: 'boolean' }, lease: { type: 'boolean' }, 'lease-ttl': { type: 'string' } },
   restore: { ...COMMON, ...SOURCE_FLAGS, ...FROM_FLAGS, ...DECRYPT_FLAGS },
   list: { ...COMMON, from: { type: 'string' } },
   verify: { ...COMMON, ...FROM_FLAGS, ...DECRYPT_FLAGS, level: { type: 'string' }, 'scratch-dir': { type: 'string' }, ...SCRATCH_FLAGS },
@@ -121,6 +121,8 @@ function rejectOnAbort(signal: AbortSignal | undefined): Promise<never> {
 function exitCodeOf(error: BackupError, signal: AbortSignal): number {
   if (error.code === 'ABORTED' && signal.aborted) return EXIT.interrupted;
   if (error.code === 'INVALID_OPTIONS') return EXIT.usage;
+  // Its own code, so that a cron job or a fleet's script tells "another instance is on it" from a failure.
+  if (error.code === 'LEASE_HELD') return EXIT.leaseHeld;
   if (error.code === 'CORRUPT_ARCHIVE' || error.code === 'UNSAFE_ARCHIVE' || error.code === 'SIGNATURE_INVALID' || error.code === 'VERIFY_FAILED') return EXIT.damaged;
   return EXIT.failed;
 }
@@ -157,12 +159,14 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
     const compression = { ...config.compression, ...(algorithm ? { algorithm } : {}), ...(level === undefined ? {} : { level }) };
     const encrypt = await encryptionOf(values, config, io);
     const sign = await signingOf(values, config, io);
+    const lease = leaseOf(values, config);
     const op = new Database({ sources }).startBackup({
       to: destinations,
       ...(values['incremental'] ? { type: 'incremental' as const } : {}),
       compression,
       ...(encrypt ? { encrypt } : {}),
       ...(sign ? { sign } : {}),
+      ...(lease === undefined ? {} : { lease }),
       ...(config.retention ? { retention: config.retention } : {}),
       signal: io.signal,
     });
@@ -348,9 +352,10 @@ function scheduleOf(config: CliConfig): { db: Database; options: ScheduleOptions
   if (schedule?.full === undefined && schedule?.incremental === undefined) throw usage('No schedule: add `schedule: { full, incremental, verify }` (cron expressions or intervals such as \'15m\') to the config file');
   checkTimeZone(schedule.timeZone);
   const { retention, compression, encrypt, sign, verifySignature, scratch } = config;
+  const lease = schedule.lease ?? config.lease;
   // Scheduled verifications check signatures and use scratch space as `backupkit verify` does.
   const verification = { ...(verifySignature ? { verifySignature } : {}), ...(scratch ? { scratch } : {}), ...schedule.verification };
-  const options: ScheduleOptions = { ...schedule, to, verification, ...(retention ? { retention } : {}), ...(compression ? { compression } : {}), ...(encrypt ? { encrypt } : {}), ...(sign ? { sign } : {}) };
+  const options: ScheduleOptions = { ...schedule, to, verification, ...(retention ? { retention } : {}), ...(compression ? { compression } : {}), ...(encrypt ? { encrypt } : {}), ...(sign ? { sign } : {}), ...(lease === undefined ? {} : { lease }) };
   return { db: new Database({ sources: config.sources }), options };
 }
 
@@ -437,6 +442,20 @@ function retentionFromFlags(values: Values): RetentionPolicy | undefined {
   if (maxAge !== undefined && !/^\d+[hdw]$/.test(maxAge)) throw usage(`--max-age takes hours, days or weeks, as 36h, 30d or 8w, not ${JSON.stringify(maxAge)}`);
   if (maxAge !== undefined) policy.maxAge = maxAge;
   return Object.keys(policy).length > 0 ? policy : undefined;
+}
+
+const DURATION = /^(\d+)(ms|s|m|h)$/;
+const DURATION_MS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+
+/** `--lease` and `--lease-ttl` (which implies it), or the config's `lease`; the library checks the ttl's bounds. */
+function leaseOf(values: Values, config: CliConfig): CliConfig['lease'] {
+  const ttl = values['lease-ttl'] as string | undefined;
+  if (ttl !== undefined) {
+    const parsed = DURATION.exec(ttl);
+    if (!parsed) throw usage(`--lease-ttl takes a duration, as 500ms, 30s, 2m or 1h, not ${JSON.stringify(ttl)}`);
+    return { ttlMs: Number(parsed[1]) * (DURATION_MS[parsed[2]!] as number) };
+  }
+  return values['lease'] === true ? true : config.lease;
 }
 
 /** The passphrase from BACKUPKIT_PASSPHRASE or --passphrase-file; never from a flag's value. */
