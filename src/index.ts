@@ -15,7 +15,7 @@ export { Operation } from './operation.js';
 export type { OperationEvents, SourceStats } from './operation.js';
 export type { ProgressEvent, ProgressPhase } from './progress.js';
 export { verifyBackup, VerifyOperation, VerificationError } from './restore/verify.js';
-export type { CliConfig, CliScheduleConfig } from './cli/config.js';
+export type { CliConfig, CliMetricsConfig, CliScheduleConfig } from './cli/config.js';
 export type { ScratchOptions, VerifiedSource, VerifyEvents, VerifyLevel, VerifyOptions, VerifyResult } from './restore/verify.js';
 export { Schedule } from './schedule/index.js';
 export type {

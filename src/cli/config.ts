@@ -52,11 +52,27 @@ export interface CliConfig {
 
 /**
  * The `schedule` section of a config file: when each type runs, as in `db.schedule()`. The
- * sources, `to`, `retention`, `compression`, `encrypt` and `sign` are the config file's own, and
- * its `verifySignature` and `scratch` apply to the scheduled verifications.
+ * sources, `to`, `retention`, `compression`, `encrypt`, `sign` and `lease` are the config file's
+ * own (`lease` here wins over the file's), and its `verifySignature` and `scratch` apply to the
+ * scheduled verifications. `metrics` is where `backupkit run` serves the schedule's metrics.
  * @public
  */
-export type CliScheduleConfig = Pick<ScheduleOptions, 'full' | 'incremental' | 'verify' | 'timeZone' | 'name' | 'verification' | 'lease'>;
+export type CliScheduleConfig = Pick<ScheduleOptions, 'full' | 'incremental' | 'verify' | 'timeZone' | 'name' | 'verification' | 'lease'> & {
+  metrics?: CliMetricsConfig;
+};
+
+/**
+ * Where `backupkit run` serves its schedule's Prometheus metrics, at `/metrics` (prom-client, an
+ * optional peer dependency, must be installed). Only backupkit's own metrics: prom-client's
+ * default process metrics are not collected.
+ * @public
+ */
+export interface CliMetricsConfig {
+  /** The TCP port; `--metrics-port` wins over it. 0 lets the system choose one, which `run` prints. */
+  port: number;
+  /** The address to listen on; default `127.0.0.1`, this machine only. `0.0.0.0` or `::` for every interface. */
+  host?: string;
+}
 
 /** The names looked for in the working folder when no `--config` is given. */
 const DEFAULT_NAMES = ['backupkit.config.js', 'backupkit.config.mjs', 'backupkit.config.json'];

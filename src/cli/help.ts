@@ -187,6 +187,10 @@ since the last slot). SIGTERM or SIGINT stops it: a running backup finishes firs
 signal cancels it, leaving nothing behind. Exit code 0 once stopped, 143 (SIGTERM) or 130 (SIGINT)
 when a backup was cancelled.
 
+  --metrics-port <port>        serve the schedule's Prometheus metrics at http://127.0.0.1:<port>/metrics
+                               (or \`schedule.metrics: { port, host }\` in the config file; 0 picks a
+                               free port, printed at start); needs prom-client installed
+
 A config file with a schedule (backupkit.config.js):
   export default {
     sources: [sqlite({ name: 'app', path: 'data/app.db' })],

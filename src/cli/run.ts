@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
+import type { Registry } from 'prom-client';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { inspectArchive } from '../archive/inspect.js';
 import type { DecryptOptions, EncryptOptions } from '../archive/encryption.js';
@@ -12,6 +13,7 @@ import { BackupError } from '../errors.js';
 import { prune, type RetentionPolicy } from '../retention.js';
 import { sourceKind, type RestoreTarget } from '../kinds.js';
 import { isOverdue } from '../schedule/catch-up.js';
+import { loadPromClient } from '../schedule/metrics.js';
 import type { ScheduleOptions, ScheduleRun, ScheduleRunType } from '../schedule/index.js';
 import { checkTimeZone, parseTiming } from '../schedule/timing.js';
 import { verifyBackup, type VerifyLevel } from '../restore/verify.js';
@@ -20,6 +22,7 @@ import { BACKUPKIT_VERSION } from '../version.js';
 import { destinationFromSpec, loadConfig, readText, type CliConfig } from './config.js';
 import { CLI_KINDS, helpText } from './help.js';
 import { forCommandLine } from './hints.js';
+import { serveMetrics, type MetricsServer } from './metrics-server.js';
 import { alternatives, counted, createOutput, formatBytes, formatDuration, type Output } from './output.js';
 
 /** What a command's exit code says; docs/CLI.md lists them. */
@@ -68,7 +71,7 @@ export const COMMANDS = {
   verify: { ...COMMON, ...FROM_FLAGS, ...DECRYPT_FLAGS, level: { type: 'string' }, 'scratch-dir': { type: 'string' }, ...SCRATCH_FLAGS },
   inspect: { ...COMMON, ...DECRYPT_FLAGS, entries: { type: 'boolean' } },
   prune: { ...COMMON, from: { type: 'string' }, ...RETENTION_FLAGS, 'dry-run': { type: 'boolean' } },
-  run: { ...COMMON },
+  run: { ...COMMON, 'metrics-port': { type: 'string' } },
   status: { ...COMMON },
 } as const satisfies Record<string, ParseArgsConfig['options']>;
 type Command = keyof typeof COMMANDS;
@@ -283,22 +286,14 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
 
   async run({ values, config, io, output }) {
     const { db, options } = scheduleOf(config);
-    const schedule = db.schedule(options);
-    // Progress bars are drawn for one operation: a person at a terminal gets a line per run instead.
-    if (values['json'] === true || !io.stdout.isTTY) output.follow(schedule);
-    schedule.on('scheduled', ({ type, at }) => output.emit({ type: 'scheduled', runType: type, at }, [`next ${type} at ${at.toISOString()}`]));
-    schedule.on('run', ({ type, trigger }) => output.emit({ type: 'run', runType: type, trigger }, [`${type} starts (${trigger})`]));
-    schedule.on('settled', (run) => output.emit({ ...run, type: 'settled', runType: run.type }, [runText(run)]));
-    await new Promise<void>((resolve) => {
-      if (io.signal.aborted) resolve();
-      io.signal.addEventListener('abort', () => resolve(), { once: true });
-    });
-    const running = schedule.status().running;
-    output.emit({ type: 'stopping', running: running.map((r) => r.type) }, [running.length > 0 ? `stopping: waiting for the running ${running.map((r) => r.type).join(' and ')} (a second signal cancels it)` : 'stopping']);
-    await schedule.stop(io.cancel ? { signal: io.cancel } : {});
-    // Cancelled at a second signal: the command was interrupted, and says so with its exit code.
-    if (io.cancel?.aborted && running.length > 0) throw io.cancel.reason;
-    output.emit({ type: 'stopped' }, ['stopped']);
+    // Listening before the schedule starts: a port in use fails the command before any backup.
+    const metrics = await metricsOf(values, config);
+    try {
+      if (metrics) output.emit({ type: 'metrics', url: metrics.server.url }, [`metrics on ${metrics.server.url}`]);
+      await runSchedule(db, { ...options, ...(metrics ? { metrics: { registry: metrics.registry } } : {}) }, values, io, output);
+    } finally {
+      await metrics?.server.close();
+    }
   },
 
   async status({ config, output }) {
@@ -340,6 +335,26 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
   },
 };
 
+/** Runs the schedule until the first signal, then stops it: waiting for a running backup, or cancelling it at a second signal. */
+async function runSchedule(db: Database, options: ScheduleOptions, values: Values, io: CliIo, output: Output): Promise<void> {
+  const schedule = db.schedule(options);
+  // Progress bars are drawn for one operation: a person at a terminal gets a line per run instead.
+  if (values['json'] === true || !io.stdout.isTTY) output.follow(schedule);
+  schedule.on('scheduled', ({ type, at }) => output.emit({ type: 'scheduled', runType: type, at }, [`next ${type} at ${at.toISOString()}`]));
+  schedule.on('run', ({ type, trigger }) => output.emit({ type: 'run', runType: type, trigger }, [`${type} starts (${trigger})`]));
+  schedule.on('settled', (run) => output.emit({ ...run, type: 'settled', runType: run.type }, [runText(run)]));
+  await new Promise<void>((resolve) => {
+    if (io.signal.aborted) resolve();
+    io.signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+  const running = schedule.status().running;
+  output.emit({ type: 'stopping', running: running.map((r) => r.type) }, [running.length > 0 ? `stopping: waiting for the running ${running.map((r) => r.type).join(' and ')} (a second signal cancels it)` : 'stopping']);
+  await schedule.stop(io.cancel ? { signal: io.cancel } : {});
+  // Cancelled at a second signal: the command was interrupted, and says so with its exit code.
+  if (io.cancel?.aborted && running.length > 0) throw io.cancel.reason;
+  output.emit({ type: 'stopped' }, ['stopped']);
+}
+
 /** How many of each destination's backups `status` shows. */
 const STATUS_BACKUPS = 5;
 
@@ -355,8 +370,30 @@ function scheduleOf(config: CliConfig): { db: Database; options: ScheduleOptions
   const lease = schedule.lease ?? config.lease;
   // Scheduled verifications check signatures and use scratch space as `backupkit verify` does.
   const verification = { ...(verifySignature ? { verifySignature } : {}), ...(scratch ? { scratch } : {}), ...schedule.verification };
-  const options: ScheduleOptions = { ...schedule, to, verification, ...(retention ? { retention } : {}), ...(compression ? { compression } : {}), ...(encrypt ? { encrypt } : {}), ...(sign ? { sign } : {}), ...(lease === undefined ? {} : { lease }) };
+  // `metrics` here says where `run` serves them; the schedule's own `metrics` is the registry `run` makes.
+  const { metrics: _served, ...timing } = schedule;
+  const options: ScheduleOptions = { ...timing, to, verification, ...(retention ? { retention } : {}), ...(compression ? { compression } : {}), ...(encrypt ? { encrypt } : {}), ...(sign ? { sign } : {}), ...(lease === undefined ? {} : { lease }) };
   return { db: new Database({ sources: config.sources }), options };
+}
+
+/**
+ * With --metrics-port or `schedule.metrics`: a registry of prom-client's own (without its default
+ * process metrics, which are the application's to collect) served at /metrics. prom-client is
+ * loaded first, so that without it the command fails with MISSING_DEPENDENCY before listening.
+ */
+async function metricsOf(values: Values, config: CliConfig): Promise<{ registry: Registry; server: MetricsServer } | undefined> {
+  const configured = config.schedule?.metrics;
+  const flag = values['metrics-port'];
+  if (flag === undefined && configured === undefined) return undefined;
+  const port = flag === undefined ? configured?.port : integer(flag, '--metrics-port');
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw usage(`${flag === undefined ? '`schedule.metrics.port`' : '--metrics-port'} takes a port from 0 to 65535, not ${JSON.stringify(flag ?? port)}`);
+  }
+  const host = configured?.host ?? '127.0.0.1';
+  if (typeof host !== 'string' || host === '') throw usage(`\`schedule.metrics.host\` takes an address to listen on, such as 127.0.0.1, not ${JSON.stringify(host)}`);
+  const { Registry } = loadPromClient();
+  const registry = new Registry();
+  return { registry, server: await serveMetrics(registry, port, host) };
 }
 
 /** One line per settled run, for a person. */

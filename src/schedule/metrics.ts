@@ -3,10 +3,11 @@ import type * as PromClient from 'prom-client';
 import { optionalPeerSync } from '../util/peers.js';
 
 /**
- * prom-client, loaded when a schedule is given a registry. Loaded with `require` so that
- * `db.schedule()` can throw MISSING_DEPENDENCY at once rather than from a later run.
+ * prom-client, loaded when a schedule is given a registry (or `backupkit run` makes one). Loaded
+ * with `require` so that `db.schedule()` can throw MISSING_DEPENDENCY at once rather than from a
+ * later run.
  */
-const loadPromClient = optionalPeerSync({ name: 'prom-client', feature: 'Schedule metrics', install: ['prom-client'] }, () => createRequire(import.meta.url)('prom-client') as typeof PromClient);
+export const loadPromClient = optionalPeerSync({ name: 'prom-client', feature: 'Schedule metrics', install: ['prom-client'] }, () => createRequire(import.meta.url)('prom-client') as typeof PromClient);
 
 /**
  * A prom-client `Registry`, described by the one method backupkit calls itself, so that
