@@ -182,3 +182,22 @@ describe('backupkit run --metrics-port', () => {
     assert.match(run.stderr, /--metrics-port takes a port from 0 to 65535, not "65536"/);
   });
 });
+
+describe('backupkit run with a config file elsewhere', () => {
+  it("resolves the schedule's relative verification.scratch.dir against the config file's folder, not the working folder", async (t) => {
+    const dir = await application(t);
+    await mkdir(join(dir, 'ops', 'scratch'), { recursive: true });
+    const schedule = { full: '1d', verify: '1s', verification: { level: 'restore', scratch: { dir: 'scratch' } } };
+    await writeFile(join(dir, 'ops', 'backupkit.config.json'), JSON.stringify({ sources: [{ kind: 'files', name: 'uploads', dir: '../uploads' }], to: 'backups', schedule }));
+    // Run from the application folder, which has no `scratch`: the throwaway targets could not be made there.
+    const run = daemon(t, dir, ['--config', 'ops/backupkit.config.json']);
+    const full = await run.next((l) => l.type === 'settled' && l['runType'] === 'full');
+    assert.equal(full['outcome'], 'succeeded', JSON.stringify(full));
+    // Verifications due before the full was committed found nothing to verify: the first one after it counts.
+    const verified = await run.next((l) => l.type === 'settled' && l['runType'] === 'verify' && Date.parse(l['startedAt'] as string) >= Date.parse(full['finishedAt'] as string));
+    assert.deepEqual([verified['outcome'], verified['name'], verified['errorCode']], ['succeeded', full['name'], undefined], JSON.stringify(verified));
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exited, 0, run.stderr());
+    assert.deepEqual(await readdir(join(dir, 'ops', 'scratch')), [], 'the throwaway targets were made there, and removed');
+  });
+});

@@ -85,7 +85,7 @@ export async function loadConfig(path: string | undefined, cwd: string): Promise
   const file = path === undefined ? await firstExisting(DEFAULT_NAMES.map((name) => resolve(cwd, name))) : resolve(cwd, path);
   if (file === undefined) return {};
   const config = extname(file) === '.json' ? await fromJson(file, await readText(file)) : await fromJavaScript(file);
-  return withTargetsResolved(config, dirname(file));
+  return withPlainPathsResolved(config, dirname(file));
 }
 
 /**
@@ -109,17 +109,21 @@ async function fromJavaScript(file: string): Promise<CliConfig> {
 }
 
 /**
- * Restore targets and the scratch folder are plain paths, resolved only when used: resolved here
- * against the config's folder. A target's kind is known only once the archive is read, so every
- * field that is a path in some kind's targets is resolved.
+ * Restore targets and the scratch folders (the file's, and that of the schedule's verifications)
+ * are plain paths, resolved only when used: resolved here against the config's folder. A target's
+ * kind is known only once the archive is read, so every field that is a path in some kind's
+ * targets is resolved.
  */
-function withTargetsResolved(config: CliConfig, folder: string): CliConfig {
+function withPlainPathsResolved(config: CliConfig, folder: string): CliConfig {
   const pathFields = new Set(sourceKinds().flatMap((kind) => kind.pathFields ?? []));
   const at = (target: RestoreTarget): RestoreTarget => withPathsResolved(target, pathFields, folder);
+  const scratchAt = <T extends { scratch?: ScratchOptions }>(options: T): T =>
+    options.scratch?.dir === undefined ? options : { ...options, scratch: withPathsResolved(options.scratch, ['dir'], folder) };
+  const verification = config.schedule?.verification;
   return {
-    ...config,
+    ...scratchAt(config),
     ...(config.targets === undefined ? {} : { targets: Object.fromEntries(Object.entries(config.targets).map(([name, target]) => [name, at(target)])) }),
-    ...(config.scratch?.dir === undefined ? {} : { scratch: { ...config.scratch, dir: resolve(folder, config.scratch.dir) } }),
+    ...(verification === undefined ? {} : { schedule: { ...config.schedule, verification: scratchAt(verification) } }),
   };
 }
 
