@@ -177,7 +177,7 @@ ${COMMON}
 Example:
   backupkit prune --from /backups --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run`,
 
-  run: `Usage: backupkit run [--config <file>]
+  run: `Usage: backupkit run [--config <file>] [--metrics-port <port>]
 
 Runs the config file's \`schedule\` in the foreground: full and incremental backups of its
 \`sources\` to its \`to\`, with its \`retention\` applied after each, and verifications, each on a
