@@ -19,6 +19,7 @@ import { startAzurite, type Azurite } from './helpers/azurite.js';
 import { startSshd, type Sshd } from './helpers/sshd.js';
 import { startFtpd, type Ftpd } from './helpers/vsftpd.js';
 import { replaceSidecar, sidecarFor } from './helpers/sidecar.js';
+import { chainArchive } from './helpers/craft.js';
 import { createDatabase, pgUrl, sql, uniqueName, dropDatabasesLike } from './helpers/postgres.js';
 import { COMMANDS } from '../src/cli/run.js';
 import { BIN, ROOT, cli, records } from './helpers/cli.js';
@@ -349,12 +350,15 @@ describe('backupkit command line', () => {
     const now = Date.now();
     const stamp = (hoursAgo: number) => new Date(now - hoursAgo * 3_600_000).toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-');
     const [fresh, noList, ancient, old] = [`${stamp(1)}.tar.gz`, `${stamp(2)}.tar.gz`, `${stamp(3)}.tar.gz`, `${stamp(24 * 60)}.tar.gz`];
+    // Real archives: prune reads an unknown one's header to see that it is a full, which needs no older backup.
+    const archives = new Map<string, Buffer>();
     for (const name of [fresh, noList, ancient, old]) {
-      await writeFile(join(backups, name), name);
-      await writeFile(join(backups, `${name}.json`), JSON.stringify(sidecarFor(name, Buffer.from(name))));
+      archives.set(name, await chainArchive(name));
+      await writeFile(join(backups, name), archives.get(name) as Buffer);
+      await writeFile(join(backups, `${name}.json`), JSON.stringify(sidecarFor(name, archives.get(name) as Buffer)));
     }
-    await replaceSidecar(backups, noList, JSON.stringify(sidecarFor(noList, Buffer.from(noList), { sourceStats: 'app' })));
-    await replaceSidecar(backups, ancient, JSON.stringify(sidecarFor(ancient, Buffer.from(ancient), { createdAt: '1999-01-01T00:00:00.000Z' })));
+    await replaceSidecar(backups, noList, JSON.stringify(sidecarFor(noList, archives.get(noList) as Buffer, { sourceStats: 'app' })));
+    await replaceSidecar(backups, ancient, JSON.stringify(sidecarFor(ancient, archives.get(ancient) as Buffer, { createdAt: '1999-01-01T00:00:00.000Z' })));
     const { stdout: deadPid } = await execFileAsync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
     const dead = `.${fresh}.${hostname().replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63)}_${deadPid}_0123456789ab.partial`;
     await writeFile(join(backups, dead), 'half an archive');

@@ -11,7 +11,7 @@ import { listBackups } from '../../src/listing.js';
 import { memory } from '../../src/destinations/memory/index.js';
 import { prune, type PruneResult, type RetentionPolicy } from '../../src/retention.js';
 import type { Destination, ReadRange } from '../../src/types.js';
-import { craftArchive, type CraftedEntry } from '../helpers/craft.js';
+import { chainArchive } from '../helpers/craft.js';
 import { put } from '../helpers/put.js';
 import { BACKUPS, NOW, destinationWithBackups, letters } from '../helpers/backups.js';
 import { UNTRUSTWORTHY_SIDECARS, sidecarFor } from '../helpers/sidecar.js';
@@ -204,16 +204,11 @@ describe('retention keeps what unknown backups build on', () => {
   /** F1's chain: what an incremental's header names as its base. */
   const baseOf = (letter: string) => (['I1', 'I2', 'I3'].includes(letter) ? 'F1' : 'F2');
 
-  /** A backup's header entry, as the backup engine writes it. */
-  function header(name: string, chain: Record<string, unknown>): CraftedEntry {
-    const body = Buffer.from(`${JSON.stringify({ format: 'backupkit', formatVersion: 3, backupkitVersion: 'test', name, createdAt: `${name.slice(0, 4)}-${name.slice(4, 6)}-${name.slice(6, 8)}T00:00:00.000Z`, compression: { algorithm: 'gzip', level: 1 }, sources: [{ name: 'app', kind: 'files', estimatedBytes: 0, estimatedItems: 0 }], ...chain }, null, 2)}\n`);
-    return { header: { name: 'header.json', type: 'file', size: body.length }, body };
-  }
   const chainOf = (letter: string) => {
     const previous = (CHAIN[letter] as [string, string?])[1];
     return previous === undefined ? { type: 'full' } : { type: 'incremental', base: nameOf(baseOf(letter)), previous: nameOf(previous) };
   };
-  const archiveOf = (letter: string) => craftArchive([header(nameOf(letter), chainOf(letter)), { header: { name: 'sources/app/x', type: 'file' }, body: Buffer.from(letter) }]);
+  const archiveOf = (letter: string) => chainArchive(nameOf(letter), chainOf(letter));
 
   /**
    * The chains on a memory destination, each archive a real (small) one; `sidecars` says which
@@ -281,8 +276,8 @@ describe('retention keeps what unknown backups build on', () => {
 
   it('a corrupt or truncated unknown archive, or one whose header claims a later predecessor, keeps back to the newest full', async () => {
     const whole = await archiveOf('I2');
-    const claimsLater = await craftArchive([header(nameOf('I2'), { type: 'incremental', base: nameOf('F2'), previous: nameOf('I3') })]);
-    const otherName = await craftArchive([header(nameOf('I3'), { type: 'full' })]);
+    const claimsLater = await chainArchive(nameOf('I2'), { type: 'incremental', base: nameOf('F2'), previous: nameOf('I3') });
+    const otherName = await chainArchive(nameOf('I3'));
     for (const [label, bytes, why] of [
       ['garbage', Buffer.alloc(2048, 'not an archive '), /not a tar file/],
       ['cut inside its header', whole.subarray(0, 40), /header cannot be read/],
@@ -312,8 +307,8 @@ describe('retention keeps what unknown backups build on', () => {
   it('reads a header from the start of a large gzip, zstd or uncompressed archive with one ranged read', async () => {
     const destination = memory();
     const name = nameOf('I2');
-    const entries = [header(name, chainOf('I2')), { header: { name: 'sources/app/big', type: 'file' as const }, body: randomBytes(3 * HEADER_RANGE_BYTES) }];
-    const tarBytes = zlib.gunzipSync(await craftArchive(entries));
+    // After the header, a body no compression shrinks, larger than what is read.
+    const tarBytes = zlib.gunzipSync(await chainArchive(name, chainOf('I2'), randomBytes(3 * HEADER_RANGE_BYTES)));
     // Node 24 has zstd; the @types/node in use does not know it yet.
     const { zstdCompressSync } = zlib as unknown as { zstdCompressSync: (bytes: Buffer) => Buffer };
     for (const bytes of [zlib.gzipSync(tarBytes), zstdCompressSync(tarBytes), tarBytes]) {
