@@ -240,7 +240,7 @@ async function lineageFromHeader(destination: Destination, backup: BackupInfo): 
   if (backup.encrypted) return { unreadable: 'it is encrypted, and its header is inside the encryption' };
   let header: ArchiveHeader;
   try {
-    header = await readArchiveHeader(destination, backup.name);
+    header = await readArchiveHeader(destination, backup.name, backup.size);
   } catch (error) {
     // Whatever the reason, the answer is the same: keep what it may need.
     return { unreadable: `its header cannot be read: ${error instanceof Error ? error.message : String(error)}` };

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import * as zlib from 'node:zlib';
-import { HEADER_RANGE_BYTES, readArchiveHeader } from '../../src/archive/peek.js';
+import { FIRST_HEADER_RANGE_BYTES, HEADER_RANGE_BYTES, readArchiveHeader } from '../../src/archive/peek.js';
 import { listBackups } from '../../src/listing.js';
 import { memory } from '../../src/destinations/memory/index.js';
 import { prune, type PruneResult, type RetentionPolicy } from '../../src/retention.js';
@@ -250,7 +250,7 @@ describe('retention keeps what unknown backups build on', () => {
       warnings: [],
     });
     assert.deepEqual(reads.map(([letter]) => letter).sort(), ['I1', 'I2'], 'only the unknown archives are read');
-    for (const [letter, range] of reads) assert.deepEqual(range, { offset: 0, length: HEADER_RANGE_BYTES }, `${letter} is read from its start, never whole`);
+    for (const [letter, range] of reads) assert.deepEqual(range, { offset: 0, length: FIRST_HEADER_RANGE_BYTES }, `${letter} is read from its start, never whole`);
     assert.equal((await listBackups(destination)).map((b) => letterOf(b.name)).join(' '), 'I4 F2 I2 I1 F1');
   });
 
@@ -304,19 +304,23 @@ describe('retention keeps what unknown backups build on', () => {
     }
   });
 
-  it('reads a header from the start of a large gzip, zstd or uncompressed archive with one ranged read', async () => {
-    const destination = memory();
+  it('reads a header from the start of a large gzip, zstd or uncompressed archive: one short ranged read, a longer one for a long header', async () => {
     const name = nameOf('I2');
-    // After the header, a body no compression shrinks, larger than what is read.
-    const tarBytes = zlib.gunzipSync(await chainArchive(name, chainOf('I2'), randomBytes(3 * HEADER_RANGE_BYTES)));
     // Node 24 has zstd; the @types/node in use does not know it yet.
     const { zstdCompressSync } = zlib as unknown as { zstdCompressSync: (bytes: Buffer) => Buffer };
-    for (const bytes of [zlib.gzipSync(tarBytes), zstdCompressSync(tarBytes), tarBytes]) {
-      await destination.remove(name).catch(() => {});
-      await put(destination, name, bytes);
-      assert.ok(bytes.length > HEADER_RANGE_BYTES);
-      const read = await readArchiveHeader(destination, name);
-      assert.deepEqual([read.name, read.type, read.previous, read.base], [name, 'incremental', nameOf('I1'), nameOf('F1')]);
+    // A header of many sources is longer than the first read; after it, a body no compression shrinks.
+    for (const [padding, lengths] of [[0, [FIRST_HEADER_RANGE_BYTES]], [4 * FIRST_HEADER_RANGE_BYTES, [FIRST_HEADER_RANGE_BYTES, HEADER_RANGE_BYTES]]] as const) {
+      const chain = { ...chainOf('I2'), padding: randomBytes(padding / 2).toString('hex') };
+      const tarBytes = zlib.gunzipSync(await chainArchive(name, chain, randomBytes(3 * HEADER_RANGE_BYTES)));
+      for (const [label, bytes] of [['gzip', zlib.gzipSync(tarBytes)], ['zstd', zstdCompressSync(tarBytes)], ['none', tarBytes]] as const) {
+        const destination = memory();
+        await put(destination, name, bytes);
+        const ranges: Array<ReadRange | undefined> = [];
+        const recording: Destination = { ...destination, open: async (object, range) => (ranges.push(range), destination.open(object, range)) };
+        const read = await readArchiveHeader(recording, name, bytes.length);
+        assert.deepEqual([read.name, read.type, read.previous, read.base], [name, 'incremental', nameOf('I1'), nameOf('F1')], label);
+        assert.deepEqual(ranges, lengths.map((length) => ({ offset: 0, length })), `${label}, a header padded by ${padding}: only its start is read`);
+      }
     }
   });
 });
