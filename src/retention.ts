@@ -288,7 +288,7 @@ function keepChains(backups: readonly BackupInfo[], kept: Map<string, string[]>,
       const full = older.findIndex((b) => lineageOf(b)?.type === 'full');
       const held = (full === -1 ? older : older.slice(0, full + 1)).map((b) => b.name);
       for (const name of held) keep(name, 'unknown-chain');
-      const back = full === -1 ? `all ${held.length} backups before it (no full before it is known)` : `${held.length === 1 ? 'the backup' : `the ${held.length} backups`} before it, back to the full ${held.at(-1)}`;
+      const back = full === -1 ? `all ${held.length} backups before it (no full before it is known)` : held.length === 1 ? `the full before it, ${held[0]}` : `the ${held.length} backups before it, back to the full ${held.at(-1)}`;
       warnings.push({ code: 'UNKNOWN_CHAIN', backup: backup.name, kept: held, message: `${backup.name} is unknown and ${lineage.unreadable}, so what it builds on is unknown: kept ${back}` });
     }
   }

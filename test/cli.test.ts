@@ -387,6 +387,28 @@ describe('backupkit command line', () => {
     assert.deepEqual((await readdir(backups)).sort(), [fresh, `${fresh}.json`, noList, `${noList}.json`, ancient, `${ancient}.json`].sort());
   });
 
+  it('prune keeps back to the full what an encrypted unknown backup may build on, and says so', async (t) => {
+    const dir = await tempDir(t, 'cli-unknown-chain');
+    const backups = join(dir, 'backups');
+    await mkdir(backups);
+    const [full, encrypted, newest] = ['20261101-000000.tar.gz', '20261102-000000.tar.gz.gpg', '20261103-000000.tar.gz'];
+    for (const name of [full, newest]) {
+      const bytes = await chainArchive(name);
+      await writeFile(join(backups, name), bytes);
+      await writeFile(join(backups, `${name}.json`), JSON.stringify(sidecarFor(name, bytes)));
+    }
+    await writeFile(join(backups, encrypted), randomBytes(1000)); // no sidecar: a backup killed before it wrote one
+    const dry = await cli(['prune', '--from', 'backups', '--keep-last', '1', '--dry-run'], { cwd: dir });
+    assert.equal(dry.code, 0, dry.stderr);
+    const planned = records(dry.stdout).at(-1)!;
+    assert.deepEqual((planned['kept'] as Array<{ name: string; reasons: string[] }>).map((b) => [b.name, b.reasons]), [[newest, ['newest', 'last']], [encrypted, ['unknown']], [full, ['unknown-chain']]]);
+    assert.deepEqual((planned['warnings'] as Array<{ code: string; backup: string; kept: string[] }>).map((w) => [w.code, w.backup, w.kept]), [['UNKNOWN_CHAIN', encrypted, [full]]]);
+    const command = `stty cols 200 rows 40; exec ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} prune --from backups --keep-last 1`;
+    const { stdout } = await execFileAsync('script', ['-qec', command, '/dev/null'], { cwd: dir, env: { PATH: process.env['PATH'], HOME: process.env['HOME'], TERM: 'xterm' } });
+    assert.match(stdout, new RegExp(`warning: ${encrypted.replace(/\./g, '\\.')} is unknown and it is encrypted, and its header is inside the encryption, so what it builds on is unknown: kept the full before it, ${full.replace(/\./g, '\\.')}`));
+    assert.deepEqual((await readdir(backups)).sort(), [encrypted, full, `${full}.json`, newest, `${newest}.json`].sort());
+  });
+
   it('on a terminal: progress bars per source with bytes, rate and ETA, then a summary', async (t) => {
     const dir = await application(t, 96 * 1024 * 1024);
     const command = `stty cols 140 rows 40; exec ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} backup --sqlite app=app.db --files uploads=uploads --to backups`;
