@@ -34,7 +34,7 @@ export type { MetricsRegistry } from './schedule/metrics.js';
 export { listBackups } from './listing.js';
 export type { BackupInfo, BackupProblem, BackupProblemCode, BackupTrust } from './listing.js';
 export { prune } from './retention.js';
-export type { PruneOptions, PruneResult, RetentionPolicy } from './retention.js';
+export type { PruneOptions, PruneResult, PruneWarning, RetentionPolicy } from './retention.js';
 export type { CompressionAlgorithm } from './archive/compression.js';
 export type { DecryptOptions, EncryptOptions } from './archive/encryption.js';
 export type { SignOptions, VerifySignatureOptions } from './archive/signature.js';

@@ -1,4 +1,7 @@
-import { CLAIM_EXTENSION, SIDECAR_EXTENSION, STATE_EXTENSION, dateFromArchiveName } from './archive/names.js';
+import pLimit from 'p-limit';
+import { CLAIM_EXTENSION, SIDECAR_EXTENSION, STATE_EXTENSION, dateFromArchiveName, isArchiveName, stemOf } from './archive/names.js';
+import type { ArchiveHeader } from './archive/format.js';
+import { readArchiveHeader } from './archive/peek.js';
 import { listBackups, type BackupInfo } from './listing.js';
 import { BackupError, asBackupError } from './errors.js';
 import type { Destination } from './types.js';
@@ -14,6 +17,10 @@ import type { Destination } from './types.js';
  * The rules see only backups whose sidecar vouches for them (`trust: 'trusted'`, see
  * {@link BackupInfo}): an `unknown` backup is always kept, and neither counts as the newest nor
  * takes one of the places of `keepLast`, `keepDaily`, ..., so it never pushes out a good one.
+ * What an unknown backup builds on is read from its archive's header (the first few bytes, never
+ * the whole archive), and its chain kept like a kept incremental's; when the header cannot be read
+ * (an encrypted or damaged archive), every backup before it back to the newest full is kept
+ * (reason `unknown-chain`, with a {@link PruneWarning}).
  * @public
  */
 export interface RetentionPolicy {
@@ -41,6 +48,25 @@ export interface PruneOptions {
 }
 
 /**
+ * Why {@link prune} kept more than its policy asks for.
+ * @public
+ */
+export interface PruneWarning {
+  /**
+   * `UNKNOWN_CHAIN`: an `unknown` backup's header cannot be read (it is encrypted, and the header
+   * is inside the encryption; or it is damaged, or reading it failed), so what it builds on is
+   * unknown, and every backup before it back to the newest full was kept (reason `unknown-chain`).
+   */
+  readonly code: 'UNKNOWN_CHAIN';
+  /** The unknown backup's name. */
+  readonly backup: string;
+  /** The backups kept for it, newest first. */
+  readonly kept: readonly string[];
+  /** A sentence for people: why the header could not be read, and what was kept. */
+  readonly message: string;
+}
+
+/**
  * What {@link prune} kept and deleted, and why each was kept.
  * @public
  */
@@ -48,9 +74,15 @@ export interface PruneResult {
   /** Whether this was a dry run, which deleted nothing. */
   readonly dryRun: boolean;
   /**
-   * The backups kept, newest first, each with the rules that kept it (`newest`, `last`, `daily`,
-   * `weekly`, `monthly`, `maxAge`), `chain` for one a kept incremental builds on, or `unknown` for
-   * one whose sidecar does not vouch for it.
+   * The backups kept, newest first, each with its reasons:
+   *
+   * - the rules that kept it: `newest`, `last`, `daily`, `weekly`, `monthly`, `maxAge`;
+   * - `unknown`: its sidecar does not vouch for it (see {@link BackupInfo.problem});
+   * - `chain`: a kept incremental builds on it, as that incremental's trusted sidecar says, or for
+   *   an `unknown` one its archive's header;
+   * - `unknown-chain`: it is older than an `unknown` backup whose header cannot be read, and not
+   *   older than the newest full before that one: it may be what that backup builds on (see
+   *   {@link PruneResult.warnings}).
    */
   readonly kept: ReadonlyArray<BackupInfo & { reasons: readonly string[] }>;
   /** Deleted, or with `dryRun` to be deleted. */
@@ -61,6 +93,8 @@ export interface PruneResult {
    * destination that leaves none.
    */
   readonly leftovers: readonly string[];
+  /** Why more was kept than the policy asks for, one warning per `unknown` backup whose header cannot be read. */
+  readonly warnings: readonly PruneWarning[];
 }
 
 const UNIT_MS: Record<string, number> = { h: 3_600_000, d: 86_400_000, w: 604_800_000 };
@@ -93,7 +127,8 @@ export function checkRetentionPolicy(policy: RetentionPolicy): void {
  * Deletes the backups on a destination that the policy does not keep (the archive, then its sidecar
  * and the `.state` saved for the next incremental), and what interrupted backups left behind; says
  * what it kept and deleted. The newest backup is never deleted, nor is a backup whose sidecar does
- * not vouch for it (kept with the reason `unknown`).
+ * not vouch for it (kept with the reason `unknown`), nor one that a kept backup needs: what an
+ * `unknown` one builds on is read from its archive's header (a ranged read of its first bytes).
  * @public
  */
 export async function prune(destination: Destination, policy: RetentionPolicy, options: PruneOptions = {}): Promise<PruneResult> {
@@ -103,8 +138,8 @@ export async function prune(destination: Destination, policy: RetentionPolicy, o
   const backups = await listBackups(destination);
   const trusted = backups.filter((b) => b.trust === 'trusted');
   const reasons = selectRetained(trusted, policy, options.now ?? new Date());
-  keepChains(trusted, reasons);
   for (const backup of backups) if (backup.trust !== 'trusted') reasons.set(backup.name, ['unknown']);
+  const warnings = keepChains(backups, reasons, await lineagesOfUnknown(destination, backups));
   const kept = backups.filter((b) => reasons.has(b.name)).map((b) => ({ ...b, reasons: reasons.get(b.name) ?? [] }));
   const removed = backups.filter((b) => !reasons.has(b.name));
   if (!dryRun) {
@@ -124,7 +159,7 @@ export async function prune(destination: Destination, policy: RetentionPolicy, o
       }
     }
   }
-  return { dryRun, kept, removed, leftovers };
+  return { dryRun, kept, removed, leftovers, warnings };
 }
 
 /**
@@ -183,15 +218,81 @@ function selectRetained(backups: readonly BackupInfo[], policy: RetentionPolicy,
   return kept;
 }
 
-/** Adds, to the kept backups, every backup a kept incremental builds on, back to its full. */
-function keepChains(backups: readonly BackupInfo[], kept: Map<string, string[]>): void {
-  const byName = new Map(backups.map((b) => [b.name, b]));
-  // Newest first, so a predecessor marked here is itself walked when its turn comes.
-  for (const backup of backups) {
-    if (!kept.has(backup.name) || backup.previous === undefined) continue;
-    const previous = byName.get(backup.previous);
-    if (previous && !kept.get(previous.name)?.includes('chain')) kept.set(previous.name, [...(kept.get(previous.name) ?? []), 'chain']);
+/** What a backup builds on, or for an `unknown` one whose header cannot be read, why not. */
+type Lineage = { readonly type: 'full' } | { readonly type: 'incremental'; readonly previous: string } | { readonly type?: undefined; readonly unreadable: string };
+
+/** Headers read at once: each is one small ranged read. */
+const HEADER_READS = 4;
+
+/** The lineage of every `unknown` backup, by name, from its archive's header. */
+async function lineagesOfUnknown(destination: Destination, backups: readonly BackupInfo[]): Promise<Map<string, Lineage>> {
+  const limit = pLimit(HEADER_READS);
+  const unknown = backups.filter((b) => b.trust !== 'trusted');
+  const lineages = await Promise.all(unknown.map((backup) => limit(() => lineageFromHeader(destination, backup))));
+  return new Map(unknown.map((backup, i) => [backup.name, lineages[i] as Lineage]));
+}
+
+/**
+ * Reads what an `unknown` backup builds on from its header. Its header is checked as strictly as a
+ * sidecar: it must describe this archive, and an incremental must build on earlier backups.
+ */
+async function lineageFromHeader(destination: Destination, backup: BackupInfo): Promise<Lineage> {
+  if (backup.encrypted) return { unreadable: 'it is encrypted, and its header is inside the encryption' };
+  let header: ArchiveHeader;
+  try {
+    header = await readArchiveHeader(destination, backup.name, backup.size);
+  } catch (error) {
+    // Whatever the reason, the answer is the same: keep what it may need.
+    return { unreadable: `its header cannot be read: ${error instanceof Error ? error.message : String(error)}` };
   }
+  const { name, type = 'full', base, previous } = header;
+  if (name !== backup.name) return { unreadable: `its header describes ${JSON.stringify(name)}` };
+  if (type === 'full' && base === undefined && previous === undefined) return { type: 'full' };
+  if (
+    type === 'incremental' &&
+    typeof base === 'string' &&
+    typeof previous === 'string' &&
+    isArchiveName(base) &&
+    isArchiveName(previous) &&
+    stemOf(base) <= stemOf(previous) &&
+    stemOf(previous) < stemOf(backup.name)
+  ) {
+    return { type: 'incremental', previous };
+  }
+  return { unreadable: 'its header names no earlier backups it builds on' };
+}
+
+/**
+ * Adds, to the kept backups, every backup a kept one builds on, back to its full: by its trusted
+ * sidecar, or an `unknown` one's header. For an `unknown` backup whose header cannot be read, keeps
+ * every backup before it back to the newest full, and says so. `backups` is newest first.
+ */
+function keepChains(backups: readonly BackupInfo[], kept: Map<string, string[]>, unknown: ReadonlyMap<string, Lineage>): PruneWarning[] {
+  const listed = new Set(backups.map((b) => b.name));
+  const lineageOf = (backup: BackupInfo): Lineage | undefined =>
+    backup.trust === 'trusted' ? (backup.type === 'incremental' && backup.previous !== undefined ? { type: 'incremental', previous: backup.previous } : { type: 'full' }) : unknown.get(backup.name);
+  const keep = (name: string, reason: string) => {
+    const reasons = kept.get(name) ?? [];
+    if (!reasons.includes(reason)) kept.set(name, [...reasons, reason]);
+  };
+  const warnings: PruneWarning[] = [];
+  // Newest first, and a chain runs back in time: a backup marked here is itself walked when its turn comes.
+  for (const [index, backup] of backups.entries()) {
+    if (!kept.has(backup.name)) continue;
+    const lineage = lineageOf(backup);
+    if (lineage?.type === 'incremental') {
+      // A predecessor that is gone leaves a broken chain that keeping nothing here can mend.
+      if (listed.has(lineage.previous)) keep(lineage.previous, 'chain');
+    } else if (lineage !== undefined && 'unreadable' in lineage) {
+      const older = backups.slice(index + 1);
+      const full = older.findIndex((b) => lineageOf(b)?.type === 'full');
+      const held = (full === -1 ? older : older.slice(0, full + 1)).map((b) => b.name);
+      for (const name of held) keep(name, 'unknown-chain');
+      const back = full === -1 ? `all ${held.length} backups before it (no full before it is known)` : held.length === 1 ? `the full before it, ${held[0]}` : `the ${held.length} backups before it, back to the full ${held.at(-1)}`;
+      warnings.push({ code: 'UNKNOWN_CHAIN', backup: backup.name, kept: held, message: `${backup.name} is unknown and ${lineage.unreadable}, so what it builds on is unknown: kept ${back}` });
+    }
+  }
+  return warnings;
 }
 
 function maxAgeMs(maxAge: number | string): number {

@@ -19,6 +19,7 @@ import { startAzurite, type Azurite } from './helpers/azurite.js';
 import { startSshd, type Sshd } from './helpers/sshd.js';
 import { startFtpd, type Ftpd } from './helpers/vsftpd.js';
 import { replaceSidecar, sidecarFor } from './helpers/sidecar.js';
+import { chainArchive } from './helpers/craft.js';
 import { createDatabase, pgUrl, sql, uniqueName, dropDatabasesLike } from './helpers/postgres.js';
 import { COMMANDS } from '../src/cli/run.js';
 import { BIN, ROOT, cli, records } from './helpers/cli.js';
@@ -349,12 +350,15 @@ describe('backupkit command line', () => {
     const now = Date.now();
     const stamp = (hoursAgo: number) => new Date(now - hoursAgo * 3_600_000).toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-');
     const [fresh, noList, ancient, old] = [`${stamp(1)}.tar.gz`, `${stamp(2)}.tar.gz`, `${stamp(3)}.tar.gz`, `${stamp(24 * 60)}.tar.gz`];
+    // Real archives: prune reads an unknown one's header to see that it is a full, which needs no older backup.
+    const archives = new Map<string, Buffer>();
     for (const name of [fresh, noList, ancient, old]) {
-      await writeFile(join(backups, name), name);
-      await writeFile(join(backups, `${name}.json`), JSON.stringify(sidecarFor(name, Buffer.from(name))));
+      archives.set(name, await chainArchive(name));
+      await writeFile(join(backups, name), archives.get(name) as Buffer);
+      await writeFile(join(backups, `${name}.json`), JSON.stringify(sidecarFor(name, archives.get(name) as Buffer)));
     }
-    await replaceSidecar(backups, noList, JSON.stringify(sidecarFor(noList, Buffer.from(noList), { sourceStats: 'app' })));
-    await replaceSidecar(backups, ancient, JSON.stringify(sidecarFor(ancient, Buffer.from(ancient), { createdAt: '1999-01-01T00:00:00.000Z' })));
+    await replaceSidecar(backups, noList, JSON.stringify(sidecarFor(noList, archives.get(noList) as Buffer, { sourceStats: 'app' })));
+    await replaceSidecar(backups, ancient, JSON.stringify(sidecarFor(ancient, archives.get(ancient) as Buffer, { createdAt: '1999-01-01T00:00:00.000Z' })));
     const { stdout: deadPid } = await execFileAsync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
     const dead = `.${fresh}.${hostname().replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63)}_${deadPid}_0123456789ab.partial`;
     await writeFile(join(backups, dead), 'half an archive');
@@ -381,6 +385,28 @@ describe('backupkit command line', () => {
     const real = await cli(['prune', '--from', 'backups', '--max-age', '30d'], { cwd: dir });
     assert.equal(real.code, 0, real.stderr);
     assert.deepEqual((await readdir(backups)).sort(), [fresh, `${fresh}.json`, noList, `${noList}.json`, ancient, `${ancient}.json`].sort());
+  });
+
+  it('prune keeps back to the full what an encrypted unknown backup may build on, and says so', async (t) => {
+    const dir = await tempDir(t, 'cli-unknown-chain');
+    const backups = join(dir, 'backups');
+    await mkdir(backups);
+    const [full, encrypted, newest] = ['20261101-000000.tar.gz', '20261102-000000.tar.gz.gpg', '20261103-000000.tar.gz'];
+    for (const name of [full, newest]) {
+      const bytes = await chainArchive(name);
+      await writeFile(join(backups, name), bytes);
+      await writeFile(join(backups, `${name}.json`), JSON.stringify(sidecarFor(name, bytes)));
+    }
+    await writeFile(join(backups, encrypted), randomBytes(1000)); // no sidecar: a backup killed before it wrote one
+    const dry = await cli(['prune', '--from', 'backups', '--keep-last', '1', '--dry-run'], { cwd: dir });
+    assert.equal(dry.code, 0, dry.stderr);
+    const planned = records(dry.stdout).at(-1)!;
+    assert.deepEqual((planned['kept'] as Array<{ name: string; reasons: string[] }>).map((b) => [b.name, b.reasons]), [[newest, ['newest', 'last']], [encrypted, ['unknown']], [full, ['unknown-chain']]]);
+    assert.deepEqual((planned['warnings'] as Array<{ code: string; backup: string; kept: string[] }>).map((w) => [w.code, w.backup, w.kept]), [['UNKNOWN_CHAIN', encrypted, [full]]]);
+    const command = `stty cols 200 rows 40; exec ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} prune --from backups --keep-last 1`;
+    const { stdout } = await execFileAsync('script', ['-qec', command, '/dev/null'], { cwd: dir, env: { PATH: process.env['PATH'], HOME: process.env['HOME'], TERM: 'xterm' } });
+    assert.match(stdout, new RegExp(`warning: ${encrypted.replace(/\./g, '\\.')} is unknown and it is encrypted, and its header is inside the encryption, so what it builds on is unknown: kept the full before it, ${full.replace(/\./g, '\\.')}`));
+    assert.deepEqual((await readdir(backups)).sort(), [encrypted, full, `${full}.json`, newest, `${newest}.json`].sort());
   });
 
   it('on a terminal: progress bars per source with bytes, rate and ETA, then a summary', async (t) => {

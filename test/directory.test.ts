@@ -122,12 +122,12 @@ describe('two processes backing up in the same second', () => {
 
 describe('file modes whatever the umask', () => {
   for (const umask of ['022', '077']) {
-    it(`under umask ${umask}: archive and sidecar 0600, a restored SQLite database keeps its source's 0640`, async (t) => {
+    it(`under umask ${umask}: archive, sidecar and state 0600, a restored SQLite database keeps its source's 0640`, async (t) => {
       const dir = await tempDir(t, `umask-${umask}`);
       const child = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'umask-child.js');
       // The umask is set by a shell, as a service manager or a login would, before node starts.
       const { stdout } = await execFileAsync('sh', ['-c', `umask ${umask} && exec "$0" "$@"`, process.execPath, child, dir]);
-      assert.deepEqual(JSON.parse(stdout), { '<name>.tar.gz': '600', '<name>.tar.gz.json': '600', 'restored app.db': '640' });
+      assert.deepEqual(JSON.parse(stdout), { '<name>.tar.gz': '600', '<name>.tar.gz.json': '600', '<name>.tar.gz.state': '600', 'restored app.db': '640' });
     });
   }
 });

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -13,7 +13,7 @@ import { Database, directory, files, listBackups, prune } from '../src/index.js'
 import { put } from './helpers/put.js';
 import { BACKUPS, destinationWithBackups, letters } from './helpers/backups.js';
 import { rejectsWithCode } from './helpers/errors.js';
-import { tempDir } from './helpers/fs.js';
+import { describeTree, tempDir } from './helpers/fs.js';
 import { sidecarFor } from './helpers/sidecar.js';
 
 describe('retention after a backup', () => {
@@ -60,5 +60,40 @@ describe('prune removes what interrupted backups left behind', () => {
     assert.deepEqual([...pruned.leftovers].sort(), [dead, elsewhereOld].sort());
     assert.deepEqual((await readdir(dir)).sort(), [elsewhereRecent, live, name, `${name}.json`].sort());
     assert.deepEqual((await prune(destination, { keepLast: 1 })).leftovers, []);
+  });
+});
+
+describe('prune and a real chain whose incremental lost its sidecar', () => {
+  it('keeps the full and incremental it builds on, read from its header: it still restores', async (t) => {
+    const dir = await tempDir(t, 'prune-unknown');
+    const root = join(dir, 'uploads');
+    await mkdir(root);
+    await writeFile(join(root, 'a.txt'), 'alpha');
+    const from = directory({ path: join(dir, 'backups') });
+    const db = new Database({ sources: [files({ name: 'uploads', dir: root })] });
+    const full = await db.startBackup({ to: from, type: 'incremental' }).done;
+    await writeFile(join(root, 'b.txt'), 'bravo');
+    const first = await db.startBackup({ to: from, type: 'incremental' }).done;
+    await writeFile(join(root, 'a.txt'), 'ALPHA');
+    await rm(join(root, 'b.txt'));
+    const second = await db.startBackup({ to: from, type: 'incremental' }).done;
+    const tree = await describeTree(root);
+    await writeFile(join(root, 'c.txt'), 'charlie');
+    // A newer full: keepLast 1 alone would keep it and nothing of the older chain.
+    const newest = await db.startBackup({ to: from, type: 'full' }).done;
+    assert.deepEqual([full.type, first.type, second.type, newest.type], ['full', 'incremental', 'incremental', 'full']);
+    assert.deepEqual([second.previous, second.base], [first.name, full.name]);
+    await rm(join(dir, 'backups', `${second.name}.json`));
+
+    const result = await prune(from, { keepLast: 1 });
+    assert.deepEqual(
+      result.kept.map((b) => [b.name, b.reasons]),
+      [[newest.name, ['newest', 'last']], [second.name, ['unknown']], [first.name, ['chain']], [full.name, ['chain']]],
+    );
+    assert.deepEqual([result.removed, result.warnings], [[], []]);
+    const target = join(dir, 'restored');
+    const restored = await Database.restore({ from, backup: second.name, targets: { uploads: { dir: target } } }).done;
+    assert.equal(restored.name, second.name);
+    assert.deepEqual(await describeTree(target), tree, 'the folder as it was at the incremental whose sidecar is gone');
   });
 });

@@ -102,7 +102,7 @@ export function manifestLines(body: AsyncIterable<Uint8Array>): AsyncGenerator<s
 }
 
 /** The header is a few hundred bytes; anything huge is not ours. */
-const MAX_HEADER_BYTES = 1024 * 1024;
+export const MAX_HEADER_BYTES = 1024 * 1024;
 
 /** Reads the body of the header entry, refusing anything too large to be one. */
 export function readHeaderBytes(body: AsyncIterable<Uint8Array>): Promise<Buffer> {

@@ -281,7 +281,8 @@ const COMMAND_RUNNERS: Record<Command, (invocation: Invocation) => Promise<void>
     // A kept backup's problem goes on the line below it, outside the columns.
     const lines = columns(rows).flatMap((line, i) => [line, ...problemLine(result.kept[i]?.problem)]);
     const summary = `${verb} ${counted(result.removed.length, 'backup')} and ${counted(result.leftovers.length, 'leftover')}, kept ${result.kept.length}`;
-    output.emit({ type: 'result', command: 'prune', ...result }, [...lines, summary]);
+    const warnings = result.warnings.map((w) => `warning: ${w.message}`);
+    output.emit({ type: 'result', command: 'prune', ...result }, [...lines, ...warnings, summary]);
   },
 
   async run({ values, config, io, output }) {

@@ -62,6 +62,19 @@ export async function craftArchive(entries: CraftedEntry[]): Promise<Buffer> {
   return gzipSync(await out);
 }
 
+/**
+ * A small archive named `name` whose header says what it builds on (`chain`: `{ type: 'full' }`, or
+ * an incremental's `type`, `base` and `previous`), holding one file (`data`, default its name): what
+ * prune reads of an archive.
+ */
+export function chainArchive(name: string, chain: Record<string, unknown> = { type: 'full' }, data = Buffer.from(name)): Promise<Buffer> {
+  const [, day = '', time = ''] = /^(\d{8})-(\d{6})/.exec(name) ?? [];
+  const createdAt = `${day.slice(0, 4)}-${day.slice(4, 6)}-${day.slice(6, 8)}T${time.slice(0, 2)}:${time.slice(2, 4)}:${time.slice(4, 6)}.000Z`;
+  const sources = [{ name: 'app', kind: 'files', estimatedBytes: 1, estimatedItems: 1 }];
+  const body = Buffer.from(`${JSON.stringify({ format: 'backupkit', formatVersion: 3, backupkitVersion: 'crafted', name, createdAt, compression: { algorithm: 'gzip', level: 1 }, sources, ...chain }, null, 2)}\n`);
+  return craftArchive([{ header: { name: 'header.json', type: 'file' }, body }, { header: { name: 'sources/app/x', type: 'file' }, body: data }]);
+}
+
 /** Stores bytes under a backup name on a destination. */
 export async function store(destination: Destination, bytes: Buffer, name = CRAFTED_NAME): Promise<void> {
   await put(destination, name, bytes);

@@ -4,10 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { randomBytes } from 'node:crypto';
+import * as zlib from 'node:zlib';
+import { FIRST_HEADER_RANGE_BYTES, HEADER_RANGE_BYTES, readArchiveHeader } from '../../src/archive/peek.js';
 import { listBackups } from '../../src/listing.js';
 import { memory } from '../../src/destinations/memory/index.js';
-import { prune, type RetentionPolicy } from '../../src/retention.js';
-import type { Destination } from '../../src/types.js';
+import { prune, type PruneResult, type RetentionPolicy } from '../../src/retention.js';
+import type { Destination, ReadRange } from '../../src/types.js';
+import { chainArchive } from '../helpers/craft.js';
 import { put } from '../helpers/put.js';
 import { BACKUPS, NOW, destinationWithBackups, letters } from '../helpers/backups.js';
 import { UNTRUSTWORTHY_SIDECARS, sidecarFor } from '../helpers/sidecar.js';
@@ -87,10 +91,12 @@ describe('retention against sidecars it cannot trust', () => {
   it('fills keepLast with trusted backups: unknown ones are kept besides, never instead', async () => {
     const destination = await destinationWithBackups({ A: undefined, B: '{"name":' });
     const result = await prune(destination, { keepLast: 2 }, { now: NOW });
+    // These archives are no tar files: what A and B build on is unknown, so C, the full before them, stays too.
     assert.deepEqual(
       result.kept.map((b) => [letters([b.name]), b.reasons]),
-      [['A', ['unknown']], ['B', ['unknown']], ['C', ['newest', 'last']], ['D', ['last']]],
+      [['A', ['unknown']], ['B', ['unknown', 'unknown-chain']], ['C', ['newest', 'last', 'unknown-chain']], ['D', ['last']]],
     );
+    assert.deepEqual(result.warnings.map((w) => [letters([w.backup]), letters(w.kept)]), [['A', 'BC'], ['B', 'C']]);
     assert.equal(letters(result.removed.map((b) => b.name)), 'EFGHIJK');
   });
 
@@ -180,4 +186,141 @@ describe('retention over chains of incremental backups', () => {
       assert.equal((await listBackups(destination)).map((b) => letterOf(b.name)).join(' '), kept);
     });
   }
+});
+
+describe('retention keeps what unknown backups build on', () => {
+  /** Newest first: letter -> [archive name, its previous for an incremental]. I2's sidecar is the one a test takes away. */
+  const CHAIN: Record<string, [string, string?]> = {
+    I4: ['20261111-000000.tar.gz', 'F2'],
+    F2: ['20261110-000000.tar.gz'],
+    I3: ['20261109-000000.tar.gz', 'I2'],
+    I2: ['20261108-000000.tar.gz', 'I1'],
+    I1: ['20261102-000000.tar.gz', 'F1'],
+    F1: ['20261101-000000.tar.gz'],
+    F0: ['20261025-000000.tar.gz'],
+  };
+  const nameOf = (letter: string) => (CHAIN[letter] as [string])[0];
+  const letterOf = (name: string) => Object.keys(CHAIN).find((letter) => nameOf(letter) === name) ?? name;
+  /** F1's chain: what an incremental's header names as its base. */
+  const baseOf = (letter: string) => (['I1', 'I2', 'I3'].includes(letter) ? 'F1' : 'F2');
+
+  const chainOf = (letter: string) => {
+    const previous = (CHAIN[letter] as [string, string?])[1];
+    return previous === undefined ? { type: 'full' } : { type: 'incremental', base: nameOf(baseOf(letter)), previous: nameOf(previous) };
+  };
+  const archiveOf = (letter: string) => chainArchive(nameOf(letter), chainOf(letter));
+
+  /**
+   * The chains on a memory destination, each archive a real (small) one; `sidecars` says which
+   * sidecars are missing (`undefined`) or damaged (text), `archives` which archives hold other bytes.
+   * Records every read of an archive with its range.
+   */
+  async function chains(sidecars: Record<string, string | undefined> = {}, archives: Record<string, Buffer> = {}) {
+    const destination = memory();
+    for (const letter of Object.keys(CHAIN)) {
+      const bytes = archives[letter] ?? (await archiveOf(letter));
+      await put(destination, nameOf(letter), bytes);
+      const sidecar = letter in sidecars ? sidecars[letter] : JSON.stringify(sidecarFor(nameOf(letter), bytes, chainOf(letter)));
+      if (sidecar !== undefined) await put(destination, `${nameOf(letter)}.json`, Buffer.from(sidecar));
+    }
+    const reads: Array<[string, ReadRange | undefined]> = [];
+    const recording: Destination = {
+      ...destination,
+      open: async (name, range) => {
+        if (!name.endsWith('.json')) reads.push([letterOf(name), range]);
+        return destination.open(name, range);
+      },
+    };
+    return { destination: recording, reads };
+  }
+
+  const summary = (result: PruneResult) => ({
+    kept: result.kept.map((b) => `${letterOf(b.name)}:${b.reasons.join('+')}`).join(' '),
+    removed: result.removed.map((b) => letterOf(b.name)).join(' '),
+    warnings: result.warnings.map((w) => `${letterOf(w.backup)}:${w.kept.map(letterOf).join('+')}`),
+  });
+
+  it('an unknown incremental whose sidecar is missing keeps its chain, read from its header and that of an unknown predecessor', async () => {
+    // I1's sidecar is damaged too: its own header says what it builds on.
+    const { destination, reads } = await chains({ I2: undefined, I1: '{"name":' });
+    const result = await prune(destination, { keepLast: 1 }, { now: NOW });
+    assert.deepEqual(summary(result), {
+      kept: 'I4:newest+last F2:chain I2:unknown I1:unknown+chain F1:chain',
+      removed: 'I3 F0',
+      warnings: [],
+    });
+    assert.deepEqual(reads.map(([letter]) => letter).sort(), ['I1', 'I2'], 'only the unknown archives are read');
+    for (const [letter, range] of reads) assert.deepEqual(range, { offset: 0, length: FIRST_HEADER_RANGE_BYTES }, `${letter} is read from its start, never whole`);
+    assert.equal((await listBackups(destination)).map((b) => letterOf(b.name)).join(' '), 'I4 F2 I2 I1 F1');
+  });
+
+  it('a readable unknown full keeps nothing besides itself', async () => {
+    const { destination } = await chains({ F2: undefined });
+    const result = await prune(destination, { keepLast: 1 }, { now: NOW });
+    assert.deepEqual(summary(result), { kept: 'I4:newest+last F2:unknown+chain', removed: 'I3 I2 I1 F1 F0', warnings: [] });
+  });
+
+  it('an encrypted unknown keeps every backup before it back to the newest full, and warns', async () => {
+    const { destination, reads } = await chains();
+    const encrypted = '20261108-120000.tar.gz.gpg'; // between I2 and I3
+    await put(destination, encrypted, randomBytes(4096));
+    const result = await prune(destination, { keepLast: 1 }, { now: NOW });
+    assert.deepEqual(summary(result), {
+      kept: `I4:newest+last F2:chain ${encrypted}:unknown I2:unknown-chain I1:unknown-chain+chain F1:unknown-chain+chain`,
+      removed: 'I3 F0',
+      warnings: [`${encrypted}:I2+I1+F1`],
+    });
+    assert.match(result.warnings[0]?.message ?? '', /encrypted.*back to the full 20261101-000000\.tar\.gz/);
+    assert.deepEqual(reads, [], 'an encrypted header cannot be read: nothing is downloaded');
+  });
+
+  it('a corrupt or truncated unknown archive, or one whose header claims a later predecessor, keeps back to the newest full', async () => {
+    const whole = await archiveOf('I2');
+    const claimsLater = await chainArchive(nameOf('I2'), { type: 'incremental', base: nameOf('F2'), previous: nameOf('I3') });
+    const otherName = await chainArchive(nameOf('I3'));
+    for (const [label, bytes, why] of [
+      ['garbage', Buffer.alloc(2048, 'not an archive '), /not a tar file/],
+      ['cut inside its header', whole.subarray(0, 40), /header cannot be read/],
+      ['a header naming a later backup as its previous', claimsLater, /names no earlier backups/],
+      ["another archive's header", otherName, /describes "20261109-000000\.tar\.gz"/],
+    ] as const) {
+      const { destination } = await chains({ I2: undefined }, { I2: bytes });
+      const result = await prune(destination, { keepLast: 1 }, { now: NOW });
+      assert.deepEqual(summary(result), { kept: 'I4:newest+last F2:chain I2:unknown I1:unknown-chain F1:unknown-chain+chain', removed: 'I3 F0', warnings: ['I2:I1+F1'] }, label);
+      assert.match(result.warnings[0]?.message ?? '', why, label);
+    }
+  });
+
+  it('a dry run reports what the real prune then does, deleting nothing', async () => {
+    for (const [sidecars, extra] of [[{ I2: undefined, I1: '{"name":' }, undefined], [{}, '20261108-120000.tar.gz.gpg']] as const) {
+      const { destination } = await chains(sidecars);
+      if (extra) await put(destination, extra, randomBytes(100));
+      const before = (await listBackups(destination)).map((b) => b.name);
+      const planned = await prune(destination, { keepLast: 1 }, { now: NOW, dryRun: true });
+      assert.deepEqual((await listBackups(destination)).map((b) => b.name), before);
+      const done = await prune(destination, { keepLast: 1 }, { now: NOW });
+      assert.deepEqual(summary(planned), summary(done));
+      assert.deepEqual(planned.warnings, done.warnings);
+    }
+  });
+
+  it('reads a header from the start of a large gzip, zstd or uncompressed archive: one short ranged read, a longer one for a long header', async () => {
+    const name = nameOf('I2');
+    // Node 24 has zstd; the @types/node in use does not know it yet.
+    const { zstdCompressSync } = zlib as unknown as { zstdCompressSync: (bytes: Buffer) => Buffer };
+    // A header of many sources is longer than the first read; after it, a body no compression shrinks.
+    for (const [padding, lengths] of [[0, [FIRST_HEADER_RANGE_BYTES]], [4 * FIRST_HEADER_RANGE_BYTES, [FIRST_HEADER_RANGE_BYTES, HEADER_RANGE_BYTES]]] as const) {
+      const chain = { ...chainOf('I2'), padding: randomBytes(padding / 2).toString('hex') };
+      const tarBytes = zlib.gunzipSync(await chainArchive(name, chain, randomBytes(3 * HEADER_RANGE_BYTES)));
+      for (const [label, bytes] of [['gzip', zlib.gzipSync(tarBytes)], ['zstd', zstdCompressSync(tarBytes)], ['none', tarBytes]] as const) {
+        const destination = memory();
+        await put(destination, name, bytes);
+        const ranges: Array<ReadRange | undefined> = [];
+        const recording: Destination = { ...destination, open: async (object, range) => (ranges.push(range), destination.open(object, range)) };
+        const read = await readArchiveHeader(recording, name, bytes.length);
+        assert.deepEqual([read.name, read.type, read.previous, read.base], [name, 'incremental', nameOf('I1'), nameOf('F1')], label);
+        assert.deepEqual(ranges, lengths.map((length) => ({ offset: 0, length })), `${label}, a header padded by ${padding}: only its start is read`);
+      }
+    }
+  });
 });
