@@ -32,6 +32,8 @@ export interface Sshd {
   otherKey(): Promise<string>;
   /** Kills the server and every session it serves, as a crash of the host would; its files stay. */
   kill(): Promise<void>;
+  /** Kills the server and starts it again on the same port, with the same host key and users. */
+  restart(): Promise<void>;
   /** Kills it and removes its files. */
   stop(): Promise<void>;
 }
@@ -66,20 +68,28 @@ export async function startSshd(): Promise<Sshd> {
   ];
   await writeFile(join(dir, 'sshd_config'), `${config.join('\n')}\n`);
   await mkdir('/run/sshd', { recursive: true }); // sshd's privilege separation folder, missing until its service first ran
-  const child: ChildProcess = spawn(SSHD, ['-D', '-e', '-f', join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let errors = '';
-  child.stderr?.on('data', (chunk: Buffer) => (errors += chunk.toString()));
-  const listening = () =>
-    new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => {
-        socket.destroy();
-        resolve(true);
-      }).on('error', () => resolve(false));
+  let child: ChildProcess;
+  /** Starts sshd on `port` and waits until it accepts connections. */
+  const launch = async () => {
+    const started: ChildProcess = spawn(SSHD, ['-D', '-e', '-f', join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child = started;
+    let errors = '';
+    started.stderr?.on('data', (chunk: Buffer) => (errors += chunk.toString()));
+    const listening = () =>
+      new Promise<boolean>((resolve) => {
+        const socket = connect(port, '127.0.0.1', () => {
+          socket.destroy();
+          resolve(true);
+        }).on('error', () => resolve(false));
+      });
+    await waitUntilServing(listening, () => started.exitCode !== null, `${SSHD} on port ${port}`).catch((error: unknown) => {
+      started.kill();
+      throw new Error(`${(error as Error).message}: ${errors} (the SFTP tests need Debian's openssh-server)`);
     });
-  await waitUntilServing(listening, () => child.exitCode !== null, `${SSHD} on port ${port}`).catch(async (error: unknown) => {
-    child.kill();
+  };
+  await launch().catch(async (error: unknown) => {
     await rm(dir, { recursive: true, force: true });
-    throw new Error(`${(error as Error).message}: ${errors} (the SFTP tests need Debian's openssh-server)`);
+    throw error;
   });
   const kill = async () => {
     if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
@@ -107,6 +117,10 @@ export async function startSshd(): Promise<Sshd> {
       return (await keyPair(dir, `other_${++folders}`)).privateKey;
     },
     kill,
+    async restart() {
+      await kill();
+      await launch();
+    },
     async stop() {
       await kill();
       await rm(dir, { recursive: true, force: true });
