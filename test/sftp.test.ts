@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { Database, files, listBackups, memory, parseSftpUrl, prune, sftp, sqlite, type SftpOptions } from '../src/index.js';
 import { testDestination } from './conformance/destination.js';
 import { put } from './helpers/put.js';
+import { checkRetriedAcrossRestart } from './helpers/restart.js';
 import { backUpWhileServerGoes } from './helpers/server-gone.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { failingAfter } from './helpers/faulty.js';
@@ -134,6 +135,13 @@ describe('sftp destination', () => {
     await rejectsWithCode(listBackups(destinationIn(join(folder, 'nope'))), 'NOT_FOUND');
     const unreachable = await rejectsWithCode(listBackups(destinationIn(folder, { port: 1 })), 'DESTINATION_FAILED', /sftp:\/\//);
     assert.match(unreachable.hint, /could not be reached/);
+  });
+
+  it('marks a dropped connection transient, so withRetry lists and opens across a restart of the server; a refused key is tried once', async (t) => {
+    const own = await startSshd();
+    t.after(() => own.stop());
+    const options = { host: own.host, port: own.port, username: own.username, privateKey: own.privateKey, hostKey: own.hostKey, path: await own.folder() };
+    await checkRetriedAcrossRestart(own, () => sftp(options), () => sftp({ ...options, privateKey: sshd.privateKey }));
   });
 
   it('fails the backup when the server dies mid-upload, and lists nothing partial', async (t) => {
