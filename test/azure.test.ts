@@ -8,8 +8,9 @@ import { after, before, describe, it } from 'node:test';
 import { azure, Database, withRetry, type RetryInfo, files, listBackups, memory, parseAzureUrl, prune, sqlite, type AzureOptions } from '../src/index.js';
 import { testDestination } from './conformance/destination.js';
 import { put } from './helpers/put.js';
+import { startRecordingProxy } from './helpers/recording-proxy.js';
 import { checkRetriedAcrossRestart } from './helpers/restart.js';
-import { AZURITE_KEY, startAzurite, type Azurite } from './helpers/azurite.js';
+import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite, type Azurite } from './helpers/azurite.js';
 import { backUpWhileServerGoes } from './helpers/server-gone.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { failingAfter } from './helpers/faulty.js';
@@ -135,6 +136,27 @@ describe('azure destination', () => {
       () => azure({ ...options, connectionString: own.connectionString() }),
       () => azure({ ...options, connectionString: own.connectionString(AZURITE_KEY.replace(/^..../, 'AAAA')) }),
     );
+  });
+
+  it('marks 503 Server Busy transient, so withRetry lists again; a wrong key (403) is not', async (t) => {
+    const container = await azurite.createContainer();
+    await put(destinationOn(container), 'a.tar.gz', Buffer.from('a'));
+    const proxy = await startRecordingProxy(azurite.endpoint, { busyFor: 1 });
+    t.after(() => proxy.stop());
+    const viaProxy = (key?: string) => azurite.connectionString(key).replace(azurite.endpoint, `${proxy.endpoint}/${AZURITE_ACCOUNT}`);
+    const retries: RetryInfo[] = [];
+    const retry = { attempts: 2, initialDelay: 0, onRetry: (info: RetryInfo) => retries.push(info) };
+    const names: string[] = [];
+    for await (const object of withRetry(azure({ container, connectionString: viaProxy(), maxAttempts: 1 }), retry).list()) names.push(object.name);
+    assert.deepEqual(names, ['a.tar.gz']);
+    assert.deepEqual(retries.map((r) => [r.operation, r.error.code, r.error.transient]), [['list', 'DESTINATION_FAILED', true]]);
+    assert.match(retries[0]!.error.message, /busy/i);
+
+    const wrongKey = withRetry(azure({ container, connectionString: viaProxy(AZURITE_KEY.replace(/^..../, 'AAAA')), maxAttempts: 1 }), retry);
+    const denied = await rejectsWithCode(listBackups(wrongKey), 'DESTINATION_FAILED');
+    assert.equal(denied.transient, false);
+    assert.equal(retries.length, 1, 'a refused key is not retried');
+    assert.equal(proxy.requests.length, 3, 'one busy answer, the listing, one refused listing');
   });
 
   it('fails a download that stops midway within requestTimeout, as transient: withRetry resumes it from the byte it reached', async (t) => {
