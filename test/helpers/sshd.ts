@@ -32,6 +32,10 @@ export interface Sshd {
   otherKey(): Promise<string>;
   /** Kills the server and every session it serves, as a crash of the host would; its files stay. */
   kill(): Promise<void>;
+  /** Freezes the server and its sessions (SIGSTOP): connections stay open, nothing is answered. */
+  freeze(): Promise<void>;
+  /** Lets a frozen server and its sessions run again (SIGCONT). */
+  thaw(): Promise<void>;
   /** Kills the server and starts it again on the same port, with the same host key and users. */
   restart(): Promise<void>;
   /** Kills it and removes its files. */
@@ -98,6 +102,11 @@ export async function startSshd(): Promise<Sshd> {
     child.kill('SIGKILL');
     await exited;
   };
+  /** Sends `signal` to the server and to every session process it forked. */
+  const signalAll = async (signal: NodeJS.Signals) => {
+    if (child.pid === undefined) return;
+    for (const pid of [child.pid, ...(await descendants(child.pid))]) process.kill(pid, signal);
+  };
   const [keyType, keyData] = host.publicKey.split(' ') as [string, string];
   const knownHosts = join(dir, 'known_hosts');
   await writeFile(knownHosts, `[127.0.0.1]:${port} ${keyType} ${keyData}\n`);
@@ -117,6 +126,8 @@ export async function startSshd(): Promise<Sshd> {
       return (await keyPair(dir, `other_${++folders}`)).privateKey;
     },
     kill,
+    freeze: () => signalAll('SIGSTOP'),
+    thaw: () => signalAll('SIGCONT'),
     async restart() {
       await kill();
       await launch();
