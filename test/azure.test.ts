@@ -5,10 +5,12 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { after, before, describe, it } from 'node:test';
-import { azure, Database, files, listBackups, memory, parseAzureUrl, prune, sqlite, type AzureOptions } from '../src/index.js';
+import { azure, Database, withRetry, type RetryInfo, files, listBackups, memory, parseAzureUrl, prune, sqlite, type AzureOptions } from '../src/index.js';
 import { testDestination } from './conformance/destination.js';
 import { put } from './helpers/put.js';
-import { AZURITE_KEY, startAzurite, type Azurite } from './helpers/azurite.js';
+import { startRecordingProxy } from './helpers/recording-proxy.js';
+import { checkRetriedAcrossRestart } from './helpers/restart.js';
+import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite, type Azurite } from './helpers/azurite.js';
 import { backUpWhileServerGoes } from './helpers/server-gone.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { failingAfter } from './helpers/faulty.js';
@@ -121,6 +123,79 @@ describe('azure destination', () => {
     await rejectsWithCode(listBackups(missing), 'DESTINATION_FAILED');
     const unreachable = azure({ container, connectionString: azurite.connectionString().replace(/:\d+\//, ':1/'), maxAttempts: 1 });
     await rejectsWithCode(listBackups(unreachable), 'DESTINATION_FAILED', /azure:\/\//);
+  });
+
+  it('marks a timeout transient, so withRetry lists and opens across a freeze of the server (SIGSTOP); a wrong key is tried once', async (t) => {
+    const own = await startAzurite();
+    t.after(() => own.stop());
+    const container = await own.createContainer();
+    // One attempt per request, so that each timeout reaches the retry decorator, which thaws the server.
+    const options = { container, requestTimeout: 1000, maxAttempts: 1 };
+    await checkRetriedAcrossRestart(
+      { kill: async () => own.freeze(), restart: async () => own.thaw() },
+      () => azure({ ...options, connectionString: own.connectionString() }),
+      () => azure({ ...options, connectionString: own.connectionString(AZURITE_KEY.replace(/^..../, 'AAAA')) }),
+    );
+  });
+
+  it('marks 503 Server Busy transient, so withRetry lists again; a wrong key (403) is not', async (t) => {
+    const container = await azurite.createContainer();
+    await put(destinationOn(container), 'a.tar.gz', Buffer.from('a'));
+    const proxy = await startRecordingProxy(azurite.endpoint, { busyFor: 1 });
+    t.after(() => proxy.stop());
+    const viaProxy = (key?: string) => azurite.connectionString(key).replace(azurite.endpoint, `${proxy.endpoint}/${AZURITE_ACCOUNT}`);
+    const retries: RetryInfo[] = [];
+    const retry = { attempts: 2, initialDelay: 0, onRetry: (info: RetryInfo) => retries.push(info) };
+    const names: string[] = [];
+    for await (const object of withRetry(azure({ container, connectionString: viaProxy(), maxAttempts: 1 }), retry).list()) names.push(object.name);
+    assert.deepEqual(names, ['a.tar.gz']);
+    assert.deepEqual(retries.map((r) => [r.operation, r.error.code, r.error.transient]), [['list', 'DESTINATION_FAILED', true]]);
+    assert.match(retries[0]!.error.message, /busy/i);
+
+    const wrongKey = withRetry(azure({ container, connectionString: viaProxy(AZURITE_KEY.replace(/^..../, 'AAAA')), maxAttempts: 1 }), retry);
+    const denied = await rejectsWithCode(listBackups(wrongKey), 'DESTINATION_FAILED');
+    assert.equal(denied.transient, false);
+    assert.equal(retries.length, 1, 'a refused key is not retried');
+    assert.equal(proxy.requests.length, 3, 'one busy answer, the listing, one refused listing');
+  });
+
+  it('fails a download that stops midway within requestTimeout, as transient: withRetry resumes it from the byte it reached', async (t) => {
+    const own = await startAzurite();
+    t.after(() => own.stop());
+    const container = await own.createContainer();
+    const bytes = randomBytes(32 * 1024 * 1024);
+    await put(azure({ container, connectionString: own.connectionString() }), 'big.tar.gz', bytes);
+    const retries: RetryInfo[] = [];
+    const destination = withRetry(azure({ container, connectionString: own.connectionString(), requestTimeout: 1000, maxAttempts: 1 }), {
+      attempts: 2,
+      initialDelay: 0,
+      onRetry: (info) => {
+        retries.push(info);
+        own.thaw();
+      },
+    });
+    const chunks: Buffer[] = [];
+    for await (const chunk of (await destination.open('big.tar.gz')) as AsyncIterable<Buffer>) {
+      if (chunks.length === 0) own.freeze(); // the server stops sending after the first bytes
+      chunks.push(chunk);
+    }
+    assert.ok(Buffer.concat(chunks).equals(bytes));
+    assert.equal(retries.length, 1);
+    assert.equal(retries[0]!.error.code, 'DESTINATION_FAILED');
+    assert.equal(retries[0]!.error.transient, true);
+    assert.match(retries[0]!.error.hint, /requestTimeout/);
+    const resumedAt = Number(/^read big\.tar\.gz from byte (\d+)$/.exec(retries[0]!.operation)?.[1]);
+    assert.ok(resumedAt > 0 && resumedAt < bytes.length, `resumed inside the object, at ${resumedAt}`);
+
+    // Without retries the stalled download fails, instead of hanging the restore.
+    const once = azure({ container, connectionString: own.connectionString(), requestTimeout: 1000, maxAttempts: 1 });
+    const body = await once.open('big.tar.gz');
+    own.freeze();
+    try {
+      await rejectsWithCode(buffer(body), 'DESTINATION_FAILED', /no bytes within 1000 ms/);
+    } finally {
+      own.thaw();
+    }
   });
 
   it('fails the backup when the server goes away mid-upload, and leaves nothing on the other destination', async (t) => {

@@ -11,6 +11,7 @@ import { Database, files, ftp, listBackups, parseFtpUrl, prune, sqlite, type Bac
 import { listedDate } from '../src/destinations/ftp/list-date.js';
 import { testDestination } from './conformance/destination.js';
 import { put } from './helpers/put.js';
+import { checkRetriedAcrossRestart } from './helpers/restart.js';
 import { sidecarFor } from './helpers/sidecar.js';
 import { backUpWhileServerGoes } from './helpers/server-gone.js';
 import { rejectsWithCode } from './helpers/errors.js';
@@ -189,6 +190,13 @@ describe('ftp destination', () => {
     const refused = await rejectsWithCode(listBackups(ftp({ ...options, secure: true })), 'DESTINATION_FAILED', /ftps:\/\//);
     assert.match(refused.hint, /does not offer explicit FTPS/);
     assert.deepEqual(await listBackups(ftp(options)), [], 'the same server, without TLS');
+  });
+
+  it('marks a dropped connection transient, so withRetry lists and opens across a restart of the server; a wrong password is tried once', async (t) => {
+    const own = await startFtpd();
+    t.after(() => own.stop());
+    const options = { host: own.host, port: own.port, user: own.user, password: own.password, path: await own.folder() };
+    await checkRetriedAcrossRestart(own, () => ftp(options), () => ftp({ ...options, password: `${own.password}-wrong` }));
   });
 
   it('fails the backup when the server dies mid-upload, and lists nothing partial', async (t) => {

@@ -6,6 +6,7 @@ import { buffer } from 'node:stream/consumers';
 import { after, before, describe, it } from 'node:test';
 import { CreateMultipartUploadCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, RestoreObjectCommand } from '@aws-sdk/client-s3';
 import { Database, files, listBackups, memory, prune, s3, sqlite, type RetryInfo } from '../src/index.js';
+import { destinationFromSpec, loadConfig } from '../src/cli/config.js';
 import { testDestination } from './conformance/destination.js';
 import { put } from './helpers/put.js';
 import { backUpWhileServerGoes } from './helpers/server-gone.js';
@@ -154,6 +155,39 @@ describe('s3 destination', () => {
     await moto.client.send(new RestoreObjectCommand({ Bucket: bucket, Key: `cold/${name}`, RestoreRequest: { Days: 1 } }));
     await Database.restore({ from: destination, targets: target });
     assert.deepEqual(dumpRows(join(dir, 'restored.db')), dumpRows(join(dir, 'app.db')));
+  });
+
+  it('takes storageClass from s3:// URLs and JSON config files, checked against the classes the AWS SDK knows', async (t) => {
+    const dir = await tempDir(t, 's3-class-url');
+    const bucket = await moto.createBucket();
+    // A URL carries no credentials: they come from the AWS environment, as on the command line.
+    const saved = { id: process.env['AWS_ACCESS_KEY_ID'], secret: process.env['AWS_SECRET_ACCESS_KEY'] };
+    t.after(() => {
+      for (const [name, value] of [['AWS_ACCESS_KEY_ID', saved.id], ['AWS_SECRET_ACCESS_KEY', saved.secret]] as const) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    });
+    process.env['AWS_ACCESS_KEY_ID'] = MOTO_CREDENTIALS.accessKeyId;
+    process.env['AWS_SECRET_ACCESS_KEY'] = MOTO_CREDENTIALS.secretAccessKey;
+    const url = (prefix: string, storageClass: string) => `s3://${bucket}/${prefix}?endpoint=${encodeURIComponent(moto.endpoint)}&path-style=true&storage-class=${storageClass}`;
+    const classOf = async (key: string) => (await moto.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).StorageClass ?? 'STANDARD';
+
+    await put(destinationFromSpec(url('url', 'GLACIER_IR'), dir), 'a.tar.gz', Buffer.from('a'));
+    assert.equal(await classOf('url/a.tar.gz'), 'GLACIER_IR');
+
+    const config = join(dir, 'backupkit.json');
+    const inJson = { kind: 's3', bucket, prefix: 'json', endpoint: moto.endpoint, forcePathStyle: true, credentials: MOTO_CREDENTIALS, storageClass: 'STANDARD_IA' };
+    await writeFile(config, JSON.stringify({ to: [inJson, url('typo', 'GLACIR')] }));
+    const [fromJson, typo] = [(await loadConfig(config, dir)).to ?? []].flat();
+    await put(fromJson!, 'b.tar.gz', Buffer.from('b'));
+    assert.equal(await classOf('json/b.tar.gz'), 'STANDARD_IA');
+
+    const unknown = await rejectsWithCode(put(typo!, 'c.tar.gz', Buffer.from('c')), 'INVALID_OPTIONS', /storageClass "GLACIR" is not an S3 storage class/);
+    assert.match(unknown.hint, /GLACIER_IR/);
+    await rejectsWithCode(listBackups(typo!), 'INVALID_OPTIONS');
+    const { Contents = [] } = await moto.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'typo/' }));
+    assert.deepEqual(Contents, [], 'nothing written with an unknown class');
   });
 
   it('needs a bucket and a valid part size', () => {

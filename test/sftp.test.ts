@@ -6,9 +6,10 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { after, before, describe, it } from 'node:test';
-import { Database, files, listBackups, memory, parseSftpUrl, prune, sftp, sqlite, type SftpOptions } from '../src/index.js';
+import { Database, files, listBackups, memory, parseSftpUrl, prune, sftp, sqlite, withRetry, type RetryInfo, type SftpOptions } from '../src/index.js';
 import { testDestination } from './conformance/destination.js';
 import { put } from './helpers/put.js';
+import { checkRetriedAcrossRestart } from './helpers/restart.js';
 import { backUpWhileServerGoes } from './helpers/server-gone.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { failingAfter } from './helpers/faulty.js';
@@ -134,6 +135,41 @@ describe('sftp destination', () => {
     await rejectsWithCode(listBackups(destinationIn(join(folder, 'nope'))), 'NOT_FOUND');
     const unreachable = await rejectsWithCode(listBackups(destinationIn(folder, { port: 1 })), 'DESTINATION_FAILED', /sftp:\/\//);
     assert.match(unreachable.hint, /could not be reached/);
+  });
+
+  it('marks a dropped connection transient, so withRetry lists and opens across a restart of the server; a refused key is tried once', async (t) => {
+    const own = await startSshd();
+    t.after(() => own.stop());
+    const options = { host: own.host, port: own.port, username: own.username, privateKey: own.privateKey, hostKey: own.hostKey, path: await own.folder() };
+    await checkRetriedAcrossRestart(own, () => sftp(options), () => sftp({ ...options, privateKey: sshd.privateKey }));
+  });
+
+  it('fails a download on a frozen server (SIGSTOP) once its keepalives go unanswered, as transient: withRetry resumes it', async (t) => {
+    const own = await startSshd();
+    t.after(async () => {
+      await own.thaw();
+      await own.stop();
+    });
+    const options = { host: own.host, port: own.port, username: own.username, privateKey: own.privateKey, hostKey: own.hostKey, path: await own.folder() };
+    const bytes = randomBytes(16 * 1024 * 1024);
+    await put(sftp(options), 'big.tar.gz', bytes);
+    const retries: RetryInfo[] = [];
+    const destination = withRetry(sftp(options), {
+      attempts: 2,
+      initialDelay: 0,
+      onRetry: (info) => {
+        retries.push(info);
+        void own.thaw();
+      },
+    });
+    const chunks: Buffer[] = [];
+    for await (const chunk of (await destination.open('big.tar.gz')) as AsyncIterable<Buffer>) {
+      if (chunks.length === 0) await own.freeze(); // the server stops answering after the first bytes
+      chunks.push(chunk);
+    }
+    assert.ok(Buffer.concat(chunks).equals(bytes));
+    assert.deepEqual(retries.map((r) => [r.error.code, r.error.transient]), [['DESTINATION_FAILED', true]]);
+    assert.match(retries[0]!.operation, /^read big\.tar\.gz from byte \d+$/);
   });
 
   it('fails the backup when the server dies mid-upload, and lists nothing partial', async (t) => {

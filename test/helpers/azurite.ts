@@ -26,6 +26,10 @@ export interface Azurite {
   freeze(): void;
   /** Lets a frozen server run again (SIGCONT). */
   thaw(): void;
+  /** Kills the server, as a crash would; its data stays. */
+  kill(): Promise<void>;
+  /** Kills the server and starts it again on the same port, over the same data. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -37,13 +41,29 @@ export async function startAzurite(): Promise<Azurite> {
   const location = await mkdtemp(join(tmpdir(), 'backupkit-azurite-'));
   const endpoint = `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
   const args = ['--blobHost', '127.0.0.1', '--blobPort', String(port), '--location', location, '--skipApiVersionCheck', '--loose', '--silent'];
-  const child: ChildProcess = spawn(process.execPath, [AZURITE_BIN, ...args], { stdio: 'ignore' });
-  // Any answer, even a refusal of an unsigned request, means it is serving.
-  await waitUntilServing(() => fetch(endpoint).then(() => true), () => child.exitCode !== null, `azurite-blob on port ${port} (${AZURITE_BIN})`).catch(async (error: unknown) => {
-    child.kill();
+  let child: ChildProcess;
+  /** Starts Azurite on `port` over the data in `location`, and waits until it serves. */
+  const launch = async () => {
+    const started: ChildProcess = spawn(process.execPath, [AZURITE_BIN, ...args], { stdio: 'ignore' });
+    child = started;
+    // Any answer, even a refusal of an unsigned request, means it is serving.
+    await waitUntilServing(() => fetch(endpoint).then(() => true), () => started.exitCode !== null, `azurite-blob on port ${port} (${AZURITE_BIN})`).catch((error: unknown) => {
+      started.kill();
+      throw error;
+    });
+  };
+  await launch().catch(async (error: unknown) => {
     await rm(location, { recursive: true, force: true });
     throw error;
   });
+  // SIGKILL: on SIGTERM Azurite waits for idle keep-alive connections to close, minutes at times.
+  const kill = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = once(child, 'exit');
+      child.kill('SIGKILL');
+      await exited;
+    }
+  };
   const connectionString = (key = AZURITE_KEY) => `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${key};BlobEndpoint=${endpoint};`;
   const client = BlobServiceClient.fromConnectionString(connectionString());
   return {
@@ -61,14 +81,13 @@ export async function startAzurite(): Promise<Azurite> {
     thaw() {
       child.kill('SIGCONT');
     },
+    kill,
+    async restart() {
+      await kill();
+      await launch();
+    },
     async stop() {
-      // SIGKILL: on SIGTERM Azurite waits for idle keep-alive connections to close, minutes at times;
-      // its data is thrown away anyway.
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = once(child, 'exit');
-        child.kill('SIGKILL');
-        await exited;
-      }
+      await kill();
       await rm(location, { recursive: true, force: true });
     },
   };

@@ -1,6 +1,6 @@
 /**
- * A pass-through HTTP proxy in front of a real server (moto), recording each request's method,
- * path and headers: what a client sends on the wire, checked without replacing the server.
+ * A pass-through HTTP proxy in front of a real server (moto, Azurite), recording each request's
+ * method, path and headers: what a client sends on the wire, checked without replacing the server.
  */
 import { once } from 'node:events';
 import { createServer, request, type IncomingHttpHeaders } from 'node:http';
@@ -20,11 +20,22 @@ export interface RecordingProxy {
   stop(): Promise<void>;
 }
 
-export async function startRecordingProxy(target: string): Promise<RecordingProxy> {
+/**
+ * `busyFor`: how many first requests are answered `503 Server Busy` (in Azure's words, which S3's
+ * resemble) instead of being forwarded, as an overloaded service answers.
+ */
+export async function startRecordingProxy(target: string, { busyFor = 0 }: { busyFor?: number } = {}): Promise<RecordingProxy> {
   const upstream = new URL(target);
   const requests: RecordedRequest[] = [];
   const server = createServer((incoming, response) => {
     requests.push({ method: incoming.method ?? '', url: incoming.url ?? '', headers: incoming.headers });
+    if (requests.length <= busyFor) {
+      incoming.resume();
+      const body = '<?xml version="1.0" encoding="utf-8"?><Error><Code>ServerBusy</Code><Message>The server is busy.</Message></Error>';
+      response.writeHead(503, { 'content-type': 'application/xml', 'x-ms-error-code': 'ServerBusy', 'content-length': Buffer.byteLength(body) });
+      response.end(body);
+      return;
+    }
     const forwarded = request(
       { host: upstream.hostname, port: upstream.port, method: incoming.method, path: incoming.url, headers: incoming.headers },
       (answer) => {

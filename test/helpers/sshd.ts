@@ -32,6 +32,12 @@ export interface Sshd {
   otherKey(): Promise<string>;
   /** Kills the server and every session it serves, as a crash of the host would; its files stay. */
   kill(): Promise<void>;
+  /** Freezes the server and its sessions (SIGSTOP): connections stay open, nothing is answered. */
+  freeze(): Promise<void>;
+  /** Lets a frozen server and its sessions run again (SIGCONT). */
+  thaw(): Promise<void>;
+  /** Kills the server and starts it again on the same port, with the same host key and users. */
+  restart(): Promise<void>;
   /** Kills it and removes its files. */
   stop(): Promise<void>;
 }
@@ -66,20 +72,28 @@ export async function startSshd(): Promise<Sshd> {
   ];
   await writeFile(join(dir, 'sshd_config'), `${config.join('\n')}\n`);
   await mkdir('/run/sshd', { recursive: true }); // sshd's privilege separation folder, missing until its service first ran
-  const child: ChildProcess = spawn(SSHD, ['-D', '-e', '-f', join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let errors = '';
-  child.stderr?.on('data', (chunk: Buffer) => (errors += chunk.toString()));
-  const listening = () =>
-    new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => {
-        socket.destroy();
-        resolve(true);
-      }).on('error', () => resolve(false));
+  let child: ChildProcess;
+  /** Starts sshd on `port` and waits until it accepts connections. */
+  const launch = async () => {
+    const started: ChildProcess = spawn(SSHD, ['-D', '-e', '-f', join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child = started;
+    let errors = '';
+    started.stderr?.on('data', (chunk: Buffer) => (errors += chunk.toString()));
+    const listening = () =>
+      new Promise<boolean>((resolve) => {
+        const socket = connect(port, '127.0.0.1', () => {
+          socket.destroy();
+          resolve(true);
+        }).on('error', () => resolve(false));
+      });
+    await waitUntilServing(listening, () => started.exitCode !== null, `${SSHD} on port ${port}`).catch((error: unknown) => {
+      started.kill();
+      throw new Error(`${(error as Error).message}: ${errors} (the SFTP tests need Debian's openssh-server)`);
     });
-  await waitUntilServing(listening, () => child.exitCode !== null, `${SSHD} on port ${port}`).catch(async (error: unknown) => {
-    child.kill();
+  };
+  await launch().catch(async (error: unknown) => {
     await rm(dir, { recursive: true, force: true });
-    throw new Error(`${(error as Error).message}: ${errors} (the SFTP tests need Debian's openssh-server)`);
+    throw error;
   });
   const kill = async () => {
     if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
@@ -87,6 +101,11 @@ export async function startSshd(): Promise<Sshd> {
     const exited = once(child, 'exit');
     child.kill('SIGKILL');
     await exited;
+  };
+  /** Sends `signal` to the server and to every session process it forked. */
+  const signalAll = async (signal: NodeJS.Signals) => {
+    if (child.pid === undefined) return;
+    for (const pid of [child.pid, ...(await descendants(child.pid))]) process.kill(pid, signal);
   };
   const [keyType, keyData] = host.publicKey.split(' ') as [string, string];
   const knownHosts = join(dir, 'known_hosts');
@@ -107,6 +126,12 @@ export async function startSshd(): Promise<Sshd> {
       return (await keyPair(dir, `other_${++folders}`)).privateKey;
     },
     kill,
+    freeze: () => signalAll('SIGSTOP'),
+    thaw: () => signalAll('SIGCONT'),
+    async restart() {
+      await kill();
+      await launch();
+    },
     async stop() {
       await kill();
       await rm(dir, { recursive: true, force: true });

@@ -30,6 +30,8 @@ export interface Ftpd {
   folder(): Promise<string>;
   /** Kills the server and every session it serves, as a crash of the host would; its files stay. */
   kill(): Promise<void>;
+  /** Kills the server and starts it again on the same port, with the same files and user. */
+  restart(): Promise<void>;
   /** Kills it and removes its files and its PAM service. */
   stop(): Promise<void>;
 }
@@ -98,21 +100,29 @@ export async function startFtpd({ maxRate, tls = true, tlsOnly = false }: { maxR
     await rm(pamFile, { force: true });
     await rm(dir, { recursive: true, force: true });
   };
-  const child: ChildProcess = spawn(VSFTPD, [join(dir, 'vsftpd.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let errors = '';
-  child.stderr?.on('data', (chunk: Buffer) => (errors += chunk.toString()));
-  child.on('error', (error) => (errors += error.message));
-  const listening = () =>
-    new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => {
-        socket.destroy();
-        resolve(true);
-      }).on('error', () => resolve(false));
+  let child: ChildProcess;
+  /** Starts vsftpd on `port` and waits until it accepts connections. */
+  const launch = async () => {
+    const started: ChildProcess = spawn(VSFTPD, [join(dir, 'vsftpd.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child = started;
+    let errors = '';
+    started.stderr?.on('data', (chunk: Buffer) => (errors += chunk.toString()));
+    started.on('error', (error) => (errors += error.message));
+    const listening = () =>
+      new Promise<boolean>((resolve) => {
+        const socket = connect(port, '127.0.0.1', () => {
+          socket.destroy();
+          resolve(true);
+        }).on('error', () => resolve(false));
+      });
+    await waitUntilServing(listening, () => started.exitCode !== null || errors !== '', `${VSFTPD} on port ${port}`).catch((error: unknown) => {
+      started.kill();
+      throw new Error(`${(error as Error).message}: ${errors} (the FTP tests need Debian's vsftpd)`);
     });
-  await waitUntilServing(listening, () => child.exitCode !== null || errors !== '', `${VSFTPD} on port ${port}`).catch(async (error: unknown) => {
-    child.kill();
+  };
+  await launch().catch(async (error: unknown) => {
     await removeFiles();
-    throw new Error(`${(error as Error).message}: ${errors} (the FTP tests need Debian's vsftpd)`);
+    throw error;
   });
   const kill = async () => {
     if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
@@ -139,6 +149,10 @@ export async function startFtpd({ maxRate, tls = true, tlsOnly = false }: { maxR
       return folder;
     },
     kill,
+    async restart() {
+      await kill();
+      await launch();
+    },
     async stop() {
       await kill();
       await removeFiles();

@@ -52,9 +52,11 @@ export interface AzureOptions {
   maxAttempts?: number;
   /**
    * Milliseconds a call to the service may take, its retries included (a block's upload, a commit,
-   * a page of a listing, a download until its first byte), before it fails with
-   * `DESTINATION_FAILED`; default 120 000, so a frozen server fails the operation instead of
-   * hanging it. Keep it above the time a block takes on your slowest link, or lower `blockSize`.
+   * a page of a listing, a download until its first byte), and a download being read may wait
+   * for its next bytes, before it fails with `DESTINATION_FAILED`; default 120 000, so a frozen
+   * server fails the operation instead of hanging it. Such failures, dropped connections and
+   * server errors are marked `transient`, for {@link withRetry}. Keep it above the time a block
+   * takes on your slowest link, or lower `blockSize`.
    */
   requestTimeout?: number;
   /**
@@ -163,7 +165,7 @@ export function azure(options: AzureOptions): Destination {
     }
   }
   const failed = (action: string, cause: unknown) =>
-    new BackupError('DESTINATION_FAILED', `${description}: ${action} failed: ${errorText(cause)}`, { cause, hint: hintFor(cause, options.container) });
+    new BackupError('DESTINATION_FAILED', `${description}: ${action} failed: ${errorText(cause)}`, { cause, hint: hintFor(cause, options.container), transient: isTransient(cause) });
   const notFound = (name: string, cause: unknown) => new BackupError('NOT_FOUND', `${description} has no ${name}`, { cause });
   const exists = (name: string, cause?: unknown) => new BackupError('ALREADY_EXISTS', `${description} already holds ${name}; it was not replaced`, { cause });
 
@@ -272,11 +274,20 @@ export function azure(options: AzureOptions): Destination {
       const { start, end } = checkRange(range);
       const client = await container();
       try {
-        // Timed until the first byte only: a restore may read the body slowly.
         const length = end === undefined ? undefined : end - start;
         const response = await timed((abortSignal) => client.getBlockBlobClient(key(name)).download(start, length, { abortSignal }));
         const body = response.readableStreamBody as Readable;
         const out = new PassThrough({ highWaterMark: MIB });
+        // The body is timed only while it flows: a server that stops sending midway fails the read,
+        // a restore that reads slowly (the body paused by backpressure) does not.
+        let idle: NodeJS.Timeout | undefined;
+        const stalled = () => body.destroy(new TimeoutError(`no bytes within ${requestTimeout} ms`));
+        const watch = () => {
+          clearTimeout(idle);
+          idle = body.isPaused() ? undefined : setTimeout(stalled, requestTimeout);
+        };
+        const unwatch = () => clearTimeout(idle);
+        body.on('data', watch).on('resume', watch).on('pause', unwatch).on('end', unwatch).on('close', unwatch);
         body.on('error', (cause) => out.destroy(failed(`reading ${name}`, cause)));
         out.on('close', () => body.destroy());
         return body.pipe(out);
@@ -389,6 +400,17 @@ function hintFor(error: unknown, container: string): string | undefined {
   if (error instanceof TimeoutError) return 'The storage account did not answer in time: check that it is reachable and healthy, or raise requestTimeout.';
   if ((error as AzureRestError | undefined)?.statusCode === 403) return 'The storage account refused the credentials: check the account key, SAS token or role assignment (Storage Blob Data Contributor).';
   return undefined;
+}
+
+/** Network errors: the connection failed, not the request, and a new connection may well work. */
+const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH', 'REQUEST_SEND_ERROR', 'ERR_STREAM_PREMATURE_CLOSE']);
+
+/** Timeouts, dropped connections, throttling and server errors (503 "server busy"): the same call may succeed later. */
+function isTransient(error: unknown): boolean {
+  if (error instanceof TimeoutError) return true;
+  const status = (error as AzureRestError | undefined)?.statusCode;
+  if (status !== undefined) return status >= 500 || status === 429 || status === 408;
+  return TRANSIENT_CODES.has((error as AzureRestError | undefined)?.code ?? '');
 }
 
 /** A conditional commit refused because the blob exists (409) or changed (412). */

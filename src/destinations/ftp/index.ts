@@ -465,10 +465,13 @@ function hintFor(cause: unknown): string | undefined {
 /** Dropped connections and timeouts: the same call may succeed on a new connection. */
 function isTransient(cause: unknown): boolean {
   const errorCode = (cause as { code?: unknown } | undefined)?.code;
+  const message = (cause as Error)?.message ?? '';
+  // basic-ftp reports a connection the server dropped by message alone (its code is then "0").
+  if (/Timeout|closed connection unexpectedly|FIN packet|Socket closed due to transmission error/i.test(message)) return true;
   if (typeof errorCode === 'string') return NETWORK_ERRORS.has(errorCode);
   const code = replyCode(cause);
   // 421: service closing; 425/426: the data connection failed; 450-452: busy or out of space for now.
-  return code === 421 || code === 425 || code === 426 || (code !== undefined && code >= 450 && code <= 452) || /Timeout/i.test((cause as Error)?.message ?? '');
+  return code === 421 || code === 425 || code === 426 || (code !== undefined && code >= 450 && code <= 452);
 }
 
 /**

@@ -94,7 +94,9 @@ export interface S3Options {
    * `DEEP_ARCHIVE`; default the bucket's (`STANDARD`). Sidecars (`.json`) and name claims
    * (`.claim`) stay in `STANDARD`, so listing and retention read them at once. An archive in
    * `GLACIER` or `DEEP_ARCHIVE` must be restored (thawed) in S3 before backupkit can read it:
-   * restoring it before then fails with `DESTINATION_FAILED`, whose hint says how.
+   * restoring it before then fails with `DESTINATION_FAILED`, whose hint says how. A class the
+   * AWS SDK does not know fails the first call with `INVALID_OPTIONS`. In a URL:
+   * `s3://bucket/prefix?storage-class=GLACIER_IR`.
    */
   storageClass?: string;
   /**
@@ -181,6 +183,12 @@ export function s3Compatible(options: S3Options, dialect: S3Dialect): Destinatio
   /** The SDK and the client, on first use: a destination made but never used loads nothing. */
   const connect = () =>
     (connecting ??= loadS3().then((sdk) => {
+      // Checked against the SDK's list, which grows with AWS's: a typo would otherwise surface as
+      // a server's refusal only once an archive is written, after the backup's work is done.
+      const known: readonly string[] = Object.values(sdk.StorageClass);
+      if (storageClass !== undefined && dialect.kind === 's3' && !known.includes(storageClass)) {
+        throw new BackupError('INVALID_OPTIONS', `${factory} storageClass ${JSON.stringify(storageClass)} is not an S3 storage class`, { hint: `Use one of ${known.join(', ')}.` });
+      }
       const client =
         (options.client as S3Sdk.S3Client | undefined) ??
         new sdk.S3Client({

@@ -57,7 +57,7 @@ const READ_AHEAD = 8;
 /** SFTP status codes (draft-ietf-secsh-filexfer-02). */
 const SFTP_EOF = 1;
 const SFTP_NO_SUCH_FILE = 2;
-const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
+const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE']);
 
 /** ssh2, imported when an SFTP destination first connects. */
 const loadSdk = optionalPeer({ name: 'ssh2', feature: 'SFTP destinations', install: ['ssh2'] }, (): Promise<typeof Ssh2> => import('ssh2'));
@@ -125,7 +125,7 @@ export function sftp(options: SftpOptions): Destination {
   const at = (name: string) => posix.join(root, name);
 
   const failed = (action: string, cause: unknown, hint?: string) =>
-    new BackupError('DESTINATION_FAILED', `${description}: ${action} failed: ${(cause as Error)?.message ?? String(cause)}`, { cause, hint: hint ?? hintFor(cause) });
+    new BackupError('DESTINATION_FAILED', `${description}: ${action} failed: ${(cause as Error)?.message ?? String(cause)}`, { cause, hint: hint ?? hintFor(cause), transient: isTransient(cause) });
   const notFound = (name: string, cause: unknown) => new BackupError('NOT_FOUND', `${description} has no ${name}`, { cause });
   const folderMissing = (cause: unknown) => failed('opening the folder', cause, `The folder ${root} does not exist on ${host}: create it there first.`);
 
@@ -441,6 +441,19 @@ function hintFor(cause: unknown): string | undefined {
     return 'The SSH server could not be reached: check the host and port, and that it is running.';
   }
   return undefined;
+}
+
+/**
+ * Dropped or refused connections and timeouts: the same call may succeed on a new connection.
+ * A refused login or host key is never one (ssh2 tells them by `level`, and the host key failure
+ * is not made by `failed`).
+ */
+function isTransient(cause: unknown): boolean {
+  const { level } = (cause as { level?: string } | undefined) ?? {};
+  if (level === 'client-authentication' || level === 'handshake') return false;
+  const code = sftpCode(cause);
+  if (typeof code === 'string') return NETWORK_ERRORS.has(code);
+  return level === 'client-timeout' || /Timed out|Keepalive timeout|connection to the server is closed|server closed the connection|No response from server/i.test((cause as Error)?.message ?? '');
 }
 
 /**
