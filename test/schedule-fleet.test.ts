@@ -147,9 +147,11 @@ for (const [label, size, make] of places) {
       await holder.exited;
       await rm(join(folders.markers, 'inside')); // the killed holder's: it never got to remove it
       const survivors = fleet(t, size - 1, spec, folders, LONG_TTL_MS);
-      const backups = await until(destination, (listed) => listed.length >= 2);
+      await until(destination, (listed) => listed.length >= 2);
       const overlaps = await stop(survivors);
       assert.deepEqual(overlaps, survivors.map(() => false));
+      // Listed once every member stopped: on S3 an archive shows before its sidecar is written.
+      const backups = await listBackups(destination);
       const made = survivors.flatMap((m) => m.lines().flatMap((line) => (line.run?.outcome === 'succeeded' ? [line.run.name] : [])));
       assert.ok(backups.every((b) => made.includes(b.name)), 'every listed backup is a survivor\'s: the killed one left nothing listed');
       assert.ok(backups.every((b) => b.trust === 'trusted'));
