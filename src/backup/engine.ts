@@ -81,6 +81,7 @@ class Backup {
   #nameClaim: NameClaim | undefined;
   #chain: ChainStart | undefined;
   #states: StateWriter | undefined;
+  #storedState: StoredState | undefined;
   /** The path of the last warning, so an entry's own warning is not repeated as SIZE_MISMATCH. */
   #warnedPath: string | undefined;
 
@@ -105,7 +106,7 @@ class Backup {
     const header = await this.#header(name, link);
     await this.#createUploads(name, this.#uploads);
     const { stats, size, sha256 } = await this.#writeArchive(header);
-    const state = await this.#writeState(name);
+    const state = this.#storedState;
     const encrypted = this.plan.encryption !== undefined;
     await this.#commit(name, { ...header, size, sha256, encrypted, sourceStats: stats, warnings: this.#warnings.length, ...(state ? { state } : {}) });
     const pruned = await this.#applyRetention();
@@ -310,6 +311,9 @@ class Backup {
       this.events.emit('source-end', sourceStats);
     }
     this.#progress.enter('commit');
+    // The state is stored before the archive's stream ends: where an object shows when its upload
+    // ends (S3), the archive then waits the shortest time for its sidecar.
+    this.#storedState = await this.#writeState(header.name);
     await writer.finish({ sources: stats, warnings: this.#warnings.length }, this.plan.signer);
     return stats;
   }
