@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { createServer, connect as connectTcp } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { once } from 'node:events';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import { Database, files, ftp, listBackups, parseFtpUrl, prune, sqlite, type BackupError, type FtpOptions } from '../src/index.js';
+import { Database, ftp, listBackups, parseFtpUrl, prune, sqlite, type BackupError, type FtpOptions } from '../src/index.js';
 import { listedDate } from '../src/destinations/ftp/list-date.js';
 import { testDestination } from './conformance/destination.js';
+import { checkFolderRoundTrip } from './helpers/folder-round-trip.js';
 import { put } from './helpers/put.js';
 import { checkRetriedAcrossRestart } from './helpers/restart.js';
 import { sidecarFor } from './helpers/sidecar.js';
@@ -17,7 +18,7 @@ import { backUpWhileServerGoes } from './helpers/server-gone.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
 import { startFtpd, type Ftpd } from './helpers/vsftpd.js';
-import { createBank, dumpRows } from './helpers/sqlite.js';
+import { createBank } from './helpers/sqlite.js';
 
 let ftpd: Ftpd;
 before(async () => {
@@ -49,28 +50,10 @@ async function countingForwarder(t: TestContext, port: number): Promise<{ port: 
 
 describe('ftp destination', () => {
   it('backs up to and restores from vsftpd over FTPS, writing under a hidden temporary name, owner-only', async (t) => {
-    const dir = await tempDir(t, 'ftp');
-    createBank(join(dir, 'app.db'), 500);
-    await mkdir(join(dir, 'uploads'));
-    await writeFile(join(dir, 'uploads', 'big.bin'), randomBytes(4 * 1024 * 1024));
     const folder = await ftpd.folder();
     const destination = destinationIn(folder, { secure: true, ca: ftpd.certificate });
     assert.equal(destination.description, `ftps://${ftpd.user}@${ftpd.host}:${ftpd.port}${folder}`);
-    const db = new Database({ sources: [sqlite({ name: 'app', path: join(dir, 'app.db') }), files({ name: 'uploads', dir: join(dir, 'uploads') })] });
-    const result = await db.startBackup({ to: destination }).done;
-    assert.deepEqual((await readdir(folder)).sort(), [result.name, `${result.name}.json`, `${result.name}.state`]);
-    assert.equal((await stat(join(folder, result.name))).mode & 0o777, 0o600);
-    const [listed] = await listBackups(destination);
-    assert.equal(listed?.sha256, result.sha256);
-    await Database.restore({ from: destination, targets: { app: { path: join(dir, 'restored.db') } } });
-    assert.deepEqual(dumpRows(join(dir, 'restored.db')), dumpRows(join(dir, 'app.db')));
-
-    const upload = await put(destination, 'x.tar.gz', randomBytes(100), false);
-    const during = (await readdir(folder)).filter((name) => name.startsWith('.'));
-    assert.equal(during.length, 1);
-    assert.match(during[0] as string, new RegExp(`^\\.x\\.tar\\.gz\\.[A-Za-z0-9-]+_${process.pid}_[0-9a-f]+\\.partial$`), 'named after its owner');
-    await upload.commit();
-    assert.deepEqual((await readdir(folder)).filter((name) => name.startsWith('.')), [], 'neither the temporary nor the commit lock is left');
+    await checkFolderRoundTrip(t, destination, folder);
   });
 
   it('lists what it stores with the date of the listing, to the minute', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -8,6 +8,7 @@ import { buffer } from 'node:stream/consumers';
 import { after, before, describe, it } from 'node:test';
 import { Database, files, listBackups, memory, parseSftpUrl, prune, sftp, sqlite, withRetry, type RetryInfo, type SftpOptions } from '../src/index.js';
 import { testDestination } from './conformance/destination.js';
+import { checkFolderRoundTrip } from './helpers/folder-round-trip.js';
 import { put } from './helpers/put.js';
 import { checkRetriedAcrossRestart } from './helpers/restart.js';
 import { backUpWhileServerGoes } from './helpers/server-gone.js';
@@ -15,7 +16,7 @@ import { rejectsWithCode } from './helpers/errors.js';
 import { failingAfter } from './helpers/faulty.js';
 import { tempDir } from './helpers/fs.js';
 import { startSshd, type Sshd } from './helpers/sshd.js';
-import { createBank, dumpRows } from './helpers/sqlite.js';
+import { createBank } from './helpers/sqlite.js';
 
 let sshd: Sshd;
 before(async () => {
@@ -30,27 +31,8 @@ testDestination('sftp', async () => ({ destination: destinationIn(await sshd.fol
 
 describe('sftp destination', () => {
   it('backs up to and restores from an OpenSSH server, writing under a hidden temporary name, owner-only', async (t) => {
-    const dir = await tempDir(t, 'sftp');
-    createBank(join(dir, 'app.db'), 500);
-    await mkdir(join(dir, 'uploads'));
-    await writeFile(join(dir, 'uploads', 'big.bin'), randomBytes(4 * 1024 * 1024));
     const folder = await sshd.folder();
-    const destination = destinationIn(folder);
-    const db = new Database({ sources: [sqlite({ name: 'app', path: join(dir, 'app.db') }), files({ name: 'uploads', dir: join(dir, 'uploads') })] });
-    const result = await db.startBackup({ to: destination }).done;
-    assert.deepEqual((await readdir(folder)).sort(), [result.name, `${result.name}.json`, `${result.name}.state`]);
-    assert.equal((await stat(join(folder, result.name))).mode & 0o777, 0o600);
-    const [listed] = await listBackups(destination);
-    assert.equal(listed?.sha256, result.sha256);
-    await Database.restore({ from: destination, targets: { app: { path: join(dir, 'restored.db') } } });
-    assert.deepEqual(dumpRows(join(dir, 'restored.db')), dumpRows(join(dir, 'app.db')));
-
-    const upload = await put(destination, 'x.tar.gz', randomBytes(100), false);
-    const during = (await readdir(folder)).filter((name) => name.startsWith('.'));
-    assert.equal(during.length, 1);
-    assert.match(during[0] as string, new RegExp(`^\\.x\\.tar\\.gz\\.[A-Za-z0-9-]+_${process.pid}_[0-9a-f]+\\.partial$`), 'named after its owner');
-    await upload.commit();
-    assert.deepEqual((await readdir(folder)).filter((name) => name.startsWith('.')), []);
+    await checkFolderRoundTrip(t, destinationIn(folder), folder);
   });
 
   it('reads a range of an object', async () => {
