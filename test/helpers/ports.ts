@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 
 /** A TCP port of 127.0.0.1 that nothing listens on right now, for a test server to take. */
 export async function freePort(): Promise<number> {
@@ -18,4 +18,14 @@ export async function waitUntilServing(ready: () => Promise<boolean>, exited: ()
     if (attempt > 200 || exited()) throw new Error(`${what} did not start`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/** Whether something on 127.0.0.1 accepts TCP connections on `port` now: a server's readiness probe. */
+export function acceptsConnections(port: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const socket = connect(port, '127.0.0.1', () => {
+      socket.destroy();
+      resolve(true);
+    }).on('error', () => resolve(false));
+  });
 }

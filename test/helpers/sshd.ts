@@ -6,11 +6,10 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, waitUntilServing } from './ports.js';
+import { acceptsConnections, freePort, waitUntilServing } from './ports.js';
 import { descendants } from './process.js';
 
 const execFileAsync = promisify(execFile);
@@ -79,13 +78,7 @@ export async function startSshd(): Promise<Sshd> {
     child = started;
     let errors = '';
     started.stderr?.on('data', (chunk: Buffer) => (errors += chunk.toString()));
-    const listening = () =>
-      new Promise<boolean>((resolve) => {
-        const socket = connect(port, '127.0.0.1', () => {
-          socket.destroy();
-          resolve(true);
-        }).on('error', () => resolve(false));
-      });
+    const listening = () => acceptsConnections(port);
     await waitUntilServing(listening, () => started.exitCode !== null, `${SSHD} on port ${port}`).catch((error: unknown) => {
       started.kill();
       throw new Error(`${(error as Error).message}: ${errors} (the SFTP tests need Debian's openssh-server)`);

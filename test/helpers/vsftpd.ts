@@ -9,11 +9,10 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, waitUntilServing } from './ports.js';
+import { acceptsConnections, freePort, waitUntilServing } from './ports.js';
 import { descendants } from './process.js';
 
 const execFileAsync = promisify(execFile);
@@ -108,13 +107,7 @@ export async function startFtpd({ maxRate, tls = true, tlsOnly = false }: { maxR
     let errors = '';
     started.stderr?.on('data', (chunk: Buffer) => (errors += chunk.toString()));
     started.on('error', (error) => (errors += error.message));
-    const listening = () =>
-      new Promise<boolean>((resolve) => {
-        const socket = connect(port, '127.0.0.1', () => {
-          socket.destroy();
-          resolve(true);
-        }).on('error', () => resolve(false));
-      });
+    const listening = () => acceptsConnections(port);
     await waitUntilServing(listening, () => started.exitCode !== null || errors !== '', `${VSFTPD} on port ${port}`).catch((error: unknown) => {
       started.kill();
       throw new Error(`${(error as Error).message}: ${errors} (the FTP tests need Debian's vsftpd)`);
