@@ -35,6 +35,17 @@ describe('examples/', () => {
     assert.match(stdout, /^backupkit_schedule_last_success_timestamp_seconds\{schedule="example",type="full"\} \d+(\.\d+)?$/m);
   });
 
+  it('incremental.ts: a full, an incremental of what changed, nothing written when nothing did, restores as of each', async () => {
+    const stdout = await node('incremental.js');
+    const [, fullName, fullSize] = /^full (\S+): (\d+) bytes$/m.exec(stdout) ?? [];
+    const [, incName, previous, incSize] = /^incremental (\S+) on (\S+): (\d+) bytes$/m.exec(stdout) ?? [];
+    assert.equal(previous, fullName);
+    assert.ok(Number(incSize) < Number(fullSize) / 4, `the incremental (${incSize} bytes) holds a fraction of the full (${fullSize})`);
+    assert.match(stdout, new RegExp(`^unchanged: true, still ${incName?.replaceAll('.', '\\.')}$`, 'm'));
+    assert.match(stdout, /^as of full: read 1 archive\(s\), 5000 notes, new photo absent$/m);
+    assert.match(stdout, /^as of incremental: read 2 archive\(s\), 5001 notes, new photo present$/m);
+  });
+
   it('encryption.ts: an OpenPGP archive restored with its passphrase', async () => {
     assert.match(await node('encryption.js'), /restored: signed/);
   });
