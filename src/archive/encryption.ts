@@ -48,7 +48,14 @@ export const ENCRYPTION_HINTS = {
   invalidEncrypt: 'Check `encrypt`: a non-empty passphrase and/or armored OpenPGP v4 public keys.',
   noDecryptKey: 'Pass `decrypt: { passphrase }` or `decrypt: { privateKey }`.',
   lockedPrivateKey: 'Pass the private key\'s passphrase as `decrypt.passphrase`.',
+  wrongKey: 'Pass the passphrase or a private key the backup was encrypted with (its sidecar lists the recipients\' fingerprints). If it is the right one, the archive is damaged: restore another backup.',
 } as const;
+
+/**
+ * Plaintext bytes in which an archive is recognised (a tar header's magic sits at byte 257): a
+ * decryption that fails before them may be a wrong key, after them it is damage.
+ */
+export const DECRYPTED_HEAD_BYTES = 512;
 
 export async function prepareEncryption(options: EncryptOptions): Promise<Encryption> {
   const invalid = (message: string, cause?: unknown) => new BackupError('INVALID_OPTIONS', message, { cause, hint: ENCRYPTION_HINTS.invalidEncrypt });
@@ -115,10 +122,21 @@ export async function decrypt(input: Readable, head: Buffer, options: DecryptOpt
 export function decryptionError(cause: unknown): BackupError {
   if (cause instanceof BackupError) return cause;
   const message = cause instanceof Error ? cause.message : String(cause);
-  if (/session key decryption failed|session key packet found|no decryption key packets|incorrect key passphrase/i.test(message)) {
-    return new BackupError('WRONG_KEY', `The archive cannot be decrypted with the key or passphrase given: ${message}`, { cause });
-  }
+  if (/session key decryption failed|session key packet found|no decryption key packets|incorrect key passphrase/i.test(message)) return keyDoesNotFit(cause);
   return new BackupError('CORRUPT_ARCHIVE', `The encrypted archive is damaged or truncated: ${message}`, { cause });
+}
+
+/**
+ * A key that does not open the archive. OpenPGP cannot tell it apart from damage to the first
+ * bytes (the session key packets, the quick check): the message says both.
+ */
+export function keyDoesNotFit(cause: unknown): BackupError {
+  if (cause instanceof BackupError) return cause;
+  const message = cause instanceof Error ? cause.message : String(cause);
+  return new BackupError('WRONG_KEY', `The archive cannot be decrypted with the key or passphrase given, or the archive is damaged before its first bytes: ${message}`, {
+    cause,
+    hint: ENCRYPTION_HINTS.wrongKey,
+  });
 }
 
 function isBinary(head: Buffer): boolean {
