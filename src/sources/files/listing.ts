@@ -122,12 +122,36 @@ function isDecimal(value: unknown): value is string {
 
 /**
  * Walk order: component by component, names in UTF-16 code unit order (as `Array#sort`), a folder
- * before what it holds. No name holds a NUL, so making `/` one sorts a folder's children first.
+ * before what it holds. No name holds a NUL, so ranking `/` as one sorts a folder's children
+ * first. Compared in place: a restore compares a path per entry of every layer.
  */
 export function comparePaths(a: string, b: string): number {
-  const x = a.replaceAll('/', '\0');
-  const y = b.replaceAll('/', '\0');
-  return x < y ? -1 : x > y ? 1 : 0;
+  const length = Math.min(a.length, b.length);
+  for (let index = 0; index < length; index += 1) {
+    const x = a.charCodeAt(index);
+    const y = b.charCodeAt(index);
+    if (x !== y) return (x === SLASH ? 0 : x) - (y === SLASH ? 0 : y);
+  }
+  return a.length - b.length;
+}
+
+const SLASH = 0x2f;
+
+/** Whether the folder at `folder` holds `path`, at any depth (`''` is the root). */
+export function holds(folder: string, path: string): boolean {
+  return folder === '' ? path !== '' : path.length > folder.length && path.startsWith(folder) && path.charCodeAt(folder.length) === SLASH;
+}
+
+/**
+ * Why a listed path could not be an archive entry's, or `undefined`: a restore makes folders and
+ * links at the listing's paths, so each must be as normalised and as safe as an entry name.
+ */
+export function unsafeListedPath(path: string, type: EntryType): string | undefined {
+  if (path === '') return type === 'directory' ? undefined : 'the root is not a folder';
+  if (path.includes('\0') || path.includes('\\')) return 'it contains a NUL byte or a backslash';
+  if (/^[A-Za-z]:/.test(path)) return 'it starts with a drive letter';
+  for (const part of path.split('/')) if (part === '' || part === '.' || part === '..') return 'it is not a normalised relative path';
+  return undefined;
 }
 
 /**
