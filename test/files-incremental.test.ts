@@ -133,7 +133,8 @@ describe('files source, incremental', () => {
       ['listing.ndjson', 'tree.nul'],
     );
     assert.ok(!first.entries.some((entry) => entry.path === 'big.bin'), 'the unchanged large file is not sent again');
-    assert.ok(first.entries.some((entry) => entry.path === 'was-file/empty' && entry.type === 'directory'), 'every folder travels');
+    assert.ok(first.entries.some((entry) => entry.path === 'was-file/empty' && entry.type === 'directory'), 'a new folder travels');
+    assert.ok(first.entries.some((entry) => entry.path === 'link' && entry.type === 'symlink'), 'a changed link travels');
 
     const same = await backup();
     assert.deepEqual(same.changes, { mode: 'changes', unchanged: true }, 'nothing changed at all');
@@ -142,6 +143,11 @@ describe('files source, incremental', () => {
     await rm(join(root, 'docs', 'new.txt'));
     const third = await backup();
     assert.deepEqual(sentFiles(third), ['big.bin']);
+    assert.deepEqual(
+      third.entries.filter((entry) => entry.type !== 'file').map((entry) => entry.path),
+      ['docs', ''],
+      'only the folders that lost or got an item travel, each after what it holds; unchanged folders and links do not',
+    );
     for (let step = 0; step < 7; step += 1) {
       await writeFile(join(root, `step-${step}`), `step ${step}`);
       if (step % 2 === 1) await rm(join(root, `step-${step - 1}`));
@@ -241,6 +247,22 @@ describe('files source, incremental', () => {
     await rejectsWithCode(restoreChain(join(dir, 't2'), [inc]), 'RESTORE_FAILED');
     assert.deepEqual((await readdir(dir)).sort(), ['source']);
 
+    // A listing naming a path outside the tree, or beneath one of its links.
+    const listingOf = (taken: Taken) => taken.entries.find((entry) => entry.meta && entry.path === 'listing.ndjson')?.data.toString('utf8') ?? '';
+    const [header = '', rootLine = '', ...rest] = listingOf(inc).split('\n');
+    const item = (path: string, extra: object) => JSON.stringify({ mode: 493, mtime: 0, size: 0, mtimeNs: '0', ctimeNs: '0', ino: '1', ...extra, path });
+    const kept = JSON.parse(rest.find((line) => line.includes('"kept"')) ?? '{}') as Record<string, unknown>;
+    const hostile: Array<[RegExp, string[]]> = [
+      [/"\.\.\/escape": it is not a normalised relative path/, [item('../escape', { type: 'directory' })]],
+      [/"a-link\/kept": it lies beneath the symbolic link "a-link"/, [item('a-link', { type: 'symlink', linkTarget: '/tmp' }), item('a-link/kept', { ...kept, type: 'file' })]],
+    ];
+    for (const [what, lines] of hostile) {
+      const listing = Buffer.from([header, rootLine, ...lines, ...rest].join('\n'));
+      const doctored = { ...inc, entries: inc.entries.map((entry) => (entry.path === 'listing.ndjson' ? { ...entry, size: listing.length, data: listing } : entry)) };
+      await rejectsWithCode(restoreChain(join(dir, 't4'), [doctored, full]), 'UNSAFE_ARCHIVE', what);
+      assert.deepEqual((await readdir(dir)).sort(), ['source'], String(what));
+    }
+
     await restoreChain(join(dir, 't3'), [inc, full]);
     assert.deepEqual((await readdir(join(dir, 't3'))).sort(), ['added', 'kept'], 'the deleted file of the full never reaches the target');
     assert.equal((await lstat(join(dir, 't3', 'kept'))).size, 'from the full'.length);
@@ -297,9 +319,9 @@ describe('files source, incremental, through the backup engine', () => {
     const [, inc1, inc2] = archives as [string, string, string];
     assert.ok((await tarList(inc1)).includes('meta/uploads/tree.nul'));
     assert.deepEqual(
-      (await tarList(inc2)).filter((path) => /^sources\/uploads\/.+[^/]$/.test(path) && !path.endsWith('empty') && !path.endsWith('photos') && !path.endsWith('becomes-folder') && !path.endsWith('locked')),
-      ['sources/uploads/latest', 'sources/uploads/mode-only', 'sources/uploads/photos/new.jpg'],
-      'the second incremental holds its two changed files and the link',
+      (await tarList(inc2)).filter((path) => path.startsWith('sources/')).sort(),
+      ['sources/uploads/', 'sources/uploads/locked/', 'sources/uploads/mode-only', 'sources/uploads/photos/', 'sources/uploads/photos/new.jpg'],
+      'the second incremental holds its two changed files, the folders holding them, and the read-only folder; not the unchanged link nor the other folders',
     );
 
     for (const count of [1, 2, 3]) {
