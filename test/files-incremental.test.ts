@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { appendFile, chmod, lstat, mkdir, readdir, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, cp, lstat, mkdir, readFile, readdir, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Database, directory, files, type BackupWarning, type Entry, type RestoreSink, type SnapshotChanges } from '../src/index.js';
 import { filesRestorer } from '../src/sources/files/index.js';
@@ -217,7 +218,7 @@ describe('files source, incremental', () => {
     const lines = full.state.toString('utf8').split('\n');
     const variants: Record<string, string> = {
       garbage: 'not a listing at all',
-      'other version': [lines[0]?.replace('"version":1', '"version":2'), ...lines.slice(1)].join('\n'),
+      'other version': [lines[0]?.replace('"version":2', '"version":3'), ...lines.slice(1)].join('\n'),
       'truncated line': `${lines.slice(0, 2).join('\n')}\n{"path":"b","type":"file"`,
       'out of order': [lines[0], lines[2], lines[1]].join('\n'),
     };
@@ -330,6 +331,16 @@ describe('files source, incremental, through the backup engine', () => {
       const restored = await restoreFilesChainByHand(archives.slice(0, count), work);
       assert.deepEqual(await describeTree(restored), trees[count - 1], `by hand, as of backup ${count}`);
     }
+  });
+
+  it('restores a chain made when every incremental carried every folder and link (listing version 1)', async (t) => {
+    const dir = await tempDir(t, 'files-inc-v1');
+    const fixture = fileURLToPath(new URL('../../test/fixtures/files-listing-1/', import.meta.url));
+    await cp(fixture, join(dir, 'backups'), { recursive: true });
+    const target = join(dir, 'restored');
+    const result = await Database.restore({ from: directory({ path: join(dir, 'backups') }), targets: { uploads: { dir: target } } }).done;
+    assert.deepEqual(result.chain, ['20261203-105454.tar.gz', '20261203-105452.tar.gz']);
+    assert.deepEqual(await describeTree(target), JSON.parse(await readFile(join(fixture, 'source.json'), 'utf8')));
   });
 
   it('writes nothing when nothing changed', async (t) => {

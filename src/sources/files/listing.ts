@@ -12,14 +12,20 @@ export const LISTING_NAME = 'listing.ndjson';
 /** The meta entry listing every path as `<f|d|l> <path>\0`, as `find -printf '%y %P\0'` does, for restores by hand. */
 export const TREE_NAME = 'tree.nul';
 const FORMAT = 'backupkit-files-listing';
-const VERSION = 1;
+/**
+ * 2: the archive holds only the folders and links that changed, and a restore makes them from the
+ * listing. Version 1 archives hold every one; a backupkit reading only version 1 refuses a version
+ * 2 listing rather than restore a tree without the unchanged folders.
+ */
+const VERSION = 2;
+const READABLE_VERSIONS: ReadonlySet<unknown> = new Set([1, VERSION]);
 /** Lines are a path, a link target (4 KiB each at most) and a few numbers. */
 export const MAX_LINE = 1024 * 1024;
 
 /** The first line. */
 export interface ListingHeader {
   readonly format: typeof FORMAT;
-  readonly version: typeof VERSION;
+  readonly version: 1 | typeof VERSION;
   /** The archive the listing was made for. */
   readonly archive: string;
   /** When the walk started, nanoseconds since the epoch: files modified since may have changed unseen. */
@@ -82,7 +88,7 @@ export async function openListing(input: AsyncIterable<Uint8Array>): Promise<{ h
 function parseHeader(raw: string): ListingHeader {
   const header = parseJson(raw, 1) as Partial<ListingHeader>;
   if (header.format !== FORMAT) throw new ListingError(`it is not a files listing (format ${JSON.stringify(header.format)})`);
-  if (header.version !== VERSION) throw new ListingError(`its version ${JSON.stringify(header.version)} is not ${VERSION}`);
+  if (!READABLE_VERSIONS.has(header.version)) throw new ListingError(`its version ${JSON.stringify(header.version)} is not 1 or ${VERSION}`);
   if (typeof header.archive !== 'string' || !isDecimal(header.startedNs)) throw new ListingError('line 1: the header lacks `archive` or `startedNs`');
   return header as ListingHeader;
 }
