@@ -229,7 +229,7 @@ export const filesRestorer: Restorer<FilesTarget> = {
       async prepare() {
         await chain?.finish();
         await writes.settle().finally(() => writes.close());
-        if (chain) return buildListed(chain.lines());
+        if (chain) return buildListed(chain.shape());
         for (const link of links) await makeLink(link.path, link.target, link.mtime);
         for (const folder of folders.reverse()) await setFolder(folder.absolute, folder.mode, folder.mtime);
         if (!folders.some((folder) => folder.absolute === staging)) await chmod(staging, 0o755);
@@ -350,8 +350,10 @@ class ChainListing {
   readonly #held = new Map<string, { file: LineFile; count: number }>();
   /** The files layer 0 sent, with their SHA-256, in the order it sent them. */
   readonly #sent: LineFile;
-  /** The listing as read, for making folders and links and for `verify`. */
+  /** The listing as read, for `verify`. */
   readonly #listing: LineFile;
+  /** Its folders and links, to be made once every file is in. */
+  readonly #shape: LineFile;
   #received = false;
   #sentPrevious: string | undefined;
   /** The older layer being read: its lines, the next one not yet matched, and how many were. */
@@ -366,6 +368,7 @@ class ChainListing {
   ) {
     this.#sent = new LineFile(join(folder, 'sent.ndjson'));
     this.#listing = new LineFile(join(folder, LISTING_NAME));
+    this.#shape = new LineFile(join(folder, 'shape.ndjson'));
     // `verify` may follow the commit, or not: a sink that is dropped removes its copy then.
     forgotten.register(this, folder, this);
   }
@@ -401,6 +404,7 @@ class ChainListing {
       if (header.archive !== this.archive) throw new ListingError(`it was made for ${header.archive}`);
       await this.#listing.append(JSON.stringify(header));
       let link: string | undefined;
+      let heldPending = 0;
       let next = await sent.next();
       for await (const line of lines) {
         const unsafe = unsafeListedPath(line.path, line.type) ?? (link !== undefined && line.path.startsWith(`${link}/`) ? `it lies beneath the symbolic link ${JSON.stringify(link)}` : undefined);
@@ -413,8 +417,15 @@ class ChainListing {
           const held = this.#heldBy(line.archive as string);
           held.count += 1;
           await held.file.append(JSON.stringify({ path: line.path, mode: line.mode, mtime: line.mtime, sha256: line.sha256 as string } satisfies HeldFile));
+          // However many archives the listing names, what waits in memory stays bounded.
+          if ((heldPending += line.path.length + 120) >= HELD_PENDING) {
+            for (const { file } of this.#held.values()) await file.flush();
+            heldPending = 0;
+          }
         }
-        await this.#listing.append(JSON.stringify(line));
+        const text = JSON.stringify(line);
+        await this.#listing.append(text);
+        if (line.type !== 'file') await this.#shape.append(text);
       }
       if (!next.done) throw this.#notSent(undefined, next.value[0]);
     } catch (error) {
@@ -424,6 +435,7 @@ class ChainListing {
       await sent.return(undefined);
     }
     await this.#listing.flush();
+    await this.#shape.flush();
     for (const { file } of this.#held.values()) await file.flush();
   }
 
@@ -483,6 +495,11 @@ class ChainListing {
     }
   }
 
+  /** The listing's folders and links, in walk order. */
+  shape(): AsyncGenerator<ListingLine> {
+    return this.#shape.lines<ListingLine>();
+  }
+
   /** The listing's lines, as read and checked. */
   async *lines(): AsyncGenerator<ListingLine> {
     const lines = this.#listing.lines<ListingLine>();
@@ -520,6 +537,7 @@ class ChainListing {
 class LineFile {
   #pending: string[] = [];
   #pendingBytes = 0;
+  #written = false;
 
   constructor(private readonly path: string) {}
 
@@ -530,6 +548,8 @@ class LineFile {
   }
 
   async flush(): Promise<void> {
+    if (this.#pendingBytes === 0 && this.#written) return;
+    this.#written = true;
     const text = this.#pending.join('');
     this.#pending = [];
     this.#pendingBytes = 0;
@@ -544,8 +564,10 @@ class LineFile {
   }
 }
 
-/** Bytes a {@link LineFile} gathers before writing: one per archive of a chain at most is pending. */
+/** Bytes a {@link LineFile} gathers before writing. */
 const LINE_FILE_BATCH = 64 * 1024;
+/** About the bytes the per-archive files of a listing may gather in all before they are all written. */
+const HELD_PENDING = 1024 * 1024;
 
 const LISTING_PREFIX = 'backupkit-files-restore-';
 /** Removes the listing of a sink dropped without `verify` or `abort`; one a killed process left goes at the next restore. */
