@@ -178,6 +178,12 @@ export interface RestoreEntry {
   readonly linkTarget?: string;
   /** A file's contents; must be consumed fully. */
   readonly body: AsyncIterable<Uint8Array>;
+  /**
+   * The SHA-256 (hex) of a file's contents, once `body` has been read to its end: what the archive
+   * reader computed to verify the entry, so that a restorer checking contents need not hash them
+   * again. Absent when the caller does not offer it.
+   */
+  readonly sha256?: () => string;
   /** Set for an entry the source yielded with `meta` (archived under `meta/<source>/`): no part of the target's tree. */
   readonly meta?: true;
 }
