@@ -132,6 +132,16 @@ function describeLocale(from: DatabaseLocale): string {
   return `${from.encoding}, LC_COLLATE ${from.collate}, LC_CTYPE ${from.ctype}, provider ${provider}${provider === 'libc' ? '' : ` ${from.locale ?? ''}`}${from.icuRules ? ' with rules' : ''}`;
 }
 
+/**
+ * The filter condition each extension configuration table has in the restored database, as its
+ * extension registered it: a verification reads the same rows back as the backup copied, with the
+ * condition of the server's extension script, never one from the archive.
+ */
+const EXTENSION_CONDITIONS_SQL = `
+  SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS qname, coalesce(x.cond, '') AS condition
+    FROM pg_catalog.pg_extension e, unnest(e.extconfig, e.extcondition) AS x(rel, cond)
+    JOIN pg_catalog.pg_class c ON c.oid = x.rel JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`;
+
 /** Objects that make a database "not empty": anything a user created. */
 const USER_OBJECTS_SQL = `
   WITH ns AS (SELECT oid, nspname FROM pg_namespace
@@ -697,12 +707,20 @@ async function verifyTables(target: ParsedTarget, toc: Toc, summaries: readonly 
   });
   const limit = pLimit(target.jobs);
   try {
+    const conditions = toc.tables.some((table) => table.condition !== undefined)
+      ? new Map((await sessions.use((client) => client.query<{ qname: string; condition: string }>(EXTENSION_CONDITIONS_SQL))).rows.map((row) => [row.qname, row.condition]))
+      : new Map<string, string>();
     await Promise.all(
       summaries.map((summary) =>
         limit(async () => {
           if (signal.aborted) throw signal.reason;
-          const table = byEntry.get(summary.entry);
-          if (!table) return void problems.push(`data.json names table #${summary.entry}, which toc.json lacks`);
+          const archived = byEntry.get(summary.entry);
+          if (!archived) return void problems.push(`data.json names table #${summary.entry}, which toc.json lacks`);
+          // An extension configuration table's rows are read back with the restored database's condition.
+          const { condition: archivedCondition, ...plain } = archived;
+          const condition = archivedCondition === undefined ? undefined : conditions.get(plain.qualifiedName);
+          if (archivedCondition !== undefined && condition === undefined) return void problems.push(`${plain.qualifiedName} is no extension's configuration table in the restored database`);
+          const table: TocTable = condition ? { ...plain, condition } : plain;
           const found = await sessions.use((client) => copyTableOut(client, table, VERIFY_CHUNK_BYTES, async () => {}));
           rows += found.rows;
           bytes += found.bytes;

@@ -23,7 +23,7 @@ export interface TocEntry {
 }
 
 export interface TocTable {
-  /** The TOC entry that creates the table. */
+  /** The TOC entry that creates the table (an extension's configuration table: its TABLE DATA entry). */
   readonly entry: number;
   /** Qualified, quoted name. */
   readonly qualifiedName: string;
@@ -33,6 +33,11 @@ export interface TocTable {
   readonly dataPath: string;
   /** On-disk size from the catalog when the backup started: for progress and for ordering workers. */
   readonly estimatedBytes: number;
+  /**
+   * Of an extension's configuration table, the filter condition (`WHERE …`) its extension registered
+   * with `pg_extension_config_dump`: only the rows it selects are backed up, as pg_dump does.
+   */
+  readonly condition?: string;
 }
 
 export interface LargeObjectInfo {
@@ -68,6 +73,16 @@ export interface Toc {
 /** A table and the columns COPY reads and writes, as every COPY statement names them (backup, restore, restore.sql). */
 export function copyTarget(table: TocTable): string {
   return table.columns.length > 0 ? `${table.qualifiedName} (${table.columns.join(', ')})` : table.qualifiedName;
+}
+
+/**
+ * What a backup's COPY reads: the table, or the rows of an extension's configuration table that its
+ * condition selects. A restore's verification takes the condition from the restored
+ * database's catalog, never from the archive.
+ */
+export function copySource(table: TocTable): string {
+  if (table.condition === undefined) return copyTarget(table);
+  return `(SELECT ${table.columns.join(', ')} FROM ONLY ${table.qualifiedName} ${table.condition})`;
 }
 
 /** Per-table figures written after the data (`data.json`), checked by a restore; each chunk's SHA-256 is in the manifest. */

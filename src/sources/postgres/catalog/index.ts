@@ -10,6 +10,7 @@ import type { Toc } from '../toc.js';
 import { CatalogBuilder, notExtensionMember } from './builder.js';
 import { sortedEntries } from './dependencies.js';
 import { readDefaultPrivileges, readEventTriggers, readPublications, readSubscriptions } from './database-wide.js';
+import { readExtensionConfig } from './extension-config.js';
 import { readForeignData } from './foreign-data.js';
 import { readLargeObjects } from './large-objects.js';
 import { readOperatorClasses, readOperators, readTextSearch } from './operators.js';
@@ -82,6 +83,7 @@ export async function readCatalog(
   await readSubscriptions(b);
   await readDefaultPrivileges(b);
   await readEventTriggers(b);
+  const configTables = await readExtensionConfig(b);
   const entries = await sortedEntries(b, schemas, sequenceValues);
   const largeObjects = await readLargeObjects(b);
   return {
@@ -92,7 +94,7 @@ export async function readCatalog(
       provider: ({ i: 'icu', b: 'builtin' } as const)[server!.provider ?? ''] ?? 'libc', locale: server!.locale, icuRules: server!.rules,
     },
     entries,
-    tables,
+    tables: [...tables, ...configTables],
     largeObjects,
   };
 }
