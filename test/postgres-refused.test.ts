@@ -6,14 +6,16 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Database, memory, postgres, verifyBackup, type Restorer } from '../src/index.js';
 import { postgresRestorer } from '../src/sources/postgres/index.js';
 import { tempDir } from './helpers/fs.js';
-import { createDatabase, dataFingerprint, pgDumpCopy, pgUrl, schemaDump, sql, uniqueName } from './helpers/postgres.js';
+import { createDatabase, databasesLike, dataFingerprint, dropDatabasesLike, pgDumpCopy, pgUrl, schemaDump, sql, uniqueName } from './helpers/postgres.js';
+import { rejectsWithCode } from './helpers/errors.js';
 
 const run = promisify(execFile);
 const server = pgUrl('postgres');
@@ -70,6 +72,26 @@ async function installConfigExtension(t: { after(fn: () => Promise<void>): void 
   return name;
 }
 
+/**
+ * A tablespace in a folder of its own, owned by the server's OS user; dropped (or its name with
+ * `_away`, which a test renames it to), with its folder, when the test ends, after the databases
+ * registered before it (hooks run in order).
+ */
+async function createTablespace(t: { after(fn: () => Promise<void>): void }, label: string): Promise<string> {
+  const name = uniqueName(label);
+  const folder = await mkdtemp(join(tmpdir(), `backupkit-${label}-`));
+  t.after(async () => {
+    for (const dropped of [name, `${name}_away`]) await sql('postgres', `DROP TABLESPACE IF EXISTS ${dropped}`);
+    await rm(folder, { recursive: true, force: true });
+  });
+  const { stdout } = await run('id', ['-u', 'postgres']);
+  const uid = Number(stdout.trim());
+  await chown(folder, uid, uid);
+  await chmod(folder, 0o700);
+  await sql('postgres', `CREATE TABLESPACE ${name} LOCATION '${folder}'`);
+  return name;
+}
+
 describe('postgres: kinds refused until now', () => {
   it('backs up the rows users added to extension configuration tables, those the filter selects, and their sequence, as pg_dump does', async (t) => {
     const extension = await installConfigExtension(t);
@@ -104,5 +126,58 @@ describe('postgres: kinds refused until now', () => {
     assert.equal(verified.sources[0]!.checks[0]!.figures['rows'], 5, 'three rows of the filtered table and two of the other');
     // The next row restored takes the sequence's next value, not one a row already has.
     await sql(restored, `INSERT INTO ${extension}_refs (label) VALUES ('after restore')`);
+  });
+
+  it('restores tables, indexes, constraints and materialized views in their tablespaces, and the database in its default one; refuses when one is missing', async (t) => {
+    const source = uniqueName('tablespaces');
+    t.after(() => dropDatabasesLike(source));
+    const [objects, databaseDefault] = [await createTablespace(t, 'ts_objects'), await createTablespace(t, 'ts_default')];
+    await sql('postgres', `CREATE DATABASE "${source}" TEMPLATE template0 TABLESPACE ${databaseDefault}`);
+    await sql(source, `
+      CREATE TABLE placed (id integer CONSTRAINT placed_pk PRIMARY KEY USING INDEX TABLESPACE ${objects}, body text,
+                           CONSTRAINT placed_body UNIQUE (body) USING INDEX TABLESPACE ${objects}) TABLESPACE ${objects};
+      CREATE INDEX placed_body_lower ON placed (lower(body)) TABLESPACE ${objects};
+      CREATE INDEX placed_id_desc ON placed (id DESC);
+      CREATE TABLE in_default (id integer PRIMARY KEY) TABLESPACE pg_default;
+      CREATE TABLE plain (id integer PRIMARY KEY);
+      CREATE TABLE parted (id integer, at date) PARTITION BY RANGE (at) TABLESPACE ${objects};
+      CREATE TABLE parted_2024 PARTITION OF parted FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+      CREATE TABLE parted_2025 PARTITION OF parted FOR VALUES FROM ('2025-01-01') TO ('2026-01-01') TABLESPACE pg_default;
+      CREATE MATERIALIZED VIEW summary TABLESPACE ${objects} AS SELECT count(*) AS n FROM placed;
+      INSERT INTO placed SELECT g, 'row ' || g FROM generate_series(1, 100) g;
+      INSERT INTO in_default VALUES (1), (2);
+      INSERT INTO parted VALUES (1, '2024-06-01'), (2, '2025-06-01');
+      REFRESH MATERIALIZED VIEW summary;`);
+    const places = `SELECT c.relname::text AS name, coalesce(t.spcname, 'default') AS tablespace FROM pg_class c LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace
+                     WHERE c.relnamespace = 'public'::regnamespace ORDER BY 1`;
+    const databaseTablespace = `SELECT t.spcname AS tablespace FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace WHERE d.datname = $1`;
+    const placed = await sql<{ name: string; tablespace: string }>(source, places);
+    assert.deepEqual(placed.filter((row) => row.tablespace === objects).map((row) => row.name),
+      ['parted', 'placed', 'placed_body', 'placed_body_lower', 'placed_pk', 'parted_2024', 'summary'].sort());
+    const dump = await schemaDump(source);
+    assert.match(dump, new RegExp(`SET default_tablespace = ${objects};`));
+    assert.match(dump, /SET default_tablespace = pg_default;/);
+
+    const backup = await backUp(source);
+    // As a temporary role (granted CREATE on the tablespaces for the restore), and as the superuser.
+    for (const trustArchiveSql of [false, true]) {
+      const restored = await restore(backup, `${source}_restored${trustArchiveSql ? '_trusted' : ''}`, { trustArchiveSql });
+      assert.equal(await schemaDump(restored), dump);
+      assert.deepEqual(await sql(restored, places), placed);
+      assert.deepEqual(await sql('postgres', databaseTablespace, [restored]), [{ tablespace: databaseDefault }]);
+      assert.deepEqual(await dataFingerprint(restored), await dataFingerprint(source));
+    }
+    assert.deepEqual(await sql('postgres', `SELECT spcname FROM pg_tablespace WHERE spcacl::text LIKE '%backupkit_restore_%' AND spcname IN ('${objects}', '${databaseDefault}')`), [],
+      'the grants to the temporary role are taken back');
+
+    // A server without one of them: refused before anything is created, unless tablespaces are ignored.
+    await sql('postgres', `ALTER TABLESPACE ${objects} RENAME TO ${objects}_away`);
+    const missing = `${source}_missing`;
+    await rejectsWithCode(restore(backup, missing), 'RESTORE_FAILED', new RegExp(`lacks the tablespace\\(s\\) ${objects} that`));
+    assert.deepEqual(await databasesLike(missing), [], 'no staging database was created');
+    const anywhere = await restore(backup, `${source}_anywhere`, { tablespaces: false });
+    assert.deepEqual((await sql(anywhere, places)).filter((row) => row.tablespace !== 'default'), []);
+    assert.deepEqual(await sql('postgres', databaseTablespace, [anywhere]), [{ tablespace: 'pg_default' }]);
+    assert.deepEqual(await dataFingerprint(anywhere), await dataFingerprint(source));
   });
 });

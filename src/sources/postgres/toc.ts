@@ -2,6 +2,7 @@
  * The table of contents of a PostgreSQL source (`toc.json`): every schema object as one entry with
  * its section and dependencies, in an order that restores, like pg_dump's archive TOC.
  */
+import { quoteIdent } from './connection.js';
 
 /** When an entry is restored: before the data, with it, or after it. */
 export type Section = 'pre-data' | 'data' | 'post-data';
@@ -20,6 +21,8 @@ export interface TocEntry {
   readonly sql: string;
   /** `ALTER … OWNER TO …`, skipped by a restore with `ownership: false`. */
   readonly owner?: string;
+  /** The tablespace of what it creates, when not the database's default: set as `default_tablespace` around its SQL. */
+  readonly tablespace?: string;
 }
 
 export interface TocTable {
@@ -64,7 +67,8 @@ export interface DatabaseLocale {
 export interface Toc {
   readonly formatVersion: 1;
   readonly server: { readonly version: string; readonly versionNum: number };
-  readonly database: DatabaseLocale & { readonly name: string };
+  /** The source database; `tablespace`: its default tablespace, when not `pg_default`. */
+  readonly database: DatabaseLocale & { readonly name: string; readonly tablespace?: string };
   readonly entries: TocEntry[];
   readonly tables: TocTable[];
   readonly largeObjects: LargeObjectInfo[];
@@ -316,5 +320,11 @@ export function renderSchemaSql(toc: Toc): string {
 
 export function renderEntry(entry: TocEntry): string[] {
   const title = `-- ${entry.kind}: ${entry.schema === null ? '' : `${entry.schema}.`}${entry.name} (${entry.section})`;
-  return [title, entry.sql, ...(entry.owner ? [entry.owner] : []), ''];
+  return [title, inTablespace(entry), ...(entry.owner ? [entry.owner] : []), ''];
+}
+
+/** An entry's SQL, run with its tablespace as `default_tablespace` (as pg_dump writes it), then the database's default again. */
+export function inTablespace(entry: TocEntry): string {
+  if (entry.tablespace === undefined) return entry.sql;
+  return `SET default_tablespace = ${quoteIdent(entry.tablespace)};\n${entry.sql}\nSET default_tablespace = '';`;
 }
