@@ -20,6 +20,13 @@ import { rejectsWithCode } from './helpers/errors.js';
 const run = promisify(execFile);
 const server = pgUrl('postgres');
 
+/** `pg_dump --schema-only` as bytes: a SQL_ASCII database's text is not UTF-8. */
+async function schemaBytes(database: string): Promise<Buffer> {
+  const { stdout } = await run('pg_dump', ['--schema-only', '-d', pgUrl(database)], { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 });
+  // latin1 maps each byte to one character and back: the lines of a run (its versions, its \restrict key) are cut byte for byte.
+  return Buffer.from(stdout.toString('latin1').replace(/^-- Dumped (from|by) .*$/gm, '').replace(/^\\(un)?restrict .*$/gm, ''), 'latin1');
+}
+
 async function backUp(source: string): Promise<ReturnType<typeof memory>> {
   const destination = memory();
   await new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(source) })] }).startBackup({ to: destination }).done;
@@ -179,5 +186,38 @@ describe('postgres: kinds refused until now', () => {
     assert.deepEqual((await sql(anywhere, places)).filter((row) => row.tablespace !== 'default'), []);
     assert.deepEqual(await sql('postgres', databaseTablespace, [anywhere]), [{ tablespace: 'pg_default' }]);
     assert.deepEqual(await dataFingerprint(anywhere), await dataFingerprint(source));
+  });
+
+  it('backs up comments of a SQL_ASCII database that are not UTF-8, byte for byte; refuses two that read the same', async (t) => {
+    const source = uniqueName('sqlascii_comments');
+    await sql('postgres', `CREATE DATABASE "${source}" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
+    t.after(() => dropDatabasesLike(source));
+    // pg sends statements as UTF-8: the Latin-1 bytes travel as hex, and become text in the server.
+    const latin1 = (hex: string): string => `convert_from(decode('${hex}', 'hex'), 'SQL_ASCII')`;
+    await sql(source, `
+      CREATE TABLE "50%_off" (id integer PRIMARY KEY, "prix_été" numeric);
+      CREATE TABLE other (id integer);
+      CREATE VIEW other_view AS SELECT id FROM other;
+      DO $$BEGIN
+        EXECUTE format('COMMENT ON TABLE %I IS %L', '50%_off', ${latin1('4361662c20e974e920657420d4746520272564')});
+        EXECUTE format('COMMENT ON COLUMN %I.%I IS %L', '50%_off', 'prix_été', ${latin1('50726978206427e974e9')});
+        EXECUTE format('COMMENT ON TABLE other IS %L', ${latin1('4361662c20e974e920657420d4746520272564')});
+      END$$;
+      COMMENT ON VIEW other_view IS 'UTF-8: été';`);
+    const comments = `SELECT encode(convert_to(description, 'SQL_ASCII'), 'hex') AS bytes FROM pg_description WHERE objoid >= 16384 ORDER BY 1`;
+    assert.deepEqual(await sql(source, comments), [
+      { bytes: '4361662c20e974e920657420d4746520272564' }, { bytes: '4361662c20e974e920657420d4746520272564' }, { bytes: '50726978206427e974e9' }, { bytes: '5554462d383a20c3a974c3a9' },
+    ]);
+    const dump = await schemaBytes(source);
+    assert.ok(dump.includes(Buffer.from('COMMENT ON TABLE public."50%_off" IS \'Caf, \xe9t\xe9 et \xd4te \'\'%d\';', 'latin1')), 'the fixture holds Latin-1 bytes');
+
+    const backup = await backUp(source);
+    const restored = await restore(backup, `${source}_restored`);
+    assert.deepEqual(await schemaBytes(restored), dump);
+    assert.deepEqual(await sql(restored, comments), await sql(source, comments));
+
+    // Bytes that differ but read the same (each bad byte reads as U+FFFD): which object had which is lost, so refused.
+    await sql(source, `DO $$BEGIN EXECUTE format('COMMENT ON TABLE other IS %L', ${latin1('4361662c20e874e920657420d4746520272564')}); END$$`);
+    await rejectsWithCode(backUp(source), 'SOURCE_FAILED', /differ only in bytes that are not UTF-8/);
   });
 });

@@ -20,6 +20,7 @@ import { aclSql } from './privileges.js';
 import { readRelations } from './relations.js';
 import { readCasts, readRoutines } from './routines.js';
 import { addSchemas, readCollations, readExtensions, type NamespaceRow } from './schemas.js';
+import { carryCommentBytes, readAsBytes, refuseOtherBytes } from './sql-ascii.js';
 import { readTablespaces } from './tablespaces.js';
 import { readTypes } from './types.js';
 
@@ -32,6 +33,7 @@ export async function readCatalog(
 ): Promise<Toc> {
   const { schemas } = options;
   const q = async <T extends Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<T[]> => (await client.query<T>(sql, params)).rows;
+  const bytes = await readAsBytes(client);
 
   const [server] = await q<{
     version: string; num: number; db: string; encoding: string; collate: string; ctype: string; provider: string | null; locale: string | null; rules: string | null; tablespace: string;
@@ -88,9 +90,10 @@ export async function readCatalog(
   await readEventTriggers(b);
   await readTablespaces(b);
   const configTables = await readExtensionConfig(b);
+  if (bytes) await carryCommentBytes(b);
   const entries = await sortedEntries(b, schemas, sequenceValues);
   const largeObjects = await readLargeObjects(b);
-  return {
+  const toc: Toc = {
     formatVersion: 1,
     server: { version: server!.version, versionNum: server!.num },
     database: {
@@ -102,4 +105,6 @@ export async function readCatalog(
     tables: [...tables, ...configTables],
     largeObjects,
   };
+  if (bytes) refuseOtherBytes(toc);
+  return toc;
 }
