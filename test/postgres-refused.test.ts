@@ -6,12 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmod, chown, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { Database, memory, postgres, verifyBackup, type Restorer } from '../src/index.js';
+import { Database, directory, memory, postgres, verifyBackup, type Restorer } from '../src/index.js';
 import { postgresRestorer } from '../src/sources/postgres/index.js';
 import { tempDir } from './helpers/fs.js';
 import { createDatabase, databasesLike, dataFingerprint, dropDatabasesLike, pgDumpCopy, pgUrl, schemaDump, sql, uniqueName } from './helpers/postgres.js';
@@ -36,6 +36,19 @@ async function backUp(source: string): Promise<ReturnType<typeof memory>> {
 async function restore(destination: ReturnType<typeof memory>, restored: string, target: Record<string, unknown> = {}): Promise<string> {
   await Database.restore({ from: destination, targets: { pg: { connection: server, database: restored, ...target } } });
   return restored;
+}
+
+/** Restores `source` by hand, with tar and psql on the archive's restore.sql, into `<source>_byhand`, created with `clauses`. */
+async function restoreByHand(t: Parameters<typeof tempDir>[0], source: string, clauses = ''): Promise<string> {
+  const dir = await tempDir(t, 'pg-byhand');
+  const result = await new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(source) })] }).startBackup({ to: directory({ path: dir }) }).done;
+  const extracted = join(dir, 'extracted');
+  await mkdir(extracted);
+  await run('tar', ['-xzf', join(dir, result.name), '-C', extracted]);
+  const byHand = `${source}_byhand`;
+  await sql('postgres', `CREATE DATABASE "${byHand}" TEMPLATE template0${clauses}`);
+  await run('psql', ['-q', '-X', '-d', pgUrl(byHand), '-f', 'restore.sql'], { cwd: join(extracted, 'sources', 'pg') });
+  return byHand;
 }
 
 /** The server's extension folder, where a test installs an extension of its own. */
@@ -131,6 +144,9 @@ describe('postgres: kinds refused until now', () => {
     const verified = await verifyBackup({ from: backup, level: 'restore', scratch: { postgres: server, dir: await tempDir(t, 'extconfig') }, restorers: [trusting] });
     assert.deepEqual(verified.problems, []);
     assert.equal(verified.sources[0]!.checks[0]!.figures['rows'], 5, 'three rows of the filtered table and two of the other');
+    // By hand: restore.sql copies the rows after CREATE EXTENSION too.
+    const byHand = await restoreByHand(t, source);
+    assert.deepEqual(await sql(byHand, rows), expected);
     // The next row restored takes the sequence's next value, not one a row already has.
     await sql(restored, `INSERT INTO ${extension}_refs (label) VALUES ('after restore')`);
   });
@@ -174,6 +190,10 @@ describe('postgres: kinds refused until now', () => {
       assert.deepEqual(await sql('postgres', databaseTablespace, [restored]), [{ tablespace: databaseDefault }]);
       assert.deepEqual(await dataFingerprint(restored), await dataFingerprint(source));
     }
+    // By hand: restore.sql sets default_tablespace around each of them, into a database created in the default one.
+    const byHand = await restoreByHand(t, source, ` TABLESPACE ${databaseDefault}`);
+    assert.equal(await schemaDump(byHand), dump);
+    assert.deepEqual(await sql(byHand, places), placed);
     assert.deepEqual(await sql('postgres', `SELECT spcname FROM pg_tablespace WHERE spcacl::text LIKE '%backupkit_restore_%' AND spcname IN ('${objects}', '${databaseDefault}')`), [],
       'the grants to the temporary role are taken back');
 
