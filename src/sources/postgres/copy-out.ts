@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { loadCopyStreams } from './connection.js';
-import { copyTarget, type TableDataSummary, type TocTable } from './toc.js';
+import { copySource, type TableDataSummary, type TocTable } from './toc.js';
 
 const NEWLINE = 0x0a;
 
@@ -18,7 +18,7 @@ export async function copyTableOut(
   emit: (chunk: Buffer, index: number) => Promise<void>,
 ): Promise<TableDataSummary> {
   const { to: copyTo } = await loadCopyStreams();
-  const stream = client.query(copyTo(`COPY ${copyTarget(table)} TO STDOUT`));
+  const stream = client.query(copyTo(`COPY ${copySource(table)} TO STDOUT`));
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   let bytes = 0;

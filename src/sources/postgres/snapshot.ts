@@ -14,8 +14,6 @@ import { OUTPUT_SETTINGS, clientEncoding, renderSchemaSql, type TableDataSummary
 
 /** Table data is cut into entries of about this size: a tar entry needs its size up front. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
-/** The server's error for bytes that are not valid in the client encoding. */
-const CHARACTER_NOT_IN_REPERTOIRE = '22021';
 /** Large objects are read in pieces of this size. */
 const LARGE_OBJECT_PIECE = 1024 * 1024;
 
@@ -48,12 +46,7 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs 
   try {
     await main.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     for (const setting of SNAPSHOT_SETTINGS) await main.query(setting);
-    toc = await readCatalog(main, { schemas, lockTimeoutMs, warn: (warning) => context.warn(warning) }).catch((cause: { code?: string }) => {
-      // A SQL_ASCII database takes any bytes; the catalogs are read as UTF-8, which the server checks.
-      if (cause.code !== CHARACTER_NOT_IN_REPERTOIRE) throw cause;
-      throw asBackupError(cause, 'SOURCE_FAILED', `Database ${JSON.stringify(config.database ?? '')} has names, comments or definitions that are not UTF-8, which backupkit reads as UTF-8`,
-        'Only rows may hold bytes that are not UTF-8 in a SQL_ASCII database: rewrite those catalog texts in UTF-8 (or ASCII), or back this database up with pg_dump.');
-    });
+    toc = await readCatalog(main, { schemas, lockTimeoutMs, warn: (warning) => context.warn(warning) });
     snapshotId = (await main.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0]!.id;
   } catch (cause) {
     await main.end().catch(() => {});
