@@ -8,8 +8,15 @@ import { serveWorkerJob, type Channel } from '../util/worker-channel.js';
 import { DECRYPTED_HEAD_BYTES, decryptionError, keyDoesNotFit } from './encryption.js';
 import { quickCheckPrefix, quickCheck } from './quick-check.js';
 
+/** What GnuPG 2.2 (Debian's) reads: AES-256, SEIPD v1 with MDC (no AEAD), no OpenPGP compression (the tar is compressed already). */
+const GNUPG_CONFIG: Partial<openpgp.Config> = {
+  preferredSymmetricAlgorithm: openpgp.enums.symmetric.aes256,
+  preferredCompressionAlgorithm: openpgp.enums.compression.uncompressed,
+  aeadProtect: false,
+};
+
 export type CryptoJob =
-  | { mode: 'encrypt'; passwords: string[]; armoredKeys: string[]; config: Partial<openpgp.Config> }
+  | { mode: 'encrypt'; passwords: string[]; armoredKeys: string[] }
   | { mode: 'decrypt'; armored: boolean; passwords: string[]; armoredPrivateKey: string | undefined };
 
 serveWorkerJob<CryptoJob, Uint8Array, Uint8Array, void>(async (job, channel) => {
@@ -51,7 +58,7 @@ async function transform(job: CryptoJob, input: ReadableStream<Uint8Array>, decr
   if (job.mode === 'encrypt') {
     const message = await openpgp.createMessage({ binary: input });
     const encryptionKeys = await Promise.all(job.armoredKeys.map((armoredKey) => openpgp.readKey({ armoredKey })));
-    return (await openpgp.encrypt({ message, passwords: job.passwords, encryptionKeys, format: 'binary', config: job.config })) as ReadableStream<Uint8Array>;
+    return (await openpgp.encrypt({ message, passwords: job.passwords, encryptionKeys, format: 'binary', config: GNUPG_CONFIG })) as ReadableStream<Uint8Array>;
   }
   const message = job.armored
     ? ((await openpgp.readMessage({ armoredMessage: input.pipeThrough(new TextDecoderStream()) })) as unknown as openpgp.Message<ReadableStream<Uint8Array>>)

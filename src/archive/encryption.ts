@@ -6,7 +6,7 @@ import type { Duplex, Readable } from 'node:stream';
 import type * as openpgp from 'openpgp';
 import { BackupError } from '../errors.js';
 import { cryptoStage } from './crypto-stage.js';
-import { loadOpenpgp } from './openpgp.js';
+import { checkOpenpgpInstalled, loadOpenpgp } from './openpgp.js';
 
 /**
  * Encrypt a backup with a passphrase, to public keys, or both (any one of them opens it).
@@ -25,10 +25,6 @@ export interface EncryptOptions {
  */
 export type DecryptOptions = { passphrase: string } | { privateKey: string; passphrase?: string };
 
-function gnupgConfig({ enums }: typeof openpgp): Partial<openpgp.Config> {
-  return { preferredSymmetricAlgorithm: enums.symmetric.aes256, preferredCompressionAlgorithm: enums.compression.uncompressed, aeadProtect: false };
-}
-
 /** Key feature flags (RFC 9580 §5.2.3.32) that make openpgp.js write AEAD packets. */
 const FEATURE_AEAD_DRAFT = 0x02;
 const FEATURE_SEIPD_V2 = 0x08;
@@ -39,8 +35,6 @@ export interface Encryption {
   readonly keys: openpgp.PublicKey[];
   /** Fingerprints of the recipients, for the header and the sidecar; never a secret. */
   readonly fingerprints: string[];
-  /** openpgp.js settings that GnuPG 2.2 reads. */
-  readonly config: Partial<openpgp.Config>;
 }
 
 /** The hints of encryption's errors, exported so that the CLI can word them with its flags. */
@@ -64,6 +58,12 @@ export async function prepareEncryption(options: EncryptOptions): Promise<Encryp
   // Its value is never quoted: it is a secret even when it has the wrong type.
   if (passphrase !== undefined && typeof passphrase !== 'string') throw invalid(`The encryption passphrase must be a string, not a ${typeof passphrase}`);
   if (passphrase === '') throw invalid('The encryption passphrase is empty');
+  const passwords = passphrase === undefined ? [] : [passphrase];
+  // A passphrase alone needs openpgp.js on the worker thread only.
+  if (recipients.length === 0) {
+    checkOpenpgpInstalled();
+    return { passwords, keys: [], fingerprints: [] };
+  }
   const openpgp = await loadOpenpgp();
   const keys: openpgp.PublicKey[] = [];
   for (const [index, armoredKey] of recipients.entries()) {
@@ -84,12 +84,12 @@ export async function prepareEncryption(options: EncryptOptions): Promise<Encryp
     });
     keys.push(key.toPublic());
   }
-  return { passwords: passphrase === undefined ? [] : [passphrase], keys, fingerprints: keys.map((key) => key.getFingerprint()), config: gnupgConfig(openpgp) };
+  return { passwords, keys, fingerprints: keys.map((key) => key.getFingerprint()) };
 }
 
 /** A stream stage that encrypts what passes through, on a worker thread. */
 export function encryptor(encryption: Encryption): Duplex {
-  return cryptoStage({ mode: 'encrypt', passwords: encryption.passwords, armoredKeys: encryption.keys.map((key) => key.armor()), config: encryption.config });
+  return cryptoStage({ mode: 'encrypt', passwords: encryption.passwords, armoredKeys: encryption.keys.map((key) => key.armor()) });
 }
 
 /** Whether bytes look like an OpenPGP message, binary or armored. */
