@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Database, directory, files, type BackupWarning, type Entry, type RestoreSink, type SnapshotChanges } from '../src/index.js';
 import { filesRestorer } from '../src/sources/files/index.js';
+import { tellArchived } from './helpers/archived.js';
 import { restoreFilesChainByHand } from './helpers/by-hand.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { describeTree, tempDir, type TreeItem } from './helpers/fs.js';
@@ -40,7 +41,9 @@ async function take(root: string, previous?: Taken): Promise<Taken> {
     for await (const { body, ...entry } of snapshot.entries()) {
       const chunks: Buffer[] = [];
       if (body) for await (const chunk of body()) chunks.push(Buffer.from(chunk));
-      entries.push({ ...entry, data: Buffer.concat(chunks) });
+      const data = Buffer.concat(chunks);
+      tellArchived(entry, data);
+      entries.push({ ...entry, data });
     }
     const state: Buffer[] = [];
     for await (const chunk of snapshot.state?.() ?? []) state.push(Buffer.from(chunk));
