@@ -3,6 +3,7 @@
  *
  *   SQLite  ~1 GB WAL database, another process committing ~1,000 transfers/s throughout:
  *           backupkit backup  vs  sqlite3 "VACUUM INTO" | pigz -1   (and | gzip -1)
+ *           the same with zstd level 1 vs  "VACUUM INTO" | zstd -1 -T2  (runtimes that have zstd)
  *           backupkit restore vs  pigz -dc | tar -x
  *   Files   ~1 GB in 50,000 files:
  *           backupkit backup  vs  tar -cf - | pigz -1
@@ -161,6 +162,14 @@ async function benchSqlite(): Promise<void> {
     const backup = runChild(false, 'backup', 'sqlite', dbPath, join(work, 'sqlite-archives'));
     rows.push({ case: 'SQLite backup (writer running)', backupkit: backup, standard: timeShell(`${vacuum}; pigz -1 < copy.db > copy.db.gz; rm copy.db`), tool: 'VACUUM INTO | pigz -1' });
     rows.push({ case: 'SQLite backup (writer running)', backupkit: backup, standard: timeShell(`${vacuum}; gzip -1 < copy.db > copy.db.gz; rm copy.db`), tool: 'VACUUM INTO | gzip -1' });
+    if (HAS_ZSTD) {
+      console.error('sqlite backup, zstd -1');
+      const zstd = runChild(false, 'backup', 'sqlite', dbPath, join(work, 'sqlite-zstd'), '', '', 'zstd:1');
+      rows.push({ case: 'SQLite backup, zstd level 1 (writer running)', backupkit: zstd, standard: backup, tool: 'backupkit gzip level 1 (above)' });
+      rows.push({ case: 'SQLite backup, zstd level 1 (writer running)', backupkit: zstd, standard: timeShell(`${vacuum}; pigz -1 < copy.db > copy.db.gz; rm copy.db`), tool: 'VACUUM INTO | pigz -1' });
+      rows.push({ case: 'SQLite backup, zstd level 1 (writer running)', backupkit: zstd, standard: timeShell(`${vacuum}; zstd -q -1 -T2 < copy.db > copy.db.zst; rm copy.db copy.db.zst`), tool: 'VACUUM INTO | zstd -1 -T2' });
+      await fresh('sqlite-zstd');
+    }
     console.error('sqlite backup, encrypted');
     const encrypted = runChild(true, 'backup', 'sqlite', dbPath, join(work, 'sqlite-encrypted'));
     const standard = timeShell(`${vacuum}; pigz -1 < copy.db | ${GPG_ENCRYPT} > copy.db.gz.gpg; rm copy.db`);

@@ -47,6 +47,12 @@ export interface Entry {
    */
   readonly body?: () => AsyncIterable<Uint8Array>;
   /**
+   * Told, once the entry is archived, the SHA-256 (hex) of the body as stored (cut or padded to
+   * `size`), the one the manifest records: a source that keeps hashes of its own, such as a folder's
+   * listing for its incrementals, takes them here rather than hashing every body a second time.
+   */
+  readonly archived?: (sha256: string) => void;
+  /**
    * Archived under `meta/<source>/` instead of `sources/<source>/`: data about the source that is no
    * part of its tree, such as an incremental's full listing of a folder.
    */

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Database, directory, files, type BackupWarning, type Entry, type RestoreSink, type SnapshotChanges } from '../src/index.js';
 import { filesRestorer } from '../src/sources/files/index.js';
+import { tellArchived } from './helpers/archived.js';
 import { restoreFilesChainByHand } from './helpers/by-hand.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { describeTree, tempDir, type TreeItem } from './helpers/fs.js';
@@ -41,7 +42,9 @@ async function take(root: string, previous?: Taken): Promise<Taken> {
     for await (const { body, ...entry } of snapshot.entries()) {
       const chunks: Buffer[] = [];
       if (body) for await (const chunk of body()) chunks.push(Buffer.from(chunk));
-      entries.push({ ...entry, data: Buffer.concat(chunks) });
+      const data = Buffer.concat(chunks);
+      tellArchived(entry, data);
+      entries.push({ ...entry, data });
     }
     const state: Buffer[] = [];
     for await (const chunk of snapshot.state?.() ?? []) state.push(Buffer.from(chunk));

@@ -76,10 +76,9 @@ interface Send {
   readonly send: ListingLine;
 }
 
-/** What an entry's body saw while the archive read it. */
+/** What an entry's body saw while the archive read it, and the SHA-256 the archive stored it with. */
 interface BodyRead {
-  /** Absent when the walker hashed the file already. */
-  readonly hash?: ArchivedHash;
+  sha256?: string;
   changed: boolean;
 }
 
@@ -149,13 +148,13 @@ class FilesSnapshot implements Snapshot {
         await listing.append(JSON.stringify(line));
         continue;
       }
-      const { data, change, sha256 } = item;
-      const read: BodyRead = { ...(sha256 === undefined ? { hash: new ArchivedHash(item.size) } : {}), changed: false };
+      const { data, change } = item;
+      const read: BodyRead = { changed: false };
       const body = data
         ? () => replay(data, change, item.path, this.context, read)
         : () => streamFile(join(this.root, item.path), line, this.context, read);
-      yield { ...toEntry(line), body };
-      await listing.append(JSON.stringify(this.#sent(line, read, sha256)));
+      yield { ...toEntry(line), body, archived: (sha256) => (read.sha256 = sha256) };
+      await listing.append(JSON.stringify(this.#sent(line, read)));
     }
   }
 
@@ -181,9 +180,9 @@ class FilesSnapshot implements Snapshot {
       if (line.type !== 'file' || line.archive !== undefined) {
         await listing.append(raw);
       } else {
-        const read: BodyRead = { hash: new ArchivedHash(line.size), changed: false };
-        yield { ...toEntry(line), body: () => streamFile(join(this.root, line.path), line, this.context, read) };
-        await listing.append(JSON.stringify(this.#sent(line, read, undefined)));
+        const read: BodyRead = { changed: false };
+        yield { ...toEntry(line), body: () => streamFile(join(this.root, line.path), line, this.context, read), archived: (sha256) => (read.sha256 = sha256) };
+        await listing.append(JSON.stringify(this.#sent(line, read)));
       }
     }
     const mtime = new Date(Number(this.startedNs / 1_000_000n));
@@ -192,11 +191,12 @@ class FilesSnapshot implements Snapshot {
     }
   }
 
-  /** A file's listing line once the archive has read its body. */
-  #sent(line: ListingLine, read: BodyRead, sha256: string | undefined): ListingLine {
+  /** A file's listing line once the archive has stored its body. */
+  #sent(line: ListingLine, read: BodyRead): ListingLine {
+    if (read.sha256 === undefined) throw new BackupError('SOURCE_FAILED', `${line.path} was listed before the archive stored it`);
     return {
       ...line,
-      sha256: read.hash?.digest() ?? (sha256 as string),
+      sha256: read.sha256,
       archive: this.context.archive,
       ...(read.changed ? { dirty: true } : {}),
     };
@@ -340,7 +340,6 @@ function toEntry(line: ListingLine): Entry {
 
 /** Hands over a file the walker read; a change is reported as the archive takes the entry. */
 async function* replay(data: Uint8Array, change: string | undefined, path: string, context: SnapshotContext, read: BodyRead): AsyncGenerator<Uint8Array> {
-  read.hash?.update(data);
   if (data.length > 0) yield data;
   if (change) {
     read.changed = true;
@@ -364,9 +363,7 @@ async function* streamFile(absolute: string, line: ListingLine, context: Snapsho
     for (;;) {
       const { bytesRead, buffer } = await handle.read(Buffer.allocUnsafe(READ_CHUNK), 0, READ_CHUNK, null);
       if (bytesRead === 0) break;
-      const chunk = buffer.subarray(0, bytesRead);
-      read.hash?.update(chunk);
-      yield chunk;
+      yield buffer.subarray(0, bytesRead);
     }
     const after = await handle.stat({ bigint: true });
     if (after.size !== BigInt(line.size) || after.mtimeNs.toString() !== line.mtimeNs) {
