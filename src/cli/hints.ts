@@ -15,6 +15,7 @@ function cliHints(command: string | undefined): ReadonlyMap<string, string> {
     [defaultHint('WRONG_KEY'), `Give the key the backup was encrypted with: ${decryptFlags}.`],
     [defaultHint('NOT_FOUND'), 'Check --from and --backup: `backupkit list --from <dest>` lists the backups there.'],
     [ENCRYPTION_HINTS.invalidEncrypt, 'Give --encrypt a passphrase that is not empty (BACKUPKIT_PASSPHRASE or --passphrase-file), and --recipient files holding armoured OpenPGP v4 public keys.'],
+    [ENCRYPTION_HINTS.wrongKey, `Give the key the backup was encrypted with: ${decryptFlags} (its sidecar lists the recipients' fingerprints). If it is the right one, the archive is damaged: restore another backup.`],
     [ENCRYPTION_HINTS.noDecryptKey, `Give ${decryptFlags}.`],
     [ENCRYPTION_HINTS.lockedPrivateKey, 'Put the private key\'s passphrase in BACKUPKIT_KEY_PASSPHRASE.'],
     [SIGNATURE_HINTS.invalidSign, 'Give --sign-key-file an armoured OpenPGP v4 private key that can sign (its passphrase in BACKUPKIT_SIGN_KEY_PASSPHRASE).'],
