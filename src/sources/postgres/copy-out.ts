@@ -21,8 +21,8 @@ export async function copyTableOut(
   const stream = client.query(copyTo(`COPY ${copyTarget(table)} TO STDOUT`));
   // The row count is the server's, from COPY's command tag (counting newlines here cost about a second of CPU
   // per 10 million rows). The tag arrives after the stream ended, before the server is ready for the next
-  // query, which the client tells the query: waiting for that costs no round trip of its own (a no-op query
-  // did, per table: a tenth of the time of a backup of many small tables).
+  // query, which the client tells the query: waiting for that costs no round trip of its own, as the no-op
+  // query sent for it did, once per table.
   const ready = new Promise<void>((resolve, reject) => {
     (stream as unknown as { handleReadyForQuery: () => void }).handleReadyForQuery = resolve;
     // A connection lost between the end of the rows and that message.
