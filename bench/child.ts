@@ -64,11 +64,13 @@ if (mode === 'backup') {
 
 stalls.disable();
 clearInterval(turns);
+const cpu = process.cpuUsage();
 process.stdout.write(
   `${JSON.stringify({
     seconds: (performance.now() - started) / 1000,
     peakRssMb: process.resourceUsage().maxRSS / 1024,
     maxStallMs: stalls.max / 1e6,
     maxBusyMs,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
   })}\n`,
 );

@@ -47,6 +47,12 @@ export interface Entry {
    */
   readonly body?: () => AsyncIterable<Uint8Array>;
   /**
+   * Told, once the entry is archived, the SHA-256 (hex) of the body as stored (cut or padded to
+   * `size`), the one the manifest records: a source that keeps hashes of its own, such as a folder's
+   * listing for its incrementals, takes them here rather than hashing every body a second time.
+   */
+  readonly archived?: (sha256: string) => void;
+  /**
    * Archived under `meta/<source>/` instead of `sources/<source>/`: data about the source that is no
    * part of its tree, such as an incremental's full listing of a folder.
    */
@@ -178,6 +184,12 @@ export interface RestoreEntry {
   readonly linkTarget?: string;
   /** A file's contents; must be consumed fully. */
   readonly body: AsyncIterable<Uint8Array>;
+  /**
+   * The SHA-256 (hex) of a file's contents, once `body` has been read to its end: what the archive
+   * reader computed to verify the entry, so that a restorer checking contents need not hash them
+   * again. Absent when the caller does not offer it.
+   */
+  readonly sha256?: () => string;
   /** Set for an entry the source yielded with `meta` (archived under `meta/<source>/`): no part of the target's tree. */
   readonly meta?: true;
 }

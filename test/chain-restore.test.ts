@@ -22,7 +22,7 @@ import { CRAFTED_NAME, craftArchive, headerEntry, manifestFor, store, type Craft
 import { tempDir } from './helpers/fs.js';
 import { stoppedItself } from './helpers/process.js';
 
-const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'chain-restore-child.js');
+const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'restore-child.js');
 
 for (const kind of [RECORDS, ALWAYS_FULL, LEGACY]) registerSource(kind);
 
@@ -177,7 +177,7 @@ describe('restoring an incremental chain', () => {
     const chain = await makeChain(t, { versions: VERSIONS.slice(0, 3), settings: true });
     const where = join(chain.dir, 'restored');
     const targets = { records: { dir: join(where, 'records') }, settings: { dir: join(where, 'settings') } };
-    const child = spawn(process.execPath, [CHILD, chain.backups, JSON.stringify(targets)], { stdio: 'inherit' });
+    const child = spawn(process.execPath, [CHILD, chain.backups, JSON.stringify(targets), 'records', 'stop-after-commit'], { stdio: 'inherit' });
     const exited = once(child, 'exit');
     await stoppedItself(child);
     child.kill('SIGKILL');

@@ -103,7 +103,7 @@ describe('a restore process killed mid-way', () => {
     const area = join(dir, 'area');
     await mkdir(area);
     const target = join(area, 'restored');
-    await killOnceStarted('restore-child.js', backups, target);
+    await killOnceStarted('restore-child.js', backups, JSON.stringify({ f: { dir: target } }), 'announce');
     const left = await readdir(area);
     assert.ok(!left.includes('restored'), 'the target was never created');
     assert.ok(left.every((name) => name.startsWith('.restored.backupkit-')), `only the hidden staging folder is left: ${left.join(', ')}`);

@@ -6,11 +6,13 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import * as openpgp from 'openpgp';
-import { Database, directory, files, listBackups, sqlite, type BackupErrorCode, type DecryptOptions } from '../src/index.js';
+import { openArchive } from '../src/archive/reader.js';
+import { BackupError, Database, directory, files, listBackups, sqlite, type BackupErrorCode, type DecryptOptions } from '../src/index.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { describeTree, tempDir } from './helpers/fs.js';
 import { createBank, dumpRows } from './helpers/sqlite.js';
@@ -133,6 +135,39 @@ describe('OpenPGP encryption', () => {
     await restoreExpecting(dir, 'truncated', destination, { passphrase: PASSPHRASE }, 'CORRUPT_ARCHIVE', '20260102-000000.tar.gz.gpg');
   });
 
+  it('tells a wrong passphrase from damage every time, also in an archive of one chunk', async (t) => {
+    const dir = await tempDir(t, 'crypt-tiny');
+    await writeFile(join(dir, 'note.txt'), 'hello');
+    const plain = directory({ path: join(dir, 'plain') });
+    const { name } = await new Database({ sources: [files({ name: 'notes', dir })] }).startBackup({ to: plain }).done;
+    const archive = await readFile(join(dir, 'plain', name));
+    // Encrypted as backupkit does, with a cheap S2K so that a thousand passphrases take a second.
+    const config = { preferredSymmetricAlgorithm: openpgp.enums.symmetric.aes256, preferredCompressionAlgorithm: openpgp.enums.compression.uncompressed, aeadProtect: false, s2kIterationCountByte: 0 };
+    const bytes = Buffer.from(await openpgp.encrypt({ message: await openpgp.createMessage({ binary: archive }), passwords: [PASSPHRASE], format: 'binary', config }));
+    assert.ok(bytes.length < 16 * 1024, 'the whole ciphertext is one chunk');
+    assert.equal(await readOutcome(bytes, { passphrase: PASSPHRASE }), 'read');
+
+    // About 2 wrong passphrases in 256 decrypt the session key packet into a plausible key, of a
+    // cipher OpenSSL has (AES-256) or lacks (Twofish): the ones that used to decrypt noise.
+    const slipping: Record<string, string[]> = {};
+    for (let tries = 0; (slipping['aes256']?.length ?? 0) < 3 || (slipping['twofish']?.length ?? 0) < 3; tries++) {
+      assert.ok(tries < 20_000, `plausible session keys are rarer than measured: ${JSON.stringify(slipping)}`);
+      const passphrase = `wrong ${tries}`;
+      const keys = await openpgp.decryptSessionKeys({ message: await openpgp.readMessage({ binaryMessage: bytes }), passwords: [passphrase] }).catch(() => []);
+      for (const { algorithm } of keys) (slipping[String(algorithm)] ??= []).push(passphrase);
+    }
+    for (const passphrase of [...Object.values(slipping).flat(), 'wrong', 'not it either']) {
+      assert.equal(await readOutcome(bytes, { passphrase }), 'WRONG_KEY', `passphrase "${passphrase}"`);
+    }
+
+    const middle = Math.floor(bytes.length / 2);
+    const flipped = Buffer.from(bytes);
+    flipped[middle] = (flipped[middle] as number) ^ 0x01;
+    assert.equal(await readOutcome(flipped, { passphrase: PASSPHRASE }), 'CORRUPT_ARCHIVE');
+    assert.equal(await readOutcome(bytes.subarray(0, middle), { passphrase: PASSPHRASE }), 'CORRUPT_ARCHIVE');
+    assert.equal(await readOutcome(bytes.subarray(0, bytes.length - 1), { passphrase: PASSPHRASE }), 'CORRUPT_ARCHIVE');
+  });
+
   it('refuses bad keys and empty passphrases before writing a byte', async (t) => {
     const { db, backups, destination } = await fixture(t);
     const v6 = await openpgp.generateKey({ type: 'curve25519', userIDs: [{ email: 'v6@example.com' }], format: 'armored', config: { v6Keys: true } });
@@ -201,3 +236,19 @@ describe('compression choice', () => {
     assert.deepEqual(dumpRows(join(area, 'app.db')), dumpRows(dbPath));
   });
 });
+
+/** Reads an archive from end to end: `read`, or the code of the error it fails with. */
+async function readOutcome(bytes: Buffer, decrypt: DecryptOptions): Promise<string> {
+  try {
+    const reader = await openArchive(Readable.from([bytes]), 'the test archive', new AbortController().signal, () => {}, decrypt);
+    try {
+      for await (const entry of reader.entries) for await (const chunk of entry.body) void chunk;
+    } catch (error) {
+      throw reader.explain(error);
+    }
+    return 'read';
+  } catch (error) {
+    if (error instanceof BackupError) return error.code;
+    throw error;
+  }
+}

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { appendFile, chmod, lstat, mkdir, readdir, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, cp, lstat, mkdir, readFile, readdir, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Database, directory, files, type BackupWarning, type Entry, type RestoreSink, type SnapshotChanges } from '../src/index.js';
 import { filesRestorer } from '../src/sources/files/index.js';
+import { tellArchived } from './helpers/archived.js';
 import { restoreFilesChainByHand } from './helpers/by-hand.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { describeTree, tempDir, type TreeItem } from './helpers/fs.js';
@@ -40,7 +42,9 @@ async function take(root: string, previous?: Taken): Promise<Taken> {
     for await (const { body, ...entry } of snapshot.entries()) {
       const chunks: Buffer[] = [];
       if (body) for await (const chunk of body()) chunks.push(Buffer.from(chunk));
-      entries.push({ ...entry, data: Buffer.concat(chunks) });
+      const data = Buffer.concat(chunks);
+      tellArchived(entry, data);
+      entries.push({ ...entry, data });
     }
     const state: Buffer[] = [];
     for await (const chunk of snapshot.state?.() ?? []) state.push(Buffer.from(chunk));
@@ -133,7 +137,8 @@ describe('files source, incremental', () => {
       ['listing.ndjson', 'tree.nul'],
     );
     assert.ok(!first.entries.some((entry) => entry.path === 'big.bin'), 'the unchanged large file is not sent again');
-    assert.ok(first.entries.some((entry) => entry.path === 'was-file/empty' && entry.type === 'directory'), 'every folder travels');
+    assert.ok(first.entries.some((entry) => entry.path === 'was-file/empty' && entry.type === 'directory'), 'a new folder travels');
+    assert.ok(first.entries.some((entry) => entry.path === 'link' && entry.type === 'symlink'), 'a changed link travels');
 
     const same = await backup();
     assert.deepEqual(same.changes, { mode: 'changes', unchanged: true }, 'nothing changed at all');
@@ -142,6 +147,11 @@ describe('files source, incremental', () => {
     await rm(join(root, 'docs', 'new.txt'));
     const third = await backup();
     assert.deepEqual(sentFiles(third), ['big.bin']);
+    assert.deepEqual(
+      third.entries.filter((entry) => entry.type !== 'file').map((entry) => entry.path),
+      ['docs', ''],
+      'only the folders that lost or got an item travel, each after what it holds; unchanged folders and links do not',
+    );
     for (let step = 0; step < 7; step += 1) {
       await writeFile(join(root, `step-${step}`), `step ${step}`);
       if (step % 2 === 1) await rm(join(root, `step-${step - 1}`));
@@ -211,7 +221,7 @@ describe('files source, incremental', () => {
     const lines = full.state.toString('utf8').split('\n');
     const variants: Record<string, string> = {
       garbage: 'not a listing at all',
-      'other version': [lines[0]?.replace('"version":1', '"version":2'), ...lines.slice(1)].join('\n'),
+      'other version': [lines[0]?.replace('"version":2', '"version":3'), ...lines.slice(1)].join('\n'),
       'truncated line': `${lines.slice(0, 2).join('\n')}\n{"path":"b","type":"file"`,
       'out of order': [lines[0], lines[2], lines[1]].join('\n'),
     };
@@ -240,6 +250,22 @@ describe('files source, incremental', () => {
     await rejectsWithCode(restoreChain(join(dir, 't1'), [inc, tampered]), 'CORRUPT_ARCHIVE');
     await rejectsWithCode(restoreChain(join(dir, 't2'), [inc]), 'RESTORE_FAILED');
     assert.deepEqual((await readdir(dir)).sort(), ['source']);
+
+    // A listing naming a path outside the tree, or beneath one of its links.
+    const listingOf = (taken: Taken) => taken.entries.find((entry) => entry.meta && entry.path === 'listing.ndjson')?.data.toString('utf8') ?? '';
+    const [header = '', rootLine = '', ...rest] = listingOf(inc).split('\n');
+    const item = (path: string, extra: object) => JSON.stringify({ mode: 493, mtime: 0, size: 0, mtimeNs: '0', ctimeNs: '0', ino: '1', ...extra, path });
+    const kept = JSON.parse(rest.find((line) => line.includes('"kept"')) ?? '{}') as Record<string, unknown>;
+    const hostile: Array<[RegExp, string[]]> = [
+      [/"\.\.\/escape": it is not a normalised relative path/, [item('../escape', { type: 'directory' })]],
+      [/"a-link\/kept": it lies beneath the symbolic link "a-link"/, [item('a-link', { type: 'symlink', linkTarget: '/tmp' }), item('a-link/kept', { ...kept, type: 'file' })]],
+    ];
+    for (const [what, lines] of hostile) {
+      const listing = Buffer.from([header, rootLine, ...lines, ...rest].join('\n'));
+      const doctored = { ...inc, entries: inc.entries.map((entry) => (entry.path === 'listing.ndjson' ? { ...entry, size: listing.length, data: listing } : entry)) };
+      await rejectsWithCode(restoreChain(join(dir, 't4'), [doctored, full]), 'UNSAFE_ARCHIVE', what);
+      assert.deepEqual((await readdir(dir)).sort(), ['source'], String(what));
+    }
 
     await restoreChain(join(dir, 't3'), [inc, full]);
     assert.deepEqual((await readdir(join(dir, 't3'))).sort(), ['added', 'kept'], 'the deleted file of the full never reaches the target');
@@ -297,9 +323,9 @@ describe('files source, incremental, through the backup engine', () => {
     const [, inc1, inc2] = archives as [string, string, string];
     assert.ok((await tarList(inc1)).includes('meta/uploads/tree.nul'));
     assert.deepEqual(
-      (await tarList(inc2)).filter((path) => /^sources\/uploads\/.+[^/]$/.test(path) && !path.endsWith('empty') && !path.endsWith('photos') && !path.endsWith('becomes-folder') && !path.endsWith('locked')),
-      ['sources/uploads/latest', 'sources/uploads/mode-only', 'sources/uploads/photos/new.jpg'],
-      'the second incremental holds its two changed files and the link',
+      (await tarList(inc2)).filter((path) => path.startsWith('sources/')).sort(),
+      ['sources/uploads/', 'sources/uploads/locked/', 'sources/uploads/mode-only', 'sources/uploads/photos/', 'sources/uploads/photos/new.jpg'],
+      'the second incremental holds its two changed files, the folders holding them, and the read-only folder; not the unchanged link nor the other folders',
     );
 
     for (const count of [1, 2, 3]) {
@@ -308,6 +334,16 @@ describe('files source, incremental, through the backup engine', () => {
       const restored = await restoreFilesChainByHand(archives.slice(0, count), work);
       assert.deepEqual(await describeTree(restored), trees[count - 1], `by hand, as of backup ${count}`);
     }
+  });
+
+  it('restores a chain made when every incremental carried every folder and link (listing version 1)', async (t) => {
+    const dir = await tempDir(t, 'files-inc-v1');
+    const fixture = fileURLToPath(new URL('../../test/fixtures/files-listing-1/', import.meta.url));
+    await cp(fixture, join(dir, 'backups'), { recursive: true });
+    const target = join(dir, 'restored');
+    const result = await Database.restore({ from: directory({ path: join(dir, 'backups') }), targets: { uploads: { dir: target } } }).done;
+    assert.deepEqual(result.chain, ['20261203-105454.tar.gz', '20261203-105452.tar.gz']);
+    assert.deepEqual(await describeTree(target), JSON.parse(await readFile(join(fixture, 'source.json'), 'utf8')));
   });
 
   it('writes nothing when nothing changed', async (t) => {

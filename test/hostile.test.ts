@@ -292,8 +292,8 @@ describe('archives that would cost unbounded memory or disk', () => {
     await store(directory({ path: backups }), await craftArchive([...listed, { header: { name: 'manifest.ndjson', type: 'file' }, body: manifest }]));
 
     // In a process of its own, so that the peak memory measured is the restore's alone.
-    const child = join(import.meta.dirname, 'helpers', 'memory-restore-child.js');
-    const { stdout } = await execFileAsync(process.execPath, [child, backups, join(sandbox, 'target')]);
+    const child = join(import.meta.dirname, 'helpers', 'restore-child.js');
+    const { stdout } = await execFileAsync(process.execPath, [child, backups, JSON.stringify({ f: { dir: join(sandbox, 'target') } })]);
     const { code, peakGrowth } = JSON.parse(stdout) as { code: string; peakGrowth: number };
     t.diagnostic(`peak RSS growth: ${(peakGrowth / 1024 / 1024).toFixed(1)} MiB`);
     assert.equal(code, 'CORRUPT_ARCHIVE');

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -115,5 +116,34 @@ describe('incremental backups: the engine', () => {
     };
     await rejectsWithCode(new Database({ sources: [source] }).startBackup({ to: refusesState }).done, 'DESTINATION_FAILED', /no room for state/);
     assert.deepEqual((await readdir(dir)).sort(), before, 'the archive committed first is removed again');
+  });
+
+  it("tells each entry the SHA-256 its body was stored with, the manifest's, cut or padded to its size", async (t) => {
+    const dir = await tempDir(t, 'inc-engine');
+    const told = new Map<string, string>();
+    const bodies = { exact: 'four', short: 'ab', long: 'abcdefgh' };
+    const source: Source = {
+      kind: 'archived-test',
+      name: 'told',
+      role: 'files',
+      open: async () => ({
+        estimate: async () => ({ bytes: 12, items: 3 }),
+        async *entries() {
+          for (const [path, text] of Object.entries(bodies)) {
+            const body = async function* () {
+              yield Buffer.from(text);
+            };
+            yield { path, type: 'file', mode: 0o644, mtime: new Date(0), size: 4, body, archived: (sha256: string) => void told.set(path, sha256) };
+          }
+        },
+        close: async () => {},
+      }),
+    };
+    const done = await new Database({ sources: [source] }).startBackup({ to: directory({ path: dir }) }).done;
+    const manifest = (await tarRead(join(dir, done.name), 'manifest.ndjson')).trim().split('\n').map((line) => JSON.parse(line) as { path?: string; sha256?: string });
+    const stored = Object.fromEntries(Object.keys(bodies).map((path) => [path, manifest.find((line) => line.path === `sources/told/${path}`)?.sha256]));
+    assert.deepEqual(Object.fromEntries(told), stored);
+    const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+    assert.deepEqual(stored, { exact: sha256('four'), short: sha256('ab\0\0'), long: sha256('abcd') });
   });
 });

@@ -366,7 +366,7 @@ describe('postgres fidelity', () => {
     assert.equal(row?.encoding, 'LATIN1');
   });
 
-  it('backs up a SQL_ASCII database whose rows hold bytes that are not UTF-8, byte for byte; refuses a comment that is not UTF-8', async (t) => {
+  it('backs up a SQL_ASCII database whose rows hold bytes that are not UTF-8, byte for byte; refuses a name that is not UTF-8', async (t) => {
     const source = uniqueName('sqlascii');
     await sql('postgres', `CREATE DATABASE "${source}" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
     t.after(() => dropDatabasesLike(source));
@@ -382,8 +382,9 @@ describe('postgres fidelity', () => {
     const [row] = await sql<{ encoding: string }>('postgres', 'SELECT pg_encoding_to_char(encoding) AS encoding FROM pg_database WHERE datname = $1', [restored]);
     assert.equal(row?.encoding, 'SQL_ASCII');
 
-    await sql(source, `COMMENT ON TABLE blobs_as_text IS E'latin1 comment: caf\\xe9'`);
+    // A comment may hold such bytes (postgres-refused.test.ts), a name may not: pg sends every statement as UTF-8.
+    await sql(source, `DO 'BEGIN EXECUTE format(''CREATE TABLE %I (id integer)'', convert_from(''\\x636166e9''::bytea, ''SQL_ASCII'')); END'`);
     const db = new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(source) })] });
-    await rejectsWithCode(db.startBackup({ to: memory() }).done, 'SOURCE_FAILED', /names, comments or definitions that are not UTF-8.*invalid byte sequence for encoding "UTF8": 0xe9/);
+    await rejectsWithCode(db.startBackup({ to: memory() }).done, 'SOURCE_FAILED', /has names that are not UTF-8 \(public\.caf\uFFFD\)/);
   });
 });

@@ -43,6 +43,9 @@ export function resolveCompression(options: { algorithm?: CompressionAlgorithm; 
   return { algorithm, level };
 }
 
+/** What {@link Rechunk} emits at least. */
+const MIN_CHUNK = 1024 * 1024;
+
 /** zlib's default 16 KiB output chunks make each call loop thousands of times; measured ~2x. */
 const ZLIB_CHUNK_SIZE = 1024 * 1024;
 
@@ -89,9 +92,16 @@ export class Rechunk extends Transform {
   #bytes = 0;
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    // A chunk big enough on its own goes on as it is: a compressed block (2-4 MiB) copied again
+    // costs the host's main thread its time and memory, byte for byte.
+    if (this.#bytes === 0 && chunk.length >= MIN_CHUNK) {
+      this.push(chunk);
+      callback();
+      return;
+    }
     this.#chunks.push(chunk);
     this.#bytes += chunk.length;
-    if (this.#bytes >= 1024 * 1024) this.#emit();
+    if (this.#bytes >= MIN_CHUNK) this.#emit();
     callback();
   }
 
@@ -101,7 +111,7 @@ export class Rechunk extends Transform {
   }
 
   #emit(): void {
-    this.push(Buffer.concat(this.#chunks));
+    this.push(this.#chunks.length === 1 ? this.#chunks[0] : Buffer.concat(this.#chunks));
     this.#chunks = [];
     this.#bytes = 0;
   }

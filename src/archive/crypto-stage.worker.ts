@@ -5,24 +5,39 @@
  */
 import * as openpgp from 'openpgp';
 import { serveWorkerJob, type Channel } from '../util/worker-channel.js';
-import { decryptionError } from './encryption.js';
+import { DECRYPTED_HEAD_BYTES, decryptionError, keyDoesNotFit } from './encryption.js';
+import { quickCheckPrefix, quickCheck } from './quick-check.js';
+
+/** What GnuPG 2.2 (Debian's) reads: AES-256, SEIPD v1 with MDC (no AEAD), no OpenPGP compression (the tar is compressed already). */
+const GNUPG_CONFIG: Partial<openpgp.Config> = {
+  preferredSymmetricAlgorithm: openpgp.enums.symmetric.aes256,
+  preferredCompressionAlgorithm: openpgp.enums.compression.uncompressed,
+  aeadProtect: false,
+};
 
 export type CryptoJob =
-  | { mode: 'encrypt'; passwords: string[]; armoredKeys: string[]; config: Partial<openpgp.Config> }
+  | { mode: 'encrypt'; passwords: string[]; armoredKeys: string[] }
   | { mode: 'decrypt'; armored: boolean; passwords: string[]; armoredPrivateKey: string | undefined };
 
 serveWorkerJob<CryptoJob, Uint8Array, Uint8Array, void>(async (job, channel) => {
   const input = inputOf(channel);
+  // Whether openpgp decrypts with a key that the quick check could not confirm.
+  const decryption = { uncheckedKey: false, sent: 0 };
   try {
-    const reader = (await transform(job, input)).getReader();
+    const reader = (await transform(job, input, decryption)).getReader();
     for (;;) {
       const { done, value } = await reader.read();
       if (done) return;
       const chunk = value.slice(); // a buffer of its own, to hand over without copying
+      decryption.sent += chunk.length;
       await channel.send(chunk, [chunk.buffer]);
     }
   } catch (error) {
-    throw job.mode === 'decrypt' ? decryptionError(error) : error;
+    if (job.mode === 'encrypt') throw error;
+    // A key that could not be checked and fails before the archive's head is out is most likely
+    // wrong: openpgp decrypts with it into noise that fails to parse or the MDC.
+    const early = decryption.uncheckedKey && decryption.sent < DECRYPTED_HEAD_BYTES;
+    throw early ? keyDoesNotFit(error) : decryptionError(error);
   }
 });
 
@@ -39,20 +54,28 @@ function inputOf(channel: Channel<Uint8Array, Uint8Array>): ReadableStream<Uint8
   });
 }
 
-async function transform(job: CryptoJob, input: ReadableStream<Uint8Array>): Promise<ReadableStream<Uint8Array>> {
+async function transform(job: CryptoJob, input: ReadableStream<Uint8Array>, decryption: { uncheckedKey: boolean }): Promise<ReadableStream<Uint8Array>> {
   if (job.mode === 'encrypt') {
     const message = await openpgp.createMessage({ binary: input });
     const encryptionKeys = await Promise.all(job.armoredKeys.map((armoredKey) => openpgp.readKey({ armoredKey })));
-    return (await openpgp.encrypt({ message, passwords: job.passwords, encryptionKeys, format: 'binary', config: job.config })) as ReadableStream<Uint8Array>;
+    return (await openpgp.encrypt({ message, passwords: job.passwords, encryptionKeys, format: 'binary', config: GNUPG_CONFIG })) as ReadableStream<Uint8Array>;
   }
   const message = job.armored
     ? ((await openpgp.readMessage({ armoredMessage: input.pipeThrough(new TextDecoderStream()) })) as unknown as openpgp.Message<ReadableStream<Uint8Array>>)
     : await openpgp.readMessage({ binaryMessage: input });
   const decryptionKeys = job.armoredPrivateKey ? [await openpgp.readPrivateKey({ armoredKey: job.armoredPrivateKey })] : undefined;
+  const candidates = await openpgp.decryptSessionKeys({ message, ...(decryptionKeys ? { decryptionKeys } : { passwords: job.passwords }) });
+  // A wrong passphrase yields a plausible session key about once in 128 tries: the quick check
+  // refuses it here instead of letting it decrypt noise.
+  const prefix = await quickCheckPrefix(message);
+  const verdicts = candidates.map((key) => ({ key, verdict: quickCheck(key, prefix) }));
+  const sessionKeys = verdicts.filter(({ verdict }) => verdict !== 'wrong').map(({ key }) => key);
+  if (sessionKeys.length === 0) throw keyDoesNotFit(new Error('The session key fails the OpenPGP quick check'));
+  decryption.uncheckedKey = verdicts.some(({ verdict }) => verdict === 'unknown');
   const { data } = await openpgp.decrypt({
     message,
-    ...(job.passwords.length > 0 ? { passwords: job.passwords } : {}),
-    ...(decryptionKeys ? { decryptionKeys } : {}),
+    // A key's algorithm is null for a SEIPD v2 packet, which names its cipher itself: openpgp takes it.
+    sessionKeys: sessionKeys as openpgp.SessionKey[],
     format: 'binary',
     // Tampering is reported at the end of the message: safe, as restores commit nothing before.
     config: { allowUnauthenticatedStream: true },

@@ -6,7 +6,7 @@ import type { Duplex, Readable } from 'node:stream';
 import type * as openpgp from 'openpgp';
 import { BackupError } from '../errors.js';
 import { cryptoStage } from './crypto-stage.js';
-import { loadOpenpgp } from './openpgp.js';
+import { checkOpenpgpInstalled, loadOpenpgp } from './openpgp.js';
 
 /**
  * Encrypt a backup with a passphrase, to public keys, or both (any one of them opens it).
@@ -25,10 +25,6 @@ export interface EncryptOptions {
  */
 export type DecryptOptions = { passphrase: string } | { privateKey: string; passphrase?: string };
 
-function gnupgConfig({ enums }: typeof openpgp): Partial<openpgp.Config> {
-  return { preferredSymmetricAlgorithm: enums.symmetric.aes256, preferredCompressionAlgorithm: enums.compression.uncompressed, aeadProtect: false };
-}
-
 /** Key feature flags (RFC 9580 §5.2.3.32) that make openpgp.js write AEAD packets. */
 const FEATURE_AEAD_DRAFT = 0x02;
 const FEATURE_SEIPD_V2 = 0x08;
@@ -39,8 +35,6 @@ export interface Encryption {
   readonly keys: openpgp.PublicKey[];
   /** Fingerprints of the recipients, for the header and the sidecar; never a secret. */
   readonly fingerprints: string[];
-  /** openpgp.js settings that GnuPG 2.2 reads. */
-  readonly config: Partial<openpgp.Config>;
 }
 
 /** The hints of encryption's errors, exported so that the CLI can word them with its flags. */
@@ -48,7 +42,14 @@ export const ENCRYPTION_HINTS = {
   invalidEncrypt: 'Check `encrypt`: a non-empty passphrase and/or armored OpenPGP v4 public keys.',
   noDecryptKey: 'Pass `decrypt: { passphrase }` or `decrypt: { privateKey }`.',
   lockedPrivateKey: 'Pass the private key\'s passphrase as `decrypt.passphrase`.',
+  wrongKey: 'Pass the passphrase or a private key the backup was encrypted with (its sidecar lists the recipients\' fingerprints). If it is the right one, the archive is damaged: restore another backup.',
 } as const;
+
+/**
+ * Plaintext bytes in which an archive is recognised (a tar header's magic sits at byte 257): a
+ * decryption that fails before them may be a wrong key, after them it is damage.
+ */
+export const DECRYPTED_HEAD_BYTES = 512;
 
 export async function prepareEncryption(options: EncryptOptions): Promise<Encryption> {
   const invalid = (message: string, cause?: unknown) => new BackupError('INVALID_OPTIONS', message, { cause, hint: ENCRYPTION_HINTS.invalidEncrypt });
@@ -57,6 +58,12 @@ export async function prepareEncryption(options: EncryptOptions): Promise<Encryp
   // Its value is never quoted: it is a secret even when it has the wrong type.
   if (passphrase !== undefined && typeof passphrase !== 'string') throw invalid(`The encryption passphrase must be a string, not a ${typeof passphrase}`);
   if (passphrase === '') throw invalid('The encryption passphrase is empty');
+  const passwords = passphrase === undefined ? [] : [passphrase];
+  // A passphrase alone needs openpgp.js on the worker thread only.
+  if (recipients.length === 0) {
+    checkOpenpgpInstalled();
+    return { passwords, keys: [], fingerprints: [] };
+  }
   const openpgp = await loadOpenpgp();
   const keys: openpgp.PublicKey[] = [];
   for (const [index, armoredKey] of recipients.entries()) {
@@ -77,12 +84,12 @@ export async function prepareEncryption(options: EncryptOptions): Promise<Encryp
     });
     keys.push(key.toPublic());
   }
-  return { passwords: passphrase === undefined ? [] : [passphrase], keys, fingerprints: keys.map((key) => key.getFingerprint()), config: gnupgConfig(openpgp) };
+  return { passwords, keys, fingerprints: keys.map((key) => key.getFingerprint()) };
 }
 
 /** A stream stage that encrypts what passes through, on a worker thread. */
 export function encryptor(encryption: Encryption): Duplex {
-  return cryptoStage({ mode: 'encrypt', passwords: encryption.passwords, armoredKeys: encryption.keys.map((key) => key.armor()), config: encryption.config });
+  return cryptoStage({ mode: 'encrypt', passwords: encryption.passwords, armoredKeys: encryption.keys.map((key) => key.armor()) });
 }
 
 /** Whether bytes look like an OpenPGP message, binary or armored. */
@@ -115,10 +122,21 @@ export async function decrypt(input: Readable, head: Buffer, options: DecryptOpt
 export function decryptionError(cause: unknown): BackupError {
   if (cause instanceof BackupError) return cause;
   const message = cause instanceof Error ? cause.message : String(cause);
-  if (/session key decryption failed|session key packet found|no decryption key packets|incorrect key passphrase/i.test(message)) {
-    return new BackupError('WRONG_KEY', `The archive cannot be decrypted with the key or passphrase given: ${message}`, { cause });
-  }
+  if (/session key decryption failed|session key packet found|no decryption key packets|incorrect key passphrase/i.test(message)) return keyDoesNotFit(cause);
   return new BackupError('CORRUPT_ARCHIVE', `The encrypted archive is damaged or truncated: ${message}`, { cause });
+}
+
+/**
+ * A key that does not open the archive. OpenPGP cannot tell it apart from damage to the first
+ * bytes (the session key packets, the quick check): the message says both.
+ */
+export function keyDoesNotFit(cause: unknown): BackupError {
+  if (cause instanceof BackupError) return cause;
+  const message = cause instanceof Error ? cause.message : String(cause);
+  return new BackupError('WRONG_KEY', `The archive cannot be decrypted with the key or passphrase given, or the archive is damaged before its first bytes: ${message}`, {
+    cause,
+    hint: ENCRYPTION_HINTS.wrongKey,
+  });
 }
 
 function isBinary(head: Buffer): boolean {

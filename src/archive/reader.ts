@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import tar, { type Header } from 'tar-stream';
 import { BackupError, abortError } from '../errors.js';
 import { decompressorFor } from './compression.js';
-import { decrypt, decryptionError, isOpenPgp, type DecryptOptions } from './encryption.js';
+import { DECRYPTED_HEAD_BYTES, decrypt, decryptionError, isOpenPgp, keyDoesNotFit, type DecryptOptions } from './encryption.js';
 
 /** One raw tar entry; its `name` is unchecked: pass it through the path guard before use. */
 export interface TarEntry {
@@ -23,7 +23,7 @@ export interface ArchiveReader {
 }
 
 /** Bytes looked at to recognise encryption and compression: enough for a tar header's magic. */
-const HEAD_BYTES = 512;
+const HEAD_BYTES = DECRYPTED_HEAD_BYTES;
 
 /**
  * Opens an archive: recognises OpenPGP encryption and gzip or zstd compression by their first
@@ -51,7 +51,8 @@ export async function openArchive(
     const counted = input.pipe(countBytes(onBytes));
     input.once('error', (cause) => counted.destroy(cause));
     ({ head, stream } = await sniff(counted));
-    if (isOpenPgp(head)) {
+    const encrypted = isOpenPgp(head);
+    if (encrypted) {
       stream = await decrypt(stream, head, decryption);
       stream.once('error', (cause) => fail(decryptionError(cause)));
       ({ head, stream } = await sniff(stream));
@@ -61,6 +62,8 @@ export async function openArchive(
       decompressor.once('error', (cause) => fail(corrupt(cause)));
       stages.push(decompressor);
     } else if (head.subarray(257, 262).toString('latin1') !== 'ustar') {
+      // What a wrong key decrypts to, when it slips past the checks of the decryptor.
+      if (encrypted) throw keyDoesNotFit(new Error('it does not decrypt to a tar file, compressed or not'));
       throw new BackupError('CORRUPT_ARCHIVE', `The archive is not a tar file, compressed or not, nor an OpenPGP message`);
     }
   } catch (error) {

@@ -327,7 +327,7 @@ class Backup {
       for await (const entry of snapshot.entries()) {
         this.#checkAborted();
         this.#warnedPath = undefined;
-        const { sizeMismatch } = await writer.add(
+        const { sha256, sizeMismatch } = await writer.add(
           { ...entry, path: archivePath(entry.meta ? metaPrefix : prefix, entry.path), body: entry.body?.(), changed: () => this.#warnedPath === entry.path },
           (n) => {
             bytes += n;
@@ -335,6 +335,7 @@ class Backup {
             this.#progress.addBytes(n);
           },
         );
+        entry.archived?.(sha256);
         if (sizeMismatch && this.#warnedPath !== entry.path) {
           const message = `${entry.path} changed size while it was read; stored cut or padded to ${entry.size} bytes`;
           this.#warn({ code: 'SIZE_MISMATCH', source: source.name, path: entry.path, message });

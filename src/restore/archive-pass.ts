@@ -153,6 +153,7 @@ export class ArchivePass {
           ...(type === 'symlink' ? { linkTarget: metadata.linkTarget ?? '' } : {}),
           ...(top === META_DIR ? { meta: true as const } : {}),
           body: hashed,
+          sha256: () => hashed.digest(),
         });
         await hashed.drain();
         if (feed?.sink) progress.addSourceBytes(hashed.size);
@@ -192,6 +193,7 @@ function sha256(bytes: Buffer): string {
 /** An entry's body that hashes what passes through; `drain()` reads what the restorer left. */
 class HashingBody implements AsyncIterable<Uint8Array> {
   readonly #hash = createHash('sha256');
+  #digest: string | undefined;
   readonly #source: AsyncIterator<Uint8Array>;
   readonly #yieldNow: () => Promise<void>;
   size = 0;
@@ -209,8 +211,10 @@ class HashingBody implements AsyncIterable<Uint8Array> {
     while (!(await this.#next()).done);
   }
 
+  /** Once the body is read to its end; the same value on every call. */
   digest(): string {
-    return this.#hash.digest('hex');
+    this.#digest ??= this.#hash.digest('hex');
+    return this.#digest;
   }
 
   async #next(): Promise<IteratorResult<Uint8Array>> {

@@ -8,7 +8,8 @@ export async function* boundedLines(input: AsyncIterable<Uint8Array>, maxBytes: 
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   const take = (last: Buffer): string => {
-    const line = Buffer.concat([...pending, last], pendingBytes + last.length);
+    // Most lines lie within one chunk: decoded in place, not copied first.
+    const line = pendingBytes === 0 ? last : Buffer.concat([...pending, last], pendingBytes + last.length);
     pending = [];
     pendingBytes = 0;
     const end = line.at(-1) === 0x0d ? line.length - 1 : line.length;

@@ -40,6 +40,19 @@ export function optionalPeerSync<T>(peer: Peer, load: () => T): () => T {
   };
 }
 
+/**
+ * Checks that `peer` is installed without importing it: for a feature whose heavy work runs on a
+ * worker thread, so that the main thread neither compiles the package nor learns late that it is
+ * missing.
+ */
+export function checkPeerInstalled(peer: Peer): void {
+  try {
+    import.meta.resolve(peer.name);
+  } catch (cause) {
+    throw missingPeer(peer, cause);
+  }
+}
+
 function missingPeer({ name, feature, install }: Peer, cause: unknown): BackupError {
   const code = (cause as { code?: unknown } | undefined)?.code;
   const why = code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND' ? 'is not installed' : `could not be loaded: ${(cause as Error).message}`;

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { dirname } from 'node:path';
 import { describe, it } from 'node:test';
 import { Database, memory, type ArchivedEntry, type BackupOperation, type Destination, type Entry, type RestoreEntry, type RestoreSink, type ScratchServers, type Snapshot, type Source, type SourceKind } from '../../src/index.js';
+import { tellArchived } from '../helpers/archived.js';
 import { rejectsWithCode } from '../helpers/errors.js';
 
 /** One source kind under test, typed by its restore target. */
@@ -42,7 +43,9 @@ async function collect(snapshot: Snapshot): Promise<Array<{ entry: Entry; body: 
   for await (const entry of snapshot.entries()) {
     const chunks: Uint8Array[] = [];
     if (entry.body) for await (const chunk of entry.body()) chunks.push(chunk);
-    out.push({ entry, body: entry.body ? Buffer.concat(chunks) : undefined });
+    const body = entry.body ? Buffer.concat(chunks) : undefined;
+    tellArchived(entry, body);
+    out.push({ entry, body });
   }
   return out;
 }

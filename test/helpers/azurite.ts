@@ -4,12 +4,12 @@
  * started and stopped by the suite.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { freePort, waitUntilServing } from './ports.js';
+import { serverProcess } from './process.js';
 
 /** Azurite's one account and its published key: not a secret. */
 export const AZURITE_ACCOUNT = 'devstoreaccount1';
@@ -41,29 +41,18 @@ export async function startAzurite(): Promise<Azurite> {
   const location = await mkdtemp(join(tmpdir(), 'backupkit-azurite-'));
   const endpoint = `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
   const args = ['--blobHost', '127.0.0.1', '--blobPort', String(port), '--location', location, '--skipApiVersionCheck', '--loose', '--silent'];
-  let child: ChildProcess;
   /** Starts Azurite on `port` over the data in `location`, and waits until it serves. */
   const launch = async () => {
     const started: ChildProcess = spawn(process.execPath, [AZURITE_BIN, ...args], { stdio: 'ignore' });
-    child = started;
     // Any answer, even a refusal of an unsigned request, means it is serving.
     await waitUntilServing(() => fetch(endpoint).then(() => true), () => started.exitCode !== null, `azurite-blob on port ${port} (${AZURITE_BIN})`).catch((error: unknown) => {
       started.kill();
       throw error;
     });
+    return started;
   };
-  await launch().catch(async (error: unknown) => {
-    await rm(location, { recursive: true, force: true });
-    throw error;
-  });
-  // SIGKILL: on SIGTERM Azurite waits for idle keep-alive connections to close, minutes at times.
-  const kill = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = once(child, 'exit');
-      child.kill('SIGKILL');
-      await exited;
-    }
-  };
+  // Killed with SIGKILL: on SIGTERM Azurite waits for idle keep-alive connections to close, minutes at times.
+  const server = await serverProcess(launch, () => rm(location, { recursive: true, force: true }));
   const connectionString = (key = AZURITE_KEY) => `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${key};BlobEndpoint=${endpoint};`;
   const client = BlobServiceClient.fromConnectionString(connectionString());
   return {
@@ -75,20 +64,10 @@ export async function startAzurite(): Promise<Azurite> {
       await client.getContainerClient(name).create();
       return name;
     },
-    freeze() {
-      child.kill('SIGSTOP');
-    },
-    thaw() {
-      child.kill('SIGCONT');
-    },
-    kill,
-    async restart() {
-      await kill();
-      await launch();
-    },
-    async stop() {
-      await kill();
-      await rm(location, { recursive: true, force: true });
-    },
+    freeze: () => server.signal('SIGSTOP'),
+    thaw: () => server.signal('SIGCONT'),
+    kill: server.kill,
+    restart: server.restart,
+    stop: server.stop,
   };
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { readdir, readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -32,4 +33,59 @@ export async function descendants(pid: number): Promise<number[]> {
   };
   visit(pid);
   return found;
+}
+
+/** A server process that a test starts, kills as a crash would, and starts again over the same data. */
+export interface ServerProcess {
+  /** Sends a signal to the server itself (SIGSTOP freezes it, SIGCONT thaws it). */
+  signal(signal: NodeJS.Signals): void;
+  /** Sends a signal to the server and to every session process it started. */
+  signalAll(signal: NodeJS.Signals): Promise<void>;
+  /** SIGKILLs the server and every process it started (sessions of their own); its data stays. */
+  kill(): Promise<void>;
+  /** Kills the server and launches it again. */
+  restart(): Promise<void>;
+  /** Kills the server and removes its data. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `launch` (which starts the server, resolves once it serves, and kills what it started if
+ * it does not) and keeps the server it started; `cleanup`, which removes its data, runs on `stop`
+ * or when the first launch fails.
+ */
+export async function serverProcess(launch: () => Promise<ChildProcess>, cleanup: () => Promise<void>): Promise<ServerProcess> {
+  let child = await launch().catch(async (error: unknown) => {
+    await cleanup();
+    throw error;
+  });
+  const kill = async () => {
+    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+    for (const pid of await descendants(child.pid)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // ended meanwhile, with its session
+      }
+    }
+    const exited = once(child, 'exit');
+    child.kill('SIGKILL');
+    await exited;
+  };
+  return {
+    signal: (signal) => void child.kill(signal),
+    async signalAll(signal) {
+      if (child.pid === undefined) return;
+      for (const pid of [child.pid, ...(await descendants(child.pid))]) process.kill(pid, signal);
+    },
+    kill,
+    async restart() {
+      await kill();
+      child = await launch();
+    },
+    async stop() {
+      await kill();
+      await cleanup();
+    },
+  };
 }

@@ -4,13 +4,12 @@
  * config file in a temporary folder, serving SFTP to the user running the tests.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { acceptsConnections, freePort, waitUntilServing } from './ports.js';
-import { descendants } from './process.js';
+import { serverProcess } from './process.js';
 
 const execFileAsync = promisify(execFile);
 const SSHD = '/usr/sbin/sshd';
@@ -71,11 +70,9 @@ export async function startSshd(): Promise<Sshd> {
   ];
   await writeFile(join(dir, 'sshd_config'), `${config.join('\n')}\n`);
   await mkdir('/run/sshd', { recursive: true }); // sshd's privilege separation folder, missing until its service first ran
-  let child: ChildProcess;
   /** Starts sshd on `port` and waits until it accepts connections. */
   const launch = async () => {
     const started: ChildProcess = spawn(SSHD, ['-D', '-e', '-f', join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    child = started;
     let errors = '';
     started.stderr?.on('data', (chunk: Buffer) => (errors += chunk.toString()));
     const listening = () => acceptsConnections(port);
@@ -83,23 +80,9 @@ export async function startSshd(): Promise<Sshd> {
       started.kill();
       throw new Error(`${(error as Error).message}: ${errors} (the SFTP tests need Debian's openssh-server)`);
     });
+    return started;
   };
-  await launch().catch(async (error: unknown) => {
-    await rm(dir, { recursive: true, force: true });
-    throw error;
-  });
-  const kill = async () => {
-    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-    for (const pid of await descendants(child.pid)) process.kill(pid, 'SIGKILL');
-    const exited = once(child, 'exit');
-    child.kill('SIGKILL');
-    await exited;
-  };
-  /** Sends `signal` to the server and to every session process it forked. */
-  const signalAll = async (signal: NodeJS.Signals) => {
-    if (child.pid === undefined) return;
-    for (const pid of [child.pid, ...(await descendants(child.pid))]) process.kill(pid, signal);
-  };
+  const server = await serverProcess(launch, () => rm(dir, { recursive: true, force: true }));
   const [keyType, keyData] = host.publicKey.split(' ') as [string, string];
   const knownHosts = join(dir, 'known_hosts');
   await writeFile(knownHosts, `[127.0.0.1]:${port} ${keyType} ${keyData}\n`);
@@ -118,16 +101,10 @@ export async function startSshd(): Promise<Sshd> {
     async otherKey() {
       return (await keyPair(dir, `other_${++folders}`)).privateKey;
     },
-    kill,
-    freeze: () => signalAll('SIGSTOP'),
-    thaw: () => signalAll('SIGCONT'),
-    async restart() {
-      await kill();
-      await launch();
-    },
-    async stop() {
-      await kill();
-      await rm(dir, { recursive: true, force: true });
-    },
+    kill: server.kill,
+    freeze: () => server.signalAll('SIGSTOP'),
+    thaw: () => server.signalAll('SIGCONT'),
+    restart: server.restart,
+    stop: server.stop,
   };
 }

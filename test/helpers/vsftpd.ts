@@ -7,13 +7,12 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { acceptsConnections, freePort, waitUntilServing } from './ports.js';
-import { descendants } from './process.js';
+import { serverProcess } from './process.js';
 
 const execFileAsync = promisify(execFile);
 const VSFTPD = '/usr/sbin/vsftpd';
@@ -99,11 +98,9 @@ export async function startFtpd({ maxRate, tls = true, tlsOnly = false }: { maxR
     await rm(pamFile, { force: true });
     await rm(dir, { recursive: true, force: true });
   };
-  let child: ChildProcess;
   /** Starts vsftpd on `port` and waits until it accepts connections. */
   const launch = async () => {
     const started: ChildProcess = spawn(VSFTPD, [join(dir, 'vsftpd.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    child = started;
     let errors = '';
     started.stderr?.on('data', (chunk: Buffer) => (errors += chunk.toString()));
     started.on('error', (error) => (errors += error.message));
@@ -112,24 +109,9 @@ export async function startFtpd({ maxRate, tls = true, tlsOnly = false }: { maxR
       started.kill();
       throw new Error(`${(error as Error).message}: ${errors} (the FTP tests need Debian's vsftpd)`);
     });
+    return started;
   };
-  await launch().catch(async (error: unknown) => {
-    await removeFiles();
-    throw error;
-  });
-  const kill = async () => {
-    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-    for (const pid of await descendants(child.pid)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // ended meanwhile, with its session
-      }
-    }
-    const exited = once(child, 'exit');
-    child.kill('SIGKILL');
-    await exited;
-  };
+  const server = await serverProcess(launch, removeFiles);
   return {
     host: '127.0.0.1',
     port,
@@ -141,14 +123,8 @@ export async function startFtpd({ maxRate, tls = true, tlsOnly = false }: { maxR
       await mkdir(folder);
       return folder;
     },
-    kill,
-    async restart() {
-      await kill();
-      await launch();
-    },
-    async stop() {
-      await kill();
-      await removeFiles();
-    },
+    kill: server.kill,
+    restart: server.restart,
+    stop: server.stop,
   };
 }

@@ -8,7 +8,7 @@ import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, it } from 'node:test';
 import * as zlib from 'node:zlib';
-import { compressionExtension, compressor, decompressorFor, resolveCompression, type CompressionAlgorithm } from '../../src/archive/compression.js';
+import { compressionExtension, compressor, decompressorFor, Rechunk, resolveCompression, type CompressionAlgorithm } from '../../src/archive/compression.js';
 
 const MiB = 1024 * 1024;
 /** zstd in the Node.js releases that have it (22.15 and later); the unit tier runs on 20 too. */
@@ -63,6 +63,19 @@ describe('compression framing', () => {
     assert.ok(chunks.slice(0, -1).every((chunk) => chunk.length >= MiB));
     assert.ok(Buffer.concat(chunks).equals(input));
     assert.equal(decompressorFor(input.subarray(0, 4)), undefined, 'a plain tar has no decompressor');
+  });
+
+  it('none: a chunk of 1 MiB or more goes on as it is, never copied; smaller ones around it are coalesced', async () => {
+    const big = randomBytes(2 * MiB);
+    const small = randomBytes(1000);
+    const out: Buffer[] = [];
+    const stage = new Rechunk();
+    stage.on('data', (chunk: Buffer) => out.push(chunk));
+    await pipeline(Readable.from([big, small, big, big]), stage);
+    assert.equal(out[0], big, 'the very buffer written, not a copy');
+    assert.equal(out.length, 3, 'the small chunk joined the next, which then had to be copied');
+    assert.ok(out[1]!.equals(Buffer.concat([small, big])));
+    assert.equal(out[2], big);
   });
 
   it('names its extension and refuses unknown algorithms and levels out of range', () => {

@@ -7,18 +7,15 @@
 import type * as S3Sdk from '@aws-sdk/client-s3';
 import { BackupError } from '../../errors.js';
 import type { Destination } from '../../types.js';
-import type { RetryOptions } from '../retry.js';
-import { s3Compatible, type S3Credentials, type S3Dialect } from './index.js';
+import { s3Compatible, type S3Credentials, type S3Dialect, type S3Options } from './index.js';
 
 /**
- * Options of {@link gcs}.
+ * Options of {@link gcs}: those of {@link S3Options} that GCS's XML API honours, with its own
+ * credentials and endpoint.
  * @public
  */
-export interface GcsOptions {
-  /** The bucket; it must exist. */
-  bucket: string;
-  /** A folder inside the bucket, such as `backups/app/`. */
-  prefix?: string;
+export interface GcsOptions
+  extends Pick<S3Options, 'bucket' | 'prefix' | 'partSize' | 'queueSize' | 'maxAttempts' | 'connectionTimeout' | 'socketTimeout' | 'abandonedUploadAge' | 'retry'> {
   /**
    * An HMAC key of a service account that may create, read, list and delete objects in the bucket
    * (*Storage Object Admin* on it): `accessKeyId` is the key's access ID (`GOOG1...`),
@@ -27,20 +24,6 @@ export interface GcsOptions {
   credentials: S3Credentials;
   /** Default `https://storage.googleapis.com`; another for a private endpoint, or a server that speaks the same API. */
   endpoint?: string;
-  /** Multipart part size in bytes, at least 5 MiB; default 16 MiB. Memory is about partSize x (queueSize + 1). */
-  partSize?: number;
-  /** Parts uploaded at once; default 4. */
-  queueSize?: number;
-  /** Attempts per request, with exponential backoff, for transient errors; default 5. */
-  maxAttempts?: number;
-  /** Milliseconds to wait for a connection to open; default 10 000. */
-  connectionTimeout?: number;
-  /** Milliseconds a connection may stay silent before the request fails; default 120 000 (see `S3Options.socketTimeout`). */
-  socketTimeout?: number;
-  /** Milliseconds after which an unfinished multipart upload under `prefix` is taken as abandoned; default 24 hours. */
-  abandonedUploadAge?: number;
-  /** Retries of whole operations after a transient failure (see {@link withRetry}); default 3 attempts. */
-  retry?: RetryOptions;
 }
 
 /** The requests that create an object: GCS is told to refuse them when the name exists. */

@@ -6,7 +6,7 @@ import type { Entry, Snapshot, SnapshotChanges, SnapshotContext, Source } from '
 import { isNotFound } from '../../util/fs.js';
 import { LineSpool } from '../../util/line-spool.js';
 import { boundedLines } from '../../util/lines.js';
-import { ArchivedHash, LISTING_NAME, ListingError, MAX_LINE, TREE_NAME, comparePaths, listingHeader, openListing, type ListingHeader, type ListingLine } from './listing.js';
+import { ArchivedHash, LISTING_NAME, ListingError, MAX_LINE, TREE_NAME, comparePaths, holds, listingHeader, openListing, type ListingHeader, type ListingLine } from './listing.js';
 import { estimateTree, walkTree } from './walk.js';
 import type { Stamp, WalkItem } from './walk.worker.js';
 
@@ -14,6 +14,7 @@ export { filesRestorer, type FilesTarget } from './restore.js';
 
 const READ_CHUNK = 256 * 1024;
 const NS_PER_SECOND = 1_000_000_000n;
+const OWNER_WRITE = 0o200;
 
 /**
  * Options of {@link files}.
@@ -30,8 +31,8 @@ export interface FilesSourceOptions {
  * A folder tree: files, folders (empty ones too), symbolic links (stored, never followed),
  * permission bits and modification times. Captured after the databases: blobs are write-once, so a
  * blob newer than the database copy is harmless and a blob the database references is present.
- * In an incremental, only new and changed files travel, with every folder and link and a listing
- * of the whole tree (docs/FORMAT.md).
+ * In an incremental, only new and changed files travel, with the folders and links that changed
+ * and a listing of the whole tree (docs/FORMAT.md).
  * @public
  */
 export function files(options: FilesSourceOptions): Source {
@@ -55,7 +56,7 @@ export function files(options: FilesSourceOptions): Source {
 
 /** What `changes()` found: the tree as walked then, to be sent from, and what it will send. */
 interface Plan {
-  /** One listing line per item, in walk order (files to send have no `sha256` nor `archive`), or a {@link Skipped}. */
+  /** One listing line per item, in walk order (files to send have no `sha256` nor `archive`), a {@link Skipped} or a {@link Send}. */
   readonly spool: LineSpool;
   readonly unchanged: boolean;
   readonly estimate: { bytes: number; items: number };
@@ -67,10 +68,17 @@ interface Skipped {
   readonly message: string;
 }
 
-/** What an entry's body saw while the archive read it. */
+/**
+ * A line of the plan for a folder or link the incremental archives (its listing line comes too):
+ * one that changed, or a folder whose contents the restore by hand disturbs (see `comparePrevious`).
+ */
+interface Send {
+  readonly send: ListingLine;
+}
+
+/** What an entry's body saw while the archive read it, and the SHA-256 the archive stored it with. */
 interface BodyRead {
-  /** Absent when the walker hashed the file already. */
-  readonly hash?: ArchivedHash;
+  sha256?: string;
   changed: boolean;
 }
 
@@ -140,41 +148,41 @@ class FilesSnapshot implements Snapshot {
         await listing.append(JSON.stringify(line));
         continue;
       }
-      const { data, change, sha256 } = item;
-      const read: BodyRead = { ...(sha256 === undefined ? { hash: new ArchivedHash(item.size) } : {}), changed: false };
+      const { data, change } = item;
+      const read: BodyRead = { changed: false };
       const body = data
         ? () => replay(data, change, item.path, this.context, read)
         : () => streamFile(join(this.root, item.path), line, this.context, read);
-      yield { ...toEntry(line), body };
-      await listing.append(JSON.stringify(this.#sent(line, read, sha256)));
+      yield { ...toEntry(line), body, archived: (sha256) => (read.sha256 = sha256) };
+      await listing.append(JSON.stringify(this.#sent(line, read)));
     }
   }
 
   /**
    * An incremental: the items `changes()` walked, with the bodies of new and changed files only,
-   * every folder and link (cheap, and what lets `tar -x` of the chain set their modes and times),
-   * then the listing and the list of paths.
+   * the folders and links its plan says to send, then the listing and the list of paths.
    */
   async *#changedEntries(plan: Plan, listing: LineSpool): AsyncGenerator<Entry> {
     const tree = (this.#tree = await LineSpool.create('files-tree'));
     const planned = boundedLines(await plan.spool.read(), MAX_LINE, () => new BackupError('SOURCE_FAILED', 'A line of the plan of an incremental is too long'));
     for await (const raw of planned) {
-      const planLine = JSON.parse(raw) as ListingLine | Skipped;
+      const planLine = JSON.parse(raw) as ListingLine | Skipped | Send;
       if ('skipped' in planLine) {
         this.context.warn({ code: 'SKIPPED', path: planLine.skipped, message: planLine.message });
         continue;
       }
+      if ('send' in planLine) {
+        yield toEntry(planLine.send);
+        continue;
+      }
       const line = planLine;
       if (line.path !== '') await tree.append(`${line.type === 'file' ? 'f' : line.type === 'directory' ? 'd' : 'l'} ${line.path}`, '\0');
-      if (line.type !== 'file') {
-        yield toEntry(line);
-        await listing.append(raw);
-      } else if (line.archive !== undefined) {
+      if (line.type !== 'file' || line.archive !== undefined) {
         await listing.append(raw);
       } else {
-        const read: BodyRead = { hash: new ArchivedHash(line.size), changed: false };
-        yield { ...toEntry(line), body: () => streamFile(join(this.root, line.path), line, this.context, read) };
-        await listing.append(JSON.stringify(this.#sent(line, read, undefined)));
+        const read: BodyRead = { changed: false };
+        yield { ...toEntry(line), body: () => streamFile(join(this.root, line.path), line, this.context, read), archived: (sha256) => (read.sha256 = sha256) };
+        await listing.append(JSON.stringify(this.#sent(line, read)));
       }
     }
     const mtime = new Date(Number(this.startedNs / 1_000_000n));
@@ -183,11 +191,12 @@ class FilesSnapshot implements Snapshot {
     }
   }
 
-  /** A file's listing line once the archive has read its body. */
-  #sent(line: ListingLine, read: BodyRead, sha256: string | undefined): ListingLine {
+  /** A file's listing line once the archive has stored its body. */
+  #sent(line: ListingLine, read: BodyRead): ListingLine {
+    if (read.sha256 === undefined) throw new BackupError('SOURCE_FAILED', `${line.path} was listed before the archive stored it`);
     return {
       ...line,
-      sha256: read.hash?.digest() ?? (sha256 as string),
+      sha256: read.sha256,
       archive: this.context.archive,
       ...(read.changed ? { dirty: true } : {}),
     };
@@ -199,6 +208,11 @@ class FilesSnapshot implements Snapshot {
  * order: a file whose size, mode, mtime, inode and ctime all match is unchanged, unless its mtime
  * lies so close to the previous walk's start that a write right after that walk could have left
  * them all as they were: then its contents decide. Writes the plan to `spool`.
+ *
+ * A link is sent when it is new or changed. A folder is sent, after what it holds, when it is new
+ * or changed, when it is read-only, or when the restore by hand disturbs it: it holds a file or
+ * link sent or a new item, or lost one (README: `rm` and `tar -x` change its time, `chmod u+w` its
+ * mode). Only the folders above the current item are kept, so memory follows the tree's depth.
  */
 async function comparePrevious(root: string, context: SnapshotContext, state: AsyncIterable<Uint8Array>, archive: string, spool: LineSpool): Promise<Plan> {
   const { header, lines } = await openListing(state);
@@ -206,6 +220,22 @@ async function comparePrevious(root: string, context: SnapshotContext, state: As
   let previous = await next(lines);
   let unchanged = true;
   const estimate = { bytes: 0, items: 2 }; // the listing and the list of paths
+  const open: Array<{ line: ListingLine; send: boolean; touched: boolean }> = [];
+  const send = async (line: ListingLine) => {
+    estimate.items += 1;
+    await spool.append(JSON.stringify({ send: line } satisfies Send));
+  };
+  const touch = (path: string) => {
+    const parent = path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '';
+    const folder = open.findLast((candidate) => candidate.line.path === parent);
+    if (folder) folder.touched = true;
+  };
+  const closeUntil = async (path: string | undefined) => {
+    while (open.length > 0 && (path === undefined || !holds((open.at(-1) as (typeof open)[number]).line.path, path))) {
+      const folder = open.pop() as (typeof open)[number];
+      if (folder.send || folder.touched) await send(folder.line);
+    }
+  };
   for await (const item of walkTree(root, context.signal, 'stat')) {
     if (item.kind === 'skipped') {
       // Reported as entries() reads the plan: not at all if the previous listing turns out unreadable.
@@ -214,24 +244,40 @@ async function comparePrevious(root: string, context: SnapshotContext, state: As
     }
     while (previous && comparePaths(previous.path, item.path) < 0) {
       unchanged = false; // deleted
+      touch(previous.path);
       previous = await next(lines);
     }
+    await closeUntil(item.path);
     const before = previous?.path === item.path ? previous : undefined;
     if (before) previous = await next(lines);
     let line = lineOf(item);
-    if (!before || !sameItem(before, line)) unchanged = false;
+    const same = before !== undefined && sameItem(before, line);
+    if (!same) unchanged = false;
     if (line.type === 'file') {
       if (before && (await sameFile(root, header, before, line))) line = { ...line, sha256: before.sha256 as string, archive: before.archive as string };
       else {
         unchanged = false;
+        touch(line.path);
         estimate.bytes += line.size;
         estimate.items += 1;
       }
-    } else estimate.items += 1;
+    }
     await spool.append(JSON.stringify(line));
+    if (line.type === 'directory') {
+      if (before?.type !== 'directory') touch(line.path);
+      open.push({ line, send: !same || (line.mode & OWNER_WRITE) === 0, touched: false });
+    } else if (line.type === 'symlink' && !same) {
+      touch(line.path);
+      await send(line);
+    }
   }
-  if (previous) unchanged = false;
-  await drain(lines); // a damaged end rejects the base too
+  while (previous) {
+    // Read to its end: a damaged end rejects the base too.
+    unchanged = false;
+    touch(previous.path);
+    previous = await next(lines);
+  }
+  await closeUntil(undefined);
   return { spool, unchanged, estimate };
 }
 
@@ -242,10 +288,6 @@ async function* readSpool(spool: LineSpool): AsyncGenerator<Uint8Array> {
 async function next(lines: AsyncGenerator<ListingLine>): Promise<ListingLine | undefined> {
   const { done, value } = await lines.next();
   return done ? undefined : value;
-}
-
-async function drain(lines: AsyncGenerator<ListingLine>): Promise<void> {
-  while (await next(lines));
 }
 
 function sameItem(before: ListingLine, now: ListingLine): boolean {
@@ -298,7 +340,6 @@ function toEntry(line: ListingLine): Entry {
 
 /** Hands over a file the walker read; a change is reported as the archive takes the entry. */
 async function* replay(data: Uint8Array, change: string | undefined, path: string, context: SnapshotContext, read: BodyRead): AsyncGenerator<Uint8Array> {
-  read.hash?.update(data);
   if (data.length > 0) yield data;
   if (change) {
     read.changed = true;
@@ -322,9 +363,7 @@ async function* streamFile(absolute: string, line: ListingLine, context: Snapsho
     for (;;) {
       const { bytesRead, buffer } = await handle.read(Buffer.allocUnsafe(READ_CHUNK), 0, READ_CHUNK, null);
       if (bytesRead === 0) break;
-      const chunk = buffer.subarray(0, bytesRead);
-      read.hash?.update(chunk);
-      yield chunk;
+      yield buffer.subarray(0, bytesRead);
     }
     const after = await handle.stat({ bigint: true });
     if (after.size !== BigInt(line.size) || after.mtimeNs.toString() !== line.mtimeNs) {

@@ -12,14 +12,20 @@ export const LISTING_NAME = 'listing.ndjson';
 /** The meta entry listing every path as `<f|d|l> <path>\0`, as `find -printf '%y %P\0'` does, for restores by hand. */
 export const TREE_NAME = 'tree.nul';
 const FORMAT = 'backupkit-files-listing';
-const VERSION = 1;
+/**
+ * 2: the archive holds only the folders and links that changed, and a restore makes them from the
+ * listing. Version 1 archives hold every one; a backupkit reading only version 1 refuses a version
+ * 2 listing rather than restore a tree without the unchanged folders.
+ */
+const VERSION = 2;
+const READABLE_VERSIONS: ReadonlySet<unknown> = new Set([1, VERSION]);
 /** Lines are a path, a link target (4 KiB each at most) and a few numbers. */
 export const MAX_LINE = 1024 * 1024;
 
 /** The first line. */
 export interface ListingHeader {
   readonly format: typeof FORMAT;
-  readonly version: typeof VERSION;
+  readonly version: 1 | typeof VERSION;
   /** The archive the listing was made for. */
   readonly archive: string;
   /** When the walk started, nanoseconds since the epoch: files modified since may have changed unseen. */
@@ -82,7 +88,7 @@ export async function openListing(input: AsyncIterable<Uint8Array>): Promise<{ h
 function parseHeader(raw: string): ListingHeader {
   const header = parseJson(raw, 1) as Partial<ListingHeader>;
   if (header.format !== FORMAT) throw new ListingError(`it is not a files listing (format ${JSON.stringify(header.format)})`);
-  if (header.version !== VERSION) throw new ListingError(`its version ${JSON.stringify(header.version)} is not ${VERSION}`);
+  if (!READABLE_VERSIONS.has(header.version)) throw new ListingError(`its version ${JSON.stringify(header.version)} is not 1 or ${VERSION}`);
   if (typeof header.archive !== 'string' || !isDecimal(header.startedNs)) throw new ListingError('line 1: the header lacks `archive` or `startedNs`');
   return header as ListingHeader;
 }
@@ -122,12 +128,36 @@ function isDecimal(value: unknown): value is string {
 
 /**
  * Walk order: component by component, names in UTF-16 code unit order (as `Array#sort`), a folder
- * before what it holds. No name holds a NUL, so making `/` one sorts a folder's children first.
+ * before what it holds. No name holds a NUL, so ranking `/` as one sorts a folder's children
+ * first. Compared in place: a restore compares a path per entry of every layer.
  */
 export function comparePaths(a: string, b: string): number {
-  const x = a.replaceAll('/', '\0');
-  const y = b.replaceAll('/', '\0');
-  return x < y ? -1 : x > y ? 1 : 0;
+  const length = Math.min(a.length, b.length);
+  for (let index = 0; index < length; index += 1) {
+    const x = a.charCodeAt(index);
+    const y = b.charCodeAt(index);
+    if (x !== y) return (x === SLASH ? 0 : x) - (y === SLASH ? 0 : y);
+  }
+  return a.length - b.length;
+}
+
+const SLASH = 0x2f;
+
+/** Whether the folder at `folder` holds `path`, at any depth (`''` is the root). */
+export function holds(folder: string, path: string): boolean {
+  return folder === '' ? path !== '' : path.length > folder.length && path.startsWith(folder) && path.charCodeAt(folder.length) === SLASH;
+}
+
+/**
+ * Why a listed path could not be an archive entry's, or `undefined`: a restore makes folders and
+ * links at the listing's paths, so each must be as normalised and as safe as an entry name.
+ */
+export function unsafeListedPath(path: string, type: EntryType): string | undefined {
+  if (path === '') return type === 'directory' ? undefined : 'the root is not a folder';
+  if (path.includes('\0') || path.includes('\\')) return 'it contains a NUL byte or a backslash';
+  if (/^[A-Za-z]:/.test(path)) return 'it starts with a drive letter';
+  for (const part of path.split('/')) if (part === '' || part === '.' || part === '..') return 'it is not a normalised relative path';
+  return undefined;
 }
 
 /**

@@ -1,14 +1,15 @@
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream, createWriteStream, rmSync } from 'node:fs';
+import { createReadStream, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { lstat, lutimes, mkdir, open, readdir, rename, rm, symlink, utimes, chmod } from 'node:fs/promises';
+import { appendFile, lstat, lutimes, mkdir, open, readdir, rename, rm, symlink, utimes, chmod } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { BackupError, asBackupError } from '../../errors.js';
 import type { ArchivedEntry, RestoreEntry, RestoreLayer, RestoreSink, Restorer, ScratchTarget } from '../../types.js';
 import { SpaceBudget, fsyncPath, isNotFound, removeCreatedParents, stagingPath } from '../../util/fs.js';
 import { ownerTag, removeAbandoned } from '../../util/leftovers.js';
-import { LISTING_NAME, ListingError, comparePaths, openListing, type ListingLine } from './listing.js';
+import { boundedLines } from '../../util/lines.js';
+import { LISTING_NAME, ListingError, MAX_LINE, comparePaths, holds, openListing, unsafeListedPath, type ListingLine } from './listing.js';
 import { SMALL_FILE } from './walk.js';
 import { verifyTree } from './verify.js';
 import { WriteBehind, unsafeEntry } from './write-behind.js';
@@ -82,60 +83,109 @@ export const filesRestorer: Restorer<FilesTarget> = {
     const linkPaths = new Set<string>();
     const writes = new WriteBehind(signal);
     const space = new SpaceBudget(staging, () => writes.settle());
+    const absoluteOf = (path: string) => (path === '' ? staging : join(staging, path));
 
-    /** Writes one item of the final tree into the staging folder; a file's contents are checked against `sha256` when given. */
-    async function place(entry: RestoreEntry, sha256?: string): Promise<void> {
-      const absolute = entry.path === '' ? staging : join(staging, entry.path);
+    async function makeFolder(path: string): Promise<void> {
+      if (path === '') return;
+      const absolute = absoluteOf(path);
+      await mkdir(absolute, { mode: 0o700 }).catch(async (error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return void (await mkdir(absolute, { recursive: true, mode: 0o700 }));
+        if (error.code === 'EEXIST' && (await lstat(absolute)).isDirectory()) return; // created as a parent
+        throw unsafeEntry(path, 'it collides with another entry', error);
+      });
+    }
+
+    async function makeLink(path: string, target: string, mtime: Date): Promise<void> {
+      const absolute = absoluteOf(path);
+      await mkdir(dirname(absolute), { recursive: true, mode: 0o700 });
+      await symlink(target, absolute).catch((error: NodeJS.ErrnoException) => {
+        throw unsafeEntry(path, error.code === 'EEXIST' ? 'it collides with another entry' : `the link cannot be made: ${error.message}`, error);
+      });
+      await lutimes(absolute, mtime, mtime);
+    }
+
+    async function setFolder(absolute: string, mode: number, mtime: Date): Promise<void> {
+      await chmod(absolute, mode);
+      await utimes(absolute, mtime, mtime);
+    }
+
+    /**
+     * Writes one item of the tree into the staging folder. For a file, returns the SHA-256 of its
+     * contents when `digest` is asked for: the archive reader's own when it offers it, else
+     * computed here.
+     */
+    async function place(entry: RestoreEntry, digest = false): Promise<string | undefined> {
+      const absolute = absoluteOf(entry.path);
       const under = linkAbove(entry.path, linkPaths);
       if (under !== undefined) throw unsafeEntry(entry.path, `it lies beneath the symbolic link ${JSON.stringify(under)}`);
       const mode = entry.mode & modeBits;
       if (entry.type === 'directory') {
-        if (entry.path !== '') {
-          await mkdir(absolute, { mode: 0o700 }).catch(async (error: NodeJS.ErrnoException) => {
-            if (error.code === 'ENOENT') return void (await mkdir(absolute, { recursive: true, mode: 0o700 }));
-            if (error.code === 'EEXIST' && (await lstat(absolute)).isDirectory()) return; // created as a parent
-            throw unsafeEntry(entry.path, 'it collides with another entry', error);
-          });
-        }
+        await makeFolder(entry.path);
         folders.push({ absolute, mode, mtime: entry.mtime });
-      } else if (entry.type === 'symlink') {
+        return undefined;
+      }
+      if (entry.type === 'symlink') {
         linkPaths.add(entry.path);
         links.push({ path: entry.path, absolute, target: entry.linkTarget ?? '', mtime: entry.mtime });
-      } else {
-        if (entry.path === '') throw unsafeEntry(entry.path, 'the root of a files source must be a folder');
-        const create = () =>
-          createFile(absolute).catch((error: NodeJS.ErrnoException) => {
-            throw error.code === 'EEXIST' ? unsafeEntry(entry.path, 'it collides with another entry', error) : error;
-          });
-        const hash = sha256 === undefined ? undefined : createHash('sha256');
-        const check = () => {
-          if (hash && hash.digest('hex') !== sha256) {
-            throw new BackupError('CORRUPT_ARCHIVE', `${JSON.stringify(entry.path)} in ${layer?.archive} is not the file the listing of ${chain?.archive} names (SHA-256 differs)`);
-          }
-        };
-        await space.claim(entry.size, `File ${JSON.stringify(entry.path)}`);
-        if (entry.size > SMALL_FILE) {
-          const handle = await create();
-          await handle.chmod(mode);
-          await handle.utimes(entry.mtime, entry.mtime);
-          // The stream closes the handle; the mtime is set again once the data is in.
-          const body = hash ? hashing(entry.body, hash) : entry.body;
-          await pipeline(body, handle.createWriteStream({ highWaterMark: WRITE_CHUNK }), { signal });
-          check();
-          await utimes(absolute, entry.mtime, entry.mtime);
-          return;
-        }
-        // Copied into a buffer of its own, which can be handed to the writer thread without a copy.
-        const data = new Uint8Array(new ArrayBuffer(entry.size));
-        let length = 0;
-        for await (const chunk of entry.body) {
-          data.set(chunk, length);
-          length += chunk.length;
-        }
-        hash?.update(data);
-        check();
-        await writes.add({ absolute, path: entry.path, data, mode, mtimeMs: entry.mtime.getTime() });
+        return undefined;
       }
+      if (entry.path === '') throw unsafeEntry(entry.path, 'the root of a files source must be a folder');
+      const create = () =>
+        createFile(absolute).catch((error: NodeJS.ErrnoException) => {
+          throw error.code === 'EEXIST' ? unsafeEntry(entry.path, 'it collides with another entry', error) : error;
+        });
+      const hash = digest && !entry.sha256 ? createHash('sha256') : undefined;
+      const digested = () => (digest ? (hash?.digest('hex') ?? entry.sha256?.()) : undefined);
+      await space.claim(entry.size, `File ${JSON.stringify(entry.path)}`);
+      if (entry.size > SMALL_FILE) {
+        const handle = await create();
+        await handle.chmod(mode);
+        await handle.utimes(entry.mtime, entry.mtime);
+        // The stream closes the handle; the mtime is set again once the data is in.
+        const body = hash ? hashing(entry.body, hash) : entry.body;
+        await pipeline(body, handle.createWriteStream({ highWaterMark: WRITE_CHUNK }), { signal });
+        await utimes(absolute, entry.mtime, entry.mtime);
+        return digested();
+      }
+      // Copied into a buffer of its own, which can be handed to the writer thread without a copy.
+      const data = new Uint8Array(new ArrayBuffer(entry.size));
+      let length = 0;
+      for await (const chunk of entry.body) {
+        data.set(chunk, length);
+        length += chunk.length;
+      }
+      hash?.update(data);
+      const sha256 = digested();
+      await writes.add({ absolute, path: entry.path, data, mode, mtimeMs: entry.mtime.getTime() });
+      return sha256;
+    }
+
+    /**
+     * Makes the folders and links of a chain's newest listing, and sets every folder's mode and
+     * time once all it holds is in: in walk order, keeping only the folders open above the current
+     * item, so memory follows the tree's depth, not its size.
+     */
+    async function buildListed(listed: AsyncIterable<ListingLine>): Promise<void> {
+      const open: Array<{ path: string; mode: number; mtime: Date }> = [];
+      const close = async () => {
+        const folder = open.pop() as (typeof open)[number];
+        await setFolder(absoluteOf(folder.path), folder.mode, folder.mtime);
+      };
+      let root = false;
+      for await (const line of listed) {
+        signal.throwIfAborted();
+        while (open.length > 0 && !holds((open.at(-1) as (typeof open)[number]).path, line.path)) await close();
+        const mtime = new Date(line.mtime * 1000);
+        if (line.type === 'directory') {
+          root ||= line.path === '';
+          await makeFolder(line.path);
+          open.push({ path: line.path, mode: line.mode & modeBits, mtime });
+        } else if (line.type === 'symlink') {
+          await makeLink(line.path, line.linkTarget ?? '', mtime);
+        }
+      }
+      while (open.length > 0) await close();
+      if (!root) await chmod(staging, 0o755);
     }
 
     // An incremental chain, newest layer first (see ChainListing).
@@ -158,33 +208,30 @@ export const filesRestorer: Restorer<FilesTarget> = {
       async write(entry: RestoreEntry) {
         if (!chain) {
           if (entry.meta) return drain(entry.body);
-          return place(entry);
+          return void (await place(entry));
         }
+        // A chain: the newest listing decides the tree; its folders and links are made from it.
+        if (entry.meta) return layer?.depth === 0 && entry.path === LISTING_NAME ? chain.readListing(entry.body) : drain(entry.body);
+        if (entry.type !== 'file') return drain(entry.body);
         if (layer?.depth === 0) {
-          if (entry.meta) return entry.path === LISTING_NAME ? chain.readListing(entry.body) : drain(entry.body);
-          if (entry.type === 'file') chain.count(chain.archive);
-          return place(entry);
+          chain.expectSent(entry.path);
+          return chain.sent(entry.path, (await place(entry, true)) as string);
         }
         // An older layer: only files whose contents the newest listing says it holds.
-        const listed = entry.meta || entry.type !== 'file' ? undefined : await chain.find(entry.path);
+        const listed = await chain.find(entry.path);
         if (!listed) return drain(entry.body);
-        await place({ ...entry, mode: listed.mode, mtime: new Date(listed.mtime * 1000) }, listed.sha256);
+        const sha256 = await place({ ...entry, mode: listed.mode, mtime: new Date(listed.mtime * 1000) }, true);
+        if (sha256 !== listed.sha256) {
+          throw new BackupError('CORRUPT_ARCHIVE', `${JSON.stringify(entry.path)} in ${layer?.archive} is not the file the listing of ${chain.archive} names (SHA-256 differs)`);
+        }
       },
 
       async prepare() {
         await chain?.finish();
         await writes.settle().finally(() => writes.close());
-        for (const link of links) {
-          await mkdir(dirname(link.absolute), { recursive: true, mode: 0o700 });
-          await symlink(link.target, link.absolute).catch((error: NodeJS.ErrnoException) => {
-            throw unsafeEntry(link.path, error.code === 'EEXIST' ? 'it collides with another entry' : `the link cannot be made: ${error.message}`, error);
-          });
-          await lutimes(link.absolute, link.mtime, link.mtime);
-        }
-        for (const folder of folders.reverse()) {
-          await chmod(folder.absolute, folder.mode);
-          await utimes(folder.absolute, folder.mtime, folder.mtime);
-        }
+        if (chain) return buildListed(chain.shape());
+        for (const link of links) await makeLink(link.path, link.target, link.mtime);
+        for (const folder of folders.reverse()) await setFolder(folder.absolute, folder.mode, folder.mtime);
         if (!folders.some((folder) => folder.absolute === staging)) await chmod(staging, 0o755);
       },
 
@@ -283,28 +330,45 @@ function linkAbove(path: string, links: ReadonlySet<string>): string | undefined
   return undefined;
 }
 
+/** A file of the newest listing that an older layer holds: what restoring it needs. */
+interface HeldFile {
+  readonly path: string;
+  readonly mode: number;
+  readonly mtime: number;
+  readonly sha256: string;
+}
+
 /**
  * The newest listing of an incremental chain, which decides the final tree. The backup restored
- * (layer 0) sends every folder and link and the files it holds, then the listing; an older layer
- * may only add the files that the listing says it holds, each checked against the listing's
- * SHA-256. Layers and listing are both in walk order, so each older layer is merged with a pass
- * over the listing, spooled to a temporary file: memory stays bounded however large the tree.
+ * (layer 0) sends the files it holds, then the listing: those files are checked against it, and
+ * the lines of the files older archives hold are sorted into one file per archive, in walk order.
+ * An older layer is then merged with its own lines only, so a restore reads each listing line
+ * once and each older archive's entries once, and memory stays bounded however large the tree.
  */
 class ChainListing {
-  /** Files the listing attributes to each archive, and files restored from each. */
-  readonly #expected = new Map<string, number>();
-  readonly #written = new Map<string, number>();
+  /** Per older archive, the lines of the files it holds, and how many. */
+  readonly #held = new Map<string, { file: LineFile; count: number }>();
+  /** The files layer 0 sent, with their SHA-256, in the order it sent them. */
+  readonly #sent: LineFile;
+  /** The listing as read, for `verify`. */
+  readonly #listing: LineFile;
+  /** Its folders and links, to be made once every file is in. */
+  readonly #shape: LineFile;
   #received = false;
-  #layer: string | undefined;
-  #cursor: AsyncGenerator<ListingLine> | undefined;
-  #current: ListingLine | undefined;
+  #sentPrevious: string | undefined;
+  /** The older layer being read: its lines, the next one not yet matched, and how many were. */
+  #layer: { archive: string; lines: AsyncGenerator<HeldFile> | undefined; current: HeldFile | undefined; restored: number } | undefined;
+  readonly #read = new Set<string>();
 
   private constructor(
     /** The archive restored (layer 0), whose listing this is. */
     readonly archive: string,
-    /** A private temporary folder holding the listing, `listing.ndjson`. */
+    /** A private temporary folder holding the listing and the per-archive files. */
     private readonly folder: string,
   ) {
+    this.#sent = new LineFile(join(folder, 'sent.ndjson'));
+    this.#listing = new LineFile(join(folder, LISTING_NAME));
+    this.#shape = new LineFile(join(folder, 'shape.ndjson'));
     // `verify` may follow the commit, or not: a sink that is dropped removes its copy then.
     forgotten.register(this, folder, this);
   }
@@ -316,74 +380,136 @@ class ChainListing {
     return new ChainListing(archive, folder);
   }
 
-  get #path(): string {
-    return join(this.folder, LISTING_NAME);
+  /** Refuses a file of layer 0 that comes after the listing or out of walk order: it could not be checked against the listing. */
+  expectSent(path: string): void {
+    if (this.#received) throw new BackupError('CORRUPT_ARCHIVE', `${JSON.stringify(path)} follows the listing of a files source in ${this.archive}`);
+    if (this.#sentPrevious !== undefined && comparePaths(this.#sentPrevious, path) >= 0) {
+      throw new BackupError('CORRUPT_ARCHIVE', `${JSON.stringify(path)} in ${this.archive} is out of walk order`);
+    }
+    this.#sentPrevious = path;
   }
 
-  count(archive: string): void {
-    this.#written.set(archive, (this.#written.get(archive) ?? 0) + 1);
+  /** Records a file layer 0 sent, checked against the listing when it comes. */
+  async sent(path: string, sha256: string): Promise<void> {
+    await this.#sent.append(JSON.stringify([path, sha256]));
   }
 
   async readListing(body: AsyncIterable<Uint8Array>): Promise<void> {
     if (this.#received) throw new BackupError('CORRUPT_ARCHIVE', `${this.archive} holds two listings of a files source`);
+    this.#received = true;
+    await this.#sent.flush();
+    const sent = this.#sent.lines<[string, string]>();
     try {
       const { header, lines } = await openListing(body);
       if (header.archive !== this.archive) throw new ListingError(`it was made for ${header.archive}`);
-      const counted = async function* (this: ChainListing): AsyncGenerator<string> {
-        yield `${JSON.stringify(header)}\n`;
-        for await (const line of lines) {
-          if (line.type === 'file') this.#expected.set(line.archive as string, (this.#expected.get(line.archive as string) ?? 0) + 1);
-          yield `${JSON.stringify(line)}\n`;
+      await this.#listing.append(JSON.stringify(header));
+      let link: string | undefined;
+      let heldPending = 0;
+      let next = await sent.next();
+      for await (const line of lines) {
+        const unsafe = unsafeListedPath(line.path, line.type) ?? (link !== undefined && line.path.startsWith(`${link}/`) ? `it lies beneath the symbolic link ${JSON.stringify(link)}` : undefined);
+        if (unsafe) throw new BackupError('UNSAFE_ARCHIVE', `The listing of a files source in ${this.archive} names ${JSON.stringify(line.path)}: ${unsafe}; nothing was restored`);
+        if (line.type === 'symlink') link = line.path;
+        if (line.type === 'file' && line.archive === this.archive) {
+          if (next.done || next.value[0] !== line.path || next.value[1] !== line.sha256) throw this.#notSent(line.path, next.done ? undefined : next.value[0]);
+          next = await sent.next();
+        } else if (line.type === 'file') {
+          const held = this.#heldBy(line.archive as string);
+          held.count += 1;
+          await held.file.append(JSON.stringify({ path: line.path, mode: line.mode, mtime: line.mtime, sha256: line.sha256 as string } satisfies HeldFile));
+          // However many archives the listing names, what waits in memory stays bounded.
+          if ((heldPending += line.path.length + 120) >= HELD_PENDING) {
+            for (const { file } of this.#held.values()) await file.flush();
+            heldPending = 0;
+          }
         }
-      };
-      await pipeline(counted.call(this), createWriteStream(this.#path, { flags: 'wx', mode: 0o600, highWaterMark: WRITE_CHUNK }));
+        const text = JSON.stringify(line);
+        await this.#listing.append(text);
+        if (line.type !== 'file') await this.#shape.append(text);
+      }
+      if (!next.done) throw this.#notSent(undefined, next.value[0]);
     } catch (error) {
       if (!(error instanceof ListingError)) throw error;
       throw new BackupError('CORRUPT_ARCHIVE', `The listing of a files source in ${this.archive} cannot be read: ${error.message}`, { cause: error });
+    } finally {
+      await sent.return(undefined);
     }
-    this.#received = true;
+    await this.#listing.flush();
+    await this.#shape.flush();
+    for (const { file } of this.#held.values()) await file.flush();
+  }
+
+  #notSent(listed: string | undefined, sent: string | undefined): BackupError {
+    const which = listed === undefined ? `it sent ${JSON.stringify(sent)}, which the listing does not name there` : `the listing names ${JSON.stringify(listed)} there${sent === undefined ? '' : `, not ${JSON.stringify(sent)}`}`;
+    return new BackupError('CORRUPT_ARCHIVE', `The files ${this.archive} holds are not those its listing of a files source names: ${which} (or its SHA-256 differs)`);
+  }
+
+  #heldBy(archive: string): { file: LineFile; count: number } {
+    let held = this.#held.get(archive);
+    if (!held) {
+      held = { file: new LineFile(join(this.folder, `held-${this.#held.size}.ndjson`)), count: 0 };
+      this.#held.set(archive, held);
+    }
+    return held;
   }
 
   async startLayer(archive: string): Promise<void> {
     if (!this.#received) throw new BackupError('CORRUPT_ARCHIVE', `${this.archive} holds a files source as changes but no listing of it`);
-    this.#layer = archive;
-    this.#cursor = (await openListing(this.#read())).lines;
-    this.#current = await next(this.#cursor);
+    const lines = this.#held.get(archive)?.file.lines<HeldFile>();
+    this.#layer = { archive, lines, current: await next(lines), restored: 0 };
+    this.#read.add(archive);
   }
 
+  /** Every file the listing says the layer holds was restored from it. */
   async endLayer(): Promise<void> {
-    await this.#cursor?.return(undefined);
-    this.#cursor = undefined;
+    const layer = this.#layer;
+    if (!layer) return;
+    this.#layer = undefined;
+    await layer.lines?.return(undefined);
+    const expected = this.#held.get(layer.archive)?.count ?? 0;
+    if (layer.restored !== expected) {
+      throw new BackupError('RESTORE_FAILED', `The listing of a files source in ${this.archive} names ${expected} files held by ${layer.archive}, and ${layer.restored} were restored from it`);
+    }
   }
 
   /** The listing's line of a file of the current layer, if the listing says that layer holds its contents; counts it. */
-  async find(path: string): Promise<ListingLine | undefined> {
-    while (this.#cursor && this.#current && comparePaths(this.#current.path, path) < 0) this.#current = await next(this.#cursor);
-    const line = this.#current;
-    if (line?.path !== path || line.type !== 'file' || line.archive === undefined || line.archive !== this.#layer) return undefined;
-    this.#current = this.#cursor && (await next(this.#cursor));
-    this.count(line.archive);
+  async find(path: string): Promise<HeldFile | undefined> {
+    const layer = this.#layer;
+    if (!layer) return undefined;
+    while (layer.current && comparePaths(layer.current.path, path) < 0) layer.current = await next(layer.lines);
+    const line = layer.current;
+    if (line?.path !== path) return undefined;
+    layer.current = await next(layer.lines);
+    layer.restored += 1;
     return line;
   }
 
-  /** Every file the listing names was restored, once, from the archive it names. */
+  /** Every layer the listing names was read. */
   async finish(): Promise<void> {
     await this.endLayer();
     if (!this.#received) throw new BackupError('CORRUPT_ARCHIVE', `${this.archive} holds a files source as changes but no listing of it`);
-    for (const [archive, expected] of this.#expected) {
-      const written = this.#written.get(archive) ?? 0;
-      if (written !== expected) {
-        throw new BackupError('RESTORE_FAILED', `The listing of a files source in ${this.archive} names ${expected} files held by ${archive}, and ${written} were restored from it`);
+    for (const [archive, { count }] of this.#held) {
+      if (!this.#read.has(archive)) {
+        throw new BackupError('RESTORE_FAILED', `The listing of a files source in ${this.archive} names ${count} files held by ${archive}, and 0 were restored from it`);
       }
     }
-    for (const [archive, written] of this.#written) {
-      if (!this.#expected.has(archive)) throw new BackupError('RESTORE_FAILED', `${written} files were restored from ${archive}, which the listing of ${this.archive} does not name`);
-    }
+  }
+
+  /** The listing's folders and links, in walk order. */
+  shape(): AsyncGenerator<ListingLine> {
+    return this.#shape.lines<ListingLine>();
+  }
+
+  /** The listing's lines, as read and checked. */
+  async *lines(): AsyncGenerator<ListingLine> {
+    const lines = this.#listing.lines<ListingLine>();
+    await lines.next(); // the header
+    yield* lines;
   }
 
   /** The final tree as the manifest would list it, for `verify`. */
   async *archived(): AsyncGenerator<ArchivedEntry> {
-    for await (const line of (await openListing(this.#read())).lines) {
+    for await (const line of this.lines()) {
       yield {
         path: line.path,
         type: line.type,
@@ -396,16 +522,52 @@ class ChainListing {
     }
   }
 
-  #read(): AsyncIterable<Uint8Array> {
-    return createReadStream(this.#path, { highWaterMark: WRITE_CHUNK });
-  }
-
   async dispose(): Promise<void> {
     forgotten.unregister(this);
-    await this.endLayer();
+    await this.#layer?.lines?.return(undefined);
+    this.#layer = undefined;
     await rm(this.folder, { recursive: true, force: true });
   }
 }
+
+/**
+ * Lines of JSON this restore wrote itself, appended in batches (no file stays open between them:
+ * a chain may have many archives) and read back in order.
+ */
+class LineFile {
+  #pending: string[] = [];
+  #pendingBytes = 0;
+  #written = false;
+
+  constructor(private readonly path: string) {}
+
+  async append(line: string): Promise<void> {
+    this.#pending.push(line, '\n');
+    this.#pendingBytes += line.length + 1;
+    if (this.#pendingBytes >= LINE_FILE_BATCH) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.#pendingBytes === 0 && this.#written) return;
+    this.#written = true;
+    const text = this.#pending.join('');
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    await appendFile(this.path, text, { mode: 0o600 });
+  }
+
+  /** Its lines, parsed; call after `flush`. */
+  async *lines<T>(): AsyncGenerator<T> {
+    for await (const line of boundedLines(createReadStream(this.path, { highWaterMark: WRITE_CHUNK }), MAX_LINE, () => new BackupError('RESTORE_FAILED', `A line of ${this.path} is too long`))) {
+      yield JSON.parse(line) as T;
+    }
+  }
+}
+
+/** Bytes a {@link LineFile} gathers before writing. */
+const LINE_FILE_BATCH = 64 * 1024;
+/** About the bytes the per-archive files of a listing may gather in all before they are all written. */
+const HELD_PENDING = 1024 * 1024;
 
 const LISTING_PREFIX = 'backupkit-files-restore-';
 /** Removes the listing of a sink dropped without `verify` or `abort`; one a killed process left goes at the next restore. */
@@ -413,7 +575,8 @@ const forgotten = new FinalizationRegistry<string>((folder) => rmSync(folder, { 
 
 const EMPTY_SHA256 = createHash('sha256').digest('hex');
 
-async function next(lines: AsyncGenerator<ListingLine>): Promise<ListingLine | undefined> {
+async function next<T>(lines: AsyncGenerator<T> | undefined): Promise<T | undefined> {
+  if (!lines) return undefined;
   const { done, value } = await lines.next();
   return done ? undefined : value;
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { loadCopyStreams } from './connection.js';
-import { copyTarget, type TableDataSummary, type TocTable } from './toc.js';
+import { copySource, type TableDataSummary, type TocTable } from './toc.js';
 
 const NEWLINE = 0x0a;
 
@@ -18,7 +18,7 @@ export async function copyTableOut(
   emit: (chunk: Buffer, index: number) => Promise<void>,
 ): Promise<TableDataSummary> {
   const { to: copyTo } = await loadCopyStreams();
-  const stream = client.query(copyTo(`COPY ${copyTarget(table)} TO STDOUT`));
+  const stream = client.query(copyTo(`COPY ${copySource(table)} TO STDOUT`));
   // The row count is the server's, from COPY's command tag (counting newlines here cost about a second of CPU
   // per 10 million rows). The tag arrives after the stream ended, before the server is ready for the next
   // query, which the client tells the query: waiting for that costs no round trip of its own, as the no-op

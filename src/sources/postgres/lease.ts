@@ -79,6 +79,7 @@ export async function dropServerLeftovers(client: pg.Client): Promise<string[]> 
       for (const { name, kind } of rows.filter((row) => row.tag === tag)) {
         const sql = kind === 'database' ? `DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)` : `DROP ROLE IF EXISTS ${quoteIdent(name)}`;
         try {
+          if (kind === 'role') await revokeTablespaces(client, name);
           await client.query(sql);
           dropped.push(`${kind} ${name}`);
         } catch (cause) {
@@ -90,6 +91,14 @@ export async function dropServerLeftovers(client: pg.Client): Promise<string[]> 
     }
   }
   return dropped;
+}
+
+/** Takes back the CREATE on tablespaces a restore granted its temporary role: a role holding a privilege cannot be dropped. */
+export async function revokeTablespaces(client: pg.Client, role: string): Promise<void> {
+  const { rows } = await client.query<{ name: string }>(`
+    SELECT t.spcname AS name FROM pg_catalog.pg_tablespace t
+     WHERE EXISTS (SELECT 1 FROM pg_catalog.aclexplode(t.spcacl) a WHERE a.grantee = pg_catalog.to_regrole($1))`, [role]);
+  for (const { name } of rows) await client.query(`REVOKE ALL ON TABLESPACE ${quoteIdent(name)} FROM ${quoteIdent(role)}`);
 }
 
 /** Makes a private folder (0700) for one restore's spooled entries, named so a later restore can tell whether its owner lives. */

@@ -1,6 +1,6 @@
 import { quoteLiteral } from './connection.js';
 import { chunkPath } from './copy-out.js';
-import { ANALYZED_TABLES_SQL, RESTORE_SETTINGS, clientEncoding, copyTarget, renderEntry, type DatabaseLocale, type TableDataSummary, type Toc } from './toc.js';
+import { ANALYZED_TABLES_SQL, RESTORE_SETTINGS, clientEncoding, copyTarget, renderEntry, type TableDataSummary, type Toc } from './toc.js';
 
 /** What restore.sql of an incremental needs: the tables whose rows an earlier archive of the chain holds. */
 export interface ScriptRefs {
@@ -70,12 +70,13 @@ export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[
   return lines.join('\n');
 }
 
-/** createdb's options for a database with the source's encoding, locale and locale provider. */
-function createdbOptions(from: DatabaseLocale): string {
+/** createdb's options for a database with the source's encoding, locale, locale provider and default tablespace. */
+function createdbOptions(from: Toc['database']): string {
   // The options go into a comment line of the script: a line break would end it.
   const shell = (value: string): string => (/[\r\n]/.test(value) ? '<as in toc.json>' : `'${value.replaceAll("'", "'\\''")}'`);
   const options = ['--template=template0', `--encoding=${shell(from.encoding)}`, `--lc-collate=${shell(from.collate)}`, `--lc-ctype=${shell(from.ctype)}`];
   if (from.provider && from.provider !== 'libc') options.push(`--locale-provider=${from.provider}`, `--${from.provider}-locale=${shell(from.locale ?? '')}`);
   if (from.icuRules) options.push(`--icu-rules=${shell(from.icuRules)}`);
+  if (from.tablespace) options.push(`--tablespace=${shell(from.tablespace)}`);
   return options.join(' ');
 }

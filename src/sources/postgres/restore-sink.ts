@@ -12,9 +12,9 @@ import type { RestoreEntry, RestoreLayer, RestoreSink, VerifyCheck } from '../..
 import { SessionPool, clientConfig, connect, loadCopyStreams, quoteIdent, quoteLiteral } from './connection.js';
 import { copyTableOut } from './copy-out.js';
 import { parseLargeObjectRef, parseTableRef, type DataRef } from './incremental.js';
-import { Lease, dropServerLeftovers, makeSpoolFolder, newTag, removeAbandonedSpools, restoreRoleName, scramVerifier } from './lease.js';
+import { Lease, dropServerLeftovers, makeSpoolFolder, newTag, removeAbandonedSpools, restoreRoleName, revokeTablespaces, scramVerifier } from './lease.js';
 import type { ParsedTarget } from './restore.js';
-import { ANALYZED_TABLES_SQL, OUTPUT_SETTINGS, RESTORE_SETTINGS, clientEncoding, copyTarget, type DatabaseLocale, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
+import { ANALYZED_TABLES_SQL, OUTPUT_SETTINGS, RESTORE_SETTINGS, clientEncoding, copyTarget, inTablespace, type DatabaseLocale, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
 
 const MAX_METADATA_BYTES = 256 * 1024 * 1024;
 const LARGE_OBJECT_PIECE = 1024 * 1024;
@@ -140,10 +140,38 @@ function localeClauses(from: DatabaseLocale, serverVersion: number, database: st
   return clauses.join(' ');
 }
 
+/**
+ * The tablespaces the archive's objects are created in, checked to exist on the server before
+ * anything is created: RESTORE_FAILED naming the missing ones otherwise.
+ */
+async function usableTablespaces(client: pg.Client, from: Toc, database: string): Promise<string[]> {
+  const named = [...new Set(from.entries.flatMap((entry) => (entry.tablespace === undefined ? [] : [entry.tablespace])))];
+  const wanted = from.database.tablespace === undefined ? named : [...new Set([...named, from.database.tablespace])];
+  if (wanted.length === 0) return [];
+  const { rows } = await client.query<{ name: string }>('SELECT spcname AS name FROM pg_catalog.pg_tablespace WHERE spcname = ANY($1)', [wanted]);
+  const missing = wanted.filter((name) => !rows.some((row) => row.name === name)).sort();
+  if (missing.length > 0) {
+    throw new BackupError('RESTORE_FAILED', `This server lacks the tablespace(s) ${missing.join(', ')} that ${database}'s objects were in; nothing was restored`, {
+      hint: "Create them on this server first (CREATE TABLESPACE … LOCATION '…'), or restore with `tablespaces: false` to put everything in the server's default tablespace, as pg_restore --no-tablespaces does.",
+    });
+  }
+  return named;
+}
+
 function describeLocale(from: DatabaseLocale): string {
   const provider = from.provider ?? 'libc';
   return `${from.encoding}, LC_COLLATE ${from.collate}, LC_CTYPE ${from.ctype}, provider ${provider}${provider === 'libc' ? '' : ` ${from.locale ?? ''}`}${from.icuRules ? ' with rules' : ''}`;
 }
+
+/**
+ * The filter condition each extension configuration table has in the restored database, as its
+ * extension registered it: a verification reads the same rows back as the backup copied, with the
+ * condition of the server's extension script, never one from the archive.
+ */
+const EXTENSION_CONDITIONS_SQL = `
+  SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS qname, coalesce(x.cond, '') AS condition
+    FROM pg_catalog.pg_extension e, unnest(e.extconfig, e.extcondition) AS x(rel, cond)
+    JOIN pg_catalog.pg_class c ON c.oid = x.rel JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`;
 
 /** Objects that make a database "not empty": anything a user created. */
 const USER_OBJECTS_SQL = `
@@ -429,6 +457,7 @@ export class PostgresRestoreSink implements RestoreSink {
             : 'Restore as a superuser with `trustArchiveSql: true`, if you can vouch for the archive (signed, restored with verifySignature).',
         });
       }
+      const tablespaces = target.tablespaces ? await usableTablespaces(client, from, target.database) : [];
       if (rows[0]?.superuser && !target.trustArchiveSql) {
         this.restricted = { role: restoreRoleName(this.tag), password: randomBytes(24).toString('base64url') };
         await client.query(
@@ -436,9 +465,11 @@ export class PostgresRestoreSink implements RestoreSink {
         );
         this.roleCreated = true;
         owner = ` OWNER ${quoteIdent(this.restricted.role)}`;
+        // Taken back with the role (dropRole).
+        for (const name of tablespaces) await client.query(`GRANT CREATE ON TABLESPACE ${quoteIdent(name)} TO ${quoteIdent(this.restricted.role)}`);
       }
       const { rows: [server] } = await client.query<{ num: number }>(`SELECT current_setting('server_version_num')::int AS num`);
-      const locale = localeClauses(from.database, server!.num, target.database);
+      const locale = localeClauses(from.database, server!.num, target.database) + (target.tablespaces && from.database.tablespace ? ` TABLESPACE ${quoteIdent(from.database.tablespace)}` : '');
       // No fallback to the server's default locale: another sort order is a silent difference.
       await client.query(`CREATE DATABASE ${quoteIdent(staging)}${owner} TEMPLATE template0 ${locale}`).catch((cause: { code?: string; message?: string }) => {
         if (!LOCALE_REFUSED.has(cause.code ?? '')) throw cause;
@@ -602,6 +633,7 @@ export class PostgresRestoreSink implements RestoreSink {
 
   private async dropRole(client: pg.Client): Promise<void> {
     if (!this.roleCreated || !this.restricted) return;
+    await revokeTablespaces(client, this.restricted.role);
     await client.query(`DROP ROLE IF EXISTS ${quoteIdent(this.restricted.role)}`);
     this.roleCreated = false;
   }
@@ -651,7 +683,7 @@ export class PostgresRestoreSink implements RestoreSink {
   private async runEntry(client: pg.Client, entry: TocEntry): Promise<void> {
     const what = `${entry.kind} ${entry.schema === null ? '' : `${entry.schema}.`}${entry.name}`;
     if (this.skipped(entry)) return;
-    await this.run(client, entry.sql, what);
+    await this.run(client, this.target.tablespaces ? inTablespace(entry) : entry.sql, what);
     if (this.ownerHere(entry)) await this.run(client, entry.owner!, `the owner of ${what}`);
   }
 
@@ -685,7 +717,7 @@ export class PostgresRestoreSink implements RestoreSink {
         continue;
       }
       // A newline ends a trailing `--` comment before the `;` that ends each entry.
-      const sql = batch.flatMap((entry) => [entry.sql, ...(this.ownerHere(entry) ? [entry.owner!] : [])]).join('\n;\n');
+      const sql = batch.flatMap((entry) => [this.target.tablespaces ? inTablespace(entry) : entry.sql, ...(this.ownerHere(entry) ? [entry.owner!] : [])]).join('\n;\n');
       const failed = await client.query(sql).then(() => false, () => true);
       if (failed) for (const entry of batch) await this.runEntry(client, entry);
     }
@@ -751,12 +783,20 @@ async function verifyTables(target: ParsedTarget, toc: Toc, summaries: readonly 
   });
   const limit = pLimit(target.jobs);
   try {
+    const conditions = toc.tables.some((table) => table.condition !== undefined)
+      ? new Map((await sessions.use((client) => client.query<{ qname: string; condition: string }>(EXTENSION_CONDITIONS_SQL))).rows.map((row) => [row.qname, row.condition]))
+      : new Map<string, string>();
     await Promise.all(
       summaries.map((summary) =>
         limit(async () => {
           if (signal.aborted) throw signal.reason;
-          const table = byEntry.get(summary.entry);
-          if (!table) return void problems.push(`data.json names table #${summary.entry}, which toc.json lacks`);
+          const archived = byEntry.get(summary.entry);
+          if (!archived) return void problems.push(`data.json names table #${summary.entry}, which toc.json lacks`);
+          // An extension configuration table's rows are read back with the restored database's condition.
+          const { condition: archivedCondition, ...plain } = archived;
+          const condition = archivedCondition === undefined ? undefined : conditions.get(plain.qualifiedName);
+          if (archivedCondition !== undefined && condition === undefined) return void problems.push(`${plain.qualifiedName} is no extension's configuration table in the restored database`);
+          const table: TocTable = condition ? { ...plain, condition } : plain;
           const found = await sessions.use((client) => copyTableOut(client, table, VERIFY_CHUNK_BYTES, async () => {}));
           rows += found.rows;
           bytes += found.bytes;

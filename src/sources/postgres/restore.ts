@@ -18,6 +18,13 @@ export interface PostgresTarget {
   /** Parallel connections for COPY and index builds; default 2. */
   jobs?: number;
   /**
+   * Create tables, indexes and materialized views in the tablespaces they were in, and the database
+   * with its default tablespace (default `true`): the server must have tablespaces of those names, or
+   * the restore fails before creating anything. `false` puts everything in the server's default
+   * tablespace, as `pg_restore --no-tablespaces` does.
+   */
+  tablespaces?: boolean;
+  /**
    * When `connection` is a superuser: `false` (default) runs the archive's SQL as a temporary role
    * without privileges beyond the staging database it owns; `true` runs it as the superuser, as
    * `pg_restore` does, for archives that need it (untrusted extensions, C functions). Only for
@@ -33,6 +40,7 @@ export interface ParsedTarget {
   readonly admin: pg.ClientConfig;
   readonly ownership: boolean;
   readonly jobs: number;
+  readonly tablespaces: boolean;
   readonly trustArchiveSql: boolean;
 }
 
@@ -56,7 +64,7 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
     const given = clientConfig(t.connection).database;
     // DROP and RENAME DATABASE cannot run while connected to that database.
     const admin = clientConfig(t.connection, given && given !== t.database ? given : 'postgres');
-    return { connection: t.connection, database: t.database, admin, ownership: t.ownership ?? true, jobs, trustArchiveSql: t.trustArchiveSql === true };
+    return { connection: t.connection, database: t.database, admin, ownership: t.ownership ?? true, jobs, tablespaces: t.tablespaces ?? true, trustArchiveSql: t.trustArchiveSql === true };
   },
 
   async check(target) {

@@ -14,8 +14,6 @@ import { OUTPUT_SETTINGS, clientEncoding, renderSchemaSql, type TableDataSummary
 
 /** Table data is cut into entries of about this size: a tar entry needs its size up front. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
-/** The server's error for bytes that are not valid in the client encoding. */
-const CHARACTER_NOT_IN_REPERTOIRE = '22021';
 /** Large objects are read in pieces of this size. */
 const LARGE_OBJECT_PIECE = 1024 * 1024;
 
@@ -61,12 +59,7 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs 
     )).rows;
     snapshotId = exported!.id;
     for (let i = 0; i < jobs; i++) idle.push(openThread(snapshotId, clientEncoding({ database: { encoding: exported!.encoding } })));
-    toc = await readCatalog(main, { schemas, lockTimeoutMs, warn: (warning) => context.warn(warning) }).catch((cause: { code?: string }) => {
-      // A SQL_ASCII database takes any bytes; the catalogs are read as UTF-8, which the server checks.
-      if (cause.code !== CHARACTER_NOT_IN_REPERTOIRE) throw cause;
-      throw asBackupError(cause, 'SOURCE_FAILED', `Database ${JSON.stringify(config.database ?? '')} has names, comments or definitions that are not UTF-8, which backupkit reads as UTF-8`,
-        'Only rows may hold bytes that are not UTF-8 in a SQL_ASCII database: rewrite those catalog texts in UTF-8 (or ASCII), or back this database up with pg_dump.');
-    });
+    toc = await readCatalog(main, { schemas, lockTimeoutMs, warn: (warning) => context.warn(warning) });
   } catch (cause) {
     await Promise.all([main.end().catch(() => {}), ...threads.map((thread) => thread.stop().catch(() => {}))]);
     throw asBackupError(cause, 'SOURCE_FAILED', `Reading the schema of PostgreSQL database ${JSON.stringify(config.database ?? '')} failed`);

@@ -2,6 +2,7 @@
  * The table of contents of a PostgreSQL source (`toc.json`): every schema object as one entry with
  * its section and dependencies, in an order that restores, like pg_dump's archive TOC.
  */
+import { quoteIdent } from './connection.js';
 
 /** When an entry is restored: before the data, with it, or after it. */
 export type Section = 'pre-data' | 'data' | 'post-data';
@@ -20,10 +21,12 @@ export interface TocEntry {
   readonly sql: string;
   /** `ALTER … OWNER TO …`, skipped by a restore with `ownership: false`. */
   readonly owner?: string;
+  /** The tablespace of what it creates, when not the database's default: set as `default_tablespace` around its SQL. */
+  readonly tablespace?: string;
 }
 
 export interface TocTable {
-  /** The TOC entry that creates the table. */
+  /** The TOC entry that creates the table (an extension's configuration table: its TABLE DATA entry). */
   readonly entry: number;
   /** Qualified, quoted name. */
   readonly qualifiedName: string;
@@ -33,6 +36,11 @@ export interface TocTable {
   readonly dataPath: string;
   /** On-disk size from the catalog when the backup started: for progress and for ordering workers. */
   readonly estimatedBytes: number;
+  /**
+   * Of an extension's configuration table, the filter condition (`WHERE …`) its extension registered
+   * with `pg_extension_config_dump`: only the rows it selects are backed up, as pg_dump does.
+   */
+  readonly condition?: string;
 }
 
 export interface LargeObjectInfo {
@@ -59,7 +67,8 @@ export interface DatabaseLocale {
 export interface Toc {
   readonly formatVersion: 1;
   readonly server: { readonly version: string; readonly versionNum: number };
-  readonly database: DatabaseLocale & { readonly name: string };
+  /** The source database; `tablespace`: its default tablespace, when not `pg_default`. */
+  readonly database: DatabaseLocale & { readonly name: string; readonly tablespace?: string };
   readonly entries: TocEntry[];
   readonly tables: TocTable[];
   readonly largeObjects: LargeObjectInfo[];
@@ -68,6 +77,16 @@ export interface Toc {
 /** A table and the columns COPY reads and writes, as every COPY statement names them (backup, restore, restore.sql). */
 export function copyTarget(table: TocTable): string {
   return table.columns.length > 0 ? `${table.qualifiedName} (${table.columns.join(', ')})` : table.qualifiedName;
+}
+
+/**
+ * What a backup's COPY reads: the table, or the rows of an extension's configuration table that its
+ * condition selects. A restore's verification takes the condition from the restored
+ * database's catalog, never from the archive.
+ */
+export function copySource(table: TocTable): string {
+  if (table.condition === undefined) return copyTarget(table);
+  return `(SELECT ${table.columns.join(', ')} FROM ONLY ${table.qualifiedName} ${table.condition})`;
 }
 
 /** Per-table figures written after the data (`data.json`), checked by a restore; each chunk's SHA-256 is in the manifest. */
@@ -301,5 +320,11 @@ export function renderSchemaSql(toc: Toc): string {
 
 export function renderEntry(entry: TocEntry): string[] {
   const title = `-- ${entry.kind}: ${entry.schema === null ? '' : `${entry.schema}.`}${entry.name} (${entry.section})`;
-  return [title, entry.sql, ...(entry.owner ? [entry.owner] : []), ''];
+  return [title, inTablespace(entry), ...(entry.owner ? [entry.owner] : []), ''];
+}
+
+/** An entry's SQL, run with its tablespace as `default_tablespace` (as pg_dump writes it), then the database's default again. */
+export function inTablespace(entry: TocEntry): string {
+  if (entry.tablespace === undefined) return entry.sql;
+  return `SET default_tablespace = ${quoteIdent(entry.tablespace)};\n${entry.sql}\nSET default_tablespace = '';`;
 }

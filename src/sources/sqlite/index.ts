@@ -70,29 +70,37 @@ export function sqlite(options: SqliteSourceOptions): Source {
       const copy = join(spool, SQLITE_ENTRY);
       const pageHashes = join(spool, 'page-hashes');
       let mode: number;
-      let facts: CopyFacts | undefined;
       try {
         mode = (await stat(path)).mode & 0o777;
-        // Only an incremental (one with a previous state) may need the SHA-256 of the whole copy.
-        const wholeFile = context.previous !== undefined;
-        ({ copy: facts } = await runSqliteJob({ op: 'snapshot', source: path, destination: copy, pageHashes, wholeFile, busyTimeoutMs }, context.signal));
+        await runSqliteJob({ op: 'snapshot', source: path, destination: copy, busyTimeoutMs }, context.signal);
       } catch (cause) {
         await rm(spool, { recursive: true, force: true });
         throw asBackupError(cause, 'SOURCE_FAILED', `Copying SQLite database ${path} failed`);
       }
-      const { pageSize, pageCount, sha256 } = facts!;
+      // The pages are hashed while a full's archive reads the copy: only the state needs them. An
+      // incremental waits for them in changes(), and only it needs the SHA-256 of the whole copy.
+      const stopHashing = new AbortController();
+      const hashing = runSqliteJob({ op: 'hash-pages', copy, pageHashes, wholeFile: context.previous !== undefined }, AbortSignal.any([context.signal, stopHashing.signal])).then(
+        ({ copy: facts }) => facts as CopyFacts,
+        (cause: unknown) => {
+          throw asBackupError(cause, 'SOURCE_FAILED', `Hashing the pages of the copy of SQLite database ${path} failed`);
+        },
+      );
+      hashing.catch(() => {}); // awaited by changes() or state(), or abandoned by close()
       const info = await stat(copy);
       /** Set by `changes()` when this archive holds only the pages changed since the previous backup. */
-      let changed: { runs: PageRun[]; sha256: string } | undefined;
+      let changed: { runs: PageRun[]; sha256: string; pageSize: number; pageCount: number } | undefined;
       return {
         async estimate() {
           if (!changed) return { bytes: info.size, items: 1 };
-          return { bytes: changed.runs.reduce((sum, [, count]) => sum + count * pageSize, 0), items: changed.runs.length + 1 };
+          return { bytes: changed.runs.reduce((sum, [, count]) => sum + count * changed!.pageSize, 0), items: changed.runs.length + 1 };
         },
         async changes(): Promise<SnapshotChanges> {
           const { previous } = context;
-          // The copy's SHA-256 was taken exactly when there is a previous state.
-          if (!previous || sha256 === undefined) return { mode: 'full', unchanged: false };
+          if (!previous) return { mode: 'full', unchanged: false };
+          // The copy's SHA-256 is taken exactly when there is a previous state.
+          const { pageSize, pageCount, sha256 } = await hashing;
+          if (sha256 === undefined) return { mode: 'full', unchanged: false };
           const compared = await comparePages(previous.read(), createReadStream(pageHashes), pageSize, pageCount);
           if ('rejected' in compared) {
             context.warn({
@@ -103,7 +111,7 @@ export function sqlite(options: SqliteSourceOptions): Source {
           }
           // A full holds about as many bytes then, and keeps pages.json small.
           if ('scattered' in compared) return { mode: 'full', unchanged: false };
-          changed = { runs: compared.runs, sha256 };
+          changed = { runs: compared.runs, sha256, pageSize, pageCount };
           return { mode: 'changes', unchanged: changed.runs.length === 0 };
         },
         async *entries(): AsyncGenerator<Entry> {
@@ -118,7 +126,7 @@ export function sqlite(options: SqliteSourceOptions): Source {
             };
             return;
           }
-          const { runs } = changed;
+          const { runs, pageSize, pageCount } = changed;
           const journal: PageJournal = { format: 1, pageSize, pageCount, bytes: pageCount * pageSize, sha256: changed.sha256, runs };
           const json = Buffer.from(`${JSON.stringify(journal)}\n`);
           // Carries the database's mode, as `database.sqlite` does in a full.
@@ -136,10 +144,13 @@ export function sqlite(options: SqliteSourceOptions): Source {
           }
         },
         async *state() {
+          const { pageSize, pageCount } = await hashing;
           yield stateHeader(pageSize, pageCount);
           yield* createReadStream(pageHashes) as AsyncIterable<Buffer>;
         },
         async close() {
+          stopHashing.abort();
+          await hashing.catch(() => {});
           await rm(spool, { recursive: true, force: true });
         },
       };

@@ -3,7 +3,7 @@ import { WorkerJob } from '../../util/worker-channel.js';
 import type { SqliteJob, SqliteJobResult } from './run-job.worker.js';
 
 /** What a job that could not finish fails as, when the worker itself gives no reason (a crash). */
-const FAIL_CODES: Record<SqliteJob['op'], BackupErrorCode> = { snapshot: 'SOURCE_FAILED', 'integrity-check': 'RESTORE_FAILED', inspect: 'RESTORE_FAILED' };
+const FAIL_CODES: Record<SqliteJob['op'], BackupErrorCode> = { snapshot: 'SOURCE_FAILED', 'hash-pages': 'SOURCE_FAILED', 'integrity-check': 'RESTORE_FAILED', inspect: 'RESTORE_FAILED' };
 
 /** Runs one job on a fresh worker thread; aborting the signal stops it, and the job rejects with `ABORTED`. */
 export function runSqliteJob(job: SqliteJob, signal?: AbortSignal): Promise<SqliteJobResult> {

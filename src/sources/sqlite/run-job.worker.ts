@@ -10,11 +10,14 @@ import { serveWorkerJob } from '../../util/worker-channel.js';
 import { PAGE_HASH_BYTES, pageSizeOf } from './pages.js';
 
 export type SqliteJob =
+  /** Copies `source` to `destination`. */
+  | { op: 'snapshot'; source: string; destination: string; busyTimeoutMs: number }
   /**
-   * Copies `source` to `destination`, then writes the hash of each of its pages to `pageHashes`;
-   * with `wholeFile`, also hashes the whole copy (an incremental's pages.json records it).
+   * Writes the hash of each page of `copy` to `pageHashes`; with `wholeFile`, also hashes the whole
+   * copy (an incremental's pages.json records it). A job of its own, so that a full's archive
+   * reads the copy while its pages are hashed.
    */
-  | { op: 'snapshot'; source: string; destination: string; pageHashes: string; wholeFile: boolean; busyTimeoutMs: number }
+  | { op: 'hash-pages'; copy: string; pageHashes: string; wholeFile: boolean }
   /** With `sha256`, the file must have that SHA-256 (hex) before its integrity is checked. */
   | { op: 'integrity-check'; path: string; sha256?: string }
   | { op: 'inspect'; path: string };
@@ -23,7 +26,7 @@ export interface SqliteJobResult {
   problems: string[];
   /** `inspect`: tables, rows, and foreign key violations (which a source may hold, and the backup keeps). */
   figures?: { tables: number; rows: number; foreignKeyViolations: number };
-  /** `snapshot`: the copy's page size, page count and, with `wholeFile`, its SHA-256 (hex). */
+  /** `hash-pages`: the copy's page size, page count and, with `wholeFile`, its SHA-256 (hex). */
   copy?: CopyFacts;
 }
 
@@ -51,7 +54,9 @@ serveWorkerJob<SqliteJob, never, never, SqliteJobResult>(async (job) => {
           ...(notSqlite ? { hint: `${job.source} is not a SQLite database: check that \`path\` names the database file itself.` } : {}),
         });
       });
-      return { problems: [], copy: hashPages(job.destination, job.pageHashes, job.wholeFile) };
+      return { problems: [] };
+    case 'hash-pages':
+      return { problems: [], copy: hashPages(job.copy, job.pageHashes, job.wholeFile) };
     case 'integrity-check':
       if (job.sha256 !== undefined) {
         const actual = hashFile(job.path);

@@ -21,6 +21,8 @@ export interface Draft {
   after: number[];
   /** …and whichever entries create these catalog objects. */
   needs: string[];
+  /** The tablespace it is created in, when not the database's default (see readTablespaces). */
+  tablespace?: string;
   /** A view's stand-in with the same columns, for when its query needs what post-data creates (see postponeViews). */
   dummy?: string;
 }

@@ -46,6 +46,7 @@ export async function sortedEntries(b: CatalogBuilder, schemas: readonly string[
   const entries: TocEntry[] = b.drafts.map((draft) => ({
     id: draft.id, kind: draft.kind, schema: draft.schema, name: draft.name, section: draft.section,
     deps: [...deps.get(draft.id)!].sort((a, b) => a - b), sql: draft.sql, ...(draft.owner ? { owner: draft.owner } : {}),
+    ...(draft.tablespace ? { tablespace: draft.tablespace } : {}),
   }));
   const { sorted, cycles } = sortEntries(entries);
   if (cycles.length > 0) {

@@ -10,6 +10,7 @@ import type { Toc } from '../toc.js';
 import { CatalogBuilder, notExtensionMember } from './builder.js';
 import { sortedEntries } from './dependencies.js';
 import { readDefaultPrivileges, readEventTriggers, readPublications, readSubscriptions } from './database-wide.js';
+import { readExtensionConfig } from './extension-config.js';
 import { readForeignData } from './foreign-data.js';
 import { readLargeObjects } from './large-objects.js';
 import { readOperatorClasses, readOperators, readTextSearch } from './operators.js';
@@ -19,6 +20,8 @@ import { aclSql } from './privileges.js';
 import { readRelations } from './relations.js';
 import { readCasts, readRoutines } from './routines.js';
 import { addSchemas, readCollations, readExtensions, type NamespaceRow } from './schemas.js';
+import { carryCommentBytes, readAsBytes, refuseOtherBytes } from './sql-ascii.js';
+import { readTablespaces } from './tablespaces.js';
 import { readTypes } from './types.js';
 
 /**
@@ -30,13 +33,16 @@ export async function readCatalog(
 ): Promise<Toc> {
   const { schemas } = options;
   const q = async <T extends Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<T[]> => (await client.query<T>(sql, params)).rows;
+  const bytes = await readAsBytes(client);
 
-  const [server] = await q<{ version: string; num: number; db: string; encoding: string; collate: string; ctype: string; provider: string | null; locale: string | null; rules: string | null }>(`
+  const [server] = await q<{
+    version: string; num: number; db: string; encoding: string; collate: string; ctype: string; provider: string | null; locale: string | null; rules: string | null; tablespace: string;
+  }>(`
     SELECT current_setting('server_version') AS version, current_setting('server_version_num')::int AS num,
            d.datname AS db, pg_encoding_to_char(d.encoding) AS encoding, d.datcollate AS collate, d.datctype AS ctype,
            -- Columns of PostgreSQL 15 (datlocprovider, daticulocale), 16 (daticurules) and 17 (datlocale), read by name.
            to_jsonb(d)->>'datlocprovider' AS provider, coalesce(to_jsonb(d)->>'datlocale', to_jsonb(d)->>'daticulocale') AS locale,
-           to_jsonb(d)->>'daticurules' AS rules
+           to_jsonb(d)->>'daticurules' AS rules, (SELECT spcname FROM pg_tablespace WHERE oid = d.dattablespace) AS tablespace
       FROM pg_database d WHERE d.datname = current_database()`);
   const classIds = Object.fromEntries(
     (await q<{ name: string; oid: number }>(`
@@ -82,17 +88,23 @@ export async function readCatalog(
   await readSubscriptions(b);
   await readDefaultPrivileges(b);
   await readEventTriggers(b);
+  await readTablespaces(b);
+  const configTables = await readExtensionConfig(b);
+  if (bytes) await carryCommentBytes(b);
   const entries = await sortedEntries(b, schemas, sequenceValues);
   const largeObjects = await readLargeObjects(b);
-  return {
+  const toc: Toc = {
     formatVersion: 1,
     server: { version: server!.version, versionNum: server!.num },
     database: {
       name: server!.db, encoding: server!.encoding, collate: server!.collate, ctype: server!.ctype,
       provider: ({ i: 'icu', b: 'builtin' } as const)[server!.provider ?? ''] ?? 'libc', locale: server!.locale, icuRules: server!.rules,
+      ...(server!.tablespace === 'pg_default' ? {} : { tablespace: server!.tablespace }),
     },
     entries,
-    tables,
+    tables: [...tables, ...configTables],
     largeObjects,
   };
+  if (bytes) refuseOtherBytes(toc);
+  return toc;
 }

@@ -32,10 +32,8 @@ export async function refuseUncovered(b: CatalogBuilder): Promise<void> {
         WHERE typnamespace = ANY($1) AND typtype IN ('b', 'p') AND NOT (typelem <> 0 AND typlen = -1) AND ${notExtensionMember('pg_type', 'oid')}),
       (SELECT 'range types with a canonical function' FROM pg_range r JOIN pg_type t ON t.oid = r.rngtypid
         WHERE t.typnamespace = ANY($1) AND r.rngcanonical <> 0 AND ${notExtensionMember('pg_type', 't.oid')} LIMIT 1),
-      (SELECT 'objects in non-default tablespaces' FROM pg_class WHERE reltablespace <> 0 AND relnamespace = ANY($1) LIMIT 1),
       (SELECT 'security labels' FROM pg_seclabel LIMIT 1),
-      (SELECT 'view column defaults' FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid WHERE c.relkind = 'v' AND c.relnamespace = ANY($1) LIMIT 1),
-      (SELECT 'data of extension configuration tables (' || string_agg(extname, ', ') || ')' FROM pg_extension WHERE extconfig IS NOT NULL)
+      (SELECT 'view column defaults' FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid WHERE c.relkind = 'v' AND c.relnamespace = ANY($1) LIMIT 1)
     ], NULL) AS found`, [b.namespaces]);
   const found = row?.found ?? [];
   if (found.length > 0) {

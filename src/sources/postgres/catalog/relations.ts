@@ -292,7 +292,7 @@ function addTable({ builder: b, byQname, attaches, attrdefs, sequenceReads, tabl
   if (rel.relkind === 'r') {
     tables.push({
       entry: entry.id, qualifiedName: rel.qname, columns: columns.filter((column) => column.generated === '').map((column) => column.name),
-      dataPath: `data/${String(entry.id).padStart(5, '0')}-${slug(`${rel.schema}.${rel.name}`)}`, estimatedBytes: Number(rel.bytes),
+      dataPath: dataPath(entry.id, rel.schema, rel.name), estimatedBytes: Number(rel.bytes),
     });
   }
 }
@@ -313,7 +313,7 @@ async function readSequenceValues(b: CatalogBuilder, sequenceReads: ReadonlyArra
   return sequenceValues;
 }
 
-/** A folder name readable by people and safe on every filesystem. */
-function slug(name: string): string {
-  return name.replace(/[^A-Za-z0-9_.-]+/g, '_').slice(0, 60);
+/** The folder of a table's data chunks, `data/<entry>-<slug>`: readable by people and safe on every filesystem. */
+export function dataPath(entry: number, schema: string, name: string): string {
+  return `data/${String(entry).padStart(5, '0')}-${`${schema}.${name}`.replace(/[^A-Za-z0-9_.-]+/g, '_').slice(0, 60)}`;
 }
