@@ -20,6 +20,19 @@ const MAX_METADATA_BYTES = 256 * 1024 * 1024;
 const LARGE_OBJECT_PIECE = 1024 * 1024;
 /** Rows read back by a verification are hashed and dropped in pieces of this size. */
 const VERIFY_CHUNK_BYTES = 4 * 1024 * 1024;
+/**
+ * Every statement of a restore commits on its own, and waiting for each commit's WAL to reach the
+ * disk made a restore of many small objects slower than pg_restore. Nothing is lost: the staging
+ * database is renamed into place by a commit that waits, which flushes every earlier one with it,
+ * and a crash before that leaves only a staging database, which the next restore drops.
+ */
+const ASYNC_COMMIT = 'SET synchronous_commit = off;';
+/**
+ * Entries sent together in one simple query: a round trip per statement cost more than most
+ * statements of a schema (a comment, a small table). Few enough that a batch's locks fit the
+ * server's lock table, and that a batch that failed is quickly run again one entry at a time.
+ */
+const BATCH_ENTRIES = 64;
 /** Post-data entries that only read their table and build something: safe to run side by side. */
 const PARALLEL_POST_DATA = new Set(['INDEX', 'CONSTRAINT', 'STATISTICS']);
 const DEADLOCK_DETECTED = '40P01';
@@ -474,7 +487,7 @@ export class PostgresRestoreSink implements RestoreSink {
     const config = { ...clientConfig(target.connection, staging), ...(restricted ? { user: restricted.role, password: restricted.password } : {}) };
     this.sessions = await SessionPool.open(config, {
       max: target.jobs,
-      settings: [...RESTORE_SETTINGS, ...clientEncoding(from)],
+      settings: [...RESTORE_SETTINGS, ...clientEncoding(from), ASYNC_COMMIT],
       code: 'RESTORE_FAILED',
       describeConnectFailure: (error) =>
         restricted ? new BackupError('RESTORE_FAILED', `${error.message} as the temporary role ${restricted.role}`, { cause: error, hint: ROLE_LOGIN_HINT }) : error,
@@ -483,7 +496,7 @@ export class PostgresRestoreSink implements RestoreSink {
   }
 
   private async runPreData(main: pg.Client, from: Toc): Promise<void> {
-    for (const entry of from.entries) if (entry.section === 'pre-data') await this.runEntry(main, entry);
+    await this.runEntries(main, from.entries.filter((entry) => entry.section === 'pre-data'));
   }
 
   /** Every table's chunks, `jobs` tables at once, then the row counts checked against data.json. */
@@ -524,7 +537,7 @@ export class PostgresRestoreSink implements RestoreSink {
 
   /** The data section's entries (sequence values), then large objects with their owners and comments. */
   private async loadSequencesAndLargeObjects(main: pg.Client, from: Toc): Promise<void> {
-    for (const entry of from.entries) if (entry.section === 'data') await this.runEntry(main, entry);
+    await this.runEntries(main, from.entries.filter((entry) => entry.section === 'data'));
     for (const { oid, file } of this.blobFiles) await this.writeLargeObject(main, oid, file);
     for (const lo of from.largeObjects) {
       if (this.target.ownership && !this.restricted) await this.run(main, `ALTER LARGE OBJECT ${lo.oid} OWNER TO ${lo.owner};`, `the owner of large object ${lo.oid}`);
@@ -547,11 +560,12 @@ export class PostgresRestoreSink implements RestoreSink {
     const limit = pLimit(this.target.jobs);
     const postData = from.entries.filter((entry) => entry.section === 'post-data');
     const parallel = postData.filter((entry) => PARALLEL_POST_DATA.has(entry.kind));
-    await Promise.all(parallel.map((entry) => limit(() => sessions.use((client) => this.runEntry(client, entry)))));
+    // Batches small enough to keep every session busy to the end: a few large index builds each run on their own.
+    const size = Math.max(1, Math.min(BATCH_ENTRIES, Math.floor(parallel.length / (this.target.jobs * 4))));
+    const batches = Array.from({ length: Math.ceil(parallel.length / size) }, (_, i) => parallel.slice(i * size, (i + 1) * size));
+    await Promise.all(batches.map((batch) => limit(() => sessions.use((client) => this.runEntries(client, batch)))));
     const last = new Set([...GRANT_KINDS, 'MATERIALIZED VIEW DATA', 'EVENT TRIGGER']);
-    await sessions.use(async (main) => {
-      for (const entry of postData) if (!PARALLEL_POST_DATA.has(entry.kind) && !last.has(entry.kind)) await this.runEntry(main, entry);
-    });
+    await sessions.use((main) => this.runEntries(main, postData.filter((entry) => !PARALLEL_POST_DATA.has(entry.kind) && !last.has(entry.kind))));
   }
 
   /** Grants, materialized view refreshes (which may depend on them), event triggers, ANALYZE. */
@@ -587,14 +601,19 @@ export class PostgresRestoreSink implements RestoreSink {
       // Before the owners: a publication FOR ALL TABLES gets its owner (a superuser, as it must be) there.
       for (const entry of from.entries) if (bySuperuser(entry)) await this.run(client, checkedPublication(entry), `${entry.kind} ${entry.name}`);
       if (target.ownership) {
-        for (const entry of from.entries) {
-          if (!entry.owner) continue;
-          const statement = checkedOwnerStatement(entry.owner);
-          // A sequence owned by a column follows its table's owner, and refuses one of its own.
-          await client.query(statement).catch((cause: { code?: string }) => {
-            if (entry.kind === 'SEQUENCE' && cause.code === FEATURE_NOT_SUPPORTED) return;
-            throw asBackupError(cause, 'RESTORE_FAILED', `Restoring the owner of ${entry.kind} ${entry.name} into ${target.database} failed`);
-          });
+        const owned = from.entries.filter((entry) => entry.owner !== undefined);
+        // Checked one by one, sent in batches (one round trip each); a batch that fails is run again statement by statement.
+        const statements = owned.map((entry) => checkedOwnerStatement(entry.owner!));
+        for (let start = 0; start < owned.length; start += BATCH_ENTRIES) {
+          // A sequence owned by a column follows its table's owner, and refuses one of its own: that error is expected.
+          const failed = await client.query(statements.slice(start, start + BATCH_ENTRIES).join('\n')).then(() => false, () => true);
+          if (!failed) continue;
+          for (const [i, entry] of owned.slice(start, start + BATCH_ENTRIES).entries()) {
+            await client.query(statements[start + i]!).catch((cause: { code?: string }) => {
+              if (entry.kind === 'SEQUENCE' && cause.code === FEATURE_NOT_SUPPORTED) return;
+              throw asBackupError(cause, 'RESTORE_FAILED', `Restoring the owner of ${entry.kind} ${entry.name} into ${target.database} failed`);
+            });
+          }
         }
         for (const lo of from.largeObjects) {
           await this.run(client, `ALTER LARGE OBJECT ${checkedOid(lo.oid)} OWNER TO ${checkedRole(lo.owner)};`, `the owner of large object ${lo.oid}`);
@@ -663,10 +682,45 @@ export class PostgresRestoreSink implements RestoreSink {
 
   private async runEntry(client: pg.Client, entry: TocEntry): Promise<void> {
     const what = `${entry.kind} ${entry.schema === null ? '' : `${entry.schema}.`}${entry.name}`;
-    if (this.restricted && (isExtensionComment(entry) || bySuperuser(entry))) return; // by the superuser, in handOver()
+    if (this.skipped(entry)) return;
     await this.run(client, this.target.tablespaces ? inTablespace(entry) : entry.sql, what);
-    // A temporary role cannot give objects away: the superuser does, once the archive's SQL is done.
-    if (entry.owner && this.target.ownership && !this.restricted) await this.run(client, entry.owner, `the owner of ${what}`);
+    if (this.ownerHere(entry)) await this.run(client, entry.owner!, `the owner of ${what}`);
+  }
+
+  /** Entries the superuser runs in handOver(), not the temporary role. */
+  private skipped(entry: TocEntry): boolean {
+    return this.restricted !== undefined && (isExtensionComment(entry) || bySuperuser(entry));
+  }
+
+  /** A temporary role cannot give objects away: the superuser does, once the archive's SQL is done. */
+  private ownerHere(entry: TocEntry): boolean {
+    return entry.owner !== undefined && this.target.ownership && !this.restricted;
+  }
+
+  /**
+   * Runs entries in order as runEntry() does, BATCH_ENTRIES at a time in one simple query, which
+   * the server runs as one transaction. A batch that fails was rolled back whole, and is run again
+   * one entry at a time, so that the error names its entry. Entries only a superuser creates (a
+   * subscription cannot be created inside a transaction) run on their own.
+   */
+  private async runEntries(client: pg.Client, entries: readonly TocEntry[]): Promise<void> {
+    const pending = entries.filter((entry) => !this.skipped(entry));
+    for (let start = 0; start < pending.length; ) {
+      if (needsSuperuser(pending[start]!)) {
+        await this.runEntry(client, pending[start++]!);
+        continue;
+      }
+      const batch: TocEntry[] = [];
+      while (start < pending.length && batch.length < BATCH_ENTRIES && !needsSuperuser(pending[start]!)) batch.push(pending[start++]!);
+      if (batch.length === 1) {
+        await this.runEntry(client, batch[0]!);
+        continue;
+      }
+      // A newline ends a trailing `--` comment before the `;` that ends each entry.
+      const sql = batch.flatMap((entry) => [this.target.tablespaces ? inTablespace(entry) : entry.sql, ...(this.ownerHere(entry) ? [entry.owner!] : [])]).join('\n;\n');
+      const failed = await client.query(sql).then(() => false, () => true);
+      if (failed) for (const entry of batch) await this.runEntry(client, entry);
+    }
   }
 
   /** Copies an entry's body into the spool folder, checking free space first. */

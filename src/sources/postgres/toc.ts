@@ -294,7 +294,7 @@ export const RESTORE_SETTINGS = [
  * A SQL_ASCII database holds bytes, not characters, and its rows may hold any: they load as they
  * were copied out only with no client encoding to check them against (UTF8 would refuse them).
  */
-export function clientEncoding(from: Toc): string[] {
+export function clientEncoding(from: { readonly database: Pick<DatabaseLocale, 'encoding'> }): string[] {
   return from.database.encoding === 'SQL_ASCII' ? ["SET client_encoding = 'SQL_ASCII';"] : [];
 }
 
