@@ -14,7 +14,7 @@ import { postgresRestorer } from '../src/sources/postgres/index.js';
 import type { EntryType, RestoreSink, SourceMode } from '../src/types.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
-import { createDatabase, databasesLike, dataFingerprint, pgUrl, PG_HOST, PG_PORT, PG_USER, schemaDump, sql } from './helpers/postgres.js';
+import { createDatabase, databasesLike, dataFingerprint, extractArchive, pgUrl, runRestoreSql, schemaDump, sql } from './helpers/postgres.js';
 
 const run = promisify(execFile);
 const server = pgUrl('postgres');
@@ -197,9 +197,7 @@ describe('postgres incremental', () => {
         }
       }
     }
-    const byHand = `${database}_byhand`;
-    await sql('postgres', `CREATE DATABASE "${byHand}"`);
-    await run('psql', ['-q', '-X', '-h', PG_HOST, '-p', String(PG_PORT), '-U', PG_USER, '-d', byHand, '-f', 'restore.sql'], { cwd: join(dir, two.archive, 'sources', 'pg') });
+    const byHand = await runRestoreSql(join(dir, two.archive, 'sources', 'pg'), `${database}_byhand`);
     assert.deepEqual(await describeDatabase(byHand), expected);
   });
 
@@ -275,13 +273,8 @@ describe('postgres incremental, through the engine', () => {
 
     // By hand, as docs/POSTGRES.md says: each archive into a folder named as it, side by side; the newest's restore.sql.
     const chain = join(dir, 'chain');
-    for (const name of [full.name, one.name]) {
-      await mkdir(join(chain, name), { recursive: true });
-      await run('tar', ['-xzf', join(dir, name), '-C', join(chain, name)]);
-    }
-    const byHand = `${database}_byhand`;
-    await sql('postgres', `CREATE DATABASE "${byHand}"`);
-    await run('psql', ['-q', '-X', '-h', PG_HOST, '-p', String(PG_PORT), '-U', PG_USER, '-d', byHand, '-f', 'restore.sql'], { cwd: join(chain, one.name, 'sources', 'pg') });
+    for (const name of [full.name, one.name]) await extractArchive(join(dir, name), join(chain, name));
+    const byHand = await runRestoreSql(join(chain, one.name, 'sources', 'pg'), `${database}_byhand`);
     assert.deepEqual(await describeDatabase(byHand), expected);
   });
   it('every point of a chain restores as the database was then: Database.restore of a backup or asOf, verifyBackup at level restore', async (t) => {
