@@ -33,6 +33,7 @@ testSource('postgres', async () => {
   await sql('postgres', `CREATE DATABASE "${prefix}"`);
   await sql(prefix, BANK);
   let targets = 0;
+  let changes = 0;
   return {
     source: postgres({ name: 'pg', connection: pgUrl(prefix) }),
     kind: postgresKind,
@@ -50,6 +51,11 @@ testSource('postgres', async () => {
     },
     describe: (target) => describeDatabase(target?.database ?? prefix),
     surroundings: () => databasesLike(prefix),
+    async change() {
+      changes += 1;
+      await sql(prefix, `UPDATE accounts SET balance = balance - ${changes} WHERE id = 1; UPDATE accounts SET balance = balance + ${changes} WHERE id = 2;
+        INSERT INTO transfers (from_id, to_id, amount) VALUES (1, 2, ${changes})`);
+    },
     exactEstimate: false,
     servers: { postgres: server },
     cleanup: () => dropDatabasesLike(prefix),

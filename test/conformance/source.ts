@@ -8,8 +8,9 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dirname } from 'node:path';
-import { describe, it } from 'node:test';
-import { Database, memory, type ArchivedEntry, type BackupOperation, type Destination, type Entry, type RestoreEntry, type RestoreSink, type ScratchServers, type Snapshot, type Source, type SourceKind } from '../../src/index.js';
+import { describe, it, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Database, memory, type ArchivedEntry, type BackupOperation, type BackupResult, type Destination, type Entry, type RestoreEntry, type RestoreSink, type RestoreTarget, type ScratchServers, type Snapshot, type Source, type SourceKind } from '../../src/index.js';
 import { tellArchived } from '../helpers/archived.js';
 import { rejectsWithCode } from '../helpers/errors.js';
 
@@ -31,6 +32,11 @@ export interface SourceHarness<Target> {
   surroundings(target: Target): Promise<unknown>;
   /** The snapshot's estimate is exact (a file's size), not a catalog's guess (a database's pages). */
   exactEstimate: boolean;
+  /**
+   * Changes the source's data, otherwise at each call. Given exactly when the source's snapshots
+   * keep a state to build incrementals on; its chain cases then run.
+   */
+  change?(): Promise<void>;
   /** Servers for throwaway targets, by kind, as `verifyBackup` passes them (`{ postgres: url }`). */
   servers?: ScratchServers;
   cleanup(): Promise<void>;
@@ -131,6 +137,41 @@ async function listed(destination: Destination): Promise<string[]> {
   for await (const object of destination.list()) out.push(object.name);
   return out;
 }
+
+/** One backup of a chain and the source's description when it was made. */
+interface Point {
+  readonly result: BackupResult;
+  readonly described: unknown;
+}
+
+/**
+ * Backs the harness's source up `count` times with `type: 'incremental'`, changing it before each
+ * backup after the first; `ownSeconds` starts each backup in a second of its own, as `asOf` needs.
+ */
+async function backUpChain<Target>(h: SourceHarness<Target>, to: Destination, count: number, options: { ownSeconds?: boolean } = {}): Promise<Point[]> {
+  const change = h.change;
+  assert.ok(change);
+  const db = new Database({ sources: [h.source] });
+  const points: Point[] = [];
+  for (let i = 0; i < count; i++) {
+    if (i > 0) {
+      if (options.ownSeconds) await sleep(1000 - (Date.now() % 1000));
+      await change();
+    }
+    const result = await db.startBackup({ to, type: 'incremental' }).done;
+    assert.deepEqual([result.type, result.unchanged], [i === 0 ? 'full' : 'incremental', undefined], `backup ${i}`);
+    points.push({ result, described: await h.describe() });
+  }
+  assert.notDeepEqual(points.at(-1)?.described, points[0]?.described, 'change() changes what describe() sees');
+  return points;
+}
+
+/** Restores `options.backup` (default the newest) of `from` into `target`, as an application does. */
+function restoreFrom<Target>(h: SourceHarness<Target>, from: Destination, target: Target, options: { backup?: string; asOf?: Date } = {}) {
+  return Database.restore({ from, ...options, targets: { [h.source.name]: target as RestoreTarget } }).done;
+}
+
+const names = (points: readonly Point[]) => points.map((p) => p.result.name);
 
 export function testSource<Target>(label: string, make: () => Promise<SourceHarness<Target>>): void {
   describe(`source conformance: ${label}`, () => {
@@ -259,6 +300,73 @@ export function testSource<Target>(label: string, make: () => Promise<SourceHarn
         assert.deepEqual(await listed(destination), []);
       }));
     }
+
+    /** A case of incremental chains: skipped for a source without them, which has no `change`. */
+    const chainCase = (title: string, fn: (h: SourceHarness<Target>) => Promise<void>) =>
+      it(title, async (t: TestContext) => {
+        const harness = await make();
+        try {
+          if (harness.change) await fn(harness);
+          else t.skip('the source keeps no state to build an incremental on');
+        } finally {
+          await harness.cleanup();
+        }
+      });
+
+    it('has chain cases exactly when its snapshots keep a state to build an incremental on', withHarness(async (h) => {
+      const snapshot = await h.source.open(noWarnings);
+      try {
+        assert.equal(h.change !== undefined, snapshot.state !== undefined, 'the harness gives change() when snapshots have state()');
+      } finally {
+        await snapshot.close();
+      }
+    }));
+
+    chainCase('restores a chain (full, change, incremental, change, incremental) as the source was at its last backup', async (h) => {
+      const from = memory();
+      const points = await backUpChain(h, from, 3);
+      const target = await h.freshTarget();
+      const result = await restoreFrom(h, from, target);
+      assert.deepEqual(result.chain, names(points).reverse(), 'the newest backup, read back to its full');
+      assert.deepEqual(await h.describe(target), points[2]?.described);
+    });
+
+    chainCase('restores a chain as of a time: the middle backup, as the source was then', async (h) => {
+      const from = memory();
+      const points = await backUpChain(h, from, 3, { ownSeconds: true });
+      const middle = points[1] as Point;
+      assert.notDeepEqual(middle.described, points[2]?.described);
+      const target = await h.freshTarget();
+      const asOf = new Date(Math.floor(middle.result.createdAt.getTime() / 1000) * 1000 + 999);
+      const result = await restoreFrom(h, from, target, { asOf });
+      assert.deepEqual(result.chain, names(points).slice(0, 2).reverse());
+      assert.deepEqual(await h.describe(target), middle.described);
+    });
+
+    chainCase('writes nothing for an incremental when nothing changed, and names the backup that stands', async (h) => {
+      const to = memory();
+      const db = new Database({ sources: [h.source] });
+      const full = await db.startBackup({ to, type: 'incremental' }).done;
+      const before = await listed(to);
+      const same = await db.startBackup({ to, type: 'incremental' }).done;
+      assert.deepEqual([same.unchanged, same.name], [true, full.name]);
+      assert.deepEqual(await listed(to), before, 'no archive, sidecar or state written');
+    });
+
+    chainCase('refuses a chain whose middle archive is missing with NOT_FOUND naming it, touching nothing; the full still restores', async (h) => {
+      const from = memory();
+      const points = await backUpChain(h, from, 3);
+      const [full, middle, last] = names(points) as [string, string, string];
+      await from.remove(middle);
+      const target = await h.freshTarget();
+      const before = await h.surroundings(target);
+      await rejectsWithCode(restoreFrom(h, from, target), 'NOT_FOUND', new RegExp(`has no ${middle.replaceAll('.', '\\.')}, which ${last.replaceAll('.', '\\.')} builds on`));
+      assert.deepEqual(await h.surroundings(target), before, 'no target, no staging copy left');
+      const again = await h.freshTarget();
+      const result = await restoreFrom(h, from, again, { backup: full });
+      assert.deepEqual(result.chain, [full], 'what does not need the missing archive restores');
+      assert.deepEqual(await h.describe(again), points[0]?.described);
+    });
 
     it('rejects a target without its required fields', withHarness(async (h) => {
       assert.throws(() => h.kind.restorer.parseTarget({}, h.source.name), { code: 'INVALID_OPTIONS' });
