@@ -346,16 +346,14 @@ describe('files source, incremental, through the backup engine', () => {
     assert.deepEqual(await describeTree(target), JSON.parse(await readFile(join(fixture, 'source.json'), 'utf8')));
   });
 
-  it('writes nothing when nothing changed', async (t) => {
+  it('an incremental notices a file rewritten with its size in the second of the full', async (t) => {
     const dir = await tempDir(t, 'files-inc-engine');
     const root = join(dir, 'uploads');
     await mkdir(join(root, 'a'), { recursive: true });
     await writeFile(join(root, 'a', 'file'), 'contents');
     const to = directory({ path: join(dir, 'backups') });
     const db = new Database({ sources: [files({ name: 'uploads', dir: root })] });
-    const full = await db.startBackup({ to }).done;
-    const same = await db.startBackup({ to, type: 'incremental' }).done;
-    assert.deepEqual([same.unchanged, same.name], [true, full.name]);
+    await db.startBackup({ to }).done;
     await writeFile(join(root, 'a', 'file'), 'CONTENTS'); // same size, within the same second
     const changed = await db.startBackup({ to, type: 'incremental' }).done;
     assert.deepEqual([changed.unchanged, changed.type], [undefined, 'incremental']);

@@ -349,7 +349,7 @@ export function testSource<Target>(label: string, make: () => Promise<SourceHarn
       const full = await db.startBackup({ to, type: 'incremental' }).done;
       const before = await listed(to);
       const same = await db.startBackup({ to, type: 'incremental' }).done;
-      assert.deepEqual([same.unchanged, same.name], [true, full.name]);
+      assert.deepEqual([same.unchanged, same.name, same.type, same.sha256], [true, full.name, full.type, full.sha256], 'the standing backup is named');
       assert.deepEqual(await listed(to), before, 'no archive, sidecar or state written');
     });
 
