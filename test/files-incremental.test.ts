@@ -235,7 +235,7 @@ describe('files source, incremental', () => {
     assert.match(other.warnings[0]?.message ?? '', /made for/);
   });
 
-  it('refuses an older layer whose file is not the one the listing names, and a chain missing a layer, restoring nothing', async (t) => {
+  it('refuses an older layer whose file is not the one the listing names, restoring nothing', async (t) => {
     const dir = await tempDir(t, 'files-inc');
     const root = join(dir, 'source');
     await mkdir(root);
@@ -248,7 +248,6 @@ describe('files source, incremental', () => {
 
     const tampered = { ...full, entries: full.entries.map((entry) => (entry.path === 'kept' ? { ...entry, data: Buffer.from('FROM THE FULL') } : entry)) };
     await rejectsWithCode(restoreChain(join(dir, 't1'), [inc, tampered]), 'CORRUPT_ARCHIVE');
-    await rejectsWithCode(restoreChain(join(dir, 't2'), [inc]), 'RESTORE_FAILED');
     assert.deepEqual((await readdir(dir)).sort(), ['source']);
 
     // A listing naming a path outside the tree, or beneath one of its links.

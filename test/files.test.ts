@@ -60,7 +60,6 @@ testSource('files', async () => {
     async change() {
       changes += 1;
       await writeFile(join(root, `added-${changes}.txt`), `added by change ${changes}`);
-      await appendFile(join(root, 'zero-bytes'), `${changes}`);
     },
     exactEstimate: true,
     cleanup: () => rm(dir, { recursive: true, force: true }),

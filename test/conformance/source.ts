@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { dirname } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Database, memory, type ArchivedEntry, type BackupOperation, type BackupResult, type Destination, type Entry, type RestoreEntry, type RestoreSink, type RestoreTarget, type ScratchServers, type Snapshot, type Source, type SourceKind } from '../../src/index.js';
+import { BackupError, Database, memory, type ArchivedEntry, type BackupOperation, type BackupResult, type Destination, type Entry, type RestoreEntry, type RestoreSink, type RestoreTarget, type ScratchServers, type Snapshot, type Source, type SourceKind, type SourceMode } from '../../src/index.js';
 import { tellArchived } from '../helpers/archived.js';
 import { rejectsWithCode } from '../helpers/errors.js';
 
@@ -33,8 +33,9 @@ export interface SourceHarness<Target> {
   /** The snapshot's estimate is exact (a file's size), not a catalog's guess (a database's pages). */
   exactEstimate: boolean;
   /**
-   * Changes the source's data, otherwise at each call. Given exactly when the source's snapshots
-   * keep a state to build incrementals on; its chain cases then run.
+   * Changes the source's data, otherwise at each call, leaving something the call before changed
+   * as it is (so that a chain's newest incremental needs the one before). Given exactly when the
+   * source's snapshots keep a state to build incrementals on; its chain cases then run.
    */
   change?(): Promise<void>;
   /** Servers for throwaway targets, by kind, as `verifyBackup` passes them (`{ postgres: url }`). */
@@ -56,6 +57,22 @@ async function collect(snapshot: Snapshot): Promise<Array<{ entry: Entry; body: 
   return out;
 }
 
+/** An entry as the restore engine hands it to a sink. */
+function restoreEntryOf(entry: Entry, body: Buffer | undefined): RestoreEntry {
+  return {
+    path: entry.path,
+    type: entry.type,
+    mode: entry.mode,
+    mtime: entry.mtime,
+    size: entry.size,
+    ...(entry.linkTarget === undefined ? {} : { linkTarget: entry.linkTarget }),
+    ...(entry.meta ? { meta: true as const } : {}),
+    body: (async function* () {
+      if (body) yield body;
+    })(),
+  };
+}
+
 /** Streams a snapshot's entries into a restorer's sink, as the engine does; returns the sink and the manifest's view of them. */
 async function writeSnapshot<Target>(harness: SourceHarness<Target>, parsed: unknown): Promise<{ sink: RestoreSink; archived: ArchivedEntry[] }> {
   await harness.kind.restorer.check(parsed);
@@ -64,18 +81,7 @@ async function writeSnapshot<Target>(harness: SourceHarness<Target>, parsed: unk
     const sink = await harness.kind.restorer.begin(parsed, new AbortController().signal);
     const archived: ArchivedEntry[] = [];
     for (const { entry, body } of await collect(snapshot)) {
-      const restoreEntry: RestoreEntry = {
-        path: entry.path,
-        type: entry.type,
-        mode: entry.mode,
-        mtime: entry.mtime,
-        size: entry.size,
-        ...(entry.linkTarget === undefined ? {} : { linkTarget: entry.linkTarget }),
-        body: (async function* () {
-          if (body) yield body;
-        })(),
-      };
-      await sink.write(restoreEntry);
+      await sink.write(restoreEntryOf(entry, body));
       archived.push({ path: entry.path, type: entry.type, size: body?.length ?? 0, sha256: createHash('sha256').update(body ?? Buffer.alloc(0)).digest('hex') });
     }
     return { sink, archived };
@@ -164,6 +170,46 @@ async function backUpChain<Target>(h: SourceHarness<Target>, to: Destination, co
   }
   assert.notDeepEqual(points.at(-1)?.described, points[0]?.described, 'change() changes what describe() sees');
   return points;
+}
+
+/** One backup of a chain through the adapter alone, as the backup engine drives it. */
+interface Taken {
+  readonly archive: string;
+  readonly mode: SourceMode;
+  readonly entries: ReadonlyArray<{ entry: Entry; body: Buffer | undefined }>;
+  readonly state: Buffer;
+}
+
+/** Opens a snapshot (on `previous`'s state), asks for its changes, and takes its entries and state. */
+async function take<Target>(h: SourceHarness<Target>, archive: string, previous?: Taken): Promise<Taken> {
+  const snapshot = await h.source.open({ ...noWarnings, archive, ...(previous ? { previous: { archive: previous.archive, read: async function* () { yield previous.state; } } } : {}) });
+  try {
+    const mode = previous && snapshot.changes ? (await snapshot.changes()).mode : 'full';
+    const entries = await collect(snapshot);
+    const state: Uint8Array[] = [];
+    if (snapshot.state) for await (const chunk of snapshot.state()) state.push(chunk);
+    return { archive, mode, entries, state: Buffer.concat(state) };
+  } finally {
+    await snapshot.close();
+  }
+}
+
+/** Feeds a restorer the layers of a chain, newest first, as the restore engine does, and commits. */
+async function restoreLayers<Target>(h: SourceHarness<Target>, target: Target, layers: readonly Taken[]): Promise<void> {
+  const parsed = h.kind.restorer.parseTarget(target, h.source.name);
+  await h.kind.restorer.check(parsed);
+  const sink = await h.kind.restorer.begin(parsed, new AbortController().signal);
+  try {
+    for (const [depth, layer] of layers.entries()) {
+      await sink.layer?.({ archive: layer.archive, mode: layer.mode, depth });
+      for (const { entry, body } of layer.entries) await sink.write(restoreEntryOf(entry, body));
+    }
+    await sink.prepare();
+    await sink.commit();
+  } catch (error) {
+    await sink.abort();
+    throw error;
+  }
 }
 
 /** Restores `options.backup` (default the newest) of `from` into `target`, as an application does. */
@@ -366,6 +412,27 @@ export function testSource<Target>(label: string, make: () => Promise<SourceHarn
       const result = await restoreFrom(h, from, again, { backup: full });
       assert.deepEqual(result.chain, [full], 'what does not need the missing archive restores');
       assert.deepEqual(await h.describe(again), points[0]?.described);
+    });
+
+    chainCase('a restorer given a chain with a layer missing refuses it with a typed error, leaving nothing', async (h) => {
+      const change = h.change as () => Promise<void>;
+      const full = await take(h, '20261201-000001.tar.gz');
+      await change();
+      const middle = await take(h, '20261201-000002.tar.gz', full);
+      await change();
+      const last = await take(h, '20261201-000003.tar.gz', middle);
+      assert.deepEqual([middle.mode, last.mode], ['changes', 'changes']);
+      const broken: Array<[string, Taken[]]> = [['the middle layer missing', [last, full]], ['the newest layer alone', [last]]];
+      for (const [what, layers] of broken) {
+        const target = await h.freshTarget();
+        const before = await h.surroundings(target);
+        const error: unknown = await restoreLayers(h, target, layers).then(() => undefined, (caught: unknown) => caught);
+        assert.ok(error instanceof BackupError && ['CORRUPT_ARCHIVE', 'RESTORE_FAILED'].includes(error.code), `${what}: ${String(error)}`);
+        assert.deepEqual(await h.surroundings(target), before, `${what}: no target, no staging copy left`);
+      }
+      const target = await h.freshTarget();
+      await restoreLayers(h, target, [last, middle, full]);
+      assert.deepEqual(await h.describe(target), await h.describe(), 'the whole chain restores');
     });
 
     it('rejects a target without its required fields', withHarness(async (h) => {
