@@ -256,6 +256,24 @@ describe('postgres source', () => {
     }
   });
 
+  it('an owner missing on the target, in the middle of a batch of owners, fails the restore naming its object, with no database left behind', async (t) => {
+    const target = uniqueName('owners');
+    t.after(() => dropDatabasesLike(target));
+    const missing = uniqueName('norole');
+    // Owners are given 64 to a query too (by the superuser after the archive's SQL, or with each batch of it when trusted).
+    const statements = Array.from({ length: 100 }, (_, i) => ({ sql: `CREATE SCHEMA s${i};`, owner: `ALTER SCHEMA s${i} OWNER TO ${i === 30 ? missing : 'postgres'};` }));
+    const destination = memory();
+    await store(destination, await consistentArchive(statements));
+    for (const trustArchiveSql of [false, true]) {
+      await rejectsWithCode(
+        Database.restore({ from: destination, targets: { pg: { connection: server, database: target, trustArchiveSql } } }),
+        'RESTORE_FAILED',
+        new RegExp(`the owner of SCHEMA s30 into .*: role "${missing}" does not exist`),
+      );
+      assert.deepEqual(await databasesLike(target), [], `trustArchiveSql: ${trustArchiveSql}`);
+    }
+  });
+
   it('refuses, before writing anything, a database with object kinds it does not cover', async (t) => {
     const source = await createDatabase(t, 'uncovered');
     await sql(source, 'CREATE ACCESS METHOD mine TYPE TABLE HANDLER heap_tableam_handler; CREATE TABLE t (id integer)');
