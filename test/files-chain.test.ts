@@ -27,7 +27,7 @@ const STEPS: ReadonlyArray<(root: string) => Promise<void>> = [
 ];
 
 describe('files source: incremental chains through the engines', () => {
-  it('restores each point of a chain of ten as of its time, as the README\'s script does by hand, and writes nothing when nothing changed', async (t) => {
+  it('restores each point of a chain of ten as of its time, as the README\'s script does by hand', async (t) => {
     const dir = await tempDir(t, 'files-chain');
     const root = join(dir, 'uploads');
     await mkdir(join(root, 'docs'), { recursive: true });
@@ -53,8 +53,6 @@ describe('files source: incremental chains through the engines', () => {
       times.push(backup.createdAt);
       trees.push(await describeTree(root));
     }
-    const same = await db.startBackup({ to: from, type: 'incremental' }).done;
-    assert.deepEqual([same.unchanged, same.name], [true, names.at(-1)]);
     assert.equal((await listBackups(from)).length, 10);
 
     for (const [i, expected] of trees.entries()) {

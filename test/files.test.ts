@@ -35,6 +35,7 @@ testSource('files', async () => {
   const root = join(dir, 'source');
   await makeTree(root);
   let targets = 0;
+  let changes = 0;
   return {
     source: files({ name: 'uploads', dir: root }),
     kind: filesKind,
@@ -56,6 +57,10 @@ testSource('files', async () => {
       return tree;
     },
     surroundings: async (target) => readdir(dirname(target.dir)),
+    async change() {
+      changes += 1;
+      await writeFile(join(root, `added-${changes}.txt`), `added by change ${changes}`);
+    },
     exactEstimate: true,
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };

@@ -6,18 +6,11 @@
  * copy of it (the control), so a difference pg_dump shares would be told apart.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { promisify } from 'node:util';
-import { Database, directory, memory, postgres } from '../src/index.js';
+import { Database, memory, postgres } from '../src/index.js';
 import { consistentArchive, store } from './helpers/craft.js';
 import { rejectsWithCode } from './helpers/errors.js';
-import { tempDir } from './helpers/fs.js';
-import { createDatabase, databasesLike, dataFingerprint, dropDatabasesLike, pgDumpCopy, pgUrl, PG_HOST, PG_PORT, PG_USER, schemaDump, sql, uniqueName } from './helpers/postgres.js';
-
-const run = promisify(execFile);
+import { createDatabase, databasesLike, dataFingerprint, dropDatabasesLike, pgDumpCopy, pgUrl, PG_HOST, PG_PORT, restoreByHand, schemaDump, sql, uniqueName } from './helpers/postgres.js';
 
 const server = pgUrl('postgres');
 
@@ -33,19 +26,6 @@ async function restore(destination: ReturnType<typeof memory>, source: string, t
   const restored = `${source}_restored${target.trustArchiveSql ? '_trusted' : ''}`;
   await Database.restore({ from: destination, targets: { pg: { connection: server, database: restored, ...target } } });
   return restored;
-}
-
-/** Restores `source` by hand, with tar and psql on the archive's restore.sql, into `<source>_byhand`. */
-async function restoreByHand(t: Parameters<typeof tempDir>[0], source: string): Promise<string> {
-  const dir = await tempDir(t, 'pg-kinds');
-  const result = await new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(source) })] }).startBackup({ to: directory({ path: dir }) }).done;
-  const extracted = join(dir, 'extracted');
-  await mkdir(extracted);
-  await run('tar', ['-xzf', join(dir, result.name), '-C', extracted]);
-  const byHand = `${source}_byhand`;
-  await sql('postgres', `CREATE DATABASE "${byHand}" TEMPLATE template0`);
-  await run('psql', ['-q', '-X', '-h', PG_HOST, '-p', String(PG_PORT), '-U', PG_USER, '-d', byHand, '-f', 'restore.sql'], { cwd: join(extracted, 'sources', 'pg') });
-  return byHand;
 }
 
 /**

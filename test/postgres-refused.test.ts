@@ -6,15 +6,15 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmod, chown, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { Database, directory, memory, postgres, verifyBackup, type Restorer } from '../src/index.js';
+import { Database, memory, postgres, verifyBackup, type Restorer } from '../src/index.js';
 import { postgresRestorer } from '../src/sources/postgres/index.js';
 import { tempDir } from './helpers/fs.js';
-import { createDatabase, databasesLike, dataFingerprint, dropDatabasesLike, pgDumpCopy, pgUrl, schemaDump, sql, uniqueName } from './helpers/postgres.js';
+import { createDatabase, databasesLike, dataFingerprint, dropDatabasesLike, pgDumpCopy, pgUrl, restoreByHand, schemaDump, sql, uniqueName } from './helpers/postgres.js';
 import { rejectsWithCode } from './helpers/errors.js';
 
 const run = promisify(execFile);
@@ -36,19 +36,6 @@ async function backUp(source: string): Promise<ReturnType<typeof memory>> {
 async function restore(destination: ReturnType<typeof memory>, restored: string, target: Record<string, unknown> = {}): Promise<string> {
   await Database.restore({ from: destination, targets: { pg: { connection: server, database: restored, ...target } } });
   return restored;
-}
-
-/** Restores `source` by hand, with tar and psql on the archive's restore.sql, into `<source>_byhand`, created with `clauses`. */
-async function restoreByHand(t: Parameters<typeof tempDir>[0], source: string, clauses = ''): Promise<string> {
-  const dir = await tempDir(t, 'pg-byhand');
-  const result = await new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(source) })] }).startBackup({ to: directory({ path: dir }) }).done;
-  const extracted = join(dir, 'extracted');
-  await mkdir(extracted);
-  await run('tar', ['-xzf', join(dir, result.name), '-C', extracted]);
-  const byHand = `${source}_byhand`;
-  await sql('postgres', `CREATE DATABASE "${byHand}" TEMPLATE template0${clauses}`);
-  await run('psql', ['-q', '-X', '-d', pgUrl(byHand), '-f', 'restore.sql'], { cwd: join(extracted, 'sources', 'pg') });
-  return byHand;
 }
 
 /** The server's extension folder, where a test installs an extension of its own. */

@@ -1,22 +1,20 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdir, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { Database, VerificationError, directory, files, memory, postgres, sqlite, verifyBackup, type Restorer } from '../src/index.js';
 import { postgresRestorer } from '../src/sources/postgres/index.js';
 import { postgresKind } from '../src/sources/postgres/kind.js';
 import { withRestoredBackup } from '../src/testing.js';
 import { damagingAfterCommit } from './helpers/tamper.js';
+import { consistentArchive, store } from './helpers/craft.js';
 import { testSource } from './conformance/source.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { describeTree, tempDir } from './helpers/fs.js';
-import { createDatabase, databasesLike, dataFingerprint, dropDatabasesLike, pgUrl, PG_HOST, PG_PORT, PG_USER, schemaDump, sql, uniqueName } from './helpers/postgres.js';
+import { createDatabase, databasesLike, dataFingerprint, dropDatabasesLike, extractArchive, pgUrl, PG_HOST, PG_PORT, runRestoreSql, schemaDump, sql, uniqueName } from './helpers/postgres.js';
 import { createBank, dumpRows } from './helpers/sqlite.js';
 
-const run = promisify(execFile);
 const server = pgUrl('postgres');
 
 const BANK = `
@@ -35,6 +33,7 @@ testSource('postgres', async () => {
   await sql('postgres', `CREATE DATABASE "${prefix}"`);
   await sql(prefix, BANK);
   let targets = 0;
+  let changes = 0;
   return {
     source: postgres({ name: 'pg', connection: pgUrl(prefix) }),
     kind: postgresKind,
@@ -52,6 +51,11 @@ testSource('postgres', async () => {
     },
     describe: (target) => describeDatabase(target?.database ?? prefix),
     surroundings: () => databasesLike(prefix),
+    async change() {
+      changes += 1;
+      // One table, then the other: a table each change sends, the next refers to.
+      await sql(prefix, changes % 2 === 1 ? `UPDATE accounts SET balance = balance + ${changes} WHERE id = 1` : `INSERT INTO transfers (from_id, to_id, amount) VALUES (1, 2, ${changes})`);
+    },
     exactEstimate: false,
     servers: { postgres: server },
     cleanup: () => dropDatabasesLike(prefix),
@@ -72,12 +76,7 @@ describe('postgres source', () => {
     assert.deepEqual(await databasesLike(`${source}_restored_`), [], 'no staging database is left');
 
     // By hand, with the standard tools only: tar, then psql on the script stored beside the data.
-    const extracted = join(dir, 'extracted');
-    await mkdir(extracted);
-    await run('tar', ['-xzf', join(dir, result.name), '-C', extracted]);
-    const byHand = `${source}_byhand`;
-    await sql('postgres', `CREATE DATABASE "${byHand}"`);
-    await run('psql', ['-q', '-X', '-h', PG_HOST, '-p', String(PG_PORT), '-U', PG_USER, '-d', byHand, '-f', 'restore.sql'], { cwd: join(extracted, 'sources', 'pg') });
+    const byHand = await runRestoreSql(await extractArchive(join(dir, result.name), join(dir, 'extracted')), `${source}_byhand`);
     assert.deepEqual(await describeDatabase(byHand), expected);
   });
 
@@ -237,6 +236,42 @@ describe('postgres source', () => {
     const restored = `${source}_restored`;
     await rejectsWithCode(Database.restore({ from: directory({ path: dir }), targets: { pg: { connection: server, database: restored } } }), 'CORRUPT_ARCHIVE');
     assert.deepEqual(await databasesLike(restored), []);
+  });
+
+  it('a schema entry that fails in the middle of a batch fails the restore naming it, with no database left behind', async (t) => {
+    const target = uniqueName('batch');
+    t.after(() => dropDatabasesLike(target));
+    // Entries are sent 64 to a query: s30 fails inside the first batch, which is rolled back and run again one entry at a time.
+    const statements = Array.from({ length: 100 }, (_, i) => ({ sql: i === 30 ? 'CREATE TABLE public.broken (c public.no_such_type);' : `CREATE SCHEMA s${i};` }));
+    const destination = memory();
+    await store(destination, await consistentArchive(statements));
+    for (const trustArchiveSql of [false, true]) {
+      const error = await rejectsWithCode(
+        Database.restore({ from: destination, targets: { pg: { connection: server, database: target, trustArchiveSql } } }),
+        'RESTORE_FAILED',
+        /Restoring SCHEMA s30 into .*: type "public\.no_such_type" does not exist/,
+      );
+      assert.equal((error.cause as { code?: string } | undefined)?.code, '42704', 'the server\'s own error is the cause');
+      assert.deepEqual(await databasesLike(target), [], `trustArchiveSql: ${trustArchiveSql}`);
+    }
+  });
+
+  it('an owner missing on the target, in the middle of a batch of owners, fails the restore naming its object, with no database left behind', async (t) => {
+    const target = uniqueName('owners');
+    t.after(() => dropDatabasesLike(target));
+    const missing = uniqueName('norole');
+    // Owners are given 64 to a query too (by the superuser after the archive's SQL, or with each batch of it when trusted).
+    const statements = Array.from({ length: 100 }, (_, i) => ({ sql: `CREATE SCHEMA s${i};`, owner: `ALTER SCHEMA s${i} OWNER TO ${i === 30 ? missing : 'postgres'};` }));
+    const destination = memory();
+    await store(destination, await consistentArchive(statements));
+    for (const trustArchiveSql of [false, true]) {
+      await rejectsWithCode(
+        Database.restore({ from: destination, targets: { pg: { connection: server, database: target, trustArchiveSql } } }),
+        'RESTORE_FAILED',
+        new RegExp(`the owner of SCHEMA s30 into .*: role "${missing}" does not exist`),
+      );
+      assert.deepEqual(await databasesLike(target), [], `trustArchiveSql: ${trustArchiveSql}`);
+    }
   });
 
   it('refuses, before writing anything, a database with object kinds it does not cover', async (t) => {

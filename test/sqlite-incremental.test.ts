@@ -259,7 +259,7 @@ describe('sqlite incrementals, through the adapter', () => {
     await assert.rejects(aborted.changes!(), /stop/);
   });
 
-  it('refuses a chain with a piece missing or from another database, writing nothing', async (t) => {
+  it('refuses a chain missing its older pages, or with a piece from another database, writing nothing', async (t) => {
     const dir = await tempDir(t, 'sqlite-inc');
     const path = join(dir, 'app.db');
     const db = createApp(path, 500);
@@ -277,9 +277,7 @@ describe('sqlite incrementals, through the adapter', () => {
     const target = join(dir, 'restored.db');
     // Only the newest: the pages the incremental does not hold stay unwritten.
     await rejectsWithCode(restore([chain[2]!], 0, target), 'CORRUPT_ARCHIVE', /pages unwritten/);
-    // The middle one missing: every page is written, but the file is not the one backed up.
-    await rejectsWithCode(restore([chain[0]!, chain[2]!], 1, target), 'CORRUPT_ARCHIVE', /SHA-256/);
-    // Another database's full under the incrementals: the same.
+    // Another database's full under the incrementals: every page is written, but the file is not the one backed up.
     await rejectsWithCode(restore([stranger, chain[1]!, chain[2]!], 2, target), 'CORRUPT_ARCHIVE', /SHA-256/);
     assert.deepEqual((await readdir(dir)).filter((name) => name.includes('restored')), [], 'no target, no staging file');
     const sink = await restore(chain, 2, target);
@@ -362,9 +360,6 @@ describe('sqlite incrementals, through the backup engine', () => {
     }
     const appended = points[1]!.result;
     assert.ok(appended.size < first.size * 0.05, `30 rows appended to 3000: the incremental is ${appended.size} bytes, the full ${first.size}`);
-
-    const standing = await database.startBackup({ to, type: 'incremental' }).done;
-    assert.deepEqual([standing.unchanged, standing.name], [true, points.at(-1)!.result.name], 'nothing changed: nothing written, the last backup stands');
 
     const recipe = await readmeRecipe();
     for (const [i, { result, rows }] of points.entries()) {

@@ -21,6 +21,7 @@ testSource('sqlite', async () => {
   const path = join(dir, 'bank.db');
   createBank(path, 50);
   let targets = 0;
+  let changes = 0;
   return {
     source: sqlite({ name: 'bank', path }),
     kind: sqliteKind,
@@ -39,6 +40,17 @@ testSource('sqlite', async () => {
       return dumpRows(target?.path ?? path);
     },
     surroundings: async (target) => readdir(dirname(target.path)),
+    async change() {
+      changes += 1;
+      const db = new Sqlite(path);
+      try {
+        // One table, then the other: the pages each change writes, the next leaves as they are.
+        if (changes % 2 === 1) db.prepare('UPDATE accounts SET balance = balance + ? WHERE id = 1').run(changes);
+        else db.prepare("INSERT INTO transfers (src, dst, amount, at) VALUES (1, 2, ?, 'now')").run(changes);
+      } finally {
+        db.close();
+      }
+    },
     exactEstimate: true,
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };

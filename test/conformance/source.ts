@@ -8,8 +8,9 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dirname } from 'node:path';
-import { describe, it } from 'node:test';
-import { Database, memory, type ArchivedEntry, type BackupOperation, type Destination, type Entry, type RestoreEntry, type RestoreSink, type ScratchServers, type Snapshot, type Source, type SourceKind } from '../../src/index.js';
+import { describe, it, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BackupError, Database, memory, type ArchivedEntry, type BackupOperation, type BackupResult, type Destination, type Entry, type RestoreEntry, type RestoreSink, type RestoreTarget, type ScratchServers, type Snapshot, type Source, type SourceKind, type SourceMode } from '../../src/index.js';
 import { tellArchived } from '../helpers/archived.js';
 import { rejectsWithCode } from '../helpers/errors.js';
 
@@ -31,6 +32,12 @@ export interface SourceHarness<Target> {
   surroundings(target: Target): Promise<unknown>;
   /** The snapshot's estimate is exact (a file's size), not a catalog's guess (a database's pages). */
   exactEstimate: boolean;
+  /**
+   * Changes the source's data, otherwise at each call, leaving something the call before changed
+   * as it is (so that a chain's newest incremental needs the one before). Given exactly when the
+   * source's snapshots keep a state to build incrementals on; its chain cases then run.
+   */
+  change?(): Promise<void>;
   /** Servers for throwaway targets, by kind, as `verifyBackup` passes them (`{ postgres: url }`). */
   servers?: ScratchServers;
   cleanup(): Promise<void>;
@@ -50,6 +57,22 @@ async function collect(snapshot: Snapshot): Promise<Array<{ entry: Entry; body: 
   return out;
 }
 
+/** An entry as the restore engine hands it to a sink. */
+function restoreEntryOf(entry: Entry, body: Buffer | undefined): RestoreEntry {
+  return {
+    path: entry.path,
+    type: entry.type,
+    mode: entry.mode,
+    mtime: entry.mtime,
+    size: entry.size,
+    ...(entry.linkTarget === undefined ? {} : { linkTarget: entry.linkTarget }),
+    ...(entry.meta ? { meta: true as const } : {}),
+    body: (async function* () {
+      if (body) yield body;
+    })(),
+  };
+}
+
 /** Streams a snapshot's entries into a restorer's sink, as the engine does; returns the sink and the manifest's view of them. */
 async function writeSnapshot<Target>(harness: SourceHarness<Target>, parsed: unknown): Promise<{ sink: RestoreSink; archived: ArchivedEntry[] }> {
   await harness.kind.restorer.check(parsed);
@@ -58,18 +81,7 @@ async function writeSnapshot<Target>(harness: SourceHarness<Target>, parsed: unk
     const sink = await harness.kind.restorer.begin(parsed, new AbortController().signal);
     const archived: ArchivedEntry[] = [];
     for (const { entry, body } of await collect(snapshot)) {
-      const restoreEntry: RestoreEntry = {
-        path: entry.path,
-        type: entry.type,
-        mode: entry.mode,
-        mtime: entry.mtime,
-        size: entry.size,
-        ...(entry.linkTarget === undefined ? {} : { linkTarget: entry.linkTarget }),
-        body: (async function* () {
-          if (body) yield body;
-        })(),
-      };
-      await sink.write(restoreEntry);
+      await sink.write(restoreEntryOf(entry, body));
       archived.push({ path: entry.path, type: entry.type, size: body?.length ?? 0, sha256: createHash('sha256').update(body ?? Buffer.alloc(0)).digest('hex') });
     }
     return { sink, archived };
@@ -131,6 +143,81 @@ async function listed(destination: Destination): Promise<string[]> {
   for await (const object of destination.list()) out.push(object.name);
   return out;
 }
+
+/** One backup of a chain and the source's description when it was made. */
+interface Point {
+  readonly result: BackupResult;
+  readonly described: unknown;
+}
+
+/**
+ * Backs the harness's source up `count` times with `type: 'incremental'`, changing it before each
+ * backup after the first; `ownSeconds` starts each backup in a second of its own, as `asOf` needs.
+ */
+async function backUpChain<Target>(h: SourceHarness<Target>, to: Destination, count: number, options: { ownSeconds?: boolean } = {}): Promise<Point[]> {
+  const change = h.change;
+  assert.ok(change);
+  const db = new Database({ sources: [h.source] });
+  const points: Point[] = [];
+  for (let i = 0; i < count; i++) {
+    if (i > 0) {
+      if (options.ownSeconds) await sleep(1000 - (Date.now() % 1000));
+      await change();
+    }
+    const result = await db.startBackup({ to, type: 'incremental' }).done;
+    assert.deepEqual([result.type, result.unchanged], [i === 0 ? 'full' : 'incremental', undefined], `backup ${i}`);
+    points.push({ result, described: await h.describe() });
+  }
+  assert.notDeepEqual(points.at(-1)?.described, points[0]?.described, 'change() changes what describe() sees');
+  return points;
+}
+
+/** One backup of a chain through the adapter alone, as the backup engine drives it. */
+interface Taken {
+  readonly archive: string;
+  readonly mode: SourceMode;
+  readonly entries: ReadonlyArray<{ entry: Entry; body: Buffer | undefined }>;
+  readonly state: Buffer;
+}
+
+/** Opens a snapshot (on `previous`'s state), asks for its changes, and takes its entries and state. */
+async function take<Target>(h: SourceHarness<Target>, archive: string, previous?: Taken): Promise<Taken> {
+  const snapshot = await h.source.open({ ...noWarnings, archive, ...(previous ? { previous: { archive: previous.archive, read: async function* () { yield previous.state; } } } : {}) });
+  try {
+    const mode = previous && snapshot.changes ? (await snapshot.changes()).mode : 'full';
+    const entries = await collect(snapshot);
+    const state: Uint8Array[] = [];
+    if (snapshot.state) for await (const chunk of snapshot.state()) state.push(chunk);
+    return { archive, mode, entries, state: Buffer.concat(state) };
+  } finally {
+    await snapshot.close();
+  }
+}
+
+/** Feeds a restorer the layers of a chain, newest first, as the restore engine does, and commits. */
+async function restoreLayers<Target>(h: SourceHarness<Target>, target: Target, layers: readonly Taken[]): Promise<void> {
+  const parsed = h.kind.restorer.parseTarget(target, h.source.name);
+  await h.kind.restorer.check(parsed);
+  const sink = await h.kind.restorer.begin(parsed, new AbortController().signal);
+  try {
+    for (const [depth, layer] of layers.entries()) {
+      await sink.layer?.({ archive: layer.archive, mode: layer.mode, depth });
+      for (const { entry, body } of layer.entries) await sink.write(restoreEntryOf(entry, body));
+    }
+    await sink.prepare();
+    await sink.commit();
+  } catch (error) {
+    await sink.abort();
+    throw error;
+  }
+}
+
+/** Restores `options.backup` (default the newest) of `from` into `target`, as an application does. */
+function restoreFrom<Target>(h: SourceHarness<Target>, from: Destination, target: Target, options: { backup?: string; asOf?: Date } = {}) {
+  return Database.restore({ from, ...options, targets: { [h.source.name]: target as RestoreTarget } }).done;
+}
+
+const names = (points: readonly Point[]) => points.map((p) => p.result.name);
 
 export function testSource<Target>(label: string, make: () => Promise<SourceHarness<Target>>): void {
   describe(`source conformance: ${label}`, () => {
@@ -259,6 +346,94 @@ export function testSource<Target>(label: string, make: () => Promise<SourceHarn
         assert.deepEqual(await listed(destination), []);
       }));
     }
+
+    /** A case of incremental chains: skipped for a source without them, which has no `change`. */
+    const chainCase = (title: string, fn: (h: SourceHarness<Target>) => Promise<void>) =>
+      it(title, async (t: TestContext) => {
+        const harness = await make();
+        try {
+          if (harness.change) await fn(harness);
+          else t.skip('the source keeps no state to build an incremental on');
+        } finally {
+          await harness.cleanup();
+        }
+      });
+
+    it('has chain cases exactly when its snapshots keep a state to build an incremental on', withHarness(async (h) => {
+      const snapshot = await h.source.open(noWarnings);
+      try {
+        assert.equal(h.change !== undefined, snapshot.state !== undefined, 'the harness gives change() when snapshots have state()');
+      } finally {
+        await snapshot.close();
+      }
+    }));
+
+    chainCase('restores a chain (full, change, incremental, change, incremental) as the source was at its last backup', async (h) => {
+      const from = memory();
+      const points = await backUpChain(h, from, 3);
+      const target = await h.freshTarget();
+      const result = await restoreFrom(h, from, target);
+      assert.deepEqual(result.chain, names(points).reverse(), 'the newest backup, read back to its full');
+      assert.deepEqual(await h.describe(target), points[2]?.described);
+    });
+
+    chainCase('restores a chain as of a time: the middle backup, as the source was then', async (h) => {
+      const from = memory();
+      const points = await backUpChain(h, from, 3, { ownSeconds: true });
+      const middle = points[1] as Point;
+      assert.notDeepEqual(middle.described, points[2]?.described);
+      const target = await h.freshTarget();
+      const asOf = new Date(Math.floor(middle.result.createdAt.getTime() / 1000) * 1000 + 999);
+      const result = await restoreFrom(h, from, target, { asOf });
+      assert.deepEqual(result.chain, names(points).slice(0, 2).reverse());
+      assert.deepEqual(await h.describe(target), middle.described);
+    });
+
+    chainCase('writes nothing for an incremental when nothing changed, and names the backup that stands', async (h) => {
+      const to = memory();
+      const db = new Database({ sources: [h.source] });
+      const full = await db.startBackup({ to, type: 'incremental' }).done;
+      const before = await listed(to);
+      const same = await db.startBackup({ to, type: 'incremental' }).done;
+      assert.deepEqual([same.unchanged, same.name, same.type, same.sha256], [true, full.name, full.type, full.sha256], 'the standing backup is named');
+      assert.deepEqual(await listed(to), before, 'no archive, sidecar or state written');
+    });
+
+    chainCase('refuses a chain whose middle archive is missing with NOT_FOUND naming it, touching nothing; the full still restores', async (h) => {
+      const from = memory();
+      const points = await backUpChain(h, from, 3);
+      const [full, middle, last] = names(points) as [string, string, string];
+      await from.remove(middle);
+      const target = await h.freshTarget();
+      const before = await h.surroundings(target);
+      await rejectsWithCode(restoreFrom(h, from, target), 'NOT_FOUND', new RegExp(`has no ${middle.replaceAll('.', '\\.')}, which ${last.replaceAll('.', '\\.')} builds on`));
+      assert.deepEqual(await h.surroundings(target), before, 'no target, no staging copy left');
+      const again = await h.freshTarget();
+      const result = await restoreFrom(h, from, again, { backup: full });
+      assert.deepEqual(result.chain, [full], 'what does not need the missing archive restores');
+      assert.deepEqual(await h.describe(again), points[0]?.described);
+    });
+
+    chainCase('a restorer given a chain with a layer missing refuses it with a typed error, leaving nothing', async (h) => {
+      const change = h.change as () => Promise<void>;
+      const full = await take(h, '20261201-000001.tar.gz');
+      await change();
+      const middle = await take(h, '20261201-000002.tar.gz', full);
+      await change();
+      const last = await take(h, '20261201-000003.tar.gz', middle);
+      assert.deepEqual([middle.mode, last.mode], ['changes', 'changes']);
+      const broken: Array<[string, Taken[]]> = [['the middle layer missing', [last, full]], ['the newest layer alone', [last]]];
+      for (const [what, layers] of broken) {
+        const target = await h.freshTarget();
+        const before = await h.surroundings(target);
+        const error: unknown = await restoreLayers(h, target, layers).then(() => undefined, (caught: unknown) => caught);
+        assert.ok(error instanceof BackupError && ['CORRUPT_ARCHIVE', 'RESTORE_FAILED'].includes(error.code), `${what}: ${String(error)}`);
+        assert.deepEqual(await h.surroundings(target), before, `${what}: no target, no staging copy left`);
+      }
+      const target = await h.freshTarget();
+      await restoreLayers(h, target, [last, middle, full]);
+      assert.deepEqual(await h.describe(target), await h.describe(), 'the whole chain restores');
+    });
 
     it('rejects a target without its required fields', withHarness(async (h) => {
       assert.throws(() => h.kind.restorer.parseTarget({}, h.source.name), { code: 'INVALID_OPTIONS' });

@@ -1,12 +1,14 @@
 /** A real PostgreSQL server for the tests: unique databases per test, dropped afterwards. */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { Database, directory, postgres } from '../../src/index.js';
+import { tempDir } from './fs.js';
 
 const run = promisify(execFile);
 export const PG_HOST = process.env['BACKUPKIT_TEST_PGHOST'] ?? '127.0.0.1';
@@ -79,6 +81,30 @@ export async function pgDumpCopy(source: string): Promise<string> {
     await rm(dir, { recursive: true, force: true });
   }
   return control;
+}
+
+/** Extracts an archive with tar into the new folder `into`, as docs/POSTGRES.md says; returns the folder of source `name`. */
+export async function extractArchive(archive: string, into: string, name = 'pg'): Promise<string> {
+  await mkdir(into, { recursive: true });
+  await run('tar', ['-xzf', archive, '-C', into]);
+  return join(into, 'sources', name);
+}
+
+/**
+ * Restores by hand with the standard tools only: psql on the restore.sql in `folder` (a source's
+ * folder of extracted archives) into the new database `database`, created from template0 with `clauses`.
+ */
+export async function runRestoreSql(folder: string, database: string, clauses = ''): Promise<string> {
+  await sql('postgres', `CREATE DATABASE "${database}" TEMPLATE template0${clauses}`);
+  await run('psql', ['-q', '-X', '-d', pgUrl(database), '-f', 'restore.sql'], { cwd: folder });
+  return database;
+}
+
+/** Backs `source` up into a folder, then restores it by hand into `<source>_byhand`, created with `clauses`. */
+export async function restoreByHand(t: Parameters<typeof tempDir>[0], source: string, clauses = ''): Promise<string> {
+  const dir = await tempDir(t, 'pg-byhand');
+  const result = await new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(source) })] }).startBackup({ to: directory({ path: dir }) }).done;
+  return runRestoreSql(await extractArchive(join(dir, result.name), join(dir, 'extracted')), `${source}_byhand`, clauses);
 }
 
 /** Every table's row count and a hash of its sorted rows, sequence values and large objects. */
