@@ -1,11 +1,15 @@
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
+import { markSoleView } from '../util/worker-channel.js';
 
-/** Compresses one block into one self-contained member or frame, off the main thread. */
+/**
+ * Compresses one block into one self-contained member or frame, off the main thread, into a buffer
+ * no one else writes or reads (zlib's output).
+ */
 export type BlockCompressor = (block: Buffer) => Promise<Buffer>;
 
 /** Big enough that a member's or frame's overhead (a header, a fresh dictionary) is noise. */
-export const BLOCK_SIZE = 4 * 1024 * 1024;
+const BLOCK_SIZE = 4 * 1024 * 1024;
 
 /**
  * Compresses its input as a series of independent gzip members or zstd frames, several at once on
@@ -79,8 +83,11 @@ export class ParallelCompress extends Transform {
   /** Emits finished blocks, oldest first, until at most `limit` are still compressing. */
   async #emitUntil(limit: number): Promise<void> {
     while (this.#inFlight.length > limit) {
-      const next = this.#inFlight.shift() as Promise<Buffer>;
-      this.push(await next);
+      const next = await (this.#inFlight.shift() as Promise<Buffer>);
+      // zlib joins a member's output pieces into a buffer of its own (a single piece is a slice of
+      // a larger one, left unmarked): a later stage may move it to a thread uncopied.
+      if (next.byteOffset === 0 && next.byteLength === next.buffer.byteLength) markSoleView(next);
+      this.push(next);
     }
   }
 }

@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import * as zlib from 'node:zlib';
 import { compressionExtension, compressor, decompressorFor, Rechunk, resolveCompression, type CompressionAlgorithm } from '../../src/archive/compression.js';
 import { ParallelCompress } from '../../src/archive/parallel-compress.js';
+import { transferable } from '../../src/util/worker-channel.js';
 
 const MiB = 1024 * 1024;
 /** zstd in the Node.js releases that have it (22.15 and later); the unit tier runs on 20 too. */
@@ -72,6 +73,17 @@ describe('compression framing', () => {
     assert.ok(Buffer.concat(out).equals(input));
     assert.deepEqual(out.map((block) => block.length).slice(0, -1), Array(10).fill(4 * MiB));
     assert.ok(blocks.size <= 5, `${blocks.size} blocks for 11`);
+  });
+
+  it('hands its compressed blocks on as buffers a thread may take uncopied; any other buffer is copied first', async () => {
+    // Random bytes: each member is larger than one of zlib's 1 MiB output pieces.
+    const members = await chunksOf(compressor(resolveCompression({ algorithm: 'gzip' })), randomBytes(6 * MiB));
+    assert.equal(members.length, 2);
+    for (const member of members) assert.equal(transferable(member), member, 'the very buffer');
+    const other = randomBytes(1000);
+    const copy = transferable(other);
+    assert.notEqual(copy.buffer, other.buffer);
+    assert.ok(Buffer.from(copy).equals(other));
   });
 
   it('none: small writes are coalesced into chunks of at least 1 MiB, the last one excepted, bytes unchanged', async () => {
