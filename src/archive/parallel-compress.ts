@@ -9,7 +9,7 @@ import { markSoleView } from '../util/worker-channel.js';
 export type BlockCompressor = (block: Buffer) => Promise<Buffer>;
 
 /** Big enough that a member's or frame's overhead (a header, a fresh dictionary) is noise. */
-const BLOCK_SIZE = 4 * 1024 * 1024;
+export const BLOCK_SIZE = 4 * 1024 * 1024;
 
 /**
  * Compresses its input as a series of independent gzip members or zstd frames, several at once on
