@@ -47,6 +47,13 @@ export interface Entry {
    */
   readonly body?: () => AsyncIterable<Uint8Array>;
   /**
+   * The SHA-256 (hex) of the body as the archive stores it (its first `size` bytes, padded with
+   * zeros to `size` if it yielded fewer), for a source that hashes its data where it reads it, off
+   * the host's main thread. Asked once the archive has read the body (or cut it); with it, the
+   * archive does not hash the body again. A source that cannot vouch for exactly that leaves it out.
+   */
+  readonly bodySha256?: () => string | Promise<string>;
+  /**
    * Told, once the entry is archived, the SHA-256 (hex) of the body as stored (cut or padded to
    * `size`), the one the manifest records: a source that keeps hashes of its own, such as a folder's
    * listing for its incrementals, takes them here rather than hashing every body a second time.

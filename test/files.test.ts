@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, utimes, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Database, files, memory, verifyBackup, type BackupWarning } from '../src/index.js';
 import { filesRestorer } from '../src/sources/files/index.js';
+import { SMALL_FILE, walkTree } from '../src/sources/files/walk.js';
 import { filesKind } from '../src/sources/files/kind.js';
 import { testSource } from './conformance/source.js';
 import { rejectsWithCode } from './helpers/errors.js';
@@ -193,6 +195,21 @@ describe('files source', () => {
     assert.ok(warnings.some((w) => w.path === 'growing.log' && (w.code === 'FILE_CHANGED' || w.code === 'SIZE_MISMATCH')), JSON.stringify(warnings));
     assert.ok(!warnings.some((w) => w.path === 'steady'));
     assert.deepEqual(result.warnings, warnings);
+  });
+
+  it('hashes the files it reads whole on the walker thread, as the archive stores them; larger ones are left to the archive', async (t) => {
+    const dir = await tempDir(t);
+    const small = Buffer.alloc(SMALL_FILE, 3);
+    await writeFile(join(dir, 'small'), small);
+    await writeFile(join(dir, 'large'), Buffer.alloc(SMALL_FILE + 1, 4));
+    await writeFile(join(dir, 'empty'), '');
+    const hashes: Record<string, string | undefined> = {};
+    for await (const item of walkTree(dir, new AbortController().signal)) if (item.kind === 'file') hashes[item.path] = item.sha256;
+    assert.deepEqual(hashes, {
+      empty: createHash('sha256').digest('hex'),
+      large: undefined,
+      small: createHash('sha256').update(small).digest('hex'),
+    });
   });
 
   it('fails with SOURCE_FAILED when the folder does not exist', async (t) => {

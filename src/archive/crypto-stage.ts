@@ -1,5 +1,5 @@
 import { Duplex } from 'node:stream';
-import { WorkerJob, ownCopy } from '../util/worker-channel.js';
+import { WorkerJob, transferable } from '../util/worker-channel.js';
 import type { CryptoJob } from './crypto-stage.worker.js';
 
 /**
@@ -21,7 +21,9 @@ export function cryptoStage(job: CryptoJob): Duplex {
     readableHighWaterMark: 1024 * 1024,
     writableHighWaterMark: 1024 * 1024,
     write(chunk: Buffer, _encoding, callback) {
-      const copy = ownCopy(chunk); // the caller's buffer may be pooled: hand over a copy
+      // A compressed block moves to the worker as it is; any other buffer may be pooled or still in
+      // use, and goes as a copy.
+      const copy = transferable(chunk);
       // Bytes after the end of the message are ignored, as gpg does: the job may end before them.
       if (finished) return callback();
       Promise.race([worker.send(copy, [copy.buffer]), done]).then(() => callback(), callback);

@@ -28,6 +28,8 @@ export interface ArchiveEntryInput {
   size: number;
   linkTarget?: string;
   body?: AsyncIterable<Uint8Array>;
+  /** The SHA-256 of the body as stored (cut or padded to `size`), when the source hashed it: the writer then does not. */
+  bodySha256?: () => string | Promise<string>;
   /** Asked once the body is read: did the source see the file change meanwhile? */
   changed?: () => boolean;
 }
@@ -66,7 +68,9 @@ export class ArchiveWriter {
     const size = input.type === 'file' ? input.size : 0;
     const mtime = tarSeconds(input.mtime);
     const sink = this.#open({ ...input, mtime: new Date(mtime * 1000) }, size);
-    const hash = createHash('sha256');
+    // A source that hashed the body where it read it (on a worker) spares the main thread this.
+    const vouched = input.bodySha256;
+    const hash = vouched ? undefined : createHash('sha256');
     let written = 0;
     let sizeMismatch = false;
     if (input.body) {
@@ -78,7 +82,7 @@ export class ArchiveWriter {
         }
         for (let offset = 0; offset < piece.length; offset += SLICE) {
           const slice = piece.subarray(offset, offset + SLICE);
-          hash.update(slice);
+          hash?.update(slice);
           written += slice.length;
           await sink.write(slice);
           onBytes(slice.length);
@@ -90,12 +94,12 @@ export class ArchiveWriter {
     while (written < size) {
       sizeMismatch = true;
       const piece = PADDING.subarray(0, Math.min(PADDING.length, size - written));
-      hash.update(piece);
+      hash?.update(piece);
       written += piece.length;
       await sink.write(piece);
     }
     await sink.end();
-    const sha256 = hash.digest('hex');
+    const sha256 = hash ? hash.digest('hex') : await (vouched as () => string | Promise<string>)();
     await this.#record({
       type: 'entry',
       path: input.path,

@@ -6,6 +6,7 @@
  * thrown error, a crash, `process.exit` and running out of memory all end the job the same way:
  * it rejects with a typed error, and nothing waiting on it hangs.
  */
+import * as threads from 'node:worker_threads';
 import { Worker, parentPort, workerData, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import { BackupError, abortError, type BackupErrorCode } from '../errors.js';
 
@@ -260,6 +261,21 @@ export function ownCopy(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   const copy = Buffer.allocUnsafeSlow(bytes.byteLength); // never from the shared pool
   copy.set(bytes);
   return new Uint8Array(copy.buffer as ArrayBuffer, 0, copy.byteLength);
+}
+
+/** Views that are the only one in use of their ArrayBuffer, which may then move to a thread as it is. */
+const soleViews = new WeakSet<Uint8Array>();
+
+/** Marks `bytes`, which spans its whole ArrayBuffer, as the only view of it in use, such as a compressed block fresh from zlib. */
+export function markSoleView(bytes: Uint8Array): void {
+  soleViews.add(bytes);
+}
+
+/** `bytes` in an ArrayBuffer to transfer to a thread: its own if it is a sole view (no copy), else an {@link ownCopy}. */
+export function transferable(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  // Node.js 21 and later can tell a buffer it refuses to transfer (its pool's); 20 cannot, and the mark suffices there.
+  const refused = (threads as { isMarkedAsUntransferable?: (object: unknown) => boolean }).isMarkedAsUntransferable?.(bytes.buffer) ?? false;
+  return soleViews.has(bytes) && bytes.buffer instanceof ArrayBuffer && !refused ? (bytes as Uint8Array<ArrayBuffer>) : ownCopy(bytes);
 }
 
 /** The worker's end of the channel, on its parent port. */

@@ -9,6 +9,8 @@ import { pipeline } from 'node:stream/promises';
 import { describe, it } from 'node:test';
 import * as zlib from 'node:zlib';
 import { compressionExtension, compressor, decompressorFor, Rechunk, resolveCompression, type CompressionAlgorithm } from '../../src/archive/compression.js';
+import { ParallelCompress } from '../../src/archive/parallel-compress.js';
+import { transferable } from '../../src/util/worker-channel.js';
 
 const MiB = 1024 * 1024;
 /** zstd in the Node.js releases that have it (22.15 and later); the unit tier runs on 20 too. */
@@ -56,6 +58,33 @@ describe('compression framing', () => {
       assert.equal(decompressOne[algorithm](members[0] as Buffer).length, 0);
     });
   }
+
+  it('fills a few blocks again and again rather than allocating one per block, and never one still being compressed', async () => {
+    const input = randomBytes(40 * MiB + 5);
+    const blocks = new Set<ArrayBufferLike>();
+    // Reads its block only after a while, as zlib on the thread pool may: a block handed out again
+    // too early would be compressed with the next block's bytes.
+    const slowCopy = async (block: Buffer) => {
+      blocks.add(block.buffer);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      return Buffer.from(block);
+    };
+    const out = await chunksOf(new ParallelCompress(slowCopy), input, 100_000);
+    assert.ok(Buffer.concat(out).equals(input));
+    assert.deepEqual(out.map((block) => block.length).slice(0, -1), Array(10).fill(4 * MiB));
+    assert.ok(blocks.size <= 5, `${blocks.size} blocks for 11`);
+  });
+
+  it('hands its compressed blocks on as buffers a thread may take uncopied; any other buffer is copied first', async () => {
+    // Random bytes: each member is larger than one of zlib's 1 MiB output pieces.
+    const members = await chunksOf(compressor(resolveCompression({ algorithm: 'gzip' })), randomBytes(6 * MiB));
+    assert.equal(members.length, 2);
+    for (const member of members) assert.equal(transferable(member), member, 'the very buffer');
+    const other = randomBytes(1000);
+    const copy = transferable(other);
+    assert.notEqual(copy.buffer, other.buffer);
+    assert.ok(Buffer.from(copy).equals(other));
+  });
 
   it('none: small writes are coalesced into chunks of at least 1 MiB, the last one excepted, bytes unchanged', async () => {
     const input = randomBytes(3 * MiB + 5);

@@ -148,12 +148,13 @@ class FilesSnapshot implements Snapshot {
         await listing.append(JSON.stringify(line));
         continue;
       }
-      const { data, change } = item;
+      const { data, sha256, change } = item;
       const read: BodyRead = { changed: false };
       const body = data
         ? () => replay(data, change, item.path, this.context, read)
         : () => streamFile(join(this.root, item.path), line, this.context, read);
-      yield { ...toEntry(line), body, archived: (sha256) => (read.sha256 = sha256) };
+      // The walker hashed what it read, on its thread; a streamed file the archive hashes.
+      yield { ...toEntry(line), body, ...(sha256 === undefined ? {} : { bodySha256: () => sha256 }), archived: (hash) => (read.sha256 = hash) };
       await listing.append(JSON.stringify(this.#sent(line, read)));
     }
   }

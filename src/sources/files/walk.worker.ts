@@ -9,6 +9,7 @@ import { closeSync, fstatSync, lstatSync, openSync, readSync, readdirSync, readl
 import { join } from 'node:path';
 import { BackupError } from '../../errors.js';
 import { serveWorkerJob, type Channel } from '../../util/worker-channel.js';
+import { ArchivedHash } from './listing.js';
 
 export interface WalkerJob {
   root: string;
@@ -38,7 +39,7 @@ export interface Stamp {
 export type WalkItem =
   | ({ kind: 'directory'; path: string; mode: number } & Stamp)
   | ({ kind: 'symlink'; path: string; mode: number; target: string } & Stamp)
-  | ({ kind: 'file'; path: string; mode: number; size: number; data?: Uint8Array; change?: string } & Stamp)
+  | ({ kind: 'file'; path: string; mode: number; size: number; data?: Uint8Array; sha256?: string; change?: string } & Stamp)
   | { kind: 'skipped'; path: string; message: string };
 
 const BATCH_ITEMS = 512;
@@ -142,15 +143,17 @@ function notUtf8(parent: string, raw: Buffer): WalkItem {
 
 /**
  * Reads a whole small file into `buffer`, one byte longer than the file was, to notice that it
- * grew; notes whether it changed while read. Its SHA-256, for the listing, is the archive's.
+ * grew; notes whether it changed while read. Hashes it here, as the archive stores it (cut or
+ * padded to the size announced), so that the host's main thread does not.
  */
-function readSmall(path: string, absolute: string, before: BigIntStats, buffer: Uint8Array): { data: Uint8Array; change?: string } {
+function readSmall(path: string, absolute: string, before: BigIntStats, buffer: Uint8Array): { data: Uint8Array; sha256: string; change?: string } {
+  const size = buffer.length - 1;
   let fd: number;
   try {
     fd = openSync(absolute, 'r');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    return { data: buffer.subarray(0, 0), change: `${path} was deleted before it could be read` };
+    return { data: buffer.subarray(0, 0), sha256: storedSha256(buffer.subarray(0, 0), size), change: `${path} was deleted before it could be read` };
   }
   try {
     let length = 0;
@@ -162,10 +165,18 @@ function readSmall(path: string, absolute: string, before: BigIntStats, buffer: 
     const after = fstatSync(fd, { bigint: true });
     const data = buffer.subarray(0, length);
     const changed = BigInt(length) !== before.size || after.size !== before.size || after.mtimeNs !== before.mtimeNs;
-    return changed ? { data, change: `${path} changed while it was read` } : { data };
+    const sha256 = storedSha256(data, size);
+    return changed ? { data, sha256, change: `${path} changed while it was read` } : { data, sha256 };
   } finally {
     closeSync(fd);
   }
+}
+
+/** The SHA-256 of `data` as the archive stores it in an entry of `size` bytes: cut, or padded with zeros. */
+function storedSha256(data: Uint8Array, size: number): string {
+  const hash = new ArchivedHash(size);
+  hash.update(data);
+  return hash.digest();
 }
 
 function readOrMissing<T>(read: () => T): T | undefined {

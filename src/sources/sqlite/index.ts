@@ -77,10 +77,10 @@ export function sqlite(options: SqliteSourceOptions): Source {
         await rm(spool, { recursive: true, force: true });
         throw asBackupError(cause, 'SOURCE_FAILED', `Copying SQLite database ${path} failed`);
       }
-      // The pages are hashed while a full's archive reads the copy: only the state needs them. An
-      // incremental waits for them in changes(), and only it needs the SHA-256 of the whole copy.
+      // The pages are hashed while a full's archive reads the copy: only the state needs them, and
+      // the archive the SHA-256 of the whole copy. An incremental waits for them in changes().
       const stopHashing = new AbortController();
-      const hashing = runSqliteJob({ op: 'hash-pages', copy, pageHashes, wholeFile: context.previous !== undefined }, AbortSignal.any([context.signal, stopHashing.signal])).then(
+      const hashing = runSqliteJob({ op: 'hash-pages', copy, pageHashes }, AbortSignal.any([context.signal, stopHashing.signal])).then(
         ({ copy: facts }) => facts as CopyFacts,
         (cause: unknown) => {
           throw asBackupError(cause, 'SOURCE_FAILED', `Hashing the pages of the copy of SQLite database ${path} failed`);
@@ -98,9 +98,7 @@ export function sqlite(options: SqliteSourceOptions): Source {
         async changes(): Promise<SnapshotChanges> {
           const { previous } = context;
           if (!previous) return { mode: 'full', unchanged: false };
-          // The copy's SHA-256 is taken exactly when there is a previous state.
           const { pageSize, pageCount, sha256 } = await hashing;
-          if (sha256 === undefined) return { mode: 'full', unchanged: false };
           const compared = await comparePages(previous.read(), createReadStream(pageHashes), pageSize, pageCount);
           if ('rejected' in compared) {
             context.warn({
@@ -123,6 +121,8 @@ export function sqlite(options: SqliteSourceOptions): Source {
               mtime: info.mtime,
               size: info.size,
               body: () => createReadStream(copy, { highWaterMark: 1024 * 1024 }),
+              // Hashed on the worker that hashes the pages: the copy is ours and does not change.
+              bodySha256: async () => (await hashing).sha256,
             };
             return;
           }

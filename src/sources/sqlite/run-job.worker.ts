@@ -13,11 +13,11 @@ export type SqliteJob =
   /** Copies `source` to `destination`. */
   | { op: 'snapshot'; source: string; destination: string; busyTimeoutMs: number }
   /**
-   * Writes the hash of each page of `copy` to `pageHashes`; with `wholeFile`, also hashes the whole
-   * copy (an incremental's pages.json records it). A job of its own, so that a full's archive
-   * reads the copy while its pages are hashed.
+   * Writes the hash of each page of `copy` to `pageHashes`, and hashes the whole copy (a full's
+   * archive entry and an incremental's pages.json record it). A job of its own, so that a full's
+   * archive reads the copy while its pages are hashed.
    */
-  | { op: 'hash-pages'; copy: string; pageHashes: string; wholeFile: boolean }
+  | { op: 'hash-pages'; copy: string; pageHashes: string }
   /** With `sha256`, the file must have that SHA-256 (hex) before its integrity is checked. */
   | { op: 'integrity-check'; path: string; sha256?: string }
   | { op: 'inspect'; path: string };
@@ -26,7 +26,7 @@ export interface SqliteJobResult {
   problems: string[];
   /** `inspect`: tables, rows, and foreign key violations (which a source may hold, and the backup keeps). */
   figures?: { tables: number; rows: number; foreignKeyViolations: number };
-  /** `hash-pages`: the copy's page size, page count and, with `wholeFile`, its SHA-256 (hex). */
+  /** `hash-pages`: the copy's page size, page count and SHA-256 (hex). */
   copy?: CopyFacts;
 }
 
@@ -34,7 +34,7 @@ export interface SqliteJobResult {
 export interface CopyFacts {
   pageSize: number;
   pageCount: number;
-  sha256?: string;
+  sha256: string;
 }
 
 /** Bytes read at a time while hashing: a multiple of every page size (512 B to 64 KiB). */
@@ -56,7 +56,7 @@ serveWorkerJob<SqliteJob, never, never, SqliteJobResult>(async (job) => {
       });
       return { problems: [] };
     case 'hash-pages':
-      return { problems: [], copy: hashPages(job.copy, job.pageHashes, job.wholeFile) };
+      return { problems: [], copy: hashPages(job.copy, job.pageHashes) };
     case 'integrity-check':
       if (job.sha256 !== undefined) {
         const actual = hashFile(job.path);
@@ -96,10 +96,10 @@ async function snapshot(source: string, destination: string, busyTimeoutMs: numb
 
 /**
  * Reads the copy once: the SHA-256 of each page, cut to PAGE_HASH_BYTES, into `pageHashes`, and
- * with `wholeFile` the SHA-256 of the whole file (a full's manifest records that already: a third
- * less hashing for it). Synchronous reads: this thread has nothing else to do.
+ * the SHA-256 of the whole file, which a full's archive takes instead of hashing the copy again on
+ * the host's main thread. Synchronous reads: this thread has nothing else to do.
  */
-function hashPages(copy: string, pageHashes: string, wholeFile: boolean): CopyFacts {
+function hashPages(copy: string, pageHashes: string): CopyFacts {
   const input = openSync(copy, 'r');
   const output = openSync(pageHashes, 'wx', 0o600);
   try {
@@ -110,12 +110,12 @@ function hashPages(copy: string, pageHashes: string, wholeFile: boolean): CopyFa
     if (pageSize === undefined || size % pageSize !== 0) {
       throw new BackupError('SOURCE_FAILED', `The copy of the database is not a whole number of SQLite pages (${size} bytes, header page size ${pageSize ?? 'unreadable'})`);
     }
-    const whole = wholeFile ? createHash('sha256') : undefined;
+    const whole = createHash('sha256');
     const hashes = Buffer.allocUnsafe((READ_BYTES / pageSize) * PAGE_HASH_BYTES);
     for (let offset = 0; offset < size; ) {
       const read = readSync(input, buffer, 0, Math.min(READ_BYTES, size - offset), offset);
       if (read === 0 || read % pageSize !== 0) throw new BackupError('SOURCE_FAILED', `The copy of the database changed while it was hashed`);
-      whole?.update(buffer.subarray(0, read));
+      whole.update(buffer.subarray(0, read));
       const pages = read / pageSize;
       for (let page = 0; page < pages; page++) {
         createHash('sha256')
@@ -126,7 +126,7 @@ function hashPages(copy: string, pageHashes: string, wholeFile: boolean): CopyFa
       writeAll(output, hashes.subarray(0, pages * PAGE_HASH_BYTES));
       offset += read;
     }
-    return { pageSize, pageCount: size / pageSize, ...(whole ? { sha256: whole.digest('hex') } : {}) };
+    return { pageSize, pageCount: size / pageSize, sha256: whole.digest('hex') };
   } finally {
     closeSync(input);
     closeSync(output);

@@ -1,0 +1,35 @@
+/**
+ * The tar writer's per-entry SHA-256: its own, or the one a source computed where it read the body
+ * (Entry.bodySha256), so that the bytes are not hashed a second time on the host's main thread.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { ArchiveWriter } from '../../src/archive/writer.js';
+
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield bytes;
+}
+
+describe('archive writer', () => {
+  it('records the SHA-256 a source vouches for instead of hashing the body, and hashes bodies that come without one', async () => {
+    const writer = await ArchiveWriter.create();
+    const tar: Buffer[] = [];
+    writer.tar.on('data', (chunk) => void tar.push(chunk as Buffer));
+    try {
+      const body = Buffer.from('the body');
+      const entry = { type: 'file' as const, mode: 0o644, mtime: new Date(0), size: body.length };
+      // Not the body's real hash: proof that the writer took it rather than computing its own.
+      const vouched = 'ab'.repeat(32);
+      const taken = await writer.add({ ...entry, path: 'vouched', body: once(body), bodySha256: async () => vouched });
+      assert.deepEqual(taken, { sha256: vouched, sizeMismatch: false });
+      const hashed = await writer.add({ ...entry, path: 'hashed', body: once(body) });
+      assert.deepEqual(hashed, { sha256: sha256(body), sizeMismatch: false });
+      assert.ok(Buffer.concat(tar).includes(body), 'the body is archived either way');
+    } finally {
+      await writer.dispose();
+    }
+  });
+});
