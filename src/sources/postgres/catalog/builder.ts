@@ -97,8 +97,7 @@ export function notExtensionMember(catalog: string, oid: string): string {
 
 /**
  * Joins the comment of the object `oid` of `catalog` (of its column `subid`), as `alias`: what
- * obj_description() reads, without running a SQL function per row (20 µs each, most of the cost of
- * reading 2,000 tables' comments).
+ * obj_description() reads, without a call of that SQL function per row (about 20 µs each).
  */
 export function commentJoin(alias: string, catalog: string, oid: string, subid = '0'): string {
   return `LEFT JOIN pg_description ${alias} ON ${alias}.objoid = ${oid} AND ${alias}.classoid = '${catalog}'::regclass AND ${alias}.objsubid = ${subid}`;

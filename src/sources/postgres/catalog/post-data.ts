@@ -63,7 +63,7 @@ async function readConstraintsAndIndexes(b: CatalogBuilder): Promise<void> {
   }>(`
     SELECT i.indexrelid::int AS oid, n.nspname AS schema, ic.relname AS name, quote_ident(ic.relname) AS ident, format('%I.%I', n.nspname, ic.relname) AS qname,
            format('%I.%I', n.nspname, c.relname) AS table,
-           -- A constraint's index is created by its ALTER TABLE … ADD CONSTRAINT: its definition is not needed (half the time of this query).
+           -- A constraint's index is created by its ADD CONSTRAINT: its definition is not needed.
            CASE WHEN k.oid IS NULL THEN pg_get_indexdef(i.indexrelid) END AS def,
            -- A partitioned index is invalid until every partition's index is attached: the restore attaches them too.
            i.indisvalid OR ic.relkind = 'I' AS valid, i.indisclustered AS clustered,
