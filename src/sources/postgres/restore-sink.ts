@@ -497,17 +497,25 @@ export class PostgresRestoreSink implements RestoreSink {
   }
 
   /**
-   * Pre-data on `jobs` sessions at once, where pg_restore runs it on one: each level of the
-   * dependencies (entries whose dependencies all ran) in batches side by side, then the next level.
-   * Creating 2,000 tables took most of the restore of a schema of small tables.
+   * Pre-data on `jobs` sessions at once, where pg_restore runs it on one: the entries in their order,
+   * in batches, each sent once the batches that hold what its entries depend on are done (creating
+   * 2,000 tables took most of the restore of a schema of small tables). A batch waits before it takes
+   * a session, so that sessions never wait on one another.
    */
   private async runPreData(sessions: SessionPool, from: Toc): Promise<void> {
     const limit = pLimit(this.target.jobs);
-    for (const level of dependencyLevels(from.entries.filter((entry) => entry.section === 'pre-data'))) {
-      const size = Math.min(BATCH_ENTRIES, Math.ceil(level.length / this.target.jobs));
-      const batches = Array.from({ length: Math.ceil(level.length / size) }, (_, i) => level.slice(i * size, (i + 1) * size));
-      await Promise.all(batches.map((batch) => limit(() => sessions.use((client) => this.runEntries(client, batch)))));
+    const preData = from.entries.filter((entry) => entry.section === 'pre-data');
+    const batchOf = new Map<number, Promise<void>>();
+    const batches: Array<Promise<void>> = [];
+    for (let start = 0; start < preData.length; start += BATCH_ENTRIES) {
+      const entries = preData.slice(start, start + BATCH_ENTRIES);
+      // Dependencies within the batch run in order in it; one on a later entry (not the TOC's order) is not waited for.
+      const before = new Set(entries.flatMap((entry) => entry.deps.flatMap((dep) => batchOf.get(dep) ?? [])));
+      const batch = Promise.all(before).then(() => limit(() => sessions.use((client) => this.runEntries(client, entries))));
+      for (const entry of entries) batchOf.set(entry.id, batch);
+      batches.push(batch);
     }
+    await Promise.all(batches);
   }
 
   /** Every table's chunks, `jobs` tables at once, then the row counts checked against data.json. */
@@ -777,22 +785,6 @@ interface PendingRef {
   /** Of the entries received so far, in order. */
   readonly hash: Hash;
   received: number;
-}
-
-/**
- * Entries in levels: those that depend on none of the others first, then those whose dependencies
- * are all in earlier levels, and so on; each level keeps the entries' order.
- */
-function dependencyLevels(entries: readonly TocEntry[]): TocEntry[][] {
-  const levelOf = new Map<number, number>();
-  const levels: TocEntry[][] = [];
-  for (const entry of entries) {
-    // In the TOC's order a dependency comes first; one that does not (or is of another section) sets no level.
-    const level = Math.max(0, ...entry.deps.map((dep) => (levelOf.get(dep) ?? -1) + 1));
-    levelOf.set(entry.id, level);
-    (levels[level] ??= []).push(entry);
-  }
-  return levels;
 }
 
 async function* hashing(body: AsyncIterable<Uint8Array>, hash: Hash): AsyncGenerator<Uint8Array> {
