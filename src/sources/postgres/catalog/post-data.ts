@@ -38,7 +38,9 @@ async function readConstraintsAndIndexes(b: CatalogBuilder): Promise<void> {
       ${commentJoin('cd', 'pg_constraint', 'co.oid')} ${commentJoin('id', 'pg_class', 'co.conindid')}
      WHERE c.relnamespace = ANY($1) AND c.relkind IN ('r', 'p', 'f')
        AND (co.contype IN ('p', 'u', 'x') OR (co.contype = 'f' AND co.conparentid = 0) OR (co.contype = 'c' AND co.conislocal AND NOT co.convalidated))
-       AND ${notExtensionMember('pg_class', 'c.oid')}`, [b.namespaces]);
+       AND ${notExtensionMember('pg_class', 'c.oid')}
+     -- In a fixed order, so that entry ids do not change with the query plan (incremental backups compare TOCs).
+     ORDER BY n.nspname, c.relname, co.conname`, [b.namespaces]);
   const indexCreators = new Map<number, Draft>();
   for (const row of constraintRows) {
     const foreign = row.contype === 'f';
@@ -72,7 +74,8 @@ async function readConstraintsAndIndexes(b: CatalogBuilder): Promise<void> {
            (SELECT array_agg(a.attnum || ' ' || a.attstattarget) FROM pg_attribute a WHERE a.attrelid = i.indexrelid AND a.attstattarget >= 0) AS stats
       FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid ${onTable('i.indrelid')} ${commentJoin('cd', 'pg_class', 'i.indexrelid')}
       LEFT JOIN pg_constraint k ON k.conrelid = i.indrelid AND k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x')
-     WHERE c.relnamespace = ANY($1) AND c.relkind IN ('r', 'p', 'm') AND ${notExtensionMember('pg_class', 'c.oid')}`, [b.namespaces]);
+     WHERE c.relnamespace = ANY($1) AND c.relkind IN ('r', 'p', 'm') AND ${notExtensionMember('pg_class', 'c.oid')}
+     ORDER BY n.nspname, ic.relname`, [b.namespaces]);
   for (const index of indexes) {
     if (!index.valid) {
       // What a failed CREATE INDEX CONCURRENTLY leaves: recreating it would fail the restore (a unique one) or
