@@ -381,11 +381,12 @@ export class PostgresRestoreSink implements RestoreSink {
       const summaries = this.summaries;
       if (!summaries) throw new BackupError('CORRUPT_ARCHIVE', 'The PostgreSQL source has no data.json');
       const sessions = await this.createStaging(from);
-      await sessions.use((main) => this.runPreData(main, from));
+      await this.runPreData(sessions, from);
       await this.loadTables(sessions, from, summaries);
       await sessions.use((main) => this.loadSequencesAndLargeObjects(main, from));
       await this.runPostData(sessions, from);
       await sessions.use((main) => this.finish(main, from));
+      await this.analyze(sessions);
       await sessions.end();
       if (this.restricted) await this.handOver(from, this.restricted.role);
     } finally {
@@ -495,8 +496,26 @@ export class PostgresRestoreSink implements RestoreSink {
     return this.sessions;
   }
 
-  private async runPreData(main: pg.Client, from: Toc): Promise<void> {
-    await this.runEntries(main, from.entries.filter((entry) => entry.section === 'pre-data'));
+  /**
+   * Pre-data on `jobs` sessions at once, where pg_restore runs it on one: the entries in their order,
+   * in batches, each sent once the batches that hold what its entries depend on are done (creating
+   * 2,000 tables took most of the restore of a schema of small tables). A batch waits before it takes
+   * a session, so that sessions never wait on one another.
+   */
+  private async runPreData(sessions: SessionPool, from: Toc): Promise<void> {
+    const limit = pLimit(this.target.jobs);
+    const preData = from.entries.filter((entry) => entry.section === 'pre-data');
+    const batchOf = new Map<number, Promise<void>>();
+    const batches: Array<Promise<void>> = [];
+    for (let start = 0; start < preData.length; start += BATCH_ENTRIES) {
+      const entries = preData.slice(start, start + BATCH_ENTRIES);
+      // Dependencies within the batch run in order in it; one on a later entry (not the TOC's order) is not waited for.
+      const before = new Set(entries.flatMap((entry) => entry.deps.flatMap((dep) => batchOf.get(dep) ?? [])));
+      const batch = Promise.all(before).then(() => limit(() => sessions.use((client) => this.runEntries(client, entries))));
+      for (const entry of entries) batchOf.set(entry.id, batch);
+      batches.push(batch);
+    }
+    await Promise.all(batches);
   }
 
   /** Every table's chunks, `jobs` tables at once, then the row counts checked against data.json. */
@@ -568,7 +587,7 @@ export class PostgresRestoreSink implements RestoreSink {
     await sessions.use((main) => this.runEntries(main, postData.filter((entry) => !PARALLEL_POST_DATA.has(entry.kind) && !last.has(entry.kind))));
   }
 
-  /** Grants, materialized view refreshes (which may depend on them), event triggers, ANALYZE. */
+  /** Grants, materialized view refreshes (which may depend on them), event triggers. */
   private async finish(main: pg.Client, from: Toc): Promise<void> {
     const postData = from.entries.filter((entry) => entry.section === 'post-data');
     if (this.target.ownership) {
@@ -580,10 +599,20 @@ export class PostgresRestoreSink implements RestoreSink {
     for (const entry of postData) if (entry.kind === 'MATERIALIZED VIEW DATA') await this.runEntry(main, entry);
     // Last of the archive's SQL: an event trigger that blocks schema changes (GRANT, REFRESH…) must not block the restore.
     for (const entry of postData) if (entry.kind === 'EVENT TRIGGER') await this.runEntry(main, entry);
-    const { rows } = await main.query<{ name: string }>(ANALYZED_TABLES_SQL);
-    for (let i = 0; i < rows.length; i += 1000) {
-      await this.run(main, `ANALYZE ${rows.slice(i, i + 1000).map((row) => row.name).join(', ')}`, 'statistics (ANALYZE)');
-    }
+  }
+
+  /** Statistics of every table, as after a load they have none: `jobs` sessions each analyze their share of the tables. */
+  private async analyze(sessions: SessionPool): Promise<void> {
+    const { rows } = await sessions.use((client) => client.query<{ name: string }>(ANALYZED_TABLES_SQL));
+    const jobs = this.target.jobs;
+    const shares = Array.from({ length: jobs }, (_, job) => rows.filter((_row, i) => i % jobs === job).map((row) => row.name));
+    await Promise.all(
+      shares.map((names) =>
+        sessions.use(async (client) => {
+          for (let i = 0; i < names.length; i += 1000) await this.run(client, `ANALYZE ${names.slice(i, i + 1000).join(', ')}`, 'statistics (ANALYZE)');
+        }),
+      ),
+    );
   }
 
   /**

@@ -15,7 +15,7 @@ export interface PostgresTarget {
   database: string;
   /** Restore owners and grants (default); `false` skips both, as `pg_restore --no-owner --no-acl`. */
   ownership?: boolean;
-  /** Parallel connections for COPY and index builds; default 2. */
+  /** Parallel connections for creating the schema, COPY, index builds and ANALYZE; default 2. */
   jobs?: number;
   /**
    * Create tables, indexes and materialized views in the tablespaces they were in, and the database

@@ -175,9 +175,12 @@ export function sortEntries(entries: readonly TocEntry[]): { sorted: TocEntry[];
       else dependents.set(dep, [entry.id]);
     }
   }
-  const keys = new Map(entries.map((entry) => [entry.id, sortKey(entry)]));
-  const ready = new MinHeap<number>((a, b) => (keys.get(a)! < keys.get(b)! ? -1 : 1));
-  for (const [id, count] of waitingOn) if (count === 0) ready.push(id);
+  // The ids in key order, and the heap holds positions in it: numbers compare much faster than the
+  // string keys did, which took most of the time of ordering 10,000 entries.
+  const byKey = entries.map((entry) => ({ id: entry.id, key: sortKey(entry) })).sort((a, b) => (a.key < b.key ? -1 : 1)).map((entry) => entry.id);
+  const rank = new Map(byKey.map((id, position) => [id, position]));
+  const ready = new MinHeap<number>((a, b) => a - b);
+  for (const [id, count] of waitingOn) if (count === 0) ready.push(rank.get(id)!);
 
   const sorted: TocEntry[] = [];
   const cycles: TocEntry[] = [];
@@ -188,16 +191,16 @@ export function sortEntries(entries: readonly TocEntry[]): { sorted: TocEntry[];
     for (const dependent of dependents.get(id) ?? []) {
       const left = waitingOn.get(dependent)! - 1;
       waitingOn.set(dependent, left);
-      if (left === 0) ready.push(dependent);
+      if (left === 0) ready.push(rank.get(dependent)!);
     }
   };
   while (sorted.length < entries.length) {
     const next = ready.pop();
     if (next !== undefined) {
-      if (!done.has(next)) release(next);
+      if (!done.has(byKey[next]!)) release(byKey[next]!);
       continue;
     }
-    const stuck = entries.filter((entry) => !done.has(entry.id)).sort((a, b) => (keys.get(a.id)! < keys.get(b.id)! ? -1 : 1))[0]!;
+    const stuck = byId.get(byKey.find((id) => !done.has(id))!)!;
     cycles.push(stuck);
     waitingOn.set(stuck.id, 0);
     release(stuck.id);

@@ -95,3 +95,10 @@ export function notExtensionMember(catalog: string, oid: string): string {
   return `NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '${catalog}'::regclass AND e.objid = ${oid} AND e.deptype = 'e')`;
 }
 
+/**
+ * Joins the comment of the object `oid` of `catalog` (of its column `subid`), as `alias`: what
+ * obj_description() reads, without a call of that SQL function per row (about 20 µs each).
+ */
+export function commentJoin(alias: string, catalog: string, oid: string, subid = '0'): string {
+  return `LEFT JOIN pg_description ${alias} ON ${alias}.objoid = ${oid} AND ${alias}.classoid = '${catalog}'::regclass AND ${alias}.objsubid = ${subid}`;
+}

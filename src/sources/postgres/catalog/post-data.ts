@@ -1,6 +1,6 @@
 /** What is created after the data: constraints, indexes, extended statistics, triggers, rules, policies. */
 import { quoteIdent } from '../connection.js';
-import { notExtensionMember, type CatalogBuilder, type Draft } from './builder.js';
+import { commentJoin, notExtensionMember, type CatalogBuilder, type Draft } from './builder.js';
 
 /** `tgenabled`/`ev_enabled` as the ALTER TABLE words that set it. */
 const TRIGGER_MODES: Record<string, string> = { O: 'ENABLE', D: 'DISABLE', R: 'ENABLE REPLICA', A: 'ENABLE ALWAYS' };
@@ -30,16 +30,17 @@ async function readConstraintsAndIndexes(b: CatalogBuilder): Promise<void> {
   }>(`
     SELECT co.oid::int AS oid, n.nspname AS schema, format('%I.%I', n.nspname, c.relname) AS table, c.relname AS "tableName", c.relkind,
            quote_ident(co.conname) AS name, co.contype::text AS contype, pg_get_constraintdef(co.oid) AS def, co.conindid::int AS index,
-           obj_description(co.oid, 'pg_constraint') AS comment,
+           cd.description AS comment,
            -- The index of a primary key or unique constraint has its own options and comment, which pg_get_constraintdef leaves out.
-           (SELECT format('%I.%I', n.nspname, ic.relname) FROM pg_class ic WHERE ic.oid = co.conindid) AS "indexName",
-           (SELECT ic.reloptions FROM pg_class ic WHERE ic.oid = co.conindid AND co.contype IN ('p', 'u')) AS "indexOptions",
-           CASE WHEN co.conindid <> 0 THEN obj_description(co.conindid, 'pg_class') END AS "indexComment"
-      FROM pg_constraint co ${onTable('co.conrelid')}
+           CASE WHEN ic.oid IS NOT NULL THEN format('%I.%I', n.nspname, ic.relname) END AS "indexName",
+           CASE WHEN co.contype IN ('p', 'u') THEN ic.reloptions END AS "indexOptions", id.description AS "indexComment"
+      FROM pg_constraint co ${onTable('co.conrelid')} LEFT JOIN pg_class ic ON ic.oid = co.conindid
+      ${commentJoin('cd', 'pg_constraint', 'co.oid')} ${commentJoin('id', 'pg_class', 'co.conindid')}
      WHERE c.relnamespace = ANY($1) AND c.relkind IN ('r', 'p', 'f')
        AND (co.contype IN ('p', 'u', 'x') OR (co.contype = 'f' AND co.conparentid = 0) OR (co.contype = 'c' AND co.conislocal AND NOT co.convalidated))
-       AND ${notExtensionMember('pg_class', 'c.oid')}`, [b.namespaces]);
-  const constraintIndexes = new Set(constraintRows.filter((row) => row.contype !== 'f').map((row) => row.index));
+       AND ${notExtensionMember('pg_class', 'c.oid')}
+     -- In a fixed order, so that entry ids do not change with the query plan (incremental backups compare TOCs).
+     ORDER BY n.nspname, c.relname, co.conname`, [b.namespaces]);
   const indexCreators = new Map<number, Draft>();
   for (const row of constraintRows) {
     const foreign = row.contype === 'f';
@@ -57,18 +58,24 @@ async function readConstraintsAndIndexes(b: CatalogBuilder): Promise<void> {
   }
 
   const indexes = await b.query<{
-    oid: number; schema: string; name: string; ident: string; qname: string; table: string; def: string; valid: boolean; clustered: boolean; replident: boolean;
+    oid: number; schema: string; name: string; ident: string; qname: string; table: string; valid: boolean; clustered: boolean; replident: boolean;
+    /** Null for the index of a constraint, which the constraint's entry creates. */
+    def: string | null;
     comment: string | null; stats: string[] | null;
   }>(`
     SELECT i.indexrelid::int AS oid, n.nspname AS schema, ic.relname AS name, quote_ident(ic.relname) AS ident, format('%I.%I', n.nspname, ic.relname) AS qname,
-           format('%I.%I', n.nspname, c.relname) AS table, pg_get_indexdef(i.indexrelid) AS def,
+           format('%I.%I', n.nspname, c.relname) AS table,
+           -- A constraint's index is created by its ADD CONSTRAINT: its definition is not needed.
+           CASE WHEN k.oid IS NULL THEN pg_get_indexdef(i.indexrelid) END AS def,
            -- A partitioned index is invalid until every partition's index is attached: the restore attaches them too.
            i.indisvalid OR ic.relkind = 'I' AS valid, i.indisclustered AS clustered,
-           i.indisreplident AS replident, obj_description(i.indexrelid, 'pg_class') AS comment,
-           (SELECT array_agg(a.attnum || ' ' || (to_jsonb(a)->>'attstattarget')) FROM pg_attribute a
-             WHERE a.attrelid = i.indexrelid AND (to_jsonb(a)->>'attstattarget')::int >= 0) AS stats
-      FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid ${onTable('i.indrelid')}
-     WHERE c.relnamespace = ANY($1) AND c.relkind IN ('r', 'p', 'm') AND ${notExtensionMember('pg_class', 'c.oid')}`, [b.namespaces]);
+           i.indisreplident AS replident, cd.description AS comment,
+           -- No statistics target is -1 before PostgreSQL 17, NULL since.
+           (SELECT array_agg(a.attnum || ' ' || a.attstattarget) FROM pg_attribute a WHERE a.attrelid = i.indexrelid AND a.attstattarget >= 0) AS stats
+      FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid ${onTable('i.indrelid')} ${commentJoin('cd', 'pg_class', 'i.indexrelid')}
+      LEFT JOIN pg_constraint k ON k.conrelid = i.indrelid AND k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x')
+     WHERE c.relnamespace = ANY($1) AND c.relkind IN ('r', 'p', 'm') AND ${notExtensionMember('pg_class', 'c.oid')}
+     ORDER BY n.nspname, ic.relname`, [b.namespaces]);
   for (const index of indexes) {
     if (!index.valid) {
       // What a failed CREATE INDEX CONCURRENTLY leaves: recreating it would fail the restore (a unique one) or
@@ -77,7 +84,7 @@ async function readConstraintsAndIndexes(b: CatalogBuilder): Promise<void> {
       continue;
     }
     let entry = indexCreators.get(index.oid);
-    if (!constraintIndexes.has(index.oid)) {
+    if (index.def !== null) {
       const statements = [`${index.def};`];
       for (const stat of index.stats ?? []) {
         const [column, target] = stat.split(' ');
@@ -129,8 +136,8 @@ async function readTriggers(b: CatalogBuilder): Promise<void> {
   const parentId = b.serverVersion >= 130000 ? 't.tgparentid' : '0';
   for (const trigger of await b.query<{ oid: number; schema: string; name: string; table: string; def: string; enabled: string; parent: number; comment: string | null }>(`
     SELECT t.oid::int AS oid, n.nspname AS schema, t.tgname AS name, format('%I.%I', n.nspname, c.relname) AS table,
-           pg_get_triggerdef(t.oid, false) AS def, t.tgenabled::text AS enabled, ${parentId}::int AS parent, obj_description(t.oid, 'pg_trigger') AS comment
-      FROM pg_trigger t ${onTable('t.tgrelid')}
+           pg_get_triggerdef(t.oid, false) AS def, t.tgenabled::text AS enabled, ${parentId}::int AS parent, cd.description AS comment
+      FROM pg_trigger t ${onTable('t.tgrelid')} ${commentJoin('cd', 'pg_trigger', 't.oid')}
      WHERE c.relnamespace = ANY($1) AND NOT t.tgisinternal AND ${notExtensionMember('pg_class', 'c.oid')}
        AND (${parentId} = 0 OR t.tgenabled <> (SELECT p.tgenabled FROM pg_trigger p WHERE p.oid = ${parentId}))`, [b.namespaces])) {
     const mode = `ALTER TABLE ${trigger.table} ${TRIGGER_MODES[trigger.enabled]} TRIGGER ${quoteIdent(trigger.name)};`;

@@ -1,10 +1,10 @@
 /** Tables, sequences, views and materialized views: one entry each, with their columns, defaults, comments and grants. */
 import { quoteLiteral } from '../connection.js';
 import type { TocTable } from '../toc.js';
-import { FIRST_NORMAL_OID, notExtensionMember, type CatalogBuilder, type Draft } from './builder.js';
+import { FIRST_NORMAL_OID, commentJoin, notExtensionMember, type CatalogBuilder, type Draft } from './builder.js';
 import { aclSql, columnGrants } from './privileges.js';
 
-interface ColumnRow {
+type ColumnRow = {
   name: string;
   type: string;
   num: number;
@@ -23,7 +23,7 @@ interface ColumnRow {
   acl: string | null;
   comment: string | null;
   identitySeq: { oid: number; qname: string; options: string } | null;
-}
+};
 
 type RelationRow = {
   oid: number; schema: string; name: string; qname: string; relkind: string; persistence: string; ispartition: boolean; rowtype: number; rowarray: number | null;
@@ -70,57 +70,41 @@ function sequenceOptions(s: string): string {
 export async function readRelations(b: CatalogBuilder): Promise<{ tables: TocTable[]; sequenceValues: Array<[number, string]> }> {
   const relations = await b.query<RelationRow>(`
     SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, format('%I.%I', n.nspname, c.relname) AS qname, c.relkind,
-           c.relpersistence AS persistence, c.relispartition AS ispartition, c.reltype::int AS rowtype,
-           (SELECT typarray::int FROM pg_type WHERE oid = c.reltype) AS rowarray,
-           quote_ident(pg_get_userbyid(c.relowner)) AS owner, ${aclSql('c.relacl')} AS acl, obj_description(c.oid, 'pg_class') AS comment,
+           c.relpersistence AS persistence, c.relispartition AS ispartition, c.reltype::int AS rowtype, rt.typarray::int AS rowarray,
+           quote_ident(pg_get_userbyid(c.relowner)) AS owner, ${aclSql('c.relacl')} AS acl, cd.description AS comment,
            -- toast.* options live on the TOAST table; CREATE TABLE and CREATE MATERIALIZED VIEW take them with the prefix.
-           c.reloptions || (SELECT array_agg('toast.' || o) FROM pg_class tc, unnest(tc.reloptions) AS o WHERE tc.oid = c.reltoastrelid) AS options, CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partkey,
+           c.reloptions || (SELECT array_agg('toast.' || o) FROM unnest(tc.reloptions) AS o) AS options, CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partkey,
            CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS bound,
            (SELECT format('%I.%I', pn.nspname, p.relname) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
              WHERE i.inhrelid = c.oid AND c.relispartition) AS parent,
            (SELECT array_agg(format('%I.%I', pn.nspname, p.relname) ORDER BY i.inhseqno) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
               JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid AND NOT c.relispartition) AS inherits,
            CASE WHEN c.reloftype <> 0 THEN format_type(c.reloftype, NULL) END AS oftype,
-           (SELECT quote_ident(s.srvname) FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver WHERE ft.ftrelid = c.oid) AS server,
-           (SELECT ${optionsSql('ft.ftoptions')} FROM pg_foreign_table ft WHERE ft.ftrelid = c.oid) AS ftoptions,
+           quote_ident(fs.srvname) AS server, CASE WHEN ft.ftrelid IS NOT NULL THEN ${optionsSql('ft.ftoptions')} END AS ftoptions,
            c.relrowsecurity AS rls, c.relforcerowsecurity AS forcerls, c.relreplident::text AS replident,
-           (SELECT quote_ident(amname) FROM pg_am WHERE oid = c.relam AND amname <> 'heap') AS am,
+           CASE WHEN am.amname <> 'heap' THEN quote_ident(am.amname) END AS am,
            CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END AS viewdef, c.relispopulated AS populated,
-           (SELECT ${sequenceOptions('s')} FROM pg_sequence s WHERE s.seqrelid = c.oid) AS seq,
+           CASE WHEN s.seqrelid IS NOT NULL THEN ${sequenceOptions('s')} END AS seq,
            (SELECT json_build_object('qualified', format('%I.%I.%I', tn.nspname, t.relname, a.attname), 'table', t.oid::int) FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid
               JOIN pg_namespace tn ON tn.oid = t.relnamespace JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
              WHERE c.relkind = 'S' AND d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'a') AS ownedby,
            EXISTS (SELECT 1 FROM pg_depend d WHERE c.relkind = 'S' AND d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'i') AS identityseq,
            pg_relation_size(c.oid)::text AS bytes,
            (SELECT json_agg(json_build_object('oid', co.oid::int, 'name', quote_ident(co.conname), 'def', pg_get_constraintdef(co.oid),
-                                              'comment', obj_description(co.oid, 'pg_constraint')) ORDER BY co.conname)
-              FROM pg_constraint co WHERE co.conrelid = c.oid AND co.contype = 'c' AND co.convalidated
+                                              'comment', kd.description) ORDER BY co.conname)
+              FROM pg_constraint co ${commentJoin('kd', 'pg_constraint', 'co.oid')}
+             WHERE co.conrelid = c.oid AND co.contype = 'c' AND co.convalidated
                -- ATTACH PARTITION requires the parent's CHECK constraints on the partition already.
                AND (co.conislocal OR c.relispartition)) AS checks,
-           (SELECT json_agg(json_build_object(
-                     'name', quote_ident(a.attname), 'num', a.attnum, 'type', format_type(a.atttypid, a.atttypmod), 'notnull', a.attnotnull,
-                     'local', a.attislocal, 'def', pg_get_expr(ad.adbin, ad.adrelid), 'generated', a.attgenerated::text, 'identity', a.attidentity::text,
-                     'collation', CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
-                        THEN (SELECT format('%I.%I', cn.nspname, co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) END,
-                     'storage', CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage::text END,
-                     'compression', NULLIF(to_jsonb(a)->>'attcompression', ''),
-                     'stattarget', CASE WHEN (to_jsonb(a)->>'attstattarget')::int >= 0 THEN (to_jsonb(a)->>'attstattarget')::int END,
-                     -- pg_attver is bookkeeping some server builds add to every column, not a user's setting.
-                     'options', (SELECT array_agg(o) FROM unnest(a.attoptions) AS o WHERE o NOT LIKE 'pg\\_attver=%'), 'acl', ${aclSql('a.attacl')},
-                     'fdwoptions', ${optionsSql('a.attfdwoptions')},
-                     'comment', col_description(c.oid, a.attnum),
-                     'identitySeq', (SELECT json_build_object('oid', s.seqrelid::int, 'qname', format('%I.%I', sn.nspname, sc.relname), 'options', ${sequenceOptions('s')})
-                                       FROM pg_depend d JOIN pg_sequence s ON s.seqrelid = d.objid JOIN pg_class sc ON sc.oid = s.seqrelid
-                                       JOIN pg_namespace sn ON sn.oid = sc.relnamespace
-                                      WHERE a.attidentity <> '' AND d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-                                        AND d.refobjid = c.oid AND d.refobjsubid = a.attnum AND d.deptype = 'i'))
-                     ORDER BY a.attnum)
-              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
            (SELECT array_agg(r.oid::int) FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename = '_RETURN') AS rules
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relnamespace = ANY($1) AND c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') AND ${notExtensionMember('pg_class', 'c.oid')}
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_type rt ON rt.oid = c.reltype
+      LEFT JOIN pg_class tc ON tc.oid = c.reltoastrelid LEFT JOIN pg_am am ON am.oid = c.relam LEFT JOIN pg_sequence s ON s.seqrelid = c.oid
+      LEFT JOIN pg_foreign_table ft ON ft.ftrelid = c.oid LEFT JOIN pg_foreign_server fs ON fs.oid = ft.ftserver
+      ${commentJoin('cd', 'pg_class', 'c.oid')}
+     WHERE ${inRelations('c')}
      ORDER BY n.nspname, c.relname`, [b.namespaces]);
+  const columns = await readColumns(b);
+  for (const rel of relations) rel.columns = columns.get(rel.oid) ?? null;
   const state: Relations = { builder: b, tables: [], sequenceReads: [], byQname: new Map(), attaches: [], attrdefs: await readDefaults(b) };
   for (const rel of relations) {
     if (rel.relkind === 'S') addSequence(state, rel);
@@ -133,6 +117,44 @@ export async function readRelations(b: CatalogBuilder): Promise<{ tables: TocTab
     b.add({ kind: 'TABLE ATTACH', schema: attach.schema, name: attach.name, section: 'pre-data', sql: attach.sql, after: [attach.child.id, ...(parent ? [parent.id] : [])] });
   }
   return { tables: state.tables, sequenceValues: await readSequenceValues(b, state.sequenceReads) };
+}
+
+/** The relations readRelations reads, the table `c` of pg_class: tables, sequences, views and materialized views of the schemas backed up. */
+function inRelations(c: string): string {
+  return `${c}.relnamespace = ANY($1) AND ${c}.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') AND ${notExtensionMember('pg_class', `${c}.oid`)}`;
+}
+
+/** The columns of every relation readRelations reads, in one query, by relation in column order. */
+async function readColumns(b: CatalogBuilder): Promise<Map<number, ColumnRow[]>> {
+  const rows = await b.query<ColumnRow & { rel: number }>(`
+    SELECT a.attrelid::int AS rel, quote_ident(a.attname) AS name, a.attnum AS num, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS notnull,
+           a.attislocal AS local, pg_get_expr(ad.adbin, ad.adrelid) AS def, a.attgenerated::text AS generated, a.attidentity::text AS identity,
+           CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN format('%I.%I', cn.nspname, co.collname) END AS collation,
+           CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage::text END AS storage,
+           ${b.serverVersion >= 140000 ? "NULLIF(a.attcompression::text, '')" : 'NULL'} AS compression,
+           -- No statistics target is -1 before PostgreSQL 17, NULL since.
+           CASE WHEN a.attstattarget >= 0 THEN a.attstattarget::int END AS stattarget,
+           -- pg_attver is bookkeeping some server builds add to every column, not a user's setting.
+           (SELECT array_agg(o) FROM unnest(a.attoptions) AS o WHERE o NOT LIKE 'pg\\_attver=%') AS options, ${aclSql('a.attacl')} AS acl,
+           ${optionsSql('a.attfdwoptions')} AS fdwoptions, dc.description AS comment,
+           CASE WHEN a.attidentity <> '' THEN
+             (SELECT json_build_object('oid', s.seqrelid::int, 'qname', format('%I.%I', sn.nspname, sc.relname), 'options', ${sequenceOptions('s')})
+                FROM pg_depend d JOIN pg_sequence s ON s.seqrelid = d.objid JOIN pg_class sc ON sc.oid = s.seqrelid JOIN pg_namespace sn ON sn.oid = sc.relnamespace
+               WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+                 AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum AND d.deptype = 'i') END AS "identitySeq"
+      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_type t ON t.oid = a.atttypid
+      LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+      LEFT JOIN pg_collation co ON co.oid = a.attcollation LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+      ${commentJoin('dc', 'pg_class', 'a.attrelid', 'a.attnum')}
+     WHERE ${inRelations('c')} AND a.attnum > 0 AND NOT a.attisdropped
+     ORDER BY a.attrelid, a.attnum`, [b.namespaces]);
+  const columns = new Map<number, ColumnRow[]>();
+  for (const { rel, ...column } of rows) {
+    const list = columns.get(rel);
+    if (list) list.push(column);
+    else columns.set(rel, [column]);
+  }
+  return columns;
 }
 
 /**
