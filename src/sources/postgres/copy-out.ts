@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { loadCopyStreams } from './connection.js';
-import { copySource, type TableDataSummary, type TocTable } from './toc.js';
+import { copySource, pieceSource, type DataFigures, type TocTable } from './toc.js';
 
 const NEWLINE = 0x0a;
 
 /**
- * Streams one table's rows as COPY text and cuts them into chunks of about `chunkBytes`, each
+ * Streams one table's rows (or one piece's, 0-based, of a split table) as COPY text and cuts them into chunks of about `chunkBytes`, each
  * ending at a row boundary (text COPY escapes newlines inside values, so every raw newline ends a
  * row). `emit` may wait: that is the backpressure from the archive. It runs on a COPY worker
  * thread, which is stopped by terminating it.
@@ -16,9 +16,10 @@ export async function copyTableOut(
   table: TocTable,
   chunkBytes: number,
   emit: (chunk: Buffer, index: number) => Promise<void>,
-): Promise<TableDataSummary> {
+  piece?: number,
+): Promise<DataFigures> {
   const { to: copyTo } = await loadCopyStreams();
-  const stream = client.query(copyTo(`COPY ${copySource(table)} TO STDOUT`));
+  const stream = client.query(copyTo(`COPY ${piece === undefined ? copySource(table) : pieceSource(table, piece)} TO STDOUT`));
   // The row count is the server's, from COPY's command tag (counting newlines here cost about a second of CPU
   // per 10 million rows). The tag arrives after the stream ended, before the server is ready for the next
   // query, which the client tells the query: waiting for that costs no round trip of its own, as the no-op
@@ -53,7 +54,7 @@ export async function copyTableOut(
   }
   if (pendingBytes > 0) await flush(Buffer.concat(pending, pendingBytes));
   await ready;
-  return { entry: table.entry, rows: stream.rowCount, bytes, chunks, sha256: hash.digest('hex') };
+  return { rows: stream.rowCount, bytes, chunks, sha256: hash.digest('hex') };
 }
 
 /** The archive path of a table's n-th chunk (1-based). */

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { BackupError } from '../../errors.js';
 import { WorkerJob } from '../../util/worker-channel.js';
 import type { CopyRequest, CopyWorkerData, FromCopyWorker } from './copy-thread.worker.js';
-import type { TableDataSummary, TocTable } from './toc.js';
+import type { DataFigures, TocTable } from './toc.js';
 
 /** The main thread's handle on one COPY worker thread: one table at a time. */
 export class CopyThread {
@@ -28,17 +28,17 @@ export class CopyThread {
     );
   }
 
-  /** Copies one table's rows; `onChunk` may wait, and the thread waits with it. */
-  async copy(table: TocTable, onChunk: (chunk: Buffer, index: number) => Promise<void>): Promise<TableDataSummary> {
-    return await this.run({ table, send: true }, onChunk);
+  /** Copies one table's rows, or one piece's of a split table; `onChunk` may wait, and the thread waits with it. */
+  async copy(table: TocTable, piece: number | undefined, onChunk: (chunk: Buffer, index: number) => Promise<void>): Promise<DataFigures> {
+    return await this.run({ table, piece, send: true }, onChunk);
   }
 
-  /** Reads one table's rows and only hashes them: what an incremental compares with the previous backup. */
-  async hash(table: TocTable): Promise<TableDataSummary> {
-    return await this.run({ table, send: false }, async () => {});
+  /** Reads one table's (or piece's) rows and only hashes them: what an incremental compares with the previous backup. */
+  async hash(table: TocTable, piece: number | undefined): Promise<DataFigures> {
+    return await this.run({ table, piece, send: false }, async () => {});
   }
 
-  private async run(request: CopyRequest, onChunk: (chunk: Buffer, index: number) => Promise<void>): Promise<TableDataSummary> {
+  private async run(request: CopyRequest, onChunk: (chunk: Buffer, index: number) => Promise<void>): Promise<DataFigures> {
     const { table } = request;
     await this.job.send(request);
     for (let message = await this.job.receive(); message !== undefined; message = await this.job.receive()) {
