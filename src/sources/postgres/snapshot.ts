@@ -8,12 +8,20 @@ import { readCatalog } from './catalog/index.js';
 import { connect } from './connection.js';
 import { chunkPath } from './copy-out.js';
 import { CopyThread } from './copy-thread.js';
+import type { CopyUnit } from './copy-thread.worker.js';
 import { STATE_VERSION, readState, renderRef, schemaFingerprint, type LargeObjectState, type PostgresState, type TableState } from './incremental.js';
 import { renderRestoreSql } from './restore-script.js';
 import { OUTPUT_SETTINGS, clientEncoding, piecePath, piecesSha256, renderSchemaSql, type DataFigures, type TableDataSummary, type Toc, type TocTable } from './toc.js';
 
 /** Table data is cut into entries of about this size: a tar entry needs its size up front. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
+/**
+ * Tables smaller than this on disk are copied many to a request to a COPY thread, their chunks sent
+ * back together: per table, only a COPY's round trip to the server remains.
+ */
+const BATCH_BYTES = CHUNK_BYTES;
+/** …and at most this many: the jobs share the small tables too. */
+const BATCH_TABLES = 256;
 /** TID range scans, which copy a table in pieces, came with PostgreSQL 14. */
 const TID_RANGE_SCANS = 140000;
 /** Large objects are read in pieces of this size. */
@@ -46,10 +54,8 @@ export interface SnapshotOptions {
   readonly pieceBytes: number;
 }
 
-/** One job's work: a whole table, or one piece (0-based) of a split one. */
-interface Unit {
-  readonly table: TocTable;
-  readonly piece: number | undefined;
+/** A whole table, or one piece (0-based) of a split one. */
+interface Unit extends CopyUnit {
   readonly estimatedBytes: number;
 }
 
@@ -171,23 +177,26 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs,
     const limit = pLimit(jobs);
     const stop = new AbortController();
     const pieces = new Map<number, DataFigures[]>();
-    const largestFirst = largestUnitsFirst(toc.tables.filter((table) => before.has(table.qualifiedName)));
     await Promise.all(
-      largestFirst.map(({ table, piece }) =>
+      workLargestFirst(toc.tables.filter((table) => before.has(table.qualifiedName))).map((units) =>
         limit(async () => {
           // After a failure, the tables still waiting are not read.
           if (stop.signal.aborted) return;
           context.signal.throwIfAborted();
           const thread = idle.pop() ?? openThread(snapshotId, clientEncoding(toc));
-          const figures = await thread.hash(table, piece).catch((error: unknown) => {
-            stop.abort(error);
-            throw asBackupError(error, 'SOURCE_FAILED', `Reading the rows of ${table.qualifiedName} failed`);
-          });
+          await thread
+            .hash(units, async (unit, figures) => {
+              const { table, piece } = units[unit]!;
+              const summary = collect(table, piece, figures, pieces);
+              if (summary === undefined) return;
+              const state = before.get(table.qualifiedName)!;
+              if (summary.sha256 === state.sha256 && summary.bytes === state.bytes && summary.rows === state.rows) same.set(table.qualifiedName, state);
+            })
+            .catch((error: unknown) => {
+              stop.abort(error);
+              throw asBackupError(error, 'SOURCE_FAILED', `Reading the rows of ${describeUnits(units)} failed`);
+            });
           idle.push(thread);
-          const summary = collect(table, piece, figures, pieces);
-          if (summary === undefined) return;
-          const state = before.get(table.qualifiedName)!;
-          if (summary.sha256 === state.sha256 && summary.bytes === state.bytes && summary.rows === state.rows) same.set(table.qualifiedName, state);
         }),
       ),
     );
@@ -226,27 +235,33 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs,
     const limit = pLimit(jobs);
     const pieces = new Map<number, DataFigures[]>();
     const folders = new Set<string>();
-    const tasks = largestUnitsFirst(tables).map(({ table, piece }) =>
+    const tasks = workLargestFirst(tables).map((units) =>
       limit(async () => {
         if (workerSignal.aborted) return;
         const thread = idle.pop() ?? openThread(snapshot, clientEncoding(toc));
-        const path = piecePath(table, piece);
-        const figures = await thread.copy(table, piece, async (chunk, index) => {
-          if (index === 1) {
-            // A split table's folder comes before the first of its pieces' folders.
-            for (const dir of [table.dataPath, path]) {
-              if (folders.has(dir)) continue;
-              folders.add(dir);
-              await queue.push(folder(dir, mtime));
+        await thread.copy(
+          units,
+          async (unit, chunk, index) => {
+            const { table, piece } = units[unit]!;
+            const path = piecePath(table, piece);
+            if (index === 1) {
+              // A split table's folder comes before the first of its pieces' folders.
+              for (const dir of [table.dataPath, path]) {
+                if (folders.has(dir)) continue;
+                folders.add(dir);
+                await queue.push(folder(dir, mtime));
+              }
             }
-          }
-          await queue.push({ path: chunkPath({ dataPath: path }, index), type: 'file', mode: 0o644, mtime, size: chunk.length, body: async function* () { yield chunk; } });
-        });
-        const summary = collect(table, piece, figures, pieces);
-        if (summary) summaries.push(summary);
+            await queue.push({ path: chunkPath({ dataPath: path }, index), type: 'file', mode: 0o644, mtime, size: chunk.length, body: async function* () { yield chunk; } });
+          },
+          async (unit, figures) => {
+            const summary = collect(units[unit]!.table, units[unit]!.piece, figures, pieces);
+            if (summary) summaries.push(summary);
+          },
+        );
         idle.push(thread);
       }).catch((error: unknown) => {
-        queue.fail(asBackupError(error, 'SOURCE_FAILED', `Copying the rows of ${table.qualifiedName} failed`));
+        queue.fail(asBackupError(error, 'SOURCE_FAILED', `Copying the rows of ${describeUnits(units)} failed`));
         stop.abort(error);
       }),
     );
@@ -285,14 +300,41 @@ function splitTables(toc: Toc, pieceBytes: number, blockSize: number): Toc {
   return split ? { ...toc, formatVersion: 2, tables } : toc;
 }
 
-/** Every table's units, largest first: a split table's pieces go to the jobs like tables of their size. */
-function largestUnitsFirst(tables: readonly TocTable[]): Unit[] {
+/**
+ * The jobs' requests, largest first: each table or piece of a split table at least BATCH_BYTES on
+ * disk alone (a split table's pieces go to the jobs like tables of their size), smaller ones
+ * together, up to BATCH_BYTES or BATCH_TABLES a request.
+ */
+function workLargestFirst(tables: readonly TocTable[]): Unit[][] {
   const units = tables.flatMap((table): Unit[] =>
     table.pieces === undefined
       ? [{ table, piece: undefined, estimatedBytes: table.estimatedBytes }]
       : table.pieces.map((_, piece) => ({ table, piece, estimatedBytes: table.estimatedBytes / table.pieces!.length })),
   );
-  return units.sort((a, b) => b.estimatedBytes - a.estimatedBytes);
+  const work: Unit[][] = [];
+  let batch: Unit[] = [];
+  let batchBytes = 0;
+  for (const unit of units.sort((a, b) => b.estimatedBytes - a.estimatedBytes)) {
+    if (unit.estimatedBytes >= BATCH_BYTES) {
+      work.push([unit]);
+      continue;
+    }
+    if (batch.length === BATCH_TABLES || (batch.length > 0 && batchBytes + unit.estimatedBytes > BATCH_BYTES)) {
+      work.push(batch);
+      batch = [];
+      batchBytes = 0;
+    }
+    batch.push(unit);
+    batchBytes += unit.estimatedBytes;
+  }
+  if (batch.length > 0) work.push(batch);
+  return work;
+}
+
+/** For messages: the table of a request, or its first and how many more. */
+function describeUnits(units: readonly Unit[]): string {
+  const first = units[0]?.table.qualifiedName ?? '';
+  return units.length === 1 ? first : `${first} and ${units.length - 1} more tables`;
 }
 
 /**
