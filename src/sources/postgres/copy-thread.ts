@@ -1,10 +1,10 @@
 import type pg from 'pg';
 import { BackupError } from '../../errors.js';
 import { WorkerJob } from '../../util/worker-channel.js';
-import type { CopyRequest, CopyWorkerData, FromCopyWorker } from './copy-thread.worker.js';
-import type { TableDataSummary, TocTable } from './toc.js';
+import type { CopyRequest, CopyUnit, CopyWorkerData, FromCopyWorker } from './copy-thread.worker.js';
+import type { DataFigures } from './toc.js';
 
-/** The main thread's handle on one COPY worker thread: one table at a time. */
+/** The main thread's handle on one COPY worker thread: one request (a table, a piece, or a batch of small tables) at a time. */
 export class CopyThread {
   private constructor(private readonly job: WorkerJob<CopyRequest, FromCopyWorker, void>) {}
 
@@ -28,24 +28,36 @@ export class CopyThread {
     );
   }
 
-  /** Copies one table's rows; `onChunk` may wait, and the thread waits with it. */
-  async copy(table: TocTable, onChunk: (chunk: Buffer, index: number) => Promise<void>): Promise<TableDataSummary> {
-    return await this.run({ table, send: true }, onChunk);
+  /**
+   * Copies units one after the other: `onChunk` gets each one's chunks in order, `onDone` its
+   * figures; both may wait, and the thread waits with them.
+   */
+  async copy(
+    units: readonly CopyUnit[],
+    onChunk: (unit: number, chunk: Buffer, index: number) => Promise<void>,
+    onDone: (unit: number, figures: DataFigures) => Promise<void>,
+  ): Promise<void> {
+    await this.run({ units, send: true }, onChunk, onDone);
   }
 
-  /** Reads one table's rows and only hashes them: what an incremental compares with the previous backup. */
-  async hash(table: TocTable): Promise<TableDataSummary> {
-    return await this.run({ table, send: false }, async () => {});
+  /** Reads units' rows and only hashes them: what an incremental compares with the previous backup. */
+  async hash(units: readonly CopyUnit[], onDone: (unit: number, figures: DataFigures) => Promise<void>): Promise<void> {
+    await this.run({ units, send: false }, async () => {}, onDone);
   }
 
-  private async run(request: CopyRequest, onChunk: (chunk: Buffer, index: number) => Promise<void>): Promise<TableDataSummary> {
-    const { table } = request;
+  private async run(
+    request: CopyRequest,
+    onChunk: (unit: number, chunk: Buffer, index: number) => Promise<void>,
+    onDone: (unit: number, figures: DataFigures) => Promise<void>,
+  ): Promise<void> {
     await this.job.send(request);
     for (let message = await this.job.receive(); message !== undefined; message = await this.job.receive()) {
-      if (message.type === 'done') return message.summary;
-      await onChunk(Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength), message.index);
+      // A unit's chunks come before its summary, in the same message or an earlier one.
+      for (const { unit, index, data } of message.chunks) await onChunk(unit, Buffer.from(data.buffer, data.byteOffset, data.byteLength), index);
+      for (const { unit, summary } of message.done) await onDone(unit, summary);
+      if (message.last) return;
     }
-    throw new BackupError('SOURCE_FAILED', `The COPY worker thread ended before ${table.qualifiedName} was copied`);
+    throw new BackupError('SOURCE_FAILED', `The COPY worker thread ended before ${request.units[0]?.table.qualifiedName ?? 'its tables'} was copied`);
   }
 
   stop(): Promise<void> {

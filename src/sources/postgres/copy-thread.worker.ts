@@ -8,7 +8,7 @@ import { asBackupError } from '../../errors.js';
 import { serveWorkerJob } from '../../util/worker-channel.js';
 import { connect } from './connection.js';
 import { copyTableOut } from './copy-out.js';
-import type { TableDataSummary, TocTable } from './toc.js';
+import type { DataFigures, TocTable } from './toc.js';
 
 export interface CopyWorkerData {
   readonly config: pg.ClientConfig;
@@ -17,14 +17,38 @@ export interface CopyWorkerData {
   readonly chunkBytes: number;
 }
 
-/** A table to copy; with `send: false` its COPY text is only hashed, and no chunk crosses to the main thread. */
-export interface CopyRequest {
+/** A table to copy, or one piece (0-based) of a split table. */
+export interface CopyUnit {
   readonly table: TocTable;
+  readonly piece: number | undefined;
+}
+
+/**
+ * Units copied one after the other: one large table or piece, or many small tables, whose chunks
+ * come back together (a message per table cost more than copying most small tables). With
+ * `send: false` their COPY text is only hashed, and no chunk crosses to the main thread.
+ */
+export interface CopyRequest {
+  readonly units: readonly CopyUnit[];
   readonly send: boolean;
 }
 
-/** For each table received: its chunks, in order (none when not sent), then its summary. */
-export type FromCopyWorker = { type: 'chunk'; index: number; data: Uint8Array } | { type: 'done'; summary: TableDataSummary };
+/** A unit's chunk (1-based `index`), by the unit's position in the request. */
+export interface CopiedChunk {
+  readonly unit: number;
+  readonly index: number;
+  readonly data: Uint8Array;
+}
+
+/**
+ * For each request: messages of about a chunk's size at most, each with the chunks and the
+ * summaries of the units done since the previous one, in order; `last` on the request's last.
+ */
+export interface FromCopyWorker {
+  readonly chunks: CopiedChunk[];
+  readonly done: Array<{ unit: number; summary: DataFigures }>;
+  readonly last: boolean;
+}
 
 serveWorkerJob<CopyWorkerData, FromCopyWorker, CopyRequest, void>(async (job, channel) => {
   const client = await connect(job.config, 'SOURCE_FAILED');
@@ -32,17 +56,30 @@ serveWorkerJob<CopyWorkerData, FromCopyWorker, CopyRequest, void>(async (job, ch
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await client.query(`SET TRANSACTION SNAPSHOT '${job.snapshotId.replaceAll("'", "''")}'`);
     for (const setting of job.settings) await client.query(setting);
-    for await (const { table, send } of channel) {
-      const summary = await copyTableOut(client, table, job.chunkBytes, async (chunk, index) => {
-        if (!send) return;
-        // Full chunks start their own allocation (Buffer.concat of >= 4 KiB is never pooled) and are
-        // transferred, not copied; a small last one may sit in Node's shared pool and is copied.
-        const data = chunk.byteOffset === 0 && chunk.byteLength >= 64 * 1024 ? new Uint8Array(chunk.buffer, 0, chunk.byteLength) : new Uint8Array(chunk);
-        await channel.send({ type: 'chunk', index, data }, [data.buffer as ArrayBuffer]);
-      }).catch((error: unknown) => {
-        throw asBackupError(error, 'SOURCE_FAILED', `Copying the rows of ${table.qualifiedName} failed`);
-      });
-      await channel.send({ type: 'done', summary });
+    for await (const { units, send } of channel) {
+      let pending: FromCopyWorker = { chunks: [], done: [], last: false };
+      let pendingBytes = 0;
+      const flush = async (last: boolean): Promise<void> => {
+        const message = { ...pending, last };
+        pending = { chunks: [], done: [], last: false };
+        pendingBytes = 0;
+        await channel.send(message, message.chunks.flatMap((chunk) => (chunk.data.byteOffset === 0 ? [chunk.data.buffer as ArrayBuffer] : [])));
+      };
+      for (const [unit, { table, piece }] of units.entries()) {
+        const summary = await copyTableOut(client, table, job.chunkBytes, async (chunk, index) => {
+          if (!send) return;
+          // Full chunks start their own allocation (Buffer.concat of >= 4 KiB is never pooled) and are
+          // transferred, not copied; a small one may sit in Node's shared pool and is copied.
+          const data = chunk.byteOffset === 0 && chunk.byteLength >= 64 * 1024 ? new Uint8Array(chunk.buffer, 0, chunk.byteLength) : new Uint8Array(chunk);
+          pending.chunks.push({ unit, index, data });
+          pendingBytes += data.byteLength;
+          if (pendingBytes >= job.chunkBytes) await flush(false);
+        }, piece).catch((error: unknown) => {
+          throw asBackupError(error, 'SOURCE_FAILED', `Copying the rows of ${table.qualifiedName} failed`);
+        });
+        pending.done.push({ unit, summary });
+      }
+      await flush(true);
     }
   } finally {
     await client.end().catch(() => {});

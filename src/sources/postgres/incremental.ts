@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { BackupError } from '../../errors.js';
 import type { PreviousState } from '../../types.js';
 import { readLimited } from '../../util/streams.js';
-import type { Toc } from './toc.js';
+import type { DataFigures, Toc } from './toc.js';
 
 /** The version of the state this backupkit writes and builds on. */
 export const STATE_VERSION = 1;
@@ -24,6 +24,8 @@ export interface TableState {
   readonly bytes: number;
   readonly rows: number;
   readonly chunks: number;
+  /** Of a table copied in pieces, each piece's figures in page order (`sha256` is then of their SHA-256s). */
+  readonly pieces?: readonly DataFigures[];
   /** The archive whose `sources/<name>/<path>/` holds the chunks. */
   readonly archive: string;
   /** The folder of its chunks inside the source, `data/<entry>-<slug>`. */
@@ -66,10 +68,11 @@ export interface DataRef {
   readonly bytes: number;
 }
 
-/** A table's `.ref`: also its row and chunk counts. */
+/** A table's `.ref`: also its row and chunk counts, and of a split table each piece's figures (chunks in `<path>/0001/`…). */
 export interface TableRef extends DataRef {
   readonly rows: number;
   readonly chunks: number;
+  readonly pieces?: readonly DataFigures[];
 }
 
 /**
@@ -78,8 +81,9 @@ export interface TableRef extends DataRef {
  * they move without any change.
  */
 export function schemaFingerprint(toc: Toc): string {
-  const tables = toc.tables.map(({ estimatedBytes: _estimate, ...table }) => table);
-  return createHash('sha256').update(JSON.stringify({ ...toc, tables })).digest('hex');
+  // Nor how tables are split, which follows their size on disk; nor the format version, which follows the split.
+  const tables = toc.tables.map(({ estimatedBytes: _estimate, pieces: _pieces, ...table }) => table);
+  return createHash('sha256').update(JSON.stringify({ ...toc, formatVersion: 1, tables })).digest('hex');
 }
 
 /** Reads the previous backup's state, or says in a few words why it cannot be built on. */
@@ -118,7 +122,16 @@ function isTableState(value: unknown): value is TableState {
     typeof t.sha256 === 'string' &&
     typeof t.archive === 'string' &&
     typeof t.path === 'string' &&
-    [t.bytes, t.rows, t.chunks].every((n) => Number.isSafeInteger(n) && (n as number) >= 0)
+    [t.bytes, t.rows, t.chunks].every((n) => Number.isSafeInteger(n) && (n as number) >= 0) &&
+    (t.pieces === undefined || isPieceList(t.pieces))
+  );
+}
+
+function isPieceList(value: unknown): value is DataFigures[] {
+  return (
+    Array.isArray(value) &&
+    value.length > 1 &&
+    value.every((piece: Partial<DataFigures> | null) => typeof piece?.sha256 === 'string' && /^[0-9a-f]{64}$/.test(piece.sha256) && [piece.bytes, piece.rows, piece.chunks].every((n) => Number.isSafeInteger(n) && (n as number) >= 0))
   );
 }
 
@@ -131,7 +144,7 @@ function isLargeObjectState(value: unknown): value is LargeObjectState {
 export function renderRef(held: TableState | LargeObjectState): string {
   const ref: DataRef | TableRef =
     'table' in held
-      ? { archive: held.archive, path: held.path, sha256: held.sha256, bytes: held.bytes, rows: held.rows, chunks: held.chunks }
+      ? { archive: held.archive, path: held.path, sha256: held.sha256, bytes: held.bytes, rows: held.rows, chunks: held.chunks, ...(held.pieces ? { pieces: held.pieces } : {}) }
       : { archive: held.archive, path: held.path, sha256: held.sha256, bytes: held.bytes };
   return `${JSON.stringify(ref, null, 1)}\n`;
 }
@@ -140,8 +153,9 @@ export function renderRef(held: TableState | LargeObjectState): string {
 export function parseTableRef(data: Buffer, path: string): TableRef {
   const ref = parseJson(data, path) as Partial<TableRef> | null;
   if (!isDataRef(ref, /^data\/[^/]+$/)) throw notRef(path);
-  const { rows, chunks } = ref as Partial<TableRef>;
+  const { rows, chunks, pieces } = ref as Partial<TableRef>;
   if (![rows, chunks].every((n) => Number.isSafeInteger(n) && (n as number) >= 0)) throw notRef(path);
+  if (pieces !== undefined && !isPieceList(pieces)) throw notRef(path);
   return ref as TableRef;
 }
 

@@ -21,12 +21,18 @@ export interface PostgresSourceOptions {
   schemas?: string[];
   /** How long to wait for each batch of table locks before failing; default 30 s. */
   lockTimeoutMs?: number;
+  /**
+   * Tables larger than this on disk are copied (and restored) in pieces of about this size, side by
+   * side; default 64 MiB. For tests, which split small tables.
+   * @internal
+   */
+  pieceBytes?: number;
 }
 
 /**
  * A PostgreSQL database, backed up hot over the wire protocol with `pg` (no pg_dump binary): one
  * REPEATABLE READ snapshot, exported to `jobs` connections that COPY tables in parallel, largest
- * first; the schema is read from the catalogs in the same snapshot. An incremental holds the schema
+ * first (tables above 64 MiB in pieces of page ranges, PostgreSQL 14+); the schema is read from the catalogs in the same snapshot. An incremental holds the schema
  * in full and the rows of the tables (and the large objects) whose SHA-256 in the snapshot differs
  * from the previous backup's; the others are `.ref` entries naming the archive that holds them.
  * @public
@@ -36,6 +42,8 @@ export function postgres(options: PostgresSourceOptions): Source {
   const jobs = options.jobs ?? 2;
   if (!Number.isInteger(jobs) || jobs < 1) throw new BackupError('INVALID_OPTIONS', `postgres(${JSON.stringify(options.name)}): \`jobs\` must be a positive integer`);
   const lockTimeoutMs = options.lockTimeoutMs ?? 30_000;
+  const pieceBytes = options.pieceBytes ?? 64 * 1024 * 1024;
+  if (!Number.isSafeInteger(pieceBytes) || pieceBytes < 1) throw new BackupError('INVALID_OPTIONS', `postgres(${JSON.stringify(options.name)}): \`pieceBytes\` must be a positive integer`);
   return {
     kind: 'postgres',
     name: options.name,
@@ -43,7 +51,7 @@ export function postgres(options: PostgresSourceOptions): Source {
     async open(context: SnapshotContext): Promise<Snapshot> {
       // The catalog reader and the COPY threads are imported when a backup starts, not with backupkit.
       const { openSnapshot } = await import('./snapshot.js');
-      return await openSnapshot({ name: options.name, config, jobs, schemas: options.schemas, lockTimeoutMs }, context);
+      return await openSnapshot({ name: options.name, config, jobs, schemas: options.schemas, lockTimeoutMs, pieceBytes }, context);
     },
   };
 }

@@ -1,6 +1,6 @@
 import { quoteLiteral } from './connection.js';
 import { chunkPath } from './copy-out.js';
-import { ANALYZED_TABLES_SQL, RESTORE_SETTINGS, clientEncoding, copyTarget, renderEntry, type TableDataSummary, type Toc } from './toc.js';
+import { ANALYZED_TABLES_SQL, RESTORE_SETTINGS, clientEncoding, copyTarget, piecePath, renderEntry, type TableDataSummary, type Toc } from './toc.js';
 
 /** What restore.sql of an incremental needs: the tables whose rows an earlier archive of the chain holds. */
 export interface ScriptRefs {
@@ -20,7 +20,7 @@ export interface ScriptRefs {
  * beside this one into a folder named as that archive.
  */
 export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[], incremental?: ScriptRefs): string {
-  const chunks = new Map(summaries.map((summary) => [summary.entry, summary.chunks]));
+  const byEntry = new Map(summaries.map((summary) => [summary.entry, summary]));
   const held = incremental?.refs ?? new Map<number, { archive: string; path: string }>();
   const heldBlobs = incremental?.largeObjects ?? new Map<number, { archive: string; path: string }>();
   // From <archive>/sources/<name>/ of this archive, up to the folder the archives are extracted in.
@@ -50,8 +50,12 @@ export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[
   lines.push('-- data');
   for (const table of toc.tables) {
     const ref = held.get(table.entry);
-    for (let index = 1; index <= (chunks.get(table.entry) ?? 0); index++) {
-      lines.push(`\\copy ${copyTarget(table)} FROM '${elsewhere(ref, chunkPath(ref ? { dataPath: ref.path } : table, index))}'`);
+    const summary = byEntry.get(table.entry);
+    const folder = ref ? { dataPath: ref.path } : table;
+    // A split table's pieces in page order: its rows come back in the order they were copied out.
+    const pieces = summary?.pieces?.map((piece, i) => ({ path: piecePath(folder, i), chunks: piece.chunks })) ?? [{ path: folder.dataPath, chunks: summary?.chunks ?? 0 }];
+    for (const piece of pieces) {
+      for (let index = 1; index <= piece.chunks; index++) lines.push(`\\copy ${copyTarget(table)} FROM '${elsewhere(ref, chunkPath({ dataPath: piece.path }, index))}'`);
     }
   }
   section('data', () => true);

@@ -14,7 +14,7 @@ import { copyTableOut } from './copy-out.js';
 import { parseLargeObjectRef, parseTableRef, type DataRef } from './incremental.js';
 import { Lease, dropServerLeftovers, makeSpoolFolder, newTag, removeAbandonedSpools, restoreRoleName, revokeTablespaces, scramVerifier } from './lease.js';
 import type { ParsedTarget } from './restore.js';
-import { ANALYZED_TABLES_SQL, OUTPUT_SETTINGS, RESTORE_SETTINGS, clientEncoding, copyTarget, inTablespace, type DatabaseLocale, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
+import { ANALYZED_TABLES_SQL, OUTPUT_SETTINGS, RESTORE_SETTINGS, TOC_FORMAT_VERSIONS, clientEncoding, copyTarget, inTablespace, piecePath, piecesSha256, type DataFigures, type DatabaseLocale, type TableDataSummary, type Toc, type TocEntry, type TocTable } from './toc.js';
 
 const MAX_METADATA_BYTES = 256 * 1024 * 1024;
 const LARGE_OBJECT_PIECE = 1024 * 1024;
@@ -214,14 +214,16 @@ export class PostgresRestoreSink implements RestoreSink {
   private roleCreated = false;
   /** The staging database's connections, `jobs` at most; opened by createStaging. */
   private sessions: SessionPool | undefined;
-  private readonly rowsLoaded = new Map<number, { rows: number; chunks: number }>();
+  /** By table entry, the rows and chunks loaded into each piece (one for a table not split). */
+  private readonly rowsLoaded = new Map<number, Array<{ rows: number; chunks: number }>>();
   private toc: Toc | undefined;
   private tables = new Map<string, TocTable>();
   private summaries: TableDataSummary[] | undefined;
   // Nothing from the archive reaches the server before the engine verified the manifest (prepare):
   // until then table chunks and large objects wait in a private spool folder, in archive order.
   private spool: string | undefined;
-  private readonly chunkFiles = new Map<number, string[]>();
+  /** By table entry, each piece's spooled chunk files (one piece for a table not split). */
+  private readonly chunkFiles = new Map<number, string[][]>();
   private readonly blobFiles: Array<{ oid: number; file: string }> = [];
   private spooled = 0;
   private created = false;
@@ -272,16 +274,15 @@ export class PostgresRestoreSink implements RestoreSink {
     if (this.current.depth > 0) return await this.writeOlder(entry);
     if (entry.type === 'directory') return;
     if (entry.type !== 'file') throw new BackupError('CORRUPT_ARCHIVE', `Unexpected ${entry.type} ${JSON.stringify(entry.path)} in a PostgreSQL source`);
-    const chunk = /^(data\/[^/]+)\/\d{6}\.copy$/.exec(entry.path);
+    const chunk = /^(data\/[^/]+)\/(?:(\d{4})\/)?\d{6}\.copy$/.exec(entry.path);
     if (chunk) {
       const table = this.tables.get(chunk[1]!);
       if (!table) throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} belongs to no table of toc.json`);
-      const file = await this.spoolEntry(entry);
-      // A table's chunks load in archive order, so that a verification can compare the table's
-      // COPY text with the archive's, byte for byte.
-      const files = this.chunkFiles.get(table.entry);
-      if (files) files.push(file);
-      else this.chunkFiles.set(table.entry, [file]);
+      const piece = chunk[2] === undefined ? 0 : Number(chunk[2]) - 1;
+      if (piece < 0 || (chunk[2] !== undefined) !== (table.pieces !== undefined)) throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} is no chunk of ${table.qualifiedName} as toc.json splits it`);
+      // A table's chunks load in archive order, piece after piece in page order, so that a
+      // verification can compare the table's COPY text with the archive's, byte for byte.
+      this.keepChunk(table, piece, await this.spoolEntry(entry));
       return;
     }
     const ref = /^(data\/[^/]+)\.ref$/.exec(entry.path);
@@ -290,10 +291,15 @@ export class PostgresRestoreSink implements RestoreSink {
       const table = this.tables.get(ref[1]!);
       if (!table) throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} belongs to no table of toc.json`);
       const held = parseTableRef(await readAll(entry.body, MAX_METADATA_BYTES), entry.path);
-      this.expect(entry.path, held, `the rows of ${table.qualifiedName}`, held.chunks, (file) => {
-        const files = this.chunkFiles.get(table.entry);
-        if (files) files.push(file);
-        else this.chunkFiles.set(table.entry, [file]);
+      if (held.pieces === undefined) {
+        this.expect(entry.path, held, `the rows of ${table.qualifiedName}`, held.chunks, (file) => this.keepChunk(table, 0, file));
+        return;
+      }
+      // A split table's pieces are checked one by one, and with them the SHA-256 the ref records.
+      if (piecesSha256(held.pieces) !== held.sha256) throw new BackupError('CORRUPT_ARCHIVE', `${entry.path}: the SHA-256 of its pieces is not the table's`);
+      held.pieces.forEach((piece, i) => {
+        const ref = { archive: held.archive, path: piecePath({ dataPath: held.path }, i), sha256: piece.sha256, bytes: piece.bytes };
+        this.expect(entry.path, ref, `the rows of ${table.qualifiedName} (piece ${i + 1})`, piece.chunks, (file) => this.keepChunk(table, i, file));
       });
       return;
     }
@@ -331,6 +337,12 @@ export class PostgresRestoreSink implements RestoreSink {
     }
   }
 
+  private keepChunk(table: TocTable, piece: number, file: string): void {
+    const pieces = this.chunkFiles.get(table.entry) ?? [];
+    this.chunkFiles.set(table.entry, pieces);
+    (pieces[piece] ??= []).push(file);
+  }
+
   /** Waits for the data a `.ref` of the backup restored names, in an older archive of the chain. */
   private expect(path: string, ref: DataRef, what: string, entries: number, keep: (file: string) => void): void {
     if (ref.archive === this.current.archive) throw new BackupError('CORRUPT_ARCHIVE', `${path} refers to the archive it is in`);
@@ -341,7 +353,7 @@ export class PostgresRestoreSink implements RestoreSink {
 
   /** An entry of an older archive of the chain: data the restored backup refers to (kept), or anything else (skipped). */
   private async writeOlder(entry: RestoreEntry): Promise<void> {
-    const chunk = /^(data\/[^/]+)\/(\d{6})\.copy$/.exec(entry.path);
+    const chunk = /^(data\/[^/]+(?:\/\d{4})?)\/(\d{6})\.copy$/.exec(entry.path);
     const pending = entry.type === 'file' ? this.refs.get(this.current.archive)?.get(chunk ? chunk[1]! : entry.path) : undefined;
     if (!pending) {
       for await (const piece of entry.body) void piece;
@@ -518,29 +530,38 @@ export class PostgresRestoreSink implements RestoreSink {
     await Promise.all(batches);
   }
 
-  /** Every table's chunks, `jobs` tables at once, then the row counts checked against data.json. */
+  /**
+   * Every table's chunks, `jobs` tables at once (a split table's pieces one after the other, in page
+   * order, so that its rows lie as they were copied out and a verification compares them byte for
+   * byte), then the row counts of each table and piece checked against data.json.
+   */
   private async loadTables(sessions: SessionPool, from: Toc, summaries: readonly TableDataSummary[]): Promise<void> {
     const limit = pLimit(this.target.jobs);
     const byEntry = new Map(from.tables.map((table) => [table.entry, table]));
     await Promise.all(
-      [...this.chunkFiles].map(([entry, files]) =>
+      [...this.chunkFiles].map(([entry, pieces]) =>
         limit(() =>
           sessions.use(async (client) => {
-            for (const file of files) await this.loadChunk(client, byEntry.get(entry)!, file);
+            for (const [piece, files] of pieces.entries()) for (const file of files ?? []) await this.loadChunk(client, byEntry.get(entry)!, piece, file);
           }),
         ),
       ),
     );
     for (const summary of summaries) {
-      const loaded = this.rowsLoaded.get(summary.entry) ?? { rows: 0, chunks: 0 };
-      if (loaded.rows !== summary.rows || loaded.chunks !== summary.chunks) {
-        const table = byEntry.get(summary.entry)?.qualifiedName ?? `#${summary.entry}`;
-        throw new BackupError('CORRUPT_ARCHIVE', `${table}: ${loaded.rows} rows in ${loaded.chunks} chunks restored, the backup recorded ${summary.rows} in ${summary.chunks}`);
-      }
+      const name = byEntry.get(summary.entry)?.qualifiedName ?? `#${summary.entry}`;
+      const loaded = this.rowsLoaded.get(summary.entry) ?? [];
+      const expected: readonly DataFigures[] = summary.pieces ?? [summary];
+      if (loaded.length > expected.length) throw new BackupError('CORRUPT_ARCHIVE', `${name}: chunks of ${loaded.length} pieces restored, the backup recorded ${expected.length}`);
+      expected.forEach((figures, i) => {
+        const { rows, chunks } = loaded[i] ?? { rows: 0, chunks: 0 };
+        if (rows === figures.rows && chunks === figures.chunks) return;
+        const what = summary.pieces ? `${name} (piece ${i + 1})` : name;
+        throw new BackupError('CORRUPT_ARCHIVE', `${what}: ${rows} rows in ${chunks} chunks restored, the backup recorded ${figures.rows} in ${figures.chunks}`);
+      });
     }
   }
 
-  private async loadChunk(client: pg.Client, table: TocTable, file: string): Promise<void> {
+  private async loadChunk(client: pg.Client, table: TocTable, piece: number, file: string): Promise<void> {
     const { from: copyFrom } = await loadCopyStreams();
     const stream = client.query(copyFrom(`COPY ${copyTarget(table)} FROM STDIN`));
     try {
@@ -550,8 +571,10 @@ export class PostgresRestoreSink implements RestoreSink {
       throw asBackupError(cause, 'RESTORE_FAILED', `Loading rows into ${table.qualifiedName} failed`);
     }
     await rm(file);
-    const loaded = this.rowsLoaded.get(table.entry) ?? { rows: 0, chunks: 0 };
-    this.rowsLoaded.set(table.entry, { rows: loaded.rows + stream.rowCount, chunks: loaded.chunks + 1 });
+    const pieces = this.rowsLoaded.get(table.entry) ?? [];
+    this.rowsLoaded.set(table.entry, pieces);
+    const loaded = pieces[piece] ?? { rows: 0, chunks: 0 };
+    pieces[piece] = { rows: loaded.rows + stream.rowCount, chunks: loaded.chunks + 1 };
   }
 
   /** The data section's entries (sequence values), then large objects with their owners and comments. */
@@ -826,11 +849,14 @@ async function verifyTables(target: ParsedTarget, toc: Toc, summaries: readonly 
           const condition = archivedCondition === undefined ? undefined : conditions.get(plain.qualifiedName);
           if (archivedCondition !== undefined && condition === undefined) return void problems.push(`${plain.qualifiedName} is no extension's configuration table in the restored database`);
           const table: TocTable = condition ? { ...plain, condition } : plain;
-          const found = await sessions.use((client) => copyTableOut(client, table, VERIFY_CHUNK_BYTES, async () => {}));
+          // A split table's text is hashed piece by piece, at the byte counts the backup recorded.
+          const pieces = summary.pieces ? new PieceHashes(summary.pieces.map((piece) => piece.bytes)) : undefined;
+          const found = await sessions.use((client) => copyTableOut(client, table, VERIFY_CHUNK_BYTES, async (chunk) => pieces?.update(chunk)));
           rows += found.rows;
           bytes += found.bytes;
+          const sha256 = pieces && found.bytes === summary.bytes ? pieces.digest() : found.sha256;
           if (found.rows !== summary.rows) problems.push(`${table.qualifiedName} holds ${found.rows} rows, the backup holds ${summary.rows}`);
-          else if (found.sha256 !== summary.sha256) problems.push(`${table.qualifiedName} differs from the backup (SHA-256 of its COPY text)`);
+          else if (sha256 !== summary.sha256) problems.push(`${table.qualifiedName} differs from the backup (SHA-256 of its COPY text)`);
         }),
       ),
     );
@@ -841,6 +867,42 @@ async function verifyTables(target: ParsedTarget, toc: Toc, summaries: readonly 
     await sessions.end().catch(() => {});
   }
   return { name: 'table rows and contents', figures: { tables: summaries.length, rows, bytes }, problems };
+}
+
+/** The SHA-256 of a split table's COPY text read back whole, as {@link piecesSha256} of pieces of the recorded sizes. */
+class PieceHashes {
+  private readonly digests: Array<{ sha256: string }> = [];
+  private hash = createHash('sha256');
+  private left: number;
+
+  constructor(private readonly sizes: readonly number[]) {
+    this.left = sizes[0] ?? 0;
+  }
+
+  update(chunk: Buffer): void {
+    for (let rest = chunk; rest.length > 0; ) {
+      this.nextWhileFull();
+      // More text than the pieces hold: the byte counts differ, and are compared instead.
+      if (this.digests.length === this.sizes.length) return;
+      const take = Math.min(this.left, rest.length);
+      this.hash.update(rest.subarray(0, take));
+      this.left -= take;
+      rest = rest.subarray(take);
+    }
+  }
+
+  digest(): string {
+    this.nextWhileFull();
+    return piecesSha256(this.digests);
+  }
+
+  private nextWhileFull(): void {
+    while (this.left === 0 && this.digests.length < this.sizes.length) {
+      this.digests.push({ sha256: this.hash.digest('hex') });
+      this.hash = createHash('sha256');
+      this.left = this.sizes[this.digests.length] ?? 0;
+    }
+  }
 }
 
 async function verifyLargeObjects(target: ParsedTarget, toc: Toc): Promise<VerifyCheck> {
@@ -892,8 +954,8 @@ async function refuseUserObjects(target: ParsedTarget): Promise<void> {
 
 function parseToc(data: Buffer): Toc {
   const toc = parseJsonEntry(data, 'toc.json') as Toc;
-  if (toc?.formatVersion !== 1) {
-    throw new BackupError('UNSUPPORTED_FORMAT', `toc.json has format version ${JSON.stringify(toc?.formatVersion)}; this backupkit reads version 1`);
+  if (!(TOC_FORMAT_VERSIONS as readonly unknown[]).includes(toc?.formatVersion)) {
+    throw new BackupError('UNSUPPORTED_FORMAT', `toc.json has format version ${JSON.stringify(toc?.formatVersion)}; this backupkit reads versions ${TOC_FORMAT_VERSIONS.join(' and ')}`);
   }
   if (!Array.isArray(toc.entries) || !Array.isArray(toc.tables) || !Array.isArray(toc.largeObjects)) {
     throw new BackupError('CORRUPT_ARCHIVE', 'toc.json of a PostgreSQL source lacks entries, tables or largeObjects');

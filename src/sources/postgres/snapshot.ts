@@ -8,12 +8,22 @@ import { readCatalog } from './catalog/index.js';
 import { connect } from './connection.js';
 import { chunkPath } from './copy-out.js';
 import { CopyThread } from './copy-thread.js';
+import type { CopyUnit } from './copy-thread.worker.js';
 import { STATE_VERSION, readState, renderRef, schemaFingerprint, type LargeObjectState, type PostgresState, type TableState } from './incremental.js';
 import { renderRestoreSql } from './restore-script.js';
-import { OUTPUT_SETTINGS, clientEncoding, renderSchemaSql, type TableDataSummary, type Toc, type TocTable } from './toc.js';
+import { OUTPUT_SETTINGS, clientEncoding, piecePath, piecesSha256, renderSchemaSql, type DataFigures, type TableDataSummary, type Toc, type TocTable } from './toc.js';
 
 /** Table data is cut into entries of about this size: a tar entry needs its size up front. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
+/**
+ * Tables smaller than this on disk are copied many to a request to a COPY thread, their chunks sent
+ * back together: per table, only a COPY's round trip to the server remains.
+ */
+const BATCH_BYTES = CHUNK_BYTES;
+/** …and at most this many: the jobs share the small tables too. */
+const BATCH_TABLES = 256;
+/** TID range scans, which copy a table in pieces, came with PostgreSQL 14. */
+const TID_RANGE_SCANS = 140000;
 /** Large objects are read in pieces of this size. */
 const LARGE_OBJECT_PIECE = 1024 * 1024;
 
@@ -37,13 +47,23 @@ export interface SnapshotOptions {
   readonly jobs: number;
   readonly schemas: readonly string[] | undefined;
   readonly lockTimeoutMs: number;
+  /**
+   * A table larger than this on disk is copied in pieces of about this size, side by side by the
+   * jobs (and restored so), instead of by one job while the others wait.
+   */
+  readonly pieceBytes: number;
+}
+
+/** A whole table, or one piece (0-based) of a split one. */
+interface Unit extends CopyUnit {
+  readonly estimatedBytes: number;
 }
 
 /**
  * Opens the snapshot of a backup: one REPEATABLE READ transaction whose catalogs are read, exported
  * to `jobs` COPY threads that copy tables in parallel, largest first.
  */
-export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs }: SnapshotOptions, context: SnapshotContext): Promise<Snapshot> {
+export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs, pieceBytes }: SnapshotOptions, context: SnapshotContext): Promise<Snapshot> {
   const main = await connect(config, 'SOURCE_FAILED');
   let toc: Toc;
   let snapshotId: string;
@@ -60,6 +80,10 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs 
     snapshotId = exported!.id;
     for (let i = 0; i < jobs; i++) idle.push(openThread(snapshotId, clientEncoding({ database: { encoding: exported!.encoding } })));
     toc = await readCatalog(main, { schemas, lockTimeoutMs, warn: (warning) => context.warn(warning) });
+    if (toc.server.versionNum >= TID_RANGE_SCANS) {
+      const { rows: [block] } = await main.query<{ size: number }>("SELECT current_setting('block_size')::int AS size");
+      toc = splitTables(toc, pieceBytes, block!.size);
+    }
   } catch (cause) {
     await Promise.all([main.end().catch(() => {}), ...threads.map((thread) => thread.stop().catch(() => {}))]);
     throw asBackupError(cause, 'SOURCE_FAILED', `Reading the schema of PostgreSQL database ${JSON.stringify(config.database ?? '')} failed`);
@@ -121,11 +145,12 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs 
         yield largeObjectEntry(main, path, lo.oid, lo.size, startedAt, (sha256) => blobs.push({ oid: lo.oid, sha256, bytes: lo.size, archive: context.archive, path }));
       }
 
-      const summaries = [...sent, ...[...refs].map(([entry, state]) => ({ entry, rows: state.rows, bytes: state.bytes, chunks: state.chunks, sha256: state.sha256 }))].sort((a, b) => a.entry - b.entry);
+      const heldSummaries = [...refs].map(([entry, state]): TableDataSummary => ({ entry, rows: state.rows, bytes: state.bytes, chunks: state.chunks, sha256: state.sha256, ...(state.pieces ? { pieces: state.pieces } : {}) }));
+      const summaries = [...sent, ...heldSummaries].sort((a, b) => a.entry - b.entry);
       const byEntry = new Map(toc.tables.map((table) => [table.entry, table]));
       const tables = summaries.map((summary) => {
         const table = byEntry.get(summary.entry)!;
-        return refs.get(summary.entry) ?? { table: table.qualifiedName, sha256: summary.sha256, bytes: summary.bytes, rows: summary.rows, chunks: summary.chunks, archive: context.archive, path: table.dataPath };
+        return refs.get(summary.entry) ?? { table: table.qualifiedName, sha256: summary.sha256, bytes: summary.bytes, rows: summary.rows, chunks: summary.chunks, ...(summary.pieces ? { pieces: summary.pieces } : {}), archive: context.archive, path: table.dataPath };
       });
       saved = { tables, largeObjects: blobs };
       yield file('data.json', `${JSON.stringify({ tables: summaries }, null, 1)}\n`);
@@ -151,21 +176,27 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs 
     const same = new Map<string, TableState>();
     const limit = pLimit(jobs);
     const stop = new AbortController();
-    const largestFirst = toc.tables.filter((table) => before.has(table.qualifiedName)).sort((a, b) => b.estimatedBytes - a.estimatedBytes);
+    const pieces = new Map<number, DataFigures[]>();
     await Promise.all(
-      largestFirst.map((table) =>
+      workLargestFirst(toc.tables.filter((table) => before.has(table.qualifiedName))).map((units) =>
         limit(async () => {
           // After a failure, the tables still waiting are not read.
           if (stop.signal.aborted) return;
           context.signal.throwIfAborted();
           const thread = idle.pop() ?? openThread(snapshotId, clientEncoding(toc));
-          const summary = await thread.hash(table).catch((error: unknown) => {
-            stop.abort(error);
-            throw asBackupError(error, 'SOURCE_FAILED', `Reading the rows of ${table.qualifiedName} failed`);
-          });
+          await thread
+            .hash(units, async (unit, figures) => {
+              const { table, piece } = units[unit]!;
+              const summary = collect(table, piece, figures, pieces);
+              if (summary === undefined) return;
+              const state = before.get(table.qualifiedName)!;
+              if (summary.sha256 === state.sha256 && summary.bytes === state.bytes && summary.rows === state.rows) same.set(table.qualifiedName, state);
+            })
+            .catch((error: unknown) => {
+              stop.abort(error);
+              throw asBackupError(error, 'SOURCE_FAILED', `Reading the rows of ${describeUnits(units)} failed`);
+            });
           idle.push(thread);
-          const state = before.get(table.qualifiedName)!;
-          if (summary.sha256 === state.sha256 && summary.bytes === state.bytes && summary.rows === state.rows) same.set(table.qualifiedName, state);
         }),
       ),
     );
@@ -202,19 +233,35 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs 
     const stop = new AbortController();
     const workerSignal = AbortSignal.any([signal, stop.signal]);
     const limit = pLimit(jobs);
-    const largestFirst = [...tables].sort((a, b) => b.estimatedBytes - a.estimatedBytes);
-    const tasks = largestFirst.map((table) =>
+    const pieces = new Map<number, DataFigures[]>();
+    const folders = new Set<string>();
+    const tasks = workLargestFirst(tables).map((units) =>
       limit(async () => {
         if (workerSignal.aborted) return;
         const thread = idle.pop() ?? openThread(snapshot, clientEncoding(toc));
-        const summary = await thread.copy(table, async (chunk, index) => {
-          if (index === 1) await queue.push(folder(table.dataPath, mtime));
-          await queue.push({ path: chunkPath(table, index), type: 'file', mode: 0o644, mtime, size: chunk.length, body: async function* () { yield chunk; } });
-        });
-        summaries.push(summary);
+        await thread.copy(
+          units,
+          async (unit, chunk, index) => {
+            const { table, piece } = units[unit]!;
+            const path = piecePath(table, piece);
+            if (index === 1) {
+              // A split table's folder comes before the first of its pieces' folders.
+              for (const dir of [table.dataPath, path]) {
+                if (folders.has(dir)) continue;
+                folders.add(dir);
+                await queue.push(folder(dir, mtime));
+              }
+            }
+            await queue.push({ path: chunkPath({ dataPath: path }, index), type: 'file', mode: 0o644, mtime, size: chunk.length, body: async function* () { yield chunk; } });
+          },
+          async (unit, figures) => {
+            const summary = collect(units[unit]!.table, units[unit]!.piece, figures, pieces);
+            if (summary) summaries.push(summary);
+          },
+        );
         idle.push(thread);
       }).catch((error: unknown) => {
-        queue.fail(asBackupError(error, 'SOURCE_FAILED', `Copying the rows of ${table.qualifiedName} failed`));
+        queue.fail(asBackupError(error, 'SOURCE_FAILED', `Copying the rows of ${describeUnits(units)} failed`));
         stop.abort(error);
       }),
     );
@@ -234,6 +281,74 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs 
     threads.push(thread);
     return thread;
   }
+}
+
+/**
+ * The tables above `pieceBytes` on disk, given pieces of about that many bytes of heap pages (format
+ * version 2); the others, and extension configuration tables (copied with their condition), unchanged.
+ */
+function splitTables(toc: Toc, pieceBytes: number, blockSize: number): Toc {
+  let split = false;
+  const tables = toc.tables.map((table) => {
+    if (table.estimatedBytes <= pieceBytes || table.condition !== undefined || table.columns.length === 0) return table;
+    const pages = Math.floor(table.estimatedBytes / blockSize);
+    const count = Math.min(pages, Math.ceil(table.estimatedBytes / pieceBytes));
+    if (count < 2) return table;
+    split = true;
+    return { ...table, pieces: Array.from({ length: count }, (_, i) => Math.floor((pages * i) / count)) };
+  });
+  return split ? { ...toc, formatVersion: 2, tables } : toc;
+}
+
+/**
+ * The jobs' requests, largest first: each table or piece of a split table at least BATCH_BYTES on
+ * disk alone (a split table's pieces go to the jobs like tables of their size), smaller ones
+ * together, up to BATCH_BYTES or BATCH_TABLES a request.
+ */
+function workLargestFirst(tables: readonly TocTable[]): Unit[][] {
+  const units = tables.flatMap((table): Unit[] =>
+    table.pieces === undefined
+      ? [{ table, piece: undefined, estimatedBytes: table.estimatedBytes }]
+      : table.pieces.map((_, piece) => ({ table, piece, estimatedBytes: table.estimatedBytes / table.pieces!.length })),
+  );
+  const work: Unit[][] = [];
+  let batch: Unit[] = [];
+  let batchBytes = 0;
+  for (const unit of units.sort((a, b) => b.estimatedBytes - a.estimatedBytes)) {
+    if (unit.estimatedBytes >= BATCH_BYTES) {
+      work.push([unit]);
+      continue;
+    }
+    if (batch.length === BATCH_TABLES || (batch.length > 0 && batchBytes + unit.estimatedBytes > BATCH_BYTES)) {
+      work.push(batch);
+      batch = [];
+      batchBytes = 0;
+    }
+    batch.push(unit);
+    batchBytes += unit.estimatedBytes;
+  }
+  if (batch.length > 0) work.push(batch);
+  return work;
+}
+
+/** For messages: the table of a request, or its first and how many more. */
+function describeUnits(units: readonly Unit[]): string {
+  const first = units[0]?.table.qualifiedName ?? '';
+  return units.length === 1 ? first : `${first} and ${units.length - 1} more tables`;
+}
+
+/**
+ * A unit's figures, gathered per table: the table's summary once its last piece (or the whole
+ * table) is done, undefined while pieces are missing.
+ */
+function collect(table: TocTable, piece: number | undefined, figures: DataFigures, pieces: Map<number, DataFigures[]>): TableDataSummary | undefined {
+  if (piece === undefined) return { entry: table.entry, ...figures };
+  const done = pieces.get(table.entry) ?? [];
+  pieces.set(table.entry, done);
+  done[piece] = figures;
+  if (Object.keys(done).length < table.pieces!.length) return undefined;
+  const sum = (field: 'rows' | 'bytes' | 'chunks'): number => done.reduce((total, p) => total + p[field], 0);
+  return { entry: table.entry, rows: sum('rows'), bytes: sum('bytes'), chunks: sum('chunks'), sha256: piecesSha256(done), pieces: done };
 }
 
 function folder(path: string, mtime: Date): Entry {

@@ -2,6 +2,7 @@
  * The table of contents of a PostgreSQL source (`toc.json`): every schema object as one entry with
  * its section and dependencies, in an order that restores, like pg_dump's archive TOC.
  */
+import { createHash } from 'node:crypto';
 import { quoteIdent } from './connection.js';
 
 /** When an entry is restored: before the data, with it, or after it. */
@@ -41,6 +42,12 @@ export interface TocTable {
    * with `pg_extension_config_dump`: only the rows it selects are backed up, as pg_dump does.
    */
   readonly condition?: string;
+  /**
+   * Of a table copied in pieces (format version 2): the first heap page of each piece, ascending
+   * from 0. Piece `i` holds the rows of pages `[pieces[i], pieces[i + 1])`, the last one every page
+   * from its first on; its chunks are `<dataPath>/<i + 1, 4 digits>/000001.copy`…
+   */
+  readonly pieces?: readonly number[];
 }
 
 export interface LargeObjectInfo {
@@ -64,8 +71,14 @@ export interface DatabaseLocale {
   readonly icuRules?: string | null;
 }
 
+/**
+ * The format of a PostgreSQL source: 1 without split tables, 2 when a table is copied in pieces
+ * (a backupkit that reads only 1 refuses it with UNSUPPORTED_FORMAT instead of failing on its paths).
+ */
+export const TOC_FORMAT_VERSIONS = [1, 2] as const;
+
 export interface Toc {
-  readonly formatVersion: 1;
+  readonly formatVersion: (typeof TOC_FORMAT_VERSIONS)[number];
   readonly server: { readonly version: string; readonly versionNum: number };
   /** The source database; `tablespace`: its default tablespace, when not `pg_default`. */
   readonly database: DatabaseLocale & { readonly name: string; readonly tablespace?: string };
@@ -89,14 +102,47 @@ export function copySource(table: TocTable): string {
   return `(SELECT ${table.columns.join(', ')} FROM ONLY ${table.qualifiedName} ${table.condition})`;
 }
 
-/** Per-table figures written after the data (`data.json`), checked by a restore; each chunk's SHA-256 is in the manifest. */
-export interface TableDataSummary {
-  readonly entry: number;
+/** The rows of one piece of a split table, or of a whole table. */
+export interface DataFigures {
   readonly rows: number;
   readonly bytes: number;
   readonly chunks: number;
-  /** SHA-256 of the table's COPY text, all chunks in order; compared by `verifyBackup`. */
+  /** SHA-256 of the COPY text, all chunks in order. */
   readonly sha256: string;
+}
+
+/** Per-table figures written after the data (`data.json`), checked by a restore; each chunk's SHA-256 is in the manifest. */
+export interface TableDataSummary extends DataFigures {
+  readonly entry: number;
+  /**
+   * Of a table copied in pieces, each piece's figures in page order; the table's are their sums, and
+   * its `sha256` is {@link piecesSha256} of theirs.
+   */
+  readonly pieces?: readonly DataFigures[];
+}
+
+/**
+ * The SHA-256 of a table copied in pieces: of its pieces' SHA-256 (lowercase hex) concatenated in
+ * page order. Pieces are hashed side by side, and a SHA-256 cannot be continued from another.
+ */
+export function piecesSha256(pieces: readonly Pick<DataFigures, 'sha256'>[]): string {
+  return createHash('sha256').update(pieces.map((piece) => piece.sha256).join('')).digest('hex');
+}
+
+/** The folder of a table's chunks, or of one piece's (0-based) of a split table. */
+export function piecePath(table: Pick<TocTable, 'dataPath'>, piece: number | undefined): string {
+  return piece === undefined ? table.dataPath : `${table.dataPath}/${String(piece + 1).padStart(4, '0')}`;
+}
+
+/**
+ * What COPY reads of one piece of a split table: its rows in a page range, by a TID range scan
+ * (PostgreSQL 14+), in the order a sequential scan gives them.
+ */
+export function pieceSource(table: TocTable, piece: number): string {
+  const pieces = table.pieces!;
+  const from = `ctid >= '(${pieces[piece]},0)'::pg_catalog.tid`;
+  const to = piece + 1 < pieces.length ? ` AND ctid < '(${pieces[piece + 1]},0)'::pg_catalog.tid` : '';
+  return `(SELECT ${table.columns.join(', ')} FROM ONLY ${table.qualifiedName} WHERE ${from}${to})`;
 }
 
 const SECTION_RANK: Record<Section, number> = { 'pre-data': 0, data: 1, 'post-data': 2 };
