@@ -8,6 +8,7 @@
 import { closeSync, fstatSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { BackupError } from '../../errors.js';
+import { READ_NEVER_WAITING } from '../../util/fs.js';
 import { serveWorkerJob, type Channel } from '../../util/worker-channel.js';
 
 export interface WalkerJob {
@@ -147,12 +148,13 @@ function notUtf8(parent: string, raw: Buffer): WalkItem {
 function readSmall(path: string, absolute: string, before: BigIntStats, buffer: Uint8Array): { data: Uint8Array; change?: string } {
   let fd: number;
   try {
-    fd = openSync(absolute, 'r');
+    fd = openSync(absolute, READ_NEVER_WAITING);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     return { data: buffer.subarray(0, 0), change: `${path} was deleted before it could be read` };
   }
   try {
+    if (!fstatSync(fd).isFile()) return { data: buffer.subarray(0, 0), change: `${path} was replaced by something other than a file before it could be read` };
     let length = 0;
     while (length < buffer.length) {
       const read = readSync(fd, buffer, length, buffer.length - length, length);
