@@ -54,6 +54,13 @@ testSource('postgres', async () => {
     surroundings: () => databasesLike(prefix),
     exactEstimate: false,
     servers: { postgres: server },
+    async bulky() {
+      // Three tables of some 8 MiB of COPY text each: more chunks than the COPY threads and the queue hold.
+      const bulky = `${prefix}_bulky`;
+      await sql('postgres', `CREATE DATABASE "${bulky}"`);
+      for (let t = 0; t < 3; t++) await sql(bulky, `CREATE TABLE t${t} AS SELECT i, md5(i::text) || md5(random()::text) AS s FROM generate_series(1, 110000) i`);
+      return postgres({ name: 'pg', connection: pgUrl(bulky), jobs: 2 });
+    },
     cleanup: () => dropDatabasesLike(prefix),
   };
 });
