@@ -91,6 +91,36 @@ describe('postgres source', () => {
     await altering.end();
   });
 
+  it('a cancel ends a COPY waiting for its lock at once, not when the lock comes', { timeout: 60_000 }, async (t) => {
+    const database = await createDatabase(t, 'lockcancel');
+    await sql(database, 'CREATE TABLE busy (id integer); INSERT INTO busy SELECT generate_series(1, 1000)');
+    const source = postgres({ name: 'pg', connection: pgUrl(database), lockTimeoutMs: 3_600_000 });
+    const altering = new pg.Client({ connectionString: pgUrl(database) });
+    await altering.connect();
+    altering.on('error', () => {}); // a test that failed leaves it to the database's drop (WITH FORCE)
+    let alter: Promise<unknown> | undefined;
+    const waitingFor = async (query: string) => {
+      const waiting = `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '${query}%'`;
+      while ((await sql(database, waiting)).length === 0) await sleep(20);
+    };
+    const queued: Source = {
+      ...source,
+      async open(context) {
+        const snapshot = await source.open(context);
+        alter = altering.query('ALTER TABLE busy ADD COLUMN note text');
+        alter.catch(() => {}); // awaited below
+        await waitingFor('ALTER TABLE busy');
+        return snapshot;
+      },
+    };
+    const op = new Database({ sources: [queued] }).startBackup({ to: memory() });
+    await waitingFor('COPY ');
+    op.cancel();
+    await rejectsWithCode(op.done, 'ABORTED');
+    await alter;
+    await altering.end();
+  });
+
   it('round trip of every covered object kind: pg_dump --schema-only and every row hash the same; restore.sql does the same by hand', async (t) => {
     const source = await createDatabase(t, 'rich', 'postgres-rich.sql');
     const dir = await tempDir(t, 'pg-rich');

@@ -238,6 +238,8 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs 
     const settings = [...COPY_SETTINGS, `SET LOCAL lock_timeout = ${Math.max(1, Math.floor(lockTimeoutMs))}`, ...encoding];
     const thread = CopyThread.start({ config, snapshotId, settings, chunkBytes: CHUNK_BYTES, credits: 2 });
     threads.push(thread);
+    // A cancel ends a COPY at once, not when its next chunk comes (or a lock it waits for is granted).
+    context.signal.addEventListener('abort', () => void thread.stop(), { once: true });
     return thread;
   }
 }
