@@ -14,7 +14,7 @@ import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { Database, directory, files, s3, sqlite, type BackupOperation, type BackupOptions, type Destination, type Source, type Upload } from '../src/index.js';
+import { Database, directory, files, memory, s3, sqlite, type BackupOperation, type BackupOptions, type Destination, type Source, type Upload } from '../src/index.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { mountSmallDisk, tempDir } from './helpers/fs.js';
 import { MOTO_CREDENTIALS, startMoto, type Moto } from './helpers/moto.js';
@@ -237,6 +237,52 @@ describe('a cancelled backup settles and leaves nothing', () => {
       assert.deepEqual(await everything(second), [], `${label}: the second destination is empty`);
     }
   });
+});
+
+describe('a cancel does not wait for a source that waits', () => {
+  for (const where of ['its next entry', "a body's next chunk"] as const) {
+    it(`cancelled while a source that ignores the signal waits for ${where}`, HANG, async () => {
+      const state: CancelSwitch = { fired: false };
+      let closes = 0;
+      const chunk = Buffer.alloc(64 * 1024, 1);
+      const stalling = async () => {
+        fire(state);
+        await new Promise(() => {}); // a lock or a disk that never answers
+      };
+      const source: Source = {
+        kind: 'stalling',
+        name: 'stalling',
+        role: 'database',
+        async open() {
+          return {
+            estimate: async () => ({ bytes: 0, items: 1 }),
+            close: async () => void (closes += 1),
+            async *entries() {
+              if (where === 'its next entry') await stalling();
+              yield {
+                path: 'data',
+                type: 'file',
+                mode: 0o644,
+                mtime: new Date(0),
+                size: 10 * chunk.length,
+                body: async function* () {
+                  yield chunk;
+                  await stalling();
+                },
+              };
+            },
+          };
+        },
+      };
+      const destination = memory();
+      const op = new Database({ sources: [source] }).startBackup({ to: destination });
+      state.op = op;
+      await rejectsWithCode(op.done, 'ABORTED');
+      assert.ok(state.fired);
+      assert.equal(closes, 1, 'the snapshot is closed');
+      for await (const object of destination.list()) assert.fail(`${object.name} is left`);
+    });
+  }
 });
 
 describe('a failed backup settles and leaves nothing', () => {

@@ -1,17 +1,21 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { execFile, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, utimes, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
-import { Database, files, memory, verifyBackup, type BackupWarning } from '../src/index.js';
+import { promisify } from 'node:util';
+import { Database, files, memory, verifyBackup, type BackupWarning, type Source } from '../src/index.js';
 import { filesRestorer } from '../src/sources/files/index.js';
 import { SMALL_FILE, walkTree } from '../src/sources/files/walk.js';
 import { filesKind } from '../src/sources/files/kind.js';
 import { testSource } from './conformance/source.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { describeTree, tempDir } from './helpers/fs.js';
+import { stopped } from './helpers/process.js';
+
+const run = promisify(execFile);
 
 /** A tree with the awkward parts: empty folders, links, odd modes, old mtimes, non-ASCII names. */
 async function makeTree(root: string): Promise<void> {
@@ -64,6 +68,16 @@ testSource('files', async () => {
       await writeFile(join(root, `added-${changes}.txt`), `added by change ${changes}`);
     },
     exactEstimate: true,
+    async bulky() {
+      // More batches of small files than the walker may have in flight, and files it leaves to be streamed.
+      const bulky = join(dir, 'bulky');
+      for (let folder = 0; folder < 6; folder++) {
+        await mkdir(join(bulky, `f${folder}`), { recursive: true });
+        await Promise.all(Array.from({ length: 500 }, (_, i) => writeFile(join(bulky, `f${folder}`, `${i}.bin`), randomBytes(2048))));
+      }
+      for (let i = 0; i < 2; i++) await writeFile(join(bulky, `large-${i}.bin`), randomBytes(3 * 1024 * 1024));
+      return files({ name: 'uploads', dir: bulky });
+    },
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
 });
@@ -182,16 +196,23 @@ describe('files source', () => {
     await mkdir(root);
     await writeFile(join(root, 'growing.log'), Buffer.alloc(32 * 1024 * 1024, 1));
     await writeFile(join(root, 'steady'), 'steady');
-    // Another process appends for as long as the backup runs.
-    const appender = spawn(process.execPath, ['-e', `const fs=require('fs');setInterval(()=>fs.appendFileSync(${JSON.stringify(join(root, 'growing.log'))}, 'x'.repeat(4096)),1)`], { stdio: 'ignore' });
-    t.after(() => appender.kill());
-    await appendFile(join(root, 'growing.log'), 'y');
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Another process appends for as long as the backup runs, and ends with this one (its stdin).
+    // Whatever the backup does, it is stopped before the folder is removed: left running, it kept
+    // this file's process alive forever (a failed backup hung the suite), and the file it recreated
+    // failed the folder's removal, which skipped the cleanups registered after it.
+    const script = `const fs=require('fs');setInterval(()=>fs.appendFileSync(${JSON.stringify(join(root, 'growing.log'))}, 'x'.repeat(4096)),1);process.stdin.on('end',()=>process.exit()).resume()`;
+    const appender = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'ignore', 'ignore'] });
     const warnings: BackupWarning[] = [];
-    const op = new Database({ sources: [files({ name: 'f', dir: root })] }).startBackup({ to: memory() });
-    op.on('warning', (w) => warnings.push(w));
-    const result = await op.done;
-    appender.kill();
+    let result;
+    try {
+      await appendFile(join(root, 'growing.log'), 'y');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const op = new Database({ sources: [files({ name: 'f', dir: root })] }).startBackup({ to: memory() });
+      op.on('warning', (w) => warnings.push(w));
+      result = await op.done;
+    } finally {
+      await stopped(appender);
+    }
     assert.ok(warnings.some((w) => w.path === 'growing.log' && (w.code === 'FILE_CHANGED' || w.code === 'SIZE_MISMATCH')), JSON.stringify(warnings));
     assert.ok(!warnings.some((w) => w.path === 'steady'));
     assert.deepEqual(result.warnings, warnings);
@@ -210,6 +231,38 @@ describe('files source', () => {
       large: undefined,
       small: createHash('sha256').update(small).digest('hex'),
     });
+  });
+
+  it('a large file replaced by a FIFO or a folder between the walk and its read is a FILE_CHANGED warning, never a backup waiting forever for a writer', { timeout: 60_000 }, async (t) => {
+    const dir = await tempDir(t);
+    const root = join(dir, 'root');
+    await mkdir(root);
+    const large = Buffer.alloc(2 * 1024 * 1024, 3); // past the walker's small files: opened and read when archived
+    for (const name of ['fifo', 'folder', 'steady']) await writeFile(join(root, name), large);
+    const source = files({ name: 'f', dir: root });
+    const replacing: Source = {
+      ...source,
+      async open(context) {
+        const snapshot = await source.open(context);
+        return {
+          estimate: () => snapshot.estimate(),
+          close: () => snapshot.close(),
+          async *entries() {
+            for await (const entry of snapshot.entries()) {
+              if (entry.path === 'fifo' || entry.path === 'folder') await rm(join(root, entry.path));
+              if (entry.path === 'fifo') await run('mkfifo', [join(root, 'fifo')]);
+              if (entry.path === 'folder') await mkdir(join(root, 'folder'));
+              yield entry;
+            }
+          },
+        };
+      },
+    };
+    const warnings: BackupWarning[] = [];
+    const op = new Database({ sources: [replacing] }).startBackup({ to: memory() });
+    op.on('warning', (w) => warnings.push(w));
+    await op.done;
+    assert.deepEqual(warnings.filter((w) => w.code === 'FILE_CHANGED').map((w) => w.path).sort(), ['fifo', 'folder'], JSON.stringify(warnings));
   });
 
   it('fails with SOURCE_FAILED when the folder does not exist', async (t) => {

@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { mkdir, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { Database, VerificationError, directory, files, memory, postgres, sqlite, verifyBackup, type Restorer } from '../src/index.js';
+import { Database, VerificationError, directory, files, memory, postgres, sqlite, verifyBackup, type Restorer, type Source } from '../src/index.js';
 import { postgresRestorer } from '../src/sources/postgres/index.js';
 import { postgresKind } from '../src/sources/postgres/kind.js';
 import { withRestoredBackup } from '../src/testing.js';
@@ -58,11 +59,72 @@ testSource('postgres', async () => {
     },
     exactEstimate: false,
     servers: { postgres: server },
+    async bulky() {
+      // Three tables of some 8 MiB of COPY text each: more chunks than the COPY threads and the queue hold.
+      const bulky = `${prefix}_bulky`;
+      await sql('postgres', `CREATE DATABASE "${bulky}"`);
+      for (let t = 0; t < 3; t++) await sql(bulky, `CREATE TABLE t${t} AS SELECT i, md5(i::text) || md5(random()::text) AS s FROM generate_series(1, 110000) i`);
+      return postgres({ name: 'pg', connection: pgUrl(bulky), jobs: 2 });
+    },
     cleanup: () => dropDatabasesLike(prefix),
   };
 });
 
 describe('postgres source', () => {
+  it("fails after lockTimeoutMs when an ALTER TABLE queued behind the snapshot's lock holds up a COPY, never both waiting for ever", { timeout: 60_000 }, async (t) => {
+    const database = await createDatabase(t, 'lockqueue');
+    await sql(database, 'CREATE TABLE busy (id integer); INSERT INTO busy SELECT generate_series(1, 1000)');
+    const source = postgres({ name: 'pg', connection: pgUrl(database), lockTimeoutMs: 1000 });
+    const altering = new pg.Client({ connectionString: pgUrl(database) });
+    await altering.connect();
+    altering.on('error', () => {}); // a test that failed leaves it to the database's drop (WITH FORCE)
+    let alter: Promise<unknown> | undefined;
+    const queued: Source = {
+      ...source,
+      async open(context) {
+        const snapshot = await source.open(context); // holds ACCESS SHARE on every table
+        alter = altering.query('ALTER TABLE busy ADD COLUMN note text');
+        alter.catch(() => {}); // awaited below
+        const waiting = "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE busy%'";
+        while ((await sql(database, waiting)).length === 0) await sleep(20);
+        return snapshot; // its COPY now queues behind the ALTER, which waits for the snapshot
+      },
+    };
+    await rejectsWithCode(new Database({ sources: [queued] }).startBackup({ to: memory() }).done, 'SOURCE_FAILED', /lock timeout/);
+    await alter; // and the schema change goes through once the backup let go
+    await altering.end();
+  });
+
+  it('a cancel ends a COPY waiting for its lock at once, not when the lock comes', { timeout: 60_000 }, async (t) => {
+    const database = await createDatabase(t, 'lockcancel');
+    await sql(database, 'CREATE TABLE busy (id integer); INSERT INTO busy SELECT generate_series(1, 1000)');
+    const source = postgres({ name: 'pg', connection: pgUrl(database), lockTimeoutMs: 3_600_000 });
+    const altering = new pg.Client({ connectionString: pgUrl(database) });
+    await altering.connect();
+    altering.on('error', () => {}); // a test that failed leaves it to the database's drop (WITH FORCE)
+    let alter: Promise<unknown> | undefined;
+    const waitingFor = async (query: string) => {
+      const waiting = `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '${query}%'`;
+      while ((await sql(database, waiting)).length === 0) await sleep(20);
+    };
+    const queued: Source = {
+      ...source,
+      async open(context) {
+        const snapshot = await source.open(context);
+        alter = altering.query('ALTER TABLE busy ADD COLUMN note text');
+        alter.catch(() => {}); // awaited below
+        await waitingFor('ALTER TABLE busy');
+        return snapshot;
+      },
+    };
+    const op = new Database({ sources: [queued] }).startBackup({ to: memory() });
+    await waitingFor('COPY ');
+    op.cancel();
+    await rejectsWithCode(op.done, 'ABORTED');
+    await alter;
+    await altering.end();
+  });
+
   it('round trip of every covered object kind: pg_dump --schema-only and every row hash the same; restore.sql does the same by hand', async (t) => {
     const source = await createDatabase(t, 'rich', 'postgres-rich.sql');
     const dir = await tempDir(t, 'pg-rich');

@@ -52,6 +52,14 @@ testSource('sqlite', async () => {
       }
     },
     exactEstimate: true,
+    async bulky() {
+      // Some 12 MiB that do not compress, hashed on a worker while the archive reads them.
+      const bulky = join(dir, 'bulky.db');
+      const db = new Sqlite(bulky);
+      db.exec('CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB NOT NULL); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) INSERT INTO blobs (data) SELECT randomblob(4096) FROM n');
+      db.close();
+      return sqlite({ name: 'bank', path: bulky });
+    },
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
 });

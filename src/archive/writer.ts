@@ -74,21 +74,34 @@ export class ArchiveWriter {
     let written = 0;
     let sizeMismatch = false;
     if (input.body) {
-      for await (const chunk of input.body) {
-        let piece = chunk;
-        if (written + piece.length > size) {
-          piece = piece.subarray(0, size - written);
-          sizeMismatch = true;
+      // Read by hand, not with for-await: a body waiting on its source (a lock, a stalled disk) must
+      // not hold up a cancel or the stream's failure; it is told to stop, and not waited for.
+      const chunks = input.body[Symbol.asyncIterator]();
+      let reading = false;
+      try {
+        for (;;) {
+          reading = true;
+          const next = await untilStopped(chunks.next(), this.#alive);
+          reading = false;
+          if (next.done) break;
+          let piece = next.value;
+          if (written + piece.length > size) {
+            piece = piece.subarray(0, size - written);
+            sizeMismatch = true;
+          }
+          for (let offset = 0; offset < piece.length; offset += SLICE) {
+            const slice = piece.subarray(offset, offset + SLICE);
+            hash?.update(slice);
+            written += slice.length;
+            await sink.write(slice);
+            onBytes(slice.length);
+            await this.#yieldNow();
+          }
+          if (sizeMismatch) break; // the file grew: stop reading, keep what was announced
         }
-        for (let offset = 0; offset < piece.length; offset += SLICE) {
-          const slice = piece.subarray(offset, offset + SLICE);
-          hash?.update(slice);
-          written += slice.length;
-          await sink.write(slice);
-          onBytes(slice.length);
-          await this.#yieldNow();
-        }
-        if (sizeMismatch) break; // the file grew: stop reading, keep what was announced
+      } finally {
+        const closing = Promise.resolve(chunks.return?.()).catch(() => {});
+        if (!reading) await closing;
       }
     }
     while (written < size) {

@@ -15,7 +15,7 @@ import type { BackupType } from '../archive/format.js';
 import type { BackupInfo } from '../listing.js';
 import type { BackupWarning, Destination, Snapshot, SnapshotChanges, Source } from '../types.js';
 import { redactText } from '../util/redact.js';
-import { waitFor } from '../util/streams.js';
+import { untilStopped, waitFor } from '../util/streams.js';
 import { BACKUPKIT_VERSION } from '../version.js';
 import { startChain, type ChainLink, type ChainStart } from './chain.js';
 import { FanOut, type UploadTarget } from './fan-out.js';
@@ -323,8 +323,17 @@ class Backup {
     const metaPrefix = `${META_DIR}/${source.name}`;
     let bytes = 0;
     let items = 0;
+    // Read by hand, not with for-await: a source waiting for its next entry must not hold up a
+    // cancel; it is told to stop, and not waited for (close() follows).
+    const entries = snapshot.entries()[Symbol.asyncIterator]();
+    let reading = false;
     try {
-      for await (const entry of snapshot.entries()) {
+      for (;;) {
+        reading = true;
+        const next = await untilStopped(entries.next(), { signal: this.events.signal });
+        reading = false;
+        if (next.done) break;
+        const entry = next.value;
         this.#checkAborted();
         this.#warnedPath = undefined;
         const { sha256, sizeMismatch } = await writer.add(
@@ -346,6 +355,9 @@ class Backup {
     } catch (cause) {
       this.#checkAborted();
       throw asBackupError(cause, 'SOURCE_FAILED', `Reading source "${source.name}" failed`);
+    } finally {
+      const closing = Promise.resolve(entries.return?.()).catch(() => {});
+      if (!reading) await closing;
     }
     return { name: source.name, kind: source.kind, bytes, items };
   }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
 import { open, rmdir, statfs } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { BackupError } from '../errors.js';
@@ -15,6 +16,13 @@ export async function fsyncPath(path: string): Promise<void> {
     await handle.close();
   }
 }
+
+/**
+ * Opens for reading without waiting: a FIFO put where a file was walked would otherwise block the
+ * open until a writer comes, holding a thread for good (a backup that never ends, a worker that
+ * cannot be terminated). The caller checks with fstat that it opened a regular file.
+ */
+export const READ_NEVER_WAITING = constants.O_RDONLY | constants.O_NONBLOCK;
 
 export function isNotFound(error: unknown): boolean {
   return (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';

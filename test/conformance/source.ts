@@ -8,11 +8,13 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dirname } from 'node:path';
+import { Writable } from 'node:stream';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BackupError, Database, memory, type ArchivedEntry, type BackupOperation, type BackupResult, type Destination, type Entry, type RestoreEntry, type RestoreSink, type RestoreTarget, type ScratchServers, type Snapshot, type Source, type SourceKind, type SourceMode } from '../../src/index.js';
+import { BackupError, Database, memory, type ArchivedEntry, type BackupOperation, type BackupResult, type Destination, type Entry, type RestoreEntry, type RestoreSink, type RestoreTarget, type ScratchServers, type Snapshot, type Source, type SourceKind, type SourceMode, type Upload } from '../../src/index.js';
 import { tellArchived } from '../helpers/archived.js';
 import { rejectsWithCode } from '../helpers/errors.js';
+import { failingAfter } from '../helpers/faulty.js';
 
 /** One source kind under test, typed by its restore target. */
 export interface SourceHarness<Target> {
@@ -40,6 +42,11 @@ export interface SourceHarness<Target> {
   change?(): Promise<void>;
   /** Servers for throwaway targets, by kind, as `verifyBackup` passes them (`{ postgres: url }`). */
   servers?: ScratchServers;
+  /**
+   * A source of the same kind big enough (several MiB, many entries where the kind has them) that
+   * its threads wait on backpressure when a fault strikes; the fault cases use `source` without it.
+   */
+  bulky?(): Promise<Source>;
   cleanup(): Promise<void>;
 }
 
@@ -137,6 +144,88 @@ function injecting(source: Source, phase: Phase, strike: () => void): { source: 
   };
   return { source: wrapped, closes: () => closes };
 }
+
+/** Wraps a source so that every entry body throws `failure` after its first chunk (at its end if it has one chunk only). */
+function bodiesFailing(source: Source, failure: Error): { source: Source; closes: () => number } {
+  let closes = 0;
+  const wrapped: Source = {
+    ...source,
+    async open(context) {
+      const snapshot = await source.open(context);
+      return {
+        estimate: () => snapshot.estimate(),
+        async *entries() {
+          for await (const entry of snapshot.entries()) {
+            const { body } = entry;
+            if (!body) yield entry;
+            else {
+              yield {
+                ...entry,
+                body: async function* () {
+                  for await (const chunk of body()) {
+                    yield chunk;
+                    break;
+                  }
+                  throw failure;
+                },
+              };
+            }
+          }
+        },
+        async close() {
+          closes += 1;
+          await snapshot.close();
+        },
+      };
+    },
+  };
+  return { source: wrapped, closes: () => closes };
+}
+
+/** A destination whose uploads take `limit` bytes, then hold the next write (never calling back) and call `onHold`. */
+function holdingAfter(inner: Destination, limit: number, onHold: () => void): Destination {
+  return {
+    ...inner,
+    async create(name: string): Promise<Upload> {
+      const upload = await inner.create(name);
+      let written = 0;
+      const stream = new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          written += chunk.length;
+          if (written > limit) return onHold(); // backpressure all the way up to the source's threads
+          upload.stream.write(chunk, callback);
+        },
+        final(callback) {
+          upload.stream.end(callback);
+        },
+      });
+      return {
+        stream,
+        commit: () => upload.commit(),
+        async abort() {
+          stream.destroy();
+          await upload.abort();
+        },
+      };
+    },
+  };
+}
+
+/** Worker threads alive: each holds a MessagePort to this thread until it has exited. */
+function threads(): number {
+  return process.getActiveResourcesInfo().filter((resource) => resource === 'MessagePort').length;
+}
+
+/**
+ * Waits until no more worker threads run than `before`: a thread left behind (blocked on a send
+ * nobody receives, say) never ends, and the test's timeout turns that into a failure.
+ */
+async function threadsEnded(before: number): Promise<void> {
+  while (threads() > before) await sleep(10);
+}
+
+/** Only a hang detector: each fault case settles in seconds; a hang fails instead of holding up the suite. */
+const HANG = { timeout: 120_000 };
 
 async function listed(destination: Destination): Promise<string[]> {
   const out: string[] = [];
@@ -434,6 +523,44 @@ export function testSource<Target>(label: string, make: () => Promise<SourceHarn
       await restoreLayers(h, target, [last, middle, full]);
       assert.deepEqual(await h.describe(target), await h.describe(), 'the whole chain restores');
     });
+
+    const bulky = (h: SourceHarness<Target>) => h.bulky?.() ?? Promise.resolve(h.source);
+
+    it('fails with DESTINATION_FAILED when the upload breaks while the source still has data in flight, and ends its threads', HANG, withHarness(async (h) => {
+      const before = threads();
+      const counted = injecting(await bulky(h), 'open', () => {});
+      const inner = memory();
+      const to = failingAfter(inner, 1024);
+      await rejectsWithCode(new Database({ sources: [counted.source] }).startBackup({ to, compression: { algorithm: 'none' } }).done, 'DESTINATION_FAILED', /injected failure/);
+      assert.equal(counted.closes(), 1);
+      assert.deepEqual(await listed(inner), []);
+      await threadsEnded(before);
+    }));
+
+    it('fails with SOURCE_FAILED when an entry body throws part-way, and ends its threads', HANG, withHarness(async (h) => {
+      const before = threads();
+      const failure = new Error('injected: a body broke after its first chunk');
+      const faulty = bodiesFailing(await bulky(h), failure);
+      const destination = memory();
+      const error = await rejectsWithCode(new Database({ sources: [faulty.source] }).startBackup({ to: destination }).done, 'SOURCE_FAILED');
+      assert.equal(error.cause, failure, 'the body\'s own error is the cause');
+      assert.equal(faulty.closes(), 1);
+      assert.deepEqual(await listed(destination), []);
+      await threadsEnded(before);
+    }));
+
+    it('is cancelled while the destination holds a write and the source waits on backpressure, and ends its threads', HANG, withHarness(async (h) => {
+      const before = threads();
+      const counted = injecting(await bulky(h), 'open', () => {});
+      const inner = memory();
+      const running: { op?: BackupOperation } = {};
+      const destination = holdingAfter(inner, 1024, () => setImmediate(() => running.op?.cancel()));
+      running.op = new Database({ sources: [counted.source] }).startBackup({ to: destination, compression: { algorithm: 'none' } });
+      await rejectsWithCode(running.op.done, 'ABORTED');
+      assert.equal(counted.closes(), 1);
+      assert.deepEqual(await listed(inner), []);
+      await threadsEnded(before);
+    }));
 
     it('rejects a target without its required fields', withHarness(async (h) => {
       assert.throws(() => h.kind.restorer.parseTarget({}, h.source.name), { code: 'INVALID_OPTIONS' });

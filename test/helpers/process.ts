@@ -14,6 +14,18 @@ export async function stoppedItself(child: ChildProcess): Promise<void> {
   }
 }
 
+/**
+ * Kills `child` and waits until it has exited: a child left running keeps the test file's process
+ * alive, and `node --test` waits for that forever. Call it in a `finally`, before the folders the
+ * child writes to are removed.
+ */
+export async function stopped(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill();
+  await exited;
+}
+
 /** The processes `pid` started, and theirs: sshd and vsftpd serve each connection from a child of their own. */
 export async function descendants(pid: number): Promise<number[]> {
   const parents = new Map<number, number>();

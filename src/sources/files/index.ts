@@ -1,9 +1,8 @@
-import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { BackupError, asBackupError } from '../../errors.js';
 import type { Entry, Snapshot, SnapshotChanges, SnapshotContext, Source } from '../../types.js';
-import { isNotFound } from '../../util/fs.js';
+import { READ_NEVER_WAITING, isNotFound } from '../../util/fs.js';
 import { LineSpool } from '../../util/line-spool.js';
 import { boundedLines } from '../../util/lines.js';
 import { ArchivedHash, LISTING_NAME, ListingError, MAX_LINE, TREE_NAME, comparePaths, holds, listingHeader, openListing, type ListingHeader, type ListingLine } from './listing.js';
@@ -310,7 +309,8 @@ async function hashFile(absolute: string, size: number): Promise<string | undefi
   const hash = new ArchivedHash(size);
   let length = 0;
   try {
-    for await (const chunk of createReadStream(absolute, { highWaterMark: READ_CHUNK })) {
+    const handle = await open(absolute, READ_NEVER_WAITING); // closed by its stream
+    for await (const chunk of handle.createReadStream({ highWaterMark: READ_CHUNK })) {
       hash.update(chunk as Buffer);
       length += (chunk as Buffer).length;
     }
@@ -353,7 +353,7 @@ async function* streamFile(absolute: string, line: ListingLine, context: Snapsho
   const { path } = line;
   let handle;
   try {
-    handle = await open(absolute, 'r');
+    handle = await open(absolute, READ_NEVER_WAITING);
   } catch (cause) {
     if (!isNotFound(cause)) throw asBackupError(cause, 'SOURCE_FAILED', `Opening ${absolute} failed`);
     read.changed = true;
@@ -361,6 +361,11 @@ async function* streamFile(absolute: string, line: ListingLine, context: Snapsho
     return;
   }
   try {
+    if (!(await handle.stat()).isFile()) {
+      read.changed = true;
+      context.warn({ code: 'FILE_CHANGED', path, message: `${path} was replaced by something other than a file before it could be read` });
+      return;
+    }
     for (;;) {
       const { bytesRead, buffer } = await handle.read(Buffer.allocUnsafe(READ_CHUNK), 0, READ_CHUNK, null);
       if (bytesRead === 0) break;

@@ -8,6 +8,7 @@
 import { closeSync, fstatSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { BackupError } from '../../errors.js';
+import { READ_NEVER_WAITING } from '../../util/fs.js';
 import { serveWorkerJob, type Channel } from '../../util/worker-channel.js';
 import { ArchivedHash } from './listing.js';
 
@@ -150,12 +151,15 @@ function readSmall(path: string, absolute: string, before: BigIntStats, buffer: 
   const size = buffer.length - 1;
   let fd: number;
   try {
-    fd = openSync(absolute, 'r');
+    fd = openSync(absolute, READ_NEVER_WAITING);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     return { data: buffer.subarray(0, 0), sha256: storedSha256(buffer.subarray(0, 0), size), change: `${path} was deleted before it could be read` };
   }
   try {
+    if (!fstatSync(fd).isFile()) {
+      return { data: buffer.subarray(0, 0), sha256: storedSha256(buffer.subarray(0, 0), size), change: `${path} was replaced by something other than a file before it could be read` };
+    }
     let length = 0;
     while (length < buffer.length) {
       const read = readSync(fd, buffer, length, buffer.length - length, length);

@@ -19,7 +19,7 @@ export interface PostgresSourceOptions {
   jobs?: number;
   /** Back up only these schemas; default: every schema but the system ones. */
   schemas?: string[];
-  /** How long to wait for each batch of table locks before failing; default 30 s. */
+  /** How long to wait for each batch of table locks, and a COPY for its table's lock, before failing; default 30 s. */
   lockTimeoutMs?: number;
   /**
    * Tables larger than this on disk are copied (and restored) in pieces of about this size, side by

@@ -275,10 +275,18 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs,
     return summaries;
   }
 
-  /** A COPY thread whose connection sees exactly the exported snapshot, nothing committed after it. */
+  /**
+   * A COPY thread whose connection sees exactly the exported snapshot, nothing committed after it.
+   * Its COPY waits for a table lock only when an ACCESS EXCLUSIVE request (ALTER TABLE, VACUUM
+   * FULL) queued behind this snapshot's own lock: that request waits for the backup, and without a
+   * lock timeout the backup would wait for it for ever (pg_dump's workers use NOWAIT for this).
+   */
   function openThread(snapshotId: string, encoding: string[]): CopyThread {
-    const thread = CopyThread.start({ config, snapshotId, settings: [...COPY_SETTINGS, ...encoding], chunkBytes: CHUNK_BYTES, credits: 2 });
+    const settings = [...COPY_SETTINGS, `SET LOCAL lock_timeout = ${Math.max(1, Math.floor(lockTimeoutMs))}`, ...encoding];
+    const thread = CopyThread.start({ config, snapshotId, settings, chunkBytes: CHUNK_BYTES, credits: 2 });
     threads.push(thread);
+    // A cancel ends a COPY at once, not when its next chunk comes (or a lock it waits for is granted).
+    context.signal.addEventListener('abort', () => void thread.stop(), { once: true });
     return thread;
   }
 }
