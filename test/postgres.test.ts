@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdir, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -140,6 +141,35 @@ describe('postgres source', () => {
     // By hand, with the standard tools only: tar, then psql on the script stored beside the data.
     const byHand = await runRestoreSql(await extractArchive(join(dir, result.name), join(dir, 'extracted')), `${source}_byhand`);
     assert.deepEqual(await describeDatabase(byHand), expected);
+  });
+
+  it("gives every table chunk and large object the SHA-256 of its bytes, hashed where it was read, so the archive does not hash it again", async (t) => {
+    const database = await createDatabase(t, 'hashes');
+    // Over 4 MiB of COPY text (two chunks), a small table, and a large object of two pieces.
+    await sql(database, `
+      CREATE TABLE wide AS SELECT g, repeat('w', 100) AS v FROM generate_series(1, 50000) g;
+      CREATE TABLE small AS SELECT g FROM generate_series(1, 10) g;
+      SELECT lo_from_bytea(0, decode(repeat('ab', 1500000), 'hex'));`);
+    const snapshot = await postgres({ name: 'pg', connection: pgUrl(database) }).open({ signal: new AbortController().signal, warn: () => {}, archive: 'a' });
+    const vouched: string[] = [];
+    try {
+      for await (const entry of snapshot.entries()) {
+        if (entry.type !== 'file' || !/\.copy$|^blobs\/\d+$/.test(entry.path)) continue;
+        const hash = createHash('sha256');
+        let size = 0;
+        for await (const piece of entry.body!()) {
+          hash.update(piece);
+          size += piece.length;
+        }
+        assert.equal(size, entry.size, entry.path);
+        assert.ok(entry.bodySha256, `${entry.path} carries its hash`);
+        assert.equal(await entry.bodySha256(), hash.digest('hex'), entry.path);
+        vouched.push(entry.path.replace(/^data\/\d+-public\./, ''));
+      }
+    } finally {
+      await snapshot.close();
+    }
+    assert.deepEqual(vouched.map((path) => path.replace(/\d+/g, 'N')).sort(), ['blobs/N', 'small/N.copy', 'wide/N.copy', 'wide/N.copy']);
   });
 
   it('verifyBackup restores into a throwaway database, reads every table back byte for byte, and drops it', async (t) => {

@@ -29,12 +29,12 @@ export class CopyThread {
   }
 
   /**
-   * Copies units one after the other: `onChunk` gets each one's chunks in order, `onDone` its
-   * figures; both may wait, and the thread waits with them.
+   * Copies units one after the other: `onChunk` gets each one's chunks in order, with their
+   * SHA-256, `onDone` its figures; both may wait, and the thread waits with them.
    */
   async copy(
     units: readonly CopyUnit[],
-    onChunk: (unit: number, chunk: Buffer, index: number) => Promise<void>,
+    onChunk: (unit: number, chunk: Buffer, index: number, sha256: string) => Promise<void>,
     onDone: (unit: number, figures: DataFigures) => Promise<void>,
   ): Promise<void> {
     await this.run({ units, send: true }, onChunk, onDone);
@@ -47,13 +47,13 @@ export class CopyThread {
 
   private async run(
     request: CopyRequest,
-    onChunk: (unit: number, chunk: Buffer, index: number) => Promise<void>,
+    onChunk: (unit: number, chunk: Buffer, index: number, sha256: string) => Promise<void>,
     onDone: (unit: number, figures: DataFigures) => Promise<void>,
   ): Promise<void> {
     await this.job.send(request);
     for (let message = await this.job.receive(); message !== undefined; message = await this.job.receive()) {
       // A unit's chunks come before its summary, in the same message or an earlier one.
-      for (const { unit, index, data } of message.chunks) await onChunk(unit, Buffer.from(data.buffer, data.byteOffset, data.byteLength), index);
+      for (const { unit, index, data, sha256 } of message.chunks) await onChunk(unit, Buffer.from(data.buffer, data.byteOffset, data.byteLength), index, sha256);
       for (const { unit, summary } of message.done) await onDone(unit, summary);
       if (message.last) return;
     }

@@ -3,6 +3,7 @@
  * millions of them is the heaviest work of a backup: on the main thread it stalled the host
  * application's event loop and left the other cores idle. The main thread receives only chunks.
  */
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { asBackupError } from '../../errors.js';
 import { serveWorkerJob } from '../../util/worker-channel.js';
@@ -33,11 +34,15 @@ export interface CopyRequest {
   readonly send: boolean;
 }
 
-/** A unit's chunk (1-based `index`), by the unit's position in the request. */
+/**
+ * A unit's chunk (1-based `index`), by the unit's position in the request, with the SHA-256 (hex)
+ * of its bytes: hashed here, so that the archive does not hash it again on the main thread.
+ */
 export interface CopiedChunk {
   readonly unit: number;
   readonly index: number;
   readonly data: Uint8Array;
+  readonly sha256: string;
 }
 
 /**
@@ -71,7 +76,7 @@ serveWorkerJob<CopyWorkerData, FromCopyWorker, CopyRequest, void>(async (job, ch
           // Full chunks start their own allocation (Buffer.concat of >= 4 KiB is never pooled) and are
           // transferred, not copied; a small one may sit in Node's shared pool and is copied.
           const data = chunk.byteOffset === 0 && chunk.byteLength >= 64 * 1024 ? new Uint8Array(chunk.buffer, 0, chunk.byteLength) : new Uint8Array(chunk);
-          pending.chunks.push({ unit, index, data });
+          pending.chunks.push({ unit, index, data, sha256: createHash('sha256').update(chunk).digest('hex') });
           pendingBytes += data.byteLength;
           if (pendingBytes >= job.chunkBytes) await flush(false);
         }, piece).catch((error: unknown) => {

@@ -26,6 +26,8 @@ const BATCH_TABLES = 256;
 const TID_RANGE_SCANS = 140000;
 /** Large objects are read in pieces of this size. */
 const LARGE_OBJECT_PIECE = 1024 * 1024;
+/** Zeros for the hash of a large object that came short, as the archive pads it. */
+const PADDING = Buffer.alloc(64 * 1024);
 
 /**
  * Scoped to the snapshot's transaction, on the application's connection settings. The catalog
@@ -241,7 +243,7 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs,
         const thread = idle.pop() ?? openThread(snapshot, clientEncoding(toc));
         await thread.copy(
           units,
-          async (unit, chunk, index) => {
+          async (unit, chunk, index, sha256) => {
             const { table, piece } = units[unit]!;
             const path = piecePath(table, piece);
             if (index === 1) {
@@ -252,7 +254,8 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs,
                 await queue.push(folder(dir, mtime));
               }
             }
-            await queue.push({ path: chunkPath({ dataPath: path }, index), type: 'file', mode: 0o644, mtime, size: chunk.length, body: async function* () { yield chunk; } });
+            // The body is the chunk whole, exactly its size: the thread's hash is the stored form's.
+            await queue.push({ path: chunkPath({ dataPath: path }, index), type: 'file', mode: 0o644, mtime, size: chunk.length, body: async function* () { yield chunk; }, bodySha256: () => sha256 });
           },
           async (unit, figures) => {
             const summary = collect(units[unit]!.table, units[unit]!.piece, figures, pieces);
@@ -363,8 +366,12 @@ function folder(path: string, mtime: Date): Entry {
   return { path, type: 'directory', mode: 0o755, mtime, size: 0 };
 }
 
-/** A large object, read in pieces inside the snapshot transaction; `hashed` gets the SHA-256 of its bytes once they are read. */
+/**
+ * A large object, read in pieces inside the snapshot transaction; `hashed` gets the SHA-256 of its
+ * bytes once they are read, and the archive takes it (padded as the archive pads) as the body's.
+ */
 function largeObjectEntry(client: pg.Client, path: string, oid: number, size: number, mtime: Date, hashed: (sha256: string) => void): Entry {
+  let stored: string | undefined;
   return {
     path,
     type: 'file',
@@ -373,11 +380,21 @@ function largeObjectEntry(client: pg.Client, path: string, oid: number, size: nu
     size,
     body: async function* () {
       const hash = createHash('sha256');
+      let read = 0;
       for await (const piece of readLargeObject(client, oid, size)) {
         hash.update(piece);
+        read += piece.length;
         yield piece;
       }
+      // Never more than `size` bytes are asked for; fewer (the snapshot's size says not) the archive pads with zeros.
+      const padded = hash.copy();
+      for (let left = size - read; left > 0; left -= PADDING.length) padded.update(PADDING.subarray(0, Math.min(left, PADDING.length)));
+      stored = padded.digest('hex');
       hashed(hash.digest('hex'));
+    },
+    bodySha256: () => {
+      if (stored === undefined) throw new BackupError('SOURCE_FAILED', `The hash of large object ${oid} was asked for before its bytes were read`);
+      return stored;
     },
   };
 }
