@@ -8,12 +8,14 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import Sqlite from 'better-sqlite3';
 import { Database, directory, files, memory, s3, sqlite, type BackupOperation, type BackupOptions, type Destination, type Source, type Upload } from '../src/index.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { mountSmallDisk, tempDir } from './helpers/fs.js';
@@ -56,6 +58,11 @@ async function application(t: Parameters<typeof tempDir>[0]) {
     else process.env['TMPDIR'] = previous;
   });
   return { dir, uploads, spool, tmp, backups: join(dir, 'backups'), db: join(dir, 'app.db') };
+}
+
+/** Worker threads alive: each holds a MessagePort to this thread until it has exited. */
+function threads(): number {
+  return process.getActiveResourcesInfo().filter((resource) => resource === 'MessagePort').length;
 }
 
 type App = Awaited<ReturnType<typeof application>>;
@@ -143,16 +150,26 @@ async function everything(dir: string): Promise<string[]> {
   });
 }
 
+/** Whether a SQLite snapshot copy has begun writing pages in `spool` (its file is created empty first). */
+async function copyStarted(spool: string): Promise<boolean> {
+  for (const folder of await everything(spool)) {
+    for (const name of await everything(join(spool, folder))) if (((await stat(join(spool, folder, name)).catch(() => undefined))?.size ?? 0) > 0) return true;
+  }
+  return false;
+}
+
 async function assertNothingLeft(app: App, label: string): Promise<void> {
   assert.deepEqual(await everything(app.backups), [], `${label}: the destination folder is empty`);
   assert.deepEqual(await everything(app.spool), [], `${label}: no SQLite spool copy is left`);
   assert.deepEqual(await everything(app.tmp), [], `${label}: no manifest spool is left`);
 }
 
-async function expectCancelled(op: BackupOperation, state: CancelSwitch, app: App, label: string): Promise<void> {
+/** With `threadsBefore`, also no more worker threads run when `done` settles than before the backup. */
+async function expectCancelled(op: BackupOperation, state: CancelSwitch, app: App, label: string, threadsBefore?: number): Promise<void> {
   let errorEvents = 0;
   op.on('error', () => (errorEvents += 1));
   await rejectsWithCode(op.done, 'ABORTED');
+  if (threadsBefore !== undefined) assert.equal(threads(), threadsBefore, `${label}: no worker thread outlives the backup`);
   assert.ok(state.fired, `${label}: the cancel point was reached`);
   assert.equal(errorEvents, 1, `${label}: one 'error' event`);
   await assertNothingLeft(app, label);
@@ -169,19 +186,30 @@ describe('a cancelled backup settles and leaves nothing', () => {
 
   it('cancelled while SQLite copies the database', HANG, async (t) => {
     const app = await application(t);
+    // Some 48 MiB: the copy's one native step, which a stopped thread runs to its end, is under way when the cancel lands.
+    const db = new Sqlite(app.db);
+    db.exec('CREATE TABLE blobs (data BLOB NOT NULL); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000) INSERT INTO blobs (data) SELECT randomblob(4096) FROM n');
+    db.close();
     const state: CancelSwitch = { fired: false };
+    let settled = false;
     const [database, folder] = sourcesOf(app) as [Source, Source];
     const copying: Source = {
       ...database,
       open(context) {
         const opening = database.open(context);
-        fire(state); // the copy runs on its worker thread now
+        void (async () => {
+          // The look ends with the backup, whatever it does.
+          while (!settled && !(await copyStarted(app.spool))) await sleep(2);
+          fire(state);
+        })();
         return opening;
       },
     };
+    const threadsBefore = threads();
     const op = new Database({ sources: [copying, folder] }).startBackup({ to: directory({ path: app.backups }) });
     state.op = op;
-    await expectCancelled(op, state, app, 'during the SQLite copy');
+    void op.done.catch(() => {}).finally(() => (settled = true));
+    await expectCancelled(op, state, app, 'during the SQLite copy', threadsBefore);
   });
 
   it('cancelled at 20 points across the archive, by bytes read, with every compression and encryption', HANG, async (t) => {

@@ -17,7 +17,7 @@ import { rejectsWithCode } from './helpers/errors.js';
 import { startAzurite, type Azurite } from './helpers/azurite.js';
 import { tempDir } from './helpers/fs.js';
 import { MOTO_CREDENTIALS, startMoto, type Moto } from './helpers/moto.js';
-import { stoppedItself } from './helpers/process.js';
+import { stopped, stoppedItself } from './helpers/process.js';
 
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'lease-child.js');
 /** Short, so that a dead or paused holder is replaced soon; the tests wait for that outcome. */
@@ -144,11 +144,16 @@ for (const [label, make] of places) {
       const { destination, spec } = await make(t);
       const data = await folderWithData(t, 'fleet-pause', 1024);
       const paused = child(['pause', spec, String(TTL_MS), data]);
-      await stoppedItself(paused.process);
-      const result = await backUpWhenFree(new Database({ sources: [files({ name: 'f', dir: data })] }), destination);
-      paused.process.kill('SIGCONT');
-      const [code] = await paused.exited;
-      assert.equal(code, 0);
+      let result: BackupResult;
+      try {
+        await stoppedItself(paused.process);
+        result = await backUpWhenFree(new Database({ sources: [files({ name: 'f', dir: data })] }), destination);
+        paused.process.kill('SIGCONT');
+        const [code] = await paused.exited;
+        assert.equal(code, 0);
+      } finally {
+        await stopped(paused.process, 'SIGKILL'); // left stopped, it would keep this file's process alive forever
+      }
       const outcome = lastLine(paused.output());
       assert.equal(outcome.code, 'LEASE_LOST', JSON.stringify(outcome));
       assert.deepEqual((await listBackups(destination)).map((b) => b.name), [result.name], 'only the new holder\'s backup');

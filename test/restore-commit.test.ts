@@ -10,7 +10,7 @@ import { filesRestorer } from '../src/sources/files/index.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { describeTree, exists, tempDir } from './helpers/fs.js';
 import { createBank, dumpRows } from './helpers/sqlite.js';
-import { stoppedItself } from './helpers/process.js';
+import { stopped, stoppedItself } from './helpers/process.js';
 
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'restore-child.js');
 
@@ -50,13 +50,17 @@ describe('concurrent restores into the same targets', () => {
     const made = join(dir, 'new'); // created by the first restore, as the targets' grandparent
     const where = join(made, 'deep');
     const first = startChild(backups, where, 'stop-before-commit');
-    await stoppedItself(first.child); // staged and verified, about to commit
+    try {
+      await stoppedItself(first.child); // staged and verified, about to commit
 
-    assert.equal(await startChild(backups, where).outcome, 'ok');
-    await writeFile(join(made, 'user.txt'), 'mine');
-    first.child.kill('SIGCONT');
+      assert.equal(await startChild(backups, where).outcome, 'ok');
+      await writeFile(join(made, 'user.txt'), 'mine');
+      first.child.kill('SIGCONT');
 
-    assert.equal(await first.outcome, 'TARGET_NOT_EMPTY');
+      assert.equal(await first.outcome, 'TARGET_NOT_EMPTY');
+    } finally {
+      await stopped(first.child, 'SIGKILL'); // left stopped, it would keep this file's process alive forever
+    }
     assert.equal(await readFile(join(made, 'user.txt'), 'utf8'), 'mine');
     assert.deepEqual((await readdir(where)).sort(), ['app.db', 'uploads'], 'no staging copy or journal left');
     await expect(where);

@@ -13,6 +13,7 @@ import { Database, directory, sqlite, verifyBackup, type ArchivedEntry, type Bac
 import { sqliteRestorer } from '../src/sources/sqlite/index.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
+import { stopped } from './helpers/process.js';
 import { bankSummary, createBank, dumpRows } from './helpers/sqlite.js';
 
 const run = promisify(execFile);
@@ -381,16 +382,20 @@ describe('sqlite incrementals, through the backup engine', () => {
     const path = join(dir, 'app.db');
     createBank(path, 100, 1000);
     const writerScript = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'transfer-writer.js');
-    const writer = spawn(process.execPath, [writerScript, path, '100'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    t.after(() => writer.kill('SIGTERM'));
-    await once(writer.stdout, 'data');
-
+    // Stopped whatever the backups do, before the folder is removed: left running, it would keep
+    // this file's process alive forever. It also ends with this process (its stdin).
+    const writer = spawn(process.execPath, [writerScript, path, '100'], { stdio: ['pipe', 'pipe', 'inherit'] });
     const backups = join(dir, 'backups');
-    const database = new Database({ sources: [sqlite({ name: 'app', path })] });
     const chain: BackupResult[] = [];
-    for (let i = 0; i < 5; i++) chain.push(await database.startBackup({ to: directory({ path: backups }), type: 'incremental' }).done);
-    assert.deepEqual(chain.map((result) => result.type), ['full', 'incremental', 'incremental', 'incremental', 'incremental']);
-    assert.equal(writer.exitCode, null, 'the writer kept running throughout');
+    try {
+      await once(writer.stdout, 'data');
+      const database = new Database({ sources: [sqlite({ name: 'app', path })] });
+      for (let i = 0; i < 5; i++) chain.push(await database.startBackup({ to: directory({ path: backups }), type: 'incremental' }).done);
+      assert.deepEqual(chain.map((result) => result.type), ['full', 'incremental', 'incremental', 'incremental', 'incremental']);
+      assert.equal(writer.exitCode, null, 'the writer kept running throughout');
+    } finally {
+      await stopped(writer);
+    }
 
     const recipe = await readmeRecipe();
     const transfers: number[] = [];

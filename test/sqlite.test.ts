@@ -14,7 +14,7 @@ import { testSource } from './conformance/source.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
 import { bankSummary, createBank, dumpRows } from './helpers/sqlite.js';
-import { stoppedItself } from './helpers/process.js';
+import { stopped, stoppedItself } from './helpers/process.js';
 
 testSource('sqlite', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'backupkit-sqlite-'));
@@ -70,25 +70,30 @@ describe('sqlite source', () => {
     const path = join(dir, 'bank.db');
     createBank(path, 100, 1000);
     const writerScript = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'transfer-writer.js');
-    const writer = spawn(process.execPath, [writerScript, path, '100'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    t.after(() => writer.kill('SIGTERM'));
-    await once(writer.stdout, 'data');
+    // Stopped whatever the backups do, before the folder is removed: left running, it would keep
+    // this file's process alive forever. It also ends with this process (its stdin).
+    const writer = spawn(process.execPath, [writerScript, path, '100'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      await once(writer.stdout, 'data');
 
-    const db = new Database({ sources: [sqlite({ name: 'bank', path })] });
-    const destination = memory();
-    const seenTransfers: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      const result = await db.startBackup({ to: destination }).done;
-      const restored = join(dir, `restored-${i}.db`);
-      await Database.restore({ from: destination, backup: result.name, targets: { bank: { path: restored } } });
-      const summary = bankSummary(restored);
-      assert.equal(summary.integrity, 'ok');
-      assert.equal(summary.total, 100 * 1000, 'money is neither created nor destroyed');
-      assert.equal(summary.accounts, 100);
-      seenTransfers.push(summary.transfers);
+      const db = new Database({ sources: [sqlite({ name: 'bank', path })] });
+      const destination = memory();
+      const seenTransfers: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const result = await db.startBackup({ to: destination }).done;
+        const restored = join(dir, `restored-${i}.db`);
+        await Database.restore({ from: destination, backup: result.name, targets: { bank: { path: restored } } });
+        const summary = bankSummary(restored);
+        assert.equal(summary.integrity, 'ok');
+        assert.equal(summary.total, 100 * 1000, 'money is neither created nor destroyed');
+        assert.equal(summary.accounts, 100);
+        seenTransfers.push(summary.transfers);
+      }
+      assert.equal(writer.exitCode, null, 'the writer kept running throughout');
+      assert.ok((seenTransfers.at(-1) ?? 0) > (seenTransfers[0] ?? 0), `the writer committed during the backups: ${seenTransfers.join(', ')}`);
+    } finally {
+      await stopped(writer);
     }
-    assert.equal(writer.exitCode, null, 'the writer kept running throughout');
-    assert.ok((seenTransfers.at(-1) ?? 0) > (seenTransfers[0] ?? 0), `the writer committed during the backups: ${seenTransfers.join(', ')}`);
   });
 
   it('refuses a target beside a leftover -wal file, which would corrupt the restored file', async (t) => {

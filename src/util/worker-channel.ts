@@ -172,6 +172,11 @@ export interface WorkerJobOptions<Data> {
  */
 export class WorkerJob<Send, Receive, Result> extends Channel<Send, Receive> {
   readonly result: Promise<Result>;
+  /**
+   * Resolves once the thread has exited. `result` settles first on a stop: a native call (a
+   * SQLite copy step) cannot be interrupted and runs on until it returns.
+   */
+  readonly exited: Promise<void>;
   #settle!: { resolve: (value: Result) => void; reject: (error: unknown) => void };
   #settled = false;
   readonly #worker: Worker;
@@ -184,6 +189,7 @@ export class WorkerJob<Send, Receive, Result> extends Channel<Send, Receive> {
     this.result.catch(() => {}); // a job may be stopped without anyone awaiting its result
     const start: Start<unknown> = { data: options.data, window };
     this.#worker = worker = new Worker(url, { workerData: start, ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}) });
+    this.exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
     const { name, failCode, signal } = options;
     worker.on('message', (frame: Frame) => this.#receive(frame));
     worker.on('error', (error) => this.#stop(new BackupError(failCode, `${name} failed: ${error.message}`, { cause: error })));

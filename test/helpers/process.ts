@@ -17,12 +17,13 @@ export async function stoppedItself(child: ChildProcess): Promise<void> {
 /**
  * Kills `child` and waits until it has exited: a child left running keeps the test file's process
  * alive, and `node --test` waits for that forever. Call it in a `finally`, before the folders the
- * child writes to are removed.
+ * child writes to are removed. A child that may have stopped itself needs SIGKILL: it takes no
+ * SIGTERM until it is continued.
  */
-export async function stopped(child: ChildProcess): Promise<void> {
+export async function stopped(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
-  child.kill();
+  child.kill(signal);
   await exited;
 }
 

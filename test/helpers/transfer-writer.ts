@@ -1,6 +1,6 @@
 /**
- * A separate process that commits money transfers until killed: the "other application" writing
- * while backups run. Arguments: database path, number of accounts, and transfers per second (0,
+ * A separate process that commits money transfers until killed or its stdin closes (the test's
+ * process ended, however): the "other application" writing while backups run. Arguments: database path, number of accounts, and transfers per second (0,
  * the default, for as fast as it can). Prints "ready" after its first commits.
  */
 import Sqlite from 'better-sqlite3';
@@ -32,7 +32,9 @@ function batch(): void {
   else setImmediate(batch);
 }
 batch();
-process.on('SIGTERM', () => {
+function stop(): void {
   db.close();
   process.exit(0);
-});
+}
+process.on('SIGTERM', stop);
+process.stdin.on('end', stop).resume();

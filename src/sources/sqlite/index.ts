@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, type Stats } from 'node:fs';
 import { chmod, link, lstat, mkdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -70,9 +70,11 @@ export function sqlite(options: SqliteSourceOptions): Source {
       const copy = join(spool, SQLITE_ENTRY);
       const pageHashes = join(spool, 'page-hashes');
       let mode: number;
+      let info: Stats;
       try {
         mode = (await stat(path)).mode & 0o777;
         await runSqliteJob({ op: 'snapshot', source: path, destination: copy, busyTimeoutMs }, context.signal);
+        info = await stat(copy);
       } catch (cause) {
         await rm(spool, { recursive: true, force: true });
         throw asBackupError(cause, 'SOURCE_FAILED', `Copying SQLite database ${path} failed`);
@@ -86,8 +88,7 @@ export function sqlite(options: SqliteSourceOptions): Source {
           throw asBackupError(cause, 'SOURCE_FAILED', `Hashing the pages of the copy of SQLite database ${path} failed`);
         },
       );
-      hashing.catch(() => {}); // awaited by changes() or state(), or abandoned by close()
-      const info = await stat(copy);
+      hashing.catch(() => {}); // awaited by changes() or state(), or stopped by close()
       /** Set by `changes()` when this archive holds only the pages changed since the previous backup. */
       let changed: { runs: PageRun[]; sha256: string; pageSize: number; pageCount: number } | undefined;
       return {
@@ -150,7 +151,7 @@ export function sqlite(options: SqliteSourceOptions): Source {
         },
         async close() {
           stopHashing.abort();
-          await hashing.catch(() => {});
+          await hashing.catch(() => {}); // settles once its thread has exited
           await rm(spool, { recursive: true, force: true });
         },
       };
