@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -11,6 +12,7 @@ import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import * as openpgp from 'openpgp';
+import tar from 'tar-stream';
 import { openArchive } from '../src/archive/reader.js';
 import { BackupError, Database, directory, files, listBackups, sqlite, type BackupErrorCode, type DecryptOptions } from '../src/index.js';
 import { rejectsWithCode } from './helpers/errors.js';
@@ -168,6 +170,21 @@ describe('OpenPGP encryption', () => {
     assert.equal(await readOutcome(bytes.subarray(0, bytes.length - 1), { passphrase: PASSPHRASE }), 'CORRUPT_ARCHIVE');
   });
 
+  it('fails with WRONG_KEY, never hangs, on a wrong passphrase that opens a Twofish key openpgp.js never finishes decrypting with', { timeout: 60_000 }, async () => {
+    const bytes = await readFile(new URL('../../test/fixtures/wrong-key-twofish/archive.tar.gz.gpg', import.meta.url));
+    const keys = await openpgp.decryptSessionKeys({ message: await openpgp.readMessage({ binaryMessage: bytes }), passwords: ['wrong 1425'] });
+    assert.deepEqual(keys.map((key) => key.algorithm), ['twofish'], 'the fixture still slips a Twofish key past the session key packet');
+    assert.equal(await readOutcome(bytes, { passphrase: 'wrong 1425' }), 'WRONG_KEY');
+    // A right key of that cipher still reads, small archive or not.
+    for (const size of [10, 3 * 1024 * 1024]) {
+      const message = await openpgp.createMessage({ binary: await tinyArchive(size) });
+      const config = { preferredSymmetricAlgorithm: openpgp.enums.symmetric.twofish, preferredCompressionAlgorithm: openpgp.enums.compression.uncompressed, aeadProtect: false, s2kIterationCountByte: 0 };
+      const twofish = Buffer.from(await openpgp.encrypt({ message, passwords: [PASSPHRASE], format: 'binary', config }));
+      assert.equal(await readOutcome(twofish, { passphrase: PASSPHRASE }), 'read', `${size} bytes`);
+      assert.equal(await readOutcome(twofish, { passphrase: 'wrong' }), 'WRONG_KEY', `${size} bytes`);
+    }
+  });
+
   it('refuses bad keys and empty passphrases before writing a byte', async (t) => {
     const { db, backups, destination } = await fixture(t);
     const v6 = await openpgp.generateKey({ type: 'curve25519', userIDs: [{ email: 'v6@example.com' }], format: 'armored', config: { v6Keys: true } });
@@ -236,6 +253,16 @@ describe('compression choice', () => {
     assert.deepEqual(dumpRows(join(area, 'app.db')), dumpRows(dbPath));
   });
 });
+
+/** A gzipped tar of one file of `size` random bytes: what an archive looks like once decrypted. */
+async function tinyArchive(size: number): Promise<Buffer> {
+  const pack = tar.pack();
+  pack.entry({ name: 'data' }, randomBytes(size));
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const chunk of pack) chunks.push(chunk as Buffer);
+  return zlib.gzipSync(Buffer.concat(chunks));
+}
 
 /** Reads an archive from end to end: `read`, or the code of the error it fails with. */
 async function readOutcome(bytes: Buffer, decrypt: DecryptOptions): Promise<string> {

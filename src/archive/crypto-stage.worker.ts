@@ -41,20 +41,45 @@ serveWorkerJob<CryptoJob, Uint8Array, Uint8Array, void>(async (job, channel) => 
   }
 });
 
-function inputOf(channel: Channel<Uint8Array, Uint8Array>): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>({
+/**
+ * The message as openpgp reads it, and what the checks of an unchecked key need: when it ended, and
+ * its bytes while they stay few (kept by reference, not copied).
+ */
+interface Input {
+  readonly stream: ReadableStream<Uint8Array>;
+  readonly ended: Promise<void>;
+  /** The whole message while it is at most {@link KEPT_INPUT_BYTES}; `undefined` past that. */
+  kept(): Uint8Array[] | undefined;
+}
+
+/** How much of the message is kept to check a key the quick check could not: archives of this size or less. */
+const KEPT_INPUT_BYTES = 16 * 1024 * 1024;
+
+function inputOf(channel: Channel<Uint8Array, Uint8Array>): Input {
+  let kept: Uint8Array[] | undefined = [];
+  let keptBytes = 0;
+  let markEnded!: () => void;
+  const ended = new Promise<void>((resolve) => (markEnded = resolve));
+  const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
       // Take more input only while the output is wanted: openpgp would otherwise run ahead and
       // queue whatever it decrypted, without bound.
       await channel.writable();
       const chunk = await channel.receive();
-      if (chunk === undefined) controller.close();
-      else controller.enqueue(chunk);
+      if (chunk === undefined) {
+        markEnded();
+        controller.close();
+        return;
+      }
+      keptBytes += chunk.length;
+      kept = kept && keptBytes <= KEPT_INPUT_BYTES ? [...kept, chunk] : undefined;
+      controller.enqueue(chunk);
     },
   });
+  return { stream, ended, kept: () => kept };
 }
 
-async function transform(job: CryptoJob, input: ReadableStream<Uint8Array>, decryption: { uncheckedKey: boolean }): Promise<ReadableStream<Uint8Array>> {
+async function transform(job: CryptoJob, { stream: input, ended, kept }: Input, decryption: { uncheckedKey: boolean }): Promise<ReadableStream<Uint8Array>> {
   if (job.mode === 'encrypt') {
     const message = await openpgp.createMessage({ binary: input });
     const encryptionKeys = await Promise.all(job.armoredKeys.map((armoredKey) => openpgp.readKey({ armoredKey })));
@@ -72,7 +97,7 @@ async function transform(job: CryptoJob, input: ReadableStream<Uint8Array>, decr
   const sessionKeys = verdicts.filter(({ verdict }) => verdict !== 'wrong').map(({ key }) => key);
   if (sessionKeys.length === 0) throw keyDoesNotFit(new Error('The session key fails the OpenPGP quick check'));
   decryption.uncheckedKey = verdicts.some(({ verdict }) => verdict === 'unknown');
-  const { data } = await openpgp.decrypt({
+  const decrypting = openpgp.decrypt({
     message,
     // A key's algorithm is null for a SEIPD v2 packet, which names its cipher itself: openpgp takes it.
     sessionKeys: sessionKeys as openpgp.SessionKey[],
@@ -80,5 +105,20 @@ async function transform(job: CryptoJob, input: ReadableStream<Uint8Array>, decr
     // Tampering is reported at the end of the message: safe, as restores commit nothing before.
     config: { allowUnauthenticatedStream: true },
   });
-  return data as ReadableStream<Uint8Array>;
+  if (!decryption.uncheckedKey) return (await decrypting).data as ReadableStream<Uint8Array>;
+  decrypting.catch(() => {}); // it may fail after the check below decided
+  // With a wrong key of a cipher the quick check cannot test (Twofish), openpgp parses noise as
+  // packets, and for some noise its streaming decrypt never settles (openpgp.js 6.3), even once it
+  // has read the whole message. A right key lets it settle as soon as the first packet is read; if it
+  // has not when the message ended, the whole message, when it is small enough to have been kept,
+  // is decrypted again in one piece, which checks the MDC before parsing anything.
+  const first = await Promise.race([decrypting, ended.then(() => undefined)]);
+  if (first) return first.data as ReadableStream<Uint8Array>;
+  const whole = kept();
+  if (!whole) throw keyDoesNotFit(new Error('openpgp read the whole message without finding its data'));
+  const bytes = Buffer.concat(whole);
+  const again = job.armored ? await openpgp.readMessage({ armoredMessage: bytes.toString('utf8') }) : await openpgp.readMessage({ binaryMessage: bytes });
+  const settled = await Promise.race([decrypting, openpgp.decrypt({ message: again, sessionKeys: sessionKeys as openpgp.SessionKey[], format: 'binary' })]);
+  const data = settled.data as ReadableStream<Uint8Array> | Uint8Array;
+  return data instanceof Uint8Array ? new Blob([data]).stream() : data;
 }
