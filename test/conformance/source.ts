@@ -538,17 +538,17 @@ export function testSource<Target>(label: string, make: () => Promise<SourceHarn
         const { size } = await new Database({ sources: [source] }).startBackup({ to: from, ...variant.backup }).done;
         assertNoThreadLeft(before, `${variant.label} backup`);
         before = workerThreads();
-        await Database.restore({ from, ...variant.restore, targets: { [source.name]: (await h.freshTarget()) as RestoreTarget } }).done;
+        await Database.restore({ from, ...variant.restore, restorers: [h.kind.restorer], targets: { [source.name]: (await h.freshTarget()) as RestoreTarget } }).done;
         assertNoThreadLeft(before, `${variant.label} restore`);
         // Struck a third of the way through the archive: every thread of the restore is at work.
         before = workerThreads();
         const failing = readsStrikingAfter(from, size / 3, () => new Error('injected: the archive could not be read further'));
-        await rejectsWithCode(Database.restore({ from: failing, ...variant.restore, targets: { [source.name]: (await h.freshTarget()) as RestoreTarget } }).done, 'DESTINATION_FAILED', /injected/);
+        await rejectsWithCode(Database.restore({ from: failing, ...variant.restore, restorers: [h.kind.restorer], targets: { [source.name]: (await h.freshTarget()) as RestoreTarget } }).done, 'DESTINATION_FAILED', /injected/);
         assertNoThreadLeft(before, `${variant.label} restore that failed`);
         before = workerThreads();
         const cancel = new AbortController();
         const cancelling = readsStrikingAfter(from, size / 3, () => void cancel.abort());
-        await rejectsWithCode(Database.restore({ from: cancelling, ...variant.restore, signal: cancel.signal, targets: { [source.name]: (await h.freshTarget()) as RestoreTarget } }).done, 'ABORTED');
+        await rejectsWithCode(Database.restore({ from: cancelling, ...variant.restore, restorers: [h.kind.restorer], signal: cancel.signal, targets: { [source.name]: (await h.freshTarget()) as RestoreTarget } }).done, 'ABORTED');
         assertNoThreadLeft(before, `${variant.label} restore cancelled`);
       }
     }));
