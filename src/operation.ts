@@ -47,7 +47,8 @@ export interface OperationContext<Events extends OperationEvents<unknown>> {
  */
 export class Operation<Result, Events extends OperationEvents<Result>> extends EventEmitter<Events> implements PromiseLike<Result> {
   /**
-   * Resolves with the result, or rejects with a {@link BackupError}. A failure that is neither
+   * Resolves with the result, or rejects with a {@link BackupError}, once every worker thread
+   * backupkit started for the operation has exited, also after a failure or a cancel. A failure that is neither
    * awaited here nor listened to (`error`) is an unhandled rejection, as for any promise: Node.js
    * prints it and exits with code 1.
    */

@@ -18,9 +18,11 @@ import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/clie
 import Sqlite from 'better-sqlite3';
 import { Database, directory, files, memory, s3, sqlite, type BackupOperation, type BackupOptions, type Destination, type Source, type Upload } from '../src/index.js';
 import { rejectsWithCode } from './helpers/errors.js';
+import { faultySource, withBody } from './helpers/faulty.js';
 import { mountSmallDisk, tempDir } from './helpers/fs.js';
 import { MOTO_CREDENTIALS, startMoto, type Moto } from './helpers/moto.js';
 import { createBank } from './helpers/sqlite.js';
+import { assertNoThreadLeft, workerThreads } from './helpers/threads.js';
 
 const execFileAsync = promisify(execFile);
 /** Only a hang detector: a settled backup of these few MiB takes a fraction of it. */
@@ -60,11 +62,6 @@ async function application(t: Parameters<typeof tempDir>[0]) {
   return { dir, uploads, spool, tmp, backups: join(dir, 'backups'), db: join(dir, 'app.db') };
 }
 
-/** Worker threads alive: each holds a MessagePort to this thread until it has exited. */
-function threads(): number {
-  return process.getActiveResourcesInfo().filter((resource) => resource === 'MessagePort').length;
-}
-
 type App = Awaited<ReturnType<typeof application>>;
 
 function sourcesOf(app: App): Source[] {
@@ -73,33 +70,19 @@ function sourcesOf(app: App): Source[] {
 
 /** Wraps a source so that the switch fires once `limit` body bytes of all sources have been read. */
 function cancelAtBodyBytes(source: Source, state: CancelSwitch, counter: { bytes: number; limit: number }): Source {
-  return {
-    ...source,
-    async open(context) {
-      const snapshot = await source.open(context);
-      return {
-        estimate: () => snapshot.estimate(),
-        close: () => snapshot.close(),
-        async *entries() {
-          for await (const entry of snapshot.entries()) {
-            const body = entry.body;
-            yield body === undefined
-              ? entry
-              : {
-                  ...entry,
-                  body: async function* () {
-                    for await (const chunk of body()) {
-                      counter.bytes += chunk.length;
-                      if (counter.bytes >= counter.limit) fire(state);
-                      yield chunk;
-                    }
-                  },
-                };
+  return faultySource(source, {
+    async *entries(entries) {
+      for await (const entry of entries) {
+        yield withBody(entry, async function* (body) {
+          for await (const chunk of body) {
+            counter.bytes += chunk.length;
+            if (counter.bytes >= counter.limit) fire(state);
+            yield chunk;
           }
-        },
-      };
+        });
+      }
     },
-  };
+  }).source;
 }
 
 /**
@@ -164,12 +147,12 @@ async function assertNothingLeft(app: App, label: string): Promise<void> {
   assert.deepEqual(await everything(app.tmp), [], `${label}: no manifest spool is left`);
 }
 
-/** With `threadsBefore`, also no more worker threads run when `done` settles than before the backup. */
-async function expectCancelled(op: BackupOperation, state: CancelSwitch, app: App, label: string, threadsBefore?: number): Promise<void> {
+/** No more worker threads run when `done` settles than `threadsBefore`, before the backup. */
+async function expectCancelled(op: BackupOperation, state: CancelSwitch, app: App, label: string, threadsBefore: number): Promise<void> {
   let errorEvents = 0;
   op.on('error', () => (errorEvents += 1));
   await rejectsWithCode(op.done, 'ABORTED');
-  if (threadsBefore !== undefined) assert.equal(threads(), threadsBefore, `${label}: no worker thread outlives the backup`);
+  assertNoThreadLeft(threadsBefore, label);
   assert.ok(state.fired, `${label}: the cancel point was reached`);
   assert.equal(errorEvents, 1, `${label}: one 'error' event`);
   await assertNothingLeft(app, label);
@@ -178,10 +161,11 @@ async function expectCancelled(op: BackupOperation, state: CancelSwitch, app: Ap
 describe('a cancelled backup settles and leaves nothing', () => {
   it('cancelled before any snapshot is taken', HANG, async (t) => {
     const app = await application(t);
+    const threadsBefore = workerThreads();
     const op = new Database({ sources: sourcesOf(app) }).startBackup({ to: directory({ path: app.backups }) });
     const state: CancelSwitch = { op, fired: false };
     op.on('start', () => fire(state));
-    await expectCancelled(op, state, app, 'before snapshots');
+    await expectCancelled(op, state, app, 'before snapshots', threadsBefore);
   });
 
   it('cancelled while SQLite copies the database', HANG, async (t) => {
@@ -205,7 +189,7 @@ describe('a cancelled backup settles and leaves nothing', () => {
         return opening;
       },
     };
-    const threadsBefore = threads();
+    const threadsBefore = workerThreads();
     const op = new Database({ sources: [copying, folder] }).startBackup({ to: directory({ path: app.backups }) });
     state.op = op;
     void op.done.catch(() => {}).finally(() => (settled = true));
@@ -223,9 +207,10 @@ describe('a cancelled backup settles and leaves nothing', () => {
       const state: CancelSwitch = { fired: false };
       const counter = { bytes: 0, limit };
       const sources = sourcesOf(app).map((source) => cancelAtBodyBytes(source, state, counter));
+      const threadsBefore = workerThreads();
       const op = new Database({ sources }).startBackup({ ...variant, to: directory({ path: app.backups }) });
       state.op = op;
-      await expectCancelled(op, state, app, `at ${limit} of ${total} bytes read (${JSON.stringify(variant)})`);
+      await expectCancelled(op, state, app, `at ${limit} of ${total} bytes read (${JSON.stringify(variant)})`, threadsBefore);
     }
   });
 
@@ -242,9 +227,10 @@ describe('a cancelled backup settles and leaves nothing', () => {
           return 'hold';
         },
       });
+      const threadsBefore = workerThreads();
       const op = new Database({ sources: sourcesOf(app) }).startBackup({ to: destination });
       state.op = op;
-      await expectCancelled(op, state, app, `at ${limit} of ${reference.size} archive bytes`);
+      await expectCancelled(op, state, app, `at ${limit} of ${reference.size} archive bytes`, threadsBefore);
     }
   });
 
@@ -259,9 +245,10 @@ describe('a cancelled backup settles and leaves nothing', () => {
     ] as const) {
       const state: CancelSwitch = { fired: false };
       const destinations = [app.backups, second].map((path, which) => watched(directory({ path }), { onCommit: (name) => when(name, which) && fire(state) }));
+      const threadsBefore = workerThreads();
       const op = new Database({ sources: sourcesOf(app) }).startBackup({ to: destinations });
       state.op = op;
-      await expectCancelled(op, state, app, label);
+      await expectCancelled(op, state, app, label, threadsBefore);
       assert.deepEqual(await everything(second), [], `${label}: the second destination is empty`);
     }
   });
@@ -316,33 +303,22 @@ describe('a cancel does not wait for a source that waits', () => {
 describe('a failed backup settles and leaves nothing', () => {
   it('a source whose entries() throws midway fails the backup, never a short archive, and closes every snapshot', HANG, async (t) => {
     const app = await application(t);
-    const closed: string[] = [];
-    const failing = (source: Source, after: number): Source => ({
-      ...source,
-      async open(context) {
-        const snapshot = await source.open(context);
-        return {
-          estimate: () => snapshot.estimate(),
-          close: async () => {
-            closed.push(source.name);
-            await snapshot.close();
-          },
-          async *entries() {
-            let n = 0;
-            for await (const entry of snapshot.entries()) {
-              if (n++ === after) throw new Error('the disk under the source went away');
-              yield entry;
-            }
-          },
-        };
-      },
-    });
     const [database, folder] = sourcesOf(app) as [Source, Source];
     for (const after of [0, 1, 5, 14]) {
-      closed.length = 0;
-      const op = new Database({ sources: [database, failing(folder, after)] }).startBackup({ to: directory({ path: app.backups }) });
+      const failing = faultySource(folder, {
+        async *entries(entries) {
+          let n = 0;
+          for await (const entry of entries) {
+            if (n++ === after) throw new Error('the disk under the source went away');
+            yield entry;
+          }
+        },
+      });
+      const threadsBefore = workerThreads();
+      const op = new Database({ sources: [database, failing.source] }).startBackup({ to: directory({ path: app.backups }) });
       await rejectsWithCode(op.done, 'SOURCE_FAILED', /went away/);
-      assert.deepEqual(closed, ['uploads'], `after ${after} entries: the failing snapshot is closed`);
+      assertNoThreadLeft(threadsBefore, `after ${after} entries`);
+      assert.equal(failing.closes(), 1, `after ${after} entries: the failing snapshot is closed`);
       await assertNothingLeft(app, `after ${after} entries`);
     }
   });
@@ -355,8 +331,10 @@ describe('a failed backup settles and leaves nothing', () => {
       for (const order of ['full disk first', 'full disk second'] as const) {
         const full = directory({ path: small });
         const other = directory({ path: app.backups });
+        const threadsBefore = workerThreads();
         const op = new Database({ sources: sourcesOf(app) }).startBackup({ to: order === 'full disk first' ? [full, other] : [other, full] });
         await rejectsWithCode(op.done, 'DESTINATION_FAILED', /ENOSPC|no space/i);
+        assertNoThreadLeft(threadsBefore, order);
         await assertNothingLeft(app, order);
         assert.deepEqual(await everything(small), [], `${order}: nothing left on the full disk`);
       }
@@ -414,9 +392,10 @@ describe('an S3 server killed mid-backup', () => {
     const counter = { bytes: 0, limit: 6 * 1024 * 1024 };
     const sources = sourcesOf(app).map((source) => cancelAtBodyBytes(source, state, counter));
     const bucketDestination = s3({ bucket, endpoint: moto.endpoint, forcePathStyle: true, credentials: MOTO_CREDENTIALS, partSize: 5 * 1024 * 1024 });
+    const threadsBefore = workerThreads();
     const op = new Database({ sources }).startBackup({ to: [directory({ path: app.backups }), bucketDestination] });
     state.op = op;
-    await expectCancelled(op, state, app, 'S3 beside a folder');
+    await expectCancelled(op, state, app, 'S3 beside a folder', threadsBefore);
     const objects = await moto.client.send(new ListObjectsV2Command({ Bucket: bucket }));
     const multipart = await moto.client.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
     assert.deepEqual({ objects: objects.Contents ?? [], uploads: multipart.Uploads ?? [] }, { objects: [], uploads: [] });

@@ -18,6 +18,7 @@ import { BackupError, Database, directory, files, listBackups, sqlite, type Back
 import { rejectsWithCode } from './helpers/errors.js';
 import { describeTree, tempDir } from './helpers/fs.js';
 import { createBank, dumpRows } from './helpers/sqlite.js';
+import { assertNoThreadLeft, workerThreads } from './helpers/threads.js';
 
 const run = promisify(execFile);
 const sh = async (script: string, cwd: string) => (await run('sh', ['-euc', script], { cwd, maxBuffer: 64 * 1024 * 1024 })).stdout;
@@ -40,16 +41,19 @@ async function fixture(t: Parameters<typeof tempDir>[0]) {
   return { dir, dbPath, uploads, db, backups, destination: directory({ path: backups }) };
 }
 
-/** Restores into `<dir>/<label>/…` and checks the data, or the error and that nothing was written. */
+/** Restores into `<dir>/<label>/…` and checks the data, or the error and that nothing was written; either way, that no thread is left. */
 async function restoreExpecting(dir: string, label: string, from: ReturnType<typeof directory>, decrypt: DecryptOptions | undefined, code?: BackupErrorCode, backup?: string) {
   const area = join(dir, label);
   await mkdir(area);
+  const threadsBefore = workerThreads();
   const restore = Database.restore({ from, ...(backup ? { backup } : {}), ...(decrypt ? { decrypt } : {}), targets: { app: { path: join(area, 'app.db') }, uploads: { dir: join(area, 'uploads') } } });
   if (code) {
     await rejectsWithCode(restore, code);
+    assertNoThreadLeft(threadsBefore, label);
     assert.deepEqual(await readdir(area), [], `${label}: nothing written`);
   } else {
     await restore;
+    assertNoThreadLeft(threadsBefore, label);
   }
   return area;
 }
@@ -264,8 +268,9 @@ async function tinyArchive(size: number): Promise<Buffer> {
   return zlib.gzipSync(Buffer.concat(chunks));
 }
 
-/** Reads an archive from end to end: `read`, or the code of the error it fails with. */
+/** Reads an archive from end to end: `read`, or the code of the error it fails with; either way, no thread is left. */
 async function readOutcome(bytes: Buffer, decrypt: DecryptOptions): Promise<string> {
+  const threadsBefore = workerThreads();
   try {
     const reader = await openArchive(Readable.from([bytes]), 'the test archive', new AbortController().signal, () => {}, decrypt);
     try {
@@ -277,5 +282,7 @@ async function readOutcome(bytes: Buffer, decrypt: DecryptOptions): Promise<stri
   } catch (error) {
     if (error instanceof BackupError) return error.code;
     throw error;
+  } finally {
+    assertNoThreadLeft(threadsBefore, 'the reader');
   }
 }

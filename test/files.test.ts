@@ -6,12 +6,14 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { Database, files, memory, verifyBackup, type BackupWarning, type Source } from '../src/index.js';
+import { Database, files, memory, verifyBackup, type BackupWarning } from '../src/index.js';
 import { filesRestorer } from '../src/sources/files/index.js';
 import { SMALL_FILE, walkTree } from '../src/sources/files/walk.js';
 import { filesKind } from '../src/sources/files/kind.js';
+import { ThreadGroup } from '../src/util/worker-channel.js';
 import { testSource } from './conformance/source.js';
 import { rejectsWithCode } from './helpers/errors.js';
+import { faultySource } from './helpers/faulty.js';
 import { describeTree, tempDir } from './helpers/fs.js';
 import { stopped } from './helpers/process.js';
 
@@ -225,7 +227,9 @@ describe('files source', () => {
     await writeFile(join(dir, 'large'), Buffer.alloc(SMALL_FILE + 1, 4));
     await writeFile(join(dir, 'empty'), '');
     const hashes: Record<string, string | undefined> = {};
-    for await (const item of walkTree(dir, new AbortController().signal)) if (item.kind === 'file') hashes[item.path] = item.sha256;
+    const threads = new ThreadGroup();
+    t.after(() => threads.close());
+    for await (const item of walkTree(dir, new AbortController().signal, threads)) if (item.kind === 'file') hashes[item.path] = item.sha256;
     assert.deepEqual(hashes, {
       empty: createHash('sha256').digest('hex'),
       large: undefined,
@@ -239,27 +243,18 @@ describe('files source', () => {
     await mkdir(root);
     const large = Buffer.alloc(2 * 1024 * 1024, 3); // past the walker's small files: opened and read when archived
     for (const name of ['fifo', 'folder', 'steady']) await writeFile(join(root, name), large);
-    const source = files({ name: 'f', dir: root });
-    const replacing: Source = {
-      ...source,
-      async open(context) {
-        const snapshot = await source.open(context);
-        return {
-          estimate: () => snapshot.estimate(),
-          close: () => snapshot.close(),
-          async *entries() {
-            for await (const entry of snapshot.entries()) {
-              if (entry.path === 'fifo' || entry.path === 'folder') await rm(join(root, entry.path));
-              if (entry.path === 'fifo') await run('mkfifo', [join(root, 'fifo')]);
-              if (entry.path === 'folder') await mkdir(join(root, 'folder'));
-              yield entry;
-            }
-          },
-        };
+    const replacing = faultySource(files({ name: 'f', dir: root }), {
+      async *entries(entries) {
+        for await (const entry of entries) {
+          if (entry.path === 'fifo' || entry.path === 'folder') await rm(join(root, entry.path));
+          if (entry.path === 'fifo') await run('mkfifo', [join(root, 'fifo')]);
+          if (entry.path === 'folder') await mkdir(join(root, 'folder'));
+          yield entry;
+        }
       },
-    };
+    });
     const warnings: BackupWarning[] = [];
-    const op = new Database({ sources: [replacing] }).startBackup({ to: memory() });
+    const op = new Database({ sources: [replacing.source] }).startBackup({ to: memory() });
     op.on('warning', (w) => warnings.push(w));
     await op.done;
     assert.deepEqual(warnings.filter((w) => w.code === 'FILE_CHANGED').map((w) => w.path).sort(), ['fifo', 'folder'], JSON.stringify(warnings));

@@ -101,6 +101,20 @@ async function describeDatabase(database: string): Promise<unknown> {
   return { schema: await schemaDump(database), data: await dataFingerprint(database) };
 }
 
+/** What `mkdir <archive> && tar -xzf <archive> -C <archive>` leaves in `dir`, for each archive of a chain. */
+async function writeChain(dir: string, backups: readonly Backup[]): Promise<void> {
+  for (const backup of backups) {
+    for (const entry of backup.entries) {
+      const path = join(dir, backup.archive, 'sources', 'pg', entry.path);
+      if (entry.type === 'directory') await mkdir(path, { recursive: true });
+      else {
+        await mkdir(dirname(path), { recursive: true });
+        await writeFile(path, entry.data);
+      }
+    }
+  }
+}
+
 function paths(backup: Backup, pattern: RegExp): string[] {
   return backup.entries.filter((entry) => pattern.test(entry.path)).map((entry) => entry.path);
 }
@@ -186,18 +200,8 @@ describe('postgres incremental', () => {
     const two = await backUp(source, '20261203-100000.tar.gz', one);
     const expected = await describeDatabase(database);
 
-    // What `mkdir <archive> && tar -xzf <archive> -C <archive>` leaves, for each archive of the chain.
     const dir = await tempDir(t, 'pg-inc-hand');
-    for (const backup of [full, one, two]) {
-      for (const entry of backup.entries) {
-        const path = join(dir, backup.archive, 'sources', 'pg', entry.path);
-        if (entry.type === 'directory') await mkdir(path, { recursive: true });
-        else {
-          await mkdir(dirname(path), { recursive: true });
-          await writeFile(path, entry.data);
-        }
-      }
-    }
+    await writeChain(dir, [full, one, two]);
     const byHand = await runRestoreSql(join(dir, two.archive, 'sources', 'pg'), `${database}_byhand`);
     assert.deepEqual(await describeDatabase(byHand), expected);
   });
@@ -255,16 +259,7 @@ describe('postgres incremental', () => {
 
     // By hand: restore.sql of the first incremental loads t0's pieces from the full, in page order.
     const dir = await tempDir(t, 'pg-split-hand');
-    for (const backup of [full, one]) {
-      for (const entry of backup.entries) {
-        const path = join(dir, backup.archive, 'sources', 'pg', entry.path);
-        if (entry.type === 'directory') await mkdir(path, { recursive: true });
-        else {
-          await mkdir(dirname(path), { recursive: true });
-          await writeFile(path, entry.data);
-        }
-      }
-    }
+    await writeChain(dir, [full, one]);
     const byHand = await runRestoreSql(join(dir, one.archive, 'sources', 'pg'), `${database}_byhand`);
     assert.deepEqual(await describeDatabase(byHand), expected[1]);
     assert.ok(textOf(one, /^restore\.sql$/).toString().includes(`${full.archive}/sources/pg/${t0Paths[0]}`), 'restore.sql names the pieces where the full holds them');

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { Database, VerificationError, directory, files, memory, postgres, sqlite, verifyBackup, type Restorer, type Source } from '../src/index.js';
+import { Database, VerificationError, directory, files, memory, postgres, sqlite, verifyBackup, type Restorer } from '../src/index.js';
 import { postgresRestorer } from '../src/sources/postgres/index.js';
 import { postgresKind } from '../src/sources/postgres/kind.js';
 import { withRestoredBackup } from '../src/testing.js';
@@ -13,6 +13,7 @@ import { damagingAfterCommit } from './helpers/tamper.js';
 import { consistentArchive, store } from './helpers/craft.js';
 import { testSource } from './conformance/source.js';
 import { rejectsWithCode } from './helpers/errors.js';
+import { faultySource } from './helpers/faulty.js';
 import { describeTree, tempDir } from './helpers/fs.js';
 import { createDatabase, databasesLike, dataFingerprint, dropDatabasesLike, extractArchive, pgUrl, PG_HOST, PG_PORT, runRestoreSql, schemaDump, sql, uniqueName } from './helpers/postgres.js';
 import { createBank, dumpRows } from './helpers/sqlite.js';
@@ -71,59 +72,56 @@ testSource('postgres', async () => {
   };
 });
 
+/** Waits until a query of `database` starting with `query` waits for a lock. */
+async function waitingForLock(database: string, query: string): Promise<void> {
+  const waiting = `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '${query}%'`;
+  while ((await sql(database, waiting)).length === 0) await sleep(20);
+}
+
+/**
+ * A source over a table `busy` that an ALTER TABLE asks for as soon as the backup's snapshot holds
+ * its ACCESS SHARE lock: the ALTER queues behind the snapshot, and the snapshot's COPY of `busy`
+ * then queues behind the ALTER. `altered()` waits for the ALTER, which goes through once the
+ * backup has let go, and closes its connection.
+ */
+async function alterQueuedBehindSnapshot(t: Parameters<typeof createDatabase>[0], label: string, lockTimeoutMs: number) {
+  const database = await createDatabase(t, label);
+  await sql(database, 'CREATE TABLE busy (id integer); INSERT INTO busy SELECT generate_series(1, 1000)');
+  const altering = new pg.Client({ connectionString: pgUrl(database) });
+  await altering.connect();
+  altering.on('error', () => {}); // a test that failed leaves it to the database's drop (WITH FORCE)
+  let alter: Promise<unknown> | undefined;
+  const { source } = faultySource(postgres({ name: 'pg', connection: pgUrl(database), lockTimeoutMs }), {
+    async opened() {
+      alter = altering.query('ALTER TABLE busy ADD COLUMN note text');
+      alter.catch(() => {}); // awaited by altered()
+      await waitingForLock(database, 'ALTER TABLE busy');
+    },
+  });
+  return {
+    database,
+    source,
+    async altered() {
+      await alter;
+      await altering.end();
+    },
+  };
+}
+
 describe('postgres source', () => {
   it("fails after lockTimeoutMs when an ALTER TABLE queued behind the snapshot's lock holds up a COPY, never both waiting for ever", { timeout: 60_000 }, async (t) => {
-    const database = await createDatabase(t, 'lockqueue');
-    await sql(database, 'CREATE TABLE busy (id integer); INSERT INTO busy SELECT generate_series(1, 1000)');
-    const source = postgres({ name: 'pg', connection: pgUrl(database), lockTimeoutMs: 1000 });
-    const altering = new pg.Client({ connectionString: pgUrl(database) });
-    await altering.connect();
-    altering.on('error', () => {}); // a test that failed leaves it to the database's drop (WITH FORCE)
-    let alter: Promise<unknown> | undefined;
-    const queued: Source = {
-      ...source,
-      async open(context) {
-        const snapshot = await source.open(context); // holds ACCESS SHARE on every table
-        alter = altering.query('ALTER TABLE busy ADD COLUMN note text');
-        alter.catch(() => {}); // awaited below
-        const waiting = "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE busy%'";
-        while ((await sql(database, waiting)).length === 0) await sleep(20);
-        return snapshot; // its COPY now queues behind the ALTER, which waits for the snapshot
-      },
-    };
-    await rejectsWithCode(new Database({ sources: [queued] }).startBackup({ to: memory() }).done, 'SOURCE_FAILED', /lock timeout/);
-    await alter; // and the schema change goes through once the backup let go
-    await altering.end();
+    const { source, altered } = await alterQueuedBehindSnapshot(t, 'lockqueue', 1000);
+    await rejectsWithCode(new Database({ sources: [source] }).startBackup({ to: memory() }).done, 'SOURCE_FAILED', /lock timeout/);
+    await altered(); // and the schema change goes through once the backup let go
   });
 
   it('a cancel ends a COPY waiting for its lock at once, not when the lock comes', { timeout: 60_000 }, async (t) => {
-    const database = await createDatabase(t, 'lockcancel');
-    await sql(database, 'CREATE TABLE busy (id integer); INSERT INTO busy SELECT generate_series(1, 1000)');
-    const source = postgres({ name: 'pg', connection: pgUrl(database), lockTimeoutMs: 3_600_000 });
-    const altering = new pg.Client({ connectionString: pgUrl(database) });
-    await altering.connect();
-    altering.on('error', () => {}); // a test that failed leaves it to the database's drop (WITH FORCE)
-    let alter: Promise<unknown> | undefined;
-    const waitingFor = async (query: string) => {
-      const waiting = `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '${query}%'`;
-      while ((await sql(database, waiting)).length === 0) await sleep(20);
-    };
-    const queued: Source = {
-      ...source,
-      async open(context) {
-        const snapshot = await source.open(context);
-        alter = altering.query('ALTER TABLE busy ADD COLUMN note text');
-        alter.catch(() => {}); // awaited below
-        await waitingFor('ALTER TABLE busy');
-        return snapshot;
-      },
-    };
-    const op = new Database({ sources: [queued] }).startBackup({ to: memory() });
-    await waitingFor('COPY ');
+    const { database, source, altered } = await alterQueuedBehindSnapshot(t, 'lockcancel', 3_600_000);
+    const op = new Database({ sources: [source] }).startBackup({ to: memory() });
+    await waitingForLock(database, 'COPY ');
     op.cancel();
     await rejectsWithCode(op.done, 'ABORTED');
-    await alter;
-    await altering.end();
+    await altered();
   });
 
   it('round trip of every covered object kind: pg_dump --schema-only and every row hash the same; restore.sql does the same by hand', async (t) => {

@@ -4,7 +4,8 @@ import type { CryptoJob } from './crypto-stage.worker.js';
 
 /**
  * A stream stage that runs an OpenPGP job on a worker thread. Decryption fails with `WRONG_KEY` or
- * `CORRUPT_ARCHIVE`, classified on the worker; anything else is a `BackupError` too.
+ * `CORRUPT_ARCHIVE`, classified on the worker; anything else is a `BackupError` too. The stage
+ * ends, errors and closes only once its thread has exited: a pipeline through it settles after.
  */
 export function cryptoStage(job: CryptoJob): Duplex {
   const worker = WorkerJob.start<Uint8Array, Uint8Array, void, CryptoJob>(new URL('./crypto-stage.worker.js', import.meta.url), {
@@ -37,8 +38,7 @@ export function cryptoStage(job: CryptoJob): Duplex {
       wantMore = undefined;
     },
     destroy(error, callback) {
-      void worker.stop();
-      callback(error);
+      void worker.stop().then(() => callback(error));
     },
   });
 
@@ -48,6 +48,7 @@ export function cryptoStage(job: CryptoJob): Duplex {
         if (!stage.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))) await new Promise<void>((resolve) => (wantMore = resolve));
       }
       await done;
+      await worker.exited;
       stage.push(null);
     } catch (error) {
       stage.destroy(error as Error);

@@ -2,6 +2,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar, { type Header } from 'tar-stream';
 import { BackupError, abortError } from '../errors.js';
+import { closed } from '../util/streams.js';
 import { decompressorFor } from './compression.js';
 import { DECRYPTED_HEAD_BYTES, decrypt, decryptionError, isOpenPgp, keyDoesNotFit, type DecryptOptions } from './encryption.js';
 
@@ -46,6 +47,12 @@ export async function openArchive(
   extract.once('error', (cause: Error) => fail(corrupt(cause)));
   const stages: NodeJS.ReadWriteStream[] = [];
   let stream: Readable;
+  /** The decrypting stage: reading ends once its thread has exited. */
+  let decrypting: Readable | undefined;
+  const stopDecrypting = async () => {
+    decrypting?.destroy();
+    if (decrypting) await closed(decrypting);
+  };
   try {
     let head: Buffer;
     const counted = input.pipe(countBytes(onBytes));
@@ -53,7 +60,7 @@ export async function openArchive(
     ({ head, stream } = await sniff(counted));
     const encrypted = isOpenPgp(head);
     if (encrypted) {
-      stream = await decrypt(stream, head, decryption);
+      stream = decrypting = await decrypt(stream, head, decryption);
       stream.once('error', (cause) => fail(decryptionError(cause)));
       ({ head, stream } = await sniff(stream));
     }
@@ -68,6 +75,7 @@ export async function openArchive(
     }
   } catch (error) {
     input.destroy();
+    await stopDecrypting();
     throw failure ?? error;
   }
   const piped = pipeline([stream, ...stages, extract as unknown as NodeJS.WritableStream], { signal });
@@ -84,6 +92,7 @@ export async function openArchive(
     } finally {
       if (!extract.destroyed) extract.destroy();
       input.destroy();
+      await stopDecrypting();
     }
   }
 

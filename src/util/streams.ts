@@ -93,6 +93,11 @@ function onTeardown(streams: readonly EventSource[], signal: AbortSignal | undef
   return unwatch;
 }
 
+/** Resolves once `stream` has closed, at once if it has: a stage closes once what it owns (a thread) has ended. */
+export function closed(stream: { readonly closed: boolean; once(event: 'close', listener: () => void): unknown }): Promise<void> {
+  return stream.closed ? Promise.resolve() : new Promise((resolve) => stream.once('close', () => resolve()));
+}
+
 /** Reads a small body whole; `tooLarge` is thrown as soon as it passes `limit` bytes. */
 export async function readLimited(body: AsyncIterable<Uint8Array>, limit: number, tooLarge: () => Error): Promise<Buffer> {
   const pieces: Uint8Array[] = [];

@@ -244,6 +244,31 @@ export class WorkerJob<Send, Receive, Result> extends Channel<Send, Receive> {
 }
 
 /**
+ * The worker threads one owner (a snapshot) starts: its `close()` stops those still running and
+ * resolves once every one has exited, so that none outlives the owner. A thread in a native call
+ * exits when the call returns; nothing is left running unawaited.
+ */
+export class ThreadGroup {
+  readonly #running = new Set<{ stop(): Promise<void> }>();
+  #closed = false;
+
+  /** {@link WorkerJob.start}, for a job the group then owns; refused once the group is closed. */
+  start<Send, Receive, Result, Data>(url: URL, options: WorkerJobOptions<Data>): WorkerJob<Send, Receive, Result> {
+    if (this.#closed) throw new BackupError('ABORTED', `${options.name} was not started: its owner has closed`);
+    const job = WorkerJob.start<Send, Receive, Result, Data>(url, options);
+    this.#running.add(job);
+    void job.exited.then(() => this.#running.delete(job));
+    return job;
+  }
+
+  /** Stops every thread still running and waits for all to exit. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([...this.#running].map((job) => job.stop()));
+  }
+}
+
+/**
  * Runs `job` as this worker thread's job: called once at the top level of a worker module. What
  * it returns becomes the job's result; what it throws reaches the main thread as the same
  * `BackupError` (any other error becomes one with the host's `failCode` and keeps its `code`).

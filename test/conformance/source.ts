@@ -14,7 +14,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BackupError, Database, memory, type ArchivedEntry, type BackupOperation, type BackupResult, type Destination, type Entry, type RestoreEntry, type RestoreSink, type RestoreTarget, type ScratchServers, type Snapshot, type Source, type SourceKind, type SourceMode, type Upload } from '../../src/index.js';
 import { tellArchived } from '../helpers/archived.js';
 import { rejectsWithCode } from '../helpers/errors.js';
-import { failingAfter } from '../helpers/faulty.js';
+import { failingAfter, faultySource, readsStrikingAfter, withBody } from '../helpers/faulty.js';
+import { assertNoThreadLeft, workerThreads } from '../helpers/threads.js';
 
 /** One source kind under test, typed by its restore target. */
 export interface SourceHarness<Target> {
@@ -110,76 +111,35 @@ async function restoreInto<Target>(harness: SourceHarness<Target>, target: Targe
 /** Where a fault-injecting wrapper strikes: after the source's `open()`, in `estimate()`, or after the first entry. */
 type Phase = 'open' | 'estimate' | 'entries';
 
-/**
- * Wraps the source under test, which does all the work, so that `strike` runs at one phase of
- * its snapshot (once), and every `close()` is counted.
- */
-function injecting(source: Source, phase: Phase, strike: () => void): { source: Source; closes: () => number } {
-  let closes = 0;
-  const wrapped: Source = {
-    name: source.name,
-    kind: source.kind,
-    role: source.role,
-    async open(context) {
-      const snapshot = await source.open(context);
-      const counted: Snapshot = {
-        async estimate() {
-          if (phase === 'estimate') strike();
-          return snapshot.estimate();
-        },
-        async *entries() {
-          for await (const entry of snapshot.entries()) {
-            yield entry;
-            if (phase === 'entries') strike();
-          }
-        },
-        async close() {
-          closes += 1;
-          await snapshot.close();
-        },
-      };
-      if (phase === 'open') strike();
-      return counted;
+/** Wraps the source under test so that `strike` runs at one phase of its snapshot (once). */
+function injecting(source: Source, phase: Phase, strike: () => void): ReturnType<typeof faultySource> {
+  return faultySource(source, {
+    opened: () => (phase === 'open' ? strike() : undefined),
+    estimate: () => (phase === 'estimate' ? strike() : undefined),
+    async *entries(entries) {
+      for await (const entry of entries) {
+        yield entry;
+        if (phase === 'entries') strike();
+      }
     },
-  };
-  return { source: wrapped, closes: () => closes };
+  });
 }
 
 /** Wraps a source so that every entry body throws `failure` after its first chunk (at its end if it has one chunk only). */
-function bodiesFailing(source: Source, failure: Error): { source: Source; closes: () => number } {
-  let closes = 0;
-  const wrapped: Source = {
-    ...source,
-    async open(context) {
-      const snapshot = await source.open(context);
-      return {
-        estimate: () => snapshot.estimate(),
-        async *entries() {
-          for await (const entry of snapshot.entries()) {
-            const { body } = entry;
-            if (!body) yield entry;
-            else {
-              yield {
-                ...entry,
-                body: async function* () {
-                  for await (const chunk of body()) {
-                    yield chunk;
-                    break;
-                  }
-                  throw failure;
-                },
-              };
-            }
+function bodiesFailing(source: Source, failure: Error): ReturnType<typeof faultySource> {
+  return faultySource(source, {
+    async *entries(entries) {
+      for await (const entry of entries) {
+        yield withBody(entry, async function* (body) {
+          for await (const chunk of body) {
+            yield chunk;
+            break;
           }
-        },
-        async close() {
-          closes += 1;
-          await snapshot.close();
-        },
-      };
+          throw failure;
+        });
+      }
     },
-  };
-  return { source: wrapped, closes: () => closes };
+  });
 }
 
 /** A destination whose uploads take `limit` bytes, then hold the next write (never calling back) and call `onHold`. */
@@ -209,19 +169,6 @@ function holdingAfter(inner: Destination, limit: number, onHold: () => void): De
       };
     },
   };
-}
-
-/** Worker threads alive: each holds a MessagePort to this thread until it has exited. */
-function threads(): number {
-  return process.getActiveResourcesInfo().filter((resource) => resource === 'MessagePort').length;
-}
-
-/**
- * Waits until no more worker threads run than `before`: a thread left behind (blocked on a send
- * nobody receives, say) never ends, and the test's timeout turns that into a failure.
- */
-async function threadsEnded(before: number): Promise<void> {
-  while (threads() > before) await sleep(10);
 }
 
 /** Only a hang detector: each fault case settles in seconds; a hang fails instead of holding up the suite. */
@@ -409,28 +356,32 @@ export function testSource<Target>(label: string, make: () => Promise<SourceHarn
       }
     }));
 
-    it('fails the backup when entries() fails midway: nothing is listed, the snapshot is closed once', withHarness(async (h) => {
+    it('fails the backup when entries() fails midway: nothing is listed, the snapshot is closed once, no worker thread is left', withHarness(async (h) => {
       const failure = new Error('injected: the source broke after its first entry');
       const faulty = injecting(h.source, 'entries', () => {
         throw failure;
       });
       const destination = memory();
+      const before = workerThreads();
       const error = await rejectsWithCode(new Database({ sources: [faulty.source] }).startBackup({ to: destination }).done, 'SOURCE_FAILED');
+      assertNoThreadLeft(before, 'entries() failed');
       assert.equal(error.cause, failure, 'the source\'s own error is the cause');
       assert.deepEqual(await listed(destination), [], 'never a short archive, nor its sidecar');
       assert.equal(faulty.closes(), 1);
     }));
 
     for (const phase of ['open', 'estimate', 'entries'] as const) {
-      it(`closes the snapshot exactly once when the backup is cancelled during ${phase}`, withHarness(async (h) => {
+      it(`closes the snapshot exactly once and leaves no worker thread when the backup is cancelled during ${phase}`, withHarness(async (h) => {
         const running: { op?: BackupOperation } = {};
         const faulty = injecting(h.source, phase, () => {
           assert.ok(running.op, 'the operation exists before any source is opened');
           running.op.cancel();
         });
         const destination = memory();
+        const before = workerThreads();
         running.op = new Database({ sources: [faulty.source] }).startBackup({ to: destination });
         await rejectsWithCode(running.op.done, 'ABORTED');
+        assertNoThreadLeft(before, `cancelled during ${phase}`);
         assert.equal(faulty.closes(), 1);
         assert.deepEqual(await listed(destination), []);
       }));
@@ -525,41 +476,81 @@ export function testSource<Target>(label: string, make: () => Promise<SourceHarn
     });
 
     const bulky = (h: SourceHarness<Target>) => h.bulky?.() ?? Promise.resolve(h.source);
+    /** A plain and an encrypted archive: the OpenPGP stage runs on a thread of its own. */
+    const PASSPHRASE = 'conformance';
+    const archiveVariants = [
+      { label: 'plain', backup: {}, restore: {} },
+      { label: 'encrypted', backup: { encrypt: { passphrase: PASSPHRASE } }, restore: { decrypt: { passphrase: PASSPHRASE } } },
+    ] as const;
 
-    it('fails with DESTINATION_FAILED when the upload breaks while the source still has data in flight, and ends its threads', HANG, withHarness(async (h) => {
-      const before = threads();
-      const counted = injecting(await bulky(h), 'open', () => {});
-      const inner = memory();
-      const to = failingAfter(inner, 1024);
-      await rejectsWithCode(new Database({ sources: [counted.source] }).startBackup({ to, compression: { algorithm: 'none' } }).done, 'DESTINATION_FAILED', /injected failure/);
-      assert.equal(counted.closes(), 1);
-      assert.deepEqual(await listed(inner), []);
-      await threadsEnded(before);
+    // Each case checks the threads right as `done` settles: a thread that outlives it may still
+    // write into a folder the operation removed, or keep the host's process alive.
+    it('fails with DESTINATION_FAILED when the upload breaks while the source still has data in flight, and leaves no worker thread', HANG, withHarness(async (h) => {
+      const source = await bulky(h);
+      for (const variant of archiveVariants) {
+        const before = workerThreads();
+        const counted = faultySource(source, {});
+        const inner = memory();
+        const to = failingAfter(inner, 1024);
+        await rejectsWithCode(new Database({ sources: [counted.source] }).startBackup({ to, compression: { algorithm: 'none' }, ...variant.backup }).done, 'DESTINATION_FAILED', /injected failure/);
+        assertNoThreadLeft(before, variant.label);
+        assert.equal(counted.closes(), 1);
+        assert.deepEqual(await listed(inner), []);
+      }
     }));
 
-    it('fails with SOURCE_FAILED when an entry body throws part-way, and ends its threads', HANG, withHarness(async (h) => {
-      const before = threads();
-      const failure = new Error('injected: a body broke after its first chunk');
-      const faulty = bodiesFailing(await bulky(h), failure);
-      const destination = memory();
-      const error = await rejectsWithCode(new Database({ sources: [faulty.source] }).startBackup({ to: destination }).done, 'SOURCE_FAILED');
-      assert.equal(error.cause, failure, 'the body\'s own error is the cause');
-      assert.equal(faulty.closes(), 1);
-      assert.deepEqual(await listed(destination), []);
-      await threadsEnded(before);
+    it('fails with SOURCE_FAILED when an entry body throws part-way, and leaves no worker thread', HANG, withHarness(async (h) => {
+      const source = await bulky(h);
+      for (const variant of archiveVariants) {
+        const before = workerThreads();
+        const failure = new Error('injected: a body broke after its first chunk');
+        const faulty = bodiesFailing(source, failure);
+        const destination = memory();
+        const error = await rejectsWithCode(new Database({ sources: [faulty.source] }).startBackup({ to: destination, ...variant.backup }).done, 'SOURCE_FAILED');
+        assertNoThreadLeft(before, variant.label);
+        assert.equal(error.cause, failure, 'the body\'s own error is the cause');
+        assert.equal(faulty.closes(), 1);
+        assert.deepEqual(await listed(destination), []);
+      }
     }));
 
-    it('is cancelled while the destination holds a write and the source waits on backpressure, and ends its threads', HANG, withHarness(async (h) => {
-      const before = threads();
-      const counted = injecting(await bulky(h), 'open', () => {});
-      const inner = memory();
-      const running: { op?: BackupOperation } = {};
-      const destination = holdingAfter(inner, 1024, () => setImmediate(() => running.op?.cancel()));
-      running.op = new Database({ sources: [counted.source] }).startBackup({ to: destination, compression: { algorithm: 'none' } });
-      await rejectsWithCode(running.op.done, 'ABORTED');
-      assert.equal(counted.closes(), 1);
-      assert.deepEqual(await listed(inner), []);
-      await threadsEnded(before);
+    it('is cancelled while the destination holds a write and the source waits on backpressure, and leaves no worker thread', HANG, withHarness(async (h) => {
+      const source = await bulky(h);
+      for (const variant of archiveVariants) {
+        const before = workerThreads();
+        const counted = faultySource(source, {});
+        const inner = memory();
+        const running: { op?: BackupOperation } = {};
+        const destination = holdingAfter(inner, 1024, () => setImmediate(() => running.op?.cancel()));
+        running.op = new Database({ sources: [counted.source] }).startBackup({ to: destination, compression: { algorithm: 'none' }, ...variant.backup });
+        await rejectsWithCode(running.op.done, 'ABORTED');
+        assertNoThreadLeft(before, variant.label);
+        assert.equal(counted.closes(), 1);
+        assert.deepEqual(await listed(inner), []);
+      }
+    }));
+
+    it('leaves no worker thread when a backup succeeds, nor when a restore succeeds, fails reading or is cancelled', HANG, withHarness(async (h) => {
+      const source = await bulky(h);
+      for (const variant of archiveVariants) {
+        const from = memory();
+        let before = workerThreads();
+        const { size } = await new Database({ sources: [source] }).startBackup({ to: from, ...variant.backup }).done;
+        assertNoThreadLeft(before, `${variant.label} backup`);
+        before = workerThreads();
+        await Database.restore({ from, ...variant.restore, restorers: [h.kind.restorer], targets: { [source.name]: (await h.freshTarget()) as RestoreTarget } }).done;
+        assertNoThreadLeft(before, `${variant.label} restore`);
+        // Struck a third of the way through the archive: every thread of the restore is at work.
+        before = workerThreads();
+        const failing = readsStrikingAfter(from, size / 3, () => new Error('injected: the archive could not be read further'));
+        await rejectsWithCode(Database.restore({ from: failing, ...variant.restore, restorers: [h.kind.restorer], targets: { [source.name]: (await h.freshTarget()) as RestoreTarget } }).done, 'DESTINATION_FAILED', /injected/);
+        assertNoThreadLeft(before, `${variant.label} restore that failed`);
+        before = workerThreads();
+        const cancel = new AbortController();
+        const cancelling = readsStrikingAfter(from, size / 3, () => void cancel.abort());
+        await rejectsWithCode(Database.restore({ from: cancelling, ...variant.restore, restorers: [h.kind.restorer], signal: cancel.signal, targets: { [source.name]: (await h.freshTarget()) as RestoreTarget } }).done, 'ABORTED');
+        assertNoThreadLeft(before, `${variant.label} restore cancelled`);
+      }
     }));
 
     it('rejects a target without its required fields', withHarness(async (h) => {

@@ -5,6 +5,7 @@ import type { Entry, Snapshot, SnapshotChanges, SnapshotContext, Source } from '
 import { READ_NEVER_WAITING, isNotFound } from '../../util/fs.js';
 import { LineSpool } from '../../util/line-spool.js';
 import { boundedLines } from '../../util/lines.js';
+import { ThreadGroup } from '../../util/worker-channel.js';
 import { ArchivedHash, LISTING_NAME, ListingError, MAX_LINE, TREE_NAME, comparePaths, holds, listingHeader, openListing, type ListingHeader, type ListingLine } from './listing.js';
 import { estimateTree, walkTree } from './walk.js';
 import type { Stamp, WalkItem } from './walk.worker.js';
@@ -86,6 +87,8 @@ class FilesSnapshot implements Snapshot {
   /** The listing of this backup, written while `entries()` is read: the state, and an incremental's meta entry. */
   #listing: LineSpool | undefined;
   #tree: LineSpool | undefined;
+  /** Its walkers: a walk the backup stopped waiting for (a cancel) still ends before `close()` does. */
+  readonly #threads = new ThreadGroup();
 
   constructor(
     private readonly root: string,
@@ -95,7 +98,7 @@ class FilesSnapshot implements Snapshot {
   ) {}
 
   async estimate(): Promise<{ bytes: number; items: number }> {
-    return this.#plan?.estimate ?? (await estimateTree(this.root, this.context.signal));
+    return this.#plan?.estimate ?? (await estimateTree(this.root, this.context.signal, this.#threads));
   }
 
   async changes(): Promise<SnapshotChanges> {
@@ -103,7 +106,7 @@ class FilesSnapshot implements Snapshot {
     if (!previous) return { mode: 'full', unchanged: false };
     const spool = await LineSpool.create('files-plan');
     try {
-      this.#plan = await comparePrevious(this.root, this.context, previous.read(), previous.archive, spool);
+      this.#plan = await comparePrevious(this.root, this.context, this.#threads, previous.read(), previous.archive, spool);
       return { mode: 'changes', unchanged: this.#plan.unchanged };
     } catch (error) {
       await spool.dispose();
@@ -129,6 +132,7 @@ class FilesSnapshot implements Snapshot {
   }
 
   async close(): Promise<void> {
+    await this.#threads.close();
     await this.#plan?.spool.dispose();
     await this.#listing?.dispose();
     await this.#tree?.dispose();
@@ -136,7 +140,7 @@ class FilesSnapshot implements Snapshot {
 
   /** A full backup: every item, as the walker reads them. */
   async *#allEntries(listing: LineSpool): AsyncGenerator<Entry> {
-    for await (const item of walkTree(this.root, this.context.signal)) {
+    for await (const item of walkTree(this.root, this.context.signal, this.#threads)) {
       if (item.kind === 'skipped') {
         this.context.warn({ code: 'SKIPPED', path: item.path, message: item.message });
         continue;
@@ -214,7 +218,7 @@ class FilesSnapshot implements Snapshot {
  * link sent or a new item, or lost one (README: `rm` and `tar -x` change its time, `chmod u+w` its
  * mode). Only the folders above the current item are kept, so memory follows the tree's depth.
  */
-async function comparePrevious(root: string, context: SnapshotContext, state: AsyncIterable<Uint8Array>, archive: string, spool: LineSpool): Promise<Plan> {
+async function comparePrevious(root: string, context: SnapshotContext, threads: ThreadGroup, state: AsyncIterable<Uint8Array>, archive: string, spool: LineSpool): Promise<Plan> {
   const { header, lines } = await openListing(state);
   if (header.archive !== archive) throw new ListingError(`it was made for ${header.archive}`);
   let previous = await next(lines);
@@ -236,7 +240,7 @@ async function comparePrevious(root: string, context: SnapshotContext, state: As
       if (folder.send || folder.touched) await send(folder.line);
     }
   };
-  for await (const item of walkTree(root, context.signal, 'stat')) {
+  for await (const item of walkTree(root, context.signal, threads, 'stat')) {
     if (item.kind === 'skipped') {
       // Reported as entries() reads the plan: not at all if the previous listing turns out unreadable.
       await spool.append(JSON.stringify({ skipped: item.path, message: item.message }));
