@@ -26,9 +26,9 @@ const COPY_BELOW = 4096;
 
 const TYPE_FLAGS: Record<EntryType | 'pax-header', number> = { file: 0x30, symlink: 0x32, directory: 0x35, 'pax-header': 0x78 };
 const ZEROS = '0000000000000000000';
+const SEVENS = '7777777777777777777';
 /** Headers are encoded here, then copied into the output (they are below `COPY_BELOW`): one buffer, not one per entry. */
 const scratch = Buffer.alloc(BLOCK);
-const SEVENS = '7777777777777777777';
 
 /**
  * The tar stream of an archive: ustar headers, with a PAX header before one whose name or link
