@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, utimes, writeFile, appendFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, open, readFile, readdir, readlink, rm, symlink, utimes, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { Database, files, memory, verifyBackup, type BackupWarning } from '../src/index.js';
+import { Database, files, memory, verifyBackup, type BackupWarning, type Entry, type Source } from '../src/index.js';
 import { filesRestorer } from '../src/sources/files/index.js';
 import { SMALL_FILE, walkTree } from '../src/sources/files/walk.js';
 import { filesKind } from '../src/sources/files/kind.js';
@@ -220,41 +220,78 @@ describe('files source', () => {
     assert.deepEqual(result.warnings, warnings);
   });
 
-  it('hashes the files it reads whole on the walker thread, as the archive stores them; larger ones are left to the archive', async (t) => {
+  it('hashes every file on the walker thread, as the archive stores it: small ones read whole, larger ones as it streams them', async (t) => {
     const dir = await tempDir(t);
     const small = Buffer.alloc(SMALL_FILE, 3);
+    const large = randomBytes(3 * SMALL_FILE + 5);
     await writeFile(join(dir, 'small'), small);
-    await writeFile(join(dir, 'large'), Buffer.alloc(SMALL_FILE + 1, 4));
+    await writeFile(join(dir, 'large'), large);
     await writeFile(join(dir, 'empty'), '');
     const hashes: Record<string, string | undefined> = {};
     const threads = new ThreadGroup();
     t.after(() => threads.close());
-    for await (const item of walkTree(dir, new AbortController().signal, threads)) if (item.kind === 'file') hashes[item.path] = item.sha256;
+    for await (const item of walkTree(dir, new AbortController().signal, threads)) {
+      if (item.kind !== 'file') continue;
+      if (!item.body) hashes[item.path] = item.sha256;
+      else {
+        const pieces: Uint8Array[] = [];
+        for await (const piece of item.body.pieces()) pieces.push(piece);
+        assert.deepEqual(Buffer.concat(pieces), large);
+        hashes[item.path] = (await item.body.end()).sha256;
+      }
+    }
     assert.deepEqual(hashes, {
       empty: createHash('sha256').digest('hex'),
-      large: undefined,
+      large: createHash('sha256').update(large).digest('hex'),
       small: createHash('sha256').update(small).digest('hex'),
     });
+  });
+
+  it('a large file written to while the walker streams it is a FILE_CHANGED warning, stored as read with the hash of what was stored', async (t) => {
+    const dir = await tempDir(t);
+    const root = join(dir, 'root');
+    await mkdir(root);
+    const path = join(root, 'large');
+    await writeFile(path, Buffer.alloc(8 * 1024 * 1024, 1));
+    // The walker streams a piece at a time, at most a few ahead: the file's end is not read yet when its entry comes.
+    const source = withEntryHook(files({ name: 'f', dir: root }), async (entry) => {
+      if (entry.path !== 'large') return;
+      const handle = await open(path, 'r+');
+      await handle.write(Buffer.alloc(1024, 3), 0, 1024, 8 * 1024 * 1024 - 1024);
+      await handle.close();
+    });
+    const destination = memory();
+    const warnings: BackupWarning[] = [];
+    const op = new Database({ sources: [source] }).startBackup({ to: destination });
+    op.on('warning', (w) => warnings.push(w));
+    await op.done;
+    assert.deepEqual(warnings.map((w) => [w.code, w.path]), [['FILE_CHANGED', 'large']], JSON.stringify(warnings));
+    const restored = join(dir, 'restored');
+    await Database.restore({ from: destination, targets: { f: { dir: restored } } });
+    const stored = await readFile(join(restored, 'large'));
+    assert.equal(stored.length, 8 * 1024 * 1024);
+    assert.deepEqual(stored.subarray(-1024), Buffer.alloc(1024, 3), 'the end as it was when read');
+    assert.deepEqual((await verifyBackup({ from: destination, level: 'restore', scratch: { dir } })).problems, []);
   });
 
   it('a large file replaced by a FIFO or a folder between the walk and its read is a FILE_CHANGED warning, never a backup waiting forever for a writer', { timeout: 60_000 }, async (t) => {
     const dir = await tempDir(t);
     const root = join(dir, 'root');
     await mkdir(root);
-    const large = Buffer.alloc(2 * 1024 * 1024, 3); // past the walker's small files: opened and read when archived
+    // Past the walker's small files: each streamed after its batch. The walker holds at most a few
+    // pieces ahead, so it is still streaming 'before' when its entry comes, and opens the others later.
+    await writeFile(join(root, 'before'), Buffer.alloc(8 * 1024 * 1024, 3));
+    const large = Buffer.alloc(2 * 1024 * 1024, 3);
     for (const name of ['fifo', 'folder', 'steady']) await writeFile(join(root, name), large);
-    const replacing = faultySource(files({ name: 'f', dir: root }), {
-      async *entries(entries) {
-        for await (const entry of entries) {
-          if (entry.path === 'fifo' || entry.path === 'folder') await rm(join(root, entry.path));
-          if (entry.path === 'fifo') await run('mkfifo', [join(root, 'fifo')]);
-          if (entry.path === 'folder') await mkdir(join(root, 'folder'));
-          yield entry;
-        }
-      },
+    const replacing = withEntryHook(files({ name: 'f', dir: root }), async (entry) => {
+      if (entry.path !== 'before') return;
+      await rm(join(root, 'fifo'));
+      await run('mkfifo', [join(root, 'fifo')]);
+      await rm(join(root, 'folder'));
+      await mkdir(join(root, 'folder'));
     });
     const warnings: BackupWarning[] = [];
-    const op = new Database({ sources: [replacing.source] }).startBackup({ to: memory() });
+    const op = new Database({ sources: [replacing] }).startBackup({ to: memory() });
     op.on('warning', (w) => warnings.push(w));
     await op.done;
     assert.deepEqual(warnings.filter((w) => w.code === 'FILE_CHANGED').map((w) => w.path).sort(), ['fifo', 'folder'], JSON.stringify(warnings));
@@ -281,3 +318,15 @@ describe('files source', () => {
     assert.equal(tree['sealed/inside']?.type, 'file');
   });
 });
+
+/** `source`, with `hook` awaited for each entry before the backup takes it. */
+function withEntryHook(source: Source, hook: (entry: Entry) => Promise<void>): Source {
+  return faultySource(source, {
+    async *entries(entries) {
+      for await (const entry of entries) {
+        await hook(entry);
+        yield entry;
+      }
+    },
+  }).source;
+}

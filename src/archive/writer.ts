@@ -1,12 +1,11 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import tar, { type Header } from 'tar-stream';
 import type { EntryType } from '../types.js';
 import { LineSpool } from '../util/line-spool.js';
-import { untilStopped, waitFor, type WaitOptions } from '../util/streams.js';
 import { cooperative } from '../util/yield.js';
 import { MANIFEST_PATH, tarSeconds, type ManifestEntry, type ManifestSummary } from './format.js';
 import { SIGNATURE_PATH, type Signer } from './signature.js';
+import { TarPack } from './tar-pack.js';
 
 const PADDING = Buffer.alloc(64 * 1024);
 /**
@@ -46,15 +45,24 @@ export interface WrittenEntry {
  */
 export class ArchiveWriter {
   /** The uncompressed tar stream. */
-  readonly tar = tar.pack();
+  readonly tar = new TarPack();
   #spool: LineSpool | undefined;
   #entries = 0;
   readonly #yieldNow = cooperative();
-  /** Every wait on the tar stream ends when the pack is torn down or the backup is cancelled. */
-  readonly #alive: WaitOptions;
+  readonly #signal: AbortSignal | undefined;
+  /** Why nothing more can be written: the tar stream was torn down, or the backup cancelled. */
+  #stopped: { error: unknown } | undefined;
+  /** Rejects the wait in progress (there is one at a time) when the archive stops. */
+  #interrupt: ((error: unknown) => void) | undefined;
+  readonly #onAbort = () => this.#stop(this.#signal?.reason);
 
   private constructor(signal: AbortSignal | undefined) {
-    this.#alive = { linked: [this.tar], signal };
+    this.#signal = signal;
+    // One watcher for every wait: listeners added and removed on the pack and the signal for each
+    // wait cost 0.1-0.15 CPU s per 12,000 entries.
+    this.tar.on('error', (error: Error) => this.#stop(error));
+    this.tar.on('close', () => this.#stop(this.tar.errored ?? new Error('The tar stream closed before the archive was written')));
+    signal?.addEventListener('abort', this.#onAbort, { once: true });
   }
 
   static async create(signal?: AbortSignal): Promise<ArchiveWriter> {
@@ -67,7 +75,7 @@ export class ArchiveWriter {
   async add(input: ArchiveEntryInput, onBytes: (bytes: number) => void = () => {}): Promise<WrittenEntry> {
     const size = input.type === 'file' ? input.size : 0;
     const mtime = tarSeconds(input.mtime);
-    const sink = this.#open({ ...input, mtime: new Date(mtime * 1000) }, size);
+    await this.#header(input.type === 'directory' ? `${input.path}/` : input.path, input.type, size, input.mode, mtime, input.linkTarget);
     // A source that hashed the body where it read it (on a worker) spares the main thread this.
     const vouched = input.bodySha256;
     const hash = vouched ? undefined : createHash('sha256');
@@ -81,7 +89,7 @@ export class ArchiveWriter {
       try {
         for (;;) {
           reading = true;
-          const next = await untilStopped(chunks.next(), this.#alive);
+          const next = await this.#unlessStopped(chunks.next());
           reading = false;
           if (next.done) break;
           let piece = next.value;
@@ -93,7 +101,7 @@ export class ArchiveWriter {
             const slice = piece.subarray(offset, offset + SLICE);
             hash?.update(slice);
             written += slice.length;
-            await sink.write(slice);
+            await this.#write(slice);
             onBytes(slice.length);
             await this.#yieldNow();
           }
@@ -109,9 +117,9 @@ export class ArchiveWriter {
       const piece = PADDING.subarray(0, Math.min(PADDING.length, size - written));
       hash?.update(piece);
       written += piece.length;
-      await sink.write(piece);
+      await this.#write(piece);
     }
-    await sink.end();
+    await this.#pad(size);
     const sha256 = hash ? hash.digest('hex') : await (vouched as () => string | Promise<string>)();
     await this.#record({
       type: 'entry',
@@ -137,22 +145,30 @@ export class ArchiveWriter {
     const spool = this.#spool as LineSpool;
     const first = Buffer.from(`${JSON.stringify({ type: 'summary', entries: this.#entries, ...summary } satisfies ManifestSummary)}\n`);
     const lines = await spool.read();
-    const sink = this.#open({ path: MANIFEST_PATH, type: 'file', mode: 0o644, mtime: new Date() }, first.length + spool.size);
-    await sink.write(first);
-    for await (const chunk of lines) await sink.write(chunk as Buffer);
-    await sink.end();
+    const size = first.length + spool.size;
+    await this.#header(MANIFEST_PATH, 'file', size, 0o644, Date.now() / 1000);
+    let written = first.length;
+    await this.#write(first);
+    for await (const chunk of lines) {
+      written += (chunk as Buffer).length;
+      await this.#write(chunk as Buffer);
+    }
+    if (written !== size) throw new Error(`The manifest spool gave ${written} bytes where ${size} were announced`);
+    await this.#pad(size);
     if (signer) {
       // The spool is read again rather than kept: the manifest may be far larger than memory.
       const signature = await signer.sign(Readable.from(concat([[first], await spool.read()])));
-      const signatureSink = this.#open({ path: SIGNATURE_PATH, type: 'file', mode: 0o644, mtime: new Date() }, signature.length);
-      await signatureSink.write(signature);
-      await signatureSink.end();
+      await this.#header(SIGNATURE_PATH, 'file', signature.length, 0o644, Date.now() / 1000);
+      await this.#write(signature);
+      await this.#pad(signature.length);
     }
+    this.#checkStopped();
     this.tar.finalize();
   }
 
   /** Stops the tar stream with an error and removes the manifest spool. */
   async dispose(error?: Error): Promise<void> {
+    this.#signal?.removeEventListener('abort', this.#onAbort);
     if (error && !this.tar.destroyed) this.tar.destroy(error);
     await this.#spool?.dispose();
   }
@@ -162,35 +178,43 @@ export class ArchiveWriter {
     await (this.#spool as LineSpool).append(JSON.stringify(line));
   }
 
-  #open(input: Omit<ArchiveEntryInput, 'size' | 'body'>, size: number) {
-    this.#alive.signal?.throwIfAborted();
-    const header: Partial<Header> & { name: string } = {
-      name: input.type === 'directory' ? `${input.path}/` : input.path,
-      type: input.type,
-      size,
-      mode: input.mode & 0o7777,
-      mtime: input.mtime,
-      uid: 0,
-      gid: 0,
-      ...(input.linkTarget === undefined ? {} : { linkname: input.linkTarget }),
-    };
-    let settle!: (error?: Error | null) => void;
-    const written = new Promise<void>((resolve, reject) => (settle = (error) => (error ? reject(error) : resolve())));
-    written.catch(() => {}); // surfaced by end(), or by the tar stream's own error
-    // Throws once the pack is finalized or destroyed; the callback reports the entry's end, also
-    // when the pack is torn down (the entry is destroyed with it).
-    const entry = this.tar.entry(header, (error) => settle(error));
-    // When the tar stream is torn down the entry is destroyed with the same error, which reaches us
-    // through the callback and the pipeline; unheard here, it would crash the process.
-    entry.on('error', () => {});
-    return {
-      write: async (chunk: Uint8Array): Promise<void> => {
-        if (!entry.write(chunk)) await waitFor(entry, 'drain', this.#alive);
-      },
-      end: async (): Promise<void> => {
-        entry.end(undefined);
-        await untilStopped(written, this.#alive);
-      },
-    };
+  async #header(name: string, type: EntryType, size: number, mode: number, mtime: number, linkname?: string): Promise<void> {
+    this.#checkStopped();
+    const header = { name, type, size, mode: mode & 0o7777, mtime, ...(linkname === undefined ? {} : { linkname }) };
+    if (!this.tar.header(header)) await this.#unlessStopped(this.tar.drained());
+  }
+
+  async #write(bytes: Uint8Array): Promise<void> {
+    this.#checkStopped();
+    if (!this.tar.write(bytes)) await this.#unlessStopped(this.tar.drained());
+  }
+
+  async #pad(size: number): Promise<void> {
+    this.#checkStopped();
+    if (!this.tar.pad(size)) await this.#unlessStopped(this.tar.drained());
+  }
+
+  #checkStopped(): void {
+    if (this.#stopped) throw this.#stopped.error;
+    this.#signal?.throwIfAborted();
+    if (this.tar.destroyed) throw this.tar.errored ?? new Error('The tar stream was destroyed');
+  }
+
+  /** Settles as `work` does, or rejects as soon as the archive stops. */
+  #unlessStopped<T>(work: Promise<T>): Promise<T> {
+    try {
+      this.#checkStopped();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.#interrupt = reject;
+      work.then(resolve, reject);
+    }).finally(() => (this.#interrupt = undefined));
+  }
+
+  #stop(error: unknown): void {
+    this.#stopped ??= { error };
+    this.#interrupt?.(error);
   }
 }

@@ -15,7 +15,7 @@ import type { BackupType } from '../archive/format.js';
 import type { BackupInfo } from '../listing.js';
 import type { BackupWarning, Destination, Snapshot, SnapshotChanges, Source } from '../types.js';
 import { redactText } from '../util/redact.js';
-import { untilStopped, waitFor } from '../util/streams.js';
+import { AbortRace, waitFor } from '../util/streams.js';
 import { BACKUPKIT_VERSION } from '../version.js';
 import { startChain, type ChainLink, type ChainStart } from './chain.js';
 import { FanOut, type UploadTarget } from './fan-out.js';
@@ -326,11 +326,12 @@ class Backup {
     // Read by hand, not with for-await: a source waiting for its next entry must not hold up a
     // cancel; it is told to stop, and not waited for (close() follows).
     const entries = snapshot.entries()[Symbol.asyncIterator]();
+    const cancel = new AbortRace(this.events.signal);
     let reading = false;
     try {
       for (;;) {
         reading = true;
-        const next = await untilStopped(entries.next(), { signal: this.events.signal });
+        const next = await cancel.run(entries.next());
         reading = false;
         if (next.done) break;
         const entry = next.value;
@@ -356,6 +357,7 @@ class Backup {
       this.#checkAborted();
       throw asBackupError(cause, 'SOURCE_FAILED', `Reading source "${source.name}" failed`);
     } finally {
+      cancel.dispose();
       const closing = Promise.resolve(entries.return?.()).catch(() => {});
       if (!reading) await closing;
     }

@@ -27,6 +27,9 @@ describe('archive writer', () => {
       assert.deepEqual(taken, { sha256: vouched, sizeMismatch: false });
       const hashed = await writer.add({ ...entry, path: 'hashed', body: once(body) });
       assert.deepEqual(hashed, { sha256: sha256(body), sizeMismatch: false });
+      const ended = new Promise((resolve) => writer.tar.on('end', resolve));
+      await writer.finish({ sources: [], warnings: 0 });
+      await ended;
       assert.ok(Buffer.concat(tar).includes(body), 'the body is archived either way');
     } finally {
       await writer.dispose();

@@ -7,7 +7,7 @@ import { LineSpool } from '../../util/line-spool.js';
 import { boundedLines } from '../../util/lines.js';
 import { ThreadGroup } from '../../util/worker-channel.js';
 import { ArchivedHash, LISTING_NAME, ListingError, MAX_LINE, TREE_NAME, comparePaths, holds, listingHeader, openListing, type ListingHeader, type ListingLine } from './listing.js';
-import { estimateTree, walkTree } from './walk.js';
+import { estimateTree, walkTree, type StreamedBody } from './walk.js';
 import type { Stamp, WalkItem } from './walk.worker.js';
 
 export { filesRestorer, type FilesTarget } from './restore.js';
@@ -151,13 +151,14 @@ class FilesSnapshot implements Snapshot {
         await listing.append(JSON.stringify(line));
         continue;
       }
-      const { data, sha256, change } = item;
+      const { data, sha256, change, body: streamed } = item;
       const read: BodyRead = { changed: false };
-      const body = data
-        ? () => replay(data, change, item.path, this.context, read)
-        : () => streamFile(join(this.root, item.path), line, this.context, read);
-      // The walker hashed what it read, on its thread; a streamed file the archive hashes.
-      yield { ...toEntry(line), body, ...(sha256 === undefined ? {} : { bodySha256: () => sha256 }), archived: (hash) => (read.sha256 = hash) };
+      // The walker hashed what it read, on its thread, the whole file or piece by piece.
+      let taken: Pick<Entry, 'body' | 'bodySha256'>;
+      if (data && sha256 !== undefined) taken = { body: () => replay(data, change, item.path, this.context, read), bodySha256: () => sha256 };
+      else if (streamed) taken = { body: () => receive(streamed, item.path, this.context, read), bodySha256: async () => (await streamed.end()).sha256 };
+      else throw new BackupError('SOURCE_FAILED', `The walker neither read nor streamed ${item.path}`);
+      yield { ...toEntry(line), ...taken, archived: (hash) => (read.sha256 = hash) };
       await listing.append(JSON.stringify(this.#sent(line, read)));
     }
   }
@@ -346,6 +347,16 @@ function toEntry(line: ListingLine): Entry {
 /** Hands over a file the walker read; a change is reported as the archive takes the entry. */
 async function* replay(data: Uint8Array, change: string | undefined, path: string, context: SnapshotContext, read: BodyRead): AsyncGenerator<Uint8Array> {
   if (data.length > 0) yield data;
+  if (change) {
+    read.changed = true;
+    context.warn({ code: 'FILE_CHANGED', path, message: change });
+  }
+}
+
+/** Hands over a file the walker streams; a change is reported once its last piece is taken. */
+async function* receive(body: StreamedBody, path: string, context: SnapshotContext, read: BodyRead): AsyncGenerator<Uint8Array> {
+  yield* body.pieces();
+  const { change } = await body.end();
   if (change) {
     read.changed = true;
     context.warn({ code: 'FILE_CHANGED', path, message: change });

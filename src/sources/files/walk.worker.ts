@@ -1,9 +1,10 @@
 /**
- * Walks a tree and reads its small files on a worker thread, with plain synchronous calls, as tar
+ * Walks a tree and reads its files on a worker thread, with plain synchronous calls, as tar
  * does. On the main thread each file cost half a dozen round trips to the libuv pool, and that
  * latency, not the disk, set the pace for trees of many small blobs (measured: 3x slower than
  * `tar`). Results go back in batches through the worker channel, whose credits keep at most a few
- * batches, and so a bounded amount of memory, in flight.
+ * batches, and so a bounded amount of memory, in flight. Small files come read whole with their
+ * batch; a larger one follows its batch in pieces, hashed here too, then its hash.
  */
 import { closeSync, fstatSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
@@ -40,16 +41,27 @@ export interface Stamp {
 export type WalkItem =
   | ({ kind: 'directory'; path: string; mode: number } & Stamp)
   | ({ kind: 'symlink'; path: string; mode: number; target: string } & Stamp)
-  | ({ kind: 'file'; path: string; mode: number; size: number; data?: Uint8Array; sha256?: string; change?: string } & Stamp)
+  | ({ kind: 'file'; path: string; mode: number; size: number; data?: Uint8Array; sha256?: string; change?: string; streamed?: true } & Stamp)
   | { kind: 'skipped'; path: string; message: string };
+
+/**
+ * After a batch, the bodies of its `streamed` files, in order: each in pieces (up to its size and
+ * a byte more, to notice that it grew), then its SHA-256 as the archive stores it (cut or padded to
+ * the size walked) and what changed while it was read.
+ */
+export type BodyMessage = { piece: Uint8Array } | { sha256: string; change?: string };
+
+export type WalkMessage = WalkItem[] | BodyMessage;
 
 const BATCH_ITEMS = 512;
 const BATCH_BYTES = 8 * 1024 * 1024;
+/** A streamed file's pieces: each one hashed here and moved to the main thread, not copied. */
+const PIECE_BYTES = 1024 * 1024;
 
 /** An item found in the tree, or a name skipped before it could be looked at. */
 type Found = { path: string; absolute: string; stats: BigIntStats } | { skipped: WalkItem };
 
-serveWorkerJob<WalkerJob, WalkItem[], never, TreeSize | undefined>(async (job, channel) => {
+serveWorkerJob<WalkerJob, WalkMessage, never, TreeSize | undefined>(async (job, channel) => {
   try {
     const found = visit(job.root, '', lstatSync(job.root, { bigint: true }));
     if (job.op === 'estimate') {
@@ -84,16 +96,19 @@ serveWorkerJob<WalkerJob, WalkItem[], never, TreeSize | undefined>(async (job, c
  * allocation and one transfer per batch rather than per file (50,000 small buffers churned both
  * threads' garbage collectors).
  */
-async function sendBatch(channel: Channel<WalkItem[], never>, group: Found[], bytes: number, smallFile: number): Promise<void> {
+async function sendBatch(channel: Channel<WalkMessage, never>, group: Found[], bytes: number, smallFile: number): Promise<void> {
   const slab = new Uint8Array(new ArrayBuffer(bytes));
   let offset = 0;
+  const streamed: Array<{ path: string; absolute: string; stats: BigIntStats }> = [];
   const batch = group.map((next) => {
     if ('skipped' in next) return next.skipped;
     const item = describe(next.path, next.absolute, next.stats, smallFile, slab.subarray(offset));
     if (item.kind === 'file' && item.data) offset += item.size + 1;
+    if (item.kind === 'file' && item.streamed) streamed.push(next);
     return item;
   });
   await channel.send(batch, bytes > 0 ? [slab.buffer] : []);
+  for (const file of streamed) await streamFile(channel, file.path, file.absolute, file.stats);
 }
 
 /** The item at `path` and, for a folder, everything beneath it, names sorted. */
@@ -128,7 +143,8 @@ function describe(path: string, absolute: string, stats: BigIntStats, smallFile:
   if (stats.isSymbolicLink()) return { kind: 'symlink', ...common, target: readlinkSync(absolute) };
   if (!stats.isFile()) return { kind: 'skipped', path, message: `${path} is not a regular file, folder or link; skipped` };
   const size = Number(stats.size);
-  if (size > smallFile) return { kind: 'file', ...common, size };
+  // Streamed after the batch, unless only described (`smallFile` negative).
+  if (size > smallFile) return { kind: 'file', ...common, size, ...(smallFile >= 0 ? { streamed: true as const } : {}) };
   return { kind: 'file', ...common, size, ...readSmall(path, absolute, stats, room.subarray(0, size + 1)) };
 }
 
@@ -149,17 +165,9 @@ function notUtf8(parent: string, raw: Buffer): WalkItem {
  */
 function readSmall(path: string, absolute: string, before: BigIntStats, buffer: Uint8Array): { data: Uint8Array; sha256: string; change?: string } {
   const size = buffer.length - 1;
-  let fd: number;
+  const fd = openFile(path, absolute);
+  if (typeof fd === 'string') return { data: buffer.subarray(0, 0), sha256: storedSha256(buffer.subarray(0, 0), size), change: fd };
   try {
-    fd = openSync(absolute, READ_NEVER_WAITING);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    return { data: buffer.subarray(0, 0), sha256: storedSha256(buffer.subarray(0, 0), size), change: `${path} was deleted before it could be read` };
-  }
-  try {
-    if (!fstatSync(fd).isFile()) {
-      return { data: buffer.subarray(0, 0), sha256: storedSha256(buffer.subarray(0, 0), size), change: `${path} was replaced by something other than a file before it could be read` };
-    }
     let length = 0;
     while (length < buffer.length) {
       const read = readSync(fd, buffer, length, buffer.length - length, length);
@@ -174,6 +182,58 @@ function readSmall(path: string, absolute: string, before: BigIntStats, buffer: 
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Sends a larger file in pieces, hashed as they are read, then its hash as stored and whether it
+ * changed while it was read: the main thread neither reads nor hashes it.
+ */
+async function streamFile(channel: Channel<WalkMessage, never>, path: string, absolute: string, before: BigIntStats): Promise<void> {
+  const size = Number(before.size);
+  const hash = new ArchivedHash(size);
+  const fd = openFile(path, absolute);
+  if (typeof fd === 'string') {
+    await channel.send({ sha256: hash.digest(), change: fd });
+    return;
+  }
+  try {
+    let length = 0;
+    while (length <= size) {
+      const piece = new Uint8Array(new ArrayBuffer(Math.min(PIECE_BYTES, size + 1 - length)));
+      const read = readSync(fd, piece, 0, piece.length, length);
+      if (read === 0) break;
+      const bytes = piece.subarray(0, read);
+      hash.update(bytes);
+      length += read;
+      await channel.send({ piece: bytes }, [piece.buffer]);
+    }
+    const after = fstatSync(fd, { bigint: true });
+    const changed = BigInt(length) !== before.size || after.size !== before.size || after.mtimeNs !== before.mtimeNs;
+    await channel.send({ sha256: hash.digest(), ...(changed ? { change: `${path} changed while it was read` } : {}) });
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Opens a walked file to read it: its descriptor, or what became of it since it was walked. Opened
+ * without waiting and checked: a FIFO put in its place would block an open or a read for ever.
+ */
+function openFile(path: string, absolute: string): number | string {
+  let fd: number;
+  try {
+    fd = openSync(absolute, READ_NEVER_WAITING);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    return `${path} was deleted before it could be read`;
+  }
+  let regular = false;
+  try {
+    regular = fstatSync(fd).isFile();
+  } finally {
+    if (!regular) closeSync(fd);
+  }
+  return regular ? fd : `${path} was replaced by something other than a file before it could be read`;
 }
 
 /** The SHA-256 of `data` as the archive stores it in an entry of `size` bytes: cut, or padded with zeros. */
