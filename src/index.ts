@@ -76,6 +76,7 @@ export type {
   ReadRange,
   EntryType,
   RestoreEntry,
+  RestoreIntent,
   RestoreLayer,
   RestoreSink,
   Restorer,

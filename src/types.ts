@@ -215,6 +215,18 @@ export interface RestoreLayer {
 }
 
 /**
+ * What a restorer is told of the restore it begins.
+ * @public
+ */
+export interface RestoreIntent {
+  /**
+   * Whether {@link RestoreSink.verify} will read the target back after the commit
+   * (`verifyBackup({ level: 'restore' })`). Absent: it may be, and the sink restores so that it can.
+   */
+  readonly verified?: boolean;
+}
+
+/**
  * Receives one source's entries into a staging location.
  * @public
  */
@@ -319,7 +331,7 @@ export interface Restorer<Target = unknown> {
   /** Throws `TARGET_NOT_EMPTY` if the target holds data; writes nothing. */
   check(target: Target): Promise<void>;
   /** Creates the staging location beside the target. */
-  begin(target: Target, signal: AbortSignal): Promise<RestoreSink>;
+  begin(target: Target, signal: AbortSignal, intent?: RestoreIntent): Promise<RestoreSink>;
   /** The folder the staging copy goes in, beside the target; the restore journal may be kept there. */
   stagingFolder?(target: Target): string;
   /**

@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Database, directory, postgres, verifyBackup, type BackupWarning, type SnapshotChanges, type Source } from '../src/index.js';
 import { postgresRestorer } from '../src/sources/postgres/index.js';
-import type { EntryType, RestoreSink, SourceMode } from '../src/types.js';
+import type { EntryType, RestoreIntent, RestoreSink, SourceMode } from '../src/types.js';
 import { rejectsWithCode } from './helpers/errors.js';
 import { tempDir } from './helpers/fs.js';
 import { createDatabase, databasesLike, dataFingerprint, extractArchive, pgUrl, runRestoreSql, schemaDump, sql } from './helpers/postgres.js';
@@ -76,10 +76,15 @@ async function backUp(source: Source, archive: string, previous?: Backup, previo
 }
 
 /** Restores a chain into `database`, newest layer first, as the restore engine feeds a sink. */
-async function restoreChain(database: string, layers: readonly Backup[], damage?: (entry: HeldEntry, depth: number) => Buffer | undefined): Promise<RestoreSink> {
-  const target = postgresRestorer.parseTarget({ connection: server, database }, 'pg');
+async function restoreChain(
+  database: string,
+  layers: readonly Backup[],
+  damage?: (entry: HeldEntry, depth: number) => Buffer | undefined,
+  { intent, jobs }: { intent?: RestoreIntent; jobs?: number } = {},
+): Promise<RestoreSink> {
+  const target = postgresRestorer.parseTarget({ connection: server, database, jobs }, 'pg');
   await postgresRestorer.check(target);
-  const sink = await postgresRestorer.begin(target, new AbortController().signal);
+  const sink = await postgresRestorer.begin(target, new AbortController().signal, intent);
   try {
     for (const [depth, backup] of layers.entries()) {
       await sink.layer!({ archive: backup.archive, mode: backup.mode, depth });
@@ -113,6 +118,12 @@ async function writeChain(dir: string, backups: readonly Backup[]): Promise<void
       }
     }
   }
+}
+
+/** How many rows of t0 lie after one with a greater id, in page order: none when loaded as TEN_TABLES inserted them. */
+async function outOfPageOrder(database: string): Promise<number> {
+  const [row] = await sql<{ n: string }>(database, 'SELECT count(*) FILTER (WHERE id < previous)::text AS n FROM (SELECT id, lag(id) OVER (ORDER BY ctid) AS previous FROM t0) rows');
+  return Number(row?.n);
 }
 
 function paths(backup: Backup, pattern: RegExp): string[] {
@@ -263,6 +274,35 @@ describe('postgres incremental', () => {
     const byHand = await runRestoreSql(join(dir, one.archive, 'sources', 'pg'), `${database}_byhand`);
     assert.deepEqual(await describeDatabase(byHand), expected[1]);
     assert.ok(textOf(one, /^restore\.sql$/).toString().includes(`${full.archive}/sources/pg/${t0Paths[0]}`), 'restore.sql names the pieces where the full holds them');
+  });
+
+  it("a split table's pieces load side by side on several sessions unless the restore is verified, which loads them in page order and passes", async (t) => {
+    const database = await createDatabase(t, 'splitpar');
+    await sql(database, TEN_TABLES);
+    const expected = await describeDatabase(database);
+    const source = postgres({ name: 'pg', connection: pgUrl(database), pieceBytes: 1024 * 1024 });
+    const full = await backUp(source, '20261203-080000.tar.gz');
+    assert.ok(paths(full, /-public\.t0\/0004\/000001\.copy$/).length === 1, 't0 is split in four pieces at least');
+
+    const unordered = await restoreChain(`${database}_side`, [full], undefined, { intent: { verified: false }, jobs: 4 });
+    assert.deepEqual(await describeDatabase(`${database}_side`), expected, 'the same rows as the source');
+    assert.ok((await outOfPageOrder(`${database}_side`)) > 0, "t0's pieces did not load one after the other in page order");
+    await rejectsWithCode(unordered.verify!((async function* () {})()), 'VERIFY_FAILED', /public\.t0 was restored in pieces side by side/);
+
+    const ordered = await restoreChain(`${database}_ordered`, [full], undefined, { intent: { verified: true }, jobs: 4 });
+    assert.deepEqual(await describeDatabase(`${database}_ordered`), expected);
+    assert.equal(await outOfPageOrder(`${database}_ordered`), 0, 'a restore to be verified loads the pieces in page order');
+    assert.deepEqual((await ordered.verify!((async function* () {})())).flatMap((check) => check.problems), []);
+
+    // Through the engine: Database.restore is not verified, verifyBackup is.
+    const dir = await tempDir(t, 'pg-split-side');
+    const to = directory({ path: dir });
+    await new Database({ sources: [source] }).startBackup({ to }).done;
+    await Database.restore({ from: to, targets: { pg: { connection: server, database: `${database}_engine`, jobs: 4 } } });
+    assert.deepEqual(await describeDatabase(`${database}_engine`), expected);
+    assert.ok((await outOfPageOrder(`${database}_engine`)) > 0, 'Database.restore loads the pieces side by side');
+    const verified = await verifyBackup({ from: to, level: 'restore', scratch: { postgres: server, dir } });
+    assert.deepEqual(verified.problems, []);
   });
 
   it('a referred table whose rows differ in the older archive, or an older archive missing, fails the restore with nothing left', async (t) => {

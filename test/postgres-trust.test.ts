@@ -161,7 +161,8 @@ describe('leftovers of killed PostgreSQL restores', () => {
   it('the next restore drops what a killed one left (staging database, temporary role, spool folder), never what a live one uses', async (t) => {
     const dir = await tempDir(t);
     const backups = join(dir, 'backups');
-    await store(directory({ path: backups }), await consistentArchive([{ sql: 'SELECT pg_sleep(3600);' }]));
+    // A table chunk above what a restore keeps in memory: it is spooled.
+    await store(directory({ path: backups }), await consistentArchive([{ sql: 'SELECT pg_sleep(3600);' }], {}, 140_000));
     const [killedTarget, liveTarget, nextTarget] = [uniqueName('killed'), uniqueName('live'), uniqueName('next')];
     const stagings: string[] = [];
     t.after(async () => {

@@ -112,7 +112,7 @@ export async function runRestore(plan: RestorePlan, run: OperationContext<Restor
     for (const { restorer, target } of chosen) await restorer.check(target);
     await ensureSpaceAnnounced(chosen, chain);
     for (const { source, restorer, target } of chosen) {
-      const sink = await restorer.begin(target, signal);
+      const sink = await restorer.begin(target, signal, { verified: plan.checkTargets === true });
       restores.set(source.name, { name: source.name, kind: source.kind, target, sink });
     }
     requireLayers(chain, restores);

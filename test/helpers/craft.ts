@@ -138,11 +138,12 @@ export interface CraftedTocEntry {
 
 /**
  * The entries of a PostgreSQL source whose toc.json holds `statements` as pre-data entries, what a
- * hostile archive's author writes, `database` over its defaults, and one table `public.t` with one row (a chunk that is spooled).
+ * hostile archive's author writes, `database` over its defaults, and one table `public.t` with `rowCount`
+ * rows of 1 in one chunk (140,000 make one above 256 KiB, which a restore spools to disk instead of keeping in memory).
  */
-export function pgSource(statements: CraftedTocEntry[], database: Record<string, unknown> = {}): CraftedEntry[] {
+export function pgSource(statements: CraftedTocEntry[], database: Record<string, unknown> = {}, rowCount = 1): CraftedEntry[] {
   const file = (name: string, body: Buffer): CraftedEntry => ({ header: { name: `sources/pg/${name}`, type: 'file', size: body.length }, body });
-  const rows = Buffer.from('1\n');
+  const rows = Buffer.from('1\n'.repeat(rowCount));
   const table = { entry: 1, qualifiedName: 'public.t', columns: ['id'], dataPath: 'data/1-public.t', estimatedBytes: 0 };
   const toc = {
     formatVersion: 1,
@@ -155,7 +156,7 @@ export function pgSource(statements: CraftedTocEntry[], database: Record<string,
     tables: [table],
     largeObjects: [],
   };
-  const summary = { entry: 1, rows: 1, bytes: rows.length, chunks: 1, sha256: createHash('sha256').update(rows).digest('hex') };
+  const summary = { entry: 1, rows: rowCount, bytes: rows.length, chunks: 1, sha256: createHash('sha256').update(rows).digest('hex') };
   return [
     headerEntry([{ name: 'pg', kind: 'postgres' }]),
     file('toc.json', Buffer.from(JSON.stringify(toc))),
@@ -165,7 +166,7 @@ export function pgSource(statements: CraftedTocEntry[], database: Record<string,
 }
 
 /** An archive whose manifest agrees with every entry: only what the restore itself enforces stands in the way. */
-export async function consistentArchive(statements: CraftedTocEntry[], database: Record<string, unknown> = {}): Promise<Buffer> {
-  const entries = pgSource(statements, database);
+export async function consistentArchive(statements: CraftedTocEntry[], database: Record<string, unknown> = {}, rowCount = 1): Promise<Buffer> {
+  const entries = pgSource(statements, database, rowCount);
   return craftArchive([...entries, manifestFor(entries)]);
 }

@@ -2,6 +2,7 @@ import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pLimit from 'p-limit';
 import type pg from 'pg';
@@ -18,6 +19,13 @@ import { ANALYZED_TABLES_SQL, OUTPUT_SETTINGS, RESTORE_SETTINGS, TOC_FORMAT_VERS
 
 const MAX_METADATA_BYTES = 256 * 1024 * 1024;
 const LARGE_OBJECT_PIECE = 1024 * 1024;
+/**
+ * Chunks and large objects up to this size wait in memory instead of the spool folder, up to
+ * HELD_IN_MEMORY_BYTES in all: a file created, written, read and removed per table made most of the
+ * time of restoring thousands of small tables. Larger ones, and any past the total, go to the spool.
+ */
+const SMALL_ENTRY_BYTES = 256 * 1024;
+const HELD_IN_MEMORY_BYTES = 32 * 1024 * 1024;
 /** Rows read back by a verification are hashed and dropped in pieces of this size. */
 const VERIFY_CHUNK_BYTES = 4 * 1024 * 1024;
 /**
@@ -220,12 +228,16 @@ export class PostgresRestoreSink implements RestoreSink {
   private tables = new Map<string, TocTable>();
   private summaries: TableDataSummary[] | undefined;
   // Nothing from the archive reaches the server before the engine verified the manifest (prepare):
-  // until then table chunks and large objects wait in a private spool folder, in archive order.
+  // until then table chunks and large objects wait, in memory or in a private spool folder, in archive order.
   private spool: string | undefined;
-  /** By table entry, each piece's spooled chunk files (one piece for a table not split). */
-  private readonly chunkFiles = new Map<number, string[][]>();
-  private readonly blobFiles: Array<{ oid: number; file: string }> = [];
+  /** By table entry, each piece's chunks (one piece for a table not split). */
+  private readonly chunks = new Map<number, Held[][]>();
+  private readonly blobs: Array<{ oid: number; held: Held }> = [];
   private spooled = 0;
+  /** Bytes of the chunks and large objects held in memory (at most HELD_IN_MEMORY_BYTES). */
+  private heldInMemory = 0;
+  /** A split table whose pieces loaded side by side, in no known order: verify() cannot compare it. */
+  private loadedUnordered: string | undefined;
   private created = false;
   private committed = false;
   private previousOwner: string | undefined;
@@ -243,12 +255,14 @@ export class PostgresRestoreSink implements RestoreSink {
     private readonly signal: AbortSignal,
     private readonly tag: string,
     private readonly lease: Lease,
+    /** The restore may be verified (verifyTables), which compares each table's text with the archive's in order. */
+    private readonly inPageOrder: boolean,
   ) {
     this.staging = `${Buffer.from(target.database).subarray(0, 40).toString().replace(/\uFFFD+$/, '')}_backupkit_${tag}`;
   }
 
   /** Takes the restore's lease and sweeps what killed restores left behind. */
-  static async begin(target: ParsedTarget, signal: AbortSignal): Promise<PostgresRestoreSink> {
+  static async begin(target: ParsedTarget, signal: AbortSignal, inPageOrder: boolean): Promise<PostgresRestoreSink> {
     const tag = newTag();
     const lease = await Lease.take(target.admin, tag);
     try {
@@ -258,7 +272,7 @@ export class PostgresRestoreSink implements RestoreSink {
       await lease.release();
       throw error;
     }
-    return new PostgresRestoreSink(target, signal, tag, lease);
+    return new PostgresRestoreSink(target, signal, tag, lease, inPageOrder);
   }
 
   /**
@@ -280,9 +294,8 @@ export class PostgresRestoreSink implements RestoreSink {
       if (!table) throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} belongs to no table of toc.json`);
       const piece = chunk[2] === undefined ? 0 : Number(chunk[2]) - 1;
       if (piece < 0 || (chunk[2] !== undefined) !== (table.pieces !== undefined)) throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} is no chunk of ${table.qualifiedName} as toc.json splits it`);
-      // A table's chunks load in archive order, piece after piece in page order, so that a
-      // verification can compare the table's COPY text with the archive's, byte for byte.
-      this.keepChunk(table, piece, await this.spoolEntry(entry));
+      // A piece's chunks load in archive order; see loadTables for the order of a split table's pieces.
+      this.keepChunk(table, piece, await this.hold(entry));
       return;
     }
     const ref = /^(data\/[^/]+)\.ref$/.exec(entry.path);
@@ -292,14 +305,14 @@ export class PostgresRestoreSink implements RestoreSink {
       if (!table) throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} belongs to no table of toc.json`);
       const held = parseTableRef(await readAll(entry.body, MAX_METADATA_BYTES), entry.path);
       if (held.pieces === undefined) {
-        this.expect(entry.path, held, `the rows of ${table.qualifiedName}`, held.chunks, (file) => this.keepChunk(table, 0, file));
+        this.expect(entry.path, held, `the rows of ${table.qualifiedName}`, held.chunks, (body) => this.keepChunk(table, 0, body));
         return;
       }
       // A split table's pieces are checked one by one, and with them the SHA-256 the ref records.
       if (piecesSha256(held.pieces) !== held.sha256) throw new BackupError('CORRUPT_ARCHIVE', `${entry.path}: the SHA-256 of its pieces is not the table's`);
       held.pieces.forEach((piece, i) => {
         const ref = { archive: held.archive, path: piecePath({ dataPath: held.path }, i), sha256: piece.sha256, bytes: piece.bytes };
-        this.expect(entry.path, ref, `the rows of ${table.qualifiedName} (piece ${i + 1})`, piece.chunks, (file) => this.keepChunk(table, i, file));
+        this.expect(entry.path, ref, `the rows of ${table.qualifiedName} (piece ${i + 1})`, piece.chunks, (body) => this.keepChunk(table, i, body));
       });
       return;
     }
@@ -308,13 +321,13 @@ export class PostgresRestoreSink implements RestoreSink {
       this.requireToc(entry.path);
       const oid = Number(blobRef[1]);
       const held = parseLargeObjectRef(await readAll(entry.body, MAX_METADATA_BYTES), entry.path);
-      this.expect(entry.path, held, `large object ${oid}`, 1, (file) => this.blobFiles.push({ oid, file }));
+      this.expect(entry.path, held, `large object ${oid}`, 1, (body) => this.blobs.push({ oid, held: body }));
       return;
     }
     const blob = /^blobs\/(\d+)$/.exec(entry.path);
     if (blob) {
       this.requireToc(entry.path);
-      this.blobFiles.push({ oid: Number(blob[1]), file: await this.spoolEntry(entry) });
+      this.blobs.push({ oid: Number(blob[1]), held: await this.hold(entry) });
       return;
     }
     switch (entry.path) {
@@ -337,14 +350,14 @@ export class PostgresRestoreSink implements RestoreSink {
     }
   }
 
-  private keepChunk(table: TocTable, piece: number, file: string): void {
-    const pieces = this.chunkFiles.get(table.entry) ?? [];
-    this.chunkFiles.set(table.entry, pieces);
-    (pieces[piece] ??= []).push(file);
+  private keepChunk(table: TocTable, piece: number, held: Held): void {
+    const pieces = this.chunks.get(table.entry) ?? [];
+    this.chunks.set(table.entry, pieces);
+    (pieces[piece] ??= []).push(held);
   }
 
   /** Waits for the data a `.ref` of the backup restored names, in an older archive of the chain. */
-  private expect(path: string, ref: DataRef, what: string, entries: number, keep: (file: string) => void): void {
+  private expect(path: string, ref: DataRef, what: string, entries: number, keep: (held: Held) => void): void {
     if (ref.archive === this.current.archive) throw new BackupError('CORRUPT_ARCHIVE', `${path} refers to the archive it is in`);
     const inArchive = this.refs.get(ref.archive) ?? new Map<string, PendingRef>();
     this.refs.set(ref.archive, inArchive);
@@ -363,7 +376,7 @@ export class PostgresRestoreSink implements RestoreSink {
       throw new BackupError('CORRUPT_ARCHIVE', `${entry.path} of archive ${this.current.archive} is out of order: ${pending.what} cannot be restored`);
     }
     pending.received += 1;
-    pending.keep(await this.spoolEntry(entry, pending.hash));
+    pending.keep(await this.hold(entry, pending.hash));
   }
 
   /** Once an archive was read: everything the restored backup refers to in it was there, byte for byte. */
@@ -408,6 +421,11 @@ export class PostgresRestoreSink implements RestoreSink {
 
   async verify(): Promise<VerifyCheck[]> {
     const restored = this.requireToc('verification');
+    if (this.loadedUnordered !== undefined) {
+      throw new BackupError('VERIFY_FAILED', `${this.loadedUnordered} was restored in pieces side by side, its rows in no known order: it cannot be compared with the archive's text`, {
+        hint: 'A restore that is to be verified says so when it begins (`verified: true`, as verifyBackup does): its split tables then load in page order.',
+      });
+    }
     return [await verifyTables(this.target, restored, this.summaries ?? [], this.signal), await verifyLargeObjects(this.target, restored)];
   }
 
@@ -531,22 +549,32 @@ export class PostgresRestoreSink implements RestoreSink {
   }
 
   /**
-   * Every table's chunks, `jobs` tables at once (a split table's pieces one after the other, in page
-   * order, so that its rows lie as they were copied out and a verification compares them byte for
-   * byte), then the row counts of each table and piece checked against data.json.
+   * Every table's chunks on `jobs` sessions at once, the largest loads first, then the row counts of
+   * each table and piece checked against data.json. A split table's pieces load side by side, unless
+   * the restore may be verified: then one after the other in page order, so that its rows lie as they
+   * were copied out and verifyTables compares its text with the archive's, byte for byte.
    */
   private async loadTables(sessions: SessionPool, from: Toc, summaries: readonly TableDataSummary[]): Promise<void> {
     const limit = pLimit(this.target.jobs);
     const byEntry = new Map(from.tables.map((table) => [table.entry, table]));
+    const loads = [...this.chunks].flatMap(([entry, pieces]) => {
+      const table = byEntry.get(entry)!;
+      const each = [...pieces.entries()].map(([piece, held = []]) => ({ table, pieces: [{ piece, held }] }));
+      return this.inPageOrder ? [{ table, pieces: each.flatMap((load) => load.pieces) }] : each;
+    });
+    if (!this.inPageOrder) this.loadedUnordered = loads.find((load) => (this.chunks.get(load.table.entry)?.length ?? 0) > 1)?.table.qualifiedName;
+    const bytesOf = (load: (typeof loads)[number]): number => load.pieces.reduce((sum, { held }) => held.reduce((total, one) => total + heldBytes(one), sum), 0);
+    loads.sort((a, b) => bytesOf(b) - bytesOf(a));
     await Promise.all(
-      [...this.chunkFiles].map(([entry, pieces]) =>
+      loads.map(({ table, pieces }) =>
         limit(() =>
           sessions.use(async (client) => {
-            for (const [piece, files] of pieces.entries()) for (const file of files ?? []) await this.loadChunk(client, byEntry.get(entry)!, piece, file);
+            for (const { piece, held } of pieces) for (const one of held) await this.loadChunk(client, table, piece, one);
           }),
         ),
       ),
     );
+    this.chunks.clear();
     for (const summary of summaries) {
       const name = byEntry.get(summary.entry)?.qualifiedName ?? `#${summary.entry}`;
       const loaded = this.rowsLoaded.get(summary.entry) ?? [];
@@ -561,16 +589,16 @@ export class PostgresRestoreSink implements RestoreSink {
     }
   }
 
-  private async loadChunk(client: pg.Client, table: TocTable, piece: number, file: string): Promise<void> {
+  private async loadChunk(client: pg.Client, table: TocTable, piece: number, held: Held): Promise<void> {
     const { from: copyFrom } = await loadCopyStreams();
     const stream = client.query(copyFrom(`COPY ${copyTarget(table)} FROM STDIN`));
     try {
-      await pipeline(createReadStream(file), stream, { signal: this.signal });
+      await pipeline('data' in held ? Readable.from([held.data]) : createReadStream(held.file), stream, { signal: this.signal });
     } catch (cause) {
       if (this.signal.aborted) throw cause;
       throw asBackupError(cause, 'RESTORE_FAILED', `Loading rows into ${table.qualifiedName} failed`);
     }
-    await rm(file);
+    if ('file' in held) await rm(held.file);
     const pieces = this.rowsLoaded.get(table.entry) ?? [];
     this.rowsLoaded.set(table.entry, pieces);
     const loaded = pieces[piece] ?? { rows: 0, chunks: 0 };
@@ -580,24 +608,38 @@ export class PostgresRestoreSink implements RestoreSink {
   /** The data section's entries (sequence values), then large objects with their owners and comments. */
   private async loadSequencesAndLargeObjects(main: pg.Client, from: Toc): Promise<void> {
     await this.runEntries(main, from.entries.filter((entry) => entry.section === 'data'));
-    for (const { oid, file } of this.blobFiles) await this.writeLargeObject(main, oid, file);
+    for (const { oid, held } of this.blobs) await this.writeLargeObject(main, oid, held);
+    this.blobs.length = 0;
     for (const lo of from.largeObjects) {
       if (this.target.ownership && !this.restricted) await this.run(main, `ALTER LARGE OBJECT ${lo.oid} OWNER TO ${lo.owner};`, `the owner of large object ${lo.oid}`);
       if (lo.comment !== null) await this.run(main, `COMMENT ON LARGE OBJECT ${lo.oid} IS ${quoteLiteral(lo.comment)};`, `the comment of large object ${lo.oid}`);
     }
   }
 
-  private async writeLargeObject(client: pg.Client, oid: number, file: string): Promise<void> {
+  private async writeLargeObject(client: pg.Client, oid: number, held: Held): Promise<void> {
     await this.run(client, `SELECT pg_catalog.lo_create(${oid})`, `large object ${oid}`);
+    if ('data' in held) {
+      for (let offset = 0; offset < held.data.length; offset += LARGE_OBJECT_PIECE) {
+        await client.query('SELECT pg_catalog.lo_put($1, $2, $3)', [oid, offset, held.data.subarray(offset, offset + LARGE_OBJECT_PIECE)]);
+      }
+      return;
+    }
     let offset = 0;
-    for await (const piece of createReadStream(file, { highWaterMark: LARGE_OBJECT_PIECE, signal: this.signal })) {
+    for await (const piece of createReadStream(held.file, { highWaterMark: LARGE_OBJECT_PIECE, signal: this.signal })) {
       await client.query('SELECT pg_catalog.lo_put($1, $2, $3)', [oid, offset, piece]);
       offset += (piece as Buffer).length;
     }
-    await rm(file);
+    await rm(held.file);
   }
 
-  /** Indexes, constraints and statistics `jobs` at once, then the rest of post-data but grants and refreshes. */
+  /**
+   * Indexes, constraints and statistics `jobs` at once, then the rest of post-data but grants and
+   * refreshes in the TOC's order on one session (a partition's trigger mode must follow its parent's,
+   * which no dependency says), but for foreign keys: each run of them in that order goes to the
+   * `jobs` sessions side by side, as pg_restore -j does, each in a transaction of its own so that a
+   * session never holds a batch's table locks while another waits for them (a foreign key locks
+   * both of its tables, and two batches of them would deadlock).
+   */
   private async runPostData(sessions: SessionPool, from: Toc): Promise<void> {
     const limit = pLimit(this.target.jobs);
     const postData = from.entries.filter((entry) => entry.section === 'post-data');
@@ -607,7 +649,16 @@ export class PostgresRestoreSink implements RestoreSink {
     const batches = Array.from({ length: Math.ceil(parallel.length / size) }, (_, i) => parallel.slice(i * size, (i + 1) * size));
     await Promise.all(batches.map((batch) => limit(() => sessions.use((client) => this.runEntries(client, batch)))));
     const last = new Set([...GRANT_KINDS, 'MATERIALIZED VIEW DATA', 'EVENT TRIGGER']);
-    await sessions.use((main) => this.runEntries(main, postData.filter((entry) => !PARALLEL_POST_DATA.has(entry.kind) && !last.has(entry.kind))));
+    const rest = postData.filter((entry) => !PARALLEL_POST_DATA.has(entry.kind) && !last.has(entry.kind));
+    for (let start = 0; start < rest.length; ) {
+      const foreignKeys = rest[start]!.kind === 'FK CONSTRAINT';
+      let end = start;
+      while (end < rest.length && (rest[end]!.kind === 'FK CONSTRAINT') === foreignKeys) end++;
+      const run = rest.slice(start, end);
+      start = end;
+      if (foreignKeys) await Promise.all(run.map((entry) => limit(() => sessions.use((client) => this.runEntry(client, entry)))));
+      else await sessions.use((main) => this.runEntries(main, run));
+    }
   }
 
   /** Grants, materialized view refreshes (which may depend on them), event triggers. */
@@ -775,14 +826,18 @@ export class PostgresRestoreSink implements RestoreSink {
     }
   }
 
-  /** Copies an entry's body into the spool folder, checking free space first. */
-  private async spoolEntry(entry: RestoreEntry, hash?: Hash): Promise<string> {
+  /** Keeps an entry's body until prepare(): in memory when small and the total allows, else in the spool folder (free space checked first). */
+  private async hold(entry: RestoreEntry, hash?: Hash): Promise<Held> {
+    const body = hash ? hashing(entry.body, hash) : entry.body;
+    if (entry.size <= SMALL_ENTRY_BYTES && this.heldInMemory + entry.size <= HELD_IN_MEMORY_BYTES) {
+      this.heldInMemory += entry.size;
+      return { data: await readLimited(body, entry.size, () => new BackupError('CORRUPT_ARCHIVE', `${entry.path} of a PostgreSQL source is larger than its ${entry.size} bytes`)) };
+    }
     this.spool ??= await makeSpoolFolder();
     await ensureSpace(this.spool, entry.size, `${entry.path} of PostgreSQL source`);
     const file = join(this.spool, String(++this.spooled));
-    const body = hash ? hashing(entry.body, hash) : entry.body;
     await pipeline(body, createWriteStream(file, { flags: 'wx', mode: 0o600 }), { signal: this.signal });
-    return file;
+    return { file, bytes: entry.size };
   }
 
   private async removeSpool(): Promise<void> {
@@ -796,6 +851,13 @@ export class PostgresRestoreSink implements RestoreSink {
   }
 }
 
+/** A chunk or large object waiting for prepare(): its bytes, or the spool file that holds them. */
+type Held = { readonly data: Buffer } | { readonly file: string; readonly bytes: number };
+
+function heldBytes(held: Held): number {
+  return 'data' in held ? held.data.length : held.bytes;
+}
+
 /** A `.ref` entry of the backup restored, waiting for the older archive that holds its table's rows. */
 interface PendingRef {
   /** For messages: `the rows of public.t0`, `large object 16400`. */
@@ -803,8 +865,8 @@ interface PendingRef {
   readonly ref: DataRef;
   /** How many entries hold it: a table's chunks, or a large object's one file. */
   readonly entries: number;
-  /** Takes the next entry's spooled file. */
-  readonly keep: (file: string) => void;
+  /** Takes the next entry, held. */
+  readonly keep: (held: Held) => void;
   /** Of the entries received so far, in order. */
   readonly hash: Hash;
   received: number;

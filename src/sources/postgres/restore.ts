@@ -94,9 +94,9 @@ export const postgresRestorer: Restorer<ParsedTarget> = {
     };
   },
 
-  async begin(target, signal): Promise<RestoreSink> {
+  async begin(target, signal, intent): Promise<RestoreSink> {
     const { PostgresRestoreSink } = await loadSink();
-    const sink = await PostgresRestoreSink.begin(target, signal);
+    const sink = await PostgresRestoreSink.begin(target, signal, intent?.verified !== false);
     // A plain object, as every sink is: a wrapper may spread it (`{ ...sink, commit }`), which drops a class's methods.
     return {
       layer: (layer) => sink.layer(layer),
