@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -342,6 +343,29 @@ describe('postgres incremental', () => {
       assert.deepEqual(again.warnings.map((warning) => warning.code), ['INCREMENTAL_BASE_REJECTED']);
       assert.equal(paths(again, /\.ref$/).length, 0);
       assert.deepEqual(paths(again, /\.copy$/).sort(), paths(full, /\.copy$/).sort());
+    }
+  });
+
+  it('by default a table above 64 MiB stays whole with one job, or with no more cores than jobs: its pieces would cost the server more than they save', async (t) => {
+    const database = await createDatabase(t, 'incwhole');
+    // 48,000 rows of 1.5 kB, five to a page: about 78 MB of heap, above the 64 MiB of a piece.
+    await sql(database, "CREATE TABLE big AS SELECT g, repeat('x', 1500) AS v FROM generate_series(1, 48000) g");
+    for (const jobs of [1, availableParallelism()]) {
+      const snapshot = await postgres({ name: 'pg', connection: pgUrl(database), jobs }).open({ signal: new AbortController().signal, warn: () => {}, archive: '20261203-110000.tar.gz' });
+      try {
+        // toc.json comes first: the tables are not copied.
+        const entries = snapshot.entries()[Symbol.asyncIterator]();
+        const first = (await entries.next()).value!;
+        const pieces: Uint8Array[] = [];
+        for await (const piece of first.body!()) pieces.push(piece);
+        await entries.return?.(undefined);
+        const toc = JSON.parse(Buffer.concat(pieces).toString()) as { formatVersion: number; tables: Array<{ qualifiedName: string; estimatedBytes: number; pieces?: number[] }> };
+        assert.equal(first.path, 'toc.json');
+        assert.ok(toc.tables[0]!.estimatedBytes > 64 * 1024 * 1024, `${toc.tables[0]!.estimatedBytes} bytes`);
+        assert.deepEqual([toc.formatVersion, toc.tables[0]!.pieces], [1, undefined], `${jobs} jobs on ${availableParallelism()} cores`);
+      } finally {
+        await snapshot.close();
+      }
     }
   });
 });

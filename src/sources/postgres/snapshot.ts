@@ -51,9 +51,9 @@ export interface SnapshotOptions {
   readonly lockTimeoutMs: number;
   /**
    * A table larger than this on disk is copied in pieces of about this size, side by side by the
-   * jobs (and restored so), instead of by one job while the others wait.
+   * jobs (and restored so), instead of by one job while the others wait; undefined: never.
    */
-  readonly pieceBytes: number;
+  readonly pieceBytes: number | undefined;
 }
 
 /** A whole table, or one piece (0-based) of a split one. */
@@ -82,7 +82,7 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs,
     snapshotId = exported!.id;
     for (let i = 0; i < jobs; i++) idle.push(openThread(snapshotId, clientEncoding({ database: { encoding: exported!.encoding } })));
     toc = await readCatalog(main, { schemas, lockTimeoutMs, warn: (warning) => context.warn(warning) });
-    if (toc.server.versionNum >= TID_RANGE_SCANS) {
+    if (pieceBytes !== undefined && toc.server.versionNum >= TID_RANGE_SCANS) {
       const { rows: [block] } = await main.query<{ size: number }>("SELECT current_setting('block_size')::int AS size");
       toc = splitTables(toc, pieceBytes, block!.size);
     }
