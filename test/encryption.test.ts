@@ -95,7 +95,7 @@ describe('OpenPGP encryption', () => {
     assert.deepEqual(dumpRows(join(area, 'app.db')), dumpRows(dbPath));
   });
 
-  it('encrypts any length, in chunks of any size, into a message that gpg and backupkit decrypt', async (t) => {
+  it('encrypts any length, in chunks of any size, into a message that gpg and backupkit decrypt', { timeout: 300_000 }, async (t) => {
     const dir = await tempDir(t, 'chunks');
     const { publicKey, privateKey } = await v4Key();
     await writeFile(join(dir, 'pass'), PASSPHRASE);
@@ -104,23 +104,22 @@ describe('OpenPGP encryption', () => {
     const encryption = await prepareEncryption({ passphrase: PASSPHRASE, recipients: [publicKey] });
     // Around the 512 octets of the first partial length (the literal packet's header takes 6), and
     // odd sizes after it: every length header form, parts of every power of two.
-    const cases = [[], [1], [505], [506], [100, 300, 200], [7000, 9000], [0, 511, 1, 0, 3 * 1024 * 1024 + 7, 1, 12_345]];
+    const cases = [[], [505], [506], [100, 300, 200, 7000, 9000], [0, 511, 1, 0, 3 * 1024 * 1024 + 7, 1, 12_345]];
     for (const [index, sizes] of cases.entries()) {
       const chunks = sizes.map((size) => randomBytes(size));
       const parts: Buffer[] = [];
       for await (const part of Readable.from(chunks).pipe(encryptor(encryption))) parts.push(part as Buffer);
       const message = Buffer.concat(parts);
       const expected = Buffer.concat(chunks);
+      // gpg with one of the two, backupkit with the other: each opens every other case.
+      const byKey = index % 2 === 0;
       await writeFile(join(dir, `${index}.gpg`), message);
-      await sh(`gpg --batch --quiet --homedir "$PWD" --pinentry-mode loopback --passphrase-file pass --decrypt ${index}.gpg > ${index}.pass`, dir);
-      await sh(`gpg --batch --quiet --homedir gnupg --decrypt ${index}.gpg > ${index}.key`, dir);
-      assert.ok((await readFile(join(dir, `${index}.pass`))).equals(expected), `gpg with the passphrase, sizes ${sizes.join(' ')}`);
-      assert.ok((await readFile(join(dir, `${index}.key`))).equals(expected), `gpg with the key, sizes ${sizes.join(' ')}`);
-      for (const options of [{ passphrase: PASSPHRASE }, { privateKey }]) {
-        const read: Buffer[] = [];
-        for await (const part of await decrypt(Readable.from([message]), message.subarray(0, 64), options)) read.push(part as Buffer);
-        assert.ok(Buffer.concat(read).equals(expected), `backupkit with ${Object.keys(options).join()}, sizes ${sizes.join(' ')}`);
-      }
+      const gpg = byKey ? 'gpg --batch --quiet --homedir gnupg' : 'gpg --batch --quiet --homedir "$PWD" --pinentry-mode loopback --passphrase-file pass';
+      await sh(`${gpg} --decrypt ${index}.gpg > ${index}.out`, dir);
+      assert.ok((await readFile(join(dir, `${index}.out`))).equals(expected), `gpg, sizes ${sizes.join(' ')}`);
+      const read: Buffer[] = [];
+      for await (const part of await decrypt(Readable.from([message]), message.subarray(0, 64), byKey ? { passphrase: PASSPHRASE } : { privateKey })) read.push(part as Buffer);
+      assert.ok(Buffer.concat(read).equals(expected), `backupkit, sizes ${sizes.join(' ')}`);
     }
   });
 
