@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import * as openpgp from 'openpgp';
 import tar from 'tar-stream';
+import { decrypt, encryptor, prepareEncryption } from '../src/archive/encryption.js';
 import { openArchive } from '../src/archive/reader.js';
 import { BackupError, Database, directory, files, listBackups, sqlite, type BackupErrorCode, type DecryptOptions } from '../src/index.js';
 import { rejectsWithCode } from './helpers/errors.js';
@@ -96,6 +97,34 @@ describe('OpenPGP encryption', () => {
     assert.deepEqual(dumpRows(join(dir, 'by-hand', 'sources', 'app', 'database.sqlite')), dumpRows(dbPath));
     const area = await restoreExpecting(dir, 'restored', destination, { privateKey });
     assert.deepEqual(dumpRows(join(area, 'app.db')), dumpRows(dbPath));
+  });
+
+  it('encrypts any length, in chunks of any size, into a message that gpg and backupkit decrypt', { timeout: 300_000 }, async (t) => {
+    const dir = await tempDir(t, 'chunks');
+    const { publicKey, privateKey } = await v4Key();
+    await writeFile(join(dir, 'pass'), PASSPHRASE);
+    await writeFile(join(dir, 'private.asc'), privateKey);
+    await sh('mkdir gnupg && chmod 700 gnupg && gpg --batch --quiet --homedir gnupg --import private.asc', dir);
+    const encryption = await prepareEncryption({ passphrase: PASSPHRASE, recipients: [publicKey] });
+    // Around the 512 octets of the first partial length (the literal packet's header takes 6), and
+    // odd sizes after it: every length header form, parts of every power of two.
+    const cases = [[], [505], [506], [100, 300, 200, 7000, 9000], [0, 511, 1, 0, 3 * 1024 * 1024 + 7, 1, 12_345]];
+    for (const [index, sizes] of cases.entries()) {
+      const chunks = sizes.map((size) => randomBytes(size));
+      const parts: Buffer[] = [];
+      for await (const part of Readable.from(chunks).pipe(encryptor(encryption))) parts.push(part as Buffer);
+      const message = Buffer.concat(parts);
+      const expected = Buffer.concat(chunks);
+      // gpg with one of the two, backupkit with the other: each opens every other case.
+      const byKey = index % 2 === 0;
+      await writeFile(join(dir, `${index}.gpg`), message);
+      const gpg = byKey ? 'gpg --batch --quiet --homedir gnupg' : 'gpg --batch --quiet --homedir "$PWD" --pinentry-mode loopback --passphrase-file pass';
+      await sh(`${gpg} --decrypt ${index}.gpg > ${index}.out`, dir);
+      assert.ok((await readFile(join(dir, `${index}.out`))).equals(expected), `gpg, sizes ${sizes.join(' ')}`);
+      const read: Buffer[] = [];
+      for await (const part of await decrypt(Readable.from([message]), message.subarray(0, 64), byKey ? { passphrase: PASSPHRASE } : { privateKey })) read.push(part as Buffer);
+      assert.ok(Buffer.concat(read).equals(expected), `backupkit, sizes ${sizes.join(' ')}`);
+    }
   });
 
   it('restores archives that gpg encrypted, with a passphrase or to a key', async (t) => {

@@ -1,12 +1,14 @@
 /**
- * Runs openpgp.js on a worker thread: it en- and decrypts with native calls but buffers and
- * copies in JavaScript, which stalled the host's event loop for 55-220 ms per run on the main
- * thread. Data flows both ways through the worker channel, whose credits bound what is in flight.
+ * OpenPGP on a worker thread: openpgp.js decrypts with native calls but buffers and copies in
+ * JavaScript, which stalled the host's event loop for 55-220 ms per run on the main thread;
+ * encryption ({@link SeipdEncryptor}) hashes and encrypts 2-4 MiB per native call. Data flows both
+ * ways through the worker channel, whose credits bound what is in flight.
  */
 import * as openpgp from 'openpgp';
 import { serveWorkerJob, type Channel } from '../util/worker-channel.js';
 import { DECRYPTED_HEAD_BYTES, decryptionError, keyDoesNotFit } from './encryption.js';
 import { quickCheckPrefix, quickCheck } from './quick-check.js';
+import { SeipdEncryptor } from './seipd.js';
 
 /** What GnuPG 2.2 (Debian's) reads: AES-256, SEIPD v1 with MDC (no AEAD), no OpenPGP compression (the tar is compressed already). */
 const GNUPG_CONFIG: Partial<openpgp.Config> = {
@@ -20,11 +22,12 @@ export type CryptoJob =
   | { mode: 'decrypt'; armored: boolean; passwords: string[]; armoredPrivateKey: string | undefined };
 
 serveWorkerJob<CryptoJob, Uint8Array, Uint8Array, void>(async (job, channel) => {
+  if (job.mode === 'encrypt') return encrypt(job, channel);
   const input = inputOf(channel);
   // Whether openpgp decrypts with a key that the quick check could not confirm.
   const decryption = { uncheckedKey: false, sent: 0 };
   try {
-    const reader = (await transform(job, input, decryption)).getReader();
+    const reader = (await decrypt(job, input, decryption)).getReader();
     for (;;) {
       const { done, value } = await reader.read();
       if (done) return;
@@ -33,13 +36,31 @@ serveWorkerJob<CryptoJob, Uint8Array, Uint8Array, void>(async (job, channel) => 
       await channel.send(chunk, [chunk.buffer]);
     }
   } catch (error) {
-    if (job.mode === 'encrypt') throw error;
     // A key that could not be checked and fails before the archive's head is out is most likely
     // wrong: openpgp decrypts with it into noise that fails to parse or the MDC.
     const early = decryption.uncheckedKey && decryption.sent < DECRYPTED_HEAD_BYTES;
     throw early ? keyDoesNotFit(error) : decryptionError(error);
   }
 });
+
+/**
+ * openpgp.js makes the session key and its packets (S2K, public-key encryption); the data, the
+ * bulk of the work and of the memory, is encrypted by {@link SeipdEncryptor}.
+ */
+async function encrypt(job: Extract<CryptoJob, { mode: 'encrypt' }>, channel: Channel<Uint8Array, Uint8Array>): Promise<void> {
+  const encryptionKeys = await Promise.all(job.armoredKeys.map((armoredKey) => openpgp.readKey({ armoredKey })));
+  const sessionKey = await openpgp.generateSessionKey({ encryptionKeys, config: GNUPG_CONFIG });
+  // Keys that ask for AEAD are refused before the backup starts (prepareEncryption).
+  if (sessionKey.aeadAlgorithm) throw new Error(`The recipients' keys ask for AEAD (${sessionKey.aeadAlgorithm}), which GnuPG 2.2 cannot read`);
+  const packets = await openpgp.encryptSessionKey({ ...sessionKey, encryptionKeys, passwords: job.passwords, format: 'binary', config: GNUPG_CONFIG });
+  const encryptor = new SeipdEncryptor(packets, sessionKey.algorithm, sessionKey.data);
+  for await (const chunk of channel) {
+    const bytes = encryptor.update(chunk);
+    if (bytes) await channel.send(bytes, [bytes.buffer as ArrayBuffer]);
+  }
+  const last = encryptor.final();
+  await channel.send(last, [last.buffer as ArrayBuffer]);
+}
 
 /**
  * The message as openpgp reads it, and what the checks of an unchecked key need: when it ended, and
@@ -79,12 +100,7 @@ function inputOf(channel: Channel<Uint8Array, Uint8Array>): Input {
   return { stream, ended, kept: () => kept };
 }
 
-async function transform(job: CryptoJob, { stream: input, ended, kept }: Input, decryption: { uncheckedKey: boolean }): Promise<ReadableStream<Uint8Array>> {
-  if (job.mode === 'encrypt') {
-    const message = await openpgp.createMessage({ binary: input });
-    const encryptionKeys = await Promise.all(job.armoredKeys.map((armoredKey) => openpgp.readKey({ armoredKey })));
-    return (await openpgp.encrypt({ message, passwords: job.passwords, encryptionKeys, format: 'binary', config: GNUPG_CONFIG })) as ReadableStream<Uint8Array>;
-  }
+async function decrypt(job: Extract<CryptoJob, { mode: 'decrypt' }>, { stream: input, ended, kept }: Input, decryption: { uncheckedKey: boolean }): Promise<ReadableStream<Uint8Array>> {
   const message = job.armored
     ? ((await openpgp.readMessage({ armoredMessage: input.pipeThrough(new TextDecoderStream()) })) as unknown as openpgp.Message<ReadableStream<Uint8Array>>)
     : await openpgp.readMessage({ binaryMessage: input });
