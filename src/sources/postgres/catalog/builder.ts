@@ -93,7 +93,10 @@ export class CatalogBuilder {
     const runs = readers.map((read) => {
       const run = read(new CatalogBuilder(this.shared, this.namespaces, this.classIds, this.serverVersion, this.wholeDatabase, this.warn, turn));
       run.catch(() => {}); // awaited below, in order
-      turn = run.then(() => {}, () => {});
+      // The next reader's turn comes once this one is done and its own turn came: a reader may end
+      // without a query, so without waiting for its turn (publications, with `schemas`).
+      const before = turn;
+      turn = run.then(() => before, () => before);
       return run;
     });
     for (const run of runs) await run;
