@@ -222,6 +222,7 @@ export async function sortEntries(entries: readonly TocEntry[]): Promise<{ sorte
       if (list) list.push(entry.id);
       else dependents.set(dep, [entry.id]);
     }
+    await yieldNow();
   }
   // The ids in key order, and the heap holds positions in it: numbers compare much faster than the
   // string keys did, which took most of the time of ordering 10,000 entries.

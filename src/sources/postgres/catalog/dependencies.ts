@@ -69,11 +69,15 @@ export async function sortedEntries(
   postponeViews(b.drafts, deps, () => b.newId());
   orderRefreshes(b.drafts, deps);
 
-  const entries: TocEntry[] = b.drafts.map((draft) => ({
-    id: draft.id, kind: draft.kind, schema: draft.schema, name: draft.name, section: draft.section,
-    deps: [...deps.get(draft.id)!].sort((a, b) => a - b), sql: draft.sql, ...(draft.owner ? { owner: draft.owner } : {}),
-    ...(draft.tablespace ? { tablespace: draft.tablespace } : {}),
-  }));
+  const entries: TocEntry[] = [];
+  for (const draft of b.drafts) {
+    entries.push({
+      id: draft.id, kind: draft.kind, schema: draft.schema, name: draft.name, section: draft.section,
+      deps: [...deps.get(draft.id)!].sort((a, b) => a - b), sql: draft.sql, ...(draft.owner ? { owner: draft.owner } : {}),
+      ...(draft.tablespace ? { tablespace: draft.tablespace } : {}),
+    });
+    await yieldNow();
+  }
   const { sorted, cycles } = await sortEntries(entries);
   if (cycles.length > 0) {
     throw new BackupError('SOURCE_FAILED', `The schema has a dependency cycle backupkit cannot order, through ${cycles.map((e) => `${e.kind} ${e.name}`).join(', ')}`, {
