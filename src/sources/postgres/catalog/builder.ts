@@ -61,7 +61,12 @@ export class CatalogBuilder {
     readonly warn: (warning: { code: 'SKIPPED'; message: string }) => void,
     /** Settles once the readers before this one are done. */
     private readonly turn: Promise<void>,
-  ) {}
+  ) {
+    void turn.then(() => (this.inTurn = true));
+  }
+
+  /** Its turn came: its queries go before those of the readers after it. */
+  private inTurn = false;
 
   static create(
     sessions: CatalogSessions, namespaces: number[], classIds: Readonly<Record<string, number>>, serverVersion: number, wholeDatabase: boolean,
@@ -76,7 +81,7 @@ export class CatalogBuilder {
 
   /** Sent at once; the rows (or the failure) come once it is this reader's turn. */
   async query<T extends Row>(sql: string, params: unknown[] = []): Promise<T[]> {
-    const rows = this.shared.sessions.query<T>(sql, params);
+    const rows = this.shared.sessions.query<T>(sql, params, this.inTurn);
     rows.catch(() => {}); // awaited below, in turn
     await this.turn;
     return await rows;

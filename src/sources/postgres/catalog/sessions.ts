@@ -47,9 +47,10 @@ export class CatalogSessions {
     }
   }
 
-  async query<T extends Record<string, unknown>>(sql: string, params: unknown[]): Promise<T[]> {
+  /** `urgent`: for the reader whose turn it is, which every reader after it waits for: before the queries waiting. */
+  async query<T extends Record<string, unknown>>(sql: string, params: unknown[], urgent = false): Promise<T[]> {
     if (this.#failure) throw this.#failure.error;
-    const client = this.#idle.pop() ?? (await new Promise<pg.Client>((resolve) => this.#waiting.push(resolve)));
+    const client = this.#idle.pop() ?? (await new Promise<pg.Client>((resolve) => (urgent ? this.#waiting.unshift(resolve) : this.#waiting.push(resolve))));
     try {
       return (await client.query<T>(sql, params)).rows;
     } catch (error) {
