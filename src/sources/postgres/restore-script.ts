@@ -1,3 +1,4 @@
+import { cooperative } from '../../util/yield.js';
 import { quoteLiteral } from './connection.js';
 import { chunkPath } from './copy-out.js';
 import { ANALYZED_TABLES_SQL, RESTORE_SETTINGS, clientEncoding, copyTarget, piecePath, renderEntry, type TableDataSummary, type Toc } from './toc.js';
@@ -19,7 +20,9 @@ export interface ScriptRefs {
  * incremental, the rows of an unchanged table are read from the archive that holds them, extracted
  * beside this one into a folder named as that archive.
  */
-export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[], incremental?: ScriptRefs): string {
+export async function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[], incremental?: ScriptRefs): Promise<string> {
+  // Thousands of entries and tables: written between turns of the event loop, not in one.
+  const yieldNow = cooperative();
   const byEntry = new Map(summaries.map((summary) => [summary.entry, summary]));
   const held = incremental?.refs ?? new Map<number, { archive: string; path: string }>();
   const heldBlobs = incremental?.largeObjects ?? new Map<number, { archive: string; path: string }>();
@@ -42,11 +45,14 @@ export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[
     ...clientEncoding(toc),
     '',
   ];
-  const section = (name: string, filter: (kind: string) => boolean): void => {
+  const section = async (name: string, filter: (kind: string) => boolean): Promise<void> => {
     lines.push(`-- ${name}`, '');
-    for (const entry of toc.entries) if (filter(entry.kind) && entry.section === name) lines.push(...renderEntry(entry));
+    for (const entry of toc.entries) {
+      if (filter(entry.kind) && entry.section === name) lines.push(...renderEntry(entry));
+      await yieldNow();
+    }
   };
-  section('pre-data', () => true);
+  await section('pre-data', () => true);
   lines.push('-- data');
   for (const table of toc.tables) {
     const ref = held.get(table.entry);
@@ -57,8 +63,9 @@ export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[
     for (const piece of pieces) {
       for (let index = 1; index <= piece.chunks; index++) lines.push(`\\copy ${copyTarget(table)} FROM '${elsewhere(ref, chunkPath({ dataPath: piece.path }, index))}'`);
     }
+    await yieldNow();
   }
-  section('data', () => true);
+  await section('data', () => true);
   for (const lo of toc.largeObjects) {
     lines.push(`\\set blob \`od -An -v -tx1 ${elsewhere(heldBlobs.get(lo.oid), `blobs/${lo.oid}`)} | tr -d ' \\n'\``, `SELECT pg_catalog.lo_from_bytea(${lo.oid}, decode(:'blob', 'hex'));`);
     lines.push(`ALTER LARGE OBJECT ${lo.oid} OWNER TO ${lo.owner};`);
@@ -66,7 +73,7 @@ export function renderRestoreSql(toc: Toc, summaries: readonly TableDataSummary[
     if (lo.acl !== null) lines.push(lo.acl);
   }
   const grants = (kind: string): boolean => kind === 'ACL' || kind === 'EXTENSION ACL' || kind === 'DELEGATED ACL' || kind === 'DEFAULT ACL';
-  section('post-data', (kind) => !grants(kind) && kind !== 'MATERIALIZED VIEW DATA' && kind !== 'EVENT TRIGGER');
+  await section('post-data', (kind) => !grants(kind) && kind !== 'MATERIALIZED VIEW DATA' && kind !== 'EVENT TRIGGER');
   for (const entry of toc.entries) if (grants(entry.kind)) lines.push(...renderEntry(entry));
   for (const entry of toc.entries) if (entry.kind === 'MATERIALIZED VIEW DATA') lines.push(...renderEntry(entry));
   for (const entry of toc.entries) if (entry.kind === 'EVENT TRIGGER') lines.push(...renderEntry(entry));

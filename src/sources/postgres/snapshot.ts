@@ -5,13 +5,13 @@ import { BackupError, asBackupError } from '../../errors.js';
 import type { Entry, Snapshot, SnapshotContext } from '../../types.js';
 import { BoundedQueue } from '../../util/bounded-queue.js';
 import { readCatalog } from './catalog/index.js';
-import { connect } from './connection.js';
+import { connect, quoteLiteral } from './connection.js';
 import { chunkPath } from './copy-out.js';
 import { CopyThread } from './copy-thread.js';
 import type { CopyUnit } from './copy-thread.worker.js';
 import { STATE_VERSION, readState, renderRef, schemaFingerprint, type LargeObjectState, type PostgresState, type TableState } from './incremental.js';
 import { renderRestoreSql } from './restore-script.js';
-import { OUTPUT_SETTINGS, clientEncoding, piecePath, piecesSha256, renderSchemaSql, type DataFigures, type TableDataSummary, type Toc, type TocTable } from './toc.js';
+import { OUTPUT_SETTINGS, clientEncoding, piecePath, piecesSha256, renderSchemaSql, renderTocJson, type DataFigures, type TableDataSummary, type Toc, type TocTable } from './toc.js';
 
 /** Table data is cut into entries of about this size: a tar entry needs its size up front. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
@@ -29,6 +29,7 @@ const LARGE_OBJECT_PIECE = 1024 * 1024;
 /** Zeros for the hash of a large object that came short, as the archive pads it. */
 const PADDING = Buffer.alloc(64 * 1024);
 
+const BEGIN_SNAPSHOT = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
 /**
  * Scoped to the snapshot's transaction, on the application's connection settings. The catalog
  * queries' cost estimates pass jit_above_cost: compiling them took longer than running them (0.5 s
@@ -72,8 +73,7 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs,
   const threads: CopyThread[] = [];
   const idle: CopyThread[] = [];
   try {
-    await main.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    for (const setting of SNAPSHOT_SETTINGS) await main.query(setting);
+    await main.query([BEGIN_SNAPSHOT, ...SNAPSHOT_SETTINGS].join(';\n'));
     // Exported before the catalogs are read (the transaction's first query fixes its snapshot either
     // way): the COPY threads start, load their modules and connect meanwhile, not after.
     const [exported] = (await main.query<{ id: string; encoding: string }>(
@@ -81,7 +81,10 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs,
     )).rows;
     snapshotId = exported!.id;
     for (let i = 0; i < jobs; i++) idle.push(openThread(snapshotId, clientEncoding({ database: { encoding: exported!.encoding } })));
-    toc = await readCatalog(main, { schemas, lockTimeoutMs, warn: (warning) => context.warn(warning) });
+    // The catalogs are read on `jobs` connections in the snapshot: this one and jobs - 1 helpers, which
+    // close once it is read, before the COPY threads are busy.
+    const helpers = { count: jobs - 1, open: () => connect(config, 'SOURCE_FAILED'), setup: [BEGIN_SNAPSHOT, `SET TRANSACTION SNAPSHOT ${quoteLiteral(snapshotId)}`, ...SNAPSHOT_SETTINGS] };
+    toc = await readCatalog(main, { schemas, lockTimeoutMs, warn: (warning) => context.warn(warning), helpers });
     if (pieceBytes !== undefined && toc.server.versionNum >= TID_RANGE_SCANS) {
       const { rows: [block] } = await main.query<{ size: number }>("SELECT current_setting('block_size')::int AS size");
       toc = splitTables(toc, pieceBytes, block!.size);
@@ -113,7 +116,7 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs,
       }
       held = await unchangedTables(previous);
       heldBlobs = await unchangedLargeObjects(previous);
-      const unchanged = previous.schema === schemaFingerprint(toc) && held.size === toc.tables.length && heldBlobs.size === toc.largeObjects.length;
+      const unchanged = previous.schema === (await schemaFingerprint(toc)) && held.size === toc.tables.length && heldBlobs.size === toc.largeObjects.length;
       return { mode: 'changes', unchanged };
     },
     async *entries(): AsyncGenerator<Entry> {
@@ -121,8 +124,8 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs,
         const data = Buffer.from(text);
         return { path, type: 'file', mode: 0o644, mtime: startedAt, size: data.length, body: async function* () { yield data; } };
       };
-      yield file('toc.json', `${JSON.stringify(toc, null, 1)}\n`);
-      yield file('schema.sql', renderSchemaSql(toc));
+      yield file('toc.json', await renderTocJson(toc));
+      yield file('schema.sql', await renderSchemaSql(toc));
 
       yield folder('data', startedAt);
       // An unchanged table's rows stay where the chain holds them: a small .ref instead of its chunks.
@@ -156,11 +159,11 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs,
       });
       saved = { tables, largeObjects: blobs };
       yield file('data.json', `${JSON.stringify({ tables: summaries }, null, 1)}\n`);
-      yield file('restore.sql', renderRestoreSql(toc, summaries, { source: name, refs, largeObjects: heldBlobs ?? new Map() }));
+      yield file('restore.sql', await renderRestoreSql(toc, summaries, { source: name, refs, largeObjects: heldBlobs ?? new Map() }));
     },
     async *state() {
       if (saved === undefined) throw new BackupError('SOURCE_FAILED', 'The state of a PostgreSQL source was asked for before its entries were read');
-      const state: PostgresState = { version: STATE_VERSION, encoding: toc.database.encoding, schema: schemaFingerprint(toc), ...saved };
+      const state: PostgresState = { version: STATE_VERSION, encoding: toc.database.encoding, schema: await schemaFingerprint(toc), ...saved };
       yield Buffer.from(`${JSON.stringify(state)}\n`);
     },
     async close() {

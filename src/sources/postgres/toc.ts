@@ -3,6 +3,7 @@
  * its section and dependencies, in an order that restores, like pg_dump's archive TOC.
  */
 import { createHash } from 'node:crypto';
+import { cooperative } from '../../util/yield.js';
 import { quoteIdent } from './connection.js';
 
 /** When an entry is restored: before the data, with it, or after it. */
@@ -208,7 +209,8 @@ function sortKey(entry: TocEntry): string {
  * Orders entries so each comes after what it depends on, ties broken by section, kind priority and
  * name (as pg_dump does). A dependency cycle is broken at its lowest-priority entry, and reported.
  */
-export function sortEntries(entries: readonly TocEntry[]): { sorted: TocEntry[]; cycles: TocEntry[] } {
+export async function sortEntries(entries: readonly TocEntry[]): Promise<{ sorted: TocEntry[]; cycles: TocEntry[] }> {
+  const yieldNow = cooperative();
   const byId = new Map(entries.map((entry) => [entry.id, entry]));
   const waitingOn = new Map<number, number>();
   const dependents = new Map<number, number[]>();
@@ -220,6 +222,7 @@ export function sortEntries(entries: readonly TocEntry[]): { sorted: TocEntry[];
       if (list) list.push(entry.id);
       else dependents.set(dep, [entry.id]);
     }
+    await yieldNow();
   }
   // The ids in key order, and the heap holds positions in it: numbers compare much faster than the
   // string keys did, which took most of the time of ordering 10,000 entries.
@@ -241,6 +244,7 @@ export function sortEntries(entries: readonly TocEntry[]): { sorted: TocEntry[];
     }
   };
   while (sorted.length < entries.length) {
+    await yieldNow();
     const next = ready.pop();
     if (next !== undefined) {
       if (!done.has(byKey[next]!)) release(byKey[next]!);
@@ -348,7 +352,7 @@ export function clientEncoding(from: { readonly database: Pick<DatabaseLocale, '
 }
 
 /** The TOC as a script a person can read and load with psql: every schema statement, no data. */
-export function renderSchemaSql(toc: Toc): string {
+export async function renderSchemaSql(toc: Toc): Promise<string> {
   const lines = [
     `--`,
     `-- PostgreSQL database schema, written by backupkit`,
@@ -360,11 +364,61 @@ export function renderSchemaSql(toc: Toc): string {
     ...RESTORE_SETTINGS,
     '',
   ];
+  const yieldNow = cooperative();
   for (const entry of toc.entries) {
     if (entry.section === 'data' || entry.kind === 'MATERIALIZED VIEW DATA') continue;
     lines.push(...renderEntry(entry));
+    await yieldNow();
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** `toc.json`: the TOC as `JSON.stringify(toc, null, 1)` writes it, built between turns of the event loop. */
+export async function renderTocJson(toc: Toc): Promise<string> {
+  const pieces: string[] = [];
+  const yieldNow = cooperative();
+  for (const piece of jsonPieces(toc, 1)) {
+    pieces.push(piece);
+    await yieldNow();
+  }
+  return `${pieces.join('')}\n`;
+}
+
+/** The array items JSON.stringify writes in one call: a piece of jsonPieces. */
+const JSON_SLICE = 256;
+
+/**
+ * What `JSON.stringify(value, null, indent)` writes of an object of plain data, in pieces: its
+ * arrays a slice of items at a time, so that a TOC of thousands of entries can be written (or
+ * hashed) a piece at a time, yielding to the event loop between pieces. Each piece is written by
+ * JSON.stringify itself, inside an object of its field alone, so that its indentation is the
+ * depth it has in `value`.
+ */
+export function* jsonPieces(value: object, indent: 0 | 1): Generator<string> {
+  const newline = indent === 1 ? '\n' : '';
+  const fields = Object.entries(value).filter(([, field]) => field !== undefined);
+  if (fields.length === 0) {
+    yield '{}';
+    return;
+  }
+  yield `{${newline}`;
+  for (const [i, [key, field]] of fields.entries()) {
+    const tail = i < fields.length - 1 ? `,${newline}` : newline;
+    // `{\n "key": …\n}` without the braces, or `{"key":…}`.
+    const alone = (item: unknown): string => JSON.stringify({ [key]: item }, null, indent).slice(1 + newline.length, -1 - newline.length);
+    if (!Array.isArray(field) || field.length === 0) {
+      yield `${alone(field)}${tail}`;
+      continue;
+    }
+    const head = `${indent === 1 ? ' ' : ''}${JSON.stringify(key)}:${indent === 1 ? ' ' : ''}[${newline}`;
+    const end = `${newline}${indent === 1 ? ' ' : ''}]`;
+    yield head;
+    for (let start = 0; start < field.length; start += JSON_SLICE) {
+      yield `${start === 0 ? '' : `,${newline}`}${alone(field.slice(start, start + JSON_SLICE)).slice(head.length, -end.length)}`;
+    }
+    yield `${end}${tail}`;
+  }
+  yield '}';
 }
 
 export function renderEntry(entry: TocEntry): string[] {

@@ -1,7 +1,7 @@
-import type pg from 'pg';
 import { quoteLiteral } from '../connection.js';
 import type { Section } from '../toc.js';
 import { aclStatements, type AclPlan } from './privileges.js';
+import type { CatalogSessions } from './sessions.js';
 
 /** Objects created by initdb or by the system have OIDs below this (FirstNormalObjectId). */
 export const FIRST_NORMAL_OID = 16384;
@@ -32,13 +32,21 @@ export type NewDraft = Omit<Draft, 'id' | 'creates' | 'after' | 'needs'> & { cre
 
 type Row = Record<string, unknown>;
 
-/** What every catalog reader shares: the snapshot's connection, the schemas backed up, and the entries read so far. */
-export class CatalogBuilder {
-  readonly drafts: Draft[] = [];
-  private nextId = 1;
+/** What the readers of one catalog read share: the connections, the entries read so far, the next id. */
+interface Shared {
+  readonly sessions: CatalogSessions;
+  readonly drafts: Draft[];
+  nextId: number;
+}
 
-  constructor(
-    private readonly client: pg.Client,
+/**
+ * What every catalog reader is given: the snapshot's connections, the schemas backed up, and the
+ * entries read so far. Each reader run by {@link CatalogBuilder.readInOrder} has a builder of its
+ * own, which holds the results of its queries back until its turn.
+ */
+export class CatalogBuilder {
+  private constructor(
+    private readonly shared: Shared,
     /** OIDs of the schemas backed up: the `$1` of most queries. */
     readonly namespaces: number[],
     /** The OIDs of the system catalogs (pg_class, pg_proc, …) whose rows entries create. */
@@ -51,10 +59,52 @@ export class CatalogBuilder {
      */
     readonly wholeDatabase: boolean,
     readonly warn: (warning: { code: 'SKIPPED'; message: string }) => void,
-  ) {}
+    /** Settles once the readers before this one are done. */
+    private readonly turn: Promise<void>,
+  ) {
+    void turn.then(() => (this.inTurn = true));
+  }
 
+  /** Its turn came: its queries go before those of the readers after it. */
+  private inTurn = false;
+
+  static create(
+    sessions: CatalogSessions, namespaces: number[], classIds: Readonly<Record<string, number>>, serverVersion: number, wholeDatabase: boolean,
+    warn: (warning: { code: 'SKIPPED'; message: string }) => void,
+  ): CatalogBuilder {
+    return new CatalogBuilder({ sessions, drafts: [], nextId: 1 }, namespaces, classIds, serverVersion, wholeDatabase, warn, Promise.resolve());
+  }
+
+  get drafts(): Draft[] {
+    return this.shared.drafts;
+  }
+
+  /** Sent at once; the rows (or the failure) come once it is this reader's turn. */
   async query<T extends Row>(sql: string, params: unknown[] = []): Promise<T[]> {
-    return (await this.client.query<T>(sql, params)).rows;
+    const rows = this.shared.sessions.query<T>(sql, params, this.inTurn);
+    rows.catch(() => {}); // awaited below, in turn
+    await this.turn;
+    return await rows;
+  }
+
+  /**
+   * Runs readers side by side: each one's queries go to the server at once, but their results reach
+   * it (so it adds its entries, or fails) only once the readers before it are done: entry ids,
+   * warnings and the failure reported are those of running them one after the other. A reader must
+   * not read or add entries before its first query.
+   */
+  async readInOrder(readers: ReadonlyArray<(b: CatalogBuilder) => Promise<unknown>>): Promise<void> {
+    let turn = this.turn;
+    const runs = readers.map((read) => {
+      const run = read(new CatalogBuilder(this.shared, this.namespaces, this.classIds, this.serverVersion, this.wholeDatabase, this.warn, turn));
+      run.catch(() => {}); // awaited below, in order
+      // The next reader's turn comes once this one is done and its own turn came: a reader may end
+      // without a query, so without waiting for its turn (publications, with `schemas`).
+      const before = turn;
+      turn = run.then(() => before, () => before);
+      return run;
+    });
+    for (const run of runs) await run;
   }
 
   /** A catalog object as `classid:objid`, the form pg_depend rows are matched in. */
@@ -64,12 +114,12 @@ export class CatalogBuilder {
 
   /** A fresh entry id, for entries made after the readers (sequence values, a view's second half). */
   newId(): number {
-    return this.nextId++;
+    return this.shared.nextId++;
   }
 
   add(draft: NewDraft): Draft {
     const entry: Draft = { id: this.newId(), creates: [], after: [], needs: [], ...draft };
-    this.drafts.push(entry);
+    this.shared.drafts.push(entry);
     return entry;
   }
 

@@ -6,21 +6,22 @@
  */
 import type pg from 'pg';
 import { BackupError } from '../../../errors.js';
-import type { Toc } from '../toc.js';
+import type { LargeObjectInfo, Toc, TocEntry, TocTable } from '../toc.js';
 import { CatalogBuilder, notExtensionMember } from './builder.js';
-import { sortedEntries } from './dependencies.js';
+import { readDependencies, sortedEntries } from './dependencies.js';
 import { readDefaultPrivileges, readEventTriggers, readPublications, readSubscriptions } from './database-wide.js';
 import { readExtensionConfig } from './extension-config.js';
 import { readForeignData } from './foreign-data.js';
 import { readLargeObjects } from './large-objects.js';
 import { readOperatorClasses, readOperators, readTextSearch } from './operators.js';
-import { readPostData } from './post-data.js';
+import { POST_DATA_READERS } from './post-data.js';
 import { lockTables, refuseOldServer, refuseUncovered } from './preflight.js';
 import { aclSql } from './privileges.js';
 import { readRelations } from './relations.js';
 import { readCasts, readRoutines } from './routines.js';
 import { addSchemas, readCollations, readExtensions, type NamespaceRow } from './schemas.js';
-import { carryCommentBytes, readAsBytes, refuseOtherBytes } from './sql-ascii.js';
+import { BYTES_ENCODING, carryCommentBytes, readAsBytes, refuseOtherBytes } from './sql-ascii.js';
+import { CatalogSessions } from './sessions.js';
 import { readTablespaces } from './tablespaces.js';
 import { readTypes } from './types.js';
 
@@ -29,11 +30,36 @@ import { readTypes } from './types.js';
  * the snapshot transaction, with search_path ''.
  */
 export async function readCatalog(
-  client: pg.Client, options: { schemas?: readonly string[] | undefined; lockTimeoutMs: number; warn: (warning: { code: 'SKIPPED'; message: string }) => void },
+  client: pg.Client,
+  options: { schemas?: readonly string[] | undefined; lockTimeoutMs: number; warn: (warning: { code: 'SKIPPED'; message: string }) => void; helpers: CatalogHelpers },
+): Promise<Toc> {
+  const bytes = await readAsBytes(client);
+  const sessions = new CatalogSessions(client);
+  const { count, open, setup } = options.helpers;
+  sessions.addHelpers(count, open, [...setup, ...(bytes ? [BYTES_ENCODING] : [])].join(';\n'));
+  try {
+    return await readWithSessions(client, sessions, bytes, options);
+  } finally {
+    await sessions.end();
+  }
+}
+
+/**
+ * Connections that read the catalogs beside the snapshot's own: `open` connects one, `setup`
+ * imports the snapshot in a transaction and applies its settings.
+ */
+export interface CatalogHelpers {
+  readonly count: number;
+  readonly open: () => Promise<pg.Client>;
+  readonly setup: readonly string[];
+}
+
+async function readWithSessions(
+  client: pg.Client, sessions: CatalogSessions, bytes: boolean,
+  options: { schemas?: readonly string[] | undefined; lockTimeoutMs: number; warn: (warning: { code: 'SKIPPED'; message: string }) => void },
 ): Promise<Toc> {
   const { schemas } = options;
   const q = async <T extends Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<T[]> => (await client.query<T>(sql, params)).rows;
-  const bytes = await readAsBytes(client);
 
   const [server] = await q<{
     version: string; num: number; db: string; encoding: string; collate: string; ctype: string; provider: string | null; locale: string | null; rules: string | null; tablespace: string;
@@ -68,31 +94,29 @@ export async function readCatalog(
   }
 
   refuseOldServer(server!.version, server!.num);
-  const b = new CatalogBuilder(client, namespaces, classIds, server!.num, schemas === undefined, options.warn);
+  const b = CatalogBuilder.create(sessions, namespaces, classIds, server!.num, schemas === undefined, options.warn);
   await refuseUncovered(b);
   await lockTables(client, namespaces, options.lockTimeoutMs);
 
   addSchemas(b, namespaceRows);
-  await readExtensions(b);
-  await readCollations(b);
-  await readForeignData(b);
-  await readTypes(b);
-  await readRoutines(b);
-  await readCasts(b);
-  await readOperators(b);
-  await readOperatorClasses(b);
-  await readTextSearch(b);
-  const { tables, sequenceValues } = await readRelations(b);
-  await readPostData(b);
-  await readPublications(b);
-  await readSubscriptions(b);
-  await readDefaultPrivileges(b);
-  await readEventTriggers(b);
-  await readTablespaces(b);
-  const configTables = await readExtensionConfig(b);
-  if (bytes) await carryCommentBytes(b);
-  const entries = await sortedEntries(b, schemas, sequenceValues);
-  const largeObjects = await readLargeObjects(b);
+  let relations!: Awaited<ReturnType<typeof readRelations>>;
+  let configTables!: TocTable[];
+  let entries!: TocEntry[];
+  let largeObjects!: LargeObjectInfo[];
+  await b.readInOrder([
+    readExtensions, readCollations, readForeignData, readTypes, readRoutines, readCasts, readOperators, readOperatorClasses, readTextSearch,
+    async (lane) => (relations = await readRelations(lane)),
+    ...POST_DATA_READERS,
+    readPublications, readSubscriptions, readDefaultPrivileges, readEventTriggers, readTablespaces,
+    async (lane) => (configTables = await readExtensionConfig(lane)),
+    ...(bytes ? [carryCommentBytes] : []),
+    async (lane) => {
+      const dependencies = await readDependencies(lane);
+      entries = await sortedEntries(lane, dependencies, schemas, relations.sequenceValues);
+    },
+    async (lane) => (largeObjects = await readLargeObjects(lane)),
+  ]);
+  const { tables } = relations;
   const toc: Toc = {
     formatVersion: 1,
     server: { version: server!.version, versionNum: server!.num },

@@ -1,4 +1,5 @@
 /** What is created after the data: constraints, indexes, extended statistics, triggers, rules, policies. */
+import { cooperative } from '../../../util/yield.js';
 import { quoteIdent } from '../connection.js';
 import { commentJoin, notExtensionMember, type CatalogBuilder, type Draft } from './builder.js';
 
@@ -10,21 +11,15 @@ function onTable(rel: string): string {
   return `JOIN pg_class c ON c.oid = ${rel} JOIN pg_namespace n ON n.oid = c.relnamespace`;
 }
 
-export async function readPostData(b: CatalogBuilder): Promise<void> {
-  await readConstraintsAndIndexes(b);
-  await readIndexAttaches(b);
-  await readStatistics(b);
-  await readTriggers(b);
-  await readRules(b);
-  await readPolicies(b);
-}
+/** The readers of what is created after the data, in the order they add their entries. */
+export const POST_DATA_READERS = [readConstraintsAndIndexes, readIndexAttaches, readStatistics, readTriggers, readRules, readPolicies];
 
 /**
  * Constraints that live outside CREATE TABLE (check constraints NOT VALID too), then the indexes: a
  * primary key's or unique constraint's index is its constraint's entry.
  */
 async function readConstraintsAndIndexes(b: CatalogBuilder): Promise<void> {
-  const constraintRows = await b.query<{
+  const constraintsRead = b.query<{
     oid: number; schema: string; table: string; tableName: string; relkind: string; name: string; contype: string; def: string; index: number; comment: string | null;
     indexName: string | null; indexOptions: string[] | null; indexComment: string | null;
   }>(`
@@ -41,23 +36,8 @@ async function readConstraintsAndIndexes(b: CatalogBuilder): Promise<void> {
        AND ${notExtensionMember('pg_class', 'c.oid')}
      -- In a fixed order, so that entry ids do not change with the query plan (incremental backups compare TOCs).
      ORDER BY n.nspname, c.relname, co.conname`, [b.namespaces]);
-  const indexCreators = new Map<number, Draft>();
-  for (const row of constraintRows) {
-    const foreign = row.contype === 'f';
-    // A CHECK constraint is added to the children too (they have it, inherited): ONLY fails on an inheritance parent.
-    const only = (foreign && row.relkind === 'p') || row.contype === 'c' ? '' : 'ONLY ';
-    const indexOptions = row.indexOptions ? ` WITH (${row.indexOptions.join(', ')})` : '';
-    const entry = b.add({
-      kind: foreign ? 'FK CONSTRAINT' : 'CONSTRAINT', schema: row.schema, name: `${row.tableName} ${row.name}`, section: 'post-data',
-      sql: `ALTER TABLE ${only}${row.table}\n    ADD CONSTRAINT ${row.name} ${row.def}${indexOptions};`,
-      creates: [b.key('pg_constraint', row.oid), ...(foreign || row.index === 0 ? [] : [b.key('pg_class', row.index)])],
-    });
-    if (!foreign && row.index !== 0) indexCreators.set(row.index, entry);
-    b.comment(`CONSTRAINT ${row.name} ON ${row.table}`, row.comment, entry, row.schema);
-    if (!foreign && row.indexName) b.comment(`INDEX ${row.indexName}`, row.indexComment, entry, row.schema);
-  }
-
-  const indexes = await b.query<{
+  // Sent with the constraints' query, to run beside it.
+  const indexesRead = b.query<{
     oid: number; schema: string; name: string; ident: string; qname: string; table: string; valid: boolean; clustered: boolean; replident: boolean;
     /** Null for the index of a constraint, which the constraint's entry creates. */
     def: string | null;
@@ -76,7 +56,29 @@ async function readConstraintsAndIndexes(b: CatalogBuilder): Promise<void> {
       LEFT JOIN pg_constraint k ON k.conrelid = i.indrelid AND k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x')
      WHERE c.relnamespace = ANY($1) AND c.relkind IN ('r', 'p', 'm') AND ${notExtensionMember('pg_class', 'c.oid')}
      ORDER BY n.nspname, ic.relname`, [b.namespaces]);
+  indexesRead.catch(() => {}); // awaited once the constraints are added
+  const constraintRows = await constraintsRead;
+  const indexCreators = new Map<number, Draft>();
+  const yieldNow = cooperative();
+  for (const row of constraintRows) {
+    await yieldNow();
+    const foreign = row.contype === 'f';
+    // A CHECK constraint is added to the children too (they have it, inherited): ONLY fails on an inheritance parent.
+    const only = (foreign && row.relkind === 'p') || row.contype === 'c' ? '' : 'ONLY ';
+    const indexOptions = row.indexOptions ? ` WITH (${row.indexOptions.join(', ')})` : '';
+    const entry = b.add({
+      kind: foreign ? 'FK CONSTRAINT' : 'CONSTRAINT', schema: row.schema, name: `${row.tableName} ${row.name}`, section: 'post-data',
+      sql: `ALTER TABLE ${only}${row.table}\n    ADD CONSTRAINT ${row.name} ${row.def}${indexOptions};`,
+      creates: [b.key('pg_constraint', row.oid), ...(foreign || row.index === 0 ? [] : [b.key('pg_class', row.index)])],
+    });
+    if (!foreign && row.index !== 0) indexCreators.set(row.index, entry);
+    b.comment(`CONSTRAINT ${row.name} ON ${row.table}`, row.comment, entry, row.schema);
+    if (!foreign && row.indexName) b.comment(`INDEX ${row.indexName}`, row.indexComment, entry, row.schema);
+  }
+
+  const indexes = await indexesRead;
   for (const index of indexes) {
+    await yieldNow();
     if (!index.valid) {
       // What a failed CREATE INDEX CONCURRENTLY leaves: recreating it would fail the restore (a unique one) or
       // build an index the source does not use. pg_dump skips it too.

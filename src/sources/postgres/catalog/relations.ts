@@ -1,4 +1,5 @@
 /** Tables, sequences, views and materialized views: one entry each, with their columns, defaults, comments and grants. */
+import { cooperative } from '../../../util/yield.js';
 import { quoteLiteral } from '../connection.js';
 import type { TocTable } from '../toc.js';
 import { FIRST_NORMAL_OID, commentJoin, notExtensionMember, type CatalogBuilder, type Draft } from './builder.js';
@@ -68,7 +69,7 @@ function sequenceOptions(s: string): string {
  * snapshot. Returns the tables whose data is copied and the SQL that sets each sequence's value.
  */
 export async function readRelations(b: CatalogBuilder): Promise<{ tables: TocTable[]; sequenceValues: Array<[number, string]> }> {
-  const relations = await b.query<RelationRow>(`
+  const [relations, columns, attrdefs] = await Promise.all([b.query<RelationRow>(`
     SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, format('%I.%I', n.nspname, c.relname) AS qname, c.relkind,
            c.relpersistence AS persistence, c.relispartition AS ispartition, c.reltype::int AS rowtype, rt.typarray::int AS rowarray,
            quote_ident(pg_get_userbyid(c.relowner)) AS owner, ${aclSql('c.relacl')} AS acl, cd.description AS comment,
@@ -102,14 +103,16 @@ export async function readRelations(b: CatalogBuilder): Promise<{ tables: TocTab
       LEFT JOIN pg_foreign_table ft ON ft.ftrelid = c.oid LEFT JOIN pg_foreign_server fs ON fs.oid = ft.ftserver
       ${commentJoin('cd', 'pg_class', 'c.oid')}
      WHERE ${inRelations('c')}
-     ORDER BY n.nspname, c.relname`, [b.namespaces]);
-  const columns = await readColumns(b);
+     ORDER BY n.nspname, c.relname`, [b.namespaces]), readColumns(b), readDefaults(b)]);
   for (const rel of relations) rel.columns = columns.get(rel.oid) ?? null;
-  const state: Relations = { builder: b, tables: [], sequenceReads: [], byQname: new Map(), attaches: [], attrdefs: await readDefaults(b) };
+  const state: Relations = { builder: b, tables: [], sequenceReads: [], byQname: new Map(), attaches: [], attrdefs };
+  // Thousands of relations: added between turns of the event loop.
+  const yieldNow = cooperative();
   for (const rel of relations) {
     if (rel.relkind === 'S') addSequence(state, rel);
     else if (rel.relkind === 'v' || rel.relkind === 'm') addView(state, rel);
     else addTable(state, rel);
+    await yieldNow();
   }
   const { byQname, attaches } = state;
   for (const attach of attaches) {

@@ -36,22 +36,9 @@ export function addSchemas(b: CatalogBuilder, namespaceRows: readonly NamespaceR
  */
 export async function readExtensions(b: CatalogBuilder): Promise<void> {
   const extensionEntries = new Map<number, Draft>();
-  for (const ext of await b.query<{ oid: number; name: string; ident: string; schema: string; comment: string | null }>(`
-    SELECT e.oid::int AS oid, e.extname AS name, quote_ident(e.extname) AS ident, quote_ident(n.nspname) AS schema,
-           obj_description(e.oid, 'pg_extension') AS comment
-      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-     ORDER BY e.extname`)) {
-    const entry = b.add({
-      kind: 'EXTENSION', schema: null, name: ext.name, section: 'pre-data',
-      sql: `CREATE EXTENSION IF NOT EXISTS ${ext.ident} WITH SCHEMA ${ext.schema};`, creates: [b.key('pg_extension', ext.oid)],
-    });
-    extensionEntries.set(ext.oid, entry);
-    b.comment(`EXTENSION ${ext.ident}`, ext.comment, entry, null);
-  }
-
   // Grants on an extension's members that differ from what its script set (pg_init_privs), as pg_dump
   // dumps them: `REVOKE EXECUTE ON FUNCTION crypt(…) FROM PUBLIC` is lost otherwise, reopening access.
-  for (const member of await b.query<{ ext: number; schema: string; target: string; owner: string; acl: string | null }>(`
+  const membersRead = b.query<{ ext: number; schema: string; target: string; owner: string; acl: string | null }>(`
     SELECT m.ext::int AS ext, n.nspname AS schema, m.target, quote_ident(pg_get_userbyid(m.owner)) AS owner, ${aclSql('m.acl')} AS acl
       FROM (SELECT d.refobjid AS ext, p.pronamespace AS ns, p.proowner AS owner, d.classid, d.objid,
                    format('%s %I.%I(%s)', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS target,
@@ -72,7 +59,22 @@ export async function readExtensions(b: CatalogBuilder): Promise<void> {
       JOIN pg_namespace n ON n.oid = m.ns
       LEFT JOIN pg_init_privs i ON i.classoid = m.classid AND i.objoid = m.objid AND i.objsubid = 0
      WHERE m.ns = ANY($1) AND (CASE WHEN m.unset THEN NULL ELSE m.acl END) IS DISTINCT FROM i.initprivs
-     ORDER BY m.target`, [b.namespaces])) {
+     ORDER BY m.target`, [b.namespaces]);
+  membersRead.catch(() => {}); // awaited once the extensions are added
+  for (const ext of await b.query<{ oid: number; name: string; ident: string; schema: string; comment: string | null }>(`
+    SELECT e.oid::int AS oid, e.extname AS name, quote_ident(e.extname) AS ident, quote_ident(n.nspname) AS schema,
+           obj_description(e.oid, 'pg_extension') AS comment
+      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+     ORDER BY e.extname`)) {
+    const entry = b.add({
+      kind: 'EXTENSION', schema: null, name: ext.name, section: 'pre-data',
+      sql: `CREATE EXTENSION IF NOT EXISTS ${ext.ident} WITH SCHEMA ${ext.schema};`, creates: [b.key('pg_extension', ext.oid)],
+    });
+    extensionEntries.set(ext.oid, entry);
+    b.comment(`EXTENSION ${ext.ident}`, ext.comment, entry, null);
+  }
+
+  for (const member of await membersRead) {
     const ext = extensionEntries.get(member.ext);
     if (!ext) continue;
     // An empty ACL (everything revoked, the owner's rights too) is null here: revoke and grant nothing.

@@ -14,6 +14,8 @@ import type { CatalogBuilder } from './builder.js';
 /** What `pg` makes of bytes that are not UTF-8: each bad sequence reads as this character. */
 const REPLACEMENT = '\uFFFD';
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+/** The server sends a SQL_ASCII database's bytes as they are. */
+export const BYTES_ENCODING = "SET LOCAL client_encoding = 'SQL_ASCII'";
 
 /**
  * In a SQL_ASCII database, has the server send the catalogs' bytes as they are, and fails if a
@@ -23,7 +25,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 export async function readAsBytes(client: pg.Client): Promise<boolean> {
   const { rows } = await client.query<{ encoding: string; database: string }>("SELECT current_setting('server_encoding') AS encoding, current_database() AS database");
   if (rows[0]?.encoding !== 'SQL_ASCII') return false;
-  await client.query("SET LOCAL client_encoding = 'SQL_ASCII'");
+  await client.query(BYTES_ENCODING);
   const { rows: names } = await client.query<{ schema: Buffer; name: Buffer }>(`
     SELECT convert_to(n.nspname::text, 'SQL_ASCII') AS schema, convert_to(c.relname::text, 'SQL_ASCII') AS name
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname::text || c.relname::text ~ '[\\x80-\\xff]'`);
