@@ -205,6 +205,7 @@ export class ArchiveWriter {
     try {
       this.#checkStopped();
     } catch (error) {
+      work.catch(() => {}); // abandoned: a body stopped with the archive rejects, and nobody waits for it
       return Promise.reject(error);
     }
     return new Promise<T>((resolve, reject) => {
