@@ -15,7 +15,7 @@ import type { BackupType } from '../archive/format.js';
 import type { BackupInfo } from '../listing.js';
 import type { BackupWarning, Destination, Snapshot, SnapshotChanges, Source } from '../types.js';
 import { redactText } from '../util/redact.js';
-import { AbortRace, waitFor } from '../util/streams.js';
+import { AbortRace, closed, waitFor } from '../util/streams.js';
 import { BACKUPKIT_VERSION } from '../version.js';
 import { startChain, type ChainLink, type ChainStart } from './chain.js';
 import { FanOut, type UploadTarget } from './fan-out.js';
@@ -293,7 +293,12 @@ class Backup {
     const producing = this.#produce(writer, header);
     producing.catch((error: Error) => writer.dispose(error));
     const [produced, piped] = await Promise.allSettled([producing, piping]);
-    if (produced.status === 'rejected' || piped.status === 'rejected') throw this.#pickFailure(piped, produced);
+    if (produced.status === 'rejected' || piped.status === 'rejected') {
+      // Node 20's pipeline settles on the first error without waiting for the stages it destroys:
+      // the OpenPGP stage closes only once its thread has exited.
+      await Promise.all(encrypting.map((stage) => closed(stage)));
+      throw this.#pickFailure(piped, produced);
+    }
     return { stats: produced.value, size: checksum.size, sha256: checksum.digest() };
   }
 
