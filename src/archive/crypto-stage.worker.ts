@@ -8,6 +8,7 @@ import * as openpgp from 'openpgp';
 import { serveWorkerJob, type Channel } from '../util/worker-channel.js';
 import { DECRYPTED_HEAD_BYTES, decryptionError, keyDoesNotFit } from './encryption.js';
 import { quickCheckPrefix, quickCheck } from './quick-check.js';
+import { SeipdDecryptor, decryptsHere, startsWithLiteral } from './seipd-decrypt.js';
 import { SeipdEncryptor } from './seipd.js';
 
 /** What GnuPG 2.2 (Debian's) reads: AES-256, SEIPD v1 with MDC (no AEAD), no OpenPGP compression (the tar is compressed already). */
@@ -27,13 +28,12 @@ serveWorkerJob<CryptoJob, Uint8Array, Uint8Array, void>(async (job, channel) => 
   // Whether openpgp decrypts with a key that the quick check could not confirm.
   const decryption = { uncheckedKey: false, sent: 0 };
   try {
-    const reader = (await decrypt(job, input, decryption)).getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      const chunk = value.slice(); // a buffer of its own, to hand over without copying
+    const { chunks, own } = await decrypt(job, input, decryption);
+    for await (const value of chunks) {
+      // A buffer of its own, to hand over without copying.
+      const chunk = own ? value : value.slice();
       decryption.sent += chunk.length;
-      await channel.send(chunk, [chunk.buffer]);
+      await channel.send(chunk, [chunk.buffer as ArrayBuffer]);
     }
   } catch (error) {
     // A key that could not be checked and fails before the archive's head is out is most likely
@@ -100,7 +100,13 @@ function inputOf(channel: Channel<Uint8Array, Uint8Array>): Input {
   return { stream, ended, kept: () => kept };
 }
 
-async function decrypt(job: Extract<CryptoJob, { mode: 'decrypt' }>, { stream: input, ended, kept }: Input, decryption: { uncheckedKey: boolean }): Promise<ReadableStream<Uint8Array>> {
+/** The plaintext, and whether each of its chunks is the only view of its buffer (else it is copied to be sent). */
+interface Plaintext {
+  readonly chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+  readonly own: boolean;
+}
+
+async function decrypt(job: Extract<CryptoJob, { mode: 'decrypt' }>, { stream: input, ended, kept }: Input, decryption: { uncheckedKey: boolean }): Promise<Plaintext> {
   const message = job.armored
     ? ((await openpgp.readMessage({ armoredMessage: input.pipeThrough(new TextDecoderStream()) })) as unknown as openpgp.Message<ReadableStream<Uint8Array>>)
     : await openpgp.readMessage({ binaryMessage: input });
@@ -113,6 +119,8 @@ async function decrypt(job: Extract<CryptoJob, { mode: 'decrypt' }>, { stream: i
   const sessionKeys = verdicts.filter(({ verdict }) => verdict !== 'wrong').map(({ key }) => key);
   if (sessionKeys.length === 0) throw keyDoesNotFit(new Error('The session key fails the OpenPGP quick check'));
   decryption.uncheckedKey = verdicts.some(({ verdict }) => verdict === 'unknown');
+  const native = nativePlaintext(message, sessionKeys, prefix);
+  if (native) return { chunks: native, own: true };
   const decrypting = openpgp.decrypt({
     message,
     // A key's algorithm is null for a SEIPD v2 packet, which names its cipher itself: openpgp takes it.
@@ -121,7 +129,7 @@ async function decrypt(job: Extract<CryptoJob, { mode: 'decrypt' }>, { stream: i
     // Tampering is reported at the end of the message: safe, as restores commit nothing before.
     config: { allowUnauthenticatedStream: true },
   });
-  if (!decryption.uncheckedKey) return (await decrypting).data as ReadableStream<Uint8Array>;
+  if (!decryption.uncheckedKey) return { chunks: (await decrypting).data as ReadableStream<Uint8Array>, own: false };
   decrypting.catch(() => {}); // it may fail after the check below decided
   // With a wrong key of a cipher the quick check cannot test (Twofish), openpgp parses noise as
   // packets, and for some noise its streaming decrypt never settles (openpgp.js 6.3), even once it
@@ -129,12 +137,34 @@ async function decrypt(job: Extract<CryptoJob, { mode: 'decrypt' }>, { stream: i
   // has not when the message ended, the whole message, when it is small enough to have been kept,
   // is decrypted again in one piece, which checks the MDC before parsing anything.
   const first = await Promise.race([decrypting, ended.then(() => undefined)]);
-  if (first) return first.data as ReadableStream<Uint8Array>;
+  if (first) return { chunks: first.data as ReadableStream<Uint8Array>, own: false };
   const whole = kept();
   if (!whole) throw keyDoesNotFit(new Error('openpgp read the whole message without finding its data'));
   const bytes = Buffer.concat(whole);
   const again = job.armored ? await openpgp.readMessage({ armoredMessage: bytes.toString('utf8') }) : await openpgp.readMessage({ binaryMessage: bytes });
   const settled = await Promise.race([decrypting, openpgp.decrypt({ message: again, sessionKeys: sessionKeys as openpgp.SessionKey[], format: 'binary' })]);
   const data = settled.data as ReadableStream<Uint8Array> | Uint8Array;
-  return data instanceof Uint8Array ? new Blob([data]).stream() : data;
+  return { chunks: data instanceof Uint8Array ? [data] : data, own: false };
+}
+
+/**
+ * The plaintext of the message's SEIPD v1 packet decrypted by {@link SeipdDecryptor}, when the
+ * quick check confirmed one AES session key and the packet starts with literal data; undefined
+ * for anything else, which openpgp.js decrypts (it has consumed nothing of the packet then).
+ */
+function nativePlaintext(message: openpgp.Message<ReadableStream<Uint8Array>>, sessionKeys: readonly openpgp.DecryptedSessionKey[], prefix: Uint8Array | undefined): AsyncIterable<Uint8Array> | undefined {
+  const [key, ...others] = sessionKeys;
+  if (!key || others.length > 0 || !prefix || !decryptsHere(key.algorithm) || quickCheck(key, prefix) !== 'fits') return undefined;
+  if (!startsWithLiteral(key.algorithm!, key.data, prefix)) return undefined;
+  const packet = message.packets.find((candidate) => candidate instanceof openpgp.SymEncryptedIntegrityProtectedDataPacket) as { encrypted?: unknown } | undefined;
+  const encrypted = packet?.encrypted;
+  if (!(encrypted instanceof ReadableStream)) return undefined;
+  const decryptor = new SeipdDecryptor(key.algorithm!, key.data);
+  return (async function* () {
+    for await (const chunk of encrypted as ReadableStream<Uint8Array>) {
+      const data = decryptor.update(chunk);
+      if (data) yield data;
+    }
+    decryptor.final();
+  })();
 }

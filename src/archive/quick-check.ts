@@ -15,8 +15,8 @@ const CFB_CIPHERS: Partial<Record<openpgp.enums.symmetricNames, string>> = {
   tripledes: 'des-ede3-cfb',
 };
 
-/** The largest cipher block (16 bytes) and its two repeated bytes. */
-const PREFIX_BYTES = 18;
+/** The largest cipher block (16 bytes), its two repeated bytes, and the first octet after them (see `startsWithLiteral`). */
+const PREFIX_BYTES = 19;
 
 /** What openpgp.js keeps of a SEIPD packet it read, not in its public types. */
 interface SeipdFields {
