@@ -1,8 +1,9 @@
 /**
- * OpenPGP on a worker thread: openpgp.js decrypts with native calls but buffers and copies in
- * JavaScript, which stalled the host's event loop for 55-220 ms per run on the main thread;
- * encryption ({@link SeipdEncryptor}) hashes and encrypts 2-4 MiB per native call. Data flows both
- * ways through the worker channel, whose credits bound what is in flight.
+ * OpenPGP on a worker thread: openpgp.js reads and writes the session key packets and decrypts
+ * what is not ours to read (its buffering and copying in JavaScript stalled the host's event loop
+ * for 55-220 ms per run on the main thread); the data of the archives backupkit and GnuPG write is
+ * encrypted ({@link SeipdEncryptor}) and decrypted ({@link SeipdDecryptor}) a chunk per native
+ * call. Data flows both ways through the worker channel, whose credits bound what is in flight.
  */
 import * as openpgp from 'openpgp';
 import { serveWorkerJob, type Channel } from '../util/worker-channel.js';
