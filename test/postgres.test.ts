@@ -172,8 +172,9 @@ describe('postgres source', () => {
 
   it('verifyBackup restores into a throwaway database, reads every table back byte for byte, and drops it', async (t) => {
     const source = await createDatabase(t, 'verify', 'postgres-rich.sql');
-    // Big enough for several COPY chunks: their order in the restored table is what the hash checks.
-    await sql(source, "CREATE TABLE public.big AS SELECT g AS id, repeat(md5(g::text), 4) AS payload FROM generate_series(1, 60000) g");
+    // Big enough for several COPY chunks: their order in the restored table is what the hash checks,
+    // and past the first few, each is filled in the buffer of one the archive was done with.
+    await sql(source, "CREATE TABLE public.big AS SELECT g AS id, repeat(md5(g::text), 4) AS payload FROM generate_series(1, 150000) g");
     const dir = await tempDir(t, 'pg-verify');
     const db = new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(source) })] });
     await db.startBackup({ to: directory({ path: dir }) }).done;

@@ -48,6 +48,19 @@ describe('the worker channel', () => {
     assert.equal(result.received, 20);
   });
 
+  it('buffers given back are filled again by the other side, which then allocates none after the first few', async () => {
+    const { job } = start('refill', { window: 2, count: 20, bytes: 4096 });
+    for (let index = 0; index < 20; index++) {
+      const chunk = (await job.receive()) as Uint8Array;
+      assert.ok(chunk.length === 4096 && chunk.every((byte) => byte === index), `message ${index} whole`);
+      job.giveBack(chunk.buffer as ArrayBuffer);
+      assert.equal(chunk.length, 0, 'transferred: the view here is empty');
+    }
+    assert.equal(await job.receive(), undefined);
+    // Up to the window and the one being filled when the first came back are fresh.
+    assert.ok((await job.result).received >= 20 - 3, `${(await job.result).received} of 20 refilled`);
+  });
+
   it('a slow consumer on the main thread holds at most a window of messages: the worker waits', async () => {
     const { job, sent } = start('produce', { window: 3, count: 40, bytes: 1024 * 1024 });
     let consumed = 0;

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
-import { markSoleView } from '../util/worker-channel.js';
+import { copiedOut, markSoleView } from '../util/worker-channel.js';
 
 /**
  * Compresses one block into one self-contained member or frame, off the main thread, into a buffer
@@ -49,7 +49,8 @@ export class ParallelCompress extends Transform {
   }
 
   async #take(chunk: Buffer): Promise<void> {
-    for (let offset = 0; offset < chunk.length; ) {
+    const length = chunk.length;
+    for (let offset = 0; offset < length; ) {
       const block = this.#current();
       const copied = chunk.copy(block, this.#filled, offset, offset + BLOCK_SIZE - this.#filled);
       offset += copied;
@@ -60,6 +61,8 @@ export class ParallelCompress extends Transform {
       this.#submit(block, BLOCK_SIZE);
       await this.#emitUntil(this.#concurrency - 1);
     }
+    // Copied whole into the blocks: a lent buffer may go back to be filled again.
+    copiedOut(chunk.buffer, length);
   }
 
   #current(): Buffer {

@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import type { EntryType } from '../types.js';
+import { copiedOut } from '../util/worker-channel.js';
 
 /** What a header says about one entry. */
 export interface TarHeader {
@@ -121,6 +122,7 @@ export class TarPack extends Readable {
     }
     this.#chunk.set(bytes, this.#filled);
     this.#filled += bytes.length;
+    copiedOut(bytes.buffer, bytes.length);
     return this.#wanted;
   }
 

@@ -97,12 +97,14 @@ export class ArchiveWriter {
             piece = piece.subarray(0, size - written);
             sizeMismatch = true;
           }
-          for (let offset = 0; offset < piece.length; offset += SLICE) {
+          // Measured before it is written: a lent buffer (see `lend`) is empty once the compressor copied it.
+          for (let offset = 0, length = piece.length; offset < length; offset += SLICE) {
             const slice = piece.subarray(offset, offset + SLICE);
+            const sliceLength = slice.length;
             hash?.update(slice);
-            written += slice.length;
+            written += sliceLength;
             await this.#write(slice);
-            onBytes(slice.length);
+            onBytes(sliceLength);
             await this.#yieldNow();
           }
           if (sizeMismatch) break; // the file grew: stop reading, keep what was announced

@@ -14,6 +14,7 @@ import { BackupError, abortError, type BackupErrorCode } from '../errors.js';
 type Frame =
   | { kind: 'message'; value: unknown }
   | { kind: 'credit' }
+  | { kind: 'returned'; buffer: ArrayBuffer }
   | { kind: 'end' }
   | { kind: 'result'; value: unknown }
   | { kind: 'error'; error: SerializedError };
@@ -58,6 +59,8 @@ export class Channel<Out, In> {
   #ended = false;
   #failure: { error: unknown } | undefined;
   #wakeReceiver: (() => void) | undefined;
+  /** Buffers this side sent that the other side gave back to be filled again. */
+  readonly #returned: ArrayBuffer[] = [];
 
   constructor(
     private readonly port: Port,
@@ -95,6 +98,21 @@ export class Channel<Out, In> {
     if (take) this.#credits -= 1;
   }
 
+  /**
+   * Gives a buffer the other side sent back to it, to fill again instead of allocating one: fresh
+   * memory outside the heap for every message set off a full garbage collection every few of them.
+   * It is transferred: every view of it on this side is empty from now on.
+   */
+  giveBack(buffer: ArrayBuffer): void {
+    if (!this.#failure) this.port.postMessage({ kind: 'returned', buffer }, [buffer]);
+  }
+
+  /** A buffer given back by the other side ({@link giveBack}) of exactly `bytes`, if there is one. */
+  takeReturned(bytes: number): ArrayBuffer | undefined {
+    const at = this.#returned.findIndex((buffer) => buffer.byteLength === bytes);
+    return at === -1 ? undefined : this.#returned.splice(at, 1)[0];
+  }
+
   /** Tells the other side that no more messages come. */
   end(): void {
     if (!this.#failure) this.port.postMessage({ kind: 'end' });
@@ -130,6 +148,9 @@ export class Channel<Out, In> {
         this.#credits += 1;
         // All wake and check again: one may only be waiting for room (`writable`) or the last credit.
         for (const wake of this.#creditWaiters.splice(0)) wake();
+        return;
+      case 'returned':
+        this.#returned.push(frame.buffer);
         return;
       default:
         this.#ended = true;
@@ -307,6 +328,28 @@ export function transferable(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   // Node.js 21 and later can tell a buffer it refuses to transfer (its pool's); 20 cannot, and the mark suffices there.
   const refused = (threads as { isMarkedAsUntransferable?: (object: unknown) => boolean }).isMarkedAsUntransferable?.(bytes.buffer) ?? false;
   return soleViews.has(bytes) && bytes.buffer instanceof ArrayBuffer && !refused ? (bytes as Uint8Array<ArrayBuffer>) : ownCopy(bytes);
+}
+
+/** Buffers lent to the archive pipeline, by their ArrayBuffer: the bytes not copied out yet, and who takes the buffer back. */
+const loans = new WeakMap<ArrayBufferLike, { left: number; giveBack: () => void }>();
+
+/**
+ * Lends `bytes`, the only view in use of their ArrayBuffer, to the stages that follow: once they
+ * have copied every byte out ({@link copiedOut}), `giveBack` gets the buffer to fill again. Bytes
+ * that no stage copies (cut, or passed on as they are) keep the buffer lent: it is then collected.
+ */
+export function lend(bytes: Uint8Array, giveBack: () => void): void {
+  loans.set(bytes.buffer, { left: bytes.byteLength, giveBack });
+}
+
+/** Says that `length` bytes of `buffer` were copied out, and no view of them is kept: see {@link lend}. */
+export function copiedOut(buffer: ArrayBufferLike, length: number): void {
+  const loan = loans.get(buffer);
+  if (loan === undefined) return;
+  loan.left -= length;
+  if (loan.left > 0) return;
+  loans.delete(buffer);
+  loan.giveBack();
 }
 
 /** The worker's end of the channel, on its parent port. */

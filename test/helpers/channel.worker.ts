@@ -5,7 +5,7 @@
 import { BackupError } from '../../src/errors.js';
 import { serveWorkerJob } from '../../src/util/worker-channel.js';
 
-export type ChannelTestMode = 'echo' | 'produce' | 'gate' | 'throw' | 'throw-plain' | 'crash' | 'exit' | 'oom';
+export type ChannelTestMode = 'echo' | 'produce' | 'refill' | 'gate' | 'throw' | 'throw-plain' | 'crash' | 'exit' | 'oom';
 export interface ChannelTestData {
   mode: ChannelTestMode;
   counters: SharedArrayBuffer;
@@ -46,6 +46,17 @@ serveWorkerJob<ChannelTestData, Uint8Array, Uint8Array, ChannelTestResult>(async
     case 'produce':
       await produce(count);
       return { received: 0, maxBuffered: 0 };
+    case 'refill': {
+      // Fills a buffer the main thread gave back when there is one: `received` counts them.
+      let refilled = 0;
+      for (let index = 0; index < count; index++) {
+        const returned = channel.takeReturned(bytes);
+        if (returned) refilled += 1;
+        const chunk = new Uint8Array(returned ?? new ArrayBuffer(bytes)).fill(index % 256);
+        await channel.send(chunk, [chunk.buffer]);
+      }
+      return { received: refilled, maxBuffered: 0 };
+    }
     case 'throw': {
       const cause = Object.assign(new Error('the inner failure'), { code: 'ENOENT', path: '/nowhere' });
       throw new BackupError('TARGET_NOT_EMPTY', 'the job refused', { hint: 'empty the target', cause: new Error('the middle failure', { cause }) });

@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import * as zlib from 'node:zlib';
 import { compressionExtension, compressor, decompressorFor, Rechunk, resolveCompression, type CompressionAlgorithm } from '../../src/archive/compression.js';
 import { ParallelCompress } from '../../src/archive/parallel-compress.js';
-import { transferable } from '../../src/util/worker-channel.js';
+import { lend, transferable } from '../../src/util/worker-channel.js';
 
 const MiB = 1024 * 1024;
 /** zstd in the Node.js releases that have it (22.15 and later); the unit tier runs on 20 too. */
@@ -73,6 +73,27 @@ describe('compression framing', () => {
     assert.ok(Buffer.concat(out).equals(input));
     assert.deepEqual(out.map((block) => block.length).slice(0, -1), Array(10).fill(4 * MiB));
     assert.ok(blocks.size <= 5, `${blocks.size} blocks for 11`);
+  });
+
+  it('gives a lent buffer back once every byte of it was copied into its blocks, and one not copied whole never', async () => {
+    const whole = randomBytes(6 * MiB);
+    const part = randomBytes(6 * MiB);
+    let givenBack = 0;
+    lend(whole, () => (givenBack += 1));
+    lend(part, () => (givenBack += 10));
+    // Written in slices, as the archive writer does: the buffer goes back after its last slice only.
+    const slices = [...[0, 1, 2].map((i) => whole.subarray(i * 2 * MiB, (i + 1) * 2 * MiB)), part.subarray(0, MiB)];
+    const stage = new ParallelCompress(async (block) => Buffer.from(block));
+    const out: Buffer[] = [];
+    stage.on('data', (chunk: Buffer) => out.push(chunk));
+    const afterEach: number[] = [];
+    for (const slice of slices) {
+      await new Promise((resolve) => stage.write(slice, resolve));
+      afterEach.push(givenBack);
+    }
+    await new Promise((resolve) => stage.end(resolve));
+    assert.deepEqual(afterEach, [0, 0, 1, 1]);
+    assert.ok(Buffer.concat(out).equals(Buffer.concat([whole, part.subarray(0, MiB)])));
   });
 
   it('hands its compressed blocks on as buffers a thread may take uncopied; any other buffer is copied first', async () => {

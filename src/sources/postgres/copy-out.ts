@@ -15,7 +15,8 @@ const SKIPPED = new Set([0x48 /* 'H' CopyOutResponse */, 0x4e /* 'N' NoticeRespo
  * Streams one table's rows (or one piece's, 0-based, of a split table) as COPY text and cuts them
  * into chunks of about `chunkBytes`, each ending at a row boundary (the server sends one CopyData
  * message per row). `emit` may wait: that is the backpressure from the archive. It runs on a COPY
- * worker thread, which is stopped by terminating it.
+ * worker thread, which is stopped by terminating it. A full-size chunk is filled in a buffer of
+ * `spare` when it has one of `chunkBytes`: one the main thread was done with.
  */
 export async function copyTableOut(
   client: pg.Client,
@@ -23,6 +24,7 @@ export async function copyTableOut(
   chunkBytes: number,
   emit: (chunk: Buffer, index: number) => Promise<void>,
   piece?: number,
+  spare?: () => ArrayBuffer | undefined,
 ): Promise<DataFigures> {
   let bytes = 0;
   let chunks = 0;
@@ -32,7 +34,7 @@ export async function copyTableOut(
     bytes += data.length;
     chunks += 1;
     await emit(data, chunks);
-  });
+  }, spare);
   client.query(copy);
   const rows = await copy.done;
   return { rows, bytes, chunks, sha256: hash.digest('hex') };
@@ -78,6 +80,7 @@ class CopyOut implements pg.Submittable {
     private readonly text: string,
     private readonly chunkBytes: number,
     private readonly flush: (data: Buffer) => Promise<void>,
+    private readonly spare: (() => ArrayBuffer | undefined) | undefined,
   ) {
     this.done = new Promise((resolve, reject) => {
       this.resolve = resolve;
@@ -160,7 +163,8 @@ class CopyOut implements pg.Submittable {
     if (this.filled + length > this.chunkBytes && this.filled > 0) await this.flushChunk();
     const wanted = Math.max(this.filled + length, this.flushed ? this.chunkBytes : Math.min(this.chunkBytes, Math.max(FIRST_CHUNK_BYTES, 2 * capacity)));
     if (wanted <= (this.chunk?.length ?? 0)) return;
-    const grown = Buffer.allocUnsafeSlow(wanted);
+    const spare = wanted === this.chunkBytes ? this.spare?.() : undefined;
+    const grown = spare ? Buffer.from(spare) : Buffer.allocUnsafeSlow(wanted);
     if (this.filled > 0) this.chunk!.copy(grown, 0, 0, this.filled);
     this.chunk = grown;
   }

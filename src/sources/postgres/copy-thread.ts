@@ -1,12 +1,15 @@
 import type pg from 'pg';
 import { BackupError } from '../../errors.js';
-import { WorkerJob } from '../../util/worker-channel.js';
+import { WorkerJob, lend } from '../../util/worker-channel.js';
 import type { CopyRequest, CopyUnit, CopyWorkerData, FromCopyWorker } from './copy-thread.worker.js';
 import type { DataFigures } from './toc.js';
 
 /** The main thread's handle on one COPY worker thread: one request (a table, a piece, or a batch of small tables) at a time. */
 export class CopyThread {
-  private constructor(private readonly job: WorkerJob<CopyRequest, FromCopyWorker, void>) {}
+  private constructor(
+    private readonly job: WorkerJob<CopyRequest, FromCopyWorker, void>,
+    private readonly chunkBytes: number,
+  ) {}
 
   /**
    * Starts a thread whose connection sees exactly the exported snapshot; `credits` chunks may be
@@ -25,6 +28,7 @@ export class CopyThread {
         // A small heap is plenty for a few chunks in flight, and keeps each thread's memory bounded.
         resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 },
       }),
+      data.chunkBytes,
     );
   }
 
@@ -53,7 +57,12 @@ export class CopyThread {
     await this.job.send(request);
     for (let message = await this.job.receive(); message !== undefined; message = await this.job.receive()) {
       // A unit's chunks come before its summary, in the same message or an earlier one.
-      for (const { unit, index, data, sha256 } of message.chunks) await onChunk(unit, Buffer.from(data.buffer, data.byteOffset, data.byteLength), index, sha256);
+      for (const { unit, index, data, sha256 } of message.chunks) {
+        const chunk = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+        // A full chunk goes back to the thread to be filled again once the archive has copied it.
+        if (data.byteOffset === 0 && data.buffer.byteLength === this.chunkBytes) lend(chunk, () => this.job.giveBack(data.buffer as ArrayBuffer));
+        await onChunk(unit, chunk, index, sha256);
+      }
       for (const { unit, summary } of message.done) await onDone(unit, summary);
       if (message.last) return;
     }

@@ -61,6 +61,9 @@ serveWorkerJob<CopyWorkerData, FromCopyWorker, CopyRequest, void>(async (job, ch
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await client.query(`SET TRANSACTION SNAPSHOT '${job.snapshotId.replaceAll("'", "''")}'`);
     for (const setting of job.settings) await client.query(setting);
+    // Full chunks the main thread gave back once archived, or, when only hashing, this thread's own.
+    const kept: ArrayBuffer[] = [];
+    const spare = (): ArrayBuffer | undefined => channel.takeReturned(job.chunkBytes) ?? kept.pop();
     for await (const { units, send } of channel) {
       let pending: FromCopyWorker = { chunks: [], done: [], last: false };
       let pendingBytes = 0;
@@ -72,14 +75,17 @@ serveWorkerJob<CopyWorkerData, FromCopyWorker, CopyRequest, void>(async (job, ch
       };
       for (const [unit, { table, piece }] of units.entries()) {
         const summary = await copyTableOut(client, table, job.chunkBytes, async (chunk, index) => {
-          if (!send) return;
+          if (!send) {
+            if (chunk.byteOffset === 0 && chunk.buffer.byteLength === job.chunkBytes) kept.push(chunk.buffer as ArrayBuffer);
+            return;
+          }
           // Full chunks start their own allocation (Buffer.concat of >= 4 KiB is never pooled) and are
           // transferred, not copied; a small one may sit in Node's shared pool and is copied.
           const data = chunk.byteOffset === 0 && chunk.byteLength >= 64 * 1024 ? new Uint8Array(chunk.buffer, 0, chunk.byteLength) : new Uint8Array(chunk);
           pending.chunks.push({ unit, index, data, sha256: createHash('sha256').update(chunk).digest('hex') });
           pendingBytes += data.byteLength;
           if (pendingBytes >= job.chunkBytes) await flush(false);
-        }, piece).catch((error: unknown) => {
+        }, piece, spare).catch((error: unknown) => {
           throw asBackupError(error, 'SOURCE_FAILED', `Copying the rows of ${table.qualifiedName} failed`);
         });
         pending.done.push({ unit, summary });
