@@ -39,6 +39,8 @@ export interface SourceHooks {
   estimate?(): void;
   /** The entry hook: the entries handed to the backup, made from the snapshot's own. */
   entries?(entries: AsyncIterable<Entry>): AsyncIterable<Entry>;
+  /** Once the snapshot's `close()` has returned. */
+  closed?(): void;
 }
 
 /**
@@ -60,6 +62,7 @@ export function faultySource(source: Source, hooks: SourceHooks): { source: Sour
         async close() {
           closes += 1;
           await snapshot.close();
+          hooks.closed?.();
         },
         ...(snapshot.changes ? { changes: snapshot.changes.bind(snapshot) } : {}),
         ...(snapshot.state ? { state: snapshot.state.bind(snapshot) } : {}),
