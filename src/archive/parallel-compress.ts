@@ -29,6 +29,8 @@ export class ParallelCompress extends Transform {
   /** Blocks compressed already, to fill again. */
   readonly #spare: Buffer[] = [];
   #inFlight: Array<Promise<Buffer>> = [];
+  /** Compressions not settled yet, emitted or not: `_destroy` waits for them. */
+  readonly #running = new Set<Promise<void>>();
   #wroteBlock = false;
 
   constructor(compress: BlockCompressor) {
@@ -41,6 +43,14 @@ export class ParallelCompress extends Transform {
     this.#take(chunk).then(() => callback(), callback);
   }
 
+  /**
+   * Closes once the blocks still compressing have settled: after a cancel they would otherwise go
+   * on holding the libuv pool's threads and their memory past the backup's end.
+   */
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    void Promise.all(this.#running).then(() => callback(error));
+  }
+
   override _flush(callback: TransformCallback): void {
     // An empty input still gets one member, so the output is always a valid compressed file.
     if (this.#filled > 0 || !this.#wroteBlock) this.#submit(this.#current(), this.#filled);
@@ -49,7 +59,8 @@ export class ParallelCompress extends Transform {
   }
 
   async #take(chunk: Buffer): Promise<void> {
-    for (let offset = 0; offset < chunk.length; ) {
+    // A destroyed stream compresses no more of a chunk it was writing.
+    for (let offset = 0; offset < chunk.length && !this.destroyed; ) {
       const block = this.#current();
       const copied = chunk.copy(block, this.#filled, offset, offset + BLOCK_SIZE - this.#filled);
       offset += copied;
@@ -72,10 +83,12 @@ export class ParallelCompress extends Transform {
     const compressed = this.#compress(block.subarray(0, length));
     // Awaited in order by #emitUntil (no unhandled rejection meanwhile); zlib has read the block
     // once it settles, and then it can be filled again.
-    compressed.then(
-      () => this.#spare.push(block),
+    const settled = compressed.then(
+      () => void this.#spare.push(block),
       () => {},
     );
+    this.#running.add(settled);
+    void settled.then(() => this.#running.delete(settled));
     this.#inFlight.push(compressed);
     this.#wroteBlock = true;
   }
