@@ -10,15 +10,14 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import Sqlite from 'better-sqlite3';
-import { Database, directory, files, memory, s3, sqlite, type BackupOperation, type BackupOptions, type Destination, type Source, type Upload } from '../src/index.js';
+import { Database, directory, files, memory, s3, sqlite, type BackupOperation, type BackupOptions, type Destination, type Source } from '../src/index.js';
 import { rejectsWithCode } from './helpers/errors.js';
-import { faultySource, withBody } from './helpers/faulty.js';
+import { faultySource, interceptingWrites, withBody } from './helpers/faulty.js';
 import { mountSmallDisk, tempDir } from './helpers/fs.js';
 import { MOTO_CREDENTIALS, startMoto, type Moto } from './helpers/moto.js';
 import { createBank } from './helpers/sqlite.js';
@@ -90,39 +89,7 @@ function cancelAtBodyBytes(source: Source, state: CancelSwitch, counter: { bytes
  * until the upload is aborted (a stalled server); `onCommit` sees each commit.
  */
 function watched(inner: Destination, hooks: { onWrite?: (bytes: number) => 'hold' | undefined; onCommit?: (name: string) => void }): Destination {
-  return {
-    ...inner,
-    async create(name: string): Promise<Upload> {
-      const upload = await inner.create(name);
-      let written = 0;
-      const stream = new Writable({
-        highWaterMark: 64 * 1024,
-        write(chunk: Buffer, _encoding, callback) {
-          written += chunk.length;
-          if (hooks.onWrite?.(written) === 'hold') return; // the callback never comes: backpressure up to the tar entry
-          upload.stream.write(chunk, callback);
-        },
-        final(callback) {
-          upload.stream.end(callback);
-        },
-      });
-      upload.stream.on('error', (error) => stream.destroy(error));
-      return {
-        stream,
-        async commit() {
-          hooks.onCommit?.(name);
-          await upload.commit();
-        },
-        async abort() {
-          stream.destroy();
-          await upload.abort();
-        },
-      };
-    },
-    list: (prefix) => inner.list(prefix),
-    open: (name) => inner.open(name),
-    remove: (name) => inner.remove(name),
-  };
+  return interceptingWrites(inner, (written) => hooks.onWrite?.(written) ?? 'pass', { highWaterMark: 64 * 1024, ...(hooks.onCommit ? { onCommit: hooks.onCommit } : {}) });
 }
 
 /** Everything in a folder, hidden names included; a missing folder is empty. */

@@ -297,6 +297,48 @@ describe('files source', () => {
     assert.deepEqual(warnings.filter((w) => w.code === 'FILE_CHANGED').map((w) => w.path).sort(), ['fifo', 'folder'], JSON.stringify(warnings));
   });
 
+  it('leaves no spool in the temp folder when a backup is cancelled as its entries start, or its entries are read after close(), full or incremental', async (t) => {
+    const dir = await tempDir(t, 'files-spools');
+    const root = join(dir, 'source');
+    await makeTree(root);
+    // The spools go to the OS temp folder: a private one shows what a backup leaves there.
+    const tmp = join(dir, 'tmp');
+    await mkdir(tmp);
+    const previous = process.env['TMPDIR'];
+    process.env['TMPDIR'] = tmp;
+    t.after(() => {
+      if (previous === undefined) delete process.env['TMPDIR'];
+      else process.env['TMPDIR'] = previous;
+    });
+    const to = memory();
+    await new Database({ sources: [files({ name: 'uploads', dir: root })] }).startBackup({ to }).done;
+    for (const type of ['full', 'incremental'] as const) {
+      for (const when of ['as the entries start', 'entries read after close()'] as const) {
+        const label = `${type}, ${when}`;
+        await writeFile(join(root, `${type}-${when}`), 'a change, so that the incremental reads entries');
+        let closed: () => void = () => {};
+        const closing = new Promise<void>((resolve) => (closed = resolve));
+        let read: Promise<unknown> = Promise.resolve();
+        const { source } = faultySource(files({ name: 'uploads', dir: root }), {
+          async *entries(entries) {
+            op.cancel();
+            if (when === 'entries read after close()') await closing;
+            const iterator = entries[Symbol.asyncIterator]();
+            const first = iterator.next();
+            read = first.catch(() => {}); // the backup has stopped waiting for it
+            yield (await first).value as Entry;
+          },
+          closed,
+        });
+        const op = new Database({ sources: [source] }).startBackup({ to, type });
+        await rejectsWithCode(op.done, 'ABORTED');
+        await closing;
+        await read;
+        assert.deepEqual(await readdir(tmp), [], `${label}: no spool is left`);
+      }
+    }
+  });
+
   it('fails with SOURCE_FAILED when the folder does not exist', async (t) => {
     const dir = await tempDir(t);
     await rejectsWithCode(new Database({ sources: [files({ name: 'f', dir: join(dir, 'nope') })] }).startBackup({ to: memory() }).done, 'SOURCE_FAILED');

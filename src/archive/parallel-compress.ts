@@ -29,6 +29,8 @@ export class ParallelCompress extends Transform {
   /** Blocks compressed already, to fill again. */
   readonly #spare: Buffer[] = [];
   #inFlight: Array<Promise<Buffer>> = [];
+  /** Compressions not settled yet, emitted or not: `_destroy` waits for them. */
+  readonly #running = new Set<Promise<void>>();
   #wroteBlock = false;
 
   constructor(compress: BlockCompressor) {
@@ -41,6 +43,14 @@ export class ParallelCompress extends Transform {
     this.#take(chunk).then(() => callback(), callback);
   }
 
+  /**
+   * Closes once the blocks still compressing have settled: after a cancel they would otherwise go
+   * on holding the libuv pool's threads and their memory past the backup's end.
+   */
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    void Promise.all(this.#running).then(() => callback(error));
+  }
+
   override _flush(callback: TransformCallback): void {
     // An empty input still gets one member, so the output is always a valid compressed file.
     if (this.#filled > 0 || !this.#wroteBlock) this.#submit(this.#current(), this.#filled);
@@ -50,7 +60,9 @@ export class ParallelCompress extends Transform {
 
   async #take(chunk: Buffer): Promise<void> {
     const length = chunk.length;
-    for (let offset = 0; offset < length; ) {
+    let offset = 0;
+    // A destroyed stream compresses no more of a chunk it was writing.
+    while (offset < length && !this.destroyed) {
       const block = this.#current();
       const copied = chunk.copy(block, this.#filled, offset, offset + BLOCK_SIZE - this.#filled);
       offset += copied;
@@ -61,8 +73,8 @@ export class ParallelCompress extends Transform {
       this.#submit(block, BLOCK_SIZE);
       await this.#emitUntil(this.#concurrency - 1);
     }
-    // Copied whole into the blocks: a lent buffer may go back to be filled again.
-    copiedOut(chunk.buffer, length);
+    // Copied into the blocks: a lent buffer, once copied whole, may go back to be filled again.
+    copiedOut(chunk.buffer, offset);
   }
 
   #current(): Buffer {
@@ -75,10 +87,12 @@ export class ParallelCompress extends Transform {
     const compressed = this.#compress(block.subarray(0, length));
     // Awaited in order by #emitUntil (no unhandled rejection meanwhile); zlib has read the block
     // once it settles, and then it can be filled again.
-    compressed.then(
-      () => this.#spare.push(block),
+    const settled = compressed.then(
+      () => void this.#spare.push(block),
       () => {},
     );
+    this.#running.add(settled);
+    void settled.then(() => this.#running.delete(settled));
     this.#inFlight.push(compressed);
     this.#wroteBlock = true;
   }

@@ -13,6 +13,8 @@
  * streams.
  */
 import { createCipheriv, createHash, randomBytes, type Cipher, type Hash } from 'node:crypto';
+import { BackupError } from '../errors.js';
+import { ENCRYPTION_HINTS } from './encryption.js';
 
 /** openpgp.js's names of the ciphers a SEIPD v1 session key may have here (GNUPG_CONFIG, or AES-128 for recipients that do not list AES-256). */
 const CFB: Record<string, string> = { aes128: 'aes-128-cfb', aes192: 'aes-192-cfb', aes256: 'aes-256-cfb' };
@@ -42,7 +44,10 @@ export class SeipdEncryptor {
   /** `sessionKeyPackets` from openpgp.js's `encryptSessionKey`, for the session key `key` of `algorithm` (openpgp.js's name). */
   constructor(sessionKeyPackets: Uint8Array, algorithm: string, key: Uint8Array) {
     const cipher = CFB[algorithm];
-    if (!cipher) throw new Error(`No SEIPD v1 encryption with the cipher ${algorithm}`);
+    // Unreachable from the public API: for SEIPD v1, openpgp.js 6 (getPreferredCipherSuite) takes
+    // the AES-256 GNUPG_CONFIG asks for when every recipient lists it, else AES-128, whatever else
+    // the keys prefer (CAST5, 3DES, ...); keys that ask for AEAD are refused by prepareEncryption.
+    if (!cipher) throw new BackupError('INVALID_OPTIONS', `No SEIPD v1 encryption with the cipher ${algorithm}`, { hint: ENCRYPTION_HINTS.invalidEncrypt });
     this.#cipher = createCipheriv(cipher, key, Buffer.alloc(BLOCK_SIZE));
     this.#sessionKeyPackets = sessionKeyPackets;
   }

@@ -286,8 +286,9 @@ class Backup {
     const writer = (this.#writer = await ArchiveWriter.create(this.events.signal));
     const checksum = new ChecksumCounter();
     const { compression, encryption } = this.plan;
+    const compressing = compressor(compression);
     const encrypting = encryption ? [new Rechunk(), encryptor(encryption)] : [];
-    const stages = [writer.tar as unknown as Readable, compressor(compression), ...encrypting, checksum, new FanOut(this.#uploads, this.events.signal, this.plan.fence)];
+    const stages = [writer.tar as unknown as Readable, compressing, ...encrypting, checksum, new FanOut(this.#uploads, this.events.signal, this.plan.fence)];
     const piping = pipeline(stages, { signal: this.events.signal });
     piping.catch(() => {}); // settled below
     const producing = this.#produce(writer, header);
@@ -295,8 +296,9 @@ class Backup {
     const [produced, piped] = await Promise.allSettled([producing, piping]);
     if (produced.status === 'rejected' || piped.status === 'rejected') {
       // Node 20's pipeline settles on the first error without waiting for the stages it destroys:
-      // the OpenPGP stage closes only once its thread has exited.
-      await Promise.all(encrypting.map((stage) => closed(stage)));
+      // the compressor closes only once its blocks on the libuv pool have settled, the OpenPGP
+      // stage once its thread has exited.
+      await Promise.all([compressing, ...encrypting].map((stage) => closed(stage)));
       throw this.#pickFailure(piped, produced);
     }
     return { stats: produced.value, size: checksum.size, sha256: checksum.digest() };

@@ -8,13 +8,12 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dirname } from 'node:path';
-import { Writable } from 'node:stream';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BackupError, Database, memory, type ArchivedEntry, type BackupOperation, type BackupResult, type Destination, type Entry, type RestoreEntry, type RestoreSink, type RestoreTarget, type ScratchServers, type Snapshot, type Source, type SourceKind, type SourceMode, type Upload } from '../../src/index.js';
+import { BackupError, Database, memory, type ArchivedEntry, type BackupOperation, type BackupResult, type Destination, type Entry, type RestoreEntry, type RestoreSink, type RestoreTarget, type ScratchServers, type Snapshot, type Source, type SourceKind, type SourceMode } from '../../src/index.js';
 import { tellArchived } from '../helpers/archived.js';
 import { rejectsWithCode } from '../helpers/errors.js';
-import { failingAfter, faultySource, readsStrikingAfter, withBody } from '../helpers/faulty.js';
+import { failingAfter, faultySource, holdingAfter, readsStrikingAfter, withBody } from '../helpers/faulty.js';
 import { assertNoThreadLeft, workerThreads } from '../helpers/threads.js';
 
 /** One source kind under test, typed by its restore target. */
@@ -140,35 +139,6 @@ function bodiesFailing(source: Source, failure: Error): ReturnType<typeof faulty
       }
     },
   });
-}
-
-/** A destination whose uploads take `limit` bytes, then hold the next write (never calling back) and call `onHold`. */
-function holdingAfter(inner: Destination, limit: number, onHold: () => void): Destination {
-  return {
-    ...inner,
-    async create(name: string): Promise<Upload> {
-      const upload = await inner.create(name);
-      let written = 0;
-      const stream = new Writable({
-        write(chunk: Buffer, _encoding, callback) {
-          written += chunk.length;
-          if (written > limit) return onHold(); // backpressure all the way up to the source's threads
-          upload.stream.write(chunk, callback);
-        },
-        final(callback) {
-          upload.stream.end(callback);
-        },
-      });
-      return {
-        stream,
-        commit: () => upload.commit(),
-        async abort() {
-          stream.destroy();
-          await upload.abort();
-        },
-      };
-    },
-  };
 }
 
 /** Only a hang detector: each fault case settles in seconds; a hang fails instead of holding up the suite. */
@@ -483,52 +453,53 @@ export function testSource<Target>(label: string, make: () => Promise<SourceHarn
       { label: 'encrypted', backup: { encrypt: { passphrase: PASSPHRASE } }, restore: { decrypt: { passphrase: PASSPHRASE } } },
     ] as const;
 
-    // Each case checks the threads right as `done` settles: a thread that outlives it may still
-    // write into a folder the operation removed, or keep the host's process alive.
-    it('fails with DESTINATION_FAILED when the upload breaks while the source still has data in flight, and leaves no worker thread', HANG, withHarness(async (h) => {
+    /**
+     * Runs `fault` on the bulky source once per archive variant, then checks what it leaves as
+     * `done` settles: no worker thread (one that outlives it may still write into a folder the
+     * operation removed, or keep the host's process alive), the snapshot closed once, and nothing
+     * on the destination given (`fault` may wrap it).
+     */
+    const leavesNothing = async (h: SourceHarness<Target>, fault: (variant: (typeof archiveVariants)[number], source: Source, destination: Destination) => Promise<{ closes(): number }>) => {
       const source = await bulky(h);
       for (const variant of archiveVariants) {
         const before = workerThreads();
-        const counted = faultySource(source, {});
-        const inner = memory();
-        const to = failingAfter(inner, 1024);
-        await rejectsWithCode(new Database({ sources: [counted.source] }).startBackup({ to, compression: { algorithm: 'none' }, ...variant.backup }).done, 'DESTINATION_FAILED', /injected failure/);
+        const destination = memory();
+        const faulty = await fault(variant, source, destination);
         assertNoThreadLeft(before, variant.label);
-        assert.equal(counted.closes(), 1);
-        assert.deepEqual(await listed(inner), []);
+        assert.equal(faulty.closes(), 1, `${variant.label}: the snapshot is closed once`);
+        assert.deepEqual(await listed(destination), [], `${variant.label}: nothing is left on the destination`);
       }
-    }));
+    };
 
-    it('fails with SOURCE_FAILED when an entry body throws part-way, and leaves no worker thread', HANG, withHarness(async (h) => {
-      const source = await bulky(h);
-      for (const variant of archiveVariants) {
-        const before = workerThreads();
+    it('fails with DESTINATION_FAILED when the upload breaks while the source still has data in flight, and leaves no worker thread', HANG, withHarness((h) =>
+      leavesNothing(h, async (variant, source, destination) => {
+        const counted = faultySource(source, {});
+        const to = failingAfter(destination, 1024);
+        await rejectsWithCode(new Database({ sources: [counted.source] }).startBackup({ to, compression: { algorithm: 'none' }, ...variant.backup }).done, 'DESTINATION_FAILED', /injected failure/);
+        return counted;
+      }),
+    ));
+
+    it('fails with SOURCE_FAILED when an entry body throws part-way, and leaves no worker thread', HANG, withHarness((h) =>
+      leavesNothing(h, async (variant, source, destination) => {
         const failure = new Error('injected: a body broke after its first chunk');
         const faulty = bodiesFailing(source, failure);
-        const destination = memory();
         const error = await rejectsWithCode(new Database({ sources: [faulty.source] }).startBackup({ to: destination, ...variant.backup }).done, 'SOURCE_FAILED');
-        assertNoThreadLeft(before, variant.label);
         assert.equal(error.cause, failure, 'the body\'s own error is the cause');
-        assert.equal(faulty.closes(), 1);
-        assert.deepEqual(await listed(destination), []);
-      }
-    }));
+        return faulty;
+      }),
+    ));
 
-    it('is cancelled while the destination holds a write and the source waits on backpressure, and leaves no worker thread', HANG, withHarness(async (h) => {
-      const source = await bulky(h);
-      for (const variant of archiveVariants) {
-        const before = workerThreads();
+    it('is cancelled while the destination holds a write and the source waits on backpressure, and leaves no worker thread', HANG, withHarness((h) =>
+      leavesNothing(h, async (variant, source, destination) => {
         const counted = faultySource(source, {});
-        const inner = memory();
         const running: { op?: BackupOperation } = {};
-        const destination = holdingAfter(inner, 1024, () => setImmediate(() => running.op?.cancel()));
-        running.op = new Database({ sources: [counted.source] }).startBackup({ to: destination, compression: { algorithm: 'none' }, ...variant.backup });
+        const to = holdingAfter(destination, 1024, () => setImmediate(() => running.op?.cancel()));
+        running.op = new Database({ sources: [counted.source] }).startBackup({ to, compression: { algorithm: 'none' }, ...variant.backup });
         await rejectsWithCode(running.op.done, 'ABORTED');
-        assertNoThreadLeft(before, variant.label);
-        assert.equal(counted.closes(), 1);
-        assert.deepEqual(await listed(inner), []);
-      }
-    }));
+        return counted;
+      }),
+    ));
 
     it('leaves no worker thread when a backup succeeds, nor when a restore succeeds, fails reading or is cancelled', HANG, withHarness(async (h) => {
       const source = await bulky(h);

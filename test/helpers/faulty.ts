@@ -1,21 +1,32 @@
 import { Transform, Writable } from 'node:stream';
 import type { Destination, Entry, Snapshot, Source, Upload } from '../../src/index.js';
 
+/** What {@link interceptingWrites} does with a write: let it through, hold it (it never calls back), or fail it. */
+export type WriteVerdict = 'pass' | 'hold' | Error;
+
 /**
- * Wraps a destination so that every upload fails after `limit` bytes, as a disk filling up or a
- * connection dropping would. Decorates from outside, as retry or rate limiting would.
+ * Wraps a destination so that each upload's writes go through `onWrite` first, which sees the bytes
+ * written so far, this write's included; `onCommit` sees each commit. Decorates from outside, as
+ * retry or rate limiting would.
  */
-export function failingAfter(inner: Destination, limit: number, description = 'faulty'): Destination {
+export function interceptingWrites(
+  inner: Destination,
+  onWrite: (written: number) => WriteVerdict,
+  options: { description?: string; highWaterMark?: number; onCommit?: (name: string) => void } = {},
+): Destination {
   return {
     ...inner,
-    description,
+    description: options.description ?? inner.description,
     async create(name: string): Promise<Upload> {
       const upload = await inner.create(name);
       let written = 0;
       const stream = new Writable({
+        ...(options.highWaterMark === undefined ? {} : { highWaterMark: options.highWaterMark }),
         write(chunk: Buffer, _encoding, callback) {
           written += chunk.length;
-          if (written > limit) return callback(new Error(`injected failure after ${limit} bytes`));
+          const verdict = onWrite(written);
+          if (verdict === 'hold') return; // backpressure all the way up to the source
+          if (verdict instanceof Error) return callback(verdict);
           upload.stream.write(chunk, callback);
         },
         final(callback) {
@@ -23,12 +34,39 @@ export function failingAfter(inner: Destination, limit: number, description = 'f
         },
       });
       upload.stream.on('error', (error) => stream.destroy(error));
-      return { stream, commit: () => upload.commit(), abort: () => upload.abort() };
+      return {
+        stream,
+        async commit() {
+          options.onCommit?.(name);
+          await upload.commit();
+        },
+        async abort() {
+          stream.destroy();
+          await upload.abort();
+        },
+      };
     },
     list: (prefix) => inner.list(prefix),
     open: (name) => inner.open(name),
     remove: (name) => inner.remove(name),
   };
+}
+
+/**
+ * Wraps a destination so that every upload fails after `limit` bytes, as a disk filling up or a
+ * connection dropping would.
+ */
+export function failingAfter(inner: Destination, limit: number, description = 'faulty'): Destination {
+  return interceptingWrites(inner, (written) => (written > limit ? new Error(`injected failure after ${limit} bytes`) : 'pass'), { description });
+}
+
+/** Wraps a destination so that its uploads take `limit` bytes, then hold the next write (never calling back) and call `onHold`. */
+export function holdingAfter(inner: Destination, limit: number, onHold: () => void): Destination {
+  return interceptingWrites(inner, (written) => {
+    if (written <= limit) return 'pass';
+    onHold();
+    return 'hold';
+  });
 }
 
 /** Where a {@link faultySource} strikes: each hook may act (cancel the backup, change the files) or throw (a fault). */
@@ -39,6 +77,8 @@ export interface SourceHooks {
   estimate?(): void;
   /** The entry hook: the entries handed to the backup, made from the snapshot's own. */
   entries?(entries: AsyncIterable<Entry>): AsyncIterable<Entry>;
+  /** Once the snapshot's `close()` has returned. */
+  closed?(): void;
 }
 
 /**
@@ -60,6 +100,7 @@ export function faultySource(source: Source, hooks: SourceHooks): { source: Sour
         async close() {
           closes += 1;
           await snapshot.close();
+          hooks.closed?.();
         },
         ...(snapshot.changes ? { changes: snapshot.changes.bind(snapshot) } : {}),
         ...(snapshot.state ? { state: snapshot.state.bind(snapshot) } : {}),

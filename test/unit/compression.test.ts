@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, it } from 'node:test';
@@ -94,6 +95,31 @@ describe('compression framing', () => {
     await new Promise((resolve) => stage.end(resolve));
     assert.deepEqual(afterEach, [0, 0, 1, 1]);
     assert.ok(Buffer.concat(out).equals(Buffer.concat([whole, part.subarray(0, MiB)])));
+  });
+
+  it('once destroyed, closes only after the blocks still compressing have settled, and starts no other', async () => {
+    const held: Array<() => void> = [];
+    let started = 0;
+    const compressing = async (block: Buffer) => {
+      started += 1;
+      await new Promise<void>((resolve) => held.push(resolve));
+      return Buffer.from(block);
+    };
+    const stage = new ParallelCompress(compressing);
+    let closed = false;
+    stage.once('close', () => (closed = true));
+    stage.on('error', () => {});
+    // More blocks than it compresses at once: the write waits for the first of them.
+    stage.write(Buffer.alloc(6 * 4 * MiB));
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const startedBefore = started;
+    assert.ok(startedBefore > 0);
+    stage.destroy();
+    for (let turn = 0; turn < 5; turn++) await new Promise<void>((resolve) => setImmediate(resolve));
+    assert.equal(closed, false, 'not closed while blocks compress');
+    for (const release of held) release();
+    await once(stage, 'close');
+    assert.equal(started, startedBefore, 'no block started after the destroy');
   });
 
   it('hands its compressed blocks on as buffers a thread may take uncopied; any other buffer is copied first', async () => {

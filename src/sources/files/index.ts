@@ -86,7 +86,9 @@ class FilesSnapshot implements Snapshot {
   #plan: Plan | undefined;
   /** The listing of this backup, written while `entries()` is read: the state, and an incremental's meta entry. */
   #listing: LineSpool | undefined;
-  #tree: LineSpool | undefined;
+  /** Every spool made or being made: `close()` waits for those still being made and disposes them all. */
+  readonly #spools = new Set<Promise<LineSpool>>();
+  #closed = false;
   /** Its walkers: a walk the backup stopped waiting for (a cancel) still ends before `close()` does. */
   readonly #threads = new ThreadGroup();
 
@@ -104,7 +106,7 @@ class FilesSnapshot implements Snapshot {
   async changes(): Promise<SnapshotChanges> {
     const { previous } = this.context;
     if (!previous) return { mode: 'full', unchanged: false };
-    const spool = await LineSpool.create('files-plan');
+    const spool = await this.#createSpool('files-plan');
     try {
       this.#plan = await comparePrevious(this.root, this.context, this.#threads, previous.read(), previous.archive, spool);
       return { mode: 'changes', unchanged: this.#plan.unchanged };
@@ -120,7 +122,7 @@ class FilesSnapshot implements Snapshot {
   }
 
   async *entries(): AsyncGenerator<Entry> {
-    this.#listing = await LineSpool.create('files-listing');
+    this.#listing = await this.#createSpool('files-listing');
     await this.#listing.append(listingHeader(this.context.archive, this.startedNs));
     if (this.#plan) yield* this.#changedEntries(this.#plan, this.#listing);
     else yield* this.#allEntries(this.#listing);
@@ -132,10 +134,22 @@ class FilesSnapshot implements Snapshot {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     await this.#threads.close();
-    await this.#plan?.spool.dispose();
-    await this.#listing?.dispose();
-    await this.#tree?.dispose();
+    await Promise.allSettled([...this.#spools].map(async (creating) => (await creating).dispose()));
+  }
+
+  /**
+   * A spool that `close()` disposes: one made while it runs (a cancel as `entries()` starts) or
+   * asked for after it (a generator resumed) would otherwise be left in the temp folder.
+   */
+  async #createSpool(label: string): Promise<LineSpool> {
+    if (this.#closed) throw new BackupError('ABORTED', 'The files snapshot was closed');
+    const creating = LineSpool.create(label);
+    this.#spools.add(creating);
+    const spool = await creating;
+    if (this.#closed) throw new BackupError('ABORTED', 'The files snapshot was closed'); // close() disposes it
+    return spool;
   }
 
   /** A full backup: every item, as the walker reads them. */
@@ -168,7 +182,7 @@ class FilesSnapshot implements Snapshot {
    * the folders and links its plan says to send, then the listing and the list of paths.
    */
   async *#changedEntries(plan: Plan, listing: LineSpool): AsyncGenerator<Entry> {
-    const tree = (this.#tree = await LineSpool.create('files-tree'));
+    const tree = await this.#createSpool('files-tree');
     const planned = boundedLines(await plan.spool.read(), MAX_LINE, () => new BackupError('SOURCE_FAILED', 'A line of the plan of an incremental is too long'));
     for await (const raw of planned) {
       const planLine = JSON.parse(raw) as ListingLine | Skipped | Send;
