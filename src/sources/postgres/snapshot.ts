@@ -4,6 +4,7 @@ import type pg from 'pg';
 import { BackupError, asBackupError } from '../../errors.js';
 import type { Entry, Snapshot, SnapshotContext } from '../../types.js';
 import { BoundedQueue } from '../../util/bounded-queue.js';
+import { cooperative } from '../../util/yield.js';
 import { FIRST_NORMAL_OID } from './catalog/builder.js';
 import { readCatalog } from './catalog/index.js';
 import { connect, quoteLiteral } from './connection.js';
@@ -318,14 +319,21 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs,
 
   /**
    * Copies on the snapshot's connection, on this thread. Chunks are hashed here (a thread hashes
-   * its own); the COPY reader awaits each chunk it hands on, so the event loop turns between them.
+   * its own). The rows of many small tables may be in the socket's buffer at once, and go through
+   * the archive in promise chains: the event loop is given a turn every 10 ms of that work.
    */
   function inlineCopier(client: pg.Client): Copier {
     const run = async (units: readonly CopyUnit[], onChunk: (unit: number, chunk: Buffer, index: number) => Promise<void>, onDone: (unit: number, figures: DataFigures) => Promise<void>) => {
+      const yieldNow = cooperative();
       let copied = 0;
-      await copyTablesOut(client, units, CHUNK_BYTES, onChunk, async (unit, figures) => {
+      const chunk = async (unit: number, data: Buffer, index: number): Promise<void> => {
+        await onChunk(unit, data, index);
+        await yieldNow();
+      };
+      await copyTablesOut(client, units, CHUNK_BYTES, chunk, async (unit, figures) => {
         copied += 1;
         await onDone(unit, figures);
+        await yieldNow();
       }).catch((error: unknown) => {
         throw asBackupError(error, 'SOURCE_FAILED', `Copying the rows of ${units[copied]?.table.qualifiedName ?? 'a table'} failed`);
       });
