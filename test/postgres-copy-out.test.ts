@@ -1,12 +1,13 @@
 /**
  * The COPY TO reader that takes the connection's socket from `pg` while the rows stream: rows cut
  * into chunks at row boundaries, the row count, notices in the middle, errors in the middle, and a
- * connection lost in the middle.
+ * connection lost in the middle; several tables' COPY statements in one query.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pg from 'pg';
-import { copyTableOut } from '../src/sources/postgres/copy-out.js';
+import { copyTableOut, copyTablesOut, type CopyUnit } from '../src/sources/postgres/copy-out.js';
+import type { DataFigures } from '../src/sources/postgres/toc.js';
 import type { TocTable } from '../src/sources/postgres/toc.js';
 import { createDatabase, pgUrl, sql } from './helpers/postgres.js';
 
@@ -78,6 +79,67 @@ describe('COPY TO reader', () => {
     assert.ok(received > 0, 'rows came before the error');
     assert.deepEqual((await client.query('SELECT 1 AS one')).rows, [{ one: 1 }]);
     await client.end();
+  });
+
+  it("copies several tables in one query, each one's chunks and figures its own, an empty one too; the connection stays usable", async (t) => {
+    const database = await createDatabase(t, 'copymany');
+    await sql(database, `${SETUP}; CREATE TABLE empty (g integer); CREATE TABLE few AS SELECT g, 'w' || g AS v FROM generate_series(1, 3) g`);
+    const client = await connected(database);
+    const table = (name: string, columns: string[]): TocTable => ({ entry: 1, qualifiedName: `public.${name}`, columns, dataPath: `data/${name}`, estimatedBytes: 0 });
+    const units: CopyUnit[] = [
+      { table: table('few', ['g', 'v']), piece: undefined },
+      { table: table('empty', ['g']), piece: undefined },
+      { table: rowsOf(0), piece: undefined },
+      { table: table('few', ['v']), piece: undefined },
+    ];
+    const texts: Buffer[][] = units.map(() => []);
+    const figures: DataFigures[] = [];
+    await copyTablesOut(client, units, 4000, async (unit, chunk, index) => {
+      assert.equal(index, texts[unit]!.length + 1);
+      texts[unit]!.push(Buffer.from(chunk));
+    }, async (unit, done) => {
+      assert.equal(unit, figures.length, 'units complete in order');
+      figures.push(done);
+    });
+    assert.deepEqual(figures.map((done) => done.rows), [3, 0, ROWS, 3]);
+    assert.equal(Buffer.concat(texts[0]!).toString(), '1\tw1\n2\tw2\n3\tw3\n');
+    assert.equal(texts[1]!.length, 0);
+    assert.ok(Buffer.concat(texts[2]!).toString() === (await expectedText(database)), "the third unit's chunks hold its COPY text");
+    assert.equal(Buffer.concat(texts[3]!).toString(), 'w1\nw2\nw3\n');
+    // Each unit's figures are what a COPY of its own gives.
+    for (const [i, { table: alone }] of units.entries()) assert.deepEqual(figures[i], await copyTableOut(client, alone, 4000, async () => {}));
+    assert.deepEqual((await client.query('SELECT 1 AS one')).rows, [{ one: 1 }]);
+    await client.end();
+  });
+
+  it("fails with the server's error when a later table's COPY fails, the tables before it done", async (t) => {
+    const database = await createDatabase(t, 'copymanyerr');
+    await sql(database, SETUP);
+    const client = await connected(database);
+    const done: number[] = [];
+    await assert.rejects(
+      copyTablesOut(client, [{ table: rowsOf(0), piece: undefined }, { table: rowsOf(20000), piece: undefined }, { table: rowsOf(0), piece: undefined }], 64 * 1024, async () => {}, async (unit) => void done.push(unit)),
+      /failed at row 20000/,
+    );
+    assert.deepEqual(done, [0]);
+    assert.deepEqual((await client.query('SELECT 1 AS one')).rows, [{ one: 1 }]);
+    await client.end();
+  });
+
+  it('ends the connection when a chunk cannot be taken, rather than handing pg the rows still coming', async (t) => {
+    const database = await createDatabase(t, 'copyrefused');
+    await sql(database, SETUP);
+    const client = await connected(database);
+    const big: TocTable = { entry: 2, qualifiedName: 'public.big', columns: ['g', 'v'], dataPath: 'data/2-public.big', estimatedBytes: 0 };
+    await assert.rejects(
+      copyTableOut(client, big, 64 * 1024, async () => {
+        throw new Error('no room');
+      }),
+      /no room/,
+    );
+    // pg, given the rest of the COPY's rows, threw from its socket handler: an uncaught exception.
+    await assert.rejects(client.query('SELECT 1'));
+    await client.end().catch(() => {});
   });
 
   it('fails, without hanging, when the connection is lost in the middle of the rows', async (t) => {

@@ -81,17 +81,17 @@ async function waitingForLock(database: string, query: string): Promise<void> {
 /**
  * A source over a table `busy` that an ALTER TABLE asks for as soon as the backup's snapshot holds
  * its ACCESS SHARE lock: the ALTER queues behind the snapshot, and the snapshot's COPY of `busy`
- * then queues behind the ALTER. `altered()` waits for the ALTER, which goes through once the
+ * on a COPY thread (which `copyThreadsFromBytes` 0 asks for) then queues behind the ALTER. `altered()` waits for the ALTER, which goes through once the
  * backup has let go, and closes its connection.
  */
-async function alterQueuedBehindSnapshot(t: Parameters<typeof createDatabase>[0], label: string, lockTimeoutMs: number) {
+async function alterQueuedBehindSnapshot(t: Parameters<typeof createDatabase>[0], label: string, lockTimeoutMs: number, copyThreadsFromBytes = 0) {
   const database = await createDatabase(t, label);
   await sql(database, 'CREATE TABLE busy (id integer); INSERT INTO busy SELECT generate_series(1, 1000)');
   const altering = new pg.Client({ connectionString: pgUrl(database) });
   await altering.connect();
   altering.on('error', () => {}); // a test that failed leaves it to the database's drop (WITH FORCE)
   let alter: Promise<unknown> | undefined;
-  const { source } = faultySource(postgres({ name: 'pg', connection: pgUrl(database), lockTimeoutMs }), {
+  const { source } = faultySource(postgres({ name: 'pg', connection: pgUrl(database), lockTimeoutMs, copyThreadsFromBytes }), {
     async opened() {
       alter = altering.query('ALTER TABLE busy ADD COLUMN note text');
       alter.catch(() => {}); // awaited by altered()
@@ -110,9 +110,17 @@ async function alterQueuedBehindSnapshot(t: Parameters<typeof createDatabase>[0]
 
 describe('postgres source', () => {
   it("fails after lockTimeoutMs when an ALTER TABLE queued behind the snapshot's lock holds up a COPY, never both waiting for ever", { timeout: 60_000 }, async (t) => {
-    const { source, altered } = await alterQueuedBehindSnapshot(t, 'lockqueue', 1000);
+    // `busy` has no statistics yet (relpages 0): the threads start once the catalogs give its size on disk.
+    const { source, altered } = await alterQueuedBehindSnapshot(t, 'lockqueue', 1000, 1);
     await rejectsWithCode(new Database({ sources: [source] }).startBackup({ to: memory() }).done, 'SOURCE_FAILED', /lock timeout/);
     await altered(); // and the schema change goes through once the backup let go
+  });
+
+  it("copies a small database on the snapshot's own connection, which holds every table's lock: an ALTER TABLE queued behind it holds nothing up", { timeout: 60_000 }, async (t) => {
+    const { source, altered } = await alterQueuedBehindSnapshot(t, 'lockinline', 1000, 1024 * 1024);
+    const result = await new Database({ sources: [source] }).startBackup({ to: memory() }).done;
+    assert.ok(result.size > 0);
+    await altered();
   });
 
   it('a cancel ends a COPY waiting for its lock at once, not when the lock comes', { timeout: 60_000 }, async (t) => {
@@ -127,7 +135,8 @@ describe('postgres source', () => {
   it('round trip of every covered object kind: pg_dump --schema-only and every row hash the same; restore.sql does the same by hand', async (t) => {
     const source = await createDatabase(t, 'rich', 'postgres-rich.sql');
     const dir = await tempDir(t, 'pg-rich');
-    const db = new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(source), jobs: 3 })] });
+    // COPY threads, as for a database of 32 MiB or more of data.
+    const db = new Database({ sources: [postgres({ name: 'pg', connection: pgUrl(source), jobs: 3, copyThreadsFromBytes: 0 })] });
     const result = await db.startBackup({ to: directory({ path: dir }) }).done;
     const expected = await describeDatabase(source);
 

@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import { BackupError } from '../../errors.js';
 import { WorkerJob, lend } from '../../util/worker-channel.js';
-import type { CopyRequest, CopyUnit, CopyWorkerData, FromCopyWorker } from './copy-thread.worker.js';
+import type { CopyUnit } from './copy-out.js';
+import type { CopyRequest, CopyWorkerData, FromCopyWorker } from './copy-thread.worker.js';
 import type { DataFigures } from './toc.js';
 
 /** The main thread's handle on one COPY worker thread: one request (a table, a piece, or a batch of small tables) at a time. */

@@ -8,8 +8,8 @@ import type pg from 'pg';
 import { asBackupError } from '../../errors.js';
 import { serveWorkerJob } from '../../util/worker-channel.js';
 import { connect } from './connection.js';
-import { copyTableOut } from './copy-out.js';
-import type { DataFigures, TocTable } from './toc.js';
+import { copyTablesOut, type CopyUnit } from './copy-out.js';
+import type { DataFigures } from './toc.js';
 
 export interface CopyWorkerData {
   readonly config: pg.ClientConfig;
@@ -18,15 +18,9 @@ export interface CopyWorkerData {
   readonly chunkBytes: number;
 }
 
-/** A table to copy, or one piece (0-based) of a split table. */
-export interface CopyUnit {
-  readonly table: TocTable;
-  readonly piece: number | undefined;
-}
-
 /**
- * Units copied one after the other: one large table or piece, or many small tables, whose chunks
- * come back together (a message per table cost more than copying most small tables). With
+ * Units copied one after the other, in one query: one large table or piece, or many small tables,
+ * whose chunks come back together (a message per table cost more than copying most small tables). With
  * `send: false` their COPY text is only hashed, and no chunk crosses to the main thread.
  */
 export interface CopyRequest {
@@ -58,23 +52,26 @@ export interface FromCopyWorker {
 serveWorkerJob<CopyWorkerData, FromCopyWorker, CopyRequest, void>(async (job, channel) => {
   const client = await connect(job.config, 'SOURCE_FAILED');
   try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    await client.query(`SET TRANSACTION SNAPSHOT '${job.snapshotId.replaceAll("'", "''")}'`);
-    for (const setting of job.settings) await client.query(setting);
+    await client.query(['BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', `SET TRANSACTION SNAPSHOT '${job.snapshotId.replaceAll("'", "''")}'`, ...job.settings].join(';\n'));
     // Full chunks the main thread gave back once archived, or, when only hashing, this thread's own.
     const kept: ArrayBuffer[] = [];
     const spare = (): ArrayBuffer | undefined => channel.takeReturned(job.chunkBytes) ?? kept.pop();
     for await (const { units, send } of channel) {
       let pending: FromCopyWorker = { chunks: [], done: [], last: false };
       let pendingBytes = 0;
+      /** Units done: the one that fails is the next. */
+      let copied = 0;
       const flush = async (last: boolean): Promise<void> => {
         const message = { ...pending, last };
         pending = { chunks: [], done: [], last: false };
         pendingBytes = 0;
         await channel.send(message, message.chunks.flatMap((chunk) => (chunk.data.byteOffset === 0 ? [chunk.data.buffer as ArrayBuffer] : [])));
       };
-      for (const [unit, { table, piece }] of units.entries()) {
-        const summary = await copyTableOut(client, table, job.chunkBytes, async (chunk, index) => {
+      await copyTablesOut(
+        client,
+        units,
+        job.chunkBytes,
+        async (unit, chunk, index) => {
           if (!send) {
             if (chunk.byteOffset === 0 && chunk.buffer.byteLength === job.chunkBytes) kept.push(chunk.buffer as ArrayBuffer);
             return;
@@ -85,11 +82,15 @@ serveWorkerJob<CopyWorkerData, FromCopyWorker, CopyRequest, void>(async (job, ch
           pending.chunks.push({ unit, index, data, sha256: createHash('sha256').update(chunk).digest('hex') });
           pendingBytes += data.byteLength;
           if (pendingBytes >= job.chunkBytes) await flush(false);
-        }, piece, spare).catch((error: unknown) => {
-          throw asBackupError(error, 'SOURCE_FAILED', `Copying the rows of ${table.qualifiedName} failed`);
-        });
-        pending.done.push({ unit, summary });
-      }
+        },
+        async (unit, summary) => {
+          pending.done.push({ unit, summary });
+          copied += 1;
+        },
+        spare,
+      ).catch((error: unknown) => {
+        throw asBackupError(error, 'SOURCE_FAILED', `Copying the rows of ${units[copied]?.table.qualifiedName ?? 'a table'} failed`);
+      });
       await flush(true);
     }
   } finally {

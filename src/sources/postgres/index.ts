@@ -29,12 +29,18 @@ export interface PostgresSourceOptions {
    * @internal
    */
   pieceBytes?: number;
+  /**
+   * Tables are copied by `jobs` COPY threads when their data on disk is at least this size, else on
+   * the snapshot's own connection; default 32 MiB. For tests, which need the threads on small tables.
+   * @internal
+   */
+  copyThreadsFromBytes?: number;
 }
 
 /**
  * A PostgreSQL database, backed up hot over the wire protocol with `pg` (no pg_dump binary): one
  * REPEATABLE READ snapshot, exported to `jobs` connections that COPY tables in parallel, largest
- * first (tables above 64 MiB in pieces of page ranges, PostgreSQL 14+, when the host has more cores than jobs); the schema is read from the catalogs in the same snapshot. An incremental holds the schema
+ * first (under 32 MiB of table data, the snapshot's own connection copies them; tables above 64 MiB in pieces of page ranges, PostgreSQL 14+, when the host has more cores than jobs); the schema is read from the catalogs in the same snapshot. An incremental holds the schema
  * in full and the rows of the tables (and the large objects) whose SHA-256 in the snapshot differs
  * from the previous backup's; the others are `.ref` entries naming the archive that holds them.
  * @public
@@ -52,8 +58,9 @@ export function postgres(options: PostgresSourceOptions): Source {
     role: 'database',
     async open(context: SnapshotContext): Promise<Snapshot> {
       // The catalog reader and the COPY threads are imported when a backup starts, not with backupkit.
-      const { openSnapshot } = await import('./snapshot.js');
-      return await openSnapshot({ name: options.name, config, jobs, schemas: options.schemas, lockTimeoutMs, pieceBytes }, context);
+      const { openSnapshot, COPY_THREADS_FROM_BYTES } = await import('./snapshot.js');
+      const copyThreadsFromBytes = options.copyThreadsFromBytes ?? COPY_THREADS_FROM_BYTES;
+      return await openSnapshot({ name: options.name, config, jobs, schemas: options.schemas, lockTimeoutMs, pieceBytes, copyThreadsFromBytes }, context);
     },
   };
 }

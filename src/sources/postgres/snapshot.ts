@@ -4,11 +4,12 @@ import type pg from 'pg';
 import { BackupError, asBackupError } from '../../errors.js';
 import type { Entry, Snapshot, SnapshotContext } from '../../types.js';
 import { BoundedQueue } from '../../util/bounded-queue.js';
+import { cooperative } from '../../util/yield.js';
+import { FIRST_NORMAL_OID } from './catalog/builder.js';
 import { readCatalog } from './catalog/index.js';
 import { connect, quoteLiteral } from './connection.js';
-import { chunkPath } from './copy-out.js';
+import { chunkPath, copyTablesOut, type CopyUnit } from './copy-out.js';
 import { CopyThread } from './copy-thread.js';
-import type { CopyUnit } from './copy-thread.worker.js';
 import { STATE_VERSION, readState, renderRef, schemaFingerprint, type LargeObjectState, type PostgresState, type TableState } from './incremental.js';
 import { renderRestoreSql } from './restore-script.js';
 import { OUTPUT_SETTINGS, clientEncoding, piecePath, piecesSha256, renderSchemaSql, renderTocJson, type DataFigures, type TableDataSummary, type Toc, type TocTable } from './toc.js';
@@ -22,6 +23,12 @@ const CHUNK_BYTES = 4 * 1024 * 1024;
 const BATCH_BYTES = CHUNK_BYTES;
 /** …and at most this many: the jobs share the small tables too. */
 const BATCH_TABLES = 256;
+/**
+ * Below this much table data on disk (by default), tables are copied on the snapshot's own
+ * connection, on this thread: COPY threads, each loading its modules and connecting, cost more to
+ * start than their parallel copying saves.
+ */
+export const COPY_THREADS_FROM_BYTES = 32 * 1024 * 1024;
 /** TID range scans, which copy a table in pieces, came with PostgreSQL 14. */
 const TID_RANGE_SCANS = 140000;
 /** Large objects are read in pieces of this size. */
@@ -55,7 +62,12 @@ export interface SnapshotOptions {
    * jobs (and restored so), instead of by one job while the others wait; undefined: never.
    */
   readonly pieceBytes: number | undefined;
+  /** Tables are copied by COPY threads when their data on disk is at least this size, else on the snapshot's own connection. */
+  readonly copyThreadsFromBytes: number;
 }
+
+/** Copies requests of units: a COPY thread, or the snapshot's own connection. */
+type Copier = Pick<CopyThread, 'copy' | 'hash' | 'stop'>;
 
 /** A whole table, or one piece (0-based) of a split one. */
 interface Unit extends CopyUnit {
@@ -64,23 +76,34 @@ interface Unit extends CopyUnit {
 
 /**
  * Opens the snapshot of a backup: one REPEATABLE READ transaction whose catalogs are read, exported
- * to `jobs` COPY threads that copy tables in parallel, largest first.
+ * to `jobs` COPY threads that copy tables in parallel, largest first; or, when the tables' data is
+ * small, copied on the snapshot's own connection.
  */
-export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs, pieceBytes }: SnapshotOptions, context: SnapshotContext): Promise<Snapshot> {
+export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs, pieceBytes, copyThreadsFromBytes }: SnapshotOptions, context: SnapshotContext): Promise<Snapshot> {
   const main = await connect(config, 'SOURCE_FAILED');
   let toc: Toc;
   let snapshotId: string;
   const threads: CopyThread[] = [];
-  const idle: CopyThread[] = [];
+  const idle: Copier[] = [];
+  /** The tables are copied on the snapshot's connection, not by threads. */
+  let inline = false;
   try {
-    await main.query([BEGIN_SNAPSHOT, ...SNAPSHOT_SETTINGS].join(';\n'));
+    // The snapshot's connection may copy tables too (COPY_SETTINGS).
+    await main.query([BEGIN_SNAPSHOT, ...COPY_SETTINGS].join(';\n'));
     // Exported before the catalogs are read (the transaction's first query fixes its snapshot either
-    // way): the COPY threads start, load their modules and connect meanwhile, not after.
-    const [exported] = (await main.query<{ id: string; encoding: string }>(
-      'SELECT pg_export_snapshot() AS id, pg_encoding_to_char(encoding) AS encoding FROM pg_database WHERE datname = current_database()',
-    )).rows;
+    // way): the COPY threads start, load their modules and connect meanwhile, not after, when the
+    // tables (and TOAST tables) of any schema are large by the planner's statistics (pg_relation_size
+    // of thousands of tables took 0.3 s: each opens its relation).
+    const [exported] = (await main.query<{ id: string; encoding: string; bytes: number }>(`
+      SELECT pg_export_snapshot() AS id, pg_encoding_to_char(encoding) AS encoding,
+             (SELECT coalesce(sum(c.relpages), 0)::float8 * current_setting('block_size')::int FROM pg_class c
+               WHERE c.relkind IN ('r', 't') AND c.oid >= ${FIRST_NORMAL_OID}) AS bytes
+        FROM pg_database WHERE datname = current_database()`)).rows;
     snapshotId = exported!.id;
-    for (let i = 0; i < jobs; i++) idle.push(openThread(snapshotId, clientEncoding({ database: { encoding: exported!.encoding } })));
+    const startThreads = (): void => {
+      for (let i = 0; i < jobs; i++) idle.push(openThread(snapshotId, clientEncoding({ database: { encoding: exported!.encoding } })));
+    };
+    if (exported!.bytes >= copyThreadsFromBytes) startThreads();
     // The catalogs are read on `jobs` connections in the snapshot: this one and jobs - 1 helpers, which
     // close once it is read, before the COPY threads are busy.
     const helpers = { count: jobs - 1, open: () => connect(config, 'SOURCE_FAILED'), setup: [BEGIN_SNAPSHOT, `SET TRANSACTION SNAPSHOT ${quoteLiteral(snapshotId)}`, ...SNAPSHOT_SETTINGS] };
@@ -89,10 +112,23 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs,
       const { rows: [block] } = await main.query<{ size: number }>("SELECT current_setting('block_size')::int AS size");
       toc = splitTables(toc, pieceBytes, block!.size);
     }
+    if (threads.length === 0) {
+      // The statistics may be stale: the tables' sizes on disk, read with the catalogs, decide.
+      inline = toc.tables.reduce((sum, table) => sum + table.estimatedBytes, 0) < copyThreadsFromBytes;
+      if (inline) {
+        idle.push(inlineCopier(main));
+        // The snapshot's connection holds every table's lock already, but not always an extension's configuration table's.
+        await main.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(lockTimeoutMs))}`);
+      } else {
+        startThreads();
+      }
+    }
   } catch (cause) {
     await Promise.all([main.end().catch(() => {}), ...threads.map((thread) => thread.stop().catch(() => {}))]);
     throw asBackupError(cause, 'SOURCE_FAILED', `Reading the schema of PostgreSQL database ${JSON.stringify(config.database ?? '')} failed`);
   }
+  /** Requests copied at a time: one on the snapshot's connection, or one by each thread. */
+  const lanes = inline ? 1 : jobs;
   const startedAt = new Date();
   /** In `changes` mode, the tables whose rows the previous backup's chain already holds, by name. */
   let held: Map<string, TableState> | undefined;
@@ -179,7 +215,7 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs,
   async function unchangedTables(previous: PostgresState): Promise<Map<string, TableState>> {
     const before = new Map(previous.tables.map((state) => [state.table, state]));
     const same = new Map<string, TableState>();
-    const limit = pLimit(jobs);
+    const limit = pLimit(lanes);
     const stop = new AbortController();
     const pieces = new Map<number, DataFigures[]>();
     await Promise.all(
@@ -233,11 +269,11 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs,
   }
 
   async function* copyTables(tables: readonly TocTable[], snapshot: string, signal: AbortSignal, mtime: Date): AsyncGenerator<Entry, TableDataSummary[]> {
-    const queue = new BoundedQueue<Entry>(jobs);
+    const queue = new BoundedQueue<Entry>(lanes);
     const summaries: TableDataSummary[] = [];
     const stop = new AbortController();
     const workerSignal = AbortSignal.any([signal, stop.signal]);
-    const limit = pLimit(jobs);
+    const limit = pLimit(lanes);
     const pieces = new Map<number, DataFigures[]>();
     const folders = new Set<string>();
     const tasks = workLargestFirst(tables).map((units) =>
@@ -279,6 +315,35 @@ export async function openSnapshot({ name, config, jobs, schemas, lockTimeoutMs,
       await work;
     }
     return summaries;
+  }
+
+  /**
+   * Copies on the snapshot's connection, on this thread. Chunks are hashed here (a thread hashes
+   * its own). The rows of many small tables may be in the socket's buffer at once, and go through
+   * the archive in promise chains: the event loop is given a turn every 10 ms of that work.
+   */
+  function inlineCopier(client: pg.Client): Copier {
+    const run = async (units: readonly CopyUnit[], onChunk: (unit: number, chunk: Buffer, index: number) => Promise<void>, onDone: (unit: number, figures: DataFigures) => Promise<void>) => {
+      const yieldNow = cooperative();
+      let copied = 0;
+      const chunk = async (unit: number, data: Buffer, index: number): Promise<void> => {
+        await onChunk(unit, data, index);
+        await yieldNow();
+      };
+      await copyTablesOut(client, units, CHUNK_BYTES, chunk, async (unit, figures) => {
+        copied += 1;
+        await onDone(unit, figures);
+        await yieldNow();
+      }).catch((error: unknown) => {
+        throw asBackupError(error, 'SOURCE_FAILED', `Copying the rows of ${units[copied]?.table.qualifiedName ?? 'a table'} failed`);
+      });
+    };
+    return {
+      copy: (units, onChunk, onDone) => run(units, (unit, chunk, index) => onChunk(unit, chunk, index, createHash('sha256').update(chunk).digest('hex')), onDone),
+      hash: (units, onDone) => run(units, async () => {}, onDone),
+      // Ended with the snapshot's connection.
+      stop: async () => {},
+    };
   }
 
   /**
